@@ -44,6 +44,8 @@ const EXIT_NOT_FOUND: i32 = 127;
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long open TCP flows get to finish relaying after CMD exits.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+/// How long the event forwarder gets to pass the engine's final events on.
+const FORWARDER_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -125,7 +127,8 @@ pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
 struct Capture {
     namespace: Namespace,
     engine: Engine,
-    forwarder: JoinHandle<Summary>,
+    forwarder: JoinHandle<()>,
+    summary: Receiver<Summary>,
     open_tcp: Arc<AtomicUsize>,
     files: SandboxFiles,
 }
@@ -162,17 +165,20 @@ impl Capture {
         };
         let (events_tx, events_rx) = mpsc::channel();
         let open_tcp = Arc::new(AtomicUsize::new(0));
+        let (summary_tx, summary) = mpsc::channel();
         let forwarder = {
             let store = store.sender();
             let open_tcp = open_tcp.clone();
             std::thread::Builder::new()
                 .name("phonehome-events".into())
-                .spawn(move || forward_events(events_rx, store, &open_tcp))
+                .spawn(move || {
+                    let _ = summary_tx.send(forward_events(events_rx, store, &open_tcp));
+                })
                 .map_err(|e| format!("starting the event thread: {e}"))?
         };
         let owner = owner_lookup(&namespace);
         let engine = Engine::start(tun, config, owner, events_tx).map_err(|e| format!("starting the engine: {e}"))?;
-        Ok(Capture { namespace, engine, forwarder, open_tcp, files })
+        Ok(Capture { namespace, engine, forwarder, summary, open_tcp, files })
     }
 
     /// Starts CMD inside the namespace (own mount namespace, capture resolv.conf, `credentials`).
@@ -202,7 +208,12 @@ impl Capture {
         }
         let stopped = self.engine.stop();
         // The engine dropped its event sender when it stopped: the forwarder now drains and ends.
-        let summary = self.forwarder.join().map_err(|_| "the event thread panicked".to_string())?;
+        // Bounded, so a sender kept alive somewhere cannot hang the exit.
+        let summary = self
+            .summary
+            .recv_timeout(FORWARDER_LIMIT)
+            .map_err(|_| "the event thread did not finish after the engine stopped".to_string())?;
+        let _ = self.forwarder.join();
         drop(self.namespace);
         drop(self.files);
         let stats = stopped.map_err(|e| format!("stopping the engine: {e}"))?;

@@ -248,3 +248,41 @@ pub struct DbFlow {
     pub close_reason: Option<String>,
     pub hostname: Option<String>,
 }
+
+/// Every flow in the capture database (rusqlite directly, so the test does not depend on the
+/// store's read API).
+pub fn db_flows(db: &Path) -> Vec<DbFlow> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let mut stmt = conn
+        .prepare(
+            "SELECT proto, src_ip, src_port, dst_ip, dst_port, uid, bytes_up, bytes_down, close_reason, hostname
+             FROM flows ORDER BY first_seen, flow_id",
+        )
+        .unwrap();
+    let addr = |ip: String, port: i64| -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap_or_else(|e| panic!("bad ip {ip:?} in db: {e}")), port as u16)
+    };
+    stmt.query_map([], |row| {
+        Ok(DbFlow {
+            proto: row.get(0)?,
+            src: addr(row.get(1)?, row.get(2)?),
+            dst: addr(row.get(3)?, row.get(4)?),
+            uid: row.get::<_, Option<i64>>(5)?.map(|u| u as u32),
+            bytes_up: row.get::<_, i64>(6)? as u64,
+            bytes_down: row.get::<_, i64>(7)? as u64,
+            close_reason: row.get(8)?,
+            hostname: row.get(9)?,
+        })
+    })
+    .unwrap()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap()
+}
+
+/// The names asked in the database's DNS log.
+pub fn db_dns_queries(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut stmt = conn.prepare("SELECT query FROM dns ORDER BY time").unwrap();
+    stmt.query_map([], |row| row.get(0)).unwrap().collect::<Result<Vec<String>, _>>().unwrap()
+}
