@@ -32,7 +32,7 @@ if [ "${1:-}" = "--inner" ]; then
     ENGINE=$PPID
     TCK=$(getconf CLK_TCK)
     r() { echo "$1=$2" >> "$OUT/engine.txt"; }
-    ulimit -n 65536
+    ulimit -n "$(ulimit -Hn)"
 
     c0=$(cpu_ticks $ENGINE); sleep 10; c1=$(cpu_ticks $ENGINE)
     r idle_cpu_s "$(echo "($c1 - $c0) / $TCK" | bc -l)"
@@ -112,7 +112,7 @@ ip -n $SRV link set eth0 up
 
 ip netns exec $SRV iperf3 -s > /dev/null 2>&1 &
 PIDS+=($!)
-ip netns exec $SRV bash -c "ulimit -n 65536; exec python3 '$TOOLS' echo-server 7" &
+ip netns exec $SRV bash -c "exec python3 '$TOOLS' echo-server 7" &
 PIDS+=($!)
 for _ in $(seq 100); do
     ip netns exec $UP bash -c "exec 3<>/dev/tcp/$SERVER/7 && exec 4<>/dev/tcp/$SERVER/5201" 2> /dev/null && break

@@ -34,7 +34,7 @@ async def echo_server(port):
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, host="::", port=port, backlog=4096, reuse_address=True)
+    server = await asyncio.start_server(handle, host=None, port=port, backlog=4096, reuse_address=True)
     async with server:
         await server.serve_forever()
 

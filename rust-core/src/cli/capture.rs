@@ -23,7 +23,7 @@ use crate::flow::{Event, FlowId, Proto};
 use crate::linux::child::{self, SandboxFiles};
 use crate::linux::netns::{Namespace, NamespaceError, NetConfig};
 use crate::linux::{resolv, user};
-use crate::owner::OwnerLookup;
+use crate::owner::{OwnerLookup, ProcNet};
 use crate::store::{SessionInfo, StoreWriter};
 
 /// The namespace's own addresses, and the engine's DNS service behind the TUN device. Traffic to
@@ -221,21 +221,9 @@ impl Capture {
     }
 }
 
+/// Owner = the UID of the socket, read from the capture namespace's own /proc/net tables.
 fn owner_lookup(namespace: &Namespace) -> Box<dyn OwnerLookup> {
-    let _ = namespace.proc_net_dir();
-    Box::new(UnknownOwner)
-}
-
-/// Placeholder until the procfs lookup lands.
-struct UnknownOwner;
-
-impl OwnerLookup for UnknownOwner {
-    fn owner_uid(&mut self, _: Proto, _: SocketAddr, _: SocketAddr) -> Option<u32> {
-        None
-    }
-    fn app_name(&mut self, uid: u32) -> Option<String> {
-        user::name_of(uid)
-    }
+    Box::new(ProcNet::new(namespace.proc_net_dir()))
 }
 
 /// Passes every engine event to the store and keeps what the summary needs.

@@ -49,11 +49,6 @@ pub fn resolve(user: &str) -> io::Result<Credentials> {
     })
 }
 
-/// The account name of `uid`, if it has one.
-pub fn name_of(uid: u32) -> Option<String> {
-    by_uid(uid).ok().flatten().map(|pw| pw.name)
-}
-
 fn by_uid(uid: u32) -> io::Result<Option<Passwd>> {
     lookup(|pwd, buf, len, result| {
         // SAFETY: all pointers are valid for the call; getpwuid_r fills `pwd` and `buf`.
@@ -125,7 +120,6 @@ mod tests {
         assert_eq!((by_name.uid, by_name.gid), (0, 0));
         assert!(by_name.groups.contains(&0));
         assert_eq!(resolve("0").unwrap().name.as_deref(), Some("root"));
-        assert_eq!(name_of(0).as_deref(), Some("root"));
     }
 
     #[test]
