@@ -80,41 +80,41 @@ pub struct CaptureArgs {
 pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(CliError::new(
+        return Err(fail(
             EXIT_SETUP,
             "capture needs root: it creates a network namespace and a TUN device \
              (CAP_SYS_ADMIN, CAP_NET_ADMIN); run it with sudo",
         ));
     }
     let dns_upstream = match &args.dns_upstream {
-        Some(text) => parse_upstream(text).map_err(|m| CliError::new(EXIT_SETUP, m))?,
-        None => default_upstream().map_err(|m| CliError::new(EXIT_SETUP, m))?,
+        Some(text) => parse_upstream(text).map_err(|m| fail(EXIT_SETUP, m))?,
+        None => default_upstream().map_err(|m| fail(EXIT_SETUP, m))?,
     };
     let credentials = match &args.user {
-        Some(name) => Some(user::resolve(name).map_err(|e| CliError::new(EXIT_SETUP, format!("--user: {e}")))?),
+        Some(name) => Some(user::resolve(name).map_err(|e| fail(EXIT_SETUP, format!("--user: {e}")))?),
         None => None,
     };
-    let program = args.command.first().cloned().ok_or_else(|| CliError::new(EXIT_SETUP, "no command given"))?;
+    let program = args.command.first().cloned().ok_or_else(|| fail(EXIT_SETUP, "no command given"))?;
 
     // Signals are taken synchronously by this thread (sigwaitinfo); block them before any other
     // thread starts so every thread inherits the mask. Children get a clean mask from std.
     let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD])
-        .map_err(|e| CliError::new(EXIT_SETUP, format!("blocking signals: {e}")))?;
+        .map_err(|e| fail(EXIT_SETUP, format!("blocking signals: {e}")))?;
 
-    let store = StoreWriter::start(&args.db, session_info(&args.command)).map_err(|e| CliError::new(EXIT_SETUP, e.to_string()))?;
-    let capture = Capture::start(&store, dns_upstream).map_err(|e| CliError::new(EXIT_SETUP, e))?;
+    let store = StoreWriter::start(&args.db, session_info(&args.command)).map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
+    let capture = Capture::start(&store, dns_upstream).map_err(|e| fail(EXIT_SETUP, e))?;
 
     let status = capture.spawn(&args.command, credentials.as_ref()).and_then(|mut child| {
-        wait_for_child(&mut child, &signals).map_err(|e| CliError::new(EXIT_SETUP, format!("waiting for {program}: {e}")))
+        wait_for_child(&mut child, &signals).map_err(|e| fail(EXIT_SETUP, format!("waiting for {program}: {e}")))
     });
 
     let summary = capture.finish();
     let session = store.session_id();
     let stored = store.finish();
 
-    let summary = summary.map_err(|e| CliError::new(EXIT_SETUP, e))?;
+    let summary = summary.map_err(|e| fail(EXIT_SETUP, e))?;
     if let Err(err) = stored {
-        return Err(CliError::new(EXIT_SETUP, format!("saving the capture: {err}")));
+        return Err(fail(EXIT_SETUP, format!("saving the capture: {err}")));
     }
     if !args.quiet {
         eprint!("{}", summary.render(&args.db, session));
@@ -183,19 +183,19 @@ impl Capture {
 
     /// Starts CMD inside the namespace (own mount namespace, capture resolv.conf, `credentials`).
     fn spawn(&self, argv: &[String], credentials: Option<&user::Credentials>) -> Result<Child, CliError> {
-        let (program, rest) = argv.split_first().ok_or_else(|| CliError::new(EXIT_SETUP, "no command given"))?;
+        let (program, rest) = argv.split_first().ok_or_else(|| fail(EXIT_SETUP, "no command given"))?;
         let mut command = Command::new(program);
         command.args(rest);
         child::prepare(&mut command, &self.files, credentials)
-            .map_err(|e| CliError::new(EXIT_SETUP, format!("{program}: {e}")))?;
-        let spawned = self.namespace.run(move || command.spawn()).map_err(|e| CliError::new(EXIT_SETUP, e.to_string()))?;
+            .map_err(|e| fail(EXIT_SETUP, format!("{program}: {e}")))?;
+        let spawned = self.namespace.run(move || command.spawn()).map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
         spawned.map_err(|e| {
             let code = match e.kind() {
                 io::ErrorKind::NotFound => EXIT_NOT_FOUND,
                 io::ErrorKind::PermissionDenied => EXIT_CANNOT_EXECUTE,
                 _ => EXIT_SETUP,
             };
-            CliError::new(code, format!("{program}: {e}"))
+            fail(code, format!("{program}: {e}"))
         })
     }
 
@@ -219,6 +219,11 @@ impl Capture {
         let stats = stopped.map_err(|e| format!("stopping the engine: {e}"))?;
         Ok(Summary { packets_dropped: stats.packets_dropped, ..summary })
     }
+}
+
+/// A capture failure with its exit code (struct literal: `CliError` is shared by every subcommand).
+fn fail(code: i32, message: impl Into<String>) -> CliError {
+    CliError { code, message: message.into() }
 }
 
 /// Owner = the UID of the socket, read from the capture namespace's own /proc/net tables.
