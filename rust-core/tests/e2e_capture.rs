@@ -351,3 +351,46 @@ fn sigterm_stops_cmd_and_still_saves_the_flows() {
     assert_eq!(flows.len(), 1, "{flows:?}");
     assert_counts_match(&flows[0], &logs[0]);
 }
+
+#[test]
+fn sigint_is_passed_on_and_leftover_processes_are_ended() {
+    if !root_or_skip("sigint_is_passed_on_and_leftover_processes_are_ended") {
+        return;
+    }
+    let rig = Rig::new("sigint");
+    let pidfile = rig.tmp.0.join("bg.pid");
+    let mut cmd = rig.uplink.command(env!("CARGO_BIN_EXE_phonehome"));
+    cmd.args(["capture", "--db"]).arg(rig.db_path()).args(["--dns-upstream", "198.18.0.1:53", "--"]);
+    // A background process that would outlive CMD, and a trap that turns SIGINT into exit 3.
+    cmd.args([
+        "sh",
+        "-c",
+        &format!(
+            "sleep 600 >/dev/null 2>&1 & echo $! > {}; trap 'exit 3' INT; touch {}.ready; while :; do sleep 0.1; done",
+            pidfile.display(),
+            pidfile.display()
+        ),
+    ]);
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let ready = rig.tmp.0.join("bg.pid.ready");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "CMD did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bg: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{bg}")).exists());
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "capture did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(3), "CMD's trap decides the exit status");
+    // The background sleep was ended with the capture (it is gone or a zombie being reaped).
+    let state = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.contains(") Z "), "leftover still running: {state}");
+}
