@@ -303,6 +303,7 @@ impl Core {
                     match flow.check_connect() {
                         None => return,
                         Some(Ok(())) => {
+                            log::trace!("flow {id}: connected to {}", flow.common.record.key.dst);
                             flow.phase = Phase::Relaying;
                             let shard = &mut self.shards[flow.shard];
                             shard.socket(flow.handle).pause_synack(false);
