@@ -258,6 +258,12 @@ fn tcp_relay_is_byte_exact_and_closes_cleanly() {
 }
 
 #[test]
+fn tcp_relay_is_byte_exact_while_rings_are_trimmed() {
+    // A zero budget makes every pass return the pages of idle rings mid-transfer.
+    echo_through_engine("127.0.0.1:0", 2 * 1024 * 1024, Tuning { tcp_buffer_budget: 0, ..tuning() });
+}
+
+#[test]
 fn tcp_relay_over_ipv6_with_one_shard() {
     echo_through_engine("[::1]:0", 500_000, Tuning { shards: 1, ..tuning() });
 }
