@@ -394,3 +394,17 @@ fn sigint_is_passed_on_and_leftover_processes_are_ended() {
     let state = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
     assert!(state.is_empty() || state.contains(") Z "), "leftover still running: {state}");
 }
+
+#[test]
+fn missing_command_exits_127_and_names_it() {
+    if !root_or_skip("missing_command_exits_127_and_names_it") {
+        return;
+    }
+    let rig = Rig::new("missing");
+    let mut cmd = rig.uplink.command(env!("CARGO_BIN_EXE_phonehome"));
+    cmd.args(["capture", "--db"]).arg(rig.db_path());
+    cmd.args(["--dns-upstream", "198.18.0.1:53", "--", "/nonexistent/phonehome-no-such-tool"]);
+    let out = common::run(cmd, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(127), "{}", out.stderr);
+    assert!(out.stderr.contains("phonehome: /nonexistent/phonehome-no-such-tool: "), "{}", out.stderr);
+}
