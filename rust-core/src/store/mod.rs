@@ -10,17 +10,27 @@
 //!
 //! See docs/ARCHITECTURE-store.md.
 
+pub mod experiment;
 pub mod export;
 mod read;
 pub mod retention;
 pub mod schema;
 #[doc(hidden)]
 pub mod synth;
+mod views;
 mod writer;
 
+pub use experiment::{
+    AppChange, CategoryChange, Comparison, Counts, EXPERIMENT_INTRO, EndpointChange, GUIDED_STEPS,
+    GuidedStep, StepGroup, StillPhoningHome, WINDOW_SYNTAX, WindowSpec, WindowStats,
+};
 pub use export::{DNS_COLUMNS, ExportError, FLOW_COLUMNS, Format, write_dns, write_flows};
 pub use read::{DnsFilter, DnsRow, FlowFilter, FlowRow, Marker, Reader, Session, Window};
 pub use retention::Retention;
+pub use views::{
+    AppSummary, CategorySummary, CountrySummary, DOH_HOSTS, DomainSummary, TimelineBucket, Totals,
+    Visibility,
+};
 pub use writer::{StoreWriter, WriterOptions, WriterStats};
 
 #[derive(Debug, thiserror::Error)]

@@ -363,6 +363,8 @@ impl Worker {
                 let app = f.uid.and_then(|uid| self.apps.get(&uid));
                 let alpn = join(&f.app_info.alpn);
                 let leaks = join(&f.leaks);
+                // Views match vendor "xiaomi" exactly; the catalog's spelling may vary.
+                let vendor = f.destination.vendor.as_deref().map(str::to_ascii_lowercase);
                 flow_stmt
                     .execute(params![
                         self.session_id,
@@ -381,7 +383,7 @@ impl Worker {
                         f.app_info.tls_version,
                         f.app_info.ech,
                         f.app_info.http_method,
-                        f.destination.vendor,
+                        vendor,
                         f.destination.category,
                         f.destination.category_guessed,
                         f.destination.purpose,
