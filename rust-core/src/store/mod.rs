@@ -13,6 +13,7 @@
 pub mod experiment;
 pub mod export;
 mod read;
+pub mod report;
 pub mod retention;
 pub mod schema;
 #[doc(hidden)]
@@ -55,8 +56,8 @@ pub struct SessionInfo {
     pub note: Option<String>,
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> crate::flow::Millis {
+/// Wall-clock milliseconds since the Unix epoch (the clock sessions and markers use).
+pub fn now_ms() -> crate::flow::Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
