@@ -240,12 +240,22 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Opens an existing PhoneHome database (migrating an older schema).
+    /// Opens an existing PhoneHome database (migrating an older schema). On read-only media
+    /// it falls back to [`Reader::open_read_only`]; writes (markers, settings) then fail.
     pub fn open(path: &Path) -> Result<Reader, StoreError> {
-        Ok(Reader {
-            conn: schema::open(path, OpenMode::Existing)?,
-            path: path.to_path_buf(),
-        })
+        match schema::open(path, OpenMode::Existing) {
+            Ok(conn) => Ok(Reader {
+                conn,
+                path: path.to_path_buf(),
+            }),
+            Err(e) => match Reader::open_read_only(path) {
+                Ok(reader) => {
+                    log::info!("{}: opened read-only ({e})", path.display());
+                    Ok(reader)
+                }
+                Err(_) => Err(e),
+            },
+        }
     }
 
     /// Opens without ever writing (works on read-only media; refuses an old schema).

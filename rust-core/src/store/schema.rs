@@ -370,8 +370,28 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
         OpenMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|e| describe_open_error(path, e))?;
+    let conn = match Connection::open_with_flags(path, flags) {
+        Ok(conn) => conn,
+        // A WAL database on read-only media without its -shm file: read it as immutable.
+        Err(_) if mode == OpenMode::ReadOnly => {
+            Connection::open_with_flags(immutable_uri(path), flags)
+                .map_err(|e| describe_open_error(path, e))?
+        }
+        Err(e) => return Err(describe_open_error(path, e)),
+    };
+    // Opening is lazy: a WAL file whose -shm cannot be created fails on the first read.
+    let readable = |c: &Connection| {
+        c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_ok()
+    };
+    let conn = if mode == OpenMode::ReadOnly && !readable(&conn) {
+        Connection::open_with_flags(immutable_uri(path), flags)
+            .map_err(|e| describe_open_error(path, e))?
+    } else {
+        conn
+    };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err(path))?;
     check_identity(&conn, path)?;
     if mode != OpenMode::ReadOnly {
@@ -405,14 +425,62 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// `file:PATH?immutable=1`, percent-encoding what a URI would misread.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            _ => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// The file (or the directory it would be created in) is on a read-only mount.
+fn on_read_only_fs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let probe = if path.exists() {
+        path.to_path_buf()
+    } else {
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => Path::new(".").to_path_buf(),
+        }
+    };
+    let Ok(c_path) = std::ffi::CString::new(probe.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs writes only into `stat`, a zeroed plain-old-data struct we own, and
+    // reads a NUL-terminated path that outlives the call.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_flag & libc::ST_RDONLY != 0
+    }
+}
+
 fn describe_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, _) = &e {
         match code.code {
             rusqlite::ErrorCode::NotADatabase => {
                 return other(path, "not a PhoneHome database (not an SQLite file)");
             }
+            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly
+                if on_read_only_fs(path) =>
+            {
+                return other(
+                    path,
+                    "read-only file system: cannot write the database there",
+                );
+            }
             rusqlite::ErrorCode::CannotOpen => {
-                return other(path, "cannot open (missing directory or no permission)");
+                return other(
+                    path,
+                    "cannot open or create it (missing directory, no permission, or a read-only file system)",
+                );
             }
             rusqlite::ErrorCode::ReadOnly => {
                 return other(path, "read-only file or directory");
