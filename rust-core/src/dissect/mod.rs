@@ -2,6 +2,8 @@
 //! Host, DNS) and flag cleartext device identifiers. Every parser returns an error on malformed
 //! input and never panics.
 
+pub mod dns;
+
 use crate::flow::{AppInfo, Direction, NameSource, Proto};
 
 /// What an [`Inspector`] has learned so far about one flow.
