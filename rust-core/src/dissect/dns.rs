@@ -347,10 +347,6 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8, DnsError> {
-        Ok(self.bytes(1, what)?[0])
-    }
-
     fn u16(&mut self, what: &'static str) -> Result<u16, DnsError> {
         let b = self.bytes(2, what)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))

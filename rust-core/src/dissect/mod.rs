@@ -3,6 +3,11 @@
 //! input and never panics.
 
 pub mod dns;
+pub mod http;
+pub mod leaks;
+pub mod mipush;
+pub mod quic;
+pub mod tls;
 
 use crate::flow::{AppInfo, Direction, NameSource, Proto};
 
