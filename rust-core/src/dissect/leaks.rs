@@ -46,11 +46,10 @@ pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'sta
             KeyKind::AndroidId if is_hex(value, 16) => {
                 found.insert(ANDROID_ID);
             }
-            KeyKind::Oaid if is_uuid(value) || is_hex(value, 16) || is_hex(value, 32) || is_hex(value, 64) => {
-                if !is_all_zero(value) {
+            KeyKind::Oaid if (is_uuid(value) || is_hex(value, 16) || is_hex(value, 32) || is_hex(value, 64))
+                && !is_all_zero(value) => {
                     found.insert(OAID);
                 }
-            }
             KeyKind::Gaid if is_uuid(value) && !is_all_zero(value) => {
                 found.insert(GAID);
             }
@@ -222,7 +221,7 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A run of exactly 15 digits, not part of a longer word, with a valid Luhn digit and not one

@@ -86,11 +86,10 @@ pub fn client_hello_from_records(stream: &[u8]) -> Result<Option<ClientHello>, T
         // A record may be split over segments: use what we have of it.
         let body_end = (pos + 5 + len).min(stream.len());
         handshake.extend_from_slice(&stream[pos + 5..body_end]);
-        if let Some(total) = handshake_len(&handshake)? {
-            if handshake.len() >= total {
+        if let Some(total) = handshake_len(&handshake)?
+            && handshake.len() >= total {
                 return parse_handshake(&handshake[..total]).map(Some);
             }
-        }
         if body_end < pos + 5 + len {
             return Ok(None);
         }
