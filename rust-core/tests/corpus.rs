@@ -218,3 +218,44 @@ fn naming_agrees_with_ndpi_and_pcapdroid() {
         assert!(share >= THRESHOLD, "PCAPdroid {kind}: {:.1}% < {:.0}%", share * 100.0, THRESHOLD * 100.0);
     }
 }
+
+#[test]
+fn damaged_capture_keeps_flows_read_before_the_damage() {
+    let Some(corpus) = corpus_dir() else {
+        println!("SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        return;
+    };
+    let original = std::fs::read(corpus.join("ndpi/pcaps/xiaomi.pcap")).expect("xiaomi.pcap");
+    let dir = std::env::temp_dir().join(format!("phonehome-damaged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let whole = flows_of(&corpus.join("ndpi/pcaps/xiaomi.pcap"));
+    let cut_at = original.len() * 6 / 10;
+    let truncated = dir.join("truncated.pcap");
+    std::fs::write(&truncated, &original[..cut_at]).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let report = observe_file(&truncated, tx, |_| {}).unwrap();
+    let err = report.error.expect("a truncated file must report it");
+    assert!(err.to_string().contains("truncated at byte offset"), "{err}");
+    assert!(err.offset() > 24 && err.offset() < cut_at as u64, "offset {}", err.offset());
+    let kept: Vec<FlowRecord> = rx
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::FlowClosed(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(!kept.is_empty() && kept.len() <= whole.len(), "{} of {}", kept.len(), whole.len());
+    assert!(kept.iter().all(|f| f.close_reason.is_some()));
+
+    // A record claiming 1 GiB is corruption, named with its offset.
+    let mut corrupt = original.clone();
+    corrupt[24 + 8..24 + 12].copy_from_slice(&0x4000_0000u32.to_le_bytes());
+    let path = dir.join("corrupt.pcap");
+    std::fs::write(&path, &corrupt).unwrap();
+    let (tx, _rx) = mpsc::channel();
+    let report = observe_file(&path, tx, |_| {}).unwrap();
+    let err = report.error.expect("corrupt");
+    assert_eq!(err.offset(), 24, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

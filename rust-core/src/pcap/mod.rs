@@ -6,15 +6,18 @@
 //! - [`ip`]: IP/TCP/UDP headers and fragment reassembly.
 //! - [`stream`]: in-order TCP bytes for the dissectors.
 //! - [`observer`]: flows, naming and events, as the live engine makes them.
+//! - [`writer`]: a live session as pcapng with each packet's owner.
 
 pub mod ip;
 pub mod link;
 pub mod observer;
 pub mod reader;
 pub mod stream;
+pub mod writer;
 
 pub use observer::{Observer, ObserverStats, Owner};
 pub use reader::{CaptureReader, Packet, ReadError, Record};
+pub use writer::PcapngWriter;
 
 use std::fs::File;
 use std::io::BufReader;

@@ -671,4 +671,123 @@ mod tests {
         assert_eq!(to_ns(1_500_000, 1_000_000, 0), 1_500_000_000);
         assert_eq!(to_ns(3 * 1024 + 512, 1024, 10), 13_500_000_000);
     }
+
+    /// A pcapng block in the given byte order.
+    fn block(be: bool, block_type: u32, body: &[u8]) -> Vec<u8> {
+        let w = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let total = 12 + body.len() as u32;
+        let mut v = w(block_type).to_vec();
+        v.extend(w(total));
+        v.extend(body);
+        v.extend(w(total));
+        v
+    }
+
+    fn shb(be: bool) -> Vec<u8> {
+        let mut body = if be { PCAPNG_BYTE_ORDER_MAGIC.to_be_bytes() } else { PCAPNG_BYTE_ORDER_MAGIC.to_le_bytes() }.to_vec();
+        body.extend([0, 1, 0, 0]);
+        body.extend([0xff; 8]);
+        block(be, PCAPNG_SHB, &body)
+    }
+
+    fn opt(be: bool, code: u16, value: &[u8]) -> Vec<u8> {
+        let w = |x: u16| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let mut v = w(code).to_vec();
+        v.extend(w(value.len() as u16));
+        v.extend(value);
+        v.resize(v.len().next_multiple_of(4), 0);
+        v
+    }
+
+    fn idb(be: bool, link: u16, tsresol: Option<u8>) -> Vec<u8> {
+        let mut body = if be { link.to_be_bytes() } else { link.to_le_bytes() }.to_vec();
+        body.extend([0, 0]);
+        body.extend(if be { 0u32.to_be_bytes() } else { 0u32.to_le_bytes() });
+        if let Some(r) = tsresol {
+            body.extend(opt(be, 9, &[r]));
+            body.extend([0u8; 4]);
+        }
+        block(be, 1, &body)
+    }
+
+    fn epb(be: bool, iface: u32, ts: u64, data: &[u8], comment: Option<&str>) -> Vec<u8> {
+        let w = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let mut body = w(iface).to_vec();
+        body.extend(w((ts >> 32) as u32));
+        body.extend(w(ts as u32));
+        body.extend(w(data.len() as u32));
+        body.extend(w(data.len() as u32));
+        body.extend(data);
+        body.resize(body.len().next_multiple_of(4), 0);
+        if let Some(c) = comment {
+            body.extend(opt(be, 1, c.as_bytes()));
+            body.extend([0u8; 4]);
+        }
+        block(be, 6, &body)
+    }
+
+    fn uid_map(be: bool, uid: u32, pkg: &str, app: &str) -> Vec<u8> {
+        let w = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let mut body = w(PCAPDROID_PEN).to_vec();
+        body.extend(if be { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() });
+        body.extend([1, 0]);
+        body.extend(w(uid));
+        body.extend([pkg.len() as u8, app.len() as u8]);
+        body.extend(pkg.as_bytes());
+        body.extend(app.as_bytes());
+        body.resize(body.len().next_multiple_of(4), 0);
+        block(be, 0xbad, &body)
+    }
+
+    #[test]
+    fn pcapng_sections_interfaces_comments_and_uid_map() {
+        let mut file = shb(false);
+        file.extend(idb(false, 1, None));
+        file.extend(idb(false, 101, Some(9)));
+        file.extend(uid_map(false, 10_077, "com.miui.msa.global", "MSA"));
+        file.extend(epb(false, 1, 1_500_000_000_123_456_789, b"raw", Some("u-10077")));
+        file.extend(epb(false, 0, 2_000_000, b"eth", None));
+        file.extend(block(false, 0x0000_0005, &[0u8; 8])); // statistics block: skipped
+        // A second section in the other byte order resets the interfaces.
+        file.extend(shb(true));
+        file.extend(idb(true, 113, None));
+        file.extend(epb(true, 0, 3_000_000, b"sll", Some("u-1000 com.example")));
+
+        let mut r = CaptureReader::new(&file[..]).unwrap();
+        assert_eq!(r.format(), Format::Pcapng);
+        assert_eq!(
+            r.next_record().unwrap(),
+            Some(Record::UidMap { uid: 10_077, package: "com.miui.msa.global".into(), app: "MSA".into() })
+        );
+        let Some(Record::Packet(p)) = r.next_record().unwrap() else { panic!() };
+        assert_eq!((p.linktype, p.data, p.ts_ns, p.comment), (101, &b"raw"[..], 1_500_000_000_123_456_789, Some("u-10077")));
+        let Some(Record::Packet(p)) = r.next_record().unwrap() else { panic!() };
+        assert_eq!((p.linktype, p.data, p.ts_ns, p.comment), (1, &b"eth"[..], 2_000_000_000, None));
+        let Some(Record::Packet(p)) = r.next_record().unwrap() else { panic!() };
+        assert_eq!((p.linktype, p.data, p.ts_ns, p.comment), (113, &b"sll"[..], 3_000_000_000, Some("u-1000 com.example")));
+        assert_eq!(r.next_record().unwrap(), None);
+    }
+
+    #[test]
+    fn pcapng_damage_is_reported_with_offset() {
+        let mut file = shb(false);
+        file.extend(idb(false, 101, None));
+        let good = epb(false, 0, 1, b"ok", None);
+        file.extend(&good);
+        let bad_at = file.len() as u64;
+        let mut bad = epb(false, 0, 2, b"bad!", None);
+        let n = bad.len();
+        bad[n - 4] ^= 0xff; // trailing length disagrees
+        file.extend(&bad);
+        let mut r = CaptureReader::new(&file[..]).unwrap();
+        assert!(matches!(r.next_record(), Ok(Some(Record::Packet(_)))));
+        let e = r.next_record().unwrap_err();
+        assert!(matches!(e, ReadError::Corrupt { .. }), "{e}");
+        assert_eq!(e.offset(), bad_at);
+        // Unknown interface, and a packet overrunning its block.
+        let mut file = shb(false);
+        file.extend(epb(false, 0, 1, b"x", None));
+        let e = CaptureReader::new(&file[..]).unwrap().next_record().unwrap_err();
+        assert!(e.to_string().contains("unknown interface"), "{e}");
+    }
 }
