@@ -5,6 +5,8 @@ use std::fmt;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+#[cfg(target_os = "linux")]
+pub mod capture;
 pub mod export;
 pub mod flows;
 pub mod lookup;
@@ -20,6 +22,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run a command in a fresh network namespace and record every flow it makes (root).
+    #[cfg(target_os = "linux")]
+    Capture(capture::CaptureArgs),
     /// Feed pcap/pcapng captures through the engine in observe mode into the database.
     Analyze(analyze::AnalyzeArgs),
     /// Classify hosts or IP addresses: Xiaomi catalog, country and ASN (offline).
@@ -89,6 +94,8 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
+        #[cfg(target_os = "linux")]
+        Command::Capture(args) => capture::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Lookup(args) => lookup::run(args),
         Command::Flows(args) => flows::run(args),
