@@ -303,7 +303,7 @@ impl Inspector {
             State::Http { done: false } if dir == Direction::Up => match http::parse_request(&self.up.buf) {
                 Ok(Some(req)) => {
                     self.result.app_info.http_method = Some(req.method);
-                    if let Some(host) = req.host.filter(|h| !is_ip_literal(h)) {
+                    if let Some(host) = req.host {
                         self.result.hostname = Some((host, NameSource::Http));
                         self.state = State::Http { done: true };
                     } else if req.complete || self.up.buf.len() >= http::MAX_HEAD_LEN {
@@ -446,7 +446,7 @@ impl Inspector {
     }
 
     fn apply_hello(&mut self, hello: &tls::ClientHello, source: NameSource) {
-        if let Some(sni) = hello.sni.as_ref().filter(|h| !is_ip_literal(h)) {
+        if let Some(sni) = &hello.sni {
             self.result.hostname = Some((sni.clone(), source));
         }
         let info = &mut self.result.app_info;
@@ -454,11 +454,6 @@ impl Inspector {
         info.tls_version = tls::version_name(hello.version).map(str::to_string);
         info.ech = hello.ech;
     }
-}
-
-/// "192.0.2.1" or "2001:db8::1" is an address, not a name: leave naming to DNS.
-fn is_ip_literal(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>().is_ok()
 }
 
 #[cfg(test)]
@@ -583,8 +578,8 @@ mod tests {
         assert!(ins.result().cleartext);
         assert!(ins.wants_more());
         ins.on_stream(Direction::Up, b"GET /x HTTP/1.1\r\nHost: 198.18.0.9\r\n\r\n");
-        // An address in Host is not a name: DNS may name the flow instead.
-        assert_eq!(ins.result().hostname, None);
+        // An address in Host is reported as is; the Namer prefers a DNS name over it.
+        assert_eq!(ins.result().hostname, Some(("198.18.0.9".into(), NameSource::Http)));
         assert_eq!(ins.result().app_info.http_method.as_deref(), Some("GET"));
     }
 
