@@ -87,7 +87,13 @@ impl Namer {
     /// Call when a flow opens and whenever its inspection changes.
     pub fn name_flow(&self, flow: &mut FlowRecord, inspection: &Inspection, now: Millis) {
         if let Some((name, source)) = &inspection.hostname {
-            flow.offer_name(name, *source);
+            // An address in SNI or Host is a poor name: what DNS said about the destination is
+            // better; without a DNS answer the address is still what the app asked for.
+            let from_dns = if name.parse::<IpAddr>().is_ok() { self.lookup(flow.key.dst.ip(), now) } else { None };
+            match from_dns {
+                Some(dns_name) => flow.offer_name(dns_name, NameSource::Dns),
+                None => flow.offer_name(name, *source),
+            }
         }
         if inspection.app_info.l7.is_some() {
             flow.app_info = inspection.app_info.clone();
@@ -257,5 +263,18 @@ mod tests {
             namer.on_dns(&rec);
         }
         assert!(namer.cached_ips() <= MAX_IPS);
+    }
+
+    #[test]
+    fn address_in_host_yields_to_dns_name() {
+        let http_ip = Inspection { hostname: Some(("198.18.3.3".into(), NameSource::Http)), ..Inspection::default() };
+        let mut namer = Namer::new();
+        let mut flow = flow_to("198.18.3.3:80", 1_000);
+        namer.name_flow(&mut flow, &http_ip, 1_000);
+        assert_eq!((flow.hostname.as_deref(), flow.hostname_source), (Some("198.18.3.3"), Some(NameSource::Http)));
+        namer.on_dns(&answer("f-droid.org", &["198.18.3.3"], 300, 0));
+        let mut flow = flow_to("198.18.3.3:80", 1_000);
+        namer.name_flow(&mut flow, &http_ip, 1_000);
+        assert_eq!((flow.hostname.as_deref(), flow.hostname_source), (Some("f-droid.org"), Some(NameSource::Dns)));
     }
 }

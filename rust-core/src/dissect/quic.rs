@@ -520,11 +520,9 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
         let scil = if cil & 0x0f == 0 { 0 } else { usize::from(cil & 0x0f) + 3 };
         pos = 6 + dcil + scil + usize::from(first & 0x03) + 1;
     } else {
-        // Public header: flags, 8-byte CID, version, optional 32-byte nonce, packet number.
+        // Public header: flags, 8-byte CID, version, packet number. (Flag 0x04 is part of the
+        // old CID-length field or the server-only diversification nonce: never a nonce here.)
         pos = 1 + 8 + 4;
-        if first & 0x04 != 0 {
-            pos += 32;
-        }
         pos += match first & 0x30 {
             0x00 => 1,
             0x10 => 2,
