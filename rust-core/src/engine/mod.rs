@@ -84,6 +84,9 @@ pub struct Tuning {
     pub tcp_tx_buffer: usize,
     /// Released buffer regions kept for reuse (their pages are returned to the system).
     pub spare_buffers: usize,
+    /// Resident memory the TCP rings may use before the pages of empty rings are returned to
+    /// the system.
+    pub tcp_buffer_budget: usize,
     /// tun packets read before the shards are polled.
     pub batch: usize,
     pub connect_timeout: Duration,
@@ -105,6 +108,7 @@ impl Default for Tuning {
             tcp_rx_buffer: 128 * 1024,
             tcp_tx_buffer: 128 * 1024,
             spare_buffers: 256,
+            tcp_buffer_budget: 16 << 20,
             batch: 64,
             connect_timeout: Duration::from_secs(20),
             tcp_idle_timeout: Duration::from_secs(2 * 3600),
