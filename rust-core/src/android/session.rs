@@ -71,7 +71,7 @@ pub fn now_ms() -> Millis {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -179,19 +179,12 @@ impl Session {
     }
 
     pub fn query(&self, request: &proto::QueryRequest) -> proto::QueryResponse {
-        use proto::query_request::Kind as Req;
-        use proto::query_response::Kind as Resp;
-        let live = lock(&self.live);
-        let kind = match &request.kind {
-            Some(Req::AppDetail(r)) => Resp::AppDetail(live.app_detail(r)),
-            Some(Req::DomainDetail(r)) => Resp::DomainDetail(live.domain_detail(r)),
-            Some(Req::Compare(r)) => match live.compare(r) {
-                Ok(c) => Resp::Comparison(c),
-                Err(message) => Resp::Error(CoreError::bad_request(message).to_proto()),
-            },
-            None => Resp::Error(CoreError::bad_request("query request names no query").to_proto()),
-        };
-        proto::QueryResponse { kind: Some(kind) }
+        answer(&lock(&self.live), request)
+    }
+
+    /// The live view, which stays readable after the session stopped.
+    pub fn live(&self) -> Arc<Mutex<LiveView>> {
+        self.live.clone()
     }
 
     /// Records a moment of the experiment ("diagnostic data switched off").
@@ -211,8 +204,9 @@ impl Session {
     }
 
     /// Stops the engine (closing the tun fd), lets the tee hand every last event to the store,
-    /// and closes the session in the database. Returns the final snapshot.
-    pub fn stop(mut self) -> Result<proto::Snapshot, CoreError> {
+    /// and closes the session in the database. The final snapshot is there even when a step
+    /// failed (its `totals.error` then says which).
+    pub fn stop(mut self) -> (proto::Snapshot, Option<CoreError>) {
         let mut first_error = None;
         if let Some(engine) = self.engine.take() {
             match engine.stop() {
@@ -233,10 +227,7 @@ impl Session {
         }
         let error = first_error.as_ref().map(|e| e.to_string()).unwrap_or_default();
         let snapshot = lock(&self.live).snapshot(false, &counters(&self.last_stats), &error);
-        match first_error {
-            Some(err) => Err(err),
-            None => Ok(snapshot),
-        }
+        (snapshot, first_error)
     }
 }
 
@@ -253,6 +244,22 @@ impl Drop for Session {
             let _ = store.finish();
         }
     }
+}
+
+/// Answers a query from a live view (of the running session or of the one that just ended).
+pub fn answer(live: &LiveView, request: &proto::QueryRequest) -> proto::QueryResponse {
+    use proto::query_request::Kind as Req;
+    use proto::query_response::Kind as Resp;
+    let kind = match &request.kind {
+        Some(Req::AppDetail(r)) => Resp::AppDetail(live.app_detail(r)),
+        Some(Req::DomainDetail(r)) => Resp::DomainDetail(live.domain_detail(r)),
+        Some(Req::Compare(r)) => match live.compare(r) {
+            Ok(c) => Resp::Comparison(c),
+            Err(message) => Resp::Error(CoreError::bad_request(message).to_proto()),
+        },
+        None => Resp::Error(CoreError::bad_request("query request names no query").to_proto()),
+    };
+    proto::QueryResponse { kind: Some(kind) }
 }
 
 fn non_empty(s: &str) -> Option<String> {
