@@ -288,7 +288,6 @@ impl Observer {
             return;
         };
         let Some(state) = self.flows.get_mut(&tuple) else { return };
-        Self::account(state, now, dir, ip.wire_len, owner);
         let (stream, fin) = match dir {
             Direction::Up => (&mut state.up, &mut state.fin_up),
             Direction::Down => (&mut state.down, &mut state.fin_down),
@@ -296,9 +295,10 @@ impl Observer {
         if tcp.syn {
             stream.on_syn(tcp.seq);
         }
+        let seq = if tcp.syn { tcp.seq.wrapping_add(1) } else { tcp.seq };
+        let fresh = if payload.is_empty() { 0 } else { stream.new_bytes(seq, payload.len()) };
         if !payload.is_empty() && state.inspector.wants_more() && !stream.done() {
             let inspector = &mut state.inspector;
-            let seq = if tcp.syn { tcp.seq.wrapping_add(1) } else { tcp.seq };
             stream.on_segment(seq, payload, |bytes| {
                 inspector.on_stream(dir, bytes);
             });
@@ -306,6 +306,7 @@ impl Observer {
         if tcp.fin {
             *fin = true;
         }
+        Self::account(state, now, dir, fresh, owner);
         let close = if tcp.rst {
             Some(if dir == Direction::Up { CloseReason::ResetByClient } else { CloseReason::ResetByServer })
         } else if state.fin_up && state.fin_down {
@@ -335,7 +336,7 @@ impl Observer {
             return;
         };
         let Some(state) = self.flows.get_mut(&tuple) else { return };
-        Self::account(state, now, dir, ip.wire_len, owner);
+        Self::account(state, now, dir, payload.len(), owner);
         if state.inspector.wants_more() && !payload.is_empty() {
             state.inspector.on_datagram(dir, payload);
         }
@@ -349,7 +350,7 @@ impl Observer {
             return;
         };
         if let Some(state) = self.flows.get_mut(&tuple) {
-            Self::account(state, now, dir, ip.wire_len, owner);
+            Self::account(state, now, dir, ip.payload.len(), owner);
         }
         self.after_packet(tuple, now, None);
     }
@@ -482,7 +483,8 @@ mod tests {
         assert_eq!(f.key.dst, SocketAddr::new(SERVER.into(), 443));
         assert_eq!(f.close_reason, Some(CloseReason::Fin));
         assert_eq!((f.packets_up, f.packets_down), (3, 3));
-        assert_eq!((f.bytes_up, f.bytes_down), (3 * 40 + 5, 3 * 40 + 6));
+        // Application bytes, as the live relay counts them.
+        assert_eq!((f.bytes_up, f.bytes_down), (5, 6));
         assert_eq!((f.first_seen, f.last_seen), (1000, 1005));
         assert_eq!(f.uid, Some(10_123));
         assert!(matches!(events.first(), Some(Event::Flow(r)) if r.id == f.id));
