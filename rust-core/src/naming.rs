@@ -1,26 +1,280 @@
 //! Naming and classification shared by the live engine and the pcap observer: the TTL-aware
-//! IP -> names cache fed by DNS answers, the choice of a flow's hostname, and the Xiaomi catalog
-//! and country/ASN classification. (Contract stub: being written.)
+//! IP -> names cache fed by DNS answers, the choice of a flow's hostname, and the hook to the
+//! Xiaomi catalog and country/ASN classification.
+//!
+//! Trust order (DESIGN.md 3): a name seen in the flow (SNI, QUIC SNI, HTTP Host) beats a DNS
+//! flow's own question, which beats the DNS answer that produced the destination address.
+//! [`FlowRecord::offer_name`] enforces it; this module only offers.
 
-use crate::dissect::Inspection;
-use crate::flow::{DnsRecord, FlowRecord, Millis};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
+use crate::dissect::{Inspection, L7_MIPUSH};
+use crate::flow::{DnsRecord, FlowRecord, Millis, NameSource};
+
+/// Answers are believed at least this long, whatever their TTL (many CDNs answer with TTL 0-20
+/// while the app connects a moment later).
+const MIN_TTL_MS: Millis = 60_000;
+/// TTL used when an answer carries none we could read.
+const DEFAULT_TTL_MS: Millis = 300_000;
+/// An expired answer still names a flow this long after expiry when nothing fresher does: apps
+/// and the system resolver keep using addresses past their TTL.
+const STALE_GRACE_MS: Millis = 600_000;
+/// Names remembered per address (CDN addresses serve many names; the newest wins).
+const MAX_NAMES_PER_IP: usize = 4;
+/// Addresses remembered before expired entries are purged.
+const MAX_IPS: usize = 65_536;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CachedName {
+    name: String,
+    learned: Millis,
+    expires: Millis,
+}
+
+/// The IP -> names cache and the naming policy. One per engine (or observer) run; owned by the
+/// thread that handles flows, so no locking.
 #[derive(Debug, Default)]
-pub struct Namer {}
+pub struct Namer {
+    by_ip: HashMap<IpAddr, Vec<CachedName>>,
+}
 
 impl Namer {
     pub fn new() -> Namer {
-        Namer {}
+        Namer { by_ip: HashMap::new() }
     }
 
-    /// Learn the names behind the addresses of a DNS answer.
+    /// Learn the names behind the addresses of a DNS answer. The name remembered is the one the
+    /// client asked for (the start of the CNAME chain), which is what the app wanted to reach.
     pub fn on_dns(&mut self, record: &DnsRecord) {
-        let _ = record;
+        if record.answer_ips.is_empty() || record.query.is_empty() || record.rcode.is_some_and(|rc| rc != 0) {
+            return;
+        }
+        let ttl_ms = record.ttl.map_or(DEFAULT_TTL_MS, |t| Millis::from(t) * 1000).max(MIN_TTL_MS);
+        let entry = CachedName {
+            name: record.query.to_ascii_lowercase(),
+            learned: record.time,
+            expires: record.time.saturating_add(ttl_ms),
+        };
+        if self.by_ip.len() >= MAX_IPS {
+            self.purge(record.time);
+        }
+        for ip in &record.answer_ips {
+            let names = self.by_ip.entry(*ip).or_default();
+            names.retain(|n| n.name != entry.name);
+            names.push(entry.clone());
+            if names.len() > MAX_NAMES_PER_IP {
+                names.remove(0);
+            }
+        }
+    }
+
+    /// The name a DNS answer gave `ip`, as of `now`: the newest unexpired one, else the newest
+    /// that expired less than the grace period ago.
+    pub fn lookup(&self, ip: IpAddr, now: Millis) -> Option<&str> {
+        let names = self.by_ip.get(&ip)?;
+        let fresh = names.iter().rev().find(|n| n.learned <= now && now <= n.expires);
+        let stale = || names.iter().rev().find(|n| n.learned <= now && now <= n.expires.saturating_add(STALE_GRACE_MS));
+        fresh.or_else(stale).map(|n| n.name.as_str())
+    }
+
+    /// Addresses currently remembered (for statistics and tests).
+    pub fn cached_ips(&self) -> usize {
+        self.by_ip.len()
     }
 
     /// Apply what the dissectors found and, failing that, the DNS cache; then classify.
     /// Call when a flow opens and whenever its inspection changes.
     pub fn name_flow(&self, flow: &mut FlowRecord, inspection: &Inspection, now: Millis) {
-        let _ = (flow, inspection, now);
+        if let Some((name, source)) = &inspection.hostname {
+            // An address in SNI or Host is a poor name: what DNS said about the destination is
+            // better; without a DNS answer the address is still what the app asked for.
+            let from_dns = if name.parse::<IpAddr>().is_ok() { self.lookup(flow.key.dst.ip(), now) } else { None };
+            match from_dns {
+                Some(dns_name) => flow.offer_name(dns_name, NameSource::Dns),
+                None => flow.offer_name(name, *source),
+            }
+        }
+        if inspection.app_info.l7.is_some() {
+            flow.app_info = inspection.app_info.clone();
+        }
+        flow.cleartext = inspection.cleartext;
+        for kind in &inspection.leaks {
+            if !flow.leaks.contains(kind) {
+                flow.leaks.push(kind.clone());
+            }
+        }
+        flow.leaks.sort();
+        if flow.hostname.is_none()
+            && let Some(name) = self.lookup(flow.key.dst.ip(), now)
+        {
+            flow.offer_name(name, NameSource::Dns);
+        }
+        classify(flow);
+    }
+
+    /// Drop entries past their grace period; if still too many, the older half.
+    fn purge(&mut self, now: Millis) {
+        self.by_ip.retain(|_, names| {
+            names.retain(|n| n.expires.saturating_add(STALE_GRACE_MS) >= now);
+            !names.is_empty()
+        });
+        // Leave room so that the next inserts do not purge again at once.
+        if self.by_ip.len() >= MAX_IPS * 3 / 4 {
+            let mut learned: Vec<Millis> =
+                self.by_ip.values().filter_map(|names| names.last().map(|n| n.learned)).collect();
+            learned.sort_unstable();
+            let cutoff = learned[learned.len() / 2];
+            self.by_ip.retain(|_, names| names.last().is_some_and(|n| n.learned > cutoff));
+        }
+    }
+}
+
+/// Fill `flow.destination` from the catalog and the offline geo database.
+fn classify(flow: &mut FlowRecord) {
+    // LEAD: the single catalog call site. Wire it when `crate::catalog` lands, e.g.
+    //   if let Some(c) = crate::catalog::classify(flow.hostname.as_deref(), flow.key.dst.ip(),
+    //       flow.key.dst.port()) { /* copy c into flow.destination */ }
+    // and keep the Mi Push rule below as the fallback for flows the catalog cannot place.
+    if flow.app_info.l7.as_deref() == Some(L7_MIPUSH) && flow.destination.vendor.is_none() {
+        // Recognised from its wire format (facts.md 2.3), so not a guess even without a name.
+        let d = &mut flow.destination;
+        d.vendor = Some("Xiaomi".into());
+        d.category = Some("push".into());
+        d.category_guessed = false;
+        d.purpose = Some("Mi Push persistent connection".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{AppInfo, FlowKey, Proto};
+
+    fn answer(query: &str, ips: &[&str], ttl: u32, time: Millis) -> DnsRecord {
+        DnsRecord {
+            time,
+            uid: None,
+            flow_id: None,
+            client: "10.0.0.2:40000".parse().unwrap(),
+            server: "198.18.0.53:53".parse().unwrap(),
+            transport: Proto::Udp,
+            query: query.into(),
+            qtype: 1,
+            rcode: Some(0),
+            answers: ips.iter().map(|s| s.to_string()).collect(),
+            answer_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            ttl: Some(ttl),
+        }
+    }
+
+    fn flow_to(dst: &str, now: Millis) -> FlowRecord {
+        let key = FlowKey { proto: Proto::Tcp, src: "10.0.0.2:50000".parse().unwrap(), dst: dst.parse().unwrap() };
+        FlowRecord::new(1, key, now)
+    }
+
+    #[test]
+    fn dns_answer_names_a_later_flow_until_ttl_and_grace_run_out() {
+        let mut namer = Namer::new();
+        namer.on_dns(&answer("Api.Example.com", &["198.18.5.5", "2001:db8::5"], 120, 1_000));
+        let ip: IpAddr = "198.18.5.5".parse().unwrap();
+        assert_eq!(namer.lookup(ip, 2_000), Some("api.example.com"));
+        assert_eq!(namer.lookup("2001:db8::5".parse().unwrap(), 2_000), Some("api.example.com"));
+        // Past the TTL but within the grace period: still named.
+        assert_eq!(namer.lookup(ip, 1_000 + 120_000 + 1), Some("api.example.com"));
+        assert_eq!(namer.lookup(ip, 1_000 + 120_000 + STALE_GRACE_MS + 1), None);
+        // Not before it was learned (a pcap replay never looks back in time).
+        assert_eq!(namer.lookup(ip, 500), None);
+
+        let mut flow = flow_to("198.18.5.5:443", 5_000);
+        namer.name_flow(&mut flow, &Inspection::default(), 5_000);
+        assert_eq!(flow.hostname.as_deref(), Some("api.example.com"));
+        assert_eq!(flow.hostname_source, Some(NameSource::Dns));
+    }
+
+    #[test]
+    fn newest_fresh_name_wins_and_fresh_beats_stale() {
+        let mut namer = Namer::new();
+        namer.on_dns(&answer("old.example", &["198.18.1.1"], 60, 0));
+        namer.on_dns(&answer("new.example", &["198.18.1.1"], 60, 10_000));
+        let ip = "198.18.1.1".parse().unwrap();
+        assert_eq!(namer.lookup(ip, 11_000), Some("new.example"));
+        // A long-TTL older answer stays fresh while the newer one has expired: fresh wins.
+        let mut namer = Namer::new();
+        namer.on_dns(&answer("long.example", &["198.18.1.1"], 3600, 0));
+        namer.on_dns(&answer("short.example", &["198.18.1.1"], 1, 1_000));
+        assert_eq!(namer.lookup(ip, 200_000), Some("long.example"));
+    }
+
+    #[test]
+    fn failed_answers_are_ignored() {
+        let mut namer = Namer::new();
+        let mut rec = answer("nx.example", &["198.18.1.2"], 60, 0);
+        rec.rcode = Some(3);
+        namer.on_dns(&rec);
+        assert_eq!(namer.cached_ips(), 0);
+    }
+
+    #[test]
+    fn name_seen_in_flow_beats_dns() {
+        let mut namer = Namer::new();
+        namer.on_dns(&answer("cdn.example", &["198.18.2.2"], 300, 0));
+        let mut flow = flow_to("198.18.2.2:443", 1_000);
+        namer.name_flow(&mut flow, &Inspection::default(), 1_000);
+        assert_eq!(flow.hostname_source, Some(NameSource::Dns));
+        let inspection = Inspection {
+            hostname: Some(("sdkconfig.ad.xiaomi.com".into(), NameSource::Sni)),
+            app_info: AppInfo { l7: Some("tls".into()), ..AppInfo::default() },
+            ..Inspection::default()
+        };
+        namer.name_flow(&mut flow, &inspection, 1_200);
+        assert_eq!(flow.hostname.as_deref(), Some("sdkconfig.ad.xiaomi.com"));
+        assert_eq!(flow.hostname_source, Some(NameSource::Sni));
+        assert_eq!(flow.app_info.l7.as_deref(), Some("tls"));
+        // A later call without a name from the flow does not downgrade it.
+        namer.name_flow(&mut flow, &Inspection::default(), 1_300);
+        assert_eq!(flow.hostname_source, Some(NameSource::Sni));
+    }
+
+    #[test]
+    fn mipush_is_xiaomi_without_dns() {
+        let namer = Namer::new();
+        let mut flow = flow_to("47.241.7.88:5222", 0);
+        let inspection = Inspection {
+            app_info: AppInfo { l7: Some(L7_MIPUSH.into()), ..AppInfo::default() },
+            cleartext: true,
+            leaks: vec!["model".into()],
+            ..Inspection::default()
+        };
+        namer.name_flow(&mut flow, &inspection, 0);
+        assert_eq!(flow.hostname, None);
+        assert_eq!(flow.destination.vendor.as_deref(), Some("Xiaomi"));
+        assert_eq!(flow.destination.category.as_deref(), Some("push"));
+        assert!(flow.cleartext);
+        assert_eq!(flow.leaks, vec!["model"]);
+    }
+
+    #[test]
+    fn purge_keeps_the_cache_bounded() {
+        let mut namer = Namer::new();
+        for i in 0..(MAX_IPS as u32 + 10) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0xc612_0000u32 + i));
+            let rec = DnsRecord { answer_ips: vec![ip], ..answer("x.example", &[], 60, Millis::from(i)) };
+            namer.on_dns(&rec);
+        }
+        assert!(namer.cached_ips() <= MAX_IPS);
+    }
+
+    #[test]
+    fn address_in_host_yields_to_dns_name() {
+        let http_ip = Inspection { hostname: Some(("198.18.3.3".into(), NameSource::Http)), ..Inspection::default() };
+        let mut namer = Namer::new();
+        let mut flow = flow_to("198.18.3.3:80", 1_000);
+        namer.name_flow(&mut flow, &http_ip, 1_000);
+        assert_eq!((flow.hostname.as_deref(), flow.hostname_source), (Some("198.18.3.3"), Some(NameSource::Http)));
+        namer.on_dns(&answer("f-droid.org", &["198.18.3.3"], 300, 0));
+        let mut flow = flow_to("198.18.3.3:80", 1_000);
+        namer.name_flow(&mut flow, &http_ip, 1_000);
+        assert_eq!((flow.hostname.as_deref(), flow.hostname_source), (Some("f-droid.org"), Some(NameSource::Dns)));
     }
 }

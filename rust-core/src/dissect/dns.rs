@@ -1,0 +1,701 @@
+//! DNS messages (RFC 1035) as the naming code needs them: the question, and the answers that turn
+//! a name into addresses (A, AAAA, CNAME chains, and the address hints of HTTPS/SVCB records,
+//! RFC 9460).
+//!
+//! Hand-written rather than a general DNS library because we need exact control over malformed
+//! input: every read is bounds-checked, compression pointers must point strictly backwards and
+//! are counted (no loops), and errors say what was being read and where.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::flow::{DnsRecord, Millis, Proto};
+
+/// Longest name in presentation form we accept (RFC 1035: 255 octets on the wire).
+const MAX_NAME_WIRE_LEN: usize = 255;
+/// Compression jumps allowed in one name. Backward-only pointers already guarantee termination;
+/// this bounds the work per name.
+const MAX_POINTER_JUMPS: usize = 64;
+/// Records kept per section; a message claiming more is still parsed up to this many.
+const MAX_RECORDS: usize = 512;
+
+pub const TYPE_A: u16 = 1;
+pub const TYPE_NS: u16 = 2;
+pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_PTR: u16 = 12;
+pub const TYPE_MX: u16 = 15;
+pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_SVCB: u16 = 64;
+pub const TYPE_HTTPS: u16 = 65;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DnsError {
+    #[error("DNS message truncated while reading {what} at offset {offset}")]
+    Truncated { what: &'static str, offset: usize },
+    #[error("DNS name at offset {offset}: invalid label type 0x{byte:02x}")]
+    BadLabel { offset: usize, byte: u8 },
+    #[error("DNS name at offset {offset}: compression pointer to {target} does not point backwards")]
+    BadPointer { offset: usize, target: usize },
+    #[error("DNS name at offset {offset}: more than {MAX_POINTER_JUMPS} compression jumps")]
+    TooManyPointers { offset: usize },
+    #[error("DNS name at offset {offset} is longer than 255 octets")]
+    NameTooLong { offset: usize },
+    #[error("DNS record of type {rtype} at offset {offset}: malformed data")]
+    BadRdata { rtype: u16, offset: usize },
+    #[error("DNS over TCP: length prefix {declared} but {available} bytes available")]
+    TcpLength { declared: usize, available: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Question {
+    /// Lower-case presentation form without the trailing dot ("" for the root).
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    /// CNAME target (also used for the names of NS and PTR records).
+    Name(String),
+    /// HTTPS or SVCB (RFC 9460): the target and the address hints.
+    Svcb { priority: u16, target: String, alpn: Vec<String>, ipv4hint: Vec<Ipv4Addr>, ipv6hint: Vec<Ipv6Addr> },
+    /// Anything else, kept as its length only.
+    Other { len: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRecord {
+    pub name: String,
+    pub rtype: u16,
+    pub class: u16,
+    pub ttl: u32,
+    pub data: RData,
+}
+
+impl ResourceRecord {
+    /// The record's data as text: an address, a target name, or "TYPE n".
+    pub fn data_text(&self) -> String {
+        match &self.data {
+            RData::A(a) => a.to_string(),
+            RData::Aaaa(a) => a.to_string(),
+            RData::Name(n) => n.clone(),
+            RData::Svcb { priority, target, .. } => {
+                let target = if target.is_empty() { "." } else { target.as_str() };
+                format!("{} {priority} {target}", type_name(self.rtype))
+            }
+            RData::Other { .. } => type_name(self.rtype),
+        }
+    }
+}
+
+/// "A", "AAAA", ..., or "TYPE n" for types without a common name.
+pub fn type_name(rtype: u16) -> String {
+    match rtype {
+        TYPE_A => "A".into(),
+        TYPE_NS => "NS".into(),
+        TYPE_CNAME => "CNAME".into(),
+        TYPE_PTR => "PTR".into(),
+        TYPE_MX => "MX".into(),
+        TYPE_AAAA => "AAAA".into(),
+        TYPE_SVCB => "SVCB".into(),
+        TYPE_HTTPS => "HTTPS".into(),
+        16 => "TXT".into(),
+        6 => "SOA".into(),
+        33 => "SRV".into(),
+        41 => "OPT".into(),
+        n => format!("TYPE {n}"),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsMessage {
+    pub id: u16,
+    pub is_response: bool,
+    pub opcode: u8,
+    pub truncated: bool,
+    pub rcode: u8,
+    pub questions: Vec<Question>,
+    pub answers: Vec<ResourceRecord>,
+    /// Records of the authority section (kept for completeness; naming ignores them).
+    pub authorities: Vec<ResourceRecord>,
+    pub additionals: Vec<ResourceRecord>,
+}
+
+impl DnsMessage {
+    /// The first question's name, the name the client asked for.
+    pub fn query_name(&self) -> Option<&str> {
+        self.questions.first().map(|q| q.name.as_str())
+    }
+
+    /// Addresses that answer the first question: A/AAAA records and HTTPS/SVCB hints whose owner
+    /// is the question name or reachable from it through the CNAME chain. Unrelated records
+    /// (which a resolver may add) are ignored. Returns the addresses and the smallest TTL on the
+    /// chain that produced them.
+    pub fn answer_addresses(&self) -> (Vec<IpAddr>, Option<u32>) {
+        let Some(qname) = self.query_name() else { return (Vec::new(), None) };
+        let mut chain: HashSet<&str> = HashSet::new();
+        chain.insert(qname);
+        // The chain may be listed in any order: grow it to a fixed point (bounded by the count).
+        for _ in 0..self.answers.len() {
+            let mut grew = false;
+            for rr in &self.answers {
+                if let RData::Name(target) = &rr.data
+                    && rr.rtype == TYPE_CNAME
+                    && chain.contains(rr.name.as_str())
+                    && chain.insert(target.as_str())
+                {
+                    grew = true;
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        let mut ips = Vec::new();
+        let mut ttl: Option<u32> = None;
+        for rr in &self.answers {
+            if !chain.contains(rr.name.as_str()) {
+                continue;
+            }
+            let before = ips.len();
+            match &rr.data {
+                RData::A(a) => ips.push(IpAddr::V4(*a)),
+                RData::Aaaa(a) => ips.push(IpAddr::V6(*a)),
+                RData::Svcb { ipv4hint, ipv6hint, .. } => {
+                    ips.extend(ipv4hint.iter().map(|a| IpAddr::V4(*a)));
+                    ips.extend(ipv6hint.iter().map(|a| IpAddr::V6(*a)));
+                }
+                RData::Name(_) => {
+                    ttl = Some(ttl.map_or(rr.ttl, |t| t.min(rr.ttl)));
+                }
+                RData::Other { .. } => {}
+            }
+            if ips.len() > before {
+                ttl = Some(ttl.map_or(rr.ttl, |t| t.min(rr.ttl)));
+            }
+        }
+        let mut seen = HashSet::new();
+        ips.retain(|ip| seen.insert(*ip));
+        (ips, ttl)
+    }
+}
+
+/// Parse one DNS message (a UDP payload, or a TCP message without its length prefix).
+pub fn parse(msg: &[u8]) -> Result<DnsMessage, DnsError> {
+    let mut r = Reader { msg, pos: 0 };
+    let id = r.u16("header")?;
+    let flags = r.u16("header")?;
+    let qdcount = r.u16("header")? as usize;
+    let ancount = r.u16("header")? as usize;
+    let nscount = r.u16("header")? as usize;
+    let arcount = r.u16("header")? as usize;
+    let mut questions = Vec::with_capacity(qdcount.min(4));
+    for _ in 0..qdcount.min(MAX_RECORDS) {
+        let name = r.name()?;
+        let qtype = r.u16("question type")?;
+        let qclass = r.u16("question class")?;
+        questions.push(Question { name, qtype, qclass });
+    }
+    let answers = r.records(ancount)?;
+    let authorities = r.records(nscount)?;
+    let additionals = r.records(arcount)?;
+    Ok(DnsMessage {
+        id,
+        is_response: flags & 0x8000 != 0,
+        opcode: ((flags >> 11) & 0x0f) as u8,
+        truncated: flags & 0x0200 != 0,
+        rcode: (flags & 0x000f) as u8,
+        questions,
+        answers,
+        authorities,
+        additionals,
+    })
+}
+
+/// Parse a DNS message that may be cut short (a truncated capture): the header and the
+/// question(s) must be whole; answer sections are parsed as far as they are whole.
+pub fn parse_lenient(msg: &[u8]) -> Result<DnsMessage, DnsError> {
+    match parse(msg) {
+        Ok(m) => Ok(m),
+        Err(err) => {
+            let mut r = Reader { msg, pos: 0 };
+            let id = r.u16("header")?;
+            let flags = r.u16("header")?;
+            let qdcount = r.u16("header")? as usize;
+            let ancount = r.u16("header")? as usize;
+            r.pos = 12;
+            if qdcount == 0 {
+                return Err(err);
+            }
+            let mut questions = Vec::new();
+            for _ in 0..qdcount.min(MAX_RECORDS) {
+                let name = r.name()?;
+                let qtype = r.u16("question type")?;
+                let qclass = r.u16("question class")?;
+                questions.push(Question { name, qtype, qclass });
+            }
+            let mut answers = Vec::new();
+            for _ in 0..ancount.min(MAX_RECORDS) {
+                match r.record() {
+                    Ok(rr) => answers.push(rr),
+                    Err(_) => break,
+                }
+            }
+            Ok(DnsMessage {
+                id,
+                is_response: flags & 0x8000 != 0,
+                opcode: ((flags >> 11) & 0x0f) as u8,
+                truncated: true,
+                rcode: (flags & 0x000f) as u8,
+                questions,
+                answers,
+                authorities: Vec::new(),
+                additionals: Vec::new(),
+            })
+        }
+    }
+}
+
+/// Split DNS-over-TCP bytes (each message behind a 2-byte length) into whole messages. Returns
+/// the messages and how many bytes they used; a partial message at the end is left for later.
+pub fn split_tcp(stream: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(len_bytes) = stream.get(pos..pos + 2) {
+        let len = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
+        match stream.get(pos + 2..pos + 2 + len) {
+            Some(m) => {
+                out.push(m);
+                pos += 2 + len;
+            }
+            None => break,
+        }
+    }
+    (out, pos)
+}
+
+/// Parse one DNS-over-TCP message including its 2-byte length prefix.
+pub fn parse_tcp(framed: &[u8]) -> Result<DnsMessage, DnsError> {
+    let Some(len_bytes) = framed.get(..2) else {
+        return Err(DnsError::Truncated { what: "TCP length prefix", offset: 0 });
+    };
+    let declared = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
+    match framed.get(2..2 + declared) {
+        Some(m) => parse(m),
+        None => Err(DnsError::TcpLength { declared, available: framed.len() - 2 }),
+    }
+}
+
+/// What the engine or the pcap observer knows about one DNS exchange besides the messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    pub time: Millis,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub transport: Proto,
+}
+
+/// Build the [`DnsRecord`] of one exchange from the query and/or the answer (either may be
+/// missing: a capture may hold only one side; a live query may get no answer). The question is
+/// taken from the query, else from the answer. `uid` and `flow_id` are left for the caller.
+/// Returns None when neither message has a question.
+pub fn record_from(ex: Exchange, query: Option<&DnsMessage>, answer: Option<&DnsMessage>) -> Option<DnsRecord> {
+    let question = query
+        .and_then(|q| q.questions.first())
+        .or_else(|| answer.and_then(|a| a.questions.first()))?;
+    let mut record = DnsRecord {
+        time: ex.time,
+        uid: None,
+        flow_id: None,
+        client: ex.client,
+        server: ex.server,
+        transport: ex.transport,
+        query: question.name.clone(),
+        qtype: question.qtype,
+        rcode: None,
+        answers: Vec::new(),
+        answer_ips: Vec::new(),
+        ttl: None,
+    };
+    if let Some(a) = answer {
+        record.rcode = Some(a.rcode);
+        record.answers = a.answers.iter().map(ResourceRecord::data_text).collect();
+        // The answer's own question is authoritative for the chain; it matches the query's.
+        let (ips, ttl) = a.answer_addresses();
+        record.answer_ips = ips;
+        record.ttl = ttl;
+    }
+    Some(record)
+}
+
+struct Reader<'a> {
+    msg: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DnsError> {
+        let out = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.msg.get(self.pos..end))
+            .ok_or(DnsError::Truncated { what, offset: self.pos })?;
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, DnsError> {
+        let b = self.bytes(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DnsError> {
+        let b = self.bytes(4, what)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Read a (possibly compressed) name at the current position and move past it.
+    fn name(&mut self) -> Result<String, DnsError> {
+        let (name, end) = read_name(self.msg, self.pos)?;
+        self.pos = end;
+        Ok(name)
+    }
+
+    fn records(&mut self, count: usize) -> Result<Vec<ResourceRecord>, DnsError> {
+        let mut out = Vec::with_capacity(count.min(16));
+        for _ in 0..count.min(MAX_RECORDS) {
+            out.push(self.record()?);
+        }
+        Ok(out)
+    }
+
+    fn record(&mut self) -> Result<ResourceRecord, DnsError> {
+        let name = self.name()?;
+        let rtype = self.u16("record type")?;
+        let class = self.u16("record class")?;
+        let ttl = self.u32("record TTL")?;
+        let rdlen = self.u16("record length")? as usize;
+        let start = self.pos;
+        let rdata = self.bytes(rdlen, "record data")?;
+        let bad = DnsError::BadRdata { rtype, offset: start };
+        let data = match rtype {
+            // An address record of the wrong size is no address (inverse queries carry empty
+            // ones); its length still delimits it, so the rest of the message stays readable.
+            TYPE_A => match <[u8; 4]>::try_from(rdata) {
+                Ok(b) => RData::A(Ipv4Addr::from(b)),
+                Err(_) => RData::Other { len: rdlen },
+            },
+            TYPE_AAAA => match <[u8; 16]>::try_from(rdata) {
+                Ok(b) => RData::Aaaa(Ipv6Addr::from(b)),
+                Err(_) => RData::Other { len: rdlen },
+            },
+            TYPE_CNAME | TYPE_NS | TYPE_PTR => {
+                let (target, end) = read_name(self.msg, start)?;
+                if end != start + rdlen {
+                    return Err(bad);
+                }
+                RData::Name(target)
+            }
+            TYPE_SVCB | TYPE_HTTPS => parse_svcb(self.msg, start, rdlen).ok_or(bad)?,
+            _ => RData::Other { len: rdlen },
+        };
+        // Classes other than IN (and the OPT pseudo-record's payload size) keep their data as is.
+        Ok(ResourceRecord { name, rtype, class, ttl, data })
+    }
+}
+
+/// Read a name starting at `start`; returns it and the offset just past its wire form.
+fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
+    let mut out = String::new();
+    let mut pos = start;
+    let mut end_after: Option<usize> = None;
+    let mut jumps = 0usize;
+    let mut wire_len = 0usize;
+    loop {
+        let len = *msg.get(pos).ok_or(DnsError::Truncated { what: "name", offset: pos })?;
+        match len & 0xc0 {
+            0x00 => {
+                if len == 0 {
+                    let end = end_after.unwrap_or(pos + 1);
+                    return Ok((out, end));
+                }
+                let label = msg
+                    .get(pos + 1..pos + 1 + len as usize)
+                    .ok_or(DnsError::Truncated { what: "name label", offset: pos })?;
+                wire_len += 1 + label.len();
+                if wire_len + 1 > MAX_NAME_WIRE_LEN {
+                    return Err(DnsError::NameTooLong { offset: start });
+                }
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                push_label(&mut out, label);
+                pos += 1 + len as usize;
+            }
+            0xc0 => {
+                let lo = *msg.get(pos + 1).ok_or(DnsError::Truncated { what: "name pointer", offset: pos })?;
+                let target = (((len & 0x3f) as usize) << 8) | lo as usize;
+                if target >= pos {
+                    return Err(DnsError::BadPointer { offset: pos, target });
+                }
+                jumps += 1;
+                if jumps > MAX_POINTER_JUMPS {
+                    return Err(DnsError::TooManyPointers { offset: start });
+                }
+                if end_after.is_none() {
+                    end_after = Some(pos + 2);
+                }
+                pos = target;
+            }
+            _ => return Err(DnsError::BadLabel { offset: pos, byte: len }),
+        }
+    }
+}
+
+/// Append a label in presentation form: lower-case ASCII, other bytes and dots escaped as \DDD.
+fn push_label(out: &mut String, label: &[u8]) {
+    for &b in label {
+        match b {
+            b'.' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x21..=0x7e => out.push(b.to_ascii_lowercase() as char),
+            _ => {
+                out.push('\\');
+                out.push_str(&format!("{b:03}"));
+            }
+        }
+    }
+}
+
+/// SVCB/HTTPS RDATA: priority, target name (never compressed, RFC 9460 2.2), then SvcParams.
+fn parse_svcb(msg: &[u8], start: usize, rdlen: usize) -> Option<RData> {
+    let rdata = msg.get(start..start + rdlen)?;
+    let priority = u16::from_be_bytes([*rdata.first()?, *rdata.get(1)?]);
+    // Decode the target from the RDATA alone so a pointer cannot escape the record.
+    let (target, used) = read_name(rdata, 2).ok()?;
+    let mut alpn = Vec::new();
+    let mut ipv4hint = Vec::new();
+    let mut ipv6hint = Vec::new();
+    let mut pos = used;
+    while pos < rdata.len() {
+        let key = u16::from_be_bytes([*rdata.get(pos)?, *rdata.get(pos + 1)?]);
+        let len = u16::from_be_bytes([*rdata.get(pos + 2)?, *rdata.get(pos + 3)?]) as usize;
+        let value = rdata.get(pos + 4..pos + 4 + len)?;
+        match key {
+            1 => {
+                let mut i = 0;
+                while i < value.len() {
+                    let l = value[i] as usize;
+                    let id = value.get(i + 1..i + 1 + l)?;
+                    alpn.push(String::from_utf8_lossy(id).into_owned());
+                    i += 1 + l;
+                }
+            }
+            4 => {
+                if value.len() % 4 != 0 {
+                    return None;
+                }
+                for c in value.chunks_exact(4) {
+                    ipv4hint.push(Ipv4Addr::new(c[0], c[1], c[2], c[3]));
+                }
+            }
+            6 => {
+                if value.len() % 16 != 0 {
+                    return None;
+                }
+                for c in value.chunks_exact(16) {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(c);
+                    ipv6hint.push(Ipv6Addr::from(b));
+                }
+            }
+            _ => {}
+        }
+        pos += 4 + len;
+    }
+    Some(RData::Svcb { priority, target, alpn, ipv4hint, ipv6hint })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Build a name in wire form (no compression).
+    fn wire_name(name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+        out
+    }
+
+    fn header(id: u16, flags: u16, qd: u16, an: u16) -> Vec<u8> {
+        let mut h = Vec::new();
+        for v in [id, flags, qd, an, 0, 0] {
+            h.extend_from_slice(&v.to_be_bytes());
+        }
+        h
+    }
+
+    fn rr(name: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+        let mut out = name.to_vec();
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+        out
+    }
+
+    /// A response to "www.Example.com A": CNAME to edge.cdn.net (compressed owner), then
+    /// two A records for the CNAME target, plus an unrelated A record that must be ignored.
+    fn cname_response() -> Vec<u8> {
+        let mut m = header(0x1234, 0x8180, 1, 4);
+        m.extend(wire_name("www.Example.com"));
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        let target = wire_name("edge.cdn.net");
+        m.extend(rr(&[0xc0, 12], TYPE_CNAME, 300, &target));
+        // Owner "edge.cdn.net" via pointer to the CNAME's rdata (offset: 12 + 17 + 4 + 12).
+        let target_off = 12 + 17 + 4 + 12;
+        m.extend(rr(&[0xc0, target_off as u8], TYPE_A, 60, &[198, 18, 0, 1]));
+        m.extend(rr(&[0xc0, target_off as u8], TYPE_A, 120, &[198, 18, 0, 2]));
+        m.extend(rr(&wire_name("other.org"), TYPE_A, 5, &[198, 19, 0, 9]));
+        m
+    }
+
+    #[test]
+    fn cname_chain_maps_addresses_to_the_asked_name() {
+        let msg = parse(&cname_response()).unwrap();
+        assert!(msg.is_response);
+        assert_eq!(msg.id, 0x1234);
+        assert_eq!(msg.query_name(), Some("www.example.com"));
+        assert_eq!(msg.answers[0].data, RData::Name("edge.cdn.net".into()));
+        assert_eq!(msg.answers[1].name, "edge.cdn.net");
+        let (ips, ttl) = msg.answer_addresses();
+        assert_eq!(ips, vec![IpAddr::from([198, 18, 0, 1]), IpAddr::from([198, 18, 0, 2])]);
+        assert_eq!(ttl, Some(60));
+    }
+
+    #[test]
+    fn record_from_uses_query_and_answer() {
+        let answer = parse(&cname_response()).unwrap();
+        let ex = Exchange {
+            time: 1000,
+            client: "10.0.0.2:5353".parse().unwrap(),
+            server: "198.18.0.53:53".parse().unwrap(),
+            transport: Proto::Udp,
+        };
+        let rec = record_from(ex, None, Some(&answer)).unwrap();
+        assert_eq!(rec.query, "www.example.com");
+        assert_eq!(rec.qtype, TYPE_A);
+        assert_eq!(rec.rcode, Some(0));
+        assert_eq!(rec.answers, vec!["edge.cdn.net", "198.18.0.1", "198.18.0.2", "198.19.0.9"]);
+        assert_eq!(rec.answer_ips.len(), 2);
+        assert_eq!(rec.ttl, Some(60));
+    }
+
+    #[test]
+    fn https_record_hints_become_addresses() {
+        let mut m = header(7, 0x8180, 1, 1);
+        m.extend(wire_name("svc.example"));
+        m.extend_from_slice(&TYPE_HTTPS.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        let mut rdata = vec![0, 1, 0]; // priority 1, target "."
+        rdata.extend_from_slice(&[0, 1, 0, 3, 2, b'h', b'2']); // alpn=h2
+        rdata.extend_from_slice(&[0, 4, 0, 8, 198, 18, 1, 1, 198, 18, 1, 2]); // ipv4hint
+        rdata.extend_from_slice(&[0, 6, 0, 16, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        m.extend(rr(&[0xc0, 12], TYPE_HTTPS, 30, &rdata));
+        let msg = parse(&m).unwrap();
+        match &msg.answers[0].data {
+            RData::Svcb { priority, target, alpn, .. } => {
+                assert_eq!((*priority, target.as_str()), (1, ""));
+                assert_eq!(alpn, &vec!["h2".to_string()]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let (ips, ttl) = msg.answer_addresses();
+        assert_eq!(ips.len(), 3);
+        assert_eq!(ips[2], "fd00::1".parse::<IpAddr>().unwrap());
+        assert_eq!(ttl, Some(30));
+        assert_eq!(msg.answers[0].data_text(), "HTTPS 1 .");
+    }
+
+    #[test]
+    fn pointer_loops_and_forward_pointers_are_errors() {
+        let mut m = header(1, 0x0100, 1, 0);
+        m.extend_from_slice(&[0xc0, 12]); // points at itself
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        assert_eq!(parse(&m), Err(DnsError::BadPointer { offset: 12, target: 12 }));
+        // A label followed by a pointer back to that label: a loop growing the name.
+        let mut m = header(1, 0x0100, 1, 0);
+        m.extend_from_slice(&[1, b'a', 0xc0, 12]);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        assert_eq!(parse(&m), Err(DnsError::TooManyPointers { offset: 12 }));
+    }
+
+    #[test]
+    fn truncated_and_bad_input_are_errors_not_panics() {
+        let full = cname_response();
+        for cut in 0..full.len() {
+            assert!(parse(&full[..cut]).is_err(), "cut at {cut} parsed");
+        }
+        let mut m = header(1, 0x0100, 1, 0);
+        m.extend_from_slice(&[0x80, 0]);
+        assert_eq!(parse(&m), Err(DnsError::BadLabel { offset: 12, byte: 0x80 }));
+        // An A record with 3 bytes of data is kept as no address.
+        let mut m = header(1, 0x8180, 1, 1);
+        m.extend(wire_name("a.b"));
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m.extend(rr(&[0xc0, 12], TYPE_A, 1, &[1, 2, 3]));
+        let msg = parse(&m).unwrap();
+        assert_eq!(msg.answers[0].data, RData::Other { len: 3 });
+        assert!(msg.answer_addresses().0.is_empty());
+        // A CNAME whose name runs past its length is an error.
+        let mut m = header(1, 0x8180, 1, 1);
+        m.extend(wire_name("a.b"));
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m.extend(rr(&[0xc0, 12], TYPE_CNAME, 1, &[3, b'x', b'y']));
+        assert!(parse(&m).is_err());
+    }
+
+    #[test]
+    fn lenient_parse_keeps_question_of_truncated_answer() {
+        let full = cname_response();
+        let cut = &full[..full.len() - 20];
+        let msg = parse_lenient(cut).unwrap();
+        assert_eq!(msg.query_name(), Some("www.example.com"));
+        assert!(msg.truncated);
+        assert_eq!(msg.answers.len(), 3);
+    }
+
+    #[test]
+    fn tcp_framing_splits_messages_and_keeps_partial_tail() {
+        let one = cname_response();
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&(one.len() as u16).to_be_bytes());
+        stream.extend_from_slice(&one);
+        stream.extend_from_slice(&(one.len() as u16).to_be_bytes());
+        stream.extend_from_slice(&one[..10]);
+        let (msgs, used) = split_tcp(&stream);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(used, one.len() + 2);
+        assert_eq!(parse(msgs[0]).unwrap().query_name(), Some("www.example.com"));
+        assert!(parse_tcp(&stream[..used]).is_ok());
+        assert!(matches!(parse_tcp(&stream[used..]), Err(DnsError::TcpLength { .. })));
+    }
+
+    #[test]
+    fn odd_label_bytes_are_escaped() {
+        let mut m = header(1, 0x0100, 1, 0);
+        m.extend_from_slice(&[3, b'a', b'.', 0x07, 2, b'C', b'D', 0]);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        assert_eq!(parse(&m).unwrap().query_name(), Some("a\\.\\007.cd"));
+    }
+}

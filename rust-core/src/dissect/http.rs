@@ -1,0 +1,168 @@
+//! HTTP/1.x requests: method and Host (port stripped). Enough to name a cleartext flow; the
+//! body is never looked at here.
+
+/// Request heads longer than this are not waited for (the name is taken from what is there).
+pub const MAX_HEAD_LEN: usize = 16 * 1024;
+
+const METHODS: &[&str] = &[
+    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "PROPFIND", "PROPPATCH",
+    "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH", "NOTIFY", "SUBSCRIBE", "M-SEARCH",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("not an HTTP/1.x request (starts with {0:02x?})")]
+    NotHttp(Vec<u8>),
+    #[error("HTTP request line malformed")]
+    BadRequestLine,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// From the Host header, else from an absolute-form or CONNECT target; port removed, lower
+    /// case.
+    pub host: Option<String>,
+    /// The request head ended (blank line seen) within the bytes given.
+    pub complete: bool,
+}
+
+/// True when `data` starts with a known method followed by a space (or is a prefix of one).
+/// With fewer than 8 bytes, says whether it still could be.
+pub fn may_be_request(data: &[u8]) -> bool {
+    METHODS.iter().any(|m| {
+        let m = m.as_bytes();
+        if data.len() > m.len() {
+            data.starts_with(m) && data[m.len()] == b' '
+        } else {
+            m.starts_with(data)
+        }
+    })
+}
+
+/// Parse the request head at the start of `data`. Ok(None): looks like HTTP but the request line
+/// is not complete yet.
+pub fn parse_request(data: &[u8]) -> Result<Option<Request>, HttpError> {
+    if !may_be_request(data) {
+        return Err(HttpError::NotHttp(data.iter().take(8).copied().collect()));
+    }
+    let head = &data[..data.len().min(MAX_HEAD_LEN)];
+    let Some(line_end) = find(head, b"\n") else {
+        return if data.len() >= MAX_HEAD_LEN { Err(HttpError::BadRequestLine) } else { Ok(None) };
+    };
+    let line = trim_cr(&head[..line_end]);
+    let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
+    let method = parts.next().ok_or(HttpError::BadRequestLine)?;
+    let target = parts.next().ok_or(HttpError::BadRequestLine)?;
+    let version = parts.next().ok_or(HttpError::BadRequestLine)?;
+    if !version.starts_with(b"HTTP/") && !version.starts_with(b"RTSP/") {
+        return Err(HttpError::BadRequestLine);
+    }
+    let method = String::from_utf8_lossy(method).into_owned();
+    let mut host = None;
+    let mut complete = false;
+    let mut rest = &head[line_end + 1..];
+    while let Some(end) = find(rest, b"\n") {
+        let header = trim_cr(&rest[..end]);
+        rest = &rest[end + 1..];
+        if header.is_empty() {
+            complete = true;
+            break;
+        }
+        if let Some(colon) = header.iter().position(|&b| b == b':') {
+            let (name, value) = header.split_at(colon);
+            if name.eq_ignore_ascii_case(b"host") && host.is_none() {
+                host = host_without_port(trim(&value[1..]));
+            }
+        }
+    }
+    if host.is_none() {
+        host = host_from_target(&method, target);
+    }
+    Ok(Some(Request { method, host, complete }))
+}
+
+fn host_from_target(method: &str, target: &[u8]) -> Option<String> {
+    if method == "CONNECT" {
+        return host_without_port(target);
+    }
+    let lower = target.to_ascii_lowercase();
+    let rest = lower.strip_prefix(b"http://").or_else(|| lower.strip_prefix(b"https://"))?;
+    let authority_end = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let authority = match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    host_without_port(authority)
+}
+
+/// "example.com:8080" -> "example.com"; "[2001:db8::1]:80" -> "2001:db8::1"; lower case.
+pub fn host_without_port(value: &[u8]) -> Option<String> {
+    let host = if let Some(rest) = value.strip_prefix(b"[") {
+        let close = rest.iter().position(|&b| b == b']')?;
+        &rest[..close]
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            // A bare IPv6 address has several colons: keep it whole.
+            Some(c) if value.iter().filter(|&&b| b == b':').count() == 1 => &value[..c],
+            _ => value,
+        }
+    };
+    super::tls::host_from_bytes(host)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_method() {
+        let r = parse_request(b"POST /api HTTP/1.1\r\nUser-Agent: x\r\nHOST: Data.Mistat.Xiaomi.com:8080\r\n\r\nbody")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.host.as_deref(), Some("data.mistat.xiaomi.com"));
+        assert!(r.complete);
+    }
+
+    #[test]
+    fn partial_request_waits_then_parses() {
+        assert_eq!(parse_request(b"GE"), Ok(None));
+        assert_eq!(parse_request(b"GET /index.html HTT"), Ok(None));
+        let r = parse_request(b"GET / HTTP/1.0\r\nHost: a.b\r\n").unwrap().unwrap();
+        assert_eq!(r.host.as_deref(), Some("a.b"));
+        assert!(!r.complete);
+    }
+
+    #[test]
+    fn ipv6_hosts_and_absolute_targets() {
+        assert_eq!(host_without_port(b"[2001:DB8::1]:80").as_deref(), Some("2001:db8::1"));
+        assert_eq!(host_without_port(b"2001:db8::1").as_deref(), Some("2001:db8::1"));
+        let r = parse_request(b"GET http://user@Proxy.Example:3128/x HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(r.host.as_deref(), Some("proxy.example"));
+        let r = parse_request(b"CONNECT tunnel.example:443 HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(r.host.as_deref(), Some("tunnel.example"));
+    }
+
+    #[test]
+    fn not_http() {
+        assert!(parse_request(b"\x16\x03\x01\x02\x00").is_err());
+        assert!(parse_request(b"GETTING / HTTP/1.1\r\n").is_err());
+        assert_eq!(parse_request(b"GET /\r\n\r\n"), Err(HttpError::BadRequestLine));
+    }
+}

@@ -1,0 +1,398 @@
+//! Device identifiers in cleartext payload. Only the *kinds* found are reported ("imei",
+//! "android_id", ...); the payload and the values themselves are never kept.
+//!
+//! Shapes alone would flag every 16-hex-digit token as an Android ID, so most kinds need a
+//! context: a parameter name such as `android_id=` or `"oaid":"` right before the value. IMEI-shaped
+//! numbers stand on their own but must pass the Luhn check; the phone's own model, OS version and
+//! addresses (from [`DeviceContext`]) are matched literally.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// What the engine knows about the phone, to recognise its own identifiers in payloads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceContext {
+    /// The phone's own addresses (Wi-Fi/mobile, and the tunnel's).
+    pub own_ips: Vec<IpAddr>,
+    /// `Build.MODEL`, e.g. "M2101K7BG" or "Redmi Note 9S".
+    pub model: Option<String>,
+    /// MIUI/HyperOS version string, e.g. "V14.0.3.0.TKHEUXM" or "OS1.0.5.0.UMCEUXM".
+    pub os_version: Option<String>,
+}
+
+pub const IMEI: &str = "imei";
+pub const ANDROID_ID: &str = "android_id";
+pub const OAID: &str = "oaid";
+pub const GAID: &str = "gaid";
+pub const MAC: &str = "mac";
+pub const MODEL: &str = "model";
+pub const MIUI_VERSION: &str = "miui_version";
+pub const OWN_IP: &str = "own_ip";
+
+/// Parameter names (lower case) announcing each kind of value.
+const ANDROID_ID_KEYS: &[&str] = &["android_id", "androidid", "android-id", "ssaid"];
+const OAID_KEYS: &[&str] = &["oaid"];
+const GAID_KEYS: &[&str] = &["gaid", "adid", "advertising_id", "advertisingid", "ad_id", "aaid", "google_ad_id"];
+const IMEI_KEYS: &[&str] = &["imei", "imei1", "imei2", "meid", "device_id", "deviceid"];
+const MAC_KEYS: &[&str] = &["mac", "mac_address", "macaddress", "wifi_mac", "bssid"];
+const MODEL_KEYS: &[&str] = &["model", "device_model", "devicemodel", "phone_model", "ro.product.model"];
+const MIUI_KEYS: &[&str] = &["miui_version", "miuiversion", "miui_ver", "romversion", "rom_version", "ro.miui.ui.version.name"];
+
+/// Scan `data` and add the kinds found to `found`.
+pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'static str>) {
+    let lower = data.to_ascii_lowercase();
+    for (value, key_kind) in keyed_values(&lower) {
+        match key_kind {
+            KeyKind::AndroidId if is_hex(value, 16) => {
+                found.insert(ANDROID_ID);
+            }
+            KeyKind::Oaid if (is_uuid(value) || is_hex(value, 16) || is_hex(value, 32) || is_hex(value, 64))
+                && !is_all_zero(value) => {
+                    found.insert(OAID);
+                }
+            KeyKind::Gaid if is_uuid(value) && !is_all_zero(value) => {
+                found.insert(GAID);
+            }
+            KeyKind::Imei if value.len() == 15 && value.iter().all(u8::is_ascii_digit) && luhn_ok(value) => {
+                found.insert(IMEI);
+            }
+            KeyKind::Mac if is_mac(value) || (is_hex(value, 12) && !is_all_zero(value)) => {
+                found.insert(MAC);
+            }
+            KeyKind::Model if !value.is_empty() => {
+                found.insert(MODEL);
+            }
+            KeyKind::Miui if !value.is_empty() => {
+                found.insert(MIUI_VERSION);
+            }
+            _ => {}
+        }
+    }
+    if standalone_imei(&lower) {
+        found.insert(IMEI);
+    }
+    if standalone_mac(&lower) {
+        found.insert(MAC);
+    }
+    if miui_version_shape(data) {
+        found.insert(MIUI_VERSION);
+    }
+    if let Some(ctx) = ctx {
+        if let Some(model) = ctx.model.as_deref().filter(|m| m.len() >= 4) {
+            let m = model.to_ascii_lowercase();
+            let plus = m.replace(' ', "+");
+            let pct = m.replace(' ', "%20");
+            if [m.as_str(), plus.as_str(), pct.as_str()].iter().any(|v| contains(&lower, v.as_bytes())) {
+                found.insert(MODEL);
+            }
+        }
+        if let Some(v) = ctx.os_version.as_deref().filter(|v| v.len() >= 4)
+            && contains(&lower, v.to_ascii_lowercase().as_bytes())
+        {
+            found.insert(MIUI_VERSION);
+        }
+        for ip in &ctx.own_ips {
+            if ip.is_unspecified() || ip.is_loopback() {
+                continue;
+            }
+            if contains_token(&lower, ip.to_string().as_bytes()) {
+                found.insert(OWN_IP);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyKind {
+    AndroidId,
+    Oaid,
+    Gaid,
+    Imei,
+    Mac,
+    Model,
+    Miui,
+}
+
+/// Every `key<sep>value` in the (lower-cased) text whose key is one we know. Separators: `=`,
+/// `:`, `>` (XML), with quotes and spaces around them, as in query strings, JSON and XML.
+fn keyed_values(lower: &[u8]) -> Vec<(&[u8], KeyKind)> {
+    let table: [(&[&str], KeyKind); 7] = [
+        (ANDROID_ID_KEYS, KeyKind::AndroidId),
+        (OAID_KEYS, KeyKind::Oaid),
+        (GAID_KEYS, KeyKind::Gaid),
+        (IMEI_KEYS, KeyKind::Imei),
+        (MAC_KEYS, KeyKind::Mac),
+        (MODEL_KEYS, KeyKind::Model),
+        (MIUI_KEYS, KeyKind::Miui),
+    ];
+    let mut out = Vec::new();
+    for (keys, kind) in table {
+        for key in keys {
+            let key = key.as_bytes();
+            let mut from = 0;
+            while let Some(i) = find_from(lower, key, from) {
+                from = i + 1;
+                let before_ok = i == 0 || !is_word(lower[i - 1]);
+                let after = i + key.len();
+                if !before_ok || lower.get(after).is_some_and(|&b| is_word(b)) {
+                    continue;
+                }
+                if let Some(value) = value_after(lower, after) {
+                    out.push((value, kind));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The value following a key: skip up to 4 separator bytes (at least one of `=:>`), then read
+/// the value's characters.
+fn value_after(lower: &[u8], mut pos: usize) -> Option<&[u8]> {
+    let mut saw_sep = false;
+    for _ in 0..4 {
+        match lower.get(pos) {
+            Some(b'=' | b':' | b'>') => {
+                saw_sep = true;
+                pos += 1;
+            }
+            Some(b'"' | b'\'' | b' ' | b'\\') => pos += 1,
+            _ => break,
+        }
+    }
+    if !saw_sep {
+        return None;
+    }
+    let start = pos;
+    while pos < lower.len() && pos - start < 96 && is_value_char(lower[pos]) {
+        pos += 1;
+    }
+    Some(&lower[start..pos])
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_value_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'.' | b'_' | b'+' | b'%')
+}
+
+fn is_hex(v: &[u8], len: usize) -> bool {
+    v.len() == len && v.iter().all(u8::is_ascii_hexdigit)
+}
+
+fn is_all_zero(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'0' || b == b'-' || b == b':')
+}
+
+/// 8-4-4-4-12 hex digits.
+fn is_uuid(v: &[u8]) -> bool {
+    v.len() == 36
+        && v.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Six hex pairs separated by ':' or '-' (the same separator throughout).
+fn is_mac(v: &[u8]) -> bool {
+    if v.len() != 17 {
+        return false;
+    }
+    let sep = v[2];
+    if sep != b':' && sep != b'-' {
+        return false;
+    }
+    let ok = v.iter().enumerate().all(|(i, b)| if i % 3 == 2 { *b == sep } else { b.is_ascii_hexdigit() });
+    ok && !is_all_zero(v) && !v.iter().all(|&b| b == b'f' || b == sep)
+}
+
+/// The Luhn checksum that IMEIs carry in their last digit.
+pub fn luhn_ok(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d - b'0');
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+/// A run of exactly 15 digits, not part of a longer word, with a valid Luhn digit and not one
+/// repeated digit. A real IMEI's reporting-body prefix (first two digits) is 01..99 except 00.
+fn standalone_imei(lower: &[u8]) -> bool {
+    let mut i = 0;
+    while i < lower.len() {
+        if !lower[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < lower.len() && lower[i].is_ascii_digit() {
+            i += 1;
+        }
+        let run = &lower[start..i];
+        let bounded = (start == 0 || !is_word(lower[start - 1]) && lower[start - 1] != b'.')
+            && lower.get(i).is_none_or(|&b| !is_word(b) && b != b'.');
+        if run.len() == 15 && bounded && &run[..2] != b"00" && run.iter().any(|&d| d != run[0]) && luhn_ok(run) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A colon-separated MAC address not embedded in a longer hex-and-colon token (IPv6).
+fn standalone_mac(lower: &[u8]) -> bool {
+    if lower.len() < 17 {
+        return false;
+    }
+    for start in 0..=lower.len() - 17 {
+        let cand = &lower[start..start + 17];
+        if cand[2] != b':' || !is_mac(cand) {
+            continue;
+        }
+        let before = start.checked_sub(1).map(|i| lower[i]);
+        let after = lower.get(start + 17).copied();
+        let embedded = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit() || b == b':');
+        if !embedded(before) && !embedded(after) {
+            return true;
+        }
+    }
+    false
+}
+
+/// MIUI ("V12.5.3.0.RJOMIXM") and HyperOS ("OS1.0.5.0.UMCEUXM") version strings.
+fn miui_version_shape(data: &[u8]) -> bool {
+    let mut i = 0;
+    while i < data.len() {
+        let prefix = if data[i] == b'V' {
+            1
+        } else if data[i..].starts_with(b"OS") {
+            2
+        } else {
+            i += 1;
+            continue;
+        };
+        if i > 0 && is_word(data[i - 1]) {
+            i += 1;
+            continue;
+        }
+        let mut p = i + prefix;
+        let mut groups = 0;
+        loop {
+            let digits_start = p;
+            while p < data.len() && data[p].is_ascii_digit() && p - digits_start < 3 {
+                p += 1;
+            }
+            if p == digits_start || data.get(p) != Some(&b'.') {
+                break;
+            }
+            groups += 1;
+            p += 1;
+        }
+        if groups == 4 {
+            let letters_start = p;
+            while p < data.len() && data[p].is_ascii_uppercase() {
+                p += 1;
+            }
+            let n = p - letters_start;
+            if (5..=9).contains(&n) && data.get(p).is_none_or(|b| !b.is_ascii_alphanumeric()) {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn find_from(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() || from >= hay.len() || hay.len() - from < needle.len() {
+        return None;
+    }
+    hay[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find_from(hay, needle, 0).is_some()
+}
+
+/// `needle` present and not glued to more digits/dots on either side ("10.0.0.2" must not match
+/// inside "110.0.0.23").
+fn contains_token(hay: &[u8], needle: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = find_from(hay, needle, from) {
+        from = i + 1;
+        let glued = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+        if !glued(i.checked_sub(1).and_then(|j| hay.get(j))) && !glued(hay.get(i + needle.len())) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(data: &[u8], ctx: Option<&DeviceContext>) -> Vec<&'static str> {
+        let mut found = BTreeSet::new();
+        scan(data, ctx, &mut found);
+        found.into_iter().collect()
+    }
+
+    #[test]
+    fn keyed_identifiers_in_query_json_and_xml() {
+        assert_eq!(kinds(b"GET /t?android_id=9774d56d682e549c&x=1 HTTP/1.1", None), vec![ANDROID_ID]);
+        assert_eq!(kinds(br#"{"oaid":"3f2a9b1c7d4e5f60","gaid":"38400000-8cf0-11bd-b23e-10b96e40000d"}"#, None), vec![GAID, OAID]);
+        assert_eq!(kinds(b"<imei>490154203237518</imei>", None), vec![IMEI]);
+        assert_eq!(kinds(b"mac=02%3A00", None), Vec::<&str>::new());
+        assert_eq!(kinds(b"wifi_mac=a4:c3:f0:85:ac:2d", None), vec![MAC]);
+        assert_eq!(kinds(b"device_model=Redmi+Note+9S&miui_version=V12.5.3.0", None), vec![MIUI_VERSION, MODEL]);
+    }
+
+    #[test]
+    fn wrong_shapes_and_missing_context_do_not_count() {
+        // 16 hex digits without an Android-ID key; a zeroed advertising ID (opted out).
+        assert!(kinds(b"session=9774d56d682e549c", None).is_empty());
+        assert!(kinds(b"gaid=00000000-0000-0000-0000-000000000000", None).is_empty());
+        // Key inside a longer word.
+        assert!(kinds(b"myandroid_id=9774d56d682e549c", None).is_empty());
+        // IMEI-shaped but the Luhn digit is wrong; 16 digits; a timestamp.
+        assert!(kinds(b"n=490154203237519 m=4901542032375180 t=1732170000000", None).is_empty());
+        // IPv6 address is not a MAC.
+        assert!(kinds(b"addr fe80::a4:c3:f0:85:ac:2d:1", None).is_empty());
+    }
+
+    #[test]
+    fn standalone_imei_and_mac_and_version() {
+        assert_eq!(kinds(b"id: 490154203237518;", None), vec![IMEI]);
+        assert_eq!(kinds(b"bt A4:C3:F0:85:AC:2D end", None), vec![MAC]);
+        assert_eq!(kinds(b"ver OS1.0.5.0.UMCEUXM;", None), vec![MIUI_VERSION]);
+        assert_eq!(kinds(b"rom=V14.0.3.0.TKHEUXM", None), vec![MIUI_VERSION]);
+        assert!(kinds(b"V1.2.3.4.AB", None).is_empty());
+    }
+
+    #[test]
+    fn context_model_version_and_own_ip() {
+        let ctx = DeviceContext {
+            own_ips: vec!["10.23.4.5".parse().unwrap(), "2001:db8::7".parse().unwrap()],
+            model: Some("Redmi Note 9S".into()),
+            os_version: Some("V12.5.1.0.RJWEUXM".into()),
+        };
+        assert_eq!(kinds(b"ua=Redmi%20Note%209S&ip=10.23.4.5", Some(&ctx)), vec![MODEL, OWN_IP]);
+        assert!(kinds(b"ip=110.23.4.55", Some(&ctx)).is_empty());
+        assert_eq!(kinds(b"src 2001:db8::7 ", Some(&ctx)), vec![OWN_IP]);
+    }
+
+    #[test]
+    fn luhn() {
+        assert!(luhn_ok(b"490154203237518"));
+        assert!(!luhn_ok(b"490154203237517"));
+    }
+}

@@ -1,0 +1,734 @@
+//! QUIC client Initials: decrypt them (RFC 9001 5, RFC 9369 for v2, the draft salts for drafts
+//! 22-34 and Facebook's mvfst, Google's Q050/T050/T051), reassemble the CRYPTO stream across
+//! packets and out of order, and read the ClientHello (SNI, ALPN). Google QUIC versions whose
+//! handshake is not encrypted (Q024-Q046) carry the server name in the CHLO's `SNI` tag.
+//!
+//! Everything here works on untrusted datagrams: every length is checked, decryption failures are
+//! errors, nothing panics.
+
+use aes::Aes128;
+use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::Aes128Gcm;
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use super::tls::{self, ClientHello, MAX_HELLO_LEN};
+
+pub const VERSION_1: u32 = 0x0000_0001;
+pub const VERSION_2: u32 = 0x6b33_43cf;
+const MVFST_22: u32 = 0xface_b001;
+const MVFST_27: u32 = 0xface_b002;
+const MVFST_EXP: u32 = 0xface_b00e;
+const Q050: u32 = u32::from_be_bytes(*b"Q050");
+const T050: u32 = u32::from_be_bytes(*b"T050");
+const T051: u32 = u32::from_be_bytes(*b"T051");
+
+const SALT_DRAFT_22: [u8; 20] = hex20(b"7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a");
+const SALT_DRAFT_23: [u8; 20] = hex20(b"c3eef712c72ebb5a11a7d2432bb46365bef9f502");
+const SALT_DRAFT_29: [u8; 20] = hex20(b"afbfec289993d24c9e9786f19c6111e04390a899");
+const SALT_V1: [u8; 20] = hex20(b"38762cf7f55934b34d179ae6a4c80cadccbb7f0a");
+const SALT_V2: [u8; 20] = hex20(b"0dede3def700a6db819381be6e269dcbf9bd2ed9");
+const SALT_Q050: [u8; 20] = hex20(b"504574efd066fe2f9d945cfcdbd3a7f0d3b56b45");
+const SALT_T050: [u8; 20] = hex20(b"7ff579e5acd0729155803034c43a2367c6048831");
+const SALT_T051: [u8; 20] = hex20(b"7a4edef4e7ccee5fa4506c19124fc8ccda6e033d");
+
+/// Client datagrams examined before giving up on finding the hello.
+const MAX_DATAGRAMS: u32 = 16;
+/// A QUIC connection ID is at most 20 bytes (RFC 9000 17.2).
+const MAX_CID_LEN: usize = 20;
+
+const fn hex20(s: &[u8; 40]) -> [u8; 20] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => 0,
+        }
+    }
+    let mut out = [0u8; 20];
+    let mut i = 0;
+    while i < 20 {
+        out[i] = nibble(s[2 * i]) << 4 | nibble(s[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuicError {
+    #[error("QUIC packet truncated while reading {0}")]
+    Truncated(&'static str),
+    #[error("not a QUIC long-header packet")]
+    NotLongHeader,
+    #[error("QUIC version 0x{0:08x} is not one we can decrypt")]
+    UnknownVersion(u32),
+    #[error("QUIC connection ID of {0} bytes (more than 20)")]
+    BadCid(usize),
+    #[error("QUIC Initial failed to decrypt (wrong keys or corrupted)")]
+    Decrypt,
+    #[error("QUIC CRYPTO data beyond the {MAX_HELLO_LEN}-byte limit")]
+    CryptoTooLong,
+    #[error("QUIC frame malformed: {0}")]
+    BadFrame(&'static str),
+    #[error("gQUIC CHLO malformed: {0}")]
+    BadChlo(&'static str),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// The QUIC family a version belongs to, which decides how its Initial is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// IETF QUIC (v1, v2, drafts, mvfst): encrypted Initials with a TLS ClientHello.
+    Ietf,
+    /// Google QUIC with encrypted Initials holding a TLS hello (T050, T051).
+    GoogleTls,
+    /// Google QUIC Q050: encrypted Initial holding a CHLO.
+    GoogleEncryptedChlo,
+    /// Google QUIC Q024..Q046: CHLO in clear.
+    GoogleClear,
+}
+
+/// How a version's Initials are protected: the salt and the HKDF label prefix.
+fn initial_salt(version: u32) -> Option<(&'static [u8; 20], bool)> {
+    let v2 = version == VERSION_2;
+    let salt = match version {
+        VERSION_1 => &SALT_V1,
+        VERSION_2 => &SALT_V2,
+        MVFST_22 => &SALT_DRAFT_22,
+        MVFST_27 | MVFST_EXP => &SALT_DRAFT_23,
+        Q050 => &SALT_Q050,
+        T050 => &SALT_T050,
+        T051 => &SALT_T051,
+        v if v >> 8 == 0x00ff_0000 => match v & 0xff {
+            0..=22 => &SALT_DRAFT_22,
+            23..=28 => &SALT_DRAFT_23,
+            29..=32 => &SALT_DRAFT_29,
+            _ => &SALT_V1,
+        },
+        _ => return None,
+    };
+    Some((salt, v2))
+}
+
+/// The family of a version, or None when unknown.
+pub fn family(version: u32) -> Option<Family> {
+    let b = version.to_be_bytes();
+    match version {
+        Q050 => Some(Family::GoogleEncryptedChlo),
+        T050 | T051 => Some(Family::GoogleTls),
+        _ if b[0] == b'Q' && b[1] == b'0' && b[2].is_ascii_digit() && b[3].is_ascii_digit() => {
+            let n = (b[2] - b'0') * 10 + (b[3] - b'0');
+            (n <= 46).then_some(Family::GoogleClear)
+        }
+        _ if initial_salt(version).is_some() => Some(Family::Ietf),
+        _ => None,
+    }
+}
+
+/// A human name for a version: "V-1", "V-2", "Draft-29", "Q046", "MVFST-27"...
+pub fn version_name(version: u32) -> String {
+    match version {
+        VERSION_1 => "V-1".into(),
+        VERSION_2 => "V-2".into(),
+        MVFST_22 => "MVFST-22".into(),
+        MVFST_27 => "MVFST-27".into(),
+        MVFST_EXP => "MVFST-EXP".into(),
+        v if v >> 8 == 0x00ff_0000 => format!("Draft-{}", v & 0xff),
+        v => {
+            let b = v.to_be_bytes();
+            if b.iter().all(u8::is_ascii_alphanumeric) {
+                String::from_utf8_lossy(&b).into_owned()
+            } else {
+                format!("0x{v:08x}")
+            }
+        }
+    }
+}
+
+/// The version of a datagram that starts like a client QUIC packet (IETF long header, or gQUIC
+/// public header with the version flag), if it is one we know.
+pub fn client_version(data: &[u8]) -> Option<u32> {
+    let first = *data.first()?;
+    if first & 0x80 != 0 {
+        let v = u32::from_be_bytes(data.get(1..5)?.try_into().ok()?);
+        return family(v).map(|_| v);
+    }
+    // gQUIC public header: version flag 0x01, 8-byte connection ID flag 0x08.
+    if first & 0x01 != 0 && first & 0x08 != 0 {
+        let v = u32::from_be_bytes(data.get(9..13)?.try_into().ok()?);
+        return (family(v) == Some(Family::GoogleClear)).then_some(v);
+    }
+    None
+}
+
+/// Initial packet protection keys for one direction.
+struct Keys {
+    key: Aes128Gcm,
+    iv: [u8; 12],
+    hp: Aes128,
+}
+
+fn expand_label(secret: &Hkdf<Sha256>, label: &[u8], out: &mut [u8]) -> Result<(), QuicError> {
+    let mut info = Vec::with_capacity(4 + 6 + label.len());
+    info.extend_from_slice(&(out.len() as u16).to_be_bytes());
+    info.push((6 + label.len()) as u8);
+    info.extend_from_slice(b"tls13 ");
+    info.extend_from_slice(label);
+    info.push(0);
+    secret.expand(&info, out).map_err(|_| QuicError::Decrypt)
+}
+
+/// Client Initial keys for `version` and the client's first destination connection ID.
+fn client_keys(version: u32, dcid: &[u8]) -> Result<Keys, QuicError> {
+    let (salt, v2) = initial_salt(version).ok_or(QuicError::UnknownVersion(version))?;
+    let (_, initial) = Hkdf::<Sha256>::extract(Some(salt), dcid);
+    let mut client_secret = [0u8; 32];
+    expand_label(&initial, b"client in", &mut client_secret)?;
+    let client = Hkdf::<Sha256>::from_prk(&client_secret).map_err(|_| QuicError::Decrypt)?;
+    let (key_label, iv_label, hp_label): (&[u8], &[u8], &[u8]) =
+        if v2 { (b"quicv2 key", b"quicv2 iv", b"quicv2 hp") } else { (b"quic key", b"quic iv", b"quic hp") };
+    let mut key = [0u8; 16];
+    let mut iv = [0u8; 12];
+    let mut hp = [0u8; 16];
+    expand_label(&client, key_label, &mut key)?;
+    expand_label(&client, iv_label, &mut iv)?;
+    expand_label(&client, hp_label, &mut hp)?;
+    Ok(Keys {
+        key: Aes128Gcm::new(GenericArray::from_slice(&key)),
+        iv,
+        hp: Aes128::new(GenericArray::from_slice(&hp)),
+    })
+}
+
+/// The parts of a long-header packet needed to decrypt it.
+struct LongHeader<'a> {
+    version: u32,
+    packet_type: u8,
+    dcid: &'a [u8],
+    /// Offset of the (protected) packet number.
+    pn_offset: usize,
+    /// Offset just past this packet (coalesced packets may follow).
+    end: usize,
+}
+
+fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let first = *data.get(*pos)?;
+    let len = 1usize << (first >> 6);
+    let bytes = data.get(*pos..*pos + len)?;
+    let mut v = u64::from(first & 0x3f);
+    for b in &bytes[1..] {
+        v = v << 8 | u64::from(*b);
+    }
+    *pos += len;
+    Some(v)
+}
+
+fn parse_long_header(data: &[u8]) -> Result<LongHeader<'_>, QuicError> {
+    let first = *data.first().ok_or(QuicError::Truncated("first byte"))?;
+    if first & 0x80 == 0 {
+        return Err(QuicError::NotLongHeader);
+    }
+    let version = u32::from_be_bytes(data.get(1..5).ok_or(QuicError::Truncated("version"))?.try_into().map_err(|_| QuicError::Truncated("version"))?);
+    let mut pos = 5;
+    let dcid_len = *data.get(pos).ok_or(QuicError::Truncated("DCID length"))? as usize;
+    if dcid_len > MAX_CID_LEN {
+        return Err(QuicError::BadCid(dcid_len));
+    }
+    let dcid = data.get(pos + 1..pos + 1 + dcid_len).ok_or(QuicError::Truncated("DCID"))?;
+    pos += 1 + dcid_len;
+    let scid_len = *data.get(pos).ok_or(QuicError::Truncated("SCID length"))? as usize;
+    if scid_len > MAX_CID_LEN {
+        return Err(QuicError::BadCid(scid_len));
+    }
+    pos += 1 + scid_len;
+    let packet_type = (first >> 4) & 0x03;
+    let is_initial = if version == VERSION_2 { packet_type == 1 } else { packet_type == 0 };
+    if is_initial {
+        let token_len = varint(data, &mut pos).ok_or(QuicError::Truncated("token length"))?;
+        pos = usize::try_from(token_len).ok().and_then(|l| pos.checked_add(l)).ok_or(QuicError::Truncated("token"))?;
+    }
+    let length = varint(data, &mut pos).ok_or(QuicError::Truncated("length"))?;
+    let end = usize::try_from(length).ok().and_then(|l| pos.checked_add(l)).ok_or(QuicError::Truncated("payload"))?;
+    if end > data.len() {
+        return Err(QuicError::Truncated("payload"));
+    }
+    Ok(LongHeader { version, packet_type: if is_initial { 0 } else { packet_type }, dcid, pn_offset: pos, end })
+}
+
+/// Remove header protection and decrypt one Initial packet `packet[..hdr.end]`.
+fn decrypt_initial(packet: &[u8], hdr: &LongHeader, keys: &Keys) -> Result<Vec<u8>, QuicError> {
+    let sample = packet.get(hdr.pn_offset + 4..hdr.pn_offset + 20).ok_or(QuicError::Truncated("sample"))?;
+    let mut mask = GenericArray::clone_from_slice(sample);
+    keys.hp.encrypt_block(&mut mask);
+    let first = packet[0] ^ (mask[0] & 0x0f);
+    let pn_len = usize::from(first & 0x03) + 1;
+    let payload_start = hdr.pn_offset + pn_len;
+    if payload_start + 16 > hdr.end {
+        return Err(QuicError::Truncated("packet number and tag"));
+    }
+    let mut header = packet[..payload_start].to_vec();
+    header[0] = first;
+    let mut pn: u64 = 0;
+    for i in 0..pn_len {
+        header[hdr.pn_offset + i] ^= mask[1 + i];
+        pn = pn << 8 | u64::from(header[hdr.pn_offset + i]);
+    }
+    let mut nonce = keys.iv;
+    for (i, b) in pn.to_be_bytes().iter().enumerate() {
+        nonce[4 + i] ^= b;
+    }
+    keys.key
+        .decrypt(GenericArray::from_slice(&nonce), Payload { msg: &packet[payload_start..hdr.end], aad: &header })
+        .map_err(|_| QuicError::Decrypt)
+}
+
+/// The client's CRYPTO stream, reassembled from frames arriving in any order.
+#[derive(Debug, Default)]
+struct CryptoStream {
+    data: Vec<u8>,
+    /// Filled byte ranges, sorted and merged.
+    filled: Vec<(usize, usize)>,
+}
+
+impl CryptoStream {
+    fn insert(&mut self, offset: u64, bytes: &[u8]) -> Result<(), QuicError> {
+        let start = usize::try_from(offset).map_err(|_| QuicError::CryptoTooLong)?;
+        let end = start.checked_add(bytes.len()).ok_or(QuicError::CryptoTooLong)?;
+        if end > MAX_HELLO_LEN {
+            return Err(QuicError::CryptoTooLong);
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[start..end].copy_from_slice(bytes);
+        self.filled.push((start, end));
+        self.filled.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.filled.len());
+        for &(s, e) in &self.filled {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.filled = merged;
+        Ok(())
+    }
+
+    /// The bytes available from offset 0 without a gap.
+    fn contiguous(&self) -> &[u8] {
+        match self.filled.first() {
+            Some(&(0, end)) => &self.data[..end],
+            _ => &[],
+        }
+    }
+}
+
+/// What a client QUIC flow has shown so far.
+#[derive(Debug, Default)]
+pub struct ClientInitials {
+    version: Option<u32>,
+    /// Keys from the first Initial's DCID (they stay valid for later Initials, RFC 9001 5.2).
+    keys: Option<(u32, Vec<u8>)>,
+    crypto: CryptoStream,
+    hello: Option<ClientHello>,
+    datagrams: u32,
+    failed: bool,
+}
+
+impl ClientInitials {
+    pub fn new() -> ClientInitials {
+        ClientInitials::default()
+    }
+
+    pub fn version(&self) -> Option<u32> {
+        self.version
+    }
+
+    pub fn hello(&self) -> Option<&ClientHello> {
+        self.hello.as_ref()
+    }
+
+    /// True while another client datagram could still reveal the hello.
+    pub fn wants_more(&self) -> bool {
+        self.hello.is_none() && !self.failed && self.datagrams < MAX_DATAGRAMS
+    }
+
+    /// Feed one client-to-server UDP payload. Returns the hello once it is complete.
+    pub fn on_datagram(&mut self, data: &[u8]) -> Result<Option<&ClientHello>, QuicError> {
+        if !self.wants_more() {
+            return Ok(self.hello.as_ref());
+        }
+        self.datagrams += 1;
+        let result = self.process(data);
+        if let Err(QuicError::CryptoTooLong | QuicError::Tls(_) | QuicError::BadChlo(_)) = &result {
+            self.failed = true;
+        }
+        result?;
+        Ok(self.hello.as_ref())
+    }
+
+    fn process(&mut self, data: &[u8]) -> Result<(), QuicError> {
+        let first = *data.first().ok_or(QuicError::Truncated("first byte"))?;
+        if first & 0x80 == 0 {
+            // Short header (1-RTT) or a gQUIC public header.
+            return match client_version(data) {
+                Some(v) => {
+                    self.version = Some(v);
+                    let chlo = gquic_clear_payload(data, v)?;
+                    self.hello = Some(parse_chlo(chlo)?);
+                    Ok(())
+                }
+                None => Err(QuicError::NotLongHeader),
+            };
+        }
+        let mut rest = data;
+        let mut last_err = None;
+        while !rest.is_empty() && self.hello.is_none() {
+            if rest[0] & 0x80 == 0 {
+                break; // A short-header packet ends the datagram.
+            }
+            let hdr = match parse_long_header(rest) {
+                Ok(h) => h,
+                Err(e) => return if self.crypto.filled.is_empty() { Err(e) } else { Ok(()) },
+            };
+            let packet = &rest[..hdr.end];
+            rest = &rest[hdr.end..];
+            if self.version.is_none() {
+                self.version = Some(hdr.version);
+            }
+            let Some(fam) = family(hdr.version) else { return Err(QuicError::UnknownVersion(hdr.version)) };
+            if fam == Family::GoogleClear {
+                // Q046 uses the IETF long header but a clear CHLO.
+                let chlo = gquic_clear_payload(packet, hdr.version)?;
+                self.hello = Some(parse_chlo(chlo)?);
+                return Ok(());
+            }
+            if hdr.packet_type != 0 {
+                continue; // 0-RTT or Handshake: not for us.
+            }
+            match self.decrypt(packet, &hdr) {
+                Ok(plain) => self.frames(&plain, fam)?,
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match last_err {
+            Some(e) if self.hello.is_none() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn decrypt(&mut self, packet: &[u8], hdr: &LongHeader) -> Result<Vec<u8>, QuicError> {
+        if let Some((version, dcid)) = &self.keys
+            && *version == hdr.version
+        {
+            let keys = client_keys(*version, dcid)?;
+            if let Ok(plain) = decrypt_initial(packet, hdr, &keys) {
+                return Ok(plain);
+            }
+        }
+        // First Initial, or a new DCID after a Retry: the packet's own DCID gives the keys.
+        let keys = client_keys(hdr.version, hdr.dcid)?;
+        let plain = decrypt_initial(packet, hdr, &keys)?;
+        self.keys = Some((hdr.version, hdr.dcid.to_vec()));
+        Ok(plain)
+    }
+
+    /// Walk the frames of a decrypted Initial, collecting CRYPTO data.
+    fn frames(&mut self, plain: &[u8], fam: Family) -> Result<(), QuicError> {
+        let mut pos = 0;
+        while pos < plain.len() {
+            let ty = varint(plain, &mut pos).ok_or(QuicError::BadFrame("type"))?;
+            match ty {
+                0x00 | 0x01 => {}
+                0x02 | 0x03 => {
+                    let bad = QuicError::BadFrame("ACK");
+                    varint(plain, &mut pos).ok_or(bad.clone())?; // largest acknowledged
+                    varint(plain, &mut pos).ok_or(bad.clone())?; // delay
+                    let ranges = varint(plain, &mut pos).ok_or(bad.clone())?;
+                    varint(plain, &mut pos).ok_or(bad.clone())?; // first range
+                    for _ in 0..ranges.min(plain.len() as u64) {
+                        varint(plain, &mut pos).ok_or(bad.clone())?;
+                        varint(plain, &mut pos).ok_or(bad.clone())?;
+                    }
+                    if ty == 0x03 {
+                        for _ in 0..3 {
+                            varint(plain, &mut pos).ok_or(bad.clone())?;
+                        }
+                    }
+                }
+                // CRYPTO; Google's Q050/T05x number it 0x08 (their STREAM-like crypto frame).
+                0x06 | 0x08 => {
+                    if ty == 0x08 && fam == Family::Ietf {
+                        return Err(QuicError::BadFrame("STREAM frame in an Initial"));
+                    }
+                    let bad = QuicError::BadFrame("CRYPTO");
+                    let offset = varint(plain, &mut pos).ok_or(bad.clone())?;
+                    let len = varint(plain, &mut pos).ok_or(bad.clone())?;
+                    let len = usize::try_from(len).map_err(|_| bad.clone())?;
+                    let bytes = plain.get(pos..pos.checked_add(len).ok_or(bad.clone())?).ok_or(bad)?;
+                    pos += len;
+                    self.crypto.insert(offset, bytes)?;
+                }
+                0x1c | 0x1d => {
+                    let bad = QuicError::BadFrame("CONNECTION_CLOSE");
+                    varint(plain, &mut pos).ok_or(bad.clone())?;
+                    if ty == 0x1c {
+                        varint(plain, &mut pos).ok_or(bad.clone())?;
+                    }
+                    let len = varint(plain, &mut pos).ok_or(bad.clone())?;
+                    pos = usize::try_from(len).ok().and_then(|l| pos.checked_add(l)).ok_or(bad)?;
+                }
+                _ => break, // Not allowed in an Initial; keep what was collected.
+            }
+        }
+        self.try_hello(fam)
+    }
+
+    fn try_hello(&mut self, fam: Family) -> Result<(), QuicError> {
+        let stream = self.crypto.contiguous();
+        if fam == Family::GoogleEncryptedChlo {
+            if let Some(total) = chlo_len(stream)?
+                && stream.len() >= total
+            {
+                self.hello = Some(parse_chlo(&stream[..total])?);
+            }
+            return Ok(());
+        }
+        if let Some(total) = tls::handshake_len(stream)?
+            && stream.len() >= total
+        {
+            self.hello = Some(tls::parse_handshake(&stream[..total])?);
+        }
+        Ok(())
+    }
+}
+
+/// The CHLO inside a gQUIC packet sent in clear (Q024..Q046).
+fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
+    let minor = u32::from(version.to_be_bytes()[2] - b'0') * 10 + u32::from(version.to_be_bytes()[3] - b'0');
+    let first = *data.first().ok_or(QuicError::Truncated("flags"))?;
+    let mut pos;
+    if first & 0x80 != 0 {
+        // Q046: long header, byte 5 packs the CID lengths (0x50: 8-byte DCID, no SCID).
+        let cil = *data.get(5).ok_or(QuicError::Truncated("CID lengths"))?;
+        let dcil = if cil >> 4 == 0 { 0 } else { usize::from(cil >> 4) + 3 };
+        let scil = if cil & 0x0f == 0 { 0 } else { usize::from(cil & 0x0f) + 3 };
+        pos = 6 + dcil + scil + usize::from(first & 0x03) + 1;
+    } else {
+        // Public header: flags, 8-byte CID, version, packet number. (Flag 0x04 is part of the
+        // old CID-length field or the server-only diversification nonce: never a nonce here.)
+        pos = 1 + 8 + 4;
+        pos += match first & 0x30 {
+            0x00 => 1,
+            0x10 => 2,
+            0x20 => 4,
+            _ => 6,
+        };
+    }
+    pos += 12; // Message authentication hash of the null encryption.
+    if minor < 34 {
+        pos += 1; // Private flags.
+    }
+    // Skip padding, then expect a STREAM frame on stream 1 (the crypto stream).
+    let frames = data.get(pos..).ok_or(QuicError::Truncated("frames"))?;
+    let mut i = frames.iter().position(|&b| b != 0).ok_or(QuicError::BadChlo("only padding"))?;
+    let ty = frames[i];
+    if ty & 0x80 == 0 {
+        return Err(QuicError::BadChlo("first frame is not STREAM"));
+    }
+    let sid_len = usize::from(ty & 0x03) + 1;
+    let off_bits = usize::from((ty >> 2) & 0x07);
+    let off_len = if off_bits == 0 { 0 } else { off_bits + 1 };
+    i += 1;
+    let sid = frames.get(i..i + sid_len).ok_or(QuicError::Truncated("stream id"))?;
+    // Stream 1 in either byte order (little-endian before Q039).
+    let nonzero = sid.iter().filter(|&&b| b != 0).count();
+    if nonzero != 1 || (sid[0] != 1 && sid[sid_len - 1] != 1) {
+        return Err(QuicError::BadChlo("not the crypto stream"));
+    }
+    i += sid_len + off_len;
+    let len = if ty & 0x20 != 0 {
+        let b = frames.get(i..i + 2).ok_or(QuicError::Truncated("stream data length"))?;
+        i += 2;
+        usize::from(if minor >= 39 { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) })
+    } else {
+        frames.len().saturating_sub(i)
+    };
+    frames.get(i..i + len).ok_or(QuicError::Truncated("stream data"))
+}
+
+/// Length of the CHLO message at the start of `data`, once its tag table is there.
+fn chlo_len(data: &[u8]) -> Result<Option<usize>, QuicError> {
+    let Some(head) = data.get(..8) else { return Ok(None) };
+    if &head[..4] != b"CHLO" {
+        return Err(QuicError::BadChlo("message tag is not CHLO"));
+    }
+    let ntags = usize::from(u16::from_le_bytes([head[4], head[5]]));
+    let Some(last) = data.get(8 + 8 * ntags - 4..8 + 8 * ntags).filter(|_| ntags > 0) else {
+        return if ntags == 0 { Ok(Some(8)) } else { Ok(None) };
+    };
+    let end = u32::from_le_bytes([last[0], last[1], last[2], last[3]]) as usize;
+    let total = 8 + 8 * ntags + end;
+    if total > MAX_HELLO_LEN {
+        return Err(QuicError::CryptoTooLong);
+    }
+    Ok(Some(total))
+}
+
+/// A gQUIC CHLO: tag/end-offset table then values. Reads `SNI` (and nothing else we need).
+fn parse_chlo(data: &[u8]) -> Result<ClientHello, QuicError> {
+    let total = chlo_len(data)?.ok_or(QuicError::Truncated("CHLO header"))?;
+    let msg = data.get(..total).ok_or(QuicError::Truncated("CHLO values"))?;
+    let ntags = usize::from(u16::from_le_bytes([msg[4], msg[5]]));
+    let values = 8 + 8 * ntags;
+    let mut prev_end = 0usize;
+    let mut hello = ClientHello { version: 0, ..ClientHello::default() };
+    for i in 0..ntags {
+        let entry = &msg[8 + 8 * i..16 + 8 * i];
+        let end = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]) as usize;
+        if end < prev_end {
+            return Err(QuicError::BadChlo("tag offsets decrease"));
+        }
+        let value = msg.get(values + prev_end..values + end).ok_or(QuicError::BadChlo("tag value out of range"))?;
+        if &entry[..4] == b"SNI\0" {
+            hello.sni = tls::host_from_bytes(value);
+        }
+        prev_end = end;
+    }
+    Ok(hello)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn rfc9001_appendix_a1_keys() {
+        // RFC 9001 A.1: client Initial keys for DCID 0x8394c8f03e515708.
+        let dcid = unhex("8394c8f03e515708");
+        let (_, initial) = Hkdf::<Sha256>::extract(Some(&SALT_V1), &dcid);
+        let mut client = [0u8; 32];
+        expand_label(&initial, b"client in", &mut client).unwrap();
+        assert_eq!(client.to_vec(), unhex("c00cf151ca5be075ed0ebfb5c80323c4 2d6b7db67881289af4008f1f6c357aea"));
+        let c = Hkdf::<Sha256>::from_prk(&client).unwrap();
+        let mut key = [0u8; 16];
+        let mut iv = [0u8; 12];
+        let mut hp = [0u8; 16];
+        expand_label(&c, b"quic key", &mut key).unwrap();
+        expand_label(&c, b"quic iv", &mut iv).unwrap();
+        expand_label(&c, b"quic hp", &mut hp).unwrap();
+        assert_eq!(key.to_vec(), unhex("1f369613dd76d5467730efcbe3b1a22d"));
+        assert_eq!(iv.to_vec(), unhex("fa044b2f42a3fd3b46fb255c"));
+        assert_eq!(hp.to_vec(), unhex("9f50449e04a0e810283a1e9933adedd2"));
+    }
+
+    #[test]
+    fn salts_by_version() {
+        assert_eq!(initial_salt(0xff00_0017).unwrap().0, &SALT_DRAFT_23);
+        assert_eq!(initial_salt(0xff00_001c).unwrap().0, &SALT_DRAFT_23);
+        assert_eq!(initial_salt(0xff00_001d).unwrap().0, &SALT_DRAFT_29);
+        assert_eq!(initial_salt(0xff00_0020).unwrap().0, &SALT_DRAFT_29);
+        assert_eq!(initial_salt(0xff00_0021).unwrap().0, &SALT_V1);
+        assert_eq!(initial_salt(0xff00_0022).unwrap().0, &SALT_V1);
+        assert!(initial_salt(VERSION_2).unwrap().1);
+        assert_eq!(family(u32::from_be_bytes(*b"Q043")), Some(Family::GoogleClear));
+        assert_eq!(family(u32::from_be_bytes(*b"Q099")), None);
+        assert_eq!(family(0x1a2a_3a4a), None);
+        assert_eq!(version_name(0xff00_001d), "Draft-29");
+        assert_eq!(version_name(u32::from_be_bytes(*b"Q050")), "Q050");
+    }
+
+    #[test]
+    fn crypto_stream_reassembles_out_of_order() {
+        let mut s = CryptoStream::default();
+        s.insert(10, b"klmno").unwrap();
+        assert!(s.contiguous().is_empty());
+        s.insert(0, b"abcde").unwrap();
+        assert_eq!(s.contiguous(), b"abcde");
+        s.insert(3, b"defghij").unwrap();
+        assert_eq!(s.contiguous(), b"abcdefghijklmno");
+        assert_eq!(s.insert(MAX_HELLO_LEN as u64, b"x"), Err(QuicError::CryptoTooLong));
+        assert_eq!(s.insert(u64::MAX, b"x"), Err(QuicError::CryptoTooLong));
+    }
+
+    /// A CHLO with the given (tag, value) pairs.
+    pub(super) fn chlo(tags: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+        let mut m = b"CHLO".to_vec();
+        m.extend_from_slice(&(tags.len() as u16).to_le_bytes());
+        m.extend_from_slice(&[0, 0]);
+        let mut end = 0u32;
+        for (tag, value) in tags {
+            end += value.len() as u32;
+            m.extend_from_slice(*tag);
+            m.extend_from_slice(&end.to_le_bytes());
+        }
+        for (_, value) in tags {
+            m.extend_from_slice(value);
+        }
+        m
+    }
+
+    #[test]
+    fn chlo_sni_tag() {
+        let m = chlo(&[(b"PAD\0", b"---"), (b"SNI\0", b"www.Google.com"), (b"VER\0", b"Q043")]);
+        assert_eq!(chlo_len(&m).unwrap(), Some(m.len()));
+        assert_eq!(chlo_len(&m[..20]).unwrap(), None);
+        assert_eq!(parse_chlo(&m).unwrap().sni.as_deref(), Some("www.google.com"));
+        for cut in 0..m.len() {
+            assert!(parse_chlo(&m[..cut]).is_err());
+        }
+        let mut bad = m.clone();
+        bad[8 + 8 + 4..8 + 8 + 8].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(parse_chlo(&bad), Err(QuicError::BadChlo("tag offsets decrease")));
+    }
+
+    fn rfc_packet(hex: &str) -> Vec<u8> {
+        unhex(hex)
+    }
+
+    #[test]
+    fn rfc9001_a2_client_initial_gives_sni_and_alpn() {
+        let packet = rfc_packet(include_str!("testdata/rfc9001-a2-client-initial.hex"));
+        assert_eq!(packet.len(), 1200);
+        assert_eq!(client_version(&packet), Some(VERSION_1));
+        let mut c = ClientInitials::new();
+        let hello = c.on_datagram(&packet).unwrap().unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("example.com"));
+        assert_eq!(hello.alpn, vec!["alpn"]);
+        assert_eq!(hello.version, 0x0304);
+        assert!(!c.wants_more());
+    }
+
+    #[test]
+    fn rfc9369_a2_client_initial_v2() {
+        let packet = rfc_packet(include_str!("testdata/rfc9369-a2-client-initial.hex"));
+        let mut c = ClientInitials::new();
+        let hello = c.on_datagram(&packet).unwrap().unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("example.com"));
+        assert_eq!(c.version(), Some(VERSION_2));
+    }
+
+    #[test]
+    fn corrupted_initial_fails_to_decrypt() {
+        let mut packet = rfc_packet(include_str!("testdata/rfc9001-a2-client-initial.hex"));
+        packet[600] ^= 1;
+        let mut c = ClientInitials::new();
+        assert_eq!(c.on_datagram(&packet).unwrap_err(), QuicError::Decrypt);
+        // Every truncation is an error, never a panic.
+        let packet = rfc_packet(include_str!("testdata/rfc9001-a2-client-initial.hex"));
+        for cut in 0..packet.len() {
+            let mut c = ClientInitials::new();
+            assert!(c.on_datagram(&packet[..cut]).is_err(), "cut {cut}");
+        }
+    }
+}
