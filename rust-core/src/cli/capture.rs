@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
@@ -110,7 +110,16 @@ pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
         .map_err(|e| fail(EXIT_SETUP, format!("blocking signals: {e}")))?;
 
     let store = StoreWriter::start(&args.db, session_info(&args.command)).map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
-    let capture = Capture::start(&store, dns_upstream, args.mtu).map_err(|e| fail(EXIT_SETUP, e))?;
+    let capture = match Capture::start(&store, dns_upstream, args.mtu) {
+        Ok(capture) => capture,
+        Err(message) => {
+            // Close the session row cleanly; the setup error is the one to report.
+            if let Err(err) = store.finish() {
+                log::warn!("closing the database: {err}");
+            }
+            return Err(fail(EXIT_SETUP, message));
+        }
+    };
 
     let status = capture.spawn(&args.command, credentials.as_ref()).and_then(|mut child| {
         wait_for_child(&mut child, &signals).map_err(|e| fail(EXIT_SETUP, format!("waiting for {program}: {e}")))
@@ -125,7 +134,8 @@ pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
         return Err(fail(EXIT_SETUP, format!("saving the capture: {err}")));
     }
     if !args.quiet {
-        eprint!("{}", summary.render(&args.db, session));
+        // A closed stderr must not turn CMD's status into a panic.
+        let _ = io::stderr().write_all(summary.render(&args.db, session).as_bytes());
     }
     let status = status?;
     Ok(exit_code(status))
