@@ -410,3 +410,32 @@ fn missing_command_exits_127_and_names_it() {
     assert_eq!(out.status.code(), Some(127), "{}", out.stderr);
     assert!(out.stderr.contains("phonehome: /nonexistent/phonehome-no-such-tool: "), "{}", out.stderr);
 }
+
+#[test]
+fn default_dns_upstream_is_the_first_nameserver_of_resolv_conf() {
+    if !root_or_skip("default_dns_upstream_is_the_first_nameserver_of_resolv_conf") {
+        return;
+    }
+    let rig = Rig::new("resolvconf");
+    // `ip netns exec` shows /etc/netns/NAME/resolv.conf as /etc/resolv.conf to capture.
+    let etc = std::path::PathBuf::from(format!("/etc/netns/{}", rig.uplink.name));
+    std::fs::create_dir_all(&etc).unwrap();
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = RemoveDir(etc.clone());
+    std::fs::write(etc.join("resolv.conf"), "# test\nsearch example\nnameserver 198.18.0.1\nnameserver 198.18.0.99\n").unwrap();
+    let mut cmd = rig.uplink.command(env!("CARGO_BIN_EXE_phonehome"));
+    cmd.args(["capture", "--db"]).arg(rig.db_path());
+    cmd.args(["--", "sh", "-c", "cat /etc/resolv.conf; dig +short +time=3 +tries=2 up.phonehome.test A"]);
+    let out = common::run(cmd, T);
+    out.assert_success("capture without --dns-upstream");
+    // CMD sees the engine's resolver, and the engine forwarded to 198.18.0.1.
+    assert!(out.stdout.contains("nameserver 10.215.173.2"), "{}", out.stdout);
+    assert!(!out.stdout.contains("198.18.0.99"), "{}", out.stdout);
+    assert_eq!(out.stdout.lines().last(), Some("198.18.0.1"), "{}", out.stdout);
+    assert!(rig.servers.logs.dns_queries.lock().unwrap().iter().any(|q| q == "up.phonehome.test 1"));
+}
