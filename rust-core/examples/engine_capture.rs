@@ -101,6 +101,11 @@ fn main() -> ExitCode {
         ),
         Err(e) => eprintln!("engine_capture: stopping the engine: {e}"),
     }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        for line in status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
+            eprintln!("{line}");
+        }
+    }
     if let Ok((flows, closed, dns)) = counter.join() {
         eprintln!("events: {flows} flow updates, {closed} closed, {dns} dns");
     }

@@ -65,6 +65,8 @@ pub struct Core {
     /// Relayed byte total at the last ring-memory check, and when it ran.
     trim_mark: u64,
     last_trim: Instant,
+    /// The last estimate exceeded the budget: flows also trim themselves when they go quiet.
+    over_budget: bool,
 }
 
 impl Core {
@@ -105,6 +107,7 @@ impl Core {
             next_flush: None,
             trim_mark: 0,
             last_trim: epoch,
+            over_budget: false,
         }
     }
 
@@ -387,7 +390,8 @@ impl Core {
                 _ => 0,
             })
             .sum();
-        if estimate <= budget {
+        self.over_budget = estimate > budget;
+        if !self.over_budget {
             return;
         }
         for flow in self.flows.values_mut() {
@@ -425,6 +429,9 @@ impl Core {
         for id in touched.drain(..) {
             let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else { continue };
             let outcome = flow.service(&mut self.shards[flow.shard], &mut self.reporter, now);
+            if self.over_budget && outcome == Outcome::Open && flow.touched() >= TRIM_MIN {
+                flow.trim(&mut self.shards[flow.shard]);
+            }
             if flow.common.inspector_changed {
                 flow.common.inspector_changed = false;
                 self.reporter.rename(&mut flow.common, now.ms);
@@ -610,6 +617,8 @@ impl Core {
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+/// Over budget, a flow returns its ring pages once it touched this much since its last trim.
+const TRIM_MIN: usize = 32 * 1024;
 /// Minimum TCP ring size in segments of the tun MTU.
 const RING_SEGMENTS: usize = 8;
 const MIN_WAIT: Duration = Duration::from_millis(1);
