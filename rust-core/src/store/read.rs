@@ -26,7 +26,8 @@ pub struct Session {
     pub os: Option<String>,
     pub app_version: Option<String>,
     pub note: Option<String>,
-    /// Time span of the session's traffic (pcap analyses carry the capture's own times).
+    /// Time span of the session's traffic: first flow start, last flow activity (pcap
+    /// analyses carry the capture's own times).
     pub first_flow: Option<Millis>,
     pub last_flow: Option<Millis>,
     pub flows: i64,
@@ -289,10 +290,12 @@ impl Reader {
         let sql = format!(
             "SELECT s.id, s.kind, s.started, s.ended, s.device, s.os, s.app_version, s.note,
                     s.heartbeat,
-                    (SELECT min(first_seen) FROM flows WHERE session_id = s.id),
-                    (SELECT max(first_seen) FROM flows WHERE session_id = s.id),
-                    (SELECT count(*) FROM flows WHERE session_id = s.id)
-             FROM sessions s WHERE {condition} ORDER BY s.id"
+                    r.first, r.last, coalesce(r.flows, 0)
+             FROM sessions s LEFT JOIN (
+                 SELECT session_id, min(first_contact) AS first, max(last_contact) AS last,
+                        sum(flows) AS flows
+                 FROM session_rollup GROUP BY session_id) r ON r.session_id = s.id
+             WHERE {condition} ORDER BY s.id"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
         let rows = stmt
