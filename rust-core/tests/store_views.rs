@@ -108,6 +108,22 @@ fn check(reader: &Reader, w: &Window) {
         );
     }
 
+    for a in apps.iter().take(3) {
+        let mut mine: BTreeMap<String, i64> = BTreeMap::new();
+        for f in flows.iter().filter(|f| app_name(f) == a.app) {
+            *mine
+                .entry(f.hostname.clone().unwrap_or(f.dst_ip.clone()))
+                .or_default() += 1;
+        }
+        let got: BTreeMap<String, i64> = reader
+            .app_domains(w, &a.app, None)
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.domain, d.flows))
+            .collect();
+        assert_eq!(got, mine, "domains of {}", a.app);
+    }
+
     let mut by_domain: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for f in &flows {
         let e = by_domain
