@@ -250,6 +250,20 @@ fn cli_flows_jsonl_csv_dns_and_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a PhoneHome database"));
 
+    let newer = dir.path().join("newer.db");
+    std::fs::copy(&db, &newer).unwrap();
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 7")
+        .unwrap();
+    let out = phonehome(&["flows", "--db", newer.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("newer.db") && err.contains("schema version 7 is newer"),
+        "{err}"
+    );
+
     let out = phonehome(&["flows", "--db", dbs, "--session", "99"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--session 99"));

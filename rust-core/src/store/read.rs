@@ -473,19 +473,26 @@ impl Reader {
         mut each: impl FnMut(DnsRow) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut args = Vec::new();
-        let mut sql = format!(
-            "SELECT session_id, time, uid, app, flow_id, client_ip, client_port, server_ip, server_port,
-                    transport, query, qtype, rcode, answers, answer_ips, ttl FROM dns WHERE {}",
+        let mut inner = format!(
+            "SELECT * FROM dns WHERE {}",
             filter.window.condition("time", &mut args)
         );
         if let Some(uid) = filter.uid {
-            sql.push_str(" AND uid = ?");
+            inner.push_str(" AND uid = ?");
             args.push(Value::Integer(i64::from(uid)));
         }
-        sql.push_str(" ORDER BY id");
+        inner.push_str(" ORDER BY id");
         if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+            inner.push_str(&format!(" LIMIT {limit}"));
         }
+        // Rows recorded before their app was named get the name from `apps` here.
+        let sql = format!(
+            "SELECT d.session_id, d.time, d.uid, coalesce(d.app, a.name), d.flow_id, d.client_ip,
+                    d.client_port, d.server_ip, d.server_port, d.transport, d.query, d.qtype,
+                    d.rcode, d.answers, d.answer_ips, d.ttl
+             FROM ({inner}) d LEFT JOIN apps a ON a.session_id = d.session_id AND a.uid = d.uid
+             ORDER BY d.id"
+        );
         let mut stmt = self
             .conn
             .prepare(&sql)
