@@ -271,3 +271,39 @@ fn cli_flows_jsonl_csv_dns_and_errors() {
     let out = phonehome(&["flows", "--db", dbs, "--format", "xml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_backlog_is_committed_every_window_not_only_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("steady.db");
+    let options = phonehome::store::WriterOptions {
+        window: std::time::Duration::from_millis(100),
+        max_batch: usize::MAX,
+        ..Default::default()
+    };
+    let writer = StoreWriter::start_with(&db, info(), options).unwrap();
+    let tx = writer.sender();
+    let mut synth = Synth::new(4);
+    // A backlog the writer needs well over a window to drain: the channel is never empty.
+    for i in 0..100_000 {
+        for e in synth.flow_events(1_700_000_000_000 + i) {
+            tx.send(e).unwrap();
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let during = writer.stats();
+    assert!(during.commits >= 2, "{during:?}");
+    assert!(
+        during.events < 375_000,
+        "the backlog drained too fast to judge: {during:?}"
+    );
+    writer.finish().unwrap();
+    assert_eq!(
+        Reader::open(&db)
+            .unwrap()
+            .totals(&Window::all())
+            .unwrap()
+            .flows,
+        100_000
+    );
+}

@@ -252,9 +252,12 @@ impl Worker {
             };
             match received {
                 Ok(event) => {
-                    batch_started.get_or_insert_with(Instant::now);
+                    let started = *batch_started.get_or_insert_with(Instant::now);
                     self.take(event);
-                    if self.pending_events >= self.options.max_batch {
+                    // A steady stream never times out: the window is checked here too.
+                    if self.pending_events >= self.options.max_batch
+                        || started.elapsed() >= self.options.window
+                    {
                         self.commit()?;
                         batch_started = None;
                         last_commit = Instant::now();
