@@ -1,0 +1,583 @@
+//! The engine in observe mode: turns captured packets into the same [`Event`]s the live engine
+//! sends (flows named by the same [`Inspector`] and [`Namer`], DNS exchanges, app owners), so a
+//! capture file and a live session produce the same rows.
+//!
+//! Sans-IO: fed frames and their capture time, it owns all flow state; the caller reads the file
+//! and the store consumes the events.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::mpsc::Sender;
+
+use crate::dissect::Inspector;
+use crate::flow::{CloseReason, Direction, Event, FlowId, FlowKey, FlowRecord, Millis, Proto};
+use crate::naming::Namer;
+
+use super::dns::{self, DnsTracker};
+use super::ip::{self, Defrag, IpPacket, TcpHeader};
+use super::link;
+use super::reader::{self, Record};
+use super::stream::Reassembler;
+
+/// Idle time after which a flow is closed (reason `idle`), by capture time.
+const UDP_IDLE_MS: Millis = 120_000;
+const ICMP_IDLE_MS: Millis = 60_000;
+const TCP_IDLE_MS: Millis = 30 * 60_000;
+/// How long a closed TCP flow keeps its slot, so its last ACKs do not open a new flow.
+const CLOSED_LINGER_MS: Millis = 60_000;
+const SWEEP_EVERY_MS: Millis = 5_000;
+
+/// What the capture says about a packet's owner (PCAPdroid trailer or pcapng comment).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: Option<u32>,
+    pub app: Option<String>,
+}
+
+/// Counts for the CLI's summary and the tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObserverStats {
+    pub frames: u64,
+    pub ip_packets: u64,
+    /// Frames that carried no IP (ARP, LLDP...).
+    pub not_ip: u64,
+    /// Frames of link types we cannot decode, with the type.
+    pub unsupported_link: HashMap<u32, u64>,
+    /// IP packets whose headers were malformed or cut short.
+    pub malformed: u64,
+    pub fragments_reassembled: u64,
+    pub flows: u64,
+    pub dns_records: u64,
+}
+
+/// A flow's 5-tuple with its ends in a fixed order, so both directions find it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Tuple {
+    proto: Proto,
+    lo: SocketAddr,
+    hi: SocketAddr,
+}
+
+impl Tuple {
+    fn new(proto: Proto, a: SocketAddr, b: SocketAddr) -> Tuple {
+        if a <= b { Tuple { proto, lo: a, hi: b } } else { Tuple { proto, lo: b, hi: a } }
+    }
+}
+
+struct FlowState {
+    record: FlowRecord,
+    inspector: Inspector,
+    up: Reassembler,
+    down: Reassembler,
+    fin_up: bool,
+    fin_down: bool,
+    closed: bool,
+    /// DNS-over-TCP bytes per direction not yet split into messages (port 53 flows only).
+    dns_stream: Option<[Vec<u8>; 2]>,
+    /// The copy last sent as an event; a new event goes out when naming or owner changed.
+    sent: Option<FlowRecord>,
+}
+
+pub struct Observer {
+    events: Sender<Event>,
+    namer: Namer,
+    flows: HashMap<Tuple, FlowState>,
+    next_id: FlowId,
+    defrag: Defrag,
+    dns: DnsTracker,
+    apps_announced: HashMap<u32, String>,
+    now: Millis,
+    last_sweep: Millis,
+    stats: ObserverStats,
+}
+
+/// Same identity (everything but counters and times): no event needed.
+fn same_identity(a: &FlowRecord, b: &FlowRecord) -> bool {
+    a.uid == b.uid
+        && a.hostname == b.hostname
+        && a.hostname_source == b.hostname_source
+        && a.app_info == b.app_info
+        && a.destination == b.destination
+        && a.cleartext == b.cleartext
+        && a.leaks == b.leaks
+}
+
+impl Observer {
+    pub fn new(events: Sender<Event>) -> Observer {
+        Observer {
+            events,
+            namer: Namer::new(),
+            flows: HashMap::new(),
+            next_id: 1,
+            defrag: Defrag::default(),
+            dns: DnsTracker::default(),
+            apps_announced: HashMap::new(),
+            now: 0,
+            last_sweep: 0,
+            stats: ObserverStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &ObserverStats {
+        &self.stats
+    }
+
+    fn send(&self, event: Event) {
+        // A gone receiver means the store stopped; the caller learns why from the store.
+        let _ = self.events.send(event);
+    }
+
+    fn announce_app(&mut self, uid: u32, name: &str) {
+        if name.is_empty() || self.apps_announced.get(&uid).is_some_and(|n| n == name) {
+            return;
+        }
+        self.apps_announced.insert(uid, name.to_owned());
+        self.send(Event::App { uid, name: name.to_owned() });
+    }
+
+    /// Feeds one record from a [`reader::CaptureReader`].
+    pub fn on_record(&mut self, record: &Record<'_>) {
+        match record {
+            Record::UidMap { uid, package, app } => {
+                let name = if package.is_empty() { app } else { package };
+                self.announce_app(*uid, name);
+            }
+            Record::Packet(p) => {
+                let owner = match p.comment.and_then(reader::parse_uid_comment) {
+                    Some((uid, app)) => Owner { uid: Some(uid), app: app.map(str::to_owned) },
+                    None => Owner::default(),
+                };
+                self.on_frame(p.ts_ns / 1_000_000, p.linktype, p.data, owner);
+            }
+        }
+    }
+
+    /// Feeds one captured frame of link type `linktype` seen at `now`.
+    pub fn on_frame(&mut self, now: Millis, linktype: u32, frame: &[u8], mut owner: Owner) {
+        self.stats.frames += 1;
+        let decoded = match link::decode(linktype, frame) {
+            Ok(f) => f,
+            Err(link::LinkError::Unsupported(t)) => {
+                *self.stats.unsupported_link.entry(t).or_default() += 1;
+                return;
+            }
+            Err(link::LinkError::NotIp) => {
+                self.stats.not_ip += 1;
+                return;
+            }
+        };
+        if let Some(trailer) = decoded.trailer {
+            owner.uid = owner.uid.or(trailer.uid);
+            owner.app = owner.app.or(trailer.app);
+        }
+        self.on_ip(now, decoded.ip, &owner);
+    }
+
+    /// Feeds one IP packet.
+    pub fn on_ip(&mut self, now: Millis, packet: &[u8], owner: &Owner) {
+        self.now = self.now.max(now);
+        if self.now - self.last_sweep >= SWEEP_EVERY_MS {
+            self.sweep();
+        }
+        if let (Some(uid), Some(app)) = (owner.uid, owner.app.as_deref()) {
+            self.announce_app(uid, app);
+        }
+        let ip = match ip::parse_ip(packet) {
+            Ok(ip) => ip,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        self.stats.ip_packets += 1;
+        if ip.fragment.is_some() {
+            if let Some(whole) = self.defrag.push(&ip, now) {
+                self.stats.fragments_reassembled += 1;
+                let full = IpPacket { payload: &whole, fragment: None, wire_len: whole.len(), ..ip };
+                self.on_transport(now, &full, owner);
+            }
+            return;
+        }
+        self.on_transport(now, &ip, owner);
+    }
+
+    fn on_transport(&mut self, now: Millis, ip: &IpPacket<'_>, owner: &Owner) {
+        match ip.proto {
+            ip::PROTO_TCP => match ip::parse_tcp(ip.payload) {
+                Ok((tcp, payload)) => self.on_tcp(now, ip, &tcp, payload, owner),
+                Err(_) => self.stats.malformed += 1,
+            },
+            ip::PROTO_UDP => match ip::parse_udp(ip.payload) {
+                Ok((sp, dp, payload)) => self.on_udp(now, ip, sp, dp, payload, owner),
+                Err(_) => self.stats.malformed += 1,
+            },
+            ip::PROTO_ICMP | ip::PROTO_ICMPV6 => self.on_icmp(now, ip, owner),
+            _ => {}
+        }
+    }
+
+    /// Finds the open flow of this packet or opens one; returns its tuple and the packet's
+    /// direction. `sender_is_client` decides the client of a new flow.
+    fn flow_for(
+        &mut self,
+        now: Millis,
+        proto: Proto,
+        src: SocketAddr,
+        dst: SocketAddr,
+        restart: bool,
+        sender_is_client: impl FnOnce() -> bool,
+    ) -> Option<(Tuple, Direction)> {
+        let tuple = Tuple::new(proto, src, dst);
+        let reopen = match self.flows.get(&tuple) {
+            Some(state) if state.closed => restart,
+            Some(_) => false,
+            None => true,
+        };
+        if reopen {
+            let (client, server) = if sender_is_client() { (src, dst) } else { (dst, src) };
+            let key = FlowKey { proto, src: client, dst: server };
+            let id = self.next_id;
+            self.next_id += 1;
+            self.stats.flows += 1;
+            let state = FlowState {
+                record: FlowRecord::new(id, key, now),
+                inspector: Inspector::new(proto, server.port()),
+                up: Reassembler::default(),
+                down: Reassembler::default(),
+                fin_up: false,
+                fin_down: false,
+                closed: false,
+                dns_stream: (proto == Proto::Tcp && dns::is_dns(&key)).then(Default::default),
+                sent: None,
+            };
+            self.flows.insert(tuple, state);
+        }
+        let state = self.flows.get(&tuple)?;
+        if state.closed {
+            return None;
+        }
+        let dir = if state.record.key.src == src { Direction::Up } else { Direction::Down };
+        Some((tuple, dir))
+    }
+
+    fn account(state: &mut FlowState, now: Millis, dir: Direction, bytes: usize, owner: &Owner) {
+        let r = &mut state.record;
+        r.last_seen = r.last_seen.max(now);
+        match dir {
+            Direction::Up => {
+                r.packets_up += 1;
+                r.bytes_up += bytes as u64;
+            }
+            Direction::Down => {
+                r.packets_down += 1;
+                r.bytes_down += bytes as u64;
+            }
+        }
+        if r.uid.is_none() {
+            r.uid = owner.uid;
+        }
+    }
+
+    fn on_tcp(&mut self, now: Millis, ip: &IpPacket<'_>, tcp: &TcpHeader, payload: &[u8], owner: &Owner) {
+        let src = SocketAddr::new(ip.src, tcp.src_port);
+        let dst = SocketAddr::new(ip.dst, tcp.dst_port);
+        let pure_syn = tcp.syn && !tcp.ack_flag;
+        let Some((tuple, dir)) = self.flow_for(now, Proto::Tcp, src, dst, pure_syn, || {
+            if tcp.syn {
+                // SYN comes from the client, SYN-ACK from the server.
+                !tcp.ack_flag
+            } else {
+                // The start is not in the capture: the ephemeral (higher) port is the client.
+                tcp.src_port >= tcp.dst_port
+            }
+        }) else {
+            return;
+        };
+        let Some(state) = self.flows.get_mut(&tuple) else { return };
+        let (stream, fin) = match dir {
+            Direction::Up => (&mut state.up, &mut state.fin_up),
+            Direction::Down => (&mut state.down, &mut state.fin_down),
+        };
+        if tcp.syn {
+            stream.on_syn(tcp.seq);
+        }
+        let seq = if tcp.syn { tcp.seq.wrapping_add(1) } else { tcp.seq };
+        let fresh = if payload.is_empty() { 0 } else { stream.new_bytes(seq, payload.len()) };
+        let mut dns_bytes = state.dns_stream.as_mut().map(|s| &mut s[dir as usize]);
+        if !payload.is_empty() && (state.inspector.wants_more() || dns_bytes.is_some()) && !stream.done() {
+            let inspector = &mut state.inspector;
+            stream.on_segment(seq, payload, |bytes| {
+                if inspector.wants_more() {
+                    inspector.on_stream(dir, bytes);
+                }
+                if let Some(buf) = dns_bytes.as_deref_mut() {
+                    buf.extend_from_slice(bytes);
+                }
+            });
+        }
+        if tcp.fin {
+            *fin = true;
+        }
+        Self::account(state, now, dir, fresh, owner);
+        let (flow_id, key, uid) = (state.record.id, state.record.key, state.record.uid);
+        let mut records = Vec::new();
+        if let Some(bufs) = state.dns_stream.as_mut() {
+            records = self.dns.on_tcp_bytes(now, flow_id, key, &mut bufs[dir as usize]);
+        }
+        for mut record in records {
+            record.flow_id = Some(flow_id);
+            record.uid = uid;
+            self.emit_dns(record);
+        }
+        let Some(state) = self.flows.get_mut(&tuple) else { return };
+        let close = if tcp.rst {
+            Some(if dir == Direction::Up { CloseReason::ResetByClient } else { CloseReason::ResetByServer })
+        } else if state.fin_up && state.fin_down {
+            Some(CloseReason::Fin)
+        } else {
+            None
+        };
+        self.after_packet(tuple, now, close);
+    }
+
+    fn on_udp(
+        &mut self,
+        now: Millis,
+        ip: &IpPacket<'_>,
+        src_port: u16,
+        dst_port: u16,
+        payload: &[u8],
+        owner: &Owner,
+    ) {
+        let src = SocketAddr::new(ip.src, src_port);
+        let dst = SocketAddr::new(ip.dst, dst_port);
+        // The first packet's sender is the client, unless it plainly comes from a service port
+        // to an ephemeral one (a reply whose query is not in the capture).
+        let Some((tuple, dir)) = self.flow_for(now, Proto::Udp, src, dst, false, || {
+            !(src_port < 1024 && dst_port >= 1024)
+        }) else {
+            return;
+        };
+        let Some(state) = self.flows.get_mut(&tuple) else { return };
+        Self::account(state, now, dir, payload.len(), owner);
+        if state.inspector.wants_more() && !payload.is_empty() {
+            state.inspector.on_datagram(dir, payload);
+        }
+        let (flow_id, key, uid) = (state.record.id, state.record.key, state.record.uid);
+        if dns::is_dns(&key) {
+            for mut record in self.dns.on_message(now, flow_id, key, payload) {
+                record.flow_id = Some(flow_id);
+                record.uid = uid;
+                self.emit_dns(record);
+            }
+        }
+        self.after_packet(tuple, now, None);
+    }
+
+    fn on_icmp(&mut self, now: Millis, ip: &IpPacket<'_>, owner: &Owner) {
+        let src = SocketAddr::new(ip.src, 0);
+        let dst = SocketAddr::new(ip.dst, 0);
+        let Some((tuple, dir)) = self.flow_for(now, Proto::Icmp, src, dst, false, || true) else {
+            return;
+        };
+        if let Some(state) = self.flows.get_mut(&tuple) {
+            Self::account(state, now, dir, ip.payload.len(), owner);
+        }
+        self.after_packet(tuple, now, None);
+    }
+
+    fn emit_dns(&mut self, record: crate::flow::DnsRecord) {
+        self.stats.dns_records += 1;
+        self.namer.on_dns(&record);
+        self.send(Event::Dns(record));
+    }
+
+    /// Names the flow, sends an event when its identity changed, closes it when asked.
+    fn after_packet(&mut self, tuple: Tuple, now: Millis, close: Option<CloseReason>) {
+        let Some(state) = self.flows.get_mut(&tuple) else { return };
+        self.namer.name_flow(&mut state.record, state.inspector.result(), now);
+        if let Some(reason) = close {
+            state.record.close_reason = Some(reason);
+            state.closed = true;
+            let record = state.record.clone();
+            self.send(Event::FlowClosed(record));
+            return;
+        }
+        let changed = state.sent.as_ref().is_none_or(|sent| !same_identity(sent, &state.record));
+        if changed {
+            state.sent = Some(state.record.clone());
+            let record = state.record.clone();
+            self.send(Event::Flow(record));
+        }
+    }
+
+    /// Closes idle flows and forgets closed ones after their linger time.
+    fn sweep(&mut self) {
+        self.last_sweep = self.now;
+        let now = self.now;
+        let mut to_close = Vec::new();
+        self.flows.retain(|tuple, state| {
+            let idle = now - state.record.last_seen;
+            if state.closed {
+                return idle < CLOSED_LINGER_MS;
+            }
+            let limit = match tuple.proto {
+                Proto::Tcp => TCP_IDLE_MS,
+                Proto::Udp => UDP_IDLE_MS,
+                Proto::Icmp => ICMP_IDLE_MS,
+            };
+            if idle >= limit {
+                to_close.push(state.record.clone());
+                return false;
+            }
+            true
+        });
+        to_close.sort_by_key(|r| r.id);
+        for record in self.dns.expire(now) {
+            self.emit_dns(record);
+        }
+        for mut record in to_close {
+            record.close_reason = Some(CloseReason::Idle);
+            self.send(Event::FlowClosed(record));
+        }
+    }
+
+    /// Ends the capture: every open flow closes with `end-of-capture`, unanswered DNS queries
+    /// are logged without an answer.
+    pub fn finish(mut self) -> ObserverStats {
+        let mut open: Vec<FlowRecord> = self
+            .flows
+            .drain()
+            .filter(|(_, s)| !s.closed)
+            .map(|(_, s)| s.record)
+            .collect();
+        open.sort_by_key(|r| r.id);
+        for record in self.dns.drain() {
+            self.emit_dns(record);
+        }
+        for mut record in open {
+            record.close_reason = Some(CloseReason::EndOfCapture);
+            self.send(Event::FlowClosed(record));
+        }
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::pcap::testutil::*;
+
+    const PHONE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+
+    fn run(packets: &[(Millis, Vec<u8>)], owner: Owner) -> Vec<Event> {
+        let (tx, rx) = mpsc::channel();
+        let mut obs = Observer::new(tx);
+        for (t, p) in packets {
+            obs.on_ip(*t, p, &owner);
+        }
+        obs.finish();
+        rx.try_iter().collect()
+    }
+
+    fn closed(events: &[Event]) -> Vec<&FlowRecord> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::FlowClosed(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tcp_handshake_data_and_fin() {
+        let c2s = |seq, ack, flags, data: &[u8]| ipv4(PHONE, SERVER, 6, &tcp(40000, 443, seq, ack, flags, data));
+        let s2c = |seq, ack, flags, data: &[u8]| ipv4(SERVER, PHONE, 6, &tcp(443, 40000, seq, ack, flags, data));
+        let packets = vec![
+            (1000, s2c(0, 0, SYN | ACK, b"")), // a stray SYN-ACK must not decide the client wrongly
+            (1001, c2s(100, 0, SYN, b"")),
+        ];
+        // The stray SYN-ACK opens the flow with the phone as client; the SYN agrees.
+        let events = run(&packets, Owner { uid: Some(10_123), app: None });
+        let flows = closed(&events);
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].key.src, SocketAddr::new(PHONE.into(), 40000));
+
+        let packets = vec![
+            (1000, c2s(100, 0, SYN, b"")),
+            (1001, s2c(500, 101, SYN | ACK, b"")),
+            (1002, c2s(101, 501, ACK | PSH, b"hello")),
+            (1003, s2c(501, 106, ACK | PSH, b"world!")),
+            (1004, c2s(106, 507, FIN | ACK, b"")),
+            (1005, s2c(507, 107, FIN | ACK, b"")),
+            (1006, c2s(107, 508, ACK, b"")), // the last ACK must not open a new flow
+        ];
+        let events = run(&packets, Owner { uid: Some(10_123), app: None });
+        let flows = closed(&events);
+        assert_eq!(flows.len(), 1, "{events:?}");
+        let f = flows[0];
+        assert_eq!(f.key.proto, Proto::Tcp);
+        assert_eq!(f.key.src, SocketAddr::new(PHONE.into(), 40000));
+        assert_eq!(f.key.dst, SocketAddr::new(SERVER.into(), 443));
+        assert_eq!(f.close_reason, Some(CloseReason::Fin));
+        assert_eq!((f.packets_up, f.packets_down), (3, 3));
+        // Application bytes, as the live relay counts them.
+        assert_eq!((f.bytes_up, f.bytes_down), (5, 6));
+        assert_eq!((f.first_seen, f.last_seen), (1000, 1005));
+        assert_eq!(f.uid, Some(10_123));
+        assert!(matches!(events.first(), Some(Event::Flow(r)) if r.id == f.id));
+    }
+
+    #[test]
+    fn midstream_flow_takes_higher_port_as_client_and_rst_closes() {
+        let packets = vec![
+            (5, ipv4(SERVER, PHONE, 6, &tcp(443, 51000, 9, 9, ACK, b"data"))),
+            (6, ipv4(PHONE, SERVER, 6, &tcp(51000, 443, 9, 13, RST, b""))),
+        ];
+        let events = run(&packets, Owner::default());
+        let flows = closed(&events);
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].key.src.port(), 51000);
+        assert_eq!(flows[0].close_reason, Some(CloseReason::ResetByClient));
+        assert_eq!((flows[0].packets_up, flows[0].packets_down), (1, 1));
+    }
+
+    #[test]
+    fn udp_flows_idle_out_and_reply_first_is_not_client() {
+        let packets = vec![
+            (0, ipv4(SERVER, PHONE, 17, &udp(53, 33000, b"reply"))),
+            (10, ipv4(PHONE, SERVER, 17, &udp(33001, 53, b"query"))),
+            (10 + UDP_IDLE_MS + SWEEP_EVERY_MS, ipv4(PHONE, SERVER, 17, &udp(33001, 53, b"again"))),
+        ];
+        let events = run(&packets, Owner::default());
+        let flows = closed(&events);
+        assert_eq!(flows.len(), 3, "{flows:?}");
+        assert_eq!(flows[0].key.src.port(), 33000);
+        assert_eq!(flows[0].close_reason, Some(CloseReason::Idle));
+        assert_eq!(flows[1].close_reason, Some(CloseReason::Idle));
+        assert_eq!(flows[2].close_reason, Some(CloseReason::EndOfCapture));
+        assert!(flows.iter().all(|f| f.key.dst.port() == 53));
+        let ids: std::collections::HashSet<_> = flows.iter().map(|f| f.id).collect();
+        assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn garbage_never_panics_and_is_counted() {
+        let (tx, _rx) = mpsc::channel();
+        let mut obs = Observer::new(tx);
+        for len in 0..80usize {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+            for link in [0, 1, 101, 113, 276, 12345] {
+                obs.on_frame(0, link, &junk, Owner::default());
+            }
+        }
+        let s = obs.finish();
+        assert_eq!(s.frames, 80 * 6);
+        assert_eq!(s.unsupported_link.get(&12345), Some(&80));
+    }
+}
