@@ -325,13 +325,16 @@ impl Inspector {
                     self.name_from_dns(dir, &first);
                 }
             }
-            State::Cleartext if self.result.app_info.l7.as_deref() == Some(L7_MIPUSH) && dir == Direction::Up => {
-                if mipush::carries_model(&self.up.buf) {
-                    self.found.insert(leaks::MODEL);
-                    self.sync_leaks();
+            State::Cleartext if dir == Direction::Up => {
+                if self.result.app_info.l7.as_deref() == Some(L7_MIPUSH) {
+                    if mipush::carries_model(&self.up.buf) {
+                        self.found.insert(leaks::MODEL);
+                        self.sync_leaks();
+                    }
+                } else if self.result.hostname.is_none() {
+                    self.probe_starttls();
                 }
             }
-            State::Cleartext if dir == Direction::Up && self.result.hostname.is_none() => self.probe_starttls(),
             _ => {}
         }
     }
