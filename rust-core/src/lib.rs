@@ -20,3 +20,6 @@ pub mod linux;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+
+#[cfg(feature = "proto")]
+pub mod android;

@@ -1,13 +1,55 @@
 //! The live engine: one mio thread owns the tun fd, the smoltcp shards and every outbound
-//! socket, and relays each flow to its real destination. (Contract stub: being written.)
+//! socket, and relays each flow to its real destination. See docs/ARCHITECTURE-engine.md.
+//!
+//! Usage (a driver such as `phonehome capture` or the Android service):
+//!
+//! ```no_run
+//! # use std::sync::mpsc::channel;
+//! # fn demo(tun: std::os::fd::OwnedFd, owner: Box<dyn phonehome::owner::OwnerLookup>) -> std::io::Result<()> {
+//! use phonehome::engine::{Engine, EngineConfig, Outbound};
+//! let (events, _rx) = channel();
+//! let config = EngineConfig {
+//!     dns_v4: "10.111.222.3".parse().unwrap(),
+//!     dns_v6: None,
+//!     dns_upstream: "198.18.0.1:53".parse().unwrap(),
+//!     mtu: 1500,
+//!     outbound: Outbound { mark: Some(0x50484f4d), bind_device: None },
+//! };
+//! let engine = Engine::start(tun, config, owner, events)?;
+//! let stats = engine.stop()?; // closes every flow (reason engine-stop), joins the thread
+//! # Ok(()) }
+//! ```
+//!
+//! The tun fd may be blocking or not (it is switched to non-blocking). It must deliver one IP
+//! packet per read with no packet-information header (Linux `IFF_TUN | IFF_NO_PI`, Android's
+//! VpnService fd); a `SOCK_SEQPACKET`/`SOCK_DGRAM` socket works too (tests use one).
+
+mod buffers;
+mod core;
+mod device;
+mod dns;
+mod event_loop;
+mod icmp;
+mod outbound;
+mod packet;
+mod report;
+mod shard;
+mod tcp;
+mod udp;
+
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use crate::flow::Event;
 use crate::owner::OwnerLookup;
+
+pub use dns::{Summary as DnsSummary, servfail as dns_servfail, summarize as dns_summarize};
 
 /// How outbound sockets escape the tunnel.
 #[derive(Clone, Debug, Default)]
@@ -29,19 +71,68 @@ pub struct EngineConfig {
     pub outbound: Outbound,
 }
 
+/// Knobs with sensible defaults; tests and benchmarks change them through
+/// [`Engine::start_tuned`].
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// Independent smoltcp interfaces the TCP flows are spread over.
+    pub shards: usize,
+    /// smoltcp receive ring per TCP flow (app -> server); its size sets the window offered to
+    /// the app.
+    pub tcp_rx_buffer: usize,
+    /// smoltcp send ring per TCP flow (server -> app).
+    pub tcp_tx_buffer: usize,
+    /// Released buffer regions kept for reuse (their pages are returned to the system).
+    pub spare_buffers: usize,
+    /// tun packets read before the shards are polled.
+    pub batch: usize,
+    pub connect_timeout: Duration,
+    pub tcp_idle_timeout: Duration,
+    /// A TCP flow with one direction closed and no traffic for this long is reset.
+    pub tcp_half_closed_timeout: Duration,
+    pub udp_idle_timeout: Duration,
+    /// NAT entries to the DNS service expire sooner: one query, one answer.
+    pub dns_flow_timeout: Duration,
+    /// An unanswered DNS query gets SERVFAIL after this long.
+    pub dns_timeout: Duration,
+    pub echo_idle_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            shards: 16,
+            tcp_rx_buffer: 128 * 1024,
+            tcp_tx_buffer: 128 * 1024,
+            spare_buffers: 256,
+            batch: 64,
+            connect_timeout: Duration::from_secs(20),
+            tcp_idle_timeout: Duration::from_secs(2 * 3600),
+            tcp_half_closed_timeout: Duration::from_secs(120),
+            udp_idle_timeout: Duration::from_secs(120),
+            dns_flow_timeout: Duration::from_secs(20),
+            dns_timeout: Duration::from_secs(5),
+            echo_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Live counters for the UI and the CLI's summary.
 #[derive(Clone, Debug, Default)]
 pub struct EngineStats {
     pub flows_opened: u64,
     pub flows_open: u64,
+    /// Application payload bytes relayed app -> server (TCP stream bytes, UDP payloads).
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Packets from the tun that were malformed, fragmented, of an unsupported protocol, or
+    /// could not be relayed.
     pub packets_dropped: u64,
 }
 
 /// A running engine. Dropping it stops the engine.
 pub struct Engine {
-    _private: (),
+    control: Option<event_loop::Control>,
 }
 
 impl Engine {
@@ -52,17 +143,47 @@ impl Engine {
         owner: Box<dyn OwnerLookup>,
         events: Sender<Event>,
     ) -> io::Result<Engine> {
-        let _ = (tun, config, owner, events);
-        Err(io::Error::other("engine not built yet"))
+        Engine::start_tuned(tun, config, Tuning::default(), owner, events)
+    }
+
+    pub fn start_tuned(
+        tun: OwnedFd,
+        config: EngineConfig,
+        tuning: Tuning,
+        owner: Box<dyn OwnerLookup>,
+        events: Sender<Event>,
+    ) -> io::Result<Engine> {
+        if config.mtu < 1280 || config.mtu > 65535 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("engine MTU {} out of range 1280..=65535", config.mtu),
+            ));
+        }
+        let control = event_loop::spawn(tun, config, tuning, owner, events)?;
+        Ok(Engine { control: Some(control) })
     }
 
     pub fn stats(&self) -> io::Result<EngineStats> {
-        Err(io::Error::other("engine not built yet"))
+        match &self.control {
+            Some(control) => control.stats(),
+            None => Err(io::Error::other("engine stopped")),
+        }
     }
 
     /// Closes every open flow (reason engine-stop), sends their final events, closes the tun fd
     /// and joins the loop thread.
-    pub fn stop(self) -> io::Result<EngineStats> {
-        Err(io::Error::other("engine not built yet"))
+    pub fn stop(mut self) -> io::Result<EngineStats> {
+        match self.control.take() {
+            Some(control) => control.stop(),
+            None => Err(io::Error::other("engine stopped")),
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(control) = self.control.take() {
+            let _ = control.stop();
+        }
     }
 }

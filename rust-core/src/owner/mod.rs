@@ -13,3 +13,8 @@ pub trait OwnerLookup: Send {
     /// A display name for the UID: package name(s) on Android, the user name on Linux.
     fn app_name(&mut self, uid: u32) -> Option<String>;
 }
+
+pub mod procfs;
+pub mod resolver;
+
+pub use procfs::ProcNet;

@@ -1,16 +1,35 @@
 //! The SQLite store: one writer thread (WAL, batched transactions, `PRAGMA user_version`
 //! migrations) fed by a channel of [`Event`](crate::flow::Event)s, and the read side used by the
-//! CLI and the app. (Contract stub: being written.)
+//! CLI and the app.
+//!
+//! - [`StoreWriter`] records a session (a capture from start to stop).
+//! - [`Reader`] answers everything else: flows and DNS rows, sessions and markers, the per-app,
+//!   per-domain and per-country views, timelines, the before/after [`Comparison`], exports and
+//!   retention. Every answer is a plain serde-serializable struct.
+//! - [`report`] renders text, JSON and a self-contained HTML page from those answers.
+//!
+//! See docs/ARCHITECTURE-store.md.
 
-use std::path::Path;
-use std::sync::mpsc::Sender;
+pub mod export;
+mod read;
+pub mod retention;
+pub mod schema;
+#[doc(hidden)]
+pub mod synth;
+mod writer;
 
-use crate::flow::Event;
+pub use export::{DNS_COLUMNS, ExportError, FLOW_COLUMNS, Format, write_dns, write_flows};
+pub use read::{DnsFilter, DnsRow, FlowFilter, FlowRow, Marker, Reader, Session, Window};
+pub use retention::Retention;
+pub use writer::{StoreWriter, WriterOptions, WriterStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {source}")]
-    Sqlite { path: String, source: rusqlite::Error },
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("database {path}: {message}")]
     Other { path: String, message: String },
 }
@@ -26,28 +45,10 @@ pub struct SessionInfo {
     pub note: Option<String>,
 }
 
-/// The running writer thread.
-pub struct StoreWriter {
-    _private: (),
-}
-
-impl StoreWriter {
-    /// Opens (creating or migrating) the database and starts a new session.
-    pub fn start(path: &Path, session: SessionInfo) -> Result<StoreWriter, StoreError> {
-        let _ = session;
-        Err(StoreError::Other { path: path.display().to_string(), message: "store not built yet".into() })
-    }
-
-    pub fn session_id(&self) -> i64 {
-        0
-    }
-
-    pub fn sender(&self) -> Sender<Event> {
-        std::sync::mpsc::channel().0
-    }
-
-    /// Drains every event sent so far, commits, marks the session ended, joins the thread.
-    pub fn finish(self) -> Result<(), StoreError> {
-        Ok(())
-    }
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> crate::flow::Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -1,0 +1,573 @@
+//! The live view of the running capture: the flows of this session as the engine last reported
+//! them, folded into the snapshot the app polls and the answers to its queries.
+//!
+//! It is fed by the event tee (one thread) and read by JNI calls from the UI, so it sits behind
+//! one mutex that the packet loop never touches. Aggregates are computed when asked for: a
+//! snapshot walks at most `MAX_FLOWS` flows, which is cheaper than keeping per-app sums right
+//! through uid changes and counter updates. Flows beyond the cap are folded into per-app
+//! "retired" totals, so the app rows stay exact while the oldest per-flow detail is left to the
+//! SQLite store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::flow::{Event, FlowId, FlowRecord, Millis, Proto};
+
+use super::proto;
+
+/// Closed flows kept with full detail. Open flows are always kept.
+pub const MAX_FLOWS: usize = 20_000;
+/// Flows listed in a snapshot's `recent`.
+pub const RECENT_FLOWS: usize = 100;
+
+/// What the app told us about each UID (label, packages), shared with the owner callback that
+/// asks for it on the engine's helper thread.
+pub type Identities = Arc<Mutex<HashMap<u32, proto::AppIdentity>>>;
+
+/// `None` is the bucket of flows whose owner could not be found.
+type AppKey = Option<u32>;
+
+#[derive(Default, Clone)]
+struct AppTotals {
+    flows: u64,
+    xiaomi_flows: u64,
+    xiaomi_hosts: BTreeSet<String>,
+    bytes_up: u64,
+    bytes_down: u64,
+    cleartext_flows: u64,
+    leak_flows: u64,
+    last_seen: Millis,
+}
+
+impl AppTotals {
+    fn add(&mut self, flow: &FlowRecord) {
+        self.flows += 1;
+        if is_xiaomi(flow) {
+            self.xiaomi_flows += 1;
+            self.xiaomi_hosts.insert(host_of(flow));
+        }
+        self.bytes_up += flow.bytes_up;
+        self.bytes_down += flow.bytes_down;
+        self.cleartext_flows += u64::from(flow.cleartext);
+        self.leak_flows += u64::from(!flow.leaks.is_empty());
+        self.last_seen = self.last_seen.max(flow.last_seen);
+    }
+}
+
+/// The live state of one capture session.
+pub struct LiveView {
+    session_id: i64,
+    started_ms: Millis,
+    flows: HashMap<FlowId, FlowRecord>,
+    /// Closed flows, oldest first: the eviction order.
+    closed: VecDeque<FlowId>,
+    retired: HashMap<AppKey, AppTotals>,
+    /// Names the engine reported (`Event::App`) for UIDs the app did not describe.
+    names: HashMap<u32, String>,
+    identities: Identities,
+    markers: Vec<proto::Marker>,
+    dns_queries: u64,
+    /// Xiaomi totals include retired flows.
+    retired_xiaomi_flows: u64,
+    retired_xiaomi_bytes: u64,
+}
+
+/// A flow is Xiaomi's when the catalog named Xiaomi as the vendor of its destination.
+pub fn is_xiaomi(flow: &FlowRecord) -> bool {
+    flow.destination.vendor.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("xiaomi"))
+}
+
+/// The name a flow is grouped under: its hostname, or the bare destination address.
+pub fn host_of(flow: &FlowRecord) -> String {
+    match &flow.hostname {
+        Some(name) => name.clone(),
+        None => flow.key.dst.ip().to_string(),
+    }
+}
+
+impl LiveView {
+    pub fn new(session_id: i64, started_ms: Millis, identities: Identities) -> LiveView {
+        LiveView {
+            session_id,
+            started_ms,
+            flows: HashMap::new(),
+            closed: VecDeque::new(),
+            retired: HashMap::new(),
+            names: HashMap::new(),
+            identities,
+            markers: Vec::new(),
+            dns_queries: 0,
+            retired_xiaomi_flows: 0,
+            retired_xiaomi_bytes: 0,
+        }
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Flow(flow) => {
+                self.flows.insert(flow.id, flow.clone());
+            }
+            Event::FlowClosed(flow) => {
+                if self.flows.insert(flow.id, flow.clone()).is_none_or(|old| old.close_reason.is_none()) {
+                    self.closed.push_back(flow.id);
+                }
+                self.evict();
+            }
+            Event::Dns(_) => self.dns_queries += 1,
+            Event::App { uid, name } => {
+                self.names.insert(*uid, name.clone());
+            }
+        }
+    }
+
+    fn evict(&mut self) {
+        while self.closed.len() > MAX_FLOWS {
+            let Some(id) = self.closed.pop_front() else { break };
+            if let Some(flow) = self.flows.remove(&id) {
+                if is_xiaomi(&flow) {
+                    self.retired_xiaomi_flows += 1;
+                    self.retired_xiaomi_bytes += flow.bytes_up + flow.bytes_down;
+                }
+                self.retired.entry(flow.uid).or_default().add(&flow);
+            }
+        }
+    }
+
+    pub fn add_marker(&mut self, id: i64, time_ms: Millis, label: &str) -> proto::Marker {
+        let marker = proto::Marker { id, time_ms, label: label.to_string() };
+        self.markers.push(marker.clone());
+        marker
+    }
+
+    pub fn markers(&self) -> &[proto::Marker] {
+        &self.markers
+    }
+
+    fn identity(&self, uid: u32) -> proto::AppIdentity {
+        let known = match self.identities.lock() {
+            Ok(map) => map.get(&uid).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(&uid).cloned(),
+        };
+        known.unwrap_or_else(|| proto::AppIdentity {
+            uid,
+            packages: self.names.get(&uid).map(|n| vec![n.clone()]).unwrap_or_default(),
+            label: self.names.get(&uid).cloned().unwrap_or_default(),
+            system: false,
+        })
+    }
+
+    fn app_totals(&self) -> HashMap<AppKey, AppTotals> {
+        let mut totals = self.retired.clone();
+        for flow in self.flows.values() {
+            totals.entry(flow.uid).or_default().add(flow);
+        }
+        totals
+    }
+
+    fn app_row(&self, key: AppKey, t: &AppTotals) -> proto::AppRow {
+        proto::AppRow {
+            app: key.map(|uid| self.identity(uid)),
+            flows: t.flows,
+            xiaomi_flows: t.xiaomi_flows,
+            xiaomi_hosts: u32::try_from(t.xiaomi_hosts.len()).unwrap_or(u32::MAX),
+            bytes_up: t.bytes_up,
+            bytes_down: t.bytes_down,
+            cleartext_flows: t.cleartext_flows,
+            leak_flows: t.leak_flows,
+            last_seen_ms: t.last_seen,
+            unattributed: key.is_none(),
+        }
+    }
+
+    /// The snapshot the app polls. `engine` carries the engine's own counters.
+    pub fn snapshot(&self, running: bool, engine: &EngineCounters, error: &str) -> proto::Snapshot {
+        let totals_by_app = self.app_totals();
+        let mut apps: Vec<proto::AppRow> =
+            totals_by_app.iter().map(|(key, t)| self.app_row(*key, t)).collect();
+        apps.sort_by(|a, b| {
+            b.xiaomi_flows
+                .cmp(&a.xiaomi_flows)
+                .then((b.bytes_up + b.bytes_down).cmp(&(a.bytes_up + a.bytes_down)))
+                .then(a.app.as_ref().map(|i| i.uid).cmp(&b.app.as_ref().map(|i| i.uid)))
+        });
+
+        let mut recent: Vec<&FlowRecord> = self.flows.values().collect();
+        recent.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.id.cmp(&a.id)));
+        recent.truncate(RECENT_FLOWS);
+
+        let live_xiaomi = self.flows.values().filter(|f| is_xiaomi(f));
+        let (xiaomi_flows, xiaomi_bytes) = live_xiaomi.fold(
+            (self.retired_xiaomi_flows, self.retired_xiaomi_bytes),
+            |(n, b), f| (n + 1, b + f.bytes_up + f.bytes_down),
+        );
+
+        proto::Snapshot {
+            totals: Some(proto::Totals {
+                running,
+                session_id: self.session_id,
+                started_ms: self.started_ms,
+                flows_opened: engine.flows_opened,
+                flows_open: engine.flows_open,
+                bytes_up: engine.bytes_up,
+                bytes_down: engine.bytes_down,
+                packets_dropped: engine.packets_dropped,
+                xiaomi_flows,
+                xiaomi_bytes,
+                dns_queries: self.dns_queries,
+                error: error.to_string(),
+            }),
+            apps,
+            recent: recent.into_iter().map(flow_row).collect(),
+            markers: self.markers.clone(),
+        }
+    }
+
+    /// Every destination of one app (or of the unattributed bucket), Xiaomi first.
+    pub fn app_detail(&self, request: &proto::AppDetailRequest) -> proto::AppDetail {
+        let key: AppKey = if request.unattributed { None } else { Some(request.uid) };
+        let totals = self.app_totals();
+        let row = self.app_row(key, &totals.get(&key).cloned().unwrap_or_default());
+        let mut endpoints: BTreeMap<String, EndpointAcc> = BTreeMap::new();
+        for flow in self.flows.values().filter(|f| f.uid == key) {
+            endpoints.entry(host_of(flow)).or_default().add(flow);
+        }
+        let mut endpoints: Vec<proto::Endpoint> =
+            endpoints.into_iter().map(|(host, acc)| acc.into_endpoint(host)).collect();
+        endpoints.sort_by(|a, b| {
+            let xa = a.destination.as_ref().is_some_and(|d| d.vendor.eq_ignore_ascii_case("xiaomi"));
+            let xb = b.destination.as_ref().is_some_and(|d| d.vendor.eq_ignore_ascii_case("xiaomi"));
+            xb.cmp(&xa).then(b.flows.cmp(&a.flows)).then(a.host.cmp(&b.host))
+        });
+        proto::AppDetail { row: Some(row), endpoints }
+    }
+
+    /// One host across apps.
+    pub fn domain_detail(&self, request: &proto::DomainDetailRequest) -> proto::DomainDetail {
+        let host = request.host.to_ascii_lowercase();
+        let mut endpoint = EndpointAcc::default();
+        let mut apps: BTreeMap<AppKey, proto::DomainApp> = BTreeMap::new();
+        for flow in self.flows.values().filter(|f| host_of(f) == host) {
+            endpoint.add(flow);
+            let app = apps.entry(flow.uid).or_insert_with(|| proto::DomainApp {
+                app: flow.uid.map(|uid| self.identity(uid)),
+                unattributed: flow.uid.is_none(),
+                ..Default::default()
+            });
+            app.flows += 1;
+            app.bytes_up += flow.bytes_up;
+            app.bytes_down += flow.bytes_down;
+        }
+        let mut apps: Vec<proto::DomainApp> = apps.into_values().collect();
+        apps.sort_by_key(|a| std::cmp::Reverse(a.flows));
+        proto::DomainDetail { endpoint: Some(endpoint.into_endpoint(host)), apps }
+    }
+
+    /// Flows per host that began before the marker (since `since_marker_id`, or the session
+    /// start) against those that began at or after it.
+    pub fn compare(&self, request: &proto::CompareRequest) -> Result<proto::Comparison, String> {
+        let find = |id: i64| self.markers.iter().find(|m| m.id == id).cloned();
+        let marker = find(request.marker_id).ok_or_else(|| format!("no marker {}", request.marker_id))?;
+        let since = if request.since_marker_id != 0 {
+            find(request.since_marker_id)
+                .ok_or_else(|| format!("no marker {}", request.since_marker_id))?
+                .time_ms
+        } else {
+            self.started_ms
+        };
+        let mut hosts: BTreeMap<String, (proto::ComparedHost, BTreeSet<String>)> = BTreeMap::new();
+        for flow in self.flows.values() {
+            if flow.first_seen < since || (request.xiaomi_only && !is_xiaomi(flow)) {
+                continue;
+            }
+            let (entry, apps) = hosts.entry(host_of(flow)).or_insert_with(|| {
+                (
+                    proto::ComparedHost {
+                        host: host_of(flow),
+                        destination: Some(destination(flow)),
+                        ..Default::default()
+                    },
+                    BTreeSet::new(),
+                )
+            });
+            let bytes = flow.bytes_up + flow.bytes_down;
+            if flow.first_seen < marker.time_ms {
+                entry.flows_before += 1;
+                entry.bytes_before += bytes;
+            } else {
+                entry.flows_after += 1;
+                entry.bytes_after += bytes;
+                match flow.uid {
+                    Some(uid) => {
+                        let identity = self.identity(uid);
+                        match identity.packages.first() {
+                            Some(p) => apps.insert(p.clone()),
+                            None => apps.insert(format!("uid {uid}")),
+                        };
+                    }
+                    None => {
+                        apps.insert("unattributed".to_string());
+                    }
+                }
+            }
+        }
+        let mut hosts: Vec<proto::ComparedHost> = hosts
+            .into_values()
+            .map(|(mut h, apps)| {
+                h.apps_after = apps.into_iter().collect();
+                h
+            })
+            .collect();
+        hosts.sort_by(|a, b| {
+            b.flows_after.cmp(&a.flows_after).then(b.flows_before.cmp(&a.flows_before)).then(a.host.cmp(&b.host))
+        });
+        Ok(proto::Comparison {
+            before_ms: marker.time_ms.saturating_sub(since),
+            after_ms: self.latest_seen().saturating_sub(marker.time_ms).max(0),
+            marker: Some(marker),
+            hosts,
+        })
+    }
+
+    fn latest_seen(&self) -> Millis {
+        self.flows.values().map(|f| f.last_seen).max().unwrap_or(self.started_ms)
+    }
+}
+
+/// The engine's counters, copied into the snapshot's totals.
+#[derive(Clone, Debug, Default)]
+pub struct EngineCounters {
+    pub flows_opened: u64,
+    pub flows_open: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub packets_dropped: u64,
+}
+
+#[derive(Default)]
+struct EndpointAcc {
+    hostname_source: String,
+    destination: Option<proto::Destination>,
+    flows: u64,
+    bytes_up: u64,
+    bytes_down: u64,
+    first_seen: Option<Millis>,
+    last_seen: Millis,
+    cleartext_flows: u64,
+    leaks: BTreeSet<String>,
+    ports: BTreeSet<u32>,
+    addresses: BTreeSet<String>,
+}
+
+impl EndpointAcc {
+    fn add(&mut self, flow: &FlowRecord) {
+        if self.hostname_source.is_empty() {
+            self.hostname_source = flow.hostname_source.map(|s| s.as_str().to_string()).unwrap_or_default();
+        }
+        if self.destination.is_none() {
+            self.destination = Some(destination(flow));
+        }
+        self.flows += 1;
+        self.bytes_up += flow.bytes_up;
+        self.bytes_down += flow.bytes_down;
+        self.first_seen = Some(self.first_seen.map_or(flow.first_seen, |t| t.min(flow.first_seen)));
+        self.last_seen = self.last_seen.max(flow.last_seen);
+        self.cleartext_flows += u64::from(flow.cleartext);
+        self.leaks.extend(flow.leaks.iter().cloned());
+        self.ports.insert(u32::from(flow.key.dst.port()));
+        self.addresses.insert(flow.key.dst.ip().to_string());
+    }
+
+    fn into_endpoint(self, host: String) -> proto::Endpoint {
+        proto::Endpoint {
+            host,
+            hostname_source: self.hostname_source,
+            destination: self.destination,
+            flows: self.flows,
+            bytes_up: self.bytes_up,
+            bytes_down: self.bytes_down,
+            first_seen_ms: self.first_seen.unwrap_or_default(),
+            last_seen_ms: self.last_seen,
+            cleartext_flows: self.cleartext_flows,
+            leaks: self.leaks.into_iter().collect(),
+            ports: self.ports.into_iter().collect(),
+            addresses: self.addresses.into_iter().collect(),
+        }
+    }
+}
+
+pub fn destination(flow: &FlowRecord) -> proto::Destination {
+    let d = &flow.destination;
+    proto::Destination {
+        vendor: d.vendor.clone().unwrap_or_default(),
+        category: d.category.clone().unwrap_or_default(),
+        category_guessed: d.category_guessed,
+        purpose: d.purpose.clone().unwrap_or_default(),
+        country: d.country.clone().unwrap_or_default(),
+        asn: d.asn.unwrap_or_default(),
+        as_name: d.as_name.clone().unwrap_or_default(),
+    }
+}
+
+pub fn proto_kind(p: Proto) -> proto::Proto {
+    match p {
+        Proto::Tcp => proto::Proto::Tcp,
+        Proto::Udp => proto::Proto::Udp,
+        Proto::Icmp => proto::Proto::Icmp,
+    }
+}
+
+pub fn flow_row(flow: &FlowRecord) -> proto::FlowRow {
+    proto::FlowRow {
+        id: flow.id,
+        uid: flow.uid.unwrap_or_default(),
+        has_uid: flow.uid.is_some(),
+        proto: proto_kind(flow.key.proto) as i32,
+        src: flow.key.src.to_string(),
+        dst: flow.key.dst.to_string(),
+        hostname: flow.hostname.clone().unwrap_or_default(),
+        hostname_source: flow.hostname_source.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        destination: Some(destination(flow)),
+        bytes_up: flow.bytes_up,
+        bytes_down: flow.bytes_down,
+        first_seen_ms: flow.first_seen,
+        last_seen_ms: flow.last_seen,
+        closed: flow.close_reason.is_some(),
+        cleartext: flow.cleartext,
+        leaks: flow.leaks.clone(),
+        l7: flow.app_info.l7.clone().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{CloseReason, FlowKey, NameSource};
+
+    fn flow(id: u64, uid: Option<u32>, host: &str, xiaomi: bool, first_seen: Millis) -> FlowRecord {
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            src: "198.18.0.2:40000".parse().unwrap(),
+            dst: format!("198.18.1.{}:443", id % 200 + 1).parse().unwrap(),
+        };
+        let mut f = FlowRecord::new(id, key, first_seen);
+        f.uid = uid;
+        f.offer_name(host, NameSource::Sni);
+        f.bytes_up = 100;
+        f.bytes_down = 1000;
+        if xiaomi {
+            f.destination.vendor = Some("Xiaomi".into());
+            f.destination.category = Some("analytics/telemetry".into());
+        }
+        f
+    }
+
+    fn view() -> LiveView {
+        LiveView::new(7, 1_000, Arc::new(Mutex::new(HashMap::new())))
+    }
+
+    #[test]
+    fn apps_sort_by_xiaomi_contacts_and_count_distinct_hosts() {
+        let mut v = view();
+        v.apply(&Event::Flow(flow(1, Some(10100), "example.org", false, 1_000)));
+        v.apply(&Event::Flow(flow(2, Some(1000), "data.mistat.intl.xiaomi.com", true, 1_100)));
+        v.apply(&Event::Flow(flow(3, Some(1000), "data.mistat.intl.xiaomi.com", true, 1_200)));
+        v.apply(&Event::Flow(flow(4, Some(1000), "tracking.intl.miui.com", true, 1_300)));
+        v.apply(&Event::Flow(flow(5, None, "unknown.example", false, 1_300)));
+        let snap = v.snapshot(true, &EngineCounters::default(), "");
+        assert_eq!(snap.apps.len(), 3);
+        assert_eq!(snap.apps[0].app.as_ref().unwrap().uid, 1000);
+        assert_eq!(snap.apps[0].xiaomi_flows, 3);
+        assert_eq!(snap.apps[0].xiaomi_hosts, 2);
+        assert_eq!(snap.totals.as_ref().unwrap().xiaomi_flows, 3);
+        assert_eq!(snap.totals.as_ref().unwrap().xiaomi_bytes, 3 * 1100);
+        assert!(snap.apps.iter().any(|a| a.unattributed && a.app.is_none()));
+        assert_eq!(snap.recent.len(), 5);
+    }
+
+    #[test]
+    fn updates_replace_counters_instead_of_adding() {
+        let mut v = view();
+        let mut f = flow(1, Some(10100), "example.org", false, 1_000);
+        v.apply(&Event::Flow(f.clone()));
+        f.bytes_down = 5000;
+        v.apply(&Event::Flow(f.clone()));
+        f.close_reason = Some(CloseReason::Fin);
+        v.apply(&Event::FlowClosed(f.clone()));
+        v.apply(&Event::FlowClosed(f));
+        let snap = v.snapshot(false, &EngineCounters::default(), "");
+        assert_eq!(snap.apps[0].flows, 1);
+        assert_eq!(snap.apps[0].bytes_down, 5000);
+        assert!(snap.recent[0].closed);
+        assert_eq!(v.closed.len(), 1);
+    }
+
+    #[test]
+    fn evicted_flows_stay_in_app_totals() {
+        let mut v = view();
+        for id in 0..(MAX_FLOWS as u64 + 50) {
+            let mut f = flow(id, Some(1000), "data.mistat.intl.xiaomi.com", true, 1_000);
+            f.close_reason = Some(CloseReason::Fin);
+            v.apply(&Event::FlowClosed(f));
+        }
+        assert_eq!(v.flows.len(), MAX_FLOWS);
+        let snap = v.snapshot(false, &EngineCounters::default(), "");
+        assert_eq!(snap.apps[0].flows, MAX_FLOWS as u64 + 50);
+        assert_eq!(snap.apps[0].xiaomi_hosts, 1);
+        assert_eq!(snap.totals.unwrap().xiaomi_flows, MAX_FLOWS as u64 + 50);
+    }
+
+    #[test]
+    fn app_detail_groups_by_host_with_xiaomi_first() {
+        let mut v = view();
+        v.apply(&Event::Flow(flow(1, Some(1000), "example.org", false, 1_000)));
+        v.apply(&Event::Flow(flow(2, Some(1000), "example.org", false, 1_000)));
+        let mut cleartext = flow(3, Some(1000), "api.ad.intl.xiaomi.com", true, 2_000);
+        cleartext.cleartext = true;
+        cleartext.leaks = vec!["android-id".into()];
+        v.apply(&Event::Flow(cleartext));
+        let detail = v.app_detail(&proto::AppDetailRequest { uid: 1000, unattributed: false });
+        assert_eq!(detail.endpoints.len(), 2);
+        let first = &detail.endpoints[0];
+        assert_eq!(first.host, "api.ad.intl.xiaomi.com");
+        assert_eq!(first.cleartext_flows, 1);
+        assert_eq!(first.leaks, vec!["android-id".to_string()]);
+        assert_eq!(first.hostname_source, "sni");
+        assert_eq!(detail.endpoints[1].flows, 2);
+        assert_eq!(detail.row.unwrap().flows, 3);
+    }
+
+    #[test]
+    fn compare_splits_flows_at_the_marker() {
+        let mut v = view();
+        v.apply(&Event::Flow(flow(1, Some(1000), "data.mistat.intl.xiaomi.com", true, 2_000)));
+        v.apply(&Event::Flow(flow(2, Some(1000), "api.ad.intl.xiaomi.com", true, 2_500)));
+        let m = v.add_marker(1, 3_000, "UX program off");
+        v.apply(&Event::Flow(flow(3, Some(1000), "data.mistat.intl.xiaomi.com", true, 4_000)));
+        v.apply(&Event::Flow(flow(4, Some(10100), "example.org", false, 4_000)));
+        let cmp = v.compare(&proto::CompareRequest { marker_id: m.id, since_marker_id: 0, xiaomi_only: true }).unwrap();
+        assert_eq!(cmp.hosts.len(), 2);
+        assert_eq!(cmp.hosts[0].host, "data.mistat.intl.xiaomi.com");
+        assert_eq!((cmp.hosts[0].flows_before, cmp.hosts[0].flows_after), (1, 1));
+        assert_eq!(cmp.hosts[0].apps_after, vec!["uid 1000".to_string()]);
+        assert_eq!((cmp.hosts[1].flows_before, cmp.hosts[1].flows_after), (1, 0));
+        assert_eq!(cmp.before_ms, 2_000);
+        assert!(v.compare(&proto::CompareRequest { marker_id: 99, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn identities_from_the_app_name_rows() {
+        let ids: Identities = Arc::new(Mutex::new(HashMap::new()));
+        let mut v = LiveView::new(1, 0, ids.clone());
+        ids.lock().unwrap().insert(
+            1000,
+            proto::AppIdentity { uid: 1000, packages: vec!["android".into(), "com.miui.analytics".into()], label: "Android System".into(), system: true },
+        );
+        v.apply(&Event::App { uid: 10200, name: "com.example".into() });
+        v.apply(&Event::Flow(flow(1, Some(1000), "x.example", false, 0)));
+        v.apply(&Event::Flow(flow(2, Some(10200), "y.example", false, 0)));
+        let snap = v.snapshot(true, &EngineCounters::default(), "");
+        let by_uid = |uid| snap.apps.iter().find(|a| a.app.as_ref().unwrap().uid == uid).unwrap().app.clone().unwrap();
+        assert_eq!(by_uid(1000).packages.len(), 2);
+        assert_eq!(by_uid(10200).label, "com.example");
+    }
+}

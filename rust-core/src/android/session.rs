@@ -1,0 +1,395 @@
+//! One capture as the app runs it: the engine on the tun fd, the SQLite writer, and the tee
+//! thread between them that keeps the live view. Free of JNI so it is tested in plain Rust;
+//! `bridge` wraps it for Kotlin.
+//!
+//! Threads: the engine's loop (packets), the engine's owner helper (JNI callbacks), the tee
+//! (events -> live view + store), the store's writer (SQLite). The JNI caller only takes the
+//! live view's lock for the time a snapshot or query takes.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::engine::{Engine, EngineConfig, EngineStats, Outbound};
+use crate::flow::{Event, Millis};
+use crate::owner::OwnerLookup;
+use crate::store::{SessionInfo, StoreError, StoreWriter};
+
+use super::live::{EngineCounters, Identities, LiveView};
+use super::proto;
+
+/// Why a call into the core failed. `code` is the stable word of `proto::Error`.
+#[derive(Debug)]
+pub struct CoreError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CoreError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> CoreError {
+        CoreError { code, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> CoreError {
+        CoreError::new("bad-request", message)
+    }
+
+    pub fn to_proto(&self) -> proto::Error {
+        proto::Error { code: self.code.to_string(), message: self.message.clone() }
+    }
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for CoreError {}
+
+impl From<StoreError> for CoreError {
+    fn from(err: StoreError) -> CoreError {
+        CoreError::new("store", err.to_string())
+    }
+}
+
+impl From<prost::DecodeError> for CoreError {
+    fn from(err: prost::DecodeError) -> CoreError {
+        CoreError::bad_request(format!("undecodable message: {err}"))
+    }
+}
+
+pub fn now_ms() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Checks the app's start settings and turns them into the engine's.
+pub fn engine_config(config: &proto::StartConfig) -> Result<EngineConfig, CoreError> {
+    let dns_v4: Ipv4Addr = config
+        .dns_v4
+        .parse()
+        .map_err(|_| CoreError::bad_request(format!("start config dns_v4 {:?} is not an IPv4 address", config.dns_v4)))?;
+    let dns_v6: Option<Ipv6Addr> = match config.dns_v6.as_str() {
+        "" => None,
+        text => Some(text.parse().map_err(|_| {
+            CoreError::bad_request(format!("start config dns_v6 {text:?} is not an IPv6 address"))
+        })?),
+    };
+    let dns_upstream = parse_upstream(&config.dns_upstream)?;
+    let mtu = match config.mtu {
+        0 => 1500,
+        m @ 576..=65535 => m as usize,
+        m => return Err(CoreError::bad_request(format!("start config mtu {m} is outside 576..=65535"))),
+    };
+    let outbound = Outbound { mark: (config.outbound_mark != 0).then_some(config.outbound_mark), bind_device: None };
+    Ok(EngineConfig { dns_v4, dns_v6, dns_upstream, mtu, outbound })
+}
+
+/// "1.1.1.1", "1.1.1.1:53", "[2001:db8::1]:53" or "2001:db8::1".
+fn parse_upstream(text: &str) -> Result<SocketAddr, CoreError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| CoreError::bad_request(format!("start config dns_upstream {text:?} is not an address")))
+}
+
+/// A running capture.
+pub struct Session {
+    engine: Option<Engine>,
+    store: Option<StoreWriter>,
+    tee: Option<JoinHandle<()>>,
+    tee_stop: Arc<AtomicBool>,
+    live: Arc<Mutex<LiveView>>,
+    db_path: PathBuf,
+    next_marker: i64,
+    last_stats: EngineStats,
+}
+
+impl Session {
+    /// Opens the database, starts the tee and the engine. The engine owns `tun` from here on
+    /// (closed on stop, or right away if the start fails).
+    pub fn start(
+        tun: OwnedFd,
+        db_path: &Path,
+        config: &proto::StartConfig,
+        owner: Box<dyn OwnerLookup>,
+        identities: Identities,
+    ) -> Result<Session, CoreError> {
+        let engine_config = engine_config(config)?;
+        let info = SessionInfo {
+            kind: "android".into(),
+            device: non_empty(&config.device),
+            os: non_empty(&config.os_version),
+            app_version: non_empty(&config.app_version),
+            note: non_empty(&config.note),
+        };
+        let store = StoreWriter::start(db_path, info)?;
+        let live = Arc::new(Mutex::new(LiveView::new(store.session_id(), now_ms(), identities)));
+        let (events_tx, events_rx) = mpsc::channel();
+        let tee_stop = Arc::new(AtomicBool::new(false));
+        let tee = spawn_tee(events_rx, store.sender(), live.clone(), tee_stop.clone())
+            .map_err(|e| CoreError::new("io", format!("cannot start the event thread: {e}")))?;
+        let engine = match Engine::start(tun, engine_config, owner, events_tx) {
+            Ok(engine) => engine,
+            Err(err) => {
+                tee_stop.store(true, Ordering::Release);
+                let _ = tee.join();
+                let _ = store.finish();
+                return Err(CoreError::new("engine", format!("engine did not start: {err}")));
+            }
+        };
+        Ok(Session {
+            engine: Some(engine),
+            store: Some(store),
+            tee: Some(tee),
+            tee_stop,
+            live,
+            db_path: db_path.to_path_buf(),
+            next_marker: 1,
+            last_stats: EngineStats::default(),
+        })
+    }
+
+    pub fn snapshot(&mut self) -> proto::Snapshot {
+        let (running, error) = match &self.engine {
+            Some(engine) => match engine.stats() {
+                Ok(stats) => {
+                    self.last_stats = stats;
+                    (true, String::new())
+                }
+                Err(err) => (true, format!("engine: {err}")),
+            },
+            None => (false, String::new()),
+        };
+        lock(&self.live).snapshot(running, &counters(&self.last_stats), &error)
+    }
+
+    pub fn query(&self, request: &proto::QueryRequest) -> proto::QueryResponse {
+        use proto::query_request::Kind as Req;
+        use proto::query_response::Kind as Resp;
+        let live = lock(&self.live);
+        let kind = match &request.kind {
+            Some(Req::AppDetail(r)) => Resp::AppDetail(live.app_detail(r)),
+            Some(Req::DomainDetail(r)) => Resp::DomainDetail(live.domain_detail(r)),
+            Some(Req::Compare(r)) => match live.compare(r) {
+                Ok(c) => Resp::Comparison(c),
+                Err(message) => Resp::Error(CoreError::bad_request(message).to_proto()),
+            },
+            None => Resp::Error(CoreError::bad_request("query request names no query").to_proto()),
+        };
+        proto::QueryResponse { kind: Some(kind) }
+    }
+
+    /// Records a moment of the experiment ("diagnostic data switched off").
+    pub fn mark(&mut self, label: &str) -> Result<proto::Marker, CoreError> {
+        let label = label.trim();
+        if label.is_empty() {
+            return Err(CoreError::bad_request("a marker needs a label"));
+        }
+        let id = self.next_marker;
+        self.next_marker += 1;
+        Ok(lock(&self.live).add_marker(id, now_ms(), label))
+    }
+
+    /// Writes a consistent copy of the database into `out` (a file the user picked) and closes it.
+    pub fn export(&self, out: OwnedFd, request: &proto::ExportRequest) -> Result<u64, CoreError> {
+        export_database(&self.db_path, out, request)
+    }
+
+    /// Stops the engine (closing the tun fd), lets the tee hand every last event to the store,
+    /// and closes the session in the database. Returns the final snapshot.
+    pub fn stop(mut self) -> Result<proto::Snapshot, CoreError> {
+        let mut first_error = None;
+        if let Some(engine) = self.engine.take() {
+            match engine.stop() {
+                Ok(stats) => self.last_stats = stats,
+                Err(err) => first_error = Some(CoreError::new("engine", format!("engine stop: {err}"))),
+            }
+        }
+        self.tee_stop.store(true, Ordering::Release);
+        if let Some(tee) = self.tee.take()
+            && tee.join().is_err()
+        {
+            first_error.get_or_insert(CoreError::new("panic", "the event thread panicked"));
+        }
+        if let Some(store) = self.store.take()
+            && let Err(err) = store.finish()
+        {
+            first_error.get_or_insert(err.into());
+        }
+        let error = first_error.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        let snapshot = lock(&self.live).snapshot(false, &counters(&self.last_stats), &error);
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(snapshot),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            let _ = engine.stop();
+        }
+        self.tee_stop.store(true, Ordering::Release);
+        if let Some(tee) = self.tee.take() {
+            let _ = tee.join();
+        }
+        if let Some(store) = self.store.take() {
+            let _ = store.finish();
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.trim().to_string())
+}
+
+fn counters(stats: &EngineStats) -> EngineCounters {
+    EngineCounters {
+        flows_opened: stats.flows_opened,
+        flows_open: stats.flows_open,
+        bytes_up: stats.bytes_up,
+        bytes_down: stats.bytes_down,
+        packets_dropped: stats.packets_dropped,
+    }
+}
+
+/// The tee: every engine event goes to the live view and on to the store. It runs until the
+/// engine's senders are gone, or until `stop` is set and the channel is drained.
+fn spawn_tee(
+    events: Receiver<Event>,
+    store: Sender<Event>,
+    live: Arc<Mutex<LiveView>>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("phonehome-tee".into()).spawn(move || {
+        loop {
+            match events.recv_timeout(Duration::from_millis(200)) {
+                Ok(event) => {
+                    lock(&live).apply(&event);
+                    let _ = store.send(event);
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                }
+            }
+        }
+        while let Ok(event) = events.try_recv() {
+            lock(&live).apply(&event);
+            let _ = store.send(event);
+        }
+    })
+}
+
+/// A consistent copy of the live database (`VACUUM INTO` through a second connection, which WAL
+/// allows next to the writer), streamed into `out`.
+pub fn export_database(db_path: &Path, out: OwnedFd, request: &proto::ExportRequest) -> Result<u64, CoreError> {
+    let format = proto::ExportFormat::try_from(request.format).unwrap_or(proto::ExportFormat::Unspecified);
+    if format != proto::ExportFormat::Sqlite {
+        return Err(CoreError::bad_request(format!("export format {} is not available", format.as_str_name())));
+    }
+    let io_err = |what: &str, e: &dyn fmt::Display| CoreError::new("io", format!("{what}: {e}"));
+    let copy_path = db_path.with_extension(format!("export-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&copy_path);
+    let result = (|| {
+        let conn = rusqlite::Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| io_err(&format!("open {}", db_path.display()), &e))?;
+        conn.execute("VACUUM INTO ?1", [copy_path.to_string_lossy()])
+            .map_err(|e| io_err(&format!("copy {}", db_path.display()), &e))?;
+        let mut src = File::open(&copy_path).map_err(|e| io_err(&format!("open {}", copy_path.display()), &e))?;
+        let mut dst = File::from(out);
+        let n = io::copy(&mut src, &mut dst).map_err(|e| io_err("write the export file", &e))?;
+        dst.sync_all().or_else(|e| if e.raw_os_error() == Some(libc::EINVAL) { Ok(()) } else { Err(e) })
+            .map_err(|e| io_err("flush the export file", &e))?;
+        Ok(n)
+    })();
+    let _ = std::fs::remove_file(&copy_path);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> proto::StartConfig {
+        proto::StartConfig {
+            dns_v4: "198.18.0.53".into(),
+            dns_upstream: "198.18.1.1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn engine_config_from_the_app_settings() {
+        let c = engine_config(&config()).unwrap();
+        assert_eq!(c.dns_upstream, "198.18.1.1:53".parse().unwrap());
+        assert_eq!(c.mtu, 1500);
+        assert!(c.dns_v6.is_none());
+        assert!(c.outbound.mark.is_none());
+
+        let mut v6 = config();
+        v6.dns_v6 = "fd00:ph::53".into();
+        let err = engine_config(&v6).unwrap_err();
+        assert!(err.message.contains("dns_v6"), "{err}");
+        v6.dns_v6 = "fd00::53".into();
+        v6.dns_upstream = "[fd00::1]:5353".into();
+        v6.mtu = 9000;
+        v6.outbound_mark = 0x50;
+        let c = engine_config(&v6).unwrap();
+        assert_eq!(c.dns_v6, Some("fd00::53".parse().unwrap()));
+        assert_eq!(c.dns_upstream.port(), 5353);
+        assert_eq!((c.mtu, c.outbound.mark), (9000, Some(0x50)));
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        for (field, mutate) in [
+            ("dns_v4", Box::new(|c: &mut proto::StartConfig| c.dns_v4 = "x".into()) as Box<dyn Fn(&mut _)>),
+            ("dns_upstream", Box::new(|c: &mut proto::StartConfig| c.dns_upstream = String::new())),
+            ("mtu", Box::new(|c: &mut proto::StartConfig| c.mtu = 100)),
+        ] {
+            let mut c = config();
+            mutate(&mut c);
+            let err = engine_config(&c).unwrap_err();
+            assert_eq!(err.code, "bad-request");
+            assert!(err.message.contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn export_copies_a_database_into_a_file_descriptor() {
+        let dir = std::env::temp_dir().join(format!("ph-export-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("live.db");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (42);").unwrap();
+        let out_path = dir.join("out.db");
+        let out = File::create(&out_path).unwrap();
+        let n = export_database(&db, out.into(), &proto::ExportRequest { format: proto::ExportFormat::Sqlite as i32 }).unwrap();
+        assert!(n > 0);
+        let copy = rusqlite::Connection::open(&out_path).unwrap();
+        let x: i64 = copy.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 42);
+        let err = export_database(&db, File::create(dir.join("o2")).unwrap().into(), &proto::ExportRequest { format: 0 }).unwrap_err();
+        assert_eq!(err.code, "bad-request");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

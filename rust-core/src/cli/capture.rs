@@ -1,0 +1,489 @@
+//! `phonehome capture`: run a command in a fresh network namespace whose only way out is a TUN
+//! device served by the engine, record every flow in the database, and print where it went.
+//!
+//! Threads: the namespace thread (holds the namespace, spawns CMD), the engine loop (in the
+//! parent namespace, so its outbound sockets use the real network), an event forwarder (engine
+//! -> store, keeping the summary), the store writer, and this thread waiting for CMD or a signal.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::CliError;
+use crate::engine::{Engine, EngineConfig, Outbound};
+use crate::flow::{Event, FlowId, Proto};
+use crate::linux::child::{self, SandboxFiles};
+use crate::linux::netns::{Namespace, NamespaceError, NetConfig};
+use crate::linux::{resolv, user};
+use crate::owner::{OwnerLookup, ProcNet};
+use crate::store::{SessionInfo, StoreWriter};
+
+/// The namespace's own addresses, and the engine's DNS service behind the TUN device. Traffic to
+/// them never leaves the machine: the engine terminates it.
+const TUN_V4: Ipv4Addr = Ipv4Addr::new(10, 215, 173, 1);
+const DNS_V4: Ipv4Addr = Ipv4Addr::new(10, 215, 173, 2);
+const TUN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5048, 0, 0, 0, 0, 0, 1);
+const DNS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5048, 0, 0, 0, 0, 0, 2);
+const TUN_NAME: &str = "phonehome0";
+const MTU: u32 = 1500;
+
+/// Exit codes for failures of capture itself (as `env`, `timeout` and `docker run` do).
+const EXIT_SETUP: i32 = 125;
+const EXIT_CANNOT_EXECUTE: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// How long CMD gets to exit after SIGINT/SIGTERM is forwarded before it is killed.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long open TCP flows get to finish relaying after CMD exits.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+/// How long the event forwarder gets to pass the engine's final events on.
+const FORWARDER_LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Run a command with all its traffic going through the engine (needs root)",
+    after_help = "Examples:\n  sudo phonehome capture -- curl -sI https://example.org\n  \
+                  sudo phonehome capture --db miui.db --user alice -- firefox\n\n\
+                  Exit status: CMD's status (128+N if killed by signal N); 125 if capture itself \
+                  failed, 126 if CMD cannot be executed, 127 if it was not found."
+)]
+pub struct CaptureArgs {
+    /// SQLite database to record the flows in (created if missing).
+    #[arg(long, value_name = "FILE", default_value = "phonehome.db")]
+    pub db: PathBuf,
+
+    /// Where the engine forwards DNS queries [default: first nameserver in /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dns_upstream: Option<String>,
+
+    /// Run CMD as this user (name or numeric UID) instead of the caller.
+    #[arg(long, value_name = "NAME|UID")]
+    pub user: Option<String>,
+
+    /// Do not print the per-destination summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// The command to run and its arguments.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(CliError::new(
+            EXIT_SETUP,
+            "capture needs root: it creates a network namespace and a TUN device \
+             (CAP_SYS_ADMIN, CAP_NET_ADMIN); run it with sudo",
+        ));
+    }
+    let dns_upstream = match &args.dns_upstream {
+        Some(text) => parse_upstream(text).map_err(|m| CliError::new(EXIT_SETUP, m))?,
+        None => default_upstream().map_err(|m| CliError::new(EXIT_SETUP, m))?,
+    };
+    let credentials = match &args.user {
+        Some(name) => Some(user::resolve(name).map_err(|e| CliError::new(EXIT_SETUP, format!("--user: {e}")))?),
+        None => None,
+    };
+    let program = args.command.first().cloned().ok_or_else(|| CliError::new(EXIT_SETUP, "no command given"))?;
+
+    // Signals are taken synchronously by this thread (sigwaitinfo); block them before any other
+    // thread starts so every thread inherits the mask. Children get a clean mask from std.
+    let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD])
+        .map_err(|e| CliError::new(EXIT_SETUP, format!("blocking signals: {e}")))?;
+
+    let store = StoreWriter::start(&args.db, session_info(&args.command)).map_err(|e| CliError::new(EXIT_SETUP, e.to_string()))?;
+    let capture = Capture::start(&store, dns_upstream).map_err(|e| CliError::new(EXIT_SETUP, e))?;
+
+    let status = capture.spawn(&args.command, credentials.as_ref()).and_then(|mut child| {
+        wait_for_child(&mut child, &signals).map_err(|e| CliError::new(EXIT_SETUP, format!("waiting for {program}: {e}")))
+    });
+
+    let summary = capture.finish();
+    let session = store.session_id();
+    let stored = store.finish();
+
+    let summary = summary.map_err(|e| CliError::new(EXIT_SETUP, e))?;
+    if let Err(err) = stored {
+        return Err(CliError::new(EXIT_SETUP, format!("saving the capture: {err}")));
+    }
+    if !args.quiet {
+        eprint!("{}", summary.render(&args.db, session));
+    }
+    let status = status?;
+    Ok(exit_code(status))
+}
+
+/// The running pieces: namespace, engine, forwarder.
+struct Capture {
+    namespace: Namespace,
+    engine: Engine,
+    forwarder: JoinHandle<()>,
+    summary: Receiver<Summary>,
+    open_tcp: Arc<AtomicUsize>,
+    files: SandboxFiles,
+}
+
+impl Capture {
+    fn start(store: &StoreWriter, dns_upstream: SocketAddr) -> Result<Capture, String> {
+        let net = NetConfig { tun_name: TUN_NAME.into(), mtu: MTU, addr_v4: TUN_V4, addr_v6: Some(TUN_V6) };
+        let (namespace, tun) = Namespace::create(&net).map_err(|e| match e {
+            NamespaceError::NotPermitted(_) => e.to_string(),
+            other => format!("setting up the capture namespace: {other}"),
+        })?;
+
+        let mut files = SandboxFiles::new().map_err(|e| format!("temporary files: {e}"))?;
+        let mut servers = vec![IpAddr::V4(DNS_V4)];
+        if namespace.has_ipv6() {
+            servers.push(IpAddr::V6(DNS_V6));
+        }
+        files
+            .overlay(Path::new("/etc/resolv.conf"), &resolv::render(&servers))
+            .map_err(|e| format!("preparing resolv.conf: {e}"))?;
+        if let Ok(host_nss) = std::fs::read_to_string("/etc/nsswitch.conf") {
+            if let Some(nss) = resolv::nsswitch_for_capture(&host_nss) {
+                files.overlay(Path::new("/etc/nsswitch.conf"), &nss).map_err(|e| format!("preparing nsswitch.conf: {e}"))?;
+            }
+        }
+
+        let config = EngineConfig {
+            dns_v4: DNS_V4,
+            dns_v6: namespace.has_ipv6().then_some(DNS_V6),
+            dns_upstream,
+            mtu: MTU as usize,
+            // The engine's sockets live in the parent namespace: they never see the TUN routes.
+            outbound: Outbound::default(),
+        };
+        let (events_tx, events_rx) = mpsc::channel();
+        let open_tcp = Arc::new(AtomicUsize::new(0));
+        let (summary_tx, summary) = mpsc::channel();
+        let forwarder = {
+            let store = store.sender();
+            let open_tcp = open_tcp.clone();
+            std::thread::Builder::new()
+                .name("phonehome-events".into())
+                .spawn(move || {
+                    let _ = summary_tx.send(forward_events(events_rx, store, &open_tcp));
+                })
+                .map_err(|e| format!("starting the event thread: {e}"))?
+        };
+        let owner = owner_lookup(&namespace);
+        let engine = Engine::start(tun, config, owner, events_tx).map_err(|e| format!("starting the engine: {e}"))?;
+        Ok(Capture { namespace, engine, forwarder, summary, open_tcp, files })
+    }
+
+    /// Starts CMD inside the namespace (own mount namespace, capture resolv.conf, `credentials`).
+    fn spawn(&self, argv: &[String], credentials: Option<&user::Credentials>) -> Result<Child, CliError> {
+        let (program, rest) = argv.split_first().ok_or_else(|| CliError::new(EXIT_SETUP, "no command given"))?;
+        let mut command = Command::new(program);
+        command.args(rest);
+        child::prepare(&mut command, &self.files, credentials)
+            .map_err(|e| CliError::new(EXIT_SETUP, format!("{program}: {e}")))?;
+        let spawned = self.namespace.run(move || command.spawn()).map_err(|e| CliError::new(EXIT_SETUP, e.to_string()))?;
+        spawned.map_err(|e| {
+            let code = match e.kind() {
+                io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+                io::ErrorKind::PermissionDenied => EXIT_CANNOT_EXECUTE,
+                _ => EXIT_SETUP,
+            };
+            CliError::new(code, format!("{program}: {e}"))
+        })
+    }
+
+    /// Lets open TCP flows finish relaying (bounded), stops the engine (final events flushed to
+    /// the forwarder) and returns the summary. The namespace goes away with the last process in it.
+    fn finish(self) -> Result<Summary, String> {
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while self.open_tcp.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stopped = self.engine.stop();
+        // The engine dropped its event sender when it stopped: the forwarder now drains and ends.
+        // Bounded, so a sender kept alive somewhere cannot hang the exit.
+        let summary = self
+            .summary
+            .recv_timeout(FORWARDER_LIMIT)
+            .map_err(|_| "the event thread did not finish after the engine stopped".to_string())?;
+        let _ = self.forwarder.join();
+        drop(self.namespace);
+        drop(self.files);
+        let stats = stopped.map_err(|e| format!("stopping the engine: {e}"))?;
+        Ok(Summary { packets_dropped: stats.packets_dropped, ..summary })
+    }
+}
+
+/// Owner = the UID of the socket, read from the capture namespace's own /proc/net tables.
+fn owner_lookup(namespace: &Namespace) -> Box<dyn OwnerLookup> {
+    Box::new(ProcNet::new(namespace.proc_net_dir()))
+}
+
+/// Passes every engine event to the store and keeps what the summary needs.
+fn forward_events(events: Receiver<Event>, store: Sender<Event>, open_tcp: &AtomicUsize) -> Summary {
+    let mut flows: HashMap<FlowId, FlowLine> = HashMap::new();
+    for event in events {
+        match &event {
+            Event::Flow(record) | Event::FlowClosed(record) => {
+                let closed = matches!(event, Event::FlowClosed(_));
+                let line = FlowLine {
+                    destination: record.hostname.clone().unwrap_or_else(|| record.key.dst.ip().to_string()),
+                    proto: record.key.proto,
+                    port: record.key.dst.port(),
+                    bytes_up: record.bytes_up,
+                    bytes_down: record.bytes_down,
+                    closed,
+                };
+                if record.key.proto == Proto::Tcp {
+                    match (flows.get(&record.id).map(|old| old.closed), closed) {
+                        (None, false) => {
+                            open_tcp.fetch_add(1, Ordering::Relaxed);
+                        }
+                        (Some(false), true) => {
+                            open_tcp.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                }
+                flows.insert(record.id, line);
+            }
+            Event::Dns(_) | Event::App { .. } => {}
+        }
+        // A store that stopped early reports its error from finish(); keep draining.
+        let _ = store.send(event);
+    }
+    let mut summary = Summary::default();
+    for line in flows.into_values() {
+        let row = summary.rows.entry((line.destination, line.proto, line.port)).or_default();
+        row.flows += 1;
+        row.bytes_up += line.bytes_up;
+        row.bytes_down += line.bytes_down;
+    }
+    summary
+}
+
+struct FlowLine {
+    destination: String,
+    proto: Proto,
+    port: u16,
+    bytes_up: u64,
+    bytes_down: u64,
+    closed: bool,
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct Row {
+    flows: u64,
+    bytes_up: u64,
+    bytes_down: u64,
+}
+
+#[derive(Default, Debug)]
+struct Summary {
+    rows: HashMap<(String, Proto, u16), Row>,
+    packets_dropped: u64,
+}
+
+impl Summary {
+    fn render(&self, db: &Path, session: i64) -> String {
+        let mut rows: Vec<_> = self.rows.iter().collect();
+        rows.sort_by(|a, b| {
+            let total = |r: &Row| r.bytes_up + r.bytes_down;
+            total(b.1).cmp(&total(a.1)).then_with(|| (&a.0.0, a.0.1.as_str(), a.0.2).cmp(&(&b.0.0, b.0.1.as_str(), b.0.2)))
+        });
+        let width = rows.iter().map(|(k, _)| k.0.len()).max().unwrap_or(0).clamp(11, 60);
+        let mut out = String::new();
+        let _ = writeln!(out, "\n{:<width$}  {:<10}  {:>6}  {:>10}  {:>10}", "DESTINATION", "PROTO/PORT", "FLOWS", "UP", "DOWN");
+        let mut total = Row::default();
+        for ((destination, proto, port), row) in &rows {
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:<10}  {:>6}  {:>10}  {:>10}",
+                destination,
+                format!("{}/{}", proto.as_str(), port),
+                row.flows,
+                human_bytes(row.bytes_up),
+                human_bytes(row.bytes_down)
+            );
+            total.flows += row.flows;
+            total.bytes_up += row.bytes_up;
+            total.bytes_down += row.bytes_down;
+        }
+        let _ = writeln!(
+            out,
+            "{} flows to {} destinations, {} up, {} down; saved to {} (session {session})",
+            total.flows,
+            rows.len(),
+            human_bytes(total.bytes_up),
+            human_bytes(total.bytes_down),
+            db.display()
+        );
+        if self.packets_dropped > 0 {
+            let _ = writeln!(out, "{} packets dropped by the engine", self.packets_dropped);
+        }
+        out
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`, or a bare address (port 53).
+fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = text.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!("--dns-upstream {text:?}: expected ADDR:PORT, [IPV6]:PORT or ADDR"))
+}
+
+fn default_upstream() -> Result<SocketAddr, String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf")
+        .map_err(|e| format!("/etc/resolv.conf: {e}; give --dns-upstream ADDR:PORT"))?;
+    resolv::first_nameserver(&text)
+        .map(|ip| SocketAddr::new(ip, 53))
+        .ok_or_else(|| "/etc/resolv.conf has no nameserver; give --dns-upstream ADDR:PORT".to_string())
+}
+
+fn session_info(command: &[String]) -> SessionInfo {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    SessionInfo {
+        kind: "capture".into(),
+        device: read("/proc/sys/kernel/hostname"),
+        os: read("/proc/sys/kernel/osrelease").map(|r| format!("Linux {r}")),
+        app_version: Some(env!("CARGO_PKG_VERSION").into()),
+        note: Some(command.join(" ")),
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => EXIT_SETUP,
+    }
+}
+
+/// Signals blocked in every thread and taken synchronously with sigwaitinfo.
+struct SignalSet {
+    set: libc::sigset_t,
+}
+
+impl SignalSet {
+    fn block(signals: &[libc::c_int]) -> io::Result<SignalSet> {
+        // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &signal in signals {
+                libc::sigaddset(&mut set, signal);
+            }
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            Ok(SignalSet { set })
+        }
+    }
+
+    /// The next pending signal; None when `timeout` passed first.
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<Option<libc::c_int>> {
+        loop {
+            // SAFETY: `self.set` is initialised; a null siginfo pointer is allowed.
+            let rc = unsafe {
+                match timeout {
+                    None => libc::sigwaitinfo(&self.set, std::ptr::null_mut()),
+                    Some(t) => {
+                        let ts = libc::timespec {
+                            tv_sec: t.as_secs() as libc::time_t,
+                            tv_nsec: t.subsec_nanos() as libc::c_long,
+                        };
+                        libc::sigtimedwait(&self.set, std::ptr::null_mut(), &ts)
+                    }
+                }
+            };
+            if rc >= 0 {
+                return Ok(Some(rc));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(None),
+                _ => return Err(err),
+            }
+        }
+    }
+}
+
+/// Waits for CMD to exit. SIGINT/SIGTERM/SIGHUP are passed on to it as SIGTERM; if it is still
+/// running `KILL_GRACE` later (or a second signal comes), it is killed.
+fn wait_for_child(child: &mut Child, signals: &SignalSet) -> io::Result<ExitStatus> {
+    let pid = child.id() as libc::pid_t;
+    let mut kill_at: Option<Instant> = None;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        let timeout = kill_at.map(|at| at.saturating_duration_since(Instant::now()));
+        match signals.wait(timeout)? {
+            Some(libc::SIGCHLD) => {}
+            Some(signal) => {
+                log::info!("signal {signal}: stopping the command");
+                let (sig, next) = if kill_at.is_none() {
+                    (libc::SIGTERM, Some(Instant::now() + KILL_GRACE))
+                } else {
+                    (libc::SIGKILL, None)
+                };
+                // SAFETY: signalling our own child, which we have not reaped yet.
+                unsafe { libc::kill(pid, sig) };
+                kill_at = next;
+            }
+            None => {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                kill_at = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_forms() {
+        assert_eq!(parse_upstream("198.18.0.1:5353").unwrap(), "198.18.0.1:5353".parse().unwrap());
+        assert_eq!(parse_upstream("198.18.0.1").unwrap(), "198.18.0.1:53".parse().unwrap());
+        assert_eq!(parse_upstream("[fd00::1]:53").unwrap(), "[fd00::1]:53".parse().unwrap());
+        assert_eq!(parse_upstream("fd00::1").unwrap(), "[fd00::1]:53".parse().unwrap());
+        let err = parse_upstream("dns.example:53").unwrap_err();
+        assert!(err.contains("dns.example:53"), "{err}");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(100 * 1024 * 1024), "100.0 MiB");
+    }
+}

@@ -1,0 +1,139 @@
+//! Memory for the smoltcp socket buffers, mapped straight from the kernel.
+//!
+//! Each TCP flow needs an rx and a tx ring (128 KiB each by default, for throughput). Allocated
+//! from the heap, `calloc` may touch every page and freed memory rarely returns to the system,
+//! so 1,000 flows would pin 256 MB. Mapped anonymously instead, a ring only costs the pages the
+//! flow actually used (smoltcp rewinds an empty tx ring to its start, so a flow that sends a few
+//! KiB touches a few pages), and `MADV_DONTNEED` hands those pages back when the flow ends. Free
+//! regions are kept (unmapped pages cost no memory) for reuse up to a limit.
+
+use std::ptr::NonNull;
+
+use smoltcp::socket::tcp::SocketBuffer;
+
+/// One mapping holding a flow's rx ring followed by its tx ring.
+#[derive(Debug)]
+pub struct TcpBuffers {
+    ptr: NonNull<u8>,
+    rx_len: usize,
+    tx_len: usize,
+}
+
+// SAFETY: the region is plain memory owned by whoever holds the `TcpBuffers`.
+unsafe impl Send for TcpBuffers {}
+
+impl TcpBuffers {
+    /// The rings for a new smoltcp socket. The caller must give `self` back to
+    /// [`BufferPool::release`] only after the socket has been dropped (see `Shard::remove`).
+    pub fn rings(&self) -> (SocketBuffer<'static>, SocketBuffer<'static>) {
+        // SAFETY: the region is mapped, rx_len + tx_len long, and the two slices do not
+        // overlap. Nothing else accesses it until the socket holding the slices is dropped and
+        // the region is released (single owner: the flow that holds this `TcpBuffers`).
+        unsafe {
+            let rx = std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.rx_len);
+            let tx = std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(self.rx_len), self.tx_len);
+            (SocketBuffer::new(rx), SocketBuffer::new(tx))
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rx_len + self.tx_len
+    }
+}
+
+pub struct BufferPool {
+    rx_len: usize,
+    tx_len: usize,
+    free: Vec<TcpBuffers>,
+    keep: usize,
+}
+
+impl BufferPool {
+    pub fn new(rx_len: usize, tx_len: usize, keep: usize) -> BufferPool {
+        let page = page_size();
+        let round = |n: usize| n.max(page).div_ceil(page) * page;
+        BufferPool { rx_len: round(rx_len), tx_len: round(tx_len), free: Vec::new(), keep }
+    }
+
+    pub fn acquire(&mut self) -> Option<TcpBuffers> {
+        if let Some(buffers) = self.free.pop() {
+            return Some(buffers);
+        }
+        let len = self.rx_len + self.tx_len;
+        // SAFETY: anonymous private mapping, no file; checked for MAP_FAILED below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        NonNull::new(ptr.cast()).map(|ptr| TcpBuffers { ptr, rx_len: self.rx_len, tx_len: self.tx_len })
+    }
+
+    /// Return a region whose socket is gone. Its pages go back to the system.
+    pub fn release(&mut self, buffers: TcpBuffers) {
+        if self.free.len() < self.keep {
+            // SAFETY: the region is mapped and no socket references it any more.
+            unsafe { libc::madvise(buffers.ptr.as_ptr().cast(), buffers.len(), libc::MADV_DONTNEED) };
+            self.free.push(buffers);
+        } else {
+            unmap(buffers);
+        }
+    }
+}
+
+impl Drop for BufferPool {
+    fn drop(&mut self) {
+        for buffers in self.free.drain(..) {
+            unmap(buffers);
+        }
+    }
+}
+
+fn unmap(buffers: TcpBuffers) {
+    // SAFETY: the region was mapped by `acquire` with this length and is no longer referenced.
+    unsafe { libc::munmap(buffers.ptr.as_ptr().cast(), buffers.len()) };
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as usize } else { 4096 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_reused_and_zeroed_after_release() {
+        let mut pool = BufferPool::new(1000, 5000, 4);
+        let buffers = pool.acquire().unwrap();
+        {
+            let (mut rx, mut tx) = buffers.rings();
+            assert_eq!(rx.capacity(), 4096);
+            assert_eq!(tx.capacity(), 8192);
+            assert_eq!(rx.enqueue_slice(b"abc"), 3);
+            assert_eq!(tx.enqueue_slice(&[7u8; 8192]), 8192);
+        }
+        let first = buffers.ptr;
+        pool.release(buffers);
+        let again = pool.acquire().unwrap();
+        assert_eq!(again.ptr, first);
+        let (mut rx, _tx) = again.rings();
+        let mut out = [1u8; 3];
+        // A fresh ring over released pages reads zeros: the old contents are gone.
+        rx.enqueue_unallocated(3);
+        assert_eq!(rx.dequeue_slice(&mut out), 3);
+        assert_eq!(out, [0, 0, 0]);
+        drop(rx);
+        pool.release(again);
+    }
+}

@@ -1,0 +1,567 @@
+//! The engine's state and its reactions, without the loop: fed packets from the tun, readiness
+//! of outbound sockets and the time; it queues packets for the tun. `event_loop` drives it with
+//! mio; tests drive it directly.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Registry, Token};
+
+use crate::flow::{CloseReason, Direction, DnsRecord, FlowId, FlowKey, Proto};
+use crate::owner::resolver::OwnerClient;
+
+use super::buffers::BufferPool;
+use super::device::{BufferRecycler, PacketQueue};
+use super::icmp::EchoFlow;
+use super::packet::{self, Drop, Parsed, Transport};
+use super::report::{FlowCommon, Now, Reporter};
+use super::shard::{Shard, shard_of};
+use super::tcp::{Outcome, Phase, TcpDns, TcpFlow};
+use super::udp::UdpFlow;
+use super::{EngineConfig, EngineStats, Tuning, outbound};
+
+/// mio tokens below this are the loop's own (tun, waker); flow tokens are `id + FIRST_FLOW_TOKEN`.
+pub const FIRST_FLOW_TOKEN: usize = 2;
+
+pub enum Flow {
+    Tcp(Box<TcpFlow>),
+    Udp(Box<UdpFlow>),
+    Echo(Box<EchoFlow>),
+}
+
+impl Flow {
+    pub fn common(&mut self) -> &mut FlowCommon {
+        match self {
+            Flow::Tcp(f) => &mut f.common,
+            Flow::Udp(f) => &mut f.common,
+            Flow::Echo(f) => &mut f.common,
+        }
+    }
+}
+
+pub struct Core {
+    pub(super) config: EngineConfig,
+    pub(super) tuning: Tuning,
+    epoch: Instant,
+    pub(super) registry: Registry,
+    pub(super) shards: Vec<Shard>,
+    pub(super) pool: BufferPool,
+    pub(super) flows: HashMap<FlowId, Flow>,
+    pub(super) tcp_index: HashMap<(SocketAddr, SocketAddr), FlowId>,
+    pub(super) udp_index: HashMap<(SocketAddr, SocketAddr), FlowId>,
+    pub(super) echo_index: HashMap<(IpAddr, IpAddr, u16), FlowId>,
+    next_id: FlowId,
+    pub(super) reporter: Reporter,
+    /// Packets for the tun: shard output and the engine's own (UDP, ICMP, RST).
+    pub(super) to_tun: PacketQueue,
+    /// Flows to service after the next shard poll.
+    touched: Vec<FlowId>,
+    /// Reusable receive buffer for UDP and ICMP.
+    pub(super) datagram: Vec<u8>,
+    pub(super) owner: Option<OwnerClient>,
+    next_sweep: Option<Instant>,
+    next_flush: Option<i64>,
+}
+
+impl Core {
+    pub fn new(
+        config: EngineConfig,
+        tuning: Tuning,
+        registry: Registry,
+        reporter: Reporter,
+        owner: Option<OwnerClient>,
+    ) -> Core {
+        let epoch = Instant::now();
+        let recycler = BufferRecycler::default();
+        let shards = (0..tuning.shards.max(1))
+            .map(|_| Shard::new(config.mtu, smoltcp::time::Instant::from_micros(0), recycler.clone()))
+            .collect();
+        let pool = BufferPool::new(tuning.tcp_rx_buffer, tuning.tcp_tx_buffer, tuning.spare_buffers);
+        Core {
+            config,
+            tuning,
+            epoch,
+            registry,
+            shards,
+            pool,
+            flows: HashMap::new(),
+            tcp_index: HashMap::new(),
+            udp_index: HashMap::new(),
+            echo_index: HashMap::new(),
+            next_id: 1,
+            reporter,
+            to_tun: PacketQueue::new(recycler),
+            touched: Vec::new(),
+            datagram: vec![0; 65536],
+            owner,
+            next_sweep: None,
+            next_flush: None,
+        }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.reporter.stats.clone()
+    }
+
+    fn smol_now(&self, now: Now) -> smoltcp::time::Instant {
+        smoltcp::time::Instant::from_micros(now.mono.saturating_duration_since(self.epoch).as_micros() as i64)
+    }
+
+    pub(super) fn new_flow_id(&mut self) -> FlowId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub(super) fn token(id: FlowId) -> Token {
+        Token(id as usize + FIRST_FLOW_TOKEN)
+    }
+
+    pub(super) fn dropped(&mut self) {
+        self.reporter.stats.packets_dropped += 1;
+    }
+
+    pub(super) fn is_dns_service(&self, dst: SocketAddr) -> bool {
+        dst.port() == 53
+            && match dst.ip() {
+                IpAddr::V4(ip) => ip == self.config.dns_v4,
+                IpAddr::V6(ip) => Some(ip) == self.config.dns_v6,
+            }
+    }
+
+    /// Start owner attribution for a new flow.
+    pub(super) fn ask_owner(&mut self, id: FlowId, key: FlowKey) {
+        if let Some(owner) = &self.owner {
+            owner.request(id, key.proto, key.src, key.dst);
+        }
+    }
+
+    /// Apply owner lookups that finished.
+    pub fn owner_results(&mut self) {
+        let Some(owner) = &self.owner else { return };
+        for (id, uid) in owner.results() {
+            if let Some(flow) = self.flows.get_mut(&id) {
+                let common = flow.common();
+                common.record.uid = Some(uid);
+                self.reporter.changed(common);
+            }
+        }
+    }
+
+    /// One packet read from the tun. The buffer is recycled into a shard or the spare pool.
+    pub fn on_packet(&mut self, buf: Vec<u8>, now: Now) {
+        let parsed = match packet::parse(&buf) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                if reason != Drop::Unsupported {
+                    log::trace!("dropped packet from tun: {reason:?}");
+                }
+                self.dropped();
+                self.to_tun.recycle(buf);
+                return;
+            }
+        };
+        match parsed.transport {
+            Transport::Tcp { syn, ack, rst, .. } => self.tcp_packet(parsed, buf, syn && !ack && !rst, rst, now),
+            Transport::Udp { .. } => {
+                self.udp_packet(parsed, &buf, now);
+                self.to_tun.recycle(buf);
+            }
+            Transport::Echo { ident, .. } => {
+                self.echo_packet(parsed, ident, &buf, now);
+                self.to_tun.recycle(buf);
+            }
+        }
+    }
+
+    fn tcp_packet(&mut self, parsed: Parsed, buf: Vec<u8>, is_syn: bool, is_rst: bool, now: Now) {
+        let key = (parsed.src_addr(), parsed.dst_addr());
+        if let Some(&id) = self.tcp_index.get(&key)
+            && let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id)
+        {
+            self.reporter.packet(&mut flow.common, Direction::Up, now);
+            let shard = &mut self.shards[flow.shard];
+            shard.device.rx.push(buf);
+            shard.dirty = true;
+            self.touched.push(id);
+            return;
+        }
+        if is_syn {
+            self.open_tcp(parsed, buf, now);
+        } else {
+            // A segment for no flow (late, or after we dropped the flow): answer like a closed
+            // port would, so the app's socket does not hang.
+            if !is_rst {
+                let mut out = self.to_tun.take_buffer();
+                if packet::build_rst(&mut out, &buf) {
+                    self.to_tun.push(out);
+                } else {
+                    self.to_tun.recycle(out);
+                }
+            }
+            self.dropped();
+            self.to_tun.recycle(buf);
+        }
+    }
+
+    fn open_tcp(&mut self, parsed: Parsed, syn: Vec<u8>, now: Now) {
+        let src = parsed.src_addr();
+        let dst = parsed.dst_addr();
+        let is_dns = self.is_dns_service(dst);
+        let target = if is_dns { self.config.dns_upstream } else { dst };
+        let id = self.new_flow_id();
+        let key = FlowKey { proto: Proto::Tcp, src, dst };
+        let mut common = FlowCommon::new(id, key, now.ms, now.mono);
+        common.record.packets_up = 1;
+
+        let stream = match outbound::tcp_connect(&self.config.outbound, target) {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::debug!("connect {target} failed at once: {e}");
+                self.refuse_syn(&syn, &e);
+                self.to_tun.recycle(syn);
+                self.reporter.opened(&mut common, now.ms);
+                self.reporter.closed(&mut common, connect_reason(&e), now.ms);
+                return;
+            }
+        };
+        let Some(buffers) = self.pool.acquire() else {
+            log::warn!("out of memory for socket buffers; refusing {src} -> {dst}");
+            self.refuse_syn(&syn, &std::io::Error::from(std::io::ErrorKind::OutOfMemory));
+            self.to_tun.recycle(syn);
+            return;
+        };
+        let shard_index = shard_of(src, dst, self.shards.len());
+        let smol_now = self.smol_now(now);
+        let shard = &mut self.shards[shard_index];
+        let Some(handle) = shard.listen(dst, &buffers) else {
+            self.pool.release(buffers);
+            self.dropped();
+            self.to_tun.recycle(syn);
+            return;
+        };
+        let mut stream = stream;
+        if let Err(e) = self.registry.register(&mut stream, Self::token(id), Interest::READABLE | Interest::WRITABLE) {
+            log::warn!("cannot register outbound socket: {e}");
+            self.shards[shard_index].remove(handle, &mut self.pool, buffers);
+            self.dropped();
+            self.to_tun.recycle(syn);
+            return;
+        }
+        let shard = &mut self.shards[shard_index];
+        shard.device.rx.push(syn);
+        // Deliver the SYN now, before another listener for the same destination could take it.
+        shard.ingress(smol_now);
+
+        self.reporter.opened(&mut common, now.ms);
+        let flow = TcpFlow {
+            common,
+            shard: shard_index,
+            handle,
+            buffers: Some(buffers),
+            stream,
+            phase: Phase::Connecting,
+            out_readable: false,
+            out_writable: false,
+            up_closed: false,
+            down_closed: false,
+            dns: is_dns.then(TcpDns::default),
+        };
+        self.flows.insert(id, Flow::Tcp(Box::new(flow)));
+        self.tcp_index.insert((src, dst), id);
+        self.ask_owner(id, key);
+        self.schedule_sweep(now);
+    }
+
+    /// Tell the app its SYN failed: ICMP unreachable when the network said so, else RST.
+    fn refuse_syn(&mut self, syn: &[u8], error: &std::io::Error) {
+        let mut out = self.to_tun.take_buffer();
+        let unreachable = matches!(
+            error.raw_os_error(),
+            Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::EADDRNOTAVAIL)
+        );
+        let built = match (unreachable, packet::parse(syn)) {
+            (true, Ok(parsed)) => packet::build_unreachable(&mut out, parsed.dst, syn, false),
+            _ => packet::build_rst(&mut out, syn),
+        };
+        if built {
+            self.to_tun.push(out);
+        } else {
+            self.to_tun.recycle(out);
+        }
+    }
+
+    /// Readiness of a flow's outbound socket.
+    pub fn on_ready(&mut self, token: Token, readable: bool, writable: bool, now: Now) {
+        let Some(id) = token.0.checked_sub(FIRST_FLOW_TOKEN).map(|id| id as FlowId) else { return };
+        match self.flows.get_mut(&id) {
+            Some(Flow::Tcp(flow)) => {
+                flow.out_readable |= readable;
+                flow.out_writable |= writable;
+                if flow.phase == Phase::Connecting {
+                    match flow.check_connect() {
+                        None => return,
+                        Some(Ok(())) => {
+                            flow.phase = Phase::Relaying;
+                            let shard = &mut self.shards[flow.shard];
+                            shard.socket(flow.handle).pause_synack(false);
+                            shard.dirty = true;
+                        }
+                        Some(Err(e)) => {
+                            log::debug!("connect {} failed: {e}", flow.common.record.key.dst);
+                            self.fail_connect(id, connect_reason(&e));
+                            return;
+                        }
+                    }
+                }
+                self.touched.push(id);
+            }
+            Some(Flow::Udp(_)) if readable => self.udp_readable(id, now),
+            Some(Flow::Echo(_)) if readable => self.echo_readable(id, now),
+            _ => {}
+        }
+    }
+
+    /// The outbound connect failed: reset the app's SYN and end the flow.
+    /// smoltcp answers the paused SYN with a RST, so the app fails fast.
+    fn fail_connect(&mut self, id: FlowId, reason: CloseReason) {
+        let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else { return };
+        flow.abort(&mut self.shards[flow.shard], reason);
+        self.touched.push(id);
+    }
+
+    /// Poll the shards that need it, then service the flows they touched; repeat while work
+    /// remains (bounded).
+    pub fn process(&mut self, now: Now) {
+        let smol_now = self.smol_now(now);
+        for _ in 0..4 {
+            self.poll_shards(smol_now, now);
+            if self.touched.is_empty() {
+                break;
+            }
+            self.service_touched(now);
+        }
+    }
+
+    fn poll_shards(&mut self, smol_now: smoltcp::time::Instant, now: Now) {
+        for index in 0..self.shards.len() {
+            if !self.shards[index].is_due(smol_now) {
+                continue;
+            }
+            self.shards[index].poll(smol_now);
+            while let Some(out) = self.shards[index].device.tx.pop() {
+                if let Ok(parsed) = packet::parse(&out) {
+                    // Our packet to the app: its dst is the flow's src.
+                    if let Some(&id) = self.tcp_index.get(&(parsed.dst_addr(), parsed.src_addr()))
+                        && let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id)
+                    {
+                        self.reporter.packet(&mut flow.common, Direction::Down, now);
+                        self.touched.push(id);
+                    }
+                }
+                self.to_tun.push(out);
+            }
+        }
+    }
+
+    fn service_touched(&mut self, now: Now) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched.drain(..) {
+            let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else { continue };
+            let outcome = flow.service(&mut self.shards[flow.shard], &mut self.reporter, now);
+            if flow.common.inspector_changed {
+                flow.common.inspector_changed = false;
+                self.reporter.rename(&mut flow.common, now.ms);
+            }
+            if let Some(dns) = &mut flow.dns
+                && !dns.exchanges.is_empty()
+            {
+                let exchanges = std::mem::take(&mut dns.exchanges);
+                for (query, answer) in exchanges {
+                    self.record_dns(id, &query, Some(&answer), now);
+                }
+            }
+            match outcome {
+                Outcome::Open => {}
+                Outcome::Again => self.touched.push(id),
+                Outcome::Closed(reason) => self.close_tcp(id, reason, now),
+            }
+        }
+        // Keep the allocation.
+        if self.touched.is_empty() {
+            self.touched = touched;
+        }
+    }
+
+    /// Log one DNS exchange of flow `flow_id` (key, owner taken from the flow) and feed the
+    /// IP -> names cache.
+    pub(super) fn record_dns(&mut self, flow_id: FlowId, query: &[u8], answer: Option<&[u8]>, now: Now) {
+        let Some(flow) = self.flows.get_mut(&flow_id) else { return };
+        let record = &flow.common().record;
+        let (client, server, uid, transport) = (record.key.src, record.key.dst, record.uid, record.key.proto);
+        let summary = match super::dns::summarize(query, answer) {
+            Ok(summary) => summary,
+            Err(e) => {
+                log::debug!("DNS from {client}: {e}");
+                return;
+            }
+        };
+        self.reporter.dns(DnsRecord {
+            time: now.ms,
+            uid,
+            flow_id: Some(flow_id),
+            client,
+            server,
+            transport,
+            query: summary.query,
+            qtype: summary.qtype,
+            rcode: summary.rcode,
+            answers: summary.answers,
+            answer_ips: summary.answer_ips,
+            ttl: summary.ttl,
+        });
+    }
+
+    pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
+        let Some(Flow::Tcp(mut flow)) = self.flows.remove(&id) else { return };
+        let key = flow.common.record.key;
+        self.tcp_index.remove(&(key.src, key.dst));
+        let _ = self.registry.deregister(&mut flow.stream);
+        if let Some(buffers) = flow.buffers.take() {
+            self.shards[flow.shard].remove(flow.handle, &mut self.pool, buffers);
+        }
+        self.reporter.closed(&mut flow.common, reason, now.ms);
+    }
+
+    /// Close a flow of any kind (idle expiry, engine stop).
+    pub(super) fn close_flow(&mut self, id: FlowId, reason: CloseReason, now: Now) {
+        let smol_now = self.smol_now(now);
+        match self.flows.get_mut(&id) {
+            Some(Flow::Tcp(flow)) => {
+                let shard = &mut self.shards[flow.shard];
+                // The app is told with a RST; the server with a RST too.
+                shard.socket(flow.handle).abort();
+                shard.poll(smol_now);
+                while let Some(out) = shard.device.tx.pop() {
+                    self.to_tun.push(out);
+                }
+                outbound::set_linger_zero(&flow.stream);
+                self.close_tcp(id, reason, now);
+            }
+            Some(Flow::Udp(_)) => self.close_udp(id, reason, now),
+            Some(Flow::Echo(_)) => self.close_echo(id, reason, now),
+            None => {}
+        }
+    }
+
+    pub(super) fn schedule_sweep(&mut self, now: Now) {
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now.mono + SWEEP_INTERVAL);
+        }
+    }
+
+    /// Timers: idle expiry, DNS timeouts, throttled flow updates. Cheap when nothing is due.
+    pub fn on_timers(&mut self, now: Now) {
+        if self.next_sweep.is_some_and(|t| t <= now.mono) {
+            self.next_sweep = None;
+            self.sweep(now);
+            if !self.flows.is_empty() {
+                self.schedule_sweep(now);
+            }
+        }
+        if self.reporter.has_pending() {
+            let mut next: Option<i64> = None;
+            let mut keep = Vec::new();
+            for id in self.reporter.take_dirty() {
+                let Some(flow) = self.flows.get_mut(&id) else { continue };
+                if let Some(due) = self.reporter.emit_if_due(flow.common(), now.ms) {
+                    keep.push(id);
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+            }
+            self.reporter.restore_dirty(keep);
+            self.next_flush = next;
+        } else {
+            self.next_flush = None;
+        }
+    }
+
+    fn sweep(&mut self, now: Now) {
+        let tuning = self.tuning.clone();
+        let mut expired = Vec::new();
+        for (&id, flow) in &mut self.flows {
+            let idle = now.mono.saturating_duration_since(flow.common().last_activity);
+            let limit = match flow {
+                Flow::Tcp(f) if f.phase == Phase::Connecting => tuning.connect_timeout,
+                Flow::Tcp(f) if f.up_closed || f.down_closed => tuning.tcp_half_closed_timeout,
+                Flow::Tcp(_) => tuning.tcp_idle_timeout,
+                Flow::Udp(f) if f.dns.is_some() => tuning.dns_flow_timeout,
+                Flow::Udp(_) => tuning.udp_idle_timeout,
+                Flow::Echo(_) => tuning.echo_idle_timeout,
+            };
+            if idle >= limit {
+                let reason = match flow {
+                    Flow::Tcp(f) if f.phase == Phase::Connecting => CloseReason::ConnectFailed,
+                    _ => CloseReason::Idle,
+                };
+                expired.push((id, reason));
+            }
+        }
+        for (id, reason) in expired {
+            if reason == CloseReason::ConnectFailed {
+                self.fail_connect(id, reason);
+            } else {
+                self.close_flow(id, reason, now);
+            }
+        }
+        self.dns_timeouts(now);
+    }
+
+    /// How long the loop may sleep: the nearest smoltcp deadline or timer, clamped to
+    /// [1 ms, 5 s]; zero when work is pending.
+    pub fn timeout(&mut self, now: Now) -> Duration {
+        if !self.touched.is_empty() {
+            return Duration::ZERO;
+        }
+        let smol_now = self.smol_now(now);
+        let mut wait = MAX_WAIT;
+        for shard in &self.shards {
+            if shard.dirty {
+                return Duration::ZERO;
+            }
+            if let Some(deadline) = shard.deadline {
+                let micros = (deadline - smol_now.min(deadline)).total_micros();
+                wait = wait.min(Duration::from_micros(micros));
+            }
+        }
+        if let Some(sweep) = self.next_sweep {
+            wait = wait.min(sweep.saturating_duration_since(now.mono));
+        }
+        if let Some(flush) = self.next_flush {
+            wait = wait.min(Duration::from_millis((flush - now.ms).max(0) as u64));
+        }
+        wait.max(MIN_WAIT)
+    }
+
+    /// Close every flow (reason engine-stop) and flush their final events.
+    pub fn shutdown(&mut self, now: Now) {
+        let ids: Vec<FlowId> = self.flows.keys().copied().collect();
+        for id in ids {
+            self.close_flow(id, CloseReason::EngineStop, now);
+        }
+    }
+}
+
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+const MIN_WAIT: Duration = Duration::from_millis(1);
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+fn connect_reason(e: &std::io::Error) -> CloseReason {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => CloseReason::Refused,
+        _ => CloseReason::ConnectFailed,
+    }
+}

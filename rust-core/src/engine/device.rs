@@ -1,0 +1,148 @@
+//! The smoltcp `Device` of one shard: an ingress queue the loop fills with packets read from the
+//! tun, and an egress queue smoltcp fills and the loop writes to the tun after polling.
+//!
+//! Both queues recycle their buffers, so the steady state allocates nothing per packet
+//! (smoltcp's own `TunTapInterface` allocates a `Vec` per packet and panics on I/O errors).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+
+/// Packet buffers shared by every queue of the loop (the loop is single-threaded), so a buffer
+/// read from the tun can carry a smoltcp segment back out.
+#[derive(Clone, Debug, Default)]
+pub struct BufferRecycler(Rc<RefCell<Vec<Vec<u8>>>>);
+
+/// Spare buffers kept; beyond this they are freed.
+const SPARE_LIMIT: usize = 256;
+
+impl BufferRecycler {
+    pub fn take(&self) -> Vec<u8> {
+        let mut buf = self.0.borrow_mut().pop().unwrap_or_default();
+        buf.clear();
+        buf
+    }
+
+    pub fn give(&self, buf: Vec<u8>) {
+        let mut spare = self.0.borrow_mut();
+        if spare.len() < SPARE_LIMIT {
+            spare.push(buf);
+        }
+    }
+}
+
+/// Packets queued in one direction.
+#[derive(Debug, Default)]
+pub struct PacketQueue {
+    queue: VecDeque<Vec<u8>>,
+    recycler: BufferRecycler,
+}
+
+impl PacketQueue {
+    pub fn new(recycler: BufferRecycler) -> PacketQueue {
+        PacketQueue { queue: VecDeque::new(), recycler }
+    }
+
+    /// A buffer to fill (cleared); give it back with [`push`](Self::push) or
+    /// [`recycle`](Self::recycle).
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.recycler.take()
+    }
+
+    pub fn push(&mut self, packet: Vec<u8>) {
+        self.queue.push_back(packet);
+    }
+
+    pub fn pop(&mut self) -> Option<Vec<u8>> {
+        self.queue.pop_front()
+    }
+
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.recycler.give(buf);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// A shard's device. `rx` holds packets from the app, `tx` packets for the app.
+#[derive(Debug)]
+pub struct QueueDevice {
+    pub rx: PacketQueue,
+    pub tx: PacketQueue,
+    mtu: usize,
+}
+
+impl QueueDevice {
+    pub fn new(mtu: usize, recycler: BufferRecycler) -> QueueDevice {
+        QueueDevice { rx: PacketQueue::new(recycler.clone()), tx: PacketQueue::new(recycler), mtu }
+    }
+}
+
+pub struct RxToken<'a> {
+    packet: Vec<u8>,
+    spare: &'a mut PacketQueue,
+}
+
+pub struct TxToken<'a> {
+    tx: &'a mut PacketQueue,
+}
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let result = f(&self.packet);
+        self.spare.recycle(self.packet);
+        result
+    }
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut buf = self.tx.take_buffer();
+        buf.resize(len, 0);
+        let result = f(&mut buf);
+        self.tx.push(buf);
+        result
+    }
+}
+
+impl phy::Device for QueueDevice {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let packet = self.rx.pop()?;
+        Some((RxToken { packet, spare: &mut self.rx }, TxToken { tx: &mut self.tx }))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken { tx: &mut self.tx })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = self.mtu;
+        caps.max_burst_size = None;
+        // Packets come from the local kernel, which computed their checksums: verifying them
+        // again costs CPU for nothing. Outgoing checksums must be right.
+        let mut checksum = ChecksumCapabilities::default();
+        checksum.ipv4 = Checksum::Tx;
+        checksum.tcp = Checksum::Tx;
+        checksum.udp = Checksum::Tx;
+        checksum.icmpv4 = Checksum::Tx;
+        checksum.icmpv6 = Checksum::Tx;
+        caps.checksum = checksum;
+        caps
+    }
+}

@@ -1,0 +1,108 @@
+//! ICMP echo: answered through an unprivileged ping socket (`SOCK_DGRAM`, `IPPROTO_ICMP`) per
+//! (app, destination, identifier). The kernel picks its own identifier; replies get the app's
+//! back. Where the kernel refuses ping sockets (`net.ipv4.ping_group_range`), echo requests are
+//! counted and dropped.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use mio::Interest;
+
+use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
+
+use super::core::{Core, Flow};
+use super::outbound;
+use super::packet::{self, Parsed};
+use super::report::{FlowCommon, Now};
+
+pub struct EchoFlow {
+    pub common: FlowCommon,
+    pub socket: mio::net::UdpSocket,
+    /// The identifier the app used.
+    pub ident: u16,
+}
+
+impl Core {
+    pub(super) fn echo_packet(&mut self, parsed: Parsed, ident: u16, buf: &[u8], now: Now) {
+        let key = (parsed.src, parsed.dst, ident);
+        let id = match self.echo_index.get(&key) {
+            Some(&id) => id,
+            None => match self.open_echo(parsed, ident, now) {
+                Some(id) => id,
+                None => {
+                    self.dropped();
+                    return;
+                }
+            },
+        };
+        let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else { return };
+        // The ICMP message from its header on: the kernel rewrites the identifier and checksum.
+        let l4_start = parsed.payload.0 - 8;
+        let message = &buf[l4_start..parsed.payload.1];
+        self.reporter.packet(&mut flow.common, Direction::Up, now);
+        match flow.socket.send(message) {
+            Ok(_) => {
+                let data = parsed.payload.1 - parsed.payload.0;
+                self.reporter.bytes(&mut flow.common, Direction::Up, data, now);
+            }
+            Err(e) => {
+                log::debug!("ping {}: {e}", parsed.dst);
+                self.dropped();
+            }
+        }
+    }
+
+    fn open_echo(&mut self, parsed: Parsed, ident: u16, now: Now) -> Option<FlowId> {
+        let dst = SocketAddr::new(parsed.dst, 0);
+        let mut socket = match outbound::ping_connect(&self.config.outbound, dst) {
+            Ok(socket) => socket,
+            Err(e) => {
+                log::debug!("no ping socket for {}: {e}", parsed.dst);
+                return None;
+            }
+        };
+        let id = self.new_flow_id();
+        self.registry.register(&mut socket, Core::token(id), Interest::READABLE).ok()?;
+        let key = FlowKey { proto: Proto::Icmp, src: SocketAddr::new(parsed.src, ident), dst };
+        let mut common = FlowCommon::new(id, key, now.ms, now.mono);
+        self.reporter.opened(&mut common, now.ms);
+        self.flows.insert(id, Flow::Echo(Box::new(EchoFlow { common, socket, ident })));
+        self.echo_index.insert((parsed.src, parsed.dst, ident), id);
+        self.ask_owner(id, key);
+        self.schedule_sweep(now);
+        Some(id)
+    }
+
+    pub(super) fn echo_readable(&mut self, id: FlowId, now: Now) {
+        for _ in 0..64 {
+            let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else { return };
+            let n = match flow.socket.recv(&mut self.datagram) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("ping recv for flow {id}: {e}");
+                    return;
+                }
+            };
+            let key = flow.common.record.key;
+            let (src, dst): (IpAddr, IpAddr) = (key.dst.ip(), key.src.ip());
+            let mut out = self.to_tun.take_buffer();
+            if packet::build_echo_reply(&mut out, src, dst, flow.ident, &self.datagram[..n]) {
+                self.to_tun.push(out);
+                self.reporter.packet(&mut flow.common, Direction::Down, now);
+                self.reporter.bytes(&mut flow.common, Direction::Down, n.saturating_sub(8), now);
+            } else {
+                self.to_tun.recycle(out);
+            }
+        }
+    }
+
+    pub(super) fn close_echo(&mut self, id: FlowId, reason: CloseReason, now: Now) {
+        let Some(Flow::Echo(mut flow)) = self.flows.remove(&id) else { return };
+        let key = flow.common.record.key;
+        self.echo_index.remove(&(key.src.ip(), key.dst.ip(), flow.ident));
+        let _ = self.registry.deregister(&mut flow.socket);
+        self.reporter.closed(&mut flow.common, reason, now.ms);
+    }
+}

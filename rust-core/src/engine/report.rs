@@ -1,0 +1,200 @@
+//! What every flow shares whatever its protocol (its record, its dissector, its activity
+//! clock), and the reporter that turns flow changes into events: one `Event::Flow` when a flow
+//! opens, updates at most once a second while it changes, and one `Event::FlowClosed`.
+
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use crate::dissect::Inspector;
+use crate::flow::{CloseReason, Direction, DnsRecord, Event, FlowId, FlowKey, FlowRecord, Millis};
+use crate::naming::Namer;
+
+use super::EngineStats;
+
+/// The loop's clock, read once per iteration: monotonic for timers, wall clock for records.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub mono: Instant,
+    pub ms: Millis,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .unwrap_or(0);
+        Now { mono: Instant::now(), ms }
+    }
+}
+
+/// Minimum time between two update events of one flow.
+const UPDATE_INTERVAL_MS: Millis = 1000;
+
+pub struct FlowCommon {
+    pub record: FlowRecord,
+    pub inspector: Option<Inspector>,
+    /// Last packet or byte either way (monotonic), for idle expiry.
+    pub last_activity: Instant,
+    /// The dissector took bytes since the last naming pass.
+    pub inspector_changed: bool,
+    last_emit: Millis,
+    dirty: bool,
+}
+
+impl FlowCommon {
+    pub fn new(id: FlowId, key: FlowKey, now: Millis, mono: Instant) -> FlowCommon {
+        FlowCommon {
+            record: FlowRecord::new(id, key, now),
+            inspector: Some(Inspector::new(key.proto, key.dst.port())),
+            last_activity: mono,
+            inspector_changed: false,
+            last_emit: now,
+            dirty: false,
+        }
+    }
+
+    /// Feed relayed stream bytes to the dissector while it wants them. Returns true when it
+    /// took them (the naming may have changed).
+    pub fn inspect_stream(&mut self, dir: Direction, data: &[u8]) -> bool {
+        match &mut self.inspector {
+            Some(inspector) if inspector.wants_more() && !data.is_empty() => {
+                inspector.on_stream(dir, data);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn inspect_datagram(&mut self, dir: Direction, data: &[u8]) -> bool {
+        match &mut self.inspector {
+            Some(inspector) if inspector.wants_more() => {
+                inspector.on_datagram(dir, data);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+pub struct Reporter {
+    events: Sender<Event>,
+    pub namer: Namer,
+    pub stats: EngineStats,
+    /// Flows changed since their last event.
+    dirty: Vec<FlowId>,
+    /// The event receiver is gone: keep relaying, stop sending.
+    closed: bool,
+}
+
+impl Reporter {
+    pub fn new(events: Sender<Event>) -> Reporter {
+        Reporter { events, namer: Namer::new(), stats: EngineStats::default(), dirty: Vec::new(), closed: false }
+    }
+
+    fn send(&mut self, event: Event) {
+        if !self.closed && self.events.send(event).is_err() {
+            self.closed = true;
+            log::warn!("event receiver gone; flows are still relayed but no longer recorded");
+        }
+    }
+
+    pub fn opened(&mut self, flow: &mut FlowCommon, now: Millis) {
+        self.stats.flows_opened += 1;
+        self.stats.flows_open += 1;
+        self.rename(flow, now);
+        flow.last_emit = now;
+        self.send(Event::Flow(flow.record.clone()));
+    }
+
+    /// Re-run naming after the dissector learned something.
+    pub fn rename(&mut self, flow: &mut FlowCommon, now: Millis) {
+        if let Some(inspector) = &flow.inspector {
+            self.namer.name_flow(&mut flow.record, inspector.result(), now);
+            if !inspector.wants_more() {
+                // Done: free its state; the record keeps what it found.
+                flow.inspector = None;
+            }
+        } else {
+            self.namer.name_flow(&mut flow.record, &Default::default(), now);
+        }
+    }
+
+    /// The flow changed (bytes, owner, name): an update event will follow within a second.
+    pub fn changed(&mut self, flow: &mut FlowCommon) {
+        if !flow.dirty {
+            flow.dirty = true;
+            self.dirty.push(flow.record.id);
+        }
+    }
+
+    /// Record relayed application bytes.
+    pub fn bytes(&mut self, flow: &mut FlowCommon, dir: Direction, n: usize, now: Now) {
+        match dir {
+            Direction::Up => {
+                flow.record.bytes_up += n as u64;
+                self.stats.bytes_up += n as u64;
+            }
+            Direction::Down => {
+                flow.record.bytes_down += n as u64;
+                self.stats.bytes_down += n as u64;
+            }
+        }
+        flow.last_activity = now.mono;
+        flow.record.last_seen = now.ms;
+        self.changed(flow);
+    }
+
+    pub fn packet(&mut self, flow: &mut FlowCommon, dir: Direction, now: Now) {
+        match dir {
+            Direction::Up => flow.record.packets_up += 1,
+            Direction::Down => flow.record.packets_down += 1,
+        }
+        flow.last_activity = now.mono;
+        flow.record.last_seen = now.ms;
+        self.changed(flow);
+    }
+
+    pub fn closed(&mut self, flow: &mut FlowCommon, reason: CloseReason, now: Millis) {
+        self.stats.flows_open = self.stats.flows_open.saturating_sub(1);
+        flow.record.close_reason = Some(reason);
+        flow.record.last_seen = flow.record.last_seen.max(now);
+        flow.dirty = false;
+        self.send(Event::FlowClosed(flow.record.clone()));
+    }
+
+    pub fn dns(&mut self, record: DnsRecord) {
+        self.namer.on_dns(&record);
+        self.send(Event::Dns(record));
+    }
+
+    /// The flows waiting for an update event; give back the ones not yet due with
+    /// [`restore_dirty`](Self::restore_dirty).
+    pub fn take_dirty(&mut self) -> Vec<FlowId> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub fn restore_dirty(&mut self, mut ids: Vec<FlowId>) {
+        ids.append(&mut self.dirty);
+        self.dirty = ids;
+    }
+
+    /// Send the flow's update if its interval has passed; otherwise return when it is due.
+    pub fn emit_if_due(&mut self, flow: &mut FlowCommon, now: Millis) -> Option<Millis> {
+        if !flow.dirty {
+            return None;
+        }
+        let due = flow.last_emit + UPDATE_INTERVAL_MS;
+        if due > now {
+            return Some(due);
+        }
+        flow.dirty = false;
+        flow.last_emit = now;
+        self.send(Event::Flow(flow.record.clone()));
+        None
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+}

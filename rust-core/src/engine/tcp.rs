@@ -1,0 +1,232 @@
+//! One relayed TCP flow: the app's side is a smoltcp socket in a shard, the server's side a
+//! non-blocking kernel socket. Bytes move straight between the two (`socket.recv(|buf| write)`,
+//! `socket.send(|buf| read)`), each side throttling the other: nothing is read from the server
+//! while the smoltcp send buffer is full, nothing taken from smoltcp while the server socket
+//! would block.
+//!
+//! Connect-first: the smoltcp socket holds its SYN-ACK (`pause_synack`) until the outbound
+//! connect succeeds; on failure the app gets a RST, so happy-eyeballs moves on at once.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::State;
+
+use crate::flow::{CloseReason, Direction};
+
+use super::buffers::TcpBuffers;
+use super::dns::StreamSplitter;
+use super::outbound;
+use super::report::{FlowCommon, Now, Reporter};
+use super::shard::Shard;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Outbound connect in progress; the app's SYN waits in smoltcp.
+    Connecting,
+    Relaying,
+    /// The smoltcp socket was aborted; it is removed after the shard's next poll has sent the
+    /// RST.
+    Aborting(CloseReason),
+}
+
+pub struct TcpFlow {
+    pub common: FlowCommon,
+    pub shard: usize,
+    pub handle: SocketHandle,
+    pub buffers: Option<TcpBuffers>,
+    pub stream: mio::net::TcpStream,
+    pub phase: Phase,
+    /// The server socket had readiness we have not consumed (edge-triggered: mio will not
+    /// report it again until we hit WouldBlock).
+    pub out_readable: bool,
+    pub out_writable: bool,
+    /// The app's FIN was passed on (shutdown(Write) on the server socket).
+    pub up_closed: bool,
+    /// The server's EOF was seen and smoltcp asked to send FIN.
+    pub down_closed: bool,
+    /// DNS over TCP to the tunnel's DNS address: the two directions split into messages.
+    pub dns: Option<TcpDns>,
+}
+
+#[derive(Default)]
+pub struct TcpDns {
+    pub up: StreamSplitter,
+    pub down: StreamSplitter,
+    pub queries: Vec<Vec<u8>>,
+    pub exchanges: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What servicing a flow concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Open,
+    /// Service again after the shard's next poll.
+    Again,
+    Closed(CloseReason),
+}
+
+enum ReadResult {
+    Data(usize),
+    Eof,
+    Blocked,
+    Failed(io::Error),
+}
+
+impl TcpFlow {
+    /// The outbound connect finished (success or failure). Returns the failure if any.
+    pub fn check_connect(&mut self) -> Option<io::Result<()>> {
+        match self.stream.take_error() {
+            Ok(Some(e)) | Err(e) => return Some(Err(e)),
+            Ok(None) => {}
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Some(Ok(())),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Move whatever can move between the two sockets and follow closes. `shard` is this flow's
+    /// shard.
+    pub fn service(&mut self, shard: &mut Shard, reporter: &mut Reporter, now: Now) -> Outcome {
+        match self.phase {
+            Phase::Connecting => {
+                // The app may give up (RST) while we connect.
+                return match shard.socket(self.handle).state() {
+                    // A RST in SYN-RECEIVED sends a passive socket back to LISTEN.
+                    State::Closed | State::Listen => Outcome::Closed(CloseReason::ResetByClient),
+                    _ => Outcome::Open,
+                };
+            }
+            Phase::Aborting(reason) => return Outcome::Closed(reason),
+            Phase::Relaying => {}
+        }
+        let mut moved = false;
+        let socket = shard.sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.handle);
+
+        // App -> server.
+        while self.out_writable && socket.can_recv() {
+            let stream = &mut self.stream;
+            let common = &mut self.common;
+            let dns = &mut self.dns;
+            let result = socket.recv(|buf| match stream.write(buf) {
+                Ok(n) => {
+                    let sent = &buf[..n];
+                    if common.inspect_stream(Direction::Up, sent) {
+                        common.inspector_changed = true;
+                    }
+                    if let Some(dns) = dns {
+                        dns.up.push(sent, |m| dns.queries.push(m.to_vec()));
+                    }
+                    (n, Ok(n))
+                }
+                Err(e) => (0, Err(e)),
+            });
+            match result {
+                Ok(Ok(n)) => {
+                    reporter.bytes(&mut self.common, Direction::Up, n, now);
+                    moved = true;
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => self.out_writable = false,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return self.abort(shard, server_error(&e)),
+                Err(_) => break,
+            }
+        }
+        // The app's FIN, once everything before it reached the server.
+        if !self.up_closed && app_sent_fin(socket.state()) && socket.recv_queue() == 0 {
+            let _ = self.stream.shutdown(Shutdown::Write);
+            self.up_closed = true;
+        }
+
+        // Server -> app.
+        while self.out_readable && !self.down_closed && socket.can_send() {
+            let stream = &mut self.stream;
+            let common = &mut self.common;
+            let dns = &mut self.dns;
+            let result = socket.send(|buf| match stream.read(buf) {
+                Ok(0) => (0, ReadResult::Eof),
+                Ok(n) => {
+                    let got = &buf[..n];
+                    if common.inspect_stream(Direction::Down, got) {
+                        common.inspector_changed = true;
+                    }
+                    if let Some(dns) = dns {
+                        let queries = &mut dns.queries;
+                        let exchanges = &mut dns.exchanges;
+                        dns.down.push(got, |answer| {
+                            let query = match super::dns::message_id(answer)
+                                .and_then(|id| queries.iter().position(|q| super::dns::message_id(q) == Some(id)))
+                            {
+                                Some(at) => queries.swap_remove(at),
+                                None => Vec::new(),
+                            };
+                            exchanges.push((query, answer.to_vec()));
+                        });
+                    }
+                    (n, ReadResult::Data(n))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, ReadResult::Blocked),
+                Err(e) => (0, ReadResult::Failed(e)),
+            });
+            match result {
+                Ok(ReadResult::Data(n)) => {
+                    reporter.bytes(&mut self.common, Direction::Down, n, now);
+                    moved = true;
+                }
+                Ok(ReadResult::Eof) => {
+                    self.down_closed = true;
+                    // smoltcp sends the FIN after the data still queued.
+                    socket.close();
+                    moved = true;
+                }
+                Ok(ReadResult::Blocked) => self.out_readable = false,
+                Ok(ReadResult::Failed(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(ReadResult::Failed(e)) => return self.abort(shard, server_error(&e)),
+                Err(_) => break,
+            }
+        }
+        if moved {
+            shard.dirty = true;
+        }
+
+        let state = shard.socket(self.handle).state();
+        match state {
+            // Both FINs exchanged: the app is in FIN-WAIT/TIME-WAIT or got our last ACK.
+            // Dropping the socket now skips smoltcp's 10 s TIME-WAIT.
+            State::TimeWait => Outcome::Closed(CloseReason::Fin),
+            State::Closed if self.up_closed && self.down_closed => Outcome::Closed(CloseReason::Fin),
+            State::Closed => {
+                // Not a clean close: the app reset, or smoltcp gave up on it.
+                outbound::set_linger_zero(&self.stream);
+                Outcome::Closed(CloseReason::ResetByClient)
+            }
+            _ => Outcome::Open,
+        }
+    }
+
+    /// Reset the app's side (smoltcp sends the RST at the next poll).
+    pub fn abort(&mut self, shard: &mut Shard, reason: CloseReason) -> Outcome {
+        shard.socket(self.handle).abort();
+        shard.dirty = true;
+        self.phase = Phase::Aborting(reason);
+        Outcome::Again
+    }
+}
+
+/// The app has sent its FIN (smoltcp has received it).
+fn app_sent_fin(state: State) -> bool {
+    matches!(state, State::CloseWait | State::LastAck | State::Closing | State::TimeWait)
+}
+
+fn server_error(e: &io::Error) -> CloseReason {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+            CloseReason::ResetByServer
+        }
+        _ => CloseReason::Error,
+    }
+}

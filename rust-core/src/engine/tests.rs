@@ -1,0 +1,504 @@
+//! The engine end to end without root: an `AF_UNIX` `SOCK_SEQPACKET` socketpair stands in for the
+//! tun (it keeps packet boundaries), a smoltcp interface on the other end plays the app, and
+//! servers on 127.0.0.1 play the internet.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+
+use super::packet::{self, Transport};
+use super::*;
+use crate::flow::{CloseReason, Event, FlowRecord, Proto};
+
+const APP_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const DNS_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 53);
+
+struct NoOwner;
+impl crate::owner::OwnerLookup for NoOwner {
+    fn owner_uid(&mut self, _: Proto, _: SocketAddr, _: SocketAddr) -> Option<u32> {
+        Some(4242)
+    }
+    fn app_name(&mut self, uid: u32) -> Option<String> {
+        Some(format!("tester{uid}"))
+    }
+}
+
+fn socketpair() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    for fd in fds {
+        let size: libc::c_int = 4 << 20;
+        // Root may exceed wmem_max (SNDBUFFORCE); otherwise the default applies.
+        // SAFETY: setsockopt with a valid int option.
+        unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, (&size as *const libc::c_int).cast(), 4);
+        }
+    }
+    // SAFETY: socketpair returned two fresh descriptors we now own.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+struct Harness {
+    engine: Option<Engine>,
+    events: Receiver<Event>,
+    app: OwnedFd,
+}
+
+fn tuning() -> Tuning {
+    Tuning { shards: 4, tcp_rx_buffer: 64 * 1024, tcp_tx_buffer: 64 * 1024, dns_timeout: Duration::from_millis(300), ..Tuning::default() }
+}
+
+fn start(upstream: SocketAddr, tuning: Tuning) -> Harness {
+    let (engine_end, app) = socketpair();
+    let (tx, events) = channel();
+    let config = EngineConfig {
+        dns_v4: DNS_IP,
+        dns_v6: None,
+        dns_upstream: upstream,
+        mtu: 1500,
+        outbound: Outbound::default(),
+    };
+    let engine = Engine::start_tuned(engine_end, config, tuning, Box::new(NoOwner), tx).unwrap();
+    Harness { engine: Some(engine), events, app }
+}
+
+impl Harness {
+    fn send(&self, packet: &[u8]) {
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::write(self.app.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+        assert_eq!(n as usize, packet.len());
+    }
+
+    /// The next packet from the engine, within `wait`.
+    fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
+        if !wait_readable(self.app.as_raw_fd(), wait) {
+            return None;
+        }
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::read(self.app.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        (n > 0).then(|| {
+            buf.truncate(n as usize);
+            buf
+        })
+    }
+
+    fn stop(&mut self) -> (EngineStats, Vec<Event>) {
+        let stats = self.engine.take().unwrap().stop().unwrap();
+        (stats, self.events.try_iter().collect())
+    }
+}
+
+fn wait_readable(fd: RawFd, wait: Duration) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as libc::c_int) > 0 }
+}
+
+/// The app: a smoltcp interface over the other end of the socketpair.
+struct App {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    device: FdDevice,
+    epoch: Instant,
+}
+
+struct FdDevice {
+    fd: RawFd,
+}
+
+struct FdRx(Vec<u8>);
+struct FdTx(RawFd);
+
+impl phy::RxToken for FdRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for FdTx {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = vec![0u8; len];
+        let r = f(&mut buf);
+        // SAFETY: valid buffer. A full socket drops the packet, like a link would.
+        unsafe { libc::write(self.0, buf.as_ptr().cast(), len) };
+        r
+    }
+}
+
+impl phy::Device for FdDevice {
+    type RxToken<'a> = FdRx;
+    type TxToken<'a> = FdTx;
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(FdRx, FdTx)> {
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: valid buffer; the fd is non-blocking.
+        let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n <= 0 {
+            return None;
+        }
+        buf.truncate(n as usize);
+        Some((FdRx(buf), FdTx(self.fd)))
+    }
+    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<FdTx> {
+        Some(FdTx(self.fd))
+    }
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+impl App {
+    fn new(fd: RawFd) -> App {
+        let mut device = FdDevice { fd };
+        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, smoltcp::time::Instant::from_millis(0));
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::Ipv4(APP_IP), 15)).unwrap();
+        });
+        iface.routes_mut().add_default_ipv4_route(Ipv4Address::new(198, 18, 0, 1)).unwrap();
+        App { iface, sockets: SocketSet::new(Vec::new()), device, epoch: Instant::now() }
+    }
+
+    fn now(&self) -> smoltcp::time::Instant {
+        smoltcp::time::Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
+    }
+
+    fn connect(&mut self, dst: SocketAddr, local_port: u16) -> SocketHandle {
+        let rx = tcp::SocketBuffer::new(vec![0u8; 64 * 1024]);
+        let tx = tcp::SocketBuffer::new(vec![0u8; 64 * 1024]);
+        let mut socket = tcp::Socket::new(rx, tx);
+        let remote = match dst.ip() {
+            IpAddr::V4(ip) => IpAddress::Ipv4(ip),
+            IpAddr::V6(ip) => IpAddress::Ipv6(ip),
+        };
+        socket.connect(self.iface.context(), (remote, dst.port()), local_port).unwrap();
+        self.sockets.add(socket)
+    }
+
+    /// Poll until `done` says so or `limit` passes. Returns whether `done` was reached.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut SocketSet<'static>) -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let now = self.now();
+            self.iface.poll(now, &mut self.device, &mut self.sockets);
+            if done(&mut self.sockets) {
+                return true;
+            }
+            self.iface.poll(now, &mut self.device, &mut self.sockets);
+            let delay = self
+                .iface
+                .poll_delay(self.now(), &self.sockets)
+                .map(|d| Duration::from_micros(d.total_micros()))
+                .unwrap_or(Duration::from_millis(50))
+                .min(Duration::from_millis(50));
+            wait_readable(self.device.fd, delay);
+        }
+        false
+    }
+}
+
+fn echo_server() -> (SocketAddr, std::thread::JoinHandle<u64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            stream.write_all(&buf[..n]).unwrap();
+        }
+        total
+    });
+    (addr, handle)
+}
+
+fn final_flows(events: &[Event]) -> Vec<FlowRecord> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::FlowClosed(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn tcp_relay_is_byte_exact_and_closes_cleanly() {
+    let (server, server_thread) = echo_server();
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let mut app = App::new(h.app.as_raw_fd());
+    let handle = app.connect(server, 40001);
+    let data = pattern(3 * 1024 * 1024 + 17);
+    let mut sent = 0;
+    let mut echoed = Vec::with_capacity(data.len());
+    let mut closed = false;
+    let ok = app.run_until(Duration::from_secs(60), |sockets| {
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if socket.can_send() && sent < data.len() {
+            sent += socket.send_slice(&data[sent..]).unwrap();
+        }
+        while socket.can_recv() {
+            socket.recv(|buf| {
+                echoed.extend_from_slice(buf);
+                (buf.len(), ())
+            })
+            .unwrap();
+        }
+        if sent == data.len() && !closed {
+            socket.close();
+            closed = true;
+        }
+        // Done when the server's FIN arrived after all the echo.
+        echoed.len() == data.len() && !socket.may_recv()
+    });
+    assert!(ok, "relay stalled: sent {sent}, echoed {}", echoed.len());
+    assert!(echoed == data, "echoed bytes differ");
+    assert_eq!(server_thread.join().unwrap(), data.len() as u64);
+    // Let the last ACKs through, then stop.
+    app.run_until(Duration::from_millis(300), |_| false);
+    let (stats, events) = h.stop();
+    let flows = final_flows(&events);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let flow = &flows[0];
+    assert_eq!(flow.key.proto, Proto::Tcp);
+    assert_eq!(flow.key.dst, server);
+    assert_eq!(flow.bytes_up, data.len() as u64);
+    assert_eq!(flow.bytes_down, data.len() as u64);
+    assert_eq!(flow.close_reason, Some(CloseReason::Fin));
+    assert_eq!(flow.uid, Some(4242));
+    assert!(flow.packets_up > 100 && flow.packets_down > 100);
+    assert_eq!(stats.bytes_up, data.len() as u64);
+    assert_eq!(stats.flows_open, 0);
+    assert!(events.contains(&Event::App { uid: 4242, name: "tester4242".into() }));
+}
+
+#[test]
+fn refused_connect_resets_the_app() {
+    // A port nothing listens on.
+    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let mut app = App::new(h.app.as_raw_fd());
+    let handle = app.connect(closed_port, 40002);
+    let start = Instant::now();
+    let reset = app.run_until(Duration::from_secs(5), |sockets| {
+        sockets.get_mut::<tcp::Socket>(handle).state() == tcp::State::Closed
+    });
+    assert!(reset, "the app never saw the refusal");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    let (_, events) = h.stop();
+    let flows = final_flows(&events);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].close_reason, Some(CloseReason::Refused));
+}
+
+#[test]
+fn server_reset_reaches_the_app() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let server_thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(stream); // RST
+    });
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let mut app = App::new(h.app.as_raw_fd());
+    let handle = app.connect(server, 40003);
+    let mut was_open = false;
+    let reset = app.run_until(Duration::from_secs(5), |sockets| {
+        let state = sockets.get_mut::<tcp::Socket>(handle).state();
+        was_open |= state == tcp::State::Established;
+        was_open && state == tcp::State::Closed
+    });
+    server_thread.join().unwrap();
+    assert!(reset);
+    let (_, events) = h.stop();
+    assert_eq!(final_flows(&events)[0].close_reason, Some(CloseReason::ResetByServer));
+}
+
+#[test]
+fn half_close_from_the_app_still_delivers_the_answer() {
+    // The server reads to EOF, then answers and closes: needs the app's FIN passed on as a
+    // shutdown(Write) while the other direction stays open.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let server_thread = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        stream.read_to_end(&mut request).unwrap();
+        stream.write_all(&pattern(200_000)).unwrap();
+        request.len()
+    });
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let mut app = App::new(h.app.as_raw_fd());
+    let handle = app.connect(server, 40004);
+    let mut sent = false;
+    let mut got = Vec::new();
+    let done = app.run_until(Duration::from_secs(20), |sockets| {
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if !sent && socket.can_send() {
+            socket.send_slice(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            socket.close();
+            sent = true;
+        }
+        while socket.can_recv() {
+            socket.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+        sent && !socket.may_recv() && got.len() == 200_000
+    });
+    assert!(done, "got {} bytes", got.len());
+    assert_eq!(got, pattern(200_000));
+    assert_eq!(server_thread.join().unwrap(), 18);
+    app.run_until(Duration::from_millis(200), |_| false);
+    let (_, events) = h.stop();
+    let flow = &final_flows(&events)[0];
+    assert_eq!((flow.bytes_up, flow.bytes_down), (18, 200_000));
+    assert_eq!(flow.close_reason, Some(CloseReason::Fin));
+}
+
+fn udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    assert!(packet::build_udp(&mut out, src, dst, payload));
+    out
+}
+
+/// The next UDP packet from the engine: (src, dst, payload).
+fn next_udp(h: &Harness, wait: Duration) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+    let deadline = Instant::now() + wait;
+    while let Some(p) = h.recv(deadline.saturating_duration_since(Instant::now())) {
+        let parsed = packet::parse(&p).unwrap();
+        if let Transport::Udp { .. } = parsed.transport {
+            return Some((parsed.src_addr(), parsed.dst_addr(), p[parsed.payload.0..parsed.payload.1].to_vec()));
+        }
+    }
+    None
+}
+
+#[test]
+fn udp_nat_relays_both_ways() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let app_addr = SocketAddr::new(IpAddr::V4(APP_IP), 5000);
+    h.send(&udp_packet(app_addr, server_addr, b"ping one"));
+    h.send(&udp_packet(app_addr, server_addr, b"ping two"));
+    server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 100];
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping one");
+    let (n, from2) = server.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from2), (&b"ping two"[..], from));
+    server.send_to(b"pong", from).unwrap();
+    let (src, dst, payload) = next_udp(&h, Duration::from_secs(5)).unwrap();
+    assert_eq!((src, dst, payload.as_slice()), (server_addr, app_addr, &b"pong"[..]));
+    let (_, events) = h.stop();
+    let flow = &final_flows(&events)[0];
+    assert_eq!(flow.key.proto, Proto::Udp);
+    assert_eq!((flow.bytes_up, flow.bytes_down, flow.packets_up, flow.packets_down), (16, 4, 2, 1));
+    assert_eq!(flow.close_reason, Some(CloseReason::EngineStop));
+}
+
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    use simple_dns::{CLASS, Name, Packet, QCLASS, QTYPE, Question, TYPE};
+    let mut packet = Packet::new_query(id);
+    packet.questions.push(Question::new(Name::new_unchecked(name), QTYPE::TYPE(TYPE::A), QCLASS::CLASS(CLASS::IN), false));
+    packet.build_bytes_vec().unwrap()
+}
+
+fn dns_answer(query: &[u8], ip: Ipv4Addr) -> Vec<u8> {
+    use simple_dns::rdata::{A, RData};
+    use simple_dns::{CLASS, Packet, ResourceRecord};
+    let q = Packet::parse(query).unwrap();
+    let mut reply = Packet::new_reply(q.id());
+    let name = q.questions[0].qname.clone();
+    reply.questions.push(q.questions[0].clone());
+    reply.answers.push(ResourceRecord::new(name, CLASS::IN, 120, RData::A(A { address: u32::from(ip) })));
+    reply.build_bytes_vec().unwrap()
+}
+
+#[test]
+fn dns_is_forwarded_recorded_and_servfailed_on_silence() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let mut h = start(upstream_addr, tuning());
+    let app_addr = SocketAddr::new(IpAddr::V4(APP_IP), 5353);
+    let service = SocketAddr::new(IpAddr::V4(DNS_IP), 53);
+    let query = dns_query(0x1234, "metrics.data.mistat.xiaomi.com");
+    h.send(&udp_packet(app_addr, service, &query));
+    upstream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 512];
+    let (n, from) = upstream.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &query[..]);
+    upstream.send_to(&dns_answer(&query, Ipv4Addr::new(198, 18, 7, 7)), from).unwrap();
+    let (src, dst, answer) = next_udp(&h, Duration::from_secs(5)).unwrap();
+    assert_eq!((src, dst), (service, app_addr));
+    assert_eq!(dns::message_id(&answer), Some(0x1234));
+
+    // A query the upstream ignores is answered SERVFAIL after the timeout.
+    let lost = dns_query(0x5678, "unanswered.example");
+    h.send(&udp_packet(app_addr, service, &lost));
+    let (_, _, servfail) = next_udp(&h, Duration::from_secs(5)).unwrap();
+    assert_eq!(dns::message_id(&servfail), Some(0x5678));
+    assert_eq!(servfail[3] & 0x0f, 2);
+
+    let (_, events) = h.stop();
+    let records: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Dns(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0].query, "metrics.data.mistat.xiaomi.com");
+    assert_eq!(records[0].rcode, Some(0));
+    assert_eq!(records[0].answer_ips, vec![IpAddr::V4(Ipv4Addr::new(198, 18, 7, 7))]);
+    assert_eq!(records[0].ttl, Some(120));
+    assert_eq!(records[0].server, service);
+    assert_eq!(records[1].query, "unanswered.example");
+    assert_eq!(records[1].rcode, None);
+}
+
+#[test]
+fn garbage_is_counted_and_dropped() {
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    h.send(&[0x45, 0, 0, 10]);
+    h.send(&[0x60; 30]);
+    h.send(&[0u8; 1]);
+    let mut sctp = udp_packet(SocketAddr::new(IpAddr::V4(APP_IP), 1), "127.0.0.1:2".parse().unwrap(), b"x");
+    sctp[9] = 132;
+    h.send(&sctp);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut dropped = 0;
+    while Instant::now() < deadline && dropped < 4 {
+        dropped = h.engine.as_ref().unwrap().stats().unwrap().packets_dropped;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(dropped, 4);
+    let (stats, _) = h.stop();
+    assert_eq!(stats.flows_opened, 0);
+}

@@ -1,0 +1,222 @@
+//! Owner lookup from `/proc/net/{tcp,udp}{,6}` (Linux, and Android 9 and older).
+//!
+//! `/proc/net` is per network namespace, so the base directory is a parameter: `phonehome
+//! capture` runs the client in a child namespace and passes `/proc/<pid in child>/net`.
+//! Addresses are hex words in host byte order; dual-stack sockets show IPv4 peers as
+//! IPv4-mapped IPv6 addresses in the `6` files.
+
+use std::ffi::CStr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::flow::Proto;
+
+use super::OwnerLookup;
+
+/// A table read this recently is reused for further lookups.
+const FRESH: Duration = Duration::from_millis(20);
+/// After a miss, re-read a table older than this.
+const REREAD_ON_MISS: Duration = Duration::from_millis(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketEntry {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub uid: u32,
+}
+
+#[derive(Default)]
+struct Table {
+    read_at: Option<Instant>,
+    entries: Vec<SocketEntry>,
+}
+
+pub struct ProcNet {
+    base: PathBuf,
+    tcp: Table,
+    udp: Table,
+}
+
+impl ProcNet {
+    /// `base` is a `net` directory: `/proc/net`, or `/proc/<pid>/net` for another namespace.
+    pub fn new(base: PathBuf) -> ProcNet {
+        ProcNet { base, tcp: Table::default(), udp: Table::default() }
+    }
+
+    fn read_table(&self, proto: Proto) -> Vec<SocketEntry> {
+        let names: [&str; 2] = match proto {
+            Proto::Tcp => ["tcp", "tcp6"],
+            Proto::Udp => ["udp", "udp6"],
+            Proto::Icmp => return Vec::new(),
+        };
+        let mut entries = Vec::new();
+        for name in names {
+            // A missing file (IPv6 disabled) is an empty table.
+            if let Ok(text) = std::fs::read_to_string(self.base.join(name)) {
+                entries.extend(text.lines().skip(1).filter_map(parse_line));
+            }
+        }
+        entries
+    }
+
+    fn find(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr, refresh: Duration) -> Option<u32> {
+        let now = Instant::now();
+        let stale = |table: &Table| table.read_at.is_none_or(|at| now.duration_since(at) >= refresh);
+        let table_is_stale = match proto {
+            Proto::Tcp => stale(&self.tcp),
+            Proto::Udp => stale(&self.udp),
+            Proto::Icmp => return None,
+        };
+        if table_is_stale {
+            let entries = self.read_table(proto);
+            let table = if proto == Proto::Tcp { &mut self.tcp } else { &mut self.udp };
+            table.entries = entries;
+            table.read_at = Some(now);
+        }
+        let table = if proto == Proto::Tcp { &self.tcp } else { &self.udp };
+        lookup(&table.entries, proto, local, remote)
+    }
+}
+
+/// The owner of the socket `local -> remote` in `entries`. TCP needs the exact pair; UDP
+/// sockets are often unconnected and bound to a wildcard, so the best match by local port wins.
+pub fn lookup(entries: &[SocketEntry], proto: Proto, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    let local = canonical(local);
+    let remote = canonical(remote);
+    if let Some(e) = entries.iter().find(|e| e.local == local && e.remote == remote) {
+        return Some(e.uid);
+    }
+    if proto != Proto::Udp {
+        return None;
+    }
+    entries
+        .iter()
+        .filter(|e| e.local.port() == local.port())
+        .filter(|e| e.local.ip() == local.ip() || e.local.ip().is_unspecified())
+        .filter(|e| e.remote.ip().is_unspecified() || e.remote == remote)
+        .max_by_key(|e| (e.local.ip() == local.ip(), e.remote == remote))
+        .map(|e| e.uid)
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// One line of a `/proc/net/{tcp,udp}{,6}` table; None for headers and malformed lines.
+pub fn parse_line(line: &str) -> Option<SocketEntry> {
+    let mut fields = line.split_whitespace();
+    let _slot = fields.next()?;
+    let local = parse_endpoint(fields.next()?)?;
+    let remote = parse_endpoint(fields.next()?)?;
+    // st, tx_queue:rx_queue, tr:tm->when, retrnsmt, uid
+    let uid = fields.nth(4)?.parse().ok()?;
+    Some(SocketEntry { local, remote, uid })
+}
+
+fn parse_endpoint(text: &str) -> Option<SocketAddr> {
+    let (addr, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(addr)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                chunk.copy_from_slice(&word(addr.get(i * 8..i * 8 + 8)?)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip.to_canonical(), port))
+}
+
+/// A 32-bit word printed in host byte order, back to its memory bytes.
+fn word(hex: &str) -> Option<[u8; 4]> {
+    Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
+}
+
+impl OwnerLookup for ProcNet {
+    fn owner_uid(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+        self.find(proto, local, remote, FRESH).or_else(|| self.find(proto, local, remote, REREAD_ON_MISS))
+    }
+
+    fn app_name(&mut self, uid: u32) -> Option<String> {
+        Some(user_name(uid).unwrap_or_else(|| format!("uid:{uid}")))
+    }
+}
+
+/// The user name of `uid` from the password database (getpwuid_r).
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: passwd is plain data; getpwuid_r writes it and strings into buf (its length is
+    // passed), and result points to pwd or is null.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0
+   1: 0200A8C0:C350 010012C6:01BB 01 00000000:00000000 02:0000A1B2 00000000  1000        0 23456 2 0000000000000000 20 4 30 10 -1
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0000000000000000FFFF00000200A8C0:C351 0000000000000000FFFF0000010012C6:0050 01 00000000:00000000 00:00000000 00000000  1001        0 3456 1 0000000000000000 20 4 0 10 -1
+   1: 000000FD00000000000000000A000000:D431 000000FD000000000000000001000000:01BB 01 00000000:00000000 00:00000000 00000000  1002        0 4567 1 0000000000000000 20 4 0 10 -1
+";
+    const UDP: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  100: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000   110        0 777 2 0000000000000000 0
+  101: 0200A8C0:9C40 010012C6:0035 01 00000000:00000000 00:00000000 00000000  2000        0 778 2 0000000000000000 0
+";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn tables_parse_and_match_v4_mapped_and_v6() {
+        let dir = std::env::temp_dir().join(format!("phonehome-procnet-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tcp"), TCP).unwrap();
+        std::fs::write(dir.join("tcp6"), TCP6).unwrap();
+        std::fs::write(dir.join("udp"), UDP).unwrap();
+        let mut net = ProcNet::new(dir.clone());
+        assert_eq!(net.owner_uid(Proto::Tcp, addr("192.168.0.2:50000"), addr("198.18.0.1:443")), Some(1000));
+        // Listed in tcp6 as ::ffff:192.168.0.2.
+        assert_eq!(net.owner_uid(Proto::Tcp, addr("192.168.0.2:50001"), addr("198.18.0.1:80")), Some(1001));
+        assert_eq!(
+            net.owner_uid(Proto::Tcp, addr("[fd00::a]:54321"), addr("[fd00::1]:443")),
+            Some(1002)
+        );
+        assert_eq!(net.owner_uid(Proto::Tcp, addr("192.168.0.2:50002"), addr("198.18.0.1:443")), None);
+        // UDP: connected socket by exact pair, wildcard-bound socket by port.
+        assert_eq!(net.owner_uid(Proto::Udp, addr("192.168.0.2:40000"), addr("198.18.0.1:53")), Some(2000));
+        assert_eq!(net.owner_uid(Proto::Udp, addr("192.168.0.2:5353"), addr("198.18.0.9:5353")), Some(110));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped() {
+        assert_eq!(parse_line(""), None);
+        assert_eq!(parse_line("0: zz:1 00000000:0000 0A 0 0 0 0"), None);
+        assert_eq!(parse_line("0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000"), None);
+    }
+
+    #[test]
+    fn root_has_a_name() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        let mut net = ProcNet::new(PathBuf::from("/nonexistent"));
+        assert_eq!(net.app_name(4_000_000_000).as_deref(), Some("uid:4000000000"));
+    }
+}

@@ -1,0 +1,178 @@
+//! The owner-lookup helper thread. The packet loop sends requests and never waits: results come
+//! back on a channel and a mio `Waker` tells the loop to collect them. A lookup that misses (the
+//! socket may not be visible yet at SYN time) is retried once shortly after.
+//!
+//! The thread also names each new UID once (`Event::App`), from its cache.
+
+use std::collections::{HashSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use crate::flow::{Event, FlowId, Proto};
+
+use super::OwnerLookup;
+
+/// Delay before the single retry of a missed lookup.
+const RETRY_AFTER: Duration = Duration::from_millis(30);
+
+struct Request {
+    flow: FlowId,
+    proto: Proto,
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
+/// The loop's side: send requests, collect results.
+pub struct OwnerClient {
+    requests: Sender<Request>,
+    results: Receiver<(FlowId, u32)>,
+}
+
+impl OwnerClient {
+    pub fn request(&self, flow: FlowId, proto: Proto, local: SocketAddr, remote: SocketAddr) {
+        let _ = self.requests.send(Request { flow, proto, local, remote });
+    }
+
+    /// Results that arrived since the last call.
+    pub fn results(&self) -> impl Iterator<Item = (FlowId, u32)> + '_ {
+        self.results.try_iter()
+    }
+}
+
+/// Anything that can nudge the loop when a result is ready.
+pub trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+impl Wake for mio::Waker {
+    fn wake(&self) {
+        let _ = mio::Waker::wake(self);
+    }
+}
+
+pub struct OwnerResolver;
+
+impl OwnerResolver {
+    /// Start the helper thread. It ends when the client is dropped.
+    pub fn spawn(
+        lookup: Box<dyn OwnerLookup>,
+        events: Sender<Event>,
+        waker: Arc<dyn Wake>,
+    ) -> io::Result<OwnerClient> {
+        let (requests, request_rx) = mpsc::channel();
+        let (result_tx, results) = mpsc::channel();
+        std::thread::Builder::new().name("phonehome-owner".into()).spawn(move || {
+            Worker { lookup, events, waker, results: result_tx, named: HashSet::new() }
+                .run(request_rx)
+        })?;
+        Ok(OwnerClient { requests, results })
+    }
+}
+
+struct Worker {
+    lookup: Box<dyn OwnerLookup>,
+    events: Sender<Event>,
+    waker: Arc<dyn Wake>,
+    results: Sender<(FlowId, u32)>,
+    /// UIDs already announced with `Event::App`.
+    named: HashSet<u32>,
+}
+
+impl Worker {
+    fn run(mut self, requests: Receiver<Request>) {
+        let mut retries: VecDeque<(Instant, Request)> = VecDeque::new();
+        loop {
+            let wait = retries.front().map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            let next = match wait {
+                Some(wait) => requests.recv_timeout(wait),
+                None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match next {
+                Ok(request) => {
+                    if !self.resolve(&request) {
+                        retries.push_back((Instant::now() + RETRY_AFTER, request));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while retries.front().is_some_and(|(at, _)| *at <= Instant::now()) {
+                if let Some((_, request)) = retries.pop_front() {
+                    self.resolve(&request);
+                }
+            }
+        }
+    }
+
+    /// Look up one flow's owner; false on a miss.
+    fn resolve(&mut self, request: &Request) -> bool {
+        let Some(uid) = self.lookup.owner_uid(request.proto, request.local, request.remote) else {
+            return false;
+        };
+        if self.named.insert(uid)
+            && let Some(name) = self.lookup.app_name(uid)
+        {
+            let _ = self.events.send(Event::App { uid, name });
+        }
+        if self.results.send((request.flow, uid)).is_ok() {
+            self.waker.wake();
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Flaky {
+        calls: Arc<Mutex<u32>>,
+    }
+
+    impl OwnerLookup for Flaky {
+        fn owner_uid(&mut self, _: Proto, local: SocketAddr, _: SocketAddr) -> Option<u32> {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            // The first lookup of port 1000 misses, as a SYN racing the procfs entry would.
+            if local.port() == 1000 && *calls == 1 { None } else { Some(u32::from(local.port())) }
+        }
+        fn app_name(&mut self, uid: u32) -> Option<String> {
+            Some(format!("user{uid}"))
+        }
+    }
+
+    struct NoWake;
+    impl Wake for NoWake {
+        fn wake(&self) {}
+    }
+
+    #[test]
+    fn misses_are_retried_once_and_apps_named_once() {
+        let calls = Arc::new(Mutex::new(0));
+        let (events, event_rx) = mpsc::channel();
+        let client =
+            OwnerResolver::spawn(Box::new(Flaky { calls: Arc::clone(&calls) }), events, Arc::new(NoWake)).unwrap();
+        let a: SocketAddr = "198.18.0.2:1000".parse().unwrap();
+        let b: SocketAddr = "198.18.0.2:1001".parse().unwrap();
+        let server: SocketAddr = "198.18.0.1:80".parse().unwrap();
+        client.request(1, Proto::Tcp, a, server);
+        client.request(2, Proto::Tcp, b, server);
+        client.request(3, Proto::Tcp, b, server);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 3 && Instant::now() < deadline {
+            got.extend(client.results());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        got.sort();
+        assert_eq!(got, vec![(1, 1000), (2, 1001), (3, 1001)]);
+        assert_eq!(*calls.lock().unwrap(), 4);
+        let apps: Vec<Event> = event_rx.try_iter().collect();
+        assert_eq!(apps.len(), 2);
+        assert!(apps.contains(&Event::App { uid: 1001, name: "user1001".into() }));
+    }
+}
