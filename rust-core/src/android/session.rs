@@ -364,6 +364,8 @@ mod tests {
         let err = engine_config(&v6).unwrap_err();
         assert!(err.message.contains("dns_v6"), "{err}");
         v6.dns_v6 = "fd00::53".into();
+        v6.dns_upstream = "[2001:db8:0:0:0:0:0:53]:53".into(); // Java's InetAddress text
+        assert_eq!(engine_config(&v6).unwrap().dns_upstream, "[2001:db8::53]:53".parse().unwrap());
         v6.dns_upstream = "[fd00::1]:5353".into();
         v6.mtu = 9000;
         v6.outbound_mark = 0x50;
