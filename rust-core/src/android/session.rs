@@ -400,12 +400,12 @@ mod tests {
         Reader::open(&db).unwrap().add_marker_at(session, 5, "baseline").unwrap();
         let out_path = dir.join("out.db");
         let out = File::create(&out_path).unwrap();
-        let n = export_database(&db, out.into(), &proto::ExportRequest { format: proto::ExportFormat::Sqlite as i32 }).unwrap();
+        let n = export_database(&db, out.into(), &proto::ExportRequest { format: proto::ExportFormat::Sqlite as i32, session_id: 0 }).unwrap();
         writer.finish().unwrap();
         assert!(n > 0);
         let copy = Reader::open_read_only(&out_path).unwrap();
         assert_eq!(copy.markers(Some(session)).unwrap()[0].label, "baseline");
-        let err = export_database(&db, File::create(dir.join("o2")).unwrap().into(), &proto::ExportRequest { format: 0 }).unwrap_err();
+        let err = export_database(&db, File::create(dir.join("o2")).unwrap().into(), &proto::ExportRequest { format: 0, session_id: 0 }).unwrap_err();
         assert_eq!(err.code, "bad-request");
         std::fs::remove_dir_all(&dir).unwrap();
     }
