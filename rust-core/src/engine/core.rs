@@ -156,6 +156,8 @@ impl Core {
                 let common = flow.common();
                 common.record.uid = Some(uid);
                 self.reporter.changed(common);
+            } else {
+                self.reporter.late_owner(id, uid);
             }
         }
     }
