@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry, Token};
 
-use crate::flow::{CloseReason, Direction, DnsRecord, FlowId, FlowKey, Proto};
+use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
 use crate::owner::resolver::OwnerClient;
 
 use super::buffers::BufferPool;
@@ -459,32 +459,26 @@ impl Core {
     }
 
     /// Log one DNS exchange of flow `flow_id` (key, owner taken from the flow) and feed the
-    /// IP -> names cache.
+    /// IP -> names cache. Parsed by `dissect::dns`, as the pcap observer does, so live and
+    /// replayed captures give the same rows.
     pub(super) fn record_dns(&mut self, flow_id: FlowId, query: &[u8], answer: Option<&[u8]>, now: Now) {
+        use crate::dissect::dns;
         let Some(flow) = self.flows.get_mut(&flow_id) else { return };
-        let record = &flow.common().record;
-        let (client, server, uid, transport) = (record.key.src, record.key.dst, record.uid, record.key.proto);
-        let summary = match super::dns::summarize(query, answer) {
-            Ok(summary) => summary,
-            Err(e) => {
-                log::debug!("DNS from {client}: {e}");
-                return;
-            }
+        let flow = &flow.common().record;
+        let exchange = dns::Exchange { time: now.ms, client: flow.key.src, server: flow.key.dst, transport: flow.key.proto };
+        let parsed_query = dns::parse(query).ok();
+        let parsed_answer = answer.and_then(|a| dns::parse_lenient(a).ok());
+        let Some(mut record) = dns::record_from(exchange, parsed_query.as_ref(), parsed_answer.as_ref()) else {
+            log::debug!("DNS exchange of flow {flow_id} has no readable question");
+            return;
         };
-        self.reporter.dns(DnsRecord {
-            time: now.ms,
-            uid,
-            flow_id: Some(flow_id),
-            client,
-            server,
-            transport,
-            query: summary.query,
-            qtype: summary.qtype,
-            rcode: summary.rcode,
-            answers: summary.answers,
-            answer_ips: summary.answer_ips,
-            ttl: summary.ttl,
-        });
+        record.uid = flow.uid;
+        record.flow_id = Some(flow_id);
+        if record.rcode.is_none() {
+            // An answer we could not parse still says how it ended.
+            record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
+        }
+        self.reporter.dns(record);
     }
 
     pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {

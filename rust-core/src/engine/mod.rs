@@ -49,7 +49,7 @@ use std::time::Duration;
 use crate::flow::Event;
 use crate::owner::OwnerLookup;
 
-pub use dns::{Summary as DnsSummary, servfail as dns_servfail, summarize as dns_summarize};
+pub use dns::servfail as dns_servfail;
 
 /// How outbound sockets escape the tunnel.
 #[derive(Clone, Debug, Default)]

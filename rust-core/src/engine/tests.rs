@@ -363,6 +363,7 @@ fn server_reset_reaches_the_app() {
 
 #[test]
 fn half_close_from_the_app_still_delivers_the_answer() {
+    const REQUEST: &[u8] = b"GET /check HTTP/1.1\r\nHost: api.sec.miui.com\r\nUser-Agent: t\r\n\r\n";
     // The server reads to EOF, then answers and closes: needs the app's FIN passed on as a
     // shutdown(Write) while the other direction stays open.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -382,7 +383,7 @@ fn half_close_from_the_app_still_delivers_the_answer() {
     let done = app.run_until(Duration::from_secs(20), |sockets| {
         let socket = sockets.get_mut::<tcp::Socket>(handle);
         if !sent && socket.can_send() {
-            socket.send_slice(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            socket.send_slice(REQUEST).unwrap();
             socket.close();
             sent = true;
         }
@@ -397,11 +398,15 @@ fn half_close_from_the_app_still_delivers_the_answer() {
     });
     assert!(done, "got {} bytes", got.len());
     assert_eq!(got, pattern(200_000));
-    assert_eq!(server_thread.join().unwrap(), 18);
+    assert_eq!(server_thread.join().unwrap(), REQUEST.len());
     app.run_until(Duration::from_millis(200), |_| false);
     let (_, events) = h.stop();
     let flow = &final_flows(&events)[0];
-    assert_eq!((flow.bytes_up, flow.bytes_down), (18, 200_000));
+    assert_eq!((flow.bytes_up, flow.bytes_down), (REQUEST.len() as u64, 200_000));
+    // The relayed bytes reached the dissector and the namer.
+    assert_eq!(flow.hostname.as_deref(), Some("api.sec.miui.com"));
+    assert_eq!(flow.hostname_source, Some(crate::flow::NameSource::Http));
+    assert!(flow.cleartext);
     assert_eq!(flow.close_reason, Some(CloseReason::Fin));
 }
 
