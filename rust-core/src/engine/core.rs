@@ -228,7 +228,7 @@ impl Core {
         let target = if is_dns { self.config.dns_upstream } else { dst };
         let id = self.new_flow_id();
         let key = FlowKey { proto: Proto::Tcp, src, dst };
-        let mut common = FlowCommon::new(id, key, now.ms, now.mono);
+        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         common.record.packets_up = 1;
 
         let stream = match outbound::tcp_connect(&self.config.outbound, target) {

@@ -100,7 +100,7 @@ impl Core {
             return None;
         }
         let key = FlowKey { proto: Proto::Udp, src, dst };
-        let mut common = FlowCommon::new(id, key, now.ms, now.mono);
+        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         self.reporter.opened(&mut common, now.ms);
         self.flows.insert(id, Flow::Udp(Box::new(UdpFlow { common, socket, dns: is_dns.then(Vec::new) })));
         self.udp_index.insert((src, dst), id);
