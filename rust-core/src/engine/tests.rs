@@ -332,7 +332,7 @@ fn refused_connect_resets_the_app() {
     assert!(start.elapsed() < Duration::from_secs(2));
     let (_, events) = h.stop();
     let flows = final_flows(&events);
-    assert_eq!(flows.len(), 1);
+    assert_eq!(flows.len(), 1, "{flows:#?}");
     assert_eq!(flows[0].close_reason, Some(CloseReason::Refused));
 }
 
@@ -683,4 +683,22 @@ fn stray_segments_get_a_reset() {
     let mut h = h;
     let (stats, _) = h.stop();
     assert_eq!(stats.packets_dropped, 1);
+}
+
+#[test]
+fn udp_to_a_closed_port_gets_port_unreachable() {
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let app_addr = SocketAddr::new(IpAddr::V4(APP_IP), 7000);
+    h.send(&udp_packet(app_addr, closed, b"anyone?"));
+    let reply = h.recv(Duration::from_secs(5)).expect("an ICMP error");
+    let ip = smoltcp::wire::Ipv4Packet::new_checked(&reply[..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (Ipv4Addr::LOCALHOST, APP_IP));
+    let icmp = smoltcp::wire::Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!((icmp.msg_type(), icmp.msg_code()), (smoltcp::wire::Icmpv4Message::DstUnreachable, 3));
+    assert!(icmp.verify_checksum());
+    // The quoted datagram names the app's socket and the closed port.
+    let quoted = packet::parse(icmp.data()).unwrap();
+    assert_eq!((quoted.src_addr(), quoted.dst_addr()), (app_addr, closed));
+    h.stop();
 }
