@@ -702,3 +702,55 @@ fn udp_to_a_closed_port_gets_port_unreachable() {
     assert_eq!((quoted.src_addr(), quoted.dst_addr()), (app_addr, closed));
     h.stop();
 }
+
+/// xorshift: reproducible noise without a dependency.
+fn noise(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn mutated_packets_never_stop_the_engine() {
+    // Valid packets of every kind the engine handles, then thousands of corrupted copies
+    // (flipped bytes, truncations, random lengths): each is dropped or handled, the engine
+    // keeps answering.
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let app = SocketAddr::new(IpAddr::V4(APP_IP), 9000);
+    let app6: SocketAddr = "[fd00::2]:9000".parse().unwrap();
+    let mut seeds = vec![
+        udp_packet(app, "127.0.0.1:9".parse().unwrap(), b"payload"),
+        udp_packet(app6, "[::1]:9".parse().unwrap(), b"payload"),
+        udp_packet(app, SocketAddr::new(IpAddr::V4(DNS_IP), 53), &dns_query(1, "example.org")),
+        echo_request(IpAddr::V4(APP_IP), IpAddr::V4(Ipv4Addr::LOCALHOST), 1, 1, b"x"),
+    ];
+    let mut rst = Vec::new();
+    let mut syn_like = seeds[0].clone();
+    syn_like[9] = 6; // claim TCP
+    seeds.push(syn_like);
+    assert!(!packet::build_rst(&mut rst, &seeds[0]));
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..4000 {
+        let seed = &seeds[round % seeds.len()];
+        let mut p = seed.clone();
+        for _ in 0..(noise(&mut state) % 4) {
+            let at = (noise(&mut state) as usize) % p.len();
+            p[at] = noise(&mut state) as u8;
+        }
+        if noise(&mut state) % 3 == 0 {
+            p.truncate((noise(&mut state) as usize) % (p.len() + 1));
+        }
+        if !p.is_empty() {
+            h.send(&p);
+        }
+        if round % 500 == 0 {
+            // Drain what the engine answered so the socketpair never fills.
+            while h.recv(Duration::from_millis(1)).is_some() {}
+        }
+    }
+    while h.recv(Duration::from_millis(50)).is_some() {}
+    let stats = h.engine.as_ref().unwrap().stats().expect("the engine still answers");
+    assert!(stats.packets_dropped > 100, "{stats:?}");
+    h.stop();
+}
