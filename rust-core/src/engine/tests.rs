@@ -738,13 +738,13 @@ fn mutated_packets_never_stop_the_engine() {
             let at = (noise(&mut state) as usize) % p.len();
             p[at] = noise(&mut state) as u8;
         }
-        if noise(&mut state) % 3 == 0 {
+        if noise(&mut state).is_multiple_of(3) {
             p.truncate((noise(&mut state) as usize) % (p.len() + 1));
         }
         if !p.is_empty() {
             h.send(&p);
         }
-        if round % 500 == 0 {
+        if round.is_multiple_of(500) {
             // Drain what the engine answered so the socketpair never fills.
             while h.recv(Duration::from_millis(1)).is_some() {}
         }
