@@ -45,6 +45,8 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 /// How long processes CMD left behind get after SIGTERM.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
+/// How long the owner lookups of the last flows get after CMD exits.
+const OWNER_GRACE: Duration = Duration::from_millis(500);
 /// How long the event forwarder gets to pass the engine's final events on.
 const FORWARDER_LIMIT: Duration = Duration::from_secs(10);
 
@@ -157,7 +159,7 @@ struct Capture {
     engine: Engine,
     forwarder: JoinHandle<()>,
     summary: Receiver<Summary>,
-    open_tcp: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
     files: SandboxFiles,
 }
 
@@ -199,15 +201,15 @@ impl Capture {
             outbound: Outbound::default(),
         };
         let (events_tx, events_rx) = mpsc::channel();
-        let open_tcp = Arc::new(AtomicUsize::new(0));
+        let progress = Arc::new(Progress::default());
         let (summary_tx, summary) = mpsc::channel();
         let forwarder = {
             let store = store.sender();
-            let open_tcp = open_tcp.clone();
+            let progress = progress.clone();
             std::thread::Builder::new()
                 .name("phonehome-events".into())
                 .spawn(move || {
-                    let _ = summary_tx.send(forward_events(events_rx, store, &open_tcp));
+                    let _ = summary_tx.send(forward_events(events_rx, store, &progress));
                 })
                 .map_err(|e| format!("starting the event thread: {e}"))?
         };
@@ -219,7 +221,7 @@ impl Capture {
             engine,
             forwarder,
             summary,
-            open_tcp,
+            progress,
             files,
         })
     }
@@ -283,13 +285,21 @@ impl Capture {
         }
     }
 
-    /// Lets open TCP flows finish relaying (bounded), stops the engine (final events flushed to
-    /// the forwarder) and returns the summary. The namespace goes away with the last process in it.
+    /// Lets open TCP flows finish relaying and owner lookups of the last flows come back (both
+    /// bounded), stops the engine (final events flushed to the forwarder) and returns the
+    /// summary. The namespace goes away with the last process in it.
     fn finish(self) -> Result<Summary, String> {
         self.end_leftovers();
-        let deadline = Instant::now() + DRAIN_LIMIT;
-        while self.open_tcp.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        let start = Instant::now();
+        loop {
+            let waited = start.elapsed();
+            let relaying =
+                self.progress.open_tcp.load(Ordering::Relaxed) > 0 && waited < DRAIN_LIMIT;
+            let unowned = self.progress.unowned.load(Ordering::Relaxed) > 0 && waited < OWNER_GRACE;
+            if !relaying && !unowned {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         let stopped = self.engine.stop();
         // The engine dropped its event sender when it stopped: the forwarder now drains and ends.
@@ -322,12 +332,18 @@ fn owner_lookup(namespace: &Namespace) -> Box<dyn OwnerLookup> {
     Box::new(ProcNet::new(namespace.proc_net_dir()))
 }
 
+/// What the event thread has seen that the end of the capture waits for.
+#[derive(Default)]
+struct Progress {
+    /// TCP flows opened and not yet closed.
+    open_tcp: AtomicUsize,
+    /// TCP/UDP flows whose owner is not known yet (the lookup runs on a helper thread and may
+    /// answer after the flow closed; the engine then resends the closed record with the UID).
+    unowned: AtomicUsize,
+}
+
 /// Passes every engine event to the store and keeps what the summary needs.
-fn forward_events(
-    events: Receiver<Event>,
-    store: Sender<Event>,
-    open_tcp: &AtomicUsize,
-) -> Summary {
+fn forward_events(events: Receiver<Event>, store: Sender<Event>, progress: &Progress) -> Summary {
     let mut flows: HashMap<FlowId, FlowLine> = HashMap::new();
     for event in events {
         match &event {
@@ -343,17 +359,28 @@ fn forward_events(
                     bytes_up: record.bytes_up,
                     bytes_down: record.bytes_down,
                     closed,
+                    owned: record.uid.is_some() || record.key.proto == Proto::Icmp,
                 };
+                let before = flows.get(&record.id).map(|old| (old.closed, old.owned));
                 if record.key.proto == Proto::Tcp {
-                    match (flows.get(&record.id).map(|old| old.closed), closed) {
+                    match (before.map(|(closed, _)| closed), closed) {
                         (None, false) => {
-                            open_tcp.fetch_add(1, Ordering::Relaxed);
+                            progress.open_tcp.fetch_add(1, Ordering::Relaxed);
                         }
                         (Some(false), true) => {
-                            open_tcp.fetch_sub(1, Ordering::Relaxed);
+                            progress.open_tcp.fetch_sub(1, Ordering::Relaxed);
                         }
                         _ => {}
                     }
+                }
+                match (before.map(|(_, owned)| owned), line.owned) {
+                    (None, false) | (Some(true), false) => {
+                        progress.unowned.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (Some(false), true) => {
+                        progress.unowned.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
                 flows.insert(record.id, line);
             }
@@ -382,6 +409,7 @@ struct FlowLine {
     bytes_up: u64,
     bytes_down: u64,
     closed: bool,
+    owned: bool,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
