@@ -251,7 +251,7 @@ impl Core {
         let shard_index = shard_of(src, dst, self.shards.len());
         let smol_now = self.smol_now(now);
         let shard = &mut self.shards[shard_index];
-        let Some(handle) = shard.listen(dst, &buffers) else {
+        let Some(handle) = shard.listen(dst, &buffers, smol_now) else {
             self.pool.release(buffers);
             self.dropped();
             self.to_tun.recycle(syn);

@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hash};
 use std::net::SocketAddr;
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Address, Ipv6Address};
 
@@ -48,7 +48,19 @@ impl Shard {
 
     /// Add a socket that waits for the app's SYN to `dst` and holds the SYN-ACK until the real
     /// connection succeeds (`pause_synack`).
-    pub fn listen(&mut self, dst: SocketAddr, buffers: &TcpBuffers) -> Option<SocketHandle> {
+    ///
+    /// Packets already queued are processed first, and any socket left listening is closed: a
+    /// socket whose connecting flow got a RST from the app falls back to LISTEN, and would
+    /// otherwise take this new SYN. (Its flow sees it closed at its next service.)
+    pub fn listen(&mut self, dst: SocketAddr, buffers: &TcpBuffers, now: Instant) -> Option<SocketHandle> {
+        self.ingress(now);
+        for (_, socket) in self.sockets.iter_mut() {
+            if let Some(tcp) = tcp::Socket::downcast_mut(socket)
+                && tcp.state() == tcp::State::Listen
+            {
+                tcp.abort();
+            }
+        }
         let (rx, tx) = buffers.rings();
         let mut socket = tcp::Socket::new(rx, tx);
         socket.pause_synack(true);

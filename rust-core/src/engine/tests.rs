@@ -754,3 +754,56 @@ fn mutated_packets_never_stop_the_engine() {
     assert!(stats.packets_dropped > 100, "{stats:?}");
     h.stop();
 }
+
+#[test]
+fn an_app_that_aborts_a_pending_connect_and_retries_gets_through() {
+    // A listener whose accept queue is full keeps the engine's connects pending.
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    listener.listen(0).unwrap();
+    let server: SocketAddr = listener.local_addr().unwrap().as_socket().unwrap();
+    let filler = std::net::TcpStream::connect(server).unwrap();
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let mut app = App::new(h.app.as_raw_fd());
+    let first = app.connect(server, 41001);
+    app.run_until(Duration::from_millis(100), |_| false);
+    // The app gives up on the first attempt and retries from another port at once: the RST and
+    // the new SYN reach the engine together.
+    app.sockets.get_mut::<tcp::Socket>(first).abort();
+    let second = app.connect(server, 41002);
+    app.run_until(Duration::from_millis(200), |_| false);
+    // Let the server accept: the pending connect completes and only then is the SYN answered.
+    let listener = std::net::TcpListener::from(listener);
+    let accepter = std::thread::spawn(move || {
+        let _filler = listener.accept().unwrap();
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        stream.read_exact(&mut buf).unwrap();
+        stream.write_all(&buf).unwrap();
+        buf
+    });
+    let mut sent = false;
+    let mut got = Vec::new();
+    let done = app.run_until(Duration::from_secs(10), |sockets| {
+        let socket = sockets.get_mut::<tcp::Socket>(second);
+        if !sent && socket.can_send() {
+            socket.send_slice(b"hello").unwrap();
+            sent = true;
+        }
+        if socket.can_recv() {
+            socket.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+        got.len() == 5
+    });
+    assert!(done, "the retried connection never carried data");
+    assert_eq!(&accepter.join().unwrap(), b"hello");
+    drop(filler);
+    let (_, events) = h.stop();
+    let mut reasons: Vec<_> = final_flows(&events).iter().map(|f| (f.key.src.port(), f.close_reason)).collect();
+    reasons.sort_by_key(|r| r.0);
+    assert_eq!(reasons, vec![(41001, Some(CloseReason::ResetByClient)), (41002, Some(CloseReason::EngineStop))]);
+}
