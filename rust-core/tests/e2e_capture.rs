@@ -593,3 +593,40 @@ fn default_dns_upstream_is_the_first_nameserver_of_resolv_conf() {
             .any(|q| q == "up.phonehome.test 1")
     );
 }
+
+#[test]
+fn icmp_echo_both_families() {
+    if !root_or_skip("icmp_echo_both_families") {
+        return;
+    }
+    let rig = Rig::new("icmp");
+    // The engine answers with unprivileged ICMP sockets in its own (the uplink) namespace; a
+    // fresh namespace allows them to no group, a usual host to every group.
+    let sysctl = common::run(
+        {
+            let mut c = rig.uplink.command("sysctl");
+            c.args(["-qw", "net.ipv4.ping_group_range=0 2147483647"]);
+            c
+        },
+        Duration::from_secs(10),
+    );
+    sysctl.assert_success("sysctl ping_group_range");
+    let py = Rig::clients_py();
+    let out = rig.capture(
+        &format!("python3 {py} ping 198.18.0.1 3 && python3 {py} ping fd00:198:18::1 3"),
+        Duration::from_secs(60),
+    );
+    out.assert_success("ping through the engine");
+    assert_eq!(out.stdout, "ok 3\nok 3\n");
+    let flows: Vec<_> = db_flows(&rig.db_path())
+        .into_iter()
+        .filter(|f| f.proto == "icmp")
+        .collect();
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.dst.ip() == std::net::IpAddr::from(common::SERVER_V4)),
+        "{flows:?}"
+    );
+    assert!(flows.iter().any(|f| f.dst.is_ipv6()), "{flows:?}");
+}

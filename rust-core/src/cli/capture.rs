@@ -214,6 +214,7 @@ impl Capture {
                 .map_err(|e| format!("starting the event thread: {e}"))?
         };
         let owner = owner_lookup(&namespace);
+        warn_if_ping_is_blocked();
         let engine = Engine::start(tun, config, owner, events_tx)
             .map_err(|e| format!("starting the engine: {e}"))?;
         Ok(Capture {
@@ -316,6 +317,29 @@ impl Capture {
             packets_dropped: stats.packets_dropped,
             ..summary
         })
+    }
+}
+
+/// The engine relays ping with unprivileged ICMP sockets, which the kernel allows only to the
+/// groups in `net.ipv4.ping_group_range` (Debian and systemd set 0..2^31-1; the kernel default and
+/// fresh namespaces allow none).
+fn warn_if_ping_is_blocked() {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range") else {
+        return;
+    };
+    // SAFETY: getegid has no preconditions.
+    let gid = unsafe { libc::getegid() };
+    let mut bounds = text
+        .split_whitespace()
+        .filter_map(|n| n.parse::<u64>().ok());
+    if let (Some(low), Some(high)) = (bounds.next(), bounds.next())
+        && !(low..=high).contains(&u64::from(gid))
+    {
+        log::warn!(
+            "ping from CMD will not be relayed: net.ipv4.ping_group_range ({}) excludes group {gid}; \
+             `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"` allows it",
+            text.trim()
+        );
     }
 }
 
