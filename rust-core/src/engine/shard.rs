@@ -124,17 +124,11 @@ pub fn shard_of(src: SocketAddr, dst: SocketAddr, shards: usize) -> usize {
     (std::hash::Hasher::finish(&hasher) % shards.max(1) as u64) as usize
 }
 
+/// Initial sequence numbers must not be predictable. std's `RandomState` keys come from the OS
+/// RNG on every target (libc `getrandom` only exists from Android 9, and minSdk is 24).
 fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    // Initial sequence numbers should not be predictable; getrandom is in every libc we target.
-    // SAFETY: the buffer is valid for 8 bytes.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n == 8 {
-        u64::from_ne_bytes(bytes)
-    } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x5eed)
-    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x5eed);
+    hasher.finish()
 }
