@@ -238,14 +238,19 @@ fn echo_server_on(bind: &str) -> (SocketAddr, std::thread::JoinHandle<u64>) {
     (addr, handle)
 }
 
+/// The final record of every closed flow, upserted by id as the store does (an owner answer
+/// that arrives after the close resends the record with its uid).
 fn final_flows(events: &[Event]) -> Vec<FlowRecord> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::FlowClosed(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
+    let mut flows: Vec<FlowRecord> = Vec::new();
+    for event in events {
+        if let Event::FlowClosed(record) = event {
+            match flows.iter_mut().find(|f| f.id == record.id) {
+                Some(known) => *known = record.clone(),
+                None => flows.push(record.clone()),
+            }
+        }
+    }
+    flows
 }
 
 fn pattern(len: usize) -> Vec<u8> {
