@@ -415,6 +415,11 @@ fn exits_with_cmd_status_after_flushing_every_flow() {
             .unwrap_or_else(|| panic!("{server:?} {flows:?}"));
         assert_counts_match(flow, server);
     }
+    // The session was closed: the store finished before capture exited.
+    let (kind, ended, note) = common::db_session(&rig.db_path());
+    assert_eq!(kind, "capture");
+    assert!(ended.is_some(), "session not marked ended");
+    assert!(note.is_some_and(|n| n.starts_with("sh -c for n in")));
 }
 
 #[test]

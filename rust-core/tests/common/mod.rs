@@ -369,3 +369,14 @@ pub fn db_dns_queries(db: &Path) -> Vec<String> {
         .collect::<Result<Vec<String>, _>>()
         .unwrap()
 }
+
+/// The only session of the database: (kind, ended, note).
+pub fn db_session(db: &Path) -> (String, Option<i64>, Option<String>) {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.query_row("SELECT kind, ended, note FROM sessions", [], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })
+    .unwrap()
+}
