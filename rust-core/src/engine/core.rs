@@ -55,6 +55,8 @@ pub struct Core {
     pub(super) reporter: Reporter,
     /// Packets for the tun: shard output and the engine's own (UDP, ICMP, RST).
     pub(super) to_tun: PacketQueue,
+    /// Where `flush_tun` writes them; None leaves them queued (for a caller without a tun).
+    pub(super) tun_fd: Option<std::os::fd::RawFd>,
     /// Flows to service after the next shard poll.
     touched: Vec<FlowId>,
     /// Reusable receive buffer for UDP and ICMP.
@@ -100,6 +102,7 @@ impl Core {
             next_id: 1,
             reporter,
             to_tun: PacketQueue::new(recycler),
+            tun_fd: None,
             touched: Vec::new(),
             datagram: vec![0; 65536],
             owner,
@@ -421,6 +424,27 @@ impl Core {
                 }
                 self.to_tun.push(out);
             }
+            // Write each shard's output at once: a poll of a shard with many busy flows emits
+            // hundreds of segments, and holding every shard's until the end inflates memory.
+            self.flush_tun();
+        }
+    }
+
+    /// Write every queued packet to the tun. A full tun drops the packet (TCP retransmits, as
+    /// on a real link).
+    pub fn flush_tun(&mut self) {
+        let Some(fd) = self.tun_fd else { return };
+        while let Some(packet) = self.to_tun.pop() {
+            // SAFETY: packet is valid for packet.len() bytes; fd is the engine's open tun.
+            let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::WouldBlock && e.raw_os_error() != Some(libc::ENOBUFS) {
+                    log::debug!("tun write: {e}");
+                }
+                self.reporter.stats.packets_dropped += 1;
+            }
+            self.to_tun.recycle(packet);
         }
     }
 
@@ -614,7 +638,7 @@ impl Core {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
 /// Over budget, a flow returns its ring pages once it touched this much since its last trim.
-const TRIM_MIN: usize = 32 * 1024;
+const TRIM_MIN: usize = 8 * 1024;
 /// Minimum TCP ring size in segments of the tun MTU.
 const RING_SEGMENTS: usize = 8;
 const MIN_WAIT: Duration = Duration::from_millis(1);

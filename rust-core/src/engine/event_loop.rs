@@ -78,6 +78,7 @@ pub fn spawn(
 fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>) -> io::Result<EngineStats> {
     let fd = tun.as_raw_fd();
     poll.registry().register(&mut SourceFd(&fd), TUN, Interest::READABLE)?;
+    core.tun_fd = Some(fd);
     let mut events = Events::with_capacity(256);
     let batch = core.tuning.batch.max(1);
     let mtu = core.config.mtu;
@@ -118,7 +119,7 @@ fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>
         }
         if stopping {
             core.shutdown(now);
-            write_tun(fd, &mut core);
+            core.flush_tun();
             return Ok(core.stats());
         }
         if tun_readable && !tun_failed {
@@ -138,7 +139,7 @@ fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>
         core.process(now);
         core.on_timers(now);
         core.process(now);
-        write_tun(fd, &mut core);
+        core.flush_tun();
     }
 }
 
@@ -171,23 +172,6 @@ fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> i
         core.on_packet(buf, now);
     }
     Ok(true)
-}
-
-/// Write every queued packet. A full tun drops the packet (TCP retransmits, as on a real
-/// link).
-fn write_tun(fd: RawFd, core: &mut Core) {
-    while let Some(packet) = core.to_tun.pop() {
-        // SAFETY: packet is valid for packet.len() bytes.
-        let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::WouldBlock && e.raw_os_error() != Some(libc::ENOBUFS) {
-                log::debug!("tun write: {e}");
-            }
-            core.reporter.stats.packets_dropped += 1;
-        }
-        core.to_tun.recycle(packet);
-    }
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
