@@ -307,3 +307,41 @@ fn read_only_file_system_is_refused_clearly_and_still_readable() {
         100
     );
 }
+
+#[test]
+fn a_lock_held_past_the_busy_timeout_delays_recording_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locked.db");
+    let writer = StoreWriter::start(&db, SessionInfo::default()).unwrap();
+    let tx = writer.sender();
+    let mut synth = Synth::new(11);
+    for e in synth.app_events() {
+        tx.send(e).unwrap();
+    }
+    for i in 0..100 {
+        for e in synth.flow_events(1_763_600_000_000 + i * 1000) {
+            tx.send(e).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    // Another program (sqlite3, a careless script) takes the write lock for 6.5 s, longer
+    // than the writer's 5 s busy timeout.
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 100..300 {
+        for e in synth.flow_events(1_763_600_000_000 + i * 1000) {
+            tx.send(e).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(6_500));
+    assert_eq!(
+        writer.failed(),
+        None,
+        "a busy database must not stop recording"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    writer.finish().unwrap();
+    let reader = Reader::open(&db).unwrap();
+    assert_eq!(reader.totals(&Window::all()).unwrap().flows, 300);
+    assert_eq!(reader.integrity_check().unwrap(), "ok");
+}
