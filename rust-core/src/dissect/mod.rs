@@ -125,6 +125,9 @@ impl Inspector {
         if data.is_empty() || !self.wants_more() {
             return;
         }
+        if dir == Direction::Down && matches!(self.state, State::Tls { .. }) {
+            return; // Only the client's hello matters; don't buffer the server's records.
+        }
         let limit = match self.state {
             State::Undecided | State::Tls { done: false } if dir == Direction::Up => tls::MAX_HELLO_LEN,
             _ => SCAN_LIMIT,
