@@ -138,7 +138,7 @@ ip netns exec $UP bash -c "iperf '$OUT/direct_down.json' -c $SERVER -t $SECS -R"
 ip netns exec $UP python3 "$TOOLS" rr $SERVER 7 2000 64 > "$OUT/rr_direct.txt"
 
 echo "through the engine..." >&2
-ip netns exec $UP "$PH" capture --quiet --db "$OUT/bench.db" --dns-upstream $SERVER:53 -- bash "$HERE/bench.sh" --inner "$OUT"
+ip netns exec $UP "$PH" capture --quiet --mtu "${BENCH_MTU:-1500}" --db "$OUT/bench.db" --dns-upstream $SERVER:53 -- bash "$HERE/bench.sh" --inner "$OUT"
 
 # --- report -------------------------------------------------------------------------------------
 get() { awk -F= -v k="$1" '$1 == k {print $2}' "$OUT/engine.txt"; }
@@ -154,7 +154,7 @@ cpu_per_gb=$(echo "$(get iperf_cpu_s) / ($moved / 1000000000)" | bc -l)
 rd=$(rtt "$OUT/rr_direct.txt" p50); re=$(rtt "$OUT/rr_engine.txt" p50)
 rdm=$(rtt "$OUT/rr_direct.txt" mean); rem=$(rtt "$OUT/rr_engine.txt" mean)
 
-printf '\nPhoneHome engine benchmark — %s, %s CPUs, %s s per iperf3 run, release build\n' "$(date -u +%FT%TZ)" "$(nproc)" "$SECS"
+printf "\nPhoneHome engine benchmark — %s, %s CPUs, %s s per iperf3 run, TUN MTU %s, release build\n" "$(date -u +%FT%TZ)" "$(nproc)" "$SECS" "${BENCH_MTU:-1500}"
 printf '%-48s %10s %10s %8s  %s\n' "measure" "direct" "engine" "ratio" "target"
 printf '%-48s %10s %10s %7s%%  %s\n' "iperf3 TCP upload (Gbit/s)" "$du" "$eu" "$(pct "$eu" "$du")" ">= 50%"
 printf '%-48s %10s %10s %7s%%  %s\n' "iperf3 TCP download (Gbit/s)" "$dd" "$ed" "$(pct "$ed" "$dd")" ">= 50%"

@@ -22,7 +22,9 @@ TUN=phtun0
 step() { printf '\n== %s\n' "$*"; }
 pom_prop() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$HOST/pom.xml" | head -n1; }
 
+SERVER_PID=
 cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
     ip netns del "$NS" 2>/dev/null || true
     ip netns del "$NS_NET" 2>/dev/null || true
 }
@@ -105,6 +107,7 @@ if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && command -v ip >/dev/null; then
     head -c 65536 /dev/zero | tr '\0' 'x' > "$HOST/target/www/blob"
     ip netns exec "$NS_NET" timeout 600 python3 -m http.server 8080 --bind 198.19.0.1 \
         --directory "$HOST/target/www" >/dev/null 2>&1 &
+    SERVER_PID=$!
     ip netns exec "$NS" "${MVN[@]}" -o -Dphonehome.tun="$TUN" test -Dtest=CaptureTest \
         -Dsurefire.failIfNoSpecifiedTests=false
 else

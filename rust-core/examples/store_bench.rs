@@ -2,6 +2,8 @@
 //!
 //! store_bench ingest N          N synthetic flows (open, update, close + a DNS query for 3 in 4)
 //!                               through StoreWriter into a fresh database; prints events/s.
+//! store_bench ingest-spread N  the same with each flow's events in different write batches
+//!                               (no coalescing: one SQLite upsert per event).
 //! store_bench build FILE N      builds FILE with N flows in 10 sessions spread over 30 days,
 //!                               with markers; prints the size per 100,000 flows.
 //! store_bench query FILE        times every read-API view on FILE (median of 5 runs).
@@ -20,6 +22,7 @@ fn feed(
     sessions: u64,
     start: i64,
     span_ms: i64,
+    spread: bool,
 ) -> Result<(u64, Duration), StoreError> {
     let per_session = flows / sessions;
     let mut events = 0u64;
@@ -36,6 +39,37 @@ fn feed(
                 synth.off = true;
             }
             batch.extend(synth.flow_events(session_start + i as i64 * step.max(1)));
+        }
+        if spread {
+            // Every event of a flow lands in a different batch: no coalescing, one upsert each
+            // (the worst case: long flows updated across many write windows).
+            let mut phases: [Vec<phonehome::flow::Event>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+            let mut seen = std::collections::HashMap::new();
+            for e in batch.drain(..) {
+                let id = match &e {
+                    phonehome::flow::Event::Flow(f) | phonehome::flow::Event::FlowClosed(f) => {
+                        Some(f.id)
+                    }
+                    _ => None,
+                };
+                let phase = match id {
+                    Some(id) => {
+                        let n = seen.entry(id).or_insert(0usize);
+                        *n += 1;
+                        *n - 1
+                    }
+                    None => 0,
+                };
+                phases[phase.min(2)].push(e);
+            }
+            for chunk in 0..phases[0].len().div_ceil(30_000) {
+                for p in &phases {
+                    let lo = (chunk * 30_000 * p.len()) / phases[0].len().max(1);
+                    let hi =
+                        (((chunk + 1) * 30_000 * p.len()) / phases[0].len().max(1)).min(p.len());
+                    batch.extend(p[lo.min(hi)..hi].iter().cloned());
+                }
+            }
         }
         events += batch.len() as u64;
         let t = Instant::now();
@@ -95,12 +129,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or(200_000);
             let dir = tempfile::tempdir()?;
             let db = dir.path().join("ingest.db");
-            let (events, took) = feed(&db, n, 1, 1_700_000_000_000, 3_600_000)?;
+            let (events, took) = feed(&db, n, 1, 1_700_000_000_000, 3_600_000, false)?;
             println!(
                 "ingest: {n} flows, {events} events in {:.2} s = {:.0} events/s ({:.0} flows/s)",
                 took.as_secs_f64(),
                 events as f64 / took.as_secs_f64(),
                 n as f64 / took.as_secs_f64()
+            );
+        }
+        Some("ingest-spread") => {
+            let n: u64 = args
+                .get(2)
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(200_000);
+            let dir = tempfile::tempdir()?;
+            let db = dir.path().join("ingest.db");
+            let (events, took) = feed(&db, n, 1, 1_700_000_000_000, 3_600_000, true)?;
+            println!(
+                "ingest (no coalescing, one upsert per event): {n} flows, {events} events in {:.2} s = {:.0} events/s",
+                took.as_secs_f64(),
+                events as f64 / took.as_secs_f64()
             );
         }
         Some("build") => {
@@ -113,7 +162,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_millis() as i64;
-            let (events, took) = feed(path, n, 10, now - 30 * 86_400_000, 30 * 86_400_000)?;
+            let (events, took) = feed(path, n, 10, now - 30 * 86_400_000, 30 * 86_400_000, false)?;
             let size = std::fs::metadata(path)?.len();
             println!(
                 "build: {n} flows, {events} events in {:.1} s = {:.0} events/s",

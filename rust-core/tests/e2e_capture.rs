@@ -169,10 +169,12 @@ fn dns_goes_through_the_engine() {
          dig +short +time=3 +tries=2 a.phonehome.test AAAA
          getent ahostsv4 b.phonehome.test | head -1
          curl -sS --max-time 20 -4 http://c.phonehome.test/blob/1000 | wc -c
-         dig +time=3 +tries=2 nothere.example A | grep -o 'status: [A-Z]*'",
+         dig +time=3 +tries=2 nothere.example A | grep -o 'status: [A-Z]*'
+         dig +tcp +short +time=3 +tries=2 tcp.phonehome.test A",
         T,
     );
     out.assert_success("dns in capture");
+    assert_eq!(out.stdout.lines().nth(5), Some("198.18.0.1"), "DNS over TCP: {}", out.stdout);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "198.18.0.1");
     assert_eq!(lines[1], "fd00:198:18::1");

@@ -166,6 +166,10 @@ fn window_syntax() {
         )
     );
     assert_eq!(WindowSpec::parse("all").unwrap(), WindowSpec::All);
+    assert_eq!(
+        WindowSpec::parse_pair("marker:m7").unwrap(),
+        WindowSpec::parse_pair("before:m7..after:7").unwrap()
+    );
     assert!(WindowSpec::parse_pair("3").unwrap_err().contains("A..B"));
     assert!(WindowSpec::parse_pair("x..4").unwrap_err().contains("`x`"));
     assert!(

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use phonehome::flow::{Event, FlowKey, FlowRecord, NameSource, Proto};
+use phonehome::flow::{DnsRecord, Event, FlowKey, FlowRecord, NameSource, Proto};
 use phonehome::store::synth::Synth;
 use phonehome::store::{FlowFilter, FlowRow, Reader, Retention, SessionInfo, StoreWriter, Window};
 
@@ -106,6 +106,22 @@ fn check(reader: &Reader, w: &Window) {
             "{}",
             a.app
         );
+    }
+
+    for a in apps.iter().take(3) {
+        let mut mine: BTreeMap<String, i64> = BTreeMap::new();
+        for f in flows.iter().filter(|f| app_name(f) == a.app) {
+            *mine
+                .entry(f.hostname.clone().unwrap_or(f.dst_ip.clone()))
+                .or_default() += 1;
+        }
+        let got: BTreeMap<String, i64> = reader
+            .app_domains(w, &a.app, None)
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.domain, d.flows))
+            .collect();
+        assert_eq!(got, mine, "domains of {}", a.app);
     }
 
     let mut by_domain: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -240,7 +256,21 @@ fn rollup_follows_renames_late_owners_and_pruning() {
     f.uid = Some(10042);
     f.bytes_up = 10;
     tx.send(Event::Flow(f.clone())).unwrap();
-    writer_sync(&tx);
+    tx.send(Event::Dns(DnsRecord {
+        time: T0 - 10,
+        uid: Some(10042),
+        flow_id: None,
+        client: key.src,
+        server: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 7, 0, 1)), 53),
+        transport: Proto::Udp,
+        query: "tracking.intl.miui.com".into(),
+        qtype: 1,
+        rcode: Some(0),
+        answers: vec!["198.18.1.1".into()],
+        answer_ips: vec![key.dst.ip()],
+        ttl: Some(60),
+    }))
+    .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700)); // let a batch commit unnamed
     f.offer_name("cdn.example.net", NameSource::Dns);
     f.offer_name("tracking.intl.miui.com", NameSource::Sni);
@@ -269,6 +299,15 @@ fn rollup_follows_renames_late_owners_and_pruning() {
     assert_eq!(domains[0].vendor.as_deref(), Some("xiaomi"));
     let apps = reader.per_app(&Window::all()).unwrap();
     assert_eq!(apps[0].app, "com.miui.analytics");
+    // The DNS row was committed before the owner was known; it reads with the name.
+    let dns = reader.dns(&Default::default()).unwrap();
+    assert_eq!(dns[0].app.as_deref(), Some("com.miui.analytics"));
+    assert_eq!(
+        reader.flows(&FlowFilter::default()).unwrap()[0]
+            .app
+            .as_deref(),
+        Some("com.miui.analytics")
+    );
     assert_eq!(apps[0].xiaomi_endpoints, 1);
     check(&reader, &Window::all());
 
@@ -280,7 +319,7 @@ fn rollup_follows_renames_late_owners_and_pruning() {
             max_mb: None,
         })
         .unwrap();
-    assert_eq!(r, 101 + 75, "every flow and DNS row (from 2023) is pruned");
+    assert_eq!(r, 101 + 76, "every flow and DNS row (from 2023) is pruned");
     assert_eq!(reader.totals(&Window::all()).unwrap().flows, 0);
     assert!(reader.per_app(&Window::all()).unwrap().is_empty());
     assert!(reader.per_domain(&Window::all(), None).unwrap().is_empty());
@@ -288,5 +327,3 @@ fn rollup_follows_renames_late_owners_and_pruning() {
     assert_eq!(reader.session(ids[0]).unwrap().map(|s| s.flows), Some(0));
     assert_eq!(reader.integrity_check().unwrap(), "ok");
 }
-
-fn writer_sync(_tx: &std::sync::mpsc::Sender<Event>) {}

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
@@ -33,7 +33,6 @@ const DNS_V4: Ipv4Addr = Ipv4Addr::new(10, 215, 173, 2);
 const TUN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5048, 0, 0, 0, 0, 0, 1);
 const DNS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5048, 0, 0, 0, 0, 0, 2);
 const TUN_NAME: &str = "phonehome0";
-const MTU: u32 = 1500;
 
 /// Exit codes for failures of capture itself (as `env`, `timeout` and `docker run` do).
 const EXIT_SETUP: i32 = 125;
@@ -73,6 +72,10 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "NAME|UID")]
     pub user: Option<String>,
 
+    /// MTU of the TUN device (and of the engine's packets). 1500 is what Android VPNs use.
+    #[arg(long, value_name = "BYTES", default_value_t = 1500, value_parser = clap::value_parser!(u32).range(1280..=65535))]
+    pub mtu: u32,
+
     /// Do not print the per-destination summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -107,7 +110,16 @@ pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
         .map_err(|e| fail(EXIT_SETUP, format!("blocking signals: {e}")))?;
 
     let store = StoreWriter::start(&args.db, session_info(&args.command)).map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
-    let capture = Capture::start(&store, dns_upstream).map_err(|e| fail(EXIT_SETUP, e))?;
+    let capture = match Capture::start(&store, dns_upstream, args.mtu) {
+        Ok(capture) => capture,
+        Err(message) => {
+            // Close the session row cleanly; the setup error is the one to report.
+            if let Err(err) = store.finish() {
+                log::warn!("closing the database: {err}");
+            }
+            return Err(fail(EXIT_SETUP, message));
+        }
+    };
 
     let status = capture.spawn(&args.command, credentials.as_ref()).and_then(|mut child| {
         wait_for_child(&mut child, &signals).map_err(|e| fail(EXIT_SETUP, format!("waiting for {program}: {e}")))
@@ -122,7 +134,8 @@ pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
         return Err(fail(EXIT_SETUP, format!("saving the capture: {err}")));
     }
     if !args.quiet {
-        eprint!("{}", summary.render(&args.db, session));
+        // A closed stderr must not turn CMD's status into a panic.
+        let _ = io::stderr().write_all(summary.render(&args.db, session).as_bytes());
     }
     let status = status?;
     Ok(exit_code(status))
@@ -139,8 +152,8 @@ struct Capture {
 }
 
 impl Capture {
-    fn start(store: &StoreWriter, dns_upstream: SocketAddr) -> Result<Capture, String> {
-        let net = NetConfig { tun_name: TUN_NAME.into(), mtu: MTU, addr_v4: TUN_V4, addr_v6: Some(TUN_V6) };
+    fn start(store: &StoreWriter, dns_upstream: SocketAddr, mtu: u32) -> Result<Capture, String> {
+        let net = NetConfig { tun_name: TUN_NAME.into(), mtu, addr_v4: TUN_V4, addr_v6: Some(TUN_V6) };
         let (namespace, tun) = Namespace::create(&net).map_err(|e| match e {
             NamespaceError::NotPermitted(_) => e.to_string(),
             other => format!("setting up the capture namespace: {other}"),
@@ -164,7 +177,7 @@ impl Capture {
             dns_v4: DNS_V4,
             dns_v6: namespace.has_ipv6().then_some(DNS_V6),
             dns_upstream,
-            mtu: MTU as usize,
+            mtu: mtu as usize,
             // The engine's sockets live in the parent namespace: they never see the TUN routes.
             outbound: Outbound::default(),
         };

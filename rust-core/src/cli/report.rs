@@ -24,6 +24,7 @@ Windows for --compare A..B (A is \"before\", B is \"after\"):
   span:M1:M2    from marker M1 to marker M2     e.g. --compare before:2..span:2:5
   all           all history
   marker:M      shorthand for before:M..after:M e.g. --compare marker:2
+Markers may be written 2 or m2.
 Marker numbers are listed by `phonehome mark --db FILE --list` (and in every report).
 Flows count in a window by their start time.
 

@@ -80,7 +80,10 @@ impl Core {
         let shards = (0..tuning.shards.max(1))
             .map(|_| Shard::new(config.mtu, smoltcp::time::Instant::from_micros(0), recycler.clone()))
             .collect();
-        let pool = BufferPool::new(tuning.tcp_rx_buffer, tuning.tcp_tx_buffer, tuning.spare_buffers);
+        // A ring must hold several segments: with a large MTU (fewer packets per byte, the
+        // cheapest way to go fast on a tun) 128 KiB would be two segments in flight.
+        let ring = |size: usize| size.max(RING_SEGMENTS * config.mtu);
+        let pool = BufferPool::new(ring(tuning.tcp_rx_buffer), ring(tuning.tcp_tx_buffer), tuning.spare_buffers);
         Core {
             config,
             tuning,
@@ -150,6 +153,8 @@ impl Core {
                 let common = flow.common();
                 common.record.uid = Some(uid);
                 self.reporter.changed(common);
+            } else {
+                self.reporter.late_owner(id, uid);
             }
         }
     }
@@ -607,6 +612,8 @@ impl Core {
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+/// Minimum TCP ring size in segments of the tun MTU.
+const RING_SEGMENTS: usize = 8;
 const MIN_WAIT: Duration = Duration::from_millis(1);
 const MAX_WAIT: Duration = Duration::from_secs(5);
 

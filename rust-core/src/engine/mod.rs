@@ -67,6 +67,9 @@ pub struct EngineConfig {
     pub dns_v6: Option<Ipv6Addr>,
     /// Where DNS queries are forwarded.
     pub dns_upstream: SocketAddr,
+    /// The tun's MTU (1280..=65535). Per-packet costs dominate on a tun (no offloads), so a
+    /// large MTU (e.g. 65000 on a Linux capture TUN) multiplies TCP throughput; TCP is
+    /// terminated here, so the app's large segments never reach the network as such.
     pub mtu: usize,
     pub outbound: Outbound,
 }
@@ -78,7 +81,7 @@ pub struct Tuning {
     /// Independent smoltcp interfaces the TCP flows are spread over.
     pub shards: usize,
     /// smoltcp receive ring per TCP flow (app -> server); its size sets the window offered to
-    /// the app.
+    /// the app. Both rings are at least 8 MTU-sized segments.
     pub tcp_rx_buffer: usize,
     /// smoltcp send ring per TCP flow (server -> app).
     pub tcp_tx_buffer: usize,

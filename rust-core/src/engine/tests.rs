@@ -509,6 +509,28 @@ fn dns_is_forwarded_recorded_and_servfailed_on_silence() {
 }
 
 #[test]
+fn idle_udp_flows_expire() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tuning = Tuning { udp_idle_timeout: Duration::from_millis(200), ..tuning() };
+    let h = start("127.0.0.1:9".parse().unwrap(), tuning);
+    h.send(&udp_packet(SocketAddr::new(IpAddr::V4(APP_IP), 6000), server.local_addr().unwrap(), b"once"));
+    let closed = h.events.recv_timeout(Duration::from_secs(1)).ok().and_then(|first| {
+        assert!(matches!(first, Event::Flow(_)), "{first:?}");
+        // The sweep runs each second; the flow is idle after 200 ms.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Event::FlowClosed(r)) = h.events.recv_timeout(Duration::from_millis(100)) {
+                return Some(r);
+            }
+        }
+        None
+    });
+    let closed = closed.expect("the idle flow was closed");
+    assert_eq!(closed.close_reason, Some(CloseReason::Idle));
+    assert_eq!(h.engine.as_ref().unwrap().stats().unwrap().flows_open, 0);
+}
+
+#[test]
 fn garbage_is_counted_and_dropped() {
     let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
     h.send(&[0x45, 0, 0, 10]);

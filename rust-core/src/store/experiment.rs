@@ -167,8 +167,10 @@ marker M), span:M1:M2 (from marker M1 to marker M2), all; `marker:M` alone = bef
 impl WindowSpec {
     pub fn parse(text: &str) -> Result<WindowSpec, String> {
         let t = text.trim();
+        // Markers print as "m12"; accept that spelling too.
         let id = |s: &str| -> Result<i64, String> {
-            s.parse::<i64>()
+            s.trim_start_matches('m')
+                .parse::<i64>()
                 .map_err(|_| format!("`{s}` in `{text}` is not a number; expected {WINDOW_SYNTAX}"))
         };
         if t == "all" {
@@ -201,6 +203,7 @@ impl WindowSpec {
     pub fn parse_pair(text: &str) -> Result<(WindowSpec, WindowSpec), String> {
         if let Some(m) = text.trim().strip_prefix("marker:") {
             let marker = m
+                .trim_start_matches('m')
                 .parse::<i64>()
                 .map_err(|_| format!("`{text}`: marker:M needs a marker number"))?;
             return Ok((WindowSpec::Before { marker }, WindowSpec::After { marker }));

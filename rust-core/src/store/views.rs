@@ -314,21 +314,50 @@ impl Reader {
         window: &Window,
         limit: Option<u32>,
     ) -> Result<Vec<DomainSummary>, StoreError> {
+        self.domains(window, limit, None)
+    }
+
+    /// The endpoints one app contacted (an app's detail screen), most flows first. `app` is
+    /// the name [`Reader::per_app`] returns.
+    pub fn app_domains(
+        &self,
+        window: &Window,
+        app: &str,
+        limit: Option<u32>,
+    ) -> Result<Vec<DomainSummary>, StoreError> {
+        self.domains(window, limit, Some(app))
+    }
+
+    fn domains(
+        &self,
+        window: &Window,
+        limit: Option<u32>,
+        app: Option<&str>,
+    ) -> Result<Vec<DomainSummary>, StoreError> {
         let limit = limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+        // The app filter's parameter must precede the source's: bind it in a leading CTE.
+        let (with, filter, leading) = match app {
+            Some(name) => (
+                "WITH wanted(name) AS (SELECT ?) ",
+                format!(" WHERE {APP_NAME} = (SELECT name FROM wanted)"),
+                vec![Value::Text(name.to_string())],
+            ),
+            None => ("", String::new(), Vec::new()),
+        };
         self.query_source(
             window,
             false,
             |src| {
                 format!(
-                    "SELECT endpoint, max(named), max(vendor), max(category), max(guessed_flows) > 0,
+                    "{with}SELECT endpoint, max(named), max(vendor), max(category), max(guessed_flows) > 0,
                         max(purpose), group_concat(DISTINCT nullif(country, '')), sum(flows),
                         sum(bytes_up), sum(bytes_down), min(first_contact), max(last_contact),
                         sum(cleartext_flows), group_concat(DISTINCT {APP_NAME})
                      FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
-                     GROUP BY endpoint ORDER BY sum(flows) DESC, endpoint{limit}"
+                     {filter} GROUP BY endpoint ORDER BY sum(flows) DESC, endpoint{limit}"
                 )
             },
-            Vec::new(),
+            leading,
             |r| {
                 Ok(DomainSummary {
                     domain: r.get(0)?,

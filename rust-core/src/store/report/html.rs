@@ -61,6 +61,7 @@ ul.notes li { margin: 4px 0; }
 .muted { color: var(--muted); font-size: 12px; }
 td.apps { font-size: 11px; color: #495057; max-width: 260px; }
 td.t { white-space: nowrap; font-size: 12px; }
+table + table { margin-top: 14px; }
 ol.steps li { margin: 6px 0; }
 "#;
 
