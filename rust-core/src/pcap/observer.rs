@@ -567,6 +567,32 @@ mod tests {
     }
 
     #[test]
+    fn fragmented_datagram_is_reassembled_into_its_flow() {
+        let payload: Vec<u8> = (0..64u8).collect();
+        let whole = udp(41000, 9999, &payload);
+        // Two fragments: 48 bytes (6 units of 8) with more-fragments, then the rest.
+        let frag = |off: usize, more: bool, data: &[u8]| {
+            let mut p = ipv4(PHONE, SERVER, 17, data);
+            let field = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
+            p[4..6].copy_from_slice(&77u16.to_be_bytes());
+            p[6..8].copy_from_slice(&field.to_be_bytes());
+            p
+        };
+        let packets = vec![(1, frag(48, false, &whole[48..])), (2, frag(0, true, &whole[..48]))];
+        let (tx, rx) = mpsc::channel();
+        let mut obs = Observer::new(tx);
+        for (t, p) in &packets {
+            obs.on_ip(*t, p, &Owner::default());
+        }
+        let stats = obs.finish();
+        assert_eq!(stats.fragments_reassembled, 1);
+        let events: Vec<Event> = rx.try_iter().collect();
+        let flows = closed(&events);
+        assert_eq!(flows.len(), 1);
+        assert_eq!((flows[0].key.dst.port(), flows[0].bytes_up, flows[0].packets_up), (9999, 64, 1));
+    }
+
+    #[test]
     fn garbage_never_panics_and_is_counted() {
         let (tx, _rx) = mpsc::channel();
         let mut obs = Observer::new(tx);
