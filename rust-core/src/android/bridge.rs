@@ -17,11 +17,19 @@ use prost::Message;
 
 use super::callback::JniOwner;
 use super::proto;
-use super::session::{CoreError, Session};
+use super::live::LiveView;
+use super::session::{CoreError, Session, answer, lock};
 
-static CORE: Mutex<Option<Session>> = Mutex::new(None);
+/// The running capture, and what remains readable of the last one after it stopped.
+struct CoreState {
+    running: Option<Session>,
+    last_live: Option<Arc<Mutex<LiveView>>>,
+    last_snapshot: Option<proto::Snapshot>,
+}
 
-fn core() -> MutexGuard<'static, Option<Session>> {
+static CORE: Mutex<CoreState> = Mutex::new(CoreState { running: None, last_live: None, last_snapshot: None });
+
+fn core() -> MutexGuard<'static, CoreState> {
     CORE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -71,8 +79,15 @@ fn throw(env: &mut Env<'_>, message: String) {
     if env.exception_check() {
         return;
     }
+    // Plain FindClass: inside a native method it searches the class loader of the class that
+    // declared the method, which on Android is the app's (Class.forName on the thread's context
+    // loader is not).
     let text = jni::strings::JNIString::from(message.as_str());
-    if env.throw_new(jni_str!("org/phonehome/core/CoreException"), &text).is_err() {
+    let thrown = match env.find_class(jni_str!("org/phonehome/core/CoreException")) {
+        Ok(class) => env.throw_new(&class, &text).is_ok() || env.exception_check(),
+        Err(_) => false,
+    };
+    if !thrown {
         env.exception_clear();
         let _ = env.throw(message);
     }
@@ -154,12 +169,15 @@ pub fn start<'local>(
                 return Err(CoreError::bad_request("start needs a callback object").into());
             }
             let mut core = core();
-            if core.is_some() {
+            if core.running.is_some() {
                 return Err(CoreError::new("running", "a capture is already running").into());
             }
             let identities = Arc::new(Mutex::new(Default::default()));
             let owner = JniOwner::new(env, &callback, identities.clone())?;
-            *core = Some(Session::start(tun, &path, &config, Box::new(owner), identities)?);
+            let session = Session::start(tun, &path, &config, Box::new(owner), identities)?;
+            core.last_live = Some(session.live());
+            core.last_snapshot = None;
+            core.running = Some(session);
             log::info!("capture started, database {}", path.display());
             Ok(())
         })
@@ -171,9 +189,13 @@ pub fn start<'local>(
 pub fn stop<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>) -> JByteArray<'local> {
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
-            let session = core().take().ok_or_else(not_running)?;
-            let snapshot = session.stop()?;
-            bytes(env, &snapshot)
+            let session = core().running.take().ok_or_else(not_running)?;
+            let (snapshot, error) = session.stop();
+            core().last_snapshot = Some(snapshot.clone());
+            match error {
+                Some(err) => Err(err.into()),
+                None => bytes(env, &snapshot),
+            }
         })
         .resolve::<ThrowCoreException>()
 }
@@ -181,22 +203,31 @@ pub fn stop<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>) -> 
 /// `isRunning(): Boolean`.
 #[jni_mangle("org.phonehome.core.NativeCore")]
 pub fn is_running<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>) -> bool {
-    unowned.with_env(|_env| -> Result<bool> { Ok(core().is_some()) }).resolve::<ThrowCoreException>()
+    unowned.with_env(|_env| -> Result<bool> { Ok(core().running.is_some()) }).resolve::<ThrowCoreException>()
 }
 
-/// `snapshot(): ByteArray` — a `Snapshot`.
+/// `snapshot(): ByteArray` — a `Snapshot` of the running capture, else the final one of the last
+/// capture, else an empty message (no totals).
 #[jni_mangle("org.phonehome.core.NativeCore")]
 pub fn snapshot<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>) -> JByteArray<'local> {
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
-            let snapshot = core().as_mut().ok_or_else(not_running)?.snapshot();
+            let mut guard = core();
+            let state = &mut *guard;
+            let snapshot = match (&mut state.running, &state.last_snapshot) {
+                (Some(session), _) => session.snapshot(),
+                (None, Some(last)) => last.clone(),
+                (None, None) => proto::Snapshot::default(),
+            };
+            drop(guard);
             bytes(env, &snapshot)
         })
         .resolve::<ThrowCoreException>()
 }
 
-/// `query(request: ByteArray): ByteArray` — `QueryRequest` in, `QueryResponse` out. Query
-/// errors travel inside the response (`error`); only a broken call throws.
+/// `query(request: ByteArray): ByteArray` — `QueryRequest` in, `QueryResponse` out, answered
+/// from the running capture or the last one. Query errors travel inside the response
+/// (`error`); only a broken call throws.
 #[jni_mangle("org.phonehome.core.NativeCore")]
 pub fn query<'local>(
     mut unowned: EnvUnowned<'local>,
@@ -206,8 +237,9 @@ pub fn query<'local>(
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
             let request = proto::QueryRequest::decode(env.convert_byte_array(&request)?.as_slice())?;
-            let response = match core().as_ref() {
-                Some(session) => session.query(&request),
+            let live = core().last_live.clone();
+            let response = match live {
+                Some(live) => answer(&lock(&live), &request),
                 None => proto::QueryResponse {
                     kind: Some(proto::query_response::Kind::Error(
                         CoreError::new("not-running", "no capture is running").to_proto(),
@@ -229,7 +261,7 @@ pub fn mark<'local>(
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
             let label = label.try_to_string(env)?;
-            let marker = core().as_mut().ok_or_else(not_running)?.mark(&label)?;
+            let marker = core().running.as_mut().ok_or_else(not_running)?.mark(&label)?;
             bytes(env, &marker)
         })
         .resolve::<ThrowCoreException>()

@@ -12,9 +12,10 @@ use prost::Message;
 
 use crate::flow::Proto;
 use crate::owner::OwnerLookup;
+use crate::owner::procfs::ProcNet;
 
 use super::live::Identities;
-use super::{procfs, proto};
+use super::proto;
 
 /// `CoreCallback.ownerUid` answers this when the platform has no owner lookup (below
 /// Android 10): the core then reads procfs itself.
@@ -23,11 +24,13 @@ pub const OWNER_UNSUPPORTED: i32 = -2;
 pub struct JniOwner {
     callback: Global<JObject<'static>>,
     identities: Identities,
+    /// Below Android 10 apps may still read `/proc/net`.
+    procfs: ProcNet,
 }
 
 impl JniOwner {
     pub fn new(env: &Env<'_>, callback: &JObject<'_>, identities: Identities) -> jni::errors::Result<JniOwner> {
-        Ok(JniOwner { callback: env.new_global_ref(callback)?, identities })
+        Ok(JniOwner { callback: env.new_global_ref(callback)?, identities, procfs: ProcNet::new("/proc/net".into()) })
     }
 
     fn ask_owner(&self, proto: Proto, local: SocketAddr, remote: SocketAddr) -> jni::errors::Result<i32> {
@@ -86,7 +89,7 @@ impl OwnerLookup for JniOwner {
     fn owner_uid(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
         match self.ask_owner(proto, local, remote) {
             Ok(uid) if uid >= 0 => u32::try_from(uid).ok(),
-            Ok(OWNER_UNSUPPORTED) => procfs::owner_uid(proto, local, remote),
+            Ok(OWNER_UNSUPPORTED) => self.procfs.owner_uid(proto, local, remote),
             Ok(_) => None,
             Err(err) => {
                 log::warn!("ownerUid callback failed for {local} -> {remote}: {err}");

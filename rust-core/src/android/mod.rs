@@ -13,7 +13,6 @@ pub mod proto {
 }
 
 pub mod live;
-pub mod procfs;
 pub mod session;
 
 #[cfg(feature = "jni")]

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::engine::{Engine, EngineConfig, EngineStats, Outbound};
 use crate::flow::{Event, Millis};
 use crate::owner::OwnerLookup;
-use crate::store::{SessionInfo, StoreError, StoreWriter};
+use crate::store::{Reader, Retention, SessionInfo, StoreError, StoreWriter, WriterOptions};
 
 use super::live::{EngineCounters, Identities, LiveView};
 use super::proto;
@@ -71,7 +71,7 @@ pub fn now_ms() -> Millis {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -90,8 +90,8 @@ pub fn engine_config(config: &proto::StartConfig) -> Result<EngineConfig, CoreEr
     let dns_upstream = parse_upstream(&config.dns_upstream)?;
     let mtu = match config.mtu {
         0 => 1500,
-        m @ 576..=65535 => m as usize,
-        m => return Err(CoreError::bad_request(format!("start config mtu {m} is outside 576..=65535"))),
+        m @ 1280..=65535 => m as usize,
+        m => return Err(CoreError::bad_request(format!("start config mtu {m} is outside 1280..=65535"))),
     };
     let outbound = Outbound { mark: (config.outbound_mark != 0).then_some(config.outbound_mark), bind_device: None };
     Ok(EngineConfig { dns_v4, dns_v6, dns_upstream, mtu, outbound })
@@ -115,7 +115,6 @@ pub struct Session {
     tee_stop: Arc<AtomicBool>,
     live: Arc<Mutex<LiveView>>,
     db_path: PathBuf,
-    next_marker: i64,
     last_stats: EngineStats,
 }
 
@@ -137,7 +136,13 @@ impl Session {
             app_version: non_empty(&config.app_version),
             note: non_empty(&config.note),
         };
-        let store = StoreWriter::start(db_path, info)?;
+        // The app's setting is the truth: 0 days keeps everything.
+        let retention = Retention { max_age_days: (config.retention_days > 0).then_some(config.retention_days), max_mb: None };
+        let options = WriterOptions { retention: Some(retention), ..WriterOptions::default() };
+        let store = StoreWriter::start_with(db_path, info, options)?;
+        if let Err(err) = Reader::open(db_path).and_then(|r| r.set_retention(&retention)) {
+            log::warn!("retention setting not saved: {err}");
+        }
         let live = Arc::new(Mutex::new(LiveView::new(store.session_id(), now_ms(), identities)));
         let (events_tx, events_rx) = mpsc::channel();
         let tee_stop = Arc::new(AtomicBool::new(false));
@@ -159,13 +164,12 @@ impl Session {
             tee_stop,
             live,
             db_path: db_path.to_path_buf(),
-            next_marker: 1,
             last_stats: EngineStats::default(),
         })
     }
 
     pub fn snapshot(&mut self) -> proto::Snapshot {
-        let (running, error) = match &self.engine {
+        let (running, mut error) = match &self.engine {
             Some(engine) => match engine.stats() {
                 Ok(stats) => {
                     self.last_stats = stats;
@@ -175,34 +179,31 @@ impl Session {
             },
             None => (false, String::new()),
         };
+        if let Some(failed) = self.store.as_ref().and_then(StoreWriter::failed) {
+            error = format!("recording stopped: {failed}");
+        }
         lock(&self.live).snapshot(running, &counters(&self.last_stats), &error)
     }
 
     pub fn query(&self, request: &proto::QueryRequest) -> proto::QueryResponse {
-        use proto::query_request::Kind as Req;
-        use proto::query_response::Kind as Resp;
-        let live = lock(&self.live);
-        let kind = match &request.kind {
-            Some(Req::AppDetail(r)) => Resp::AppDetail(live.app_detail(r)),
-            Some(Req::DomainDetail(r)) => Resp::DomainDetail(live.domain_detail(r)),
-            Some(Req::Compare(r)) => match live.compare(r) {
-                Ok(c) => Resp::Comparison(c),
-                Err(message) => Resp::Error(CoreError::bad_request(message).to_proto()),
-            },
-            None => Resp::Error(CoreError::bad_request("query request names no query").to_proto()),
-        };
-        proto::QueryResponse { kind: Some(kind) }
+        answer(&lock(&self.live), request)
     }
 
-    /// Records a moment of the experiment ("diagnostic data switched off").
+    /// The live view, which stays readable after the session stopped.
+    pub fn live(&self) -> Arc<Mutex<LiveView>> {
+        self.live.clone()
+    }
+
+    /// Records a moment of the experiment ("diagnostic data switched off") in the database and
+    /// the live view, with the same id.
     pub fn mark(&mut self, label: &str) -> Result<proto::Marker, CoreError> {
         let label = label.trim();
         if label.is_empty() {
             return Err(CoreError::bad_request("a marker needs a label"));
         }
-        let id = self.next_marker;
-        self.next_marker += 1;
-        Ok(lock(&self.live).add_marker(id, now_ms(), label))
+        let session = self.store.as_ref().map(StoreWriter::session_id).ok_or_else(|| CoreError::new("not-running", "the capture is stopping"))?;
+        let marker = Reader::open(&self.db_path)?.add_marker_at(session, now_ms(), label)?;
+        Ok(lock(&self.live).add_marker(marker.id, marker.time, &marker.label))
     }
 
     /// Writes a consistent copy of the database into `out` (a file the user picked) and closes it.
@@ -211,8 +212,9 @@ impl Session {
     }
 
     /// Stops the engine (closing the tun fd), lets the tee hand every last event to the store,
-    /// and closes the session in the database. Returns the final snapshot.
-    pub fn stop(mut self) -> Result<proto::Snapshot, CoreError> {
+    /// and closes the session in the database. The final snapshot is there even when a step
+    /// failed (its `totals.error` then says which).
+    pub fn stop(mut self) -> (proto::Snapshot, Option<CoreError>) {
         let mut first_error = None;
         if let Some(engine) = self.engine.take() {
             match engine.stop() {
@@ -233,10 +235,7 @@ impl Session {
         }
         let error = first_error.as_ref().map(|e| e.to_string()).unwrap_or_default();
         let snapshot = lock(&self.live).snapshot(false, &counters(&self.last_stats), &error);
-        match first_error {
-            Some(err) => Err(err),
-            None => Ok(snapshot),
-        }
+        (snapshot, first_error)
     }
 }
 
@@ -253,6 +252,22 @@ impl Drop for Session {
             let _ = store.finish();
         }
     }
+}
+
+/// Answers a query from a live view (of the running session or of the one that just ended).
+pub fn answer(live: &LiveView, request: &proto::QueryRequest) -> proto::QueryResponse {
+    use proto::query_request::Kind as Req;
+    use proto::query_response::Kind as Resp;
+    let kind = match &request.kind {
+        Some(Req::AppDetail(r)) => Resp::AppDetail(live.app_detail(r)),
+        Some(Req::DomainDetail(r)) => Resp::DomainDetail(live.domain_detail(r)),
+        Some(Req::Compare(r)) => match live.compare(r) {
+            Ok(c) => Resp::Comparison(c),
+            Err(message) => Resp::Error(CoreError::bad_request(message).to_proto()),
+        },
+        None => Resp::Error(CoreError::bad_request("query request names no query").to_proto()),
+    };
+    proto::QueryResponse { kind: Some(kind) }
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -299,8 +314,8 @@ fn spawn_tee(
     })
 }
 
-/// A consistent copy of the live database (`VACUUM INTO` through a second connection, which WAL
-/// allows next to the writer), streamed into `out`.
+/// A consistent copy of the database (the store's `VACUUM INTO`, safe next to the writer),
+/// streamed into `out`, which is closed afterwards.
 pub fn export_database(db_path: &Path, out: OwnedFd, request: &proto::ExportRequest) -> Result<u64, CoreError> {
     let format = proto::ExportFormat::try_from(request.format).unwrap_or(proto::ExportFormat::Unspecified);
     if format != proto::ExportFormat::Sqlite {
@@ -310,16 +325,15 @@ pub fn export_database(db_path: &Path, out: OwnedFd, request: &proto::ExportRequ
     let copy_path = db_path.with_extension(format!("export-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&copy_path);
     let result = (|| {
-        let conn = rusqlite::Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| io_err(&format!("open {}", db_path.display()), &e))?;
-        conn.execute("VACUUM INTO ?1", [copy_path.to_string_lossy()])
-            .map_err(|e| io_err(&format!("copy {}", db_path.display()), &e))?;
+        Reader::open_read_only(db_path)?.export_copy(&copy_path)?;
         let mut src = File::open(&copy_path).map_err(|e| io_err(&format!("open {}", copy_path.display()), &e))?;
         let mut dst = File::from(out);
         let n = io::copy(&mut src, &mut dst).map_err(|e| io_err("write the export file", &e))?;
-        dst.sync_all().or_else(|e| if e.raw_os_error() == Some(libc::EINVAL) { Ok(()) } else { Err(e) })
-            .map_err(|e| io_err("flush the export file", &e))?;
-        Ok(n)
+        // Pipes and some providers cannot fsync; the copy is complete either way.
+        match dst.sync_all() {
+            Err(e) if e.raw_os_error() != Some(libc::EINVAL) => Err(io_err("flush the export file", &e)),
+            _ => Ok(n),
+        }
     })();
     let _ = std::fs::remove_file(&copy_path);
     result
@@ -350,6 +364,8 @@ mod tests {
         let err = engine_config(&v6).unwrap_err();
         assert!(err.message.contains("dns_v6"), "{err}");
         v6.dns_v6 = "fd00::53".into();
+        v6.dns_upstream = "[2001:db8:0:0:0:0:0:53]:53".into(); // Java's InetAddress text
+        assert_eq!(engine_config(&v6).unwrap().dns_upstream, "[2001:db8::53]:53".parse().unwrap());
         v6.dns_upstream = "[fd00::1]:5353".into();
         v6.mtu = 9000;
         v6.outbound_mark = 0x50;
@@ -379,16 +395,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ph-export-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("live.db");
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (42);").unwrap();
+        let writer = StoreWriter::start(&db, SessionInfo { kind: "android".into(), ..Default::default() }).unwrap();
+        let session = writer.session_id();
+        Reader::open(&db).unwrap().add_marker_at(session, 5, "baseline").unwrap();
         let out_path = dir.join("out.db");
         let out = File::create(&out_path).unwrap();
-        let n = export_database(&db, out.into(), &proto::ExportRequest { format: proto::ExportFormat::Sqlite as i32 }).unwrap();
+        let n = export_database(&db, out.into(), &proto::ExportRequest { format: proto::ExportFormat::Sqlite as i32, session_id: 0 }).unwrap();
+        writer.finish().unwrap();
         assert!(n > 0);
-        let copy = rusqlite::Connection::open(&out_path).unwrap();
-        let x: i64 = copy.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(x, 42);
-        let err = export_database(&db, File::create(dir.join("o2")).unwrap().into(), &proto::ExportRequest { format: 0 }).unwrap_err();
+        let copy = Reader::open_read_only(&out_path).unwrap();
+        assert_eq!(copy.markers(Some(session)).unwrap()[0].label, "baseline");
+        let err = export_database(&db, File::create(dir.join("o2")).unwrap().into(), &proto::ExportRequest { format: 0, session_id: 0 }).unwrap_err();
         assert_eq!(err.code, "bad-request");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -69,3 +69,21 @@ pub fn panic_now<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>
         })
         .resolve::<ThrowCoreException>()
 }
+
+/// `openFile(path: String): Int` — a writable descriptor for a new file, standing in for the
+/// `ParcelFileDescriptor` the Storage Access Framework gives the app on export.
+#[jni_mangle("org.phonehome.core.NativeTestHooks")]
+pub fn open_file<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>, path: JString<'local>) -> jint {
+    unowned
+        .with_env(|env| -> Result<jint, BridgeError> {
+            let path = path.try_to_string(env)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| CoreError::new("io", format!("create {path}: {e}")))?;
+            Ok(file.into_raw_fd())
+        })
+        .resolve::<ThrowCoreException>()
+}

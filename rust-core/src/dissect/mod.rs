@@ -92,6 +92,8 @@ pub struct Inspector {
     found: BTreeSet<&'static str>,
     /// Up-stream offset from which to look for a STARTTLS hello.
     tls_probe: usize,
+    /// Nothing more to learn; buffers released.
+    finished: bool,
     result: Inspection,
 }
 
@@ -106,6 +108,7 @@ impl Inspector {
             down: Side::default(),
             found: BTreeSet::new(),
             tls_probe: 0,
+            finished: false,
             result: Inspection::default(),
         }
     }
@@ -135,6 +138,7 @@ impl Inspector {
         }
         self.advance_stream(dir);
         self.scan_stream(dir);
+        self.finish_if_done();
     }
 
     /// One UDP payload in direction `dir`.
@@ -177,10 +181,27 @@ impl Inspector {
             leaks::scan(window, ctx.as_deref(), &mut self.found);
             self.sync_leaks();
         }
+        self.finish_if_done();
     }
 
     /// False once nothing more can be learned; the caller stops feeding bytes.
     pub fn wants_more(&self) -> bool {
+        !self.finished && self.still_learning()
+    }
+
+    /// Once done, drop the buffered prefixes: a long-lived flow keeps only its result.
+    fn finish_if_done(&mut self) {
+        if !self.finished && !self.still_learning() {
+            self.finished = true;
+            self.up.buf = Vec::new();
+            self.down.buf = Vec::new();
+            if let State::Quic(_) = self.state {
+                self.state = State::Opaque;
+            }
+        }
+    }
+
+    fn still_learning(&self) -> bool {
         match &self.state {
             State::Undecided => match self.proto {
                 Proto::Udp => self.up.datagrams + self.down.datagrams < 2 * MAX_UDP_DATAGRAMS,
@@ -303,7 +324,7 @@ impl Inspector {
             State::Http { done: false } if dir == Direction::Up => match http::parse_request(&self.up.buf) {
                 Ok(Some(req)) => {
                     self.result.app_info.http_method = Some(req.method);
-                    if let Some(host) = req.host.filter(|h| !is_ip_literal(h)) {
+                    if let Some(host) = req.host {
                         self.result.hostname = Some((host, NameSource::Http));
                         self.state = State::Http { done: true };
                     } else if req.complete || self.up.buf.len() >= http::MAX_HEAD_LEN {
@@ -325,13 +346,16 @@ impl Inspector {
                     self.name_from_dns(dir, &first);
                 }
             }
-            State::Cleartext if self.result.app_info.l7.as_deref() == Some(L7_MIPUSH) && dir == Direction::Up => {
-                if mipush::carries_model(&self.up.buf) {
-                    self.found.insert(leaks::MODEL);
-                    self.sync_leaks();
+            State::Cleartext if dir == Direction::Up => {
+                if self.result.app_info.l7.as_deref() == Some(L7_MIPUSH) {
+                    if mipush::carries_model(&self.up.buf) {
+                        self.found.insert(leaks::MODEL);
+                        self.sync_leaks();
+                    }
+                } else if self.result.hostname.is_none() {
+                    self.probe_starttls();
                 }
             }
-            State::Cleartext if dir == Direction::Up && self.result.hostname.is_none() => self.probe_starttls(),
             _ => {}
         }
     }
@@ -446,7 +470,7 @@ impl Inspector {
     }
 
     fn apply_hello(&mut self, hello: &tls::ClientHello, source: NameSource) {
-        if let Some(sni) = hello.sni.as_ref().filter(|h| !is_ip_literal(h)) {
+        if let Some(sni) = &hello.sni {
             self.result.hostname = Some((sni.clone(), source));
         }
         let info = &mut self.result.app_info;
@@ -454,11 +478,6 @@ impl Inspector {
         info.tls_version = tls::version_name(hello.version).map(str::to_string);
         info.ech = hello.ech;
     }
-}
-
-/// "192.0.2.1" or "2001:db8::1" is an address, not a name: leave naming to DNS.
-fn is_ip_literal(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>().is_ok()
 }
 
 #[cfg(test)]
@@ -486,6 +505,7 @@ mod tests {
         assert_eq!(r.app_info.alpn, vec!["h2"]);
         assert!(!r.cleartext);
         assert!(!ins.wants_more());
+        assert_eq!(ins.up.buf.capacity(), 0, "buffers are released once done");
     }
 
     #[test]
@@ -583,8 +603,8 @@ mod tests {
         assert!(ins.result().cleartext);
         assert!(ins.wants_more());
         ins.on_stream(Direction::Up, b"GET /x HTTP/1.1\r\nHost: 198.18.0.9\r\n\r\n");
-        // An address in Host is not a name: DNS may name the flow instead.
-        assert_eq!(ins.result().hostname, None);
+        // An address in Host is reported as is; the Namer prefers a DNS name over it.
+        assert_eq!(ins.result().hostname, Some(("198.18.0.9".into(), NameSource::Http)));
         assert_eq!(ins.result().app_info.http_method.as_deref(), Some("GET"));
     }
 

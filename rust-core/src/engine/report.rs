@@ -2,6 +2,7 @@
 //! clock), and the reporter that turns flow changes into events: one `Event::Flow` when a flow
 //! opens, updates at most once a second while it changes, and one `Event::FlowClosed`.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
@@ -30,6 +31,9 @@ impl Now {
 
 /// Minimum time between two update events of one flow.
 const UPDATE_INTERVAL_MS: Millis = 1000;
+
+/// Closed flows still waiting for their owner, kept so a late answer lands (bounded).
+const LATE_OWNER_FLOWS: usize = 1024;
 
 pub struct FlowCommon {
     pub record: FlowRecord,
@@ -85,11 +89,21 @@ pub struct Reporter {
     dirty: Vec<FlowId>,
     /// The event receiver is gone: keep relaying, stop sending.
     closed: bool,
+    /// Final records of flows that closed before their owner lookup answered. On Android the
+    /// lookup is a JNI + Binder call and a short HTTP exchange can be over first.
+    unowned_closed: VecDeque<FlowRecord>,
 }
 
 impl Reporter {
     pub fn new(events: Sender<Event>) -> Reporter {
-        Reporter { events, namer: Namer::new(), stats: EngineStats::default(), dirty: Vec::new(), closed: false }
+        Reporter {
+            events,
+            namer: Namer::new(),
+            stats: EngineStats::default(),
+            dirty: Vec::new(),
+            closed: false,
+            unowned_closed: VecDeque::new(),
+        }
     }
 
     fn send(&mut self, event: Event) {
@@ -161,6 +175,23 @@ impl Reporter {
         flow.record.last_seen = flow.record.last_seen.max(now);
         flow.dirty = false;
         self.send(Event::FlowClosed(flow.record.clone()));
+        if flow.record.uid.is_none() {
+            if self.unowned_closed.len() == LATE_OWNER_FLOWS {
+                self.unowned_closed.pop_front();
+            }
+            self.unowned_closed.push_back(flow.record.clone());
+        }
+    }
+
+    /// An owner lookup answered after its flow closed: send the final record again with the
+    /// UID (consumers upsert by flow id, so the later copy wins).
+    pub fn late_owner(&mut self, id: FlowId, uid: u32) {
+        if let Some(at) = self.unowned_closed.iter().position(|r| r.id == id)
+            && let Some(mut record) = self.unowned_closed.remove(at)
+        {
+            record.uid = Some(uid);
+            self.send(Event::FlowClosed(record));
+        }
     }
 
     pub fn dns(&mut self, record: DnsRecord) {

@@ -1,0 +1,50 @@
+package org.phonehome.ui
+
+import android.app.Activity
+import android.os.Bundle
+import android.widget.ListView
+import android.widget.TextView
+import org.phonehome.R
+import org.phonehome.core.Core
+
+/** One app's endpoints, Xiaomi first. */
+class AppDetailActivity : Activity() {
+    private lateinit var adapter: EndpointAdapter
+    private lateinit var header: TextView
+
+    override fun onCreate(savedInstanceState: Bundle?) {
+        super.onCreate(savedInstanceState)
+        setContentView(R.layout.activity_list)
+        title = intent.getStringExtra(EXTRA_NAME) ?: getString(R.string.title_app_detail)
+        adapter = EndpointAdapter(this)
+        header = findViewById(R.id.header)
+        val list = findViewById<ListView>(R.id.list)
+        list.adapter = adapter
+        list.emptyView = findViewById(R.id.empty)
+    }
+
+    override fun onResume() {
+        super.onResume()
+        val uid = intent.getIntExtra(EXTRA_UID, -1)
+        val unattributed = intent.getBooleanExtra(EXTRA_UNATTRIBUTED, false)
+        Background.run({ Core.appDetail(uid, unattributed) }) { result ->
+            result.onSuccess { detail ->
+                val row = detail.row
+                header.text = getString(
+                    R.string.app_detail_header,
+                    if (row.hasApp()) row.app.packagesList.joinToString("\n") else getString(R.string.app_unattributed),
+                    if (unattributed) "–" else uid.toString(),
+                    row.flows,
+                    row.xiaomiFlows,
+                )
+                adapter.update(detail.endpointsList)
+            }.onFailure { header.text = getString(R.string.error_query, it.message) }
+        }
+    }
+
+    companion object {
+        const val EXTRA_UID = "uid"
+        const val EXTRA_UNATTRIBUTED = "unattributed"
+        const val EXTRA_NAME = "name"
+    }
+}

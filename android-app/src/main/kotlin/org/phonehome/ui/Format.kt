@@ -1,0 +1,49 @@
+package org.phonehome.ui
+
+import android.content.Context
+import android.text.format.DateUtils
+import android.text.format.Formatter
+import org.phonehome.R
+import org.phonehome.proto.AppIdentity
+import org.phonehome.proto.AppRow
+import org.phonehome.proto.Destination
+
+/** Text for numbers, times and names, shared by the screens. */
+object Format {
+    fun bytes(context: Context, n: Long): String = Formatter.formatShortFileSize(context, n)
+
+    fun time(context: Context, ms: Long): String =
+        if (ms <= 0) "–" else DateUtils.formatDateTime(context, ms, DateUtils.FORMAT_SHOW_TIME or DateUtils.FORMAT_SHOW_DATE or DateUtils.FORMAT_ABBREV_ALL)
+
+    /** The label, or the first package, or the UID. */
+    fun appName(context: Context, row: AppRow): String = when {
+        row.unattributed -> context.getString(R.string.app_unattributed)
+        row.hasApp() -> appName(row.app)
+        else -> "?"
+    }
+
+    fun appName(app: AppIdentity): String = when {
+        app.label.isNotEmpty() -> app.label
+        app.packagesCount > 0 -> app.getPackages(0)
+        else -> "UID ${app.uid}"
+    }
+
+    /** "com.a, com.b +3" for shared UIDs. */
+    fun packages(app: AppIdentity): String {
+        val shown = app.packagesList.take(2).joinToString(", ")
+        val more = app.packagesCount - 2
+        return if (more > 0) "$shown +$more" else shown
+    }
+
+    /** "Xiaomi · analytics/telemetry (guess) · SG". */
+    fun destination(context: Context, d: Destination): String {
+        val category = when {
+            d.category.isEmpty() -> ""
+            d.categoryGuessed -> context.getString(R.string.category_guessed, d.category)
+            else -> d.category
+        }
+        return listOf(d.vendor, category, d.country).filter { it.isNotEmpty() }.joinToString(" · ")
+    }
+
+    fun isXiaomi(d: Destination): Boolean = d.vendor.equals("xiaomi", ignoreCase = true)
+}
