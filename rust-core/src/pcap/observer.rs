@@ -50,6 +50,24 @@ pub struct ObserverStats {
     pub dns_records: u64,
 }
 
+/// Ports servers listen on (below 1024, and common higher ones), to tell the client of a flow
+/// whose start is not in the capture.
+fn service_port(port: u16) -> bool {
+    port < 1024 || matches!(port, 1935 | 3478 | 5222 | 5223 | 5228 | 5349 | 8080 | 8443 | 8883 | 19302)
+}
+
+/// Is the sender of a packet from `src_port` to `dst_port` the client, when the flow's start was
+/// not seen? The side on a service port is the server; otherwise the higher (ephemeral) port is
+/// the client; `tie` decides when the ports say nothing.
+fn sender_looks_like_client(src_port: u16, dst_port: u16, tie: bool) -> bool {
+    match (service_port(src_port), service_port(dst_port)) {
+        (true, false) => false,
+        (false, true) => true,
+        _ if src_port == dst_port => tie,
+        _ => src_port > dst_port,
+    }
+}
+
 /// A flow's 5-tuple with its ends in a fixed order, so both directions find it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Tuple {
@@ -287,8 +305,8 @@ impl Observer {
                 // SYN comes from the client, SYN-ACK from the server.
                 !tcp.ack_flag
             } else {
-                // The start is not in the capture: the ephemeral (higher) port is the client.
-                tcp.src_port >= tcp.dst_port
+                // The start is not in the capture: guess from the ports.
+                sender_looks_like_client(tcp.src_port, tcp.dst_port, true)
             }
         }) else {
             return;
@@ -354,7 +372,7 @@ impl Observer {
         // The first packet's sender is the client, unless it plainly comes from a service port
         // to an ephemeral one (a reply whose query is not in the capture).
         let Some((tuple, dir)) = self.flow_for(now, Proto::Udp, src, dst, false, || {
-            !(src_port < 1024 && dst_port >= 1024)
+            !(service_port(src_port) && !service_port(dst_port))
         }) else {
             return;
         };
@@ -545,6 +563,16 @@ mod tests {
         assert_eq!(flows[0].key.src.port(), 51000);
         assert_eq!(flows[0].close_reason, Some(CloseReason::ResetByClient));
         assert_eq!((flows[0].packets_up, flows[0].packets_down), (1, 1));
+    }
+
+    #[test]
+    fn client_guess_from_ports() {
+        assert!(sender_looks_like_client(51000, 443, true));
+        assert!(!sender_looks_like_client(443, 51000, true));
+        assert!(!sender_looks_like_client(5222, 40000, true)); // Mi Push server speaking first
+        assert!(sender_looks_like_client(3000, 8080, true));
+        assert!(sender_looks_like_client(40000, 30000, false));
+        assert!(sender_looks_like_client(7000, 7000, true));
     }
 
     #[test]
