@@ -372,7 +372,7 @@ impl Observer {
         // The first packet's sender is the client, unless it plainly comes from a service port
         // to an ephemeral one (a reply whose query is not in the capture).
         let Some((tuple, dir)) = self.flow_for(now, Proto::Udp, src, dst, false, || {
-            !(service_port(src_port) && !service_port(dst_port))
+            !service_port(src_port) || service_port(dst_port)
         }) else {
             return;
         };
