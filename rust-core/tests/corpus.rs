@@ -294,3 +294,19 @@ fn damaged_capture_keeps_flows_read_before_the_damage() {
     assert_eq!(err.offset(), 24, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn xiaomi_capture_is_classified() {
+    let Some(corpus) = corpus_dir() else {
+        println!("SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        return;
+    };
+    let flows = flows_of(&corpus.join("ndpi/pcaps/xiaomi.pcap"));
+    let push: Vec<&FlowRecord> = flows.iter().filter(|f| f.key.dst.port() == 5222).collect();
+    assert!(push.len() >= 5, "{} Mi Push flows", push.len());
+    for f in push {
+        assert_eq!(f.destination.vendor.as_deref(), Some("Xiaomi"), "{:?}", f.key);
+        assert_eq!(f.destination.category.as_deref(), Some("push"), "{:?}", f.key);
+        assert_eq!(f.key.src.ip().is_ipv4(), true);
+    }
+}

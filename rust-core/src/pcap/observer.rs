@@ -90,6 +90,8 @@ struct FlowState {
     fin_up: bool,
     fin_down: bool,
     closed: bool,
+    /// The flow is new, its inspector was fed, or its owner changed since it was last named.
+    stale: bool,
     /// DNS-over-TCP bytes per direction not yet split into messages (port 53 flows only).
     dns_stream: Option<[Vec<u8>; 2]>,
     /// The copy last sent as an event; a new event goes out when naming or owner changed.
@@ -265,6 +267,7 @@ impl Observer {
                 fin_up: false,
                 fin_down: false,
                 closed: false,
+                stale: true,
                 dns_stream: (proto == Proto::Tcp && dns::is_dns(&key)).then(Default::default),
                 sent: None,
             };
@@ -291,8 +294,9 @@ impl Observer {
                 r.bytes_down += bytes as u64;
             }
         }
-        if r.uid.is_none() {
+        if r.uid.is_none() && owner.uid.is_some() {
             r.uid = owner.uid;
+            state.stale = true;
         }
     }
 
@@ -324,6 +328,7 @@ impl Observer {
         let mut dns_bytes = state.dns_stream.as_mut().map(|s| &mut s[dir as usize]);
         if !payload.is_empty() && (state.inspector.wants_more() || dns_bytes.is_some()) && !stream.done() {
             let inspector = &mut state.inspector;
+            state.stale = true;
             stream.on_segment(seq, payload, |bytes| {
                 if inspector.wants_more() {
                     inspector.on_stream(dir, bytes);
@@ -380,6 +385,7 @@ impl Observer {
         Self::account(state, now, dir, payload.len(), owner);
         if state.inspector.wants_more() && !payload.is_empty() {
             state.inspector.on_datagram(dir, payload);
+            state.stale = true;
         }
         let (flow_id, key, uid) = (state.record.id, state.record.key, state.record.uid);
         if dns::is_dns(&key) {
@@ -413,7 +419,11 @@ impl Observer {
     /// Names the flow, sends an event when its identity changed, closes it when asked.
     fn after_packet(&mut self, tuple: Tuple, now: Millis, close: Option<CloseReason>) {
         let Some(state) = self.flows.get_mut(&tuple) else { return };
-        self.namer.name_flow(&mut state.record, state.inspector.result(), now);
+        // Naming allocates (catalog strings): only when something it depends on changed.
+        if state.stale || close.is_some() {
+            self.namer.name_flow(&mut state.record, state.inspector.result(), now);
+            state.stale = false;
+        }
         if let Some(reason) = close {
             state.record.close_reason = Some(reason);
             state.closed = true;
