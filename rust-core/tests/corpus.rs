@@ -307,6 +307,6 @@ fn xiaomi_capture_is_classified() {
     for f in push {
         assert_eq!(f.destination.vendor.as_deref(), Some("Xiaomi"), "{:?}", f.key);
         assert_eq!(f.destination.category.as_deref(), Some("push"), "{:?}", f.key);
-        assert_eq!(f.key.src.ip().is_ipv4(), true);
+        assert!(f.key.src.ip().is_ipv4());
     }
 }
