@@ -197,7 +197,11 @@ class CaptureService : VpnService() {
                 }
             }
         }
-        connectivity.registerDefaultNetworkCallback(callback, main)
+        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.O) {
+            connectivity.registerDefaultNetworkCallback(callback, main)
+        } else {
+            connectivity.registerDefaultNetworkCallback(callback) // runs on a system thread
+        }
         networkCallback = callback
     }
 
