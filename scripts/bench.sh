@@ -23,6 +23,18 @@ ACTIVE_FLOWS=${BENCH_ACTIVE_FLOWS:-1000}
 json_field() { # file python-expression-on-j
     python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
 }
+# iperf3 with one retry: a run can fail with "the server is busy" while the previous test's
+# control connection is still closing.
+iperf() { # out.json iperf3-args...
+    local out=$1; shift
+    for attempt in 1 2; do
+        iperf3 "$@" -J > "$out" || true
+        python3 -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if 'sum_received' in j['end'] else 1)" "$out" 2> /dev/null && return 0
+        echo "bench: iperf3 $*: $(json_field "$out" "j.get('error', 'no result')" 2> /dev/null || echo 'no output') (attempt $attempt)" >&2
+        sleep 2
+    done
+    return 1
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }  # kB
 
@@ -38,8 +50,8 @@ if [ "${1:-}" = "--inner" ]; then
     r idle_cpu_s "$(echo "($c1 - $c0) / $TCK" | bc -l)"
 
     c0=$(cpu_ticks $ENGINE)
-    iperf3 -c $SERVER -t "$SECS" -J > "$OUT/up.json"
-    iperf3 -c $SERVER -t "$SECS" -R -J > "$OUT/down.json"
+    iperf "$OUT/up.json" -c $SERVER -t "$SECS"
+    iperf "$OUT/down.json" -c $SERVER -t "$SECS" -R
     c1=$(cpu_ticks $ENGINE)
     r iperf_cpu_s "$(echo "($c1 - $c0) / $TCK" | bc -l)"
     r rss_after_iperf_kb "$(vm $ENGINE VmHWM)"
@@ -53,7 +65,7 @@ if [ "${1:-}" = "--inner" ]; then
     for _ in $(seq 600); do grep -q ready "$OUT/hold.out" 2>/dev/null && break; sleep 0.1; done
     grep -q ready "$OUT/hold.out" || { echo "bench: idle connections not established" >&2; exit 1; }
     r rss_idle_conns_kb "$(vm $ENGINE VmRSS)"
-    iperf3 -c $SERVER -t "$SECS" -J > "$OUT/up_idle.json"
+    iperf "$OUT/up_idle.json" -c $SERVER -t "$SECS"
     exec 7>&-
     wait $holder
 
@@ -94,7 +106,7 @@ cleanup() {
         for p in $(ip netns pids $ns 2> /dev/null); do kill -9 "$p" 2> /dev/null || true; done
         ip netns del $ns 2> /dev/null || true
     done
-    rm -rf "$OUT"
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $OUT" >&2; else rm -rf "$OUT"; fi
 }
 trap cleanup EXIT
 
@@ -120,34 +132,37 @@ for _ in $(seq 100); do
 done
 
 echo "direct path..." >&2
-ip netns exec $UP iperf3 -c $SERVER -t "$SECS" -J > "$OUT/direct_up.json"
-ip netns exec $UP iperf3 -c $SERVER -t "$SECS" -R -J > "$OUT/direct_down.json"
+export -f iperf json_field
+ip netns exec $UP bash -c "iperf '$OUT/direct_up.json' -c $SERVER -t $SECS"
+ip netns exec $UP bash -c "iperf '$OUT/direct_down.json' -c $SERVER -t $SECS -R"
 ip netns exec $UP python3 "$TOOLS" rr $SERVER 7 2000 64 > "$OUT/rr_direct.txt"
 
 echo "through the engine..." >&2
-ip netns exec $UP "$PH" capture --quiet --db "$OUT/bench.db" --dns-upstream $SERVER:53 -- bash "$HERE/bench.sh" --inner "$OUT"
+ip netns exec $UP "$PH" capture --quiet --mtu "${BENCH_MTU:-1500}" --db "$OUT/bench.db" --dns-upstream $SERVER:53 -- bash "$HERE/bench.sh" --inner "$OUT"
 
 # --- report -------------------------------------------------------------------------------------
 get() { awk -F= -v k="$1" '$1 == k {print $2}' "$OUT/engine.txt"; }
 gbps() { json_field "$1" "'%.2f' % (j['end']['sum_received']['bits_per_second'] / 1e9)"; }
 bytes() { json_field "$1" "j['end']['sum_received']['bytes']"; }
-rtt() { sed -E 's/.*mean=([0-9.]+).*/\1/' "$1"; }
+rtt() { sed -E "s/.* $2=([0-9.]+).*/\\1/" "$1"; }
 pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
 
 du=$(gbps "$OUT/direct_up.json"); dd=$(gbps "$OUT/direct_down.json")
 eu=$(gbps "$OUT/up.json"); ed=$(gbps "$OUT/down.json"); ei=$(gbps "$OUT/up_idle.json")
 moved=$(( $(bytes "$OUT/up.json") + $(bytes "$OUT/down.json") ))
 cpu_per_gb=$(echo "$(get iperf_cpu_s) / ($moved / 1000000000)" | bc -l)
-rd=$(rtt "$OUT/rr_direct.txt"); re=$(rtt "$OUT/rr_engine.txt")
+rd=$(rtt "$OUT/rr_direct.txt" p50); re=$(rtt "$OUT/rr_engine.txt" p50)
+rdm=$(rtt "$OUT/rr_direct.txt" mean); rem=$(rtt "$OUT/rr_engine.txt" mean)
 
-printf '\nPhoneHome engine benchmark — %s, %s CPUs, %s s per iperf3 run, release build\n' "$(date -u +%FT%TZ)" "$(nproc)" "$SECS"
+printf "\nPhoneHome engine benchmark — %s, %s CPUs, %s s per iperf3 run, TUN MTU %s, release build\n" "$(date -u +%FT%TZ)" "$(nproc)" "$SECS" "${BENCH_MTU:-1500}"
 printf '%-48s %10s %10s %8s  %s\n' "measure" "direct" "engine" "ratio" "target"
 printf '%-48s %10s %10s %7s%%  %s\n' "iperf3 TCP upload (Gbit/s)" "$du" "$eu" "$(pct "$eu" "$du")" ">= 50%"
 printf '%-48s %10s %10s %7s%%  %s\n' "iperf3 TCP download (Gbit/s)" "$dd" "$ed" "$(pct "$ed" "$dd")" ">= 50%"
 printf '%-48s %10s %10s %7s%%  %s\n' "upload with $IDLE_CONNS idle connections (Gbit/s)" "-" "$ei" "$(pct "$ei" "$eu")" ">= 80% of without"
 printf '%-48s %10s %10.2f\n' "CPU seconds per GB relayed (whole process)" "-" "$cpu_per_gb"
-printf '%-48s %10s %10.1f\n' "request/response RTT, 64 B (mean, µs)" "$rd" "$re"
-printf '%-48s %10s %10.1f\n' "added RTT per request/response (µs)" "-" "$(echo "$re - $rd" | bc -l)"
+printf '%-48s %10s %10.1f\n' "request/response RTT, 64 B (median, µs)" "$rd" "$re"
+printf '%-48s %10s %10.1f\n' "request/response RTT, 64 B (mean, µs)" "$rdm" "$rem"
+printf '%-48s %10s %10.1f\n' "added RTT per request/response (median, µs)" "-" "$(echo "$re - $rd" | bc -l)"
 printf '%-48s %10s %10.2f  %s\n' "CPU used in 10 s idle (s)" "-" "$(get idle_cpu_s)" "0"
 printf '%-48s %10s %10.1f\n' "RSS with $IDLE_CONNS idle connections (MB)" "-" "$(echo "$(get rss_idle_conns_kb) / 1024" | bc -l)"
 printf '%-48s %10s %10.1f  %s\n' "peak RSS, $ACTIVE_FLOWS active flows (MB, sampled)" "-" "$(echo "$(get rss_active_peak_kb) / 1024" | bc -l)" "< 40"

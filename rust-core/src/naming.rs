@@ -87,7 +87,13 @@ impl Namer {
     /// Call when a flow opens and whenever its inspection changes.
     pub fn name_flow(&self, flow: &mut FlowRecord, inspection: &Inspection, now: Millis) {
         if let Some((name, source)) = &inspection.hostname {
-            flow.offer_name(name, *source);
+            // An address in SNI or Host is a poor name: what DNS said about the destination is
+            // better; without a DNS answer the address is still what the app asked for.
+            let from_dns = if name.parse::<IpAddr>().is_ok() { self.lookup(flow.key.dst.ip(), now) } else { None };
+            match from_dns {
+                Some(dns_name) => flow.offer_name(dns_name, NameSource::Dns),
+                None => flow.offer_name(name, *source),
+            }
         }
         if inspection.app_info.l7.is_some() {
             flow.app_info = inspection.app_info.clone();
@@ -124,19 +130,41 @@ impl Namer {
     }
 }
 
-/// Fill `flow.destination` from the catalog and the offline geo database.
+/// Fill `flow.destination` from the Xiaomi catalog (recomputed: the name may have improved since
+/// the last call) and, once, from the offline country/ASN database.
 fn classify(flow: &mut FlowRecord) {
-    // LEAD: the single catalog call site. Wire it when `crate::catalog` lands, e.g.
-    //   if let Some(c) = crate::catalog::classify(flow.hostname.as_deref(), flow.key.dst.ip(),
-    //       flow.key.dst.port()) { /* copy c into flow.destination */ }
-    // and keep the Mi Push rule below as the fallback for flows the catalog cannot place.
-    if flow.app_info.l7.as_deref() == Some(L7_MIPUSH) && flow.destination.vendor.is_none() {
-        // Recognised from its wire format (facts.md 2.3), so not a guess even without a name.
-        let d = &mut flow.destination;
-        d.vendor = Some("Xiaomi".into());
+    let dst = flow.key.dst;
+    let class = crate::catalog::classify(flow.hostname.as_deref(), dst.ip(), dst.port());
+    let d = &mut flow.destination;
+    match class {
+        Some(c) => {
+            d.vendor = Some(c.vendor);
+            d.category = Some(c.category);
+            d.category_guessed = c.category_guessed;
+            d.purpose = Some(c.purpose);
+        }
+        None => {
+            d.vendor = None;
+            d.category = None;
+            d.category_guessed = false;
+            d.purpose = None;
+        }
+    }
+    if flow.app_info.l7.as_deref() == Some(L7_MIPUSH) {
+        // Recognised from its wire format (facts.md 2.3): Xiaomi push even without a name, and
+        // not a guess.
+        d.vendor = Some(crate::catalog::VENDOR.into());
         d.category = Some("push".into());
         d.category_guessed = false;
-        d.purpose = Some("Mi Push persistent connection".into());
+        d.purpose = Some("Mi Push persistent connection (recognised from its wire format)".into());
+    }
+    if d.country.is_none()
+        && d.asn.is_none()
+        && let Some(geo) = crate::geo::lookup(dst.ip())
+    {
+        d.country = geo.country;
+        d.asn = geo.asn;
+        d.as_name = geo.as_name;
     }
 }
 
@@ -244,6 +272,7 @@ mod tests {
         assert_eq!(flow.hostname, None);
         assert_eq!(flow.destination.vendor.as_deref(), Some("Xiaomi"));
         assert_eq!(flow.destination.category.as_deref(), Some("push"));
+        assert!(!flow.destination.category_guessed);
         assert!(flow.cleartext);
         assert_eq!(flow.leaks, vec!["model"]);
     }
@@ -257,5 +286,32 @@ mod tests {
             namer.on_dns(&rec);
         }
         assert!(namer.cached_ips() <= MAX_IPS);
+    }
+
+    #[test]
+    fn address_in_host_yields_to_dns_name() {
+        let http_ip = Inspection { hostname: Some(("198.18.3.3".into(), NameSource::Http)), ..Inspection::default() };
+        let mut namer = Namer::new();
+        let mut flow = flow_to("198.18.3.3:80", 1_000);
+        namer.name_flow(&mut flow, &http_ip, 1_000);
+        assert_eq!((flow.hostname.as_deref(), flow.hostname_source), (Some("198.18.3.3"), Some(NameSource::Http)));
+        namer.on_dns(&answer("f-droid.org", &["198.18.3.3"], 300, 0));
+        let mut flow = flow_to("198.18.3.3:80", 1_000);
+        namer.name_flow(&mut flow, &http_ip, 1_000);
+        assert_eq!((flow.hostname.as_deref(), flow.hostname_source), (Some("f-droid.org"), Some(NameSource::Dns)));
+    }
+
+    #[test]
+    fn catalog_classifies_by_the_best_name() {
+        let mut namer = Namer::new();
+        namer.on_dns(&answer("example.net", &["198.18.4.4"], 300, 0));
+        let mut flow = flow_to("198.18.4.4:443", 1_000);
+        namer.name_flow(&mut flow, &Inspection::default(), 1_000);
+        assert_eq!(flow.destination.vendor, None);
+        // The SNI names a Xiaomi telemetry host: the classification follows the better name.
+        let sni = Inspection { hostname: Some(("data.mistat.xiaomi.com".into(), NameSource::Sni)), ..Inspection::default() };
+        namer.name_flow(&mut flow, &sni, 1_100);
+        assert_eq!(flow.destination.vendor.as_deref(), Some("Xiaomi"));
+        assert!(flow.destination.category.is_some());
     }
 }

@@ -250,10 +250,60 @@ fn cli_flows_jsonl_csv_dns_and_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a PhoneHome database"));
 
+    let newer = dir.path().join("newer.db");
+    std::fs::copy(&db, &newer).unwrap();
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 7")
+        .unwrap();
+    let out = phonehome(&["flows", "--db", newer.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("newer.db") && err.contains("schema version 7 is newer"),
+        "{err}"
+    );
+
     let out = phonehome(&["flows", "--db", dbs, "--session", "99"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--session 99"));
 
     let out = phonehome(&["flows", "--db", dbs, "--format", "xml"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_backlog_is_committed_every_window_not_only_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("steady.db");
+    let options = phonehome::store::WriterOptions {
+        window: std::time::Duration::from_millis(100),
+        max_batch: usize::MAX,
+        ..Default::default()
+    };
+    let writer = StoreWriter::start_with(&db, info(), options).unwrap();
+    let tx = writer.sender();
+    let mut synth = Synth::new(4);
+    // A backlog the writer needs well over a window to drain: the channel is never empty.
+    for i in 0..100_000 {
+        for e in synth.flow_events(1_700_000_000_000 + i) {
+            tx.send(e).unwrap();
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let during = writer.stats();
+    assert!(during.commits >= 2, "{during:?}");
+    assert!(
+        during.events < 375_000,
+        "the backlog drained too fast to judge: {during:?}"
+    );
+    writer.finish().unwrap();
+    assert_eq!(
+        Reader::open(&db)
+            .unwrap()
+            .totals(&Window::all())
+            .unwrap()
+            .flows,
+        100_000
+    );
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
@@ -33,7 +33,6 @@ const DNS_V4: Ipv4Addr = Ipv4Addr::new(10, 215, 173, 2);
 const TUN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5048, 0, 0, 0, 0, 0, 1);
 const DNS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5048, 0, 0, 0, 0, 0, 2);
 const TUN_NAME: &str = "phonehome0";
-const MTU: u32 = 1500;
 
 /// Exit codes for failures of capture itself (as `env`, `timeout` and `docker run` do).
 const EXIT_SETUP: i32 = 125;
@@ -44,6 +43,8 @@ const EXIT_NOT_FOUND: i32 = 127;
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long open TCP flows get to finish relaying after CMD exits.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+/// How long processes CMD left behind get after SIGTERM.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 /// How long the event forwarder gets to pass the engine's final events on.
 const FORWARDER_LIMIT: Duration = Duration::from_secs(10);
 
@@ -52,6 +53,9 @@ const FORWARDER_LIMIT: Duration = Duration::from_secs(10);
     about = "Run a command with all its traffic going through the engine (needs root)",
     after_help = "Examples:\n  sudo phonehome capture -- curl -sI https://example.org\n  \
                   sudo phonehome capture --db miui.db --user alice -- firefox\n\n\
+                  When CMD exits, processes it left running in the namespace are ended.\n\
+                  Signals: Ctrl-C reaches CMD directly; SIGINT/SIGTERM/SIGHUP sent to capture are \
+                  passed on to CMD, which is killed if it has not exited 5 s later.\n\n\
                   Exit status: CMD's status (128+N if killed by signal N); 125 if capture itself \
                   failed, 126 if CMD cannot be executed, 127 if it was not found."
 )]
@@ -68,6 +72,10 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "NAME|UID")]
     pub user: Option<String>,
 
+    /// MTU of the TUN device (and of the engine's packets). 1500 is what Android VPNs use.
+    #[arg(long, value_name = "BYTES", default_value_t = 1500, value_parser = clap::value_parser!(u32).range(1280..=65535))]
+    pub mtu: u32,
+
     /// Do not print the per-destination summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -80,44 +88,54 @@ pub struct CaptureArgs {
 pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(CliError::new(
+        return Err(fail(
             EXIT_SETUP,
             "capture needs root: it creates a network namespace and a TUN device \
              (CAP_SYS_ADMIN, CAP_NET_ADMIN); run it with sudo",
         ));
     }
     let dns_upstream = match &args.dns_upstream {
-        Some(text) => parse_upstream(text).map_err(|m| CliError::new(EXIT_SETUP, m))?,
-        None => default_upstream().map_err(|m| CliError::new(EXIT_SETUP, m))?,
+        Some(text) => parse_upstream(text).map_err(|m| fail(EXIT_SETUP, m))?,
+        None => default_upstream().map_err(|m| fail(EXIT_SETUP, m))?,
     };
     let credentials = match &args.user {
-        Some(name) => Some(user::resolve(name).map_err(|e| CliError::new(EXIT_SETUP, format!("--user: {e}")))?),
+        Some(name) => Some(user::resolve(name).map_err(|e| fail(EXIT_SETUP, format!("--user: {e}")))?),
         None => None,
     };
-    let program = args.command.first().cloned().ok_or_else(|| CliError::new(EXIT_SETUP, "no command given"))?;
+    let program = args.command.first().cloned().ok_or_else(|| fail(EXIT_SETUP, "no command given"))?;
 
     // Signals are taken synchronously by this thread (sigwaitinfo); block them before any other
     // thread starts so every thread inherits the mask. Children get a clean mask from std.
     let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD])
-        .map_err(|e| CliError::new(EXIT_SETUP, format!("blocking signals: {e}")))?;
+        .map_err(|e| fail(EXIT_SETUP, format!("blocking signals: {e}")))?;
 
-    let store = StoreWriter::start(&args.db, session_info(&args.command)).map_err(|e| CliError::new(EXIT_SETUP, e.to_string()))?;
-    let capture = Capture::start(&store, dns_upstream).map_err(|e| CliError::new(EXIT_SETUP, e))?;
+    let store = StoreWriter::start(&args.db, session_info(&args.command)).map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
+    let capture = match Capture::start(&store, dns_upstream, args.mtu) {
+        Ok(capture) => capture,
+        Err(message) => {
+            // Close the session row cleanly; the setup error is the one to report.
+            if let Err(err) = store.finish() {
+                log::warn!("closing the database: {err}");
+            }
+            return Err(fail(EXIT_SETUP, message));
+        }
+    };
 
     let status = capture.spawn(&args.command, credentials.as_ref()).and_then(|mut child| {
-        wait_for_child(&mut child, &signals).map_err(|e| CliError::new(EXIT_SETUP, format!("waiting for {program}: {e}")))
+        wait_for_child(&mut child, &signals).map_err(|e| fail(EXIT_SETUP, format!("waiting for {program}: {e}")))
     });
 
     let summary = capture.finish();
     let session = store.session_id();
     let stored = store.finish();
 
-    let summary = summary.map_err(|e| CliError::new(EXIT_SETUP, e))?;
+    let summary = summary.map_err(|e| fail(EXIT_SETUP, e))?;
     if let Err(err) = stored {
-        return Err(CliError::new(EXIT_SETUP, format!("saving the capture: {err}")));
+        return Err(fail(EXIT_SETUP, format!("saving the capture: {err}")));
     }
     if !args.quiet {
-        eprint!("{}", summary.render(&args.db, session));
+        // A closed stderr must not turn CMD's status into a panic.
+        let _ = io::stderr().write_all(summary.render(&args.db, session).as_bytes());
     }
     let status = status?;
     Ok(exit_code(status))
@@ -134,8 +152,8 @@ struct Capture {
 }
 
 impl Capture {
-    fn start(store: &StoreWriter, dns_upstream: SocketAddr) -> Result<Capture, String> {
-        let net = NetConfig { tun_name: TUN_NAME.into(), mtu: MTU, addr_v4: TUN_V4, addr_v6: Some(TUN_V6) };
+    fn start(store: &StoreWriter, dns_upstream: SocketAddr, mtu: u32) -> Result<Capture, String> {
+        let net = NetConfig { tun_name: TUN_NAME.into(), mtu, addr_v4: TUN_V4, addr_v6: Some(TUN_V6) };
         let (namespace, tun) = Namespace::create(&net).map_err(|e| match e {
             NamespaceError::NotPermitted(_) => e.to_string(),
             other => format!("setting up the capture namespace: {other}"),
@@ -159,7 +177,7 @@ impl Capture {
             dns_v4: DNS_V4,
             dns_v6: namespace.has_ipv6().then_some(DNS_V6),
             dns_upstream,
-            mtu: MTU as usize,
+            mtu: mtu as usize,
             // The engine's sockets live in the parent namespace: they never see the TUN routes.
             outbound: Outbound::default(),
         };
@@ -183,25 +201,55 @@ impl Capture {
 
     /// Starts CMD inside the namespace (own mount namespace, capture resolv.conf, `credentials`).
     fn spawn(&self, argv: &[String], credentials: Option<&user::Credentials>) -> Result<Child, CliError> {
-        let (program, rest) = argv.split_first().ok_or_else(|| CliError::new(EXIT_SETUP, "no command given"))?;
+        let (program, rest) = argv.split_first().ok_or_else(|| fail(EXIT_SETUP, "no command given"))?;
         let mut command = Command::new(program);
         command.args(rest);
         child::prepare(&mut command, &self.files, credentials)
-            .map_err(|e| CliError::new(EXIT_SETUP, format!("{program}: {e}")))?;
-        let spawned = self.namespace.run(move || command.spawn()).map_err(|e| CliError::new(EXIT_SETUP, e.to_string()))?;
+            .map_err(|e| fail(EXIT_SETUP, format!("{program}: {e}")))?;
+        let spawned = self.namespace.run(move || command.spawn()).map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
         spawned.map_err(|e| {
             let code = match e.kind() {
                 io::ErrorKind::NotFound => EXIT_NOT_FOUND,
                 io::ErrorKind::PermissionDenied => EXIT_CANNOT_EXECUTE,
                 _ => EXIT_SETUP,
             };
-            CliError::new(code, format!("{program}: {e}"))
+            fail(code, format!("{program}: {e}"))
         })
+    }
+
+    /// Ends what CMD left running in the namespace (SIGTERM, then SIGKILL after a grace period):
+    /// without the engine those processes would have no network, and they must not outlive the
+    /// capture unseen.
+    fn end_leftovers(&self) {
+        let deadline = Instant::now() + LEFTOVER_GRACE;
+        let mut signal = libc::SIGTERM;
+        loop {
+            let left = self.namespace.processes();
+            if left.is_empty() {
+                return;
+            }
+            if signal == libc::SIGTERM {
+                log::info!("ending {} process(es) CMD left in the namespace", left.len());
+            }
+            for pid in &left {
+                // SAFETY: plain kill(2) of processes found in our namespace.
+                unsafe { libc::kill(*pid, signal) };
+            }
+            if Instant::now() >= deadline {
+                signal = libc::SIGKILL;
+            }
+            if signal == libc::SIGKILL && Instant::now() >= deadline + LEFTOVER_GRACE {
+                log::warn!("processes still in the capture namespace: {left:?}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Lets open TCP flows finish relaying (bounded), stops the engine (final events flushed to
     /// the forwarder) and returns the summary. The namespace goes away with the last process in it.
     fn finish(self) -> Result<Summary, String> {
+        self.end_leftovers();
         let deadline = Instant::now() + DRAIN_LIMIT;
         while self.open_tcp.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -219,6 +267,11 @@ impl Capture {
         let stats = stopped.map_err(|e| format!("stopping the engine: {e}"))?;
         Ok(Summary { packets_dropped: stats.packets_dropped, ..summary })
     }
+}
+
+/// A capture failure with its exit code (struct literal: `CliError` is shared by every subcommand).
+fn fail(code: i32, message: impl Into<String>) -> CliError {
+    CliError { code, message: message.into() }
 }
 
 /// Owner = the UID of the socket, read from the capture namespace's own /proc/net tables.
@@ -404,24 +457,28 @@ impl SignalSet {
         }
     }
 
-    /// The next pending signal; None when `timeout` passed first.
-    fn wait(&self, timeout: Option<Duration>) -> io::Result<Option<libc::c_int>> {
+    /// The next pending signal and whether the kernel sent it (a terminal's Ctrl-C or hangup,
+    /// which the whole foreground process group, CMD included, receives) rather than kill(2).
+    /// None when `timeout` passed first.
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<Option<(libc::c_int, bool)>> {
         loop {
-            // SAFETY: `self.set` is initialised; a null siginfo pointer is allowed.
+            // SAFETY: siginfo_t is plain data that sigwaitinfo/sigtimedwait fill in.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: `self.set` is initialised and `info` outlives the call.
             let rc = unsafe {
                 match timeout {
-                    None => libc::sigwaitinfo(&self.set, std::ptr::null_mut()),
+                    None => libc::sigwaitinfo(&self.set, &mut info),
                     Some(t) => {
                         let ts = libc::timespec {
                             tv_sec: t.as_secs() as libc::time_t,
                             tv_nsec: t.subsec_nanos() as libc::c_long,
                         };
-                        libc::sigtimedwait(&self.set, std::ptr::null_mut(), &ts)
+                        libc::sigtimedwait(&self.set, &mut info, &ts)
                     }
                 }
             };
             if rc >= 0 {
-                return Ok(Some(rc));
+                return Ok(Some((rc, info.si_code == SI_KERNEL)));
             }
             let err = io::Error::last_os_error();
             match err.raw_os_error() {
@@ -433,8 +490,15 @@ impl SignalSet {
     }
 }
 
-/// Waits for CMD to exit. SIGINT/SIGTERM/SIGHUP are passed on to it as SIGTERM; if it is still
-/// running `KILL_GRACE` later (or a second signal comes), it is killed.
+/// `si_code` of a signal the kernel generated itself (tty driver), as opposed to kill(2).
+const SI_KERNEL: libc::c_int = 0x80;
+
+/// Waits for CMD to exit.
+///
+/// A signal from the terminal (Ctrl-C, hangup) reached CMD too: CMD decides, as it would
+/// without capture (an interactive shell survives Ctrl-C). A signal sent to capture with kill(2)
+/// (SIGINT, SIGTERM, SIGHUP) is passed on to CMD, which gets `KILL_GRACE` to exit before it is
+/// killed; a second such signal kills it at once.
 fn wait_for_child(child: &mut Child, signals: &SignalSet) -> io::Result<ExitStatus> {
     let pid = child.id() as libc::pid_t;
     let mut kill_at: Option<Instant> = None;
@@ -443,25 +507,16 @@ fn wait_for_child(child: &mut Child, signals: &SignalSet) -> io::Result<ExitStat
             return Ok(status);
         }
         let timeout = kill_at.map(|at| at.saturating_duration_since(Instant::now()));
-        match signals.wait(timeout)? {
-            Some(libc::SIGCHLD) => {}
-            Some(signal) => {
-                log::info!("signal {signal}: stopping the command");
-                let (sig, next) = if kill_at.is_none() {
-                    (libc::SIGTERM, Some(Instant::now() + KILL_GRACE))
-                } else {
-                    (libc::SIGKILL, None)
-                };
-                // SAFETY: signalling our own child, which we have not reaped yet.
-                unsafe { libc::kill(pid, sig) };
-                kill_at = next;
-            }
-            None => {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                kill_at = None;
-            }
-        }
+        let signal = match signals.wait(timeout)? {
+            Some((libc::SIGCHLD, _)) | Some((_, true)) => continue,
+            Some((signal, false)) if kill_at.is_none() => signal,
+            // Second signal, or the grace period is over.
+            Some(_) | None => libc::SIGKILL,
+        };
+        log::info!("passing signal {signal} to the command");
+        // SAFETY: signalling our own child, which we have not reaped yet.
+        unsafe { libc::kill(pid, signal) };
+        kill_at = if signal == libc::SIGKILL { None } else { Some(Instant::now() + KILL_GRACE) };
     }
 }
 

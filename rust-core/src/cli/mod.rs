@@ -12,6 +12,7 @@ pub mod flows;
 pub mod lookup;
 pub mod mark;
 pub mod report;
+pub mod retention;
 
 #[derive(Parser, Debug)]
 #[command(name = "phonehome", version, about = "See which apps phone home, and where to")]
@@ -37,6 +38,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Put a labelled marker into the running (or latest) session, or list markers.
     Mark(mark::MarkArgs),
+    /// Show or set how much history to keep (days, MB), and prune now.
+    Retention(retention::RetentionArgs),
 }
 
 /// A failed subcommand: the exit code (1 runtime failure, 2 usage error) and the message for
@@ -102,6 +105,7 @@ pub fn main() -> i32 {
         Command::Report(args) => report::run(args),
         Command::Export(args) => export::run(args),
         Command::Mark(args) => mark::run(args),
+        Command::Retention(args) => retention::run(args),
     };
     match result {
         Ok(code) => code,

@@ -382,14 +382,16 @@ impl<'a> Reader<'a> {
         let rdata = self.bytes(rdlen, "record data")?;
         let bad = DnsError::BadRdata { rtype, offset: start };
         let data = match rtype {
-            TYPE_A => {
-                let b: [u8; 4] = rdata.try_into().map_err(|_| bad)?;
-                RData::A(Ipv4Addr::from(b))
-            }
-            TYPE_AAAA => {
-                let b: [u8; 16] = rdata.try_into().map_err(|_| bad)?;
-                RData::Aaaa(Ipv6Addr::from(b))
-            }
+            // An address record of the wrong size is no address (inverse queries carry empty
+            // ones); its length still delimits it, so the rest of the message stays readable.
+            TYPE_A => match <[u8; 4]>::try_from(rdata) {
+                Ok(b) => RData::A(Ipv4Addr::from(b)),
+                Err(_) => RData::Other { len: rdlen },
+            },
+            TYPE_AAAA => match <[u8; 16]>::try_from(rdata) {
+                Ok(b) => RData::Aaaa(Ipv6Addr::from(b)),
+                Err(_) => RData::Other { len: rdlen },
+            },
             TYPE_CNAME | TYPE_NS | TYPE_PTR => {
                 let (target, end) = read_name(self.msg, start)?;
                 if end != start + rdlen {
@@ -647,12 +649,20 @@ mod tests {
         let mut m = header(1, 0x0100, 1, 0);
         m.extend_from_slice(&[0x80, 0]);
         assert_eq!(parse(&m), Err(DnsError::BadLabel { offset: 12, byte: 0x80 }));
-        // An A record with 3 bytes of data.
+        // An A record with 3 bytes of data is kept as no address.
         let mut m = header(1, 0x8180, 1, 1);
         m.extend(wire_name("a.b"));
         m.extend_from_slice(&[0, 1, 0, 1]);
         m.extend(rr(&[0xc0, 12], TYPE_A, 1, &[1, 2, 3]));
-        assert!(matches!(parse(&m), Err(DnsError::BadRdata { rtype: TYPE_A, .. })));
+        let msg = parse(&m).unwrap();
+        assert_eq!(msg.answers[0].data, RData::Other { len: 3 });
+        assert!(msg.answer_addresses().0.is_empty());
+        // A CNAME whose name runs past its length is an error.
+        let mut m = header(1, 0x8180, 1, 1);
+        m.extend(wire_name("a.b"));
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m.extend(rr(&[0xc0, 12], TYPE_CNAME, 1, &[3, b'x', b'y']));
+        assert!(parse(&m).is_err());
     }
 
     #[test]

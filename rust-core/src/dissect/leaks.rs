@@ -115,7 +115,35 @@ enum KeyKind {
 
 /// Every `key<sep>value` in the (lower-cased) text whose key is one we know. Separators: `=`,
 /// `:`, `>` (XML), with quotes and spaces around them, as in query strings, JSON and XML.
+/// One pass over the text: each token of key characters followed by a separator is looked up.
 fn keyed_values(lower: &[u8]) -> Vec<(&[u8], KeyKind)> {
+    let is_key_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lower.len() {
+        if !is_key_char(lower[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < lower.len() && is_key_char(lower[i]) {
+            i += 1;
+        }
+        let token = &lower[start..i];
+        if token.len() < 3 || token.len() > 32 {
+            continue;
+        }
+        let Some(value) = value_after(lower, i) else { continue };
+        // "ro.product.model" matches whole; "x.android_id" by its last part.
+        let last = token.rsplit(|&b| b == b'.').next().unwrap_or(token);
+        if let Some(kind) = key_kind(token).or_else(|| key_kind(last)) {
+            out.push((value, kind));
+        }
+    }
+    out
+}
+
+fn key_kind(token: &[u8]) -> Option<KeyKind> {
     let table: [(&[&str], KeyKind); 7] = [
         (ANDROID_ID_KEYS, KeyKind::AndroidId),
         (OAID_KEYS, KeyKind::Oaid),
@@ -125,25 +153,7 @@ fn keyed_values(lower: &[u8]) -> Vec<(&[u8], KeyKind)> {
         (MODEL_KEYS, KeyKind::Model),
         (MIUI_KEYS, KeyKind::Miui),
     ];
-    let mut out = Vec::new();
-    for (keys, kind) in table {
-        for key in keys {
-            let key = key.as_bytes();
-            let mut from = 0;
-            while let Some(i) = find_from(lower, key, from) {
-                from = i + 1;
-                let before_ok = i == 0 || !is_word(lower[i - 1]);
-                let after = i + key.len();
-                if !before_ok || lower.get(after).is_some_and(|&b| is_word(b)) {
-                    continue;
-                }
-                if let Some(value) = value_after(lower, after) {
-                    out.push((value, kind));
-                }
-            }
-        }
-    }
-    out
+    table.iter().find(|(keys, _)| keys.iter().any(|k| k.as_bytes() == token)).map(|(_, kind)| *kind)
 }
 
 /// The value following a key: skip up to 4 separator bytes (at least one of `=:>`), then read

@@ -90,6 +90,10 @@ pub struct Inspector {
     up: Side,
     down: Side,
     found: BTreeSet<&'static str>,
+    /// Up-stream offset from which to look for a STARTTLS hello.
+    tls_probe: usize,
+    /// Nothing more to learn; buffers released.
+    finished: bool,
     result: Inspection,
 }
 
@@ -103,6 +107,8 @@ impl Inspector {
             up: Side::default(),
             down: Side::default(),
             found: BTreeSet::new(),
+            tls_probe: 0,
+            finished: false,
             result: Inspection::default(),
         }
     }
@@ -132,6 +138,7 @@ impl Inspector {
         }
         self.advance_stream(dir);
         self.scan_stream(dir);
+        self.finish_if_done();
     }
 
     /// One UDP payload in direction `dir`.
@@ -174,14 +181,35 @@ impl Inspector {
             leaks::scan(window, ctx.as_deref(), &mut self.found);
             self.sync_leaks();
         }
+        self.finish_if_done();
     }
 
     /// False once nothing more can be learned; the caller stops feeding bytes.
     pub fn wants_more(&self) -> bool {
+        !self.finished && self.still_learning()
+    }
+
+    /// Once done, drop the buffered prefixes: a long-lived flow keeps only its result.
+    fn finish_if_done(&mut self) {
+        if !self.finished && !self.still_learning() {
+            self.finished = true;
+            self.up.buf = Vec::new();
+            self.down.buf = Vec::new();
+            if let State::Quic(_) = self.state {
+                self.state = State::Opaque;
+            }
+        }
+    }
+
+    fn still_learning(&self) -> bool {
         match &self.state {
             State::Undecided => match self.proto {
                 Proto::Udp => self.up.datagrams + self.down.datagrams < 2 * MAX_UDP_DATAGRAMS,
-                _ => self.up.buf.len() < tls::MAX_HELLO_LEN,
+                // A flow where only the server talks: stop once its scan budget is used.
+                _ => {
+                    self.up.buf.len() < tls::MAX_HELLO_LEN
+                        && (!self.up.buf.is_empty() || self.down.buf.len() < SCAN_LIMIT)
+                }
             },
             State::Tls { done } => !done,
             State::Quic(initials) => initials.wants_more() && self.down.datagrams < MAX_UDP_DATAGRAMS,
@@ -215,18 +243,22 @@ impl Inspector {
     fn decide_stream(&mut self, dir: Direction) {
         let up = &self.up.buf;
         if dir == Direction::Down && up.is_empty() {
-            // The server spoke first: a banner protocol (SMTP, POP3, IMAP, FTP, SSH), or Mi Push,
-            // whose server may send its header first.
+            // The server spoke first: a banner protocol (SMTP, POP3, IMAP, FTP, SSH), Mi Push
+            // (whose server may send its header first), or a capture that starts with a reply.
             let down = &self.down.buf;
             if down.starts_with(b"SSH-") {
                 self.state = State::Opaque;
                 self.set_l7(L7_SSH);
-            } else if mipush::recognise(down) == mipush::Verdict::MiPush {
-                self.become_mipush();
-            } else if mipush::recognise(down) == mipush::Verdict::NeedMore {
-                // Wait for more of the header.
-            } else if down.len() >= 4 && !tls::looks_like_record(down) {
-                self.state = State::Cleartext;
+                return;
+            }
+            match mipush::recognise(down) {
+                mipush::Verdict::MiPush => return self.become_mipush(),
+                mipush::Verdict::NeedMore => return,
+                mipush::Verdict::NotMiPush => {}
+            }
+            if down.len() >= 4 && !tls::looks_like_record(down) {
+                // Readable bytes crossed the network; what the client speaks is still to be
+                // seen (an HTTP request after a reply, a STARTTLS hello after a banner).
                 self.result.cleartext = true;
             }
             return;
@@ -237,6 +269,7 @@ impl Inspector {
         if tls::looks_like_record(up) {
             self.state = State::Tls { done: false };
             self.set_l7(L7_TLS);
+            self.result.cleartext = false;
             return;
         }
         if up.starts_with(b"SSH-") {
@@ -313,11 +346,16 @@ impl Inspector {
                     self.name_from_dns(dir, &first);
                 }
             }
-            State::Cleartext if self.result.app_info.l7.as_deref() == Some(L7_MIPUSH) && dir == Direction::Up
-                && mipush::carries_model(&self.up.buf) => {
-                    self.found.insert(leaks::MODEL);
-                    self.sync_leaks();
+            State::Cleartext if dir == Direction::Up => {
+                if self.result.app_info.l7.as_deref() == Some(L7_MIPUSH) {
+                    if mipush::carries_model(&self.up.buf) {
+                        self.found.insert(leaks::MODEL);
+                        self.sync_leaks();
+                    }
+                } else if self.result.hostname.is_none() {
+                    self.probe_starttls();
                 }
+            }
             _ => {}
         }
     }
@@ -355,15 +393,23 @@ impl Inspector {
 
     /// Decide what a UDP flow speaks from its first datagram.
     fn decide_datagram(&mut self, dir: Direction, data: &[u8]) {
-        if quic::client_version(data).is_some() || (dir == Direction::Down && data[0] & 0xc0 == 0xc0 && data.len() > 5) {
-            self.state = State::Quic(Box::new(quic::ClientInitials::new()));
-            self.set_l7(L7_QUIC);
-            return;
-        }
         if matches!(self.dst_port, 53 | 5353 | 5355) && dns::parse_lenient(data).is_ok() {
             self.state = State::Dns { done: false };
             self.set_l7(L7_DNS);
             self.result.cleartext = true;
+            return;
+        }
+        // A client packet, or (capture joined late) a server's long-header packet.
+        let server_long = dir == Direction::Down
+            && data[0] & 0x80 != 0
+            && data
+                .get(1..5)
+                .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                .and_then(|v| quic::family(u32::from_be_bytes(v)))
+                .is_some();
+        if quic::client_version(data).is_some() || server_long {
+            self.state = State::Quic(Box::new(quic::ClientInitials::new()));
+            self.set_l7(L7_QUIC);
             return;
         }
         // DTLS 1.0/1.2 records (content types 20-25, versions 0xfeff/0xfefd).
@@ -385,11 +431,42 @@ impl Inspector {
     /// Name a DNS flow from its first message's question (the query, or the response's copy of
     /// it when only the answer was seen).
     fn name_from_dns(&mut self, _dir: Direction, msg: &[u8]) {
-        if let Ok(m) = dns::parse_lenient(msg)
-            && let Some(name) = m.query_name().filter(|n| !n.is_empty())
-        {
+        let Ok(m) = dns::parse_lenient(msg) else { return };
+        // An inverse query (opcode 1) asks about the owner of its answer record instead.
+        let name = match m.query_name() {
+            Some(q) => Some(q),
+            None if m.opcode == 1 => m.answers.first().map(|rr| rr.name.as_str()),
+            None => None,
+        };
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
             self.result.hostname = Some((name.to_string(), NameSource::DnsQuery));
         }
+    }
+
+    /// After STARTTLS/STLS in a cleartext protocol, the client's next bytes are a TLS hello:
+    /// look for one starting a line of the client's stream.
+    fn probe_starttls(&mut self) {
+        let buf = &self.up.buf;
+        let mut from = self.tls_probe;
+        while let Some(i) = (from..buf.len()).find(|&i| {
+            (i == 0 || buf[i - 1] == b'\n')
+                && buf[i] == 22
+                && buf.get(i + 1) == Some(&3)
+                && buf.get(i + 5).is_none_or(|&t| t == 1)
+        }) {
+            match tls::client_hello_from_records(&buf[i..]) {
+                Ok(Some(hello)) => {
+                    self.apply_hello(&hello, NameSource::Sni);
+                    return;
+                }
+                Ok(None) => {
+                    self.tls_probe = i; // Incomplete: look here again with more bytes.
+                    return;
+                }
+                Err(_) => from = i + 1,
+            }
+        }
+        self.tls_probe = buf.len();
     }
 
     fn apply_hello(&mut self, hello: &tls::ClientHello, source: NameSource) {
@@ -428,6 +505,7 @@ mod tests {
         assert_eq!(r.app_info.alpn, vec!["h2"]);
         assert!(!r.cleartext);
         assert!(!ins.wants_more());
+        assert_eq!(ins.up.buf.capacity(), 0, "buffers are released once done");
     }
 
     #[test]
@@ -516,5 +594,43 @@ mod tests {
         }
         assert!(ins.result().cleartext);
         assert!(ins.result().hostname.is_none());
+    }
+
+    #[test]
+    fn reply_first_then_request() {
+        let mut ins = Inspector::new(Proto::Tcp, 80);
+        ins.on_stream(Direction::Down, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        assert!(ins.result().cleartext);
+        assert!(ins.wants_more());
+        ins.on_stream(Direction::Up, b"GET /x HTTP/1.1\r\nHost: 198.18.0.9\r\n\r\n");
+        // An address in Host is reported as is; the Namer prefers a DNS name over it.
+        assert_eq!(ins.result().hostname, Some(("198.18.0.9".into(), NameSource::Http)));
+        assert_eq!(ins.result().app_info.http_method.as_deref(), Some("GET"));
+    }
+
+    #[test]
+    fn starttls_hello_after_banner() {
+        let mut ins = Inspector::new(Proto::Tcp, 25);
+        ins.on_stream(Direction::Down, b"220 mx.example ESMTP\r\n");
+        ins.on_stream(Direction::Up, b"EHLO me\r\n");
+        ins.on_stream(Direction::Down, b"250-mx.example\r\n250 STARTTLS\r\n");
+        ins.on_stream(Direction::Up, b"STARTTLS\r\n");
+        ins.on_stream(Direction::Down, b"220 go ahead\r\n");
+        let hello = hello_stream("mx.example", 300);
+        ins.on_stream(Direction::Up, &hello[..100]);
+        assert_eq!(ins.result().hostname, None);
+        ins.on_stream(Direction::Up, &hello[100..]);
+        assert_eq!(ins.result().hostname, Some(("mx.example".into(), NameSource::Sni)));
+        assert!(ins.result().cleartext);
+    }
+
+    #[test]
+    fn inverse_query_named_by_its_answer_owner() {
+        // IQUERY (opcode 1), no question, one empty A record owned by "216.58.202.4".
+        let mut m = vec![0x77, 0xfc, 0x09, 0x00, 0, 0, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x03216\x0258\x03202\x014\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00");
+        let mut ins = Inspector::new(Proto::Udp, 53);
+        ins.on_datagram(Direction::Up, &m);
+        assert_eq!(ins.result().hostname, Some(("216.58.202.4".into(), NameSource::DnsQuery)));
     }
 }

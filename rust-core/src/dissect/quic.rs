@@ -422,6 +422,23 @@ impl ClientInitials {
         }
     }
 
+    /// Feed the decrypted payload of an Initial of `version` (frames). The packet path calls
+    /// this after decryption; tests and fuzzers call it directly because random bytes never
+    /// pass the AEAD check.
+    pub fn on_plaintext(&mut self, plain: &[u8], version: u32) -> Result<Option<&ClientHello>, QuicError> {
+        let fam = family(version).ok_or(QuicError::UnknownVersion(version))?;
+        if self.hello.is_none() && !self.failed {
+            self.version.get_or_insert(version);
+            if let Err(e) = self.frames(plain, fam) {
+                if matches!(e, QuicError::CryptoTooLong | QuicError::Tls(_) | QuicError::BadChlo(_)) {
+                    self.failed = true;
+                }
+                return Err(e);
+            }
+        }
+        Ok(self.hello.as_ref())
+    }
+
     fn decrypt(&mut self, packet: &[u8], hdr: &LongHeader) -> Result<Vec<u8>, QuicError> {
         if let Some((version, dcid)) = &self.keys
             && *version == hdr.version
@@ -520,11 +537,9 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
         let scil = if cil & 0x0f == 0 { 0 } else { usize::from(cil & 0x0f) + 3 };
         pos = 6 + dcil + scil + usize::from(first & 0x03) + 1;
     } else {
-        // Public header: flags, 8-byte CID, version, optional 32-byte nonce, packet number.
+        // Public header: flags, 8-byte CID, version, packet number. (Flag 0x04 is part of the
+        // old CID-length field or the server-only diversification nonce: never a nonce here.)
         pos = 1 + 8 + 4;
-        if first & 0x04 != 0 {
-            pos += 32;
-        }
         pos += match first & 0x30 {
             0x00 => 1,
             0x10 => 2,
@@ -732,5 +747,40 @@ mod tests {
             let mut c = ClientInitials::new();
             assert!(c.on_datagram(&packet[..cut]).is_err(), "cut {cut}");
         }
+    }
+
+    fn crypto_frame(offset: u64, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x06];
+        f.extend_from_slice(&(0x8000_0000u32 | offset as u32).to_be_bytes());
+        f.extend_from_slice(&(0x4000u16 | data.len() as u16).to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    }
+
+    #[test]
+    fn hello_split_over_packets_and_out_of_order() {
+        use crate::dissect::tls::build;
+        let hs = build::client_hello(&[build::sni("pq.example"), (0x11ec, vec![9; 1200]), build::alpn(&["h3"])]);
+        let (a, rest) = hs.split_at(400);
+        let (_middle, c) = rest.split_at(500);
+        // Packet 1: PING, the last piece, PADDING, an ACK, the first piece.
+        let mut p1 = vec![0x01];
+        p1.extend(crypto_frame(900, c));
+        p1.extend_from_slice(&[0, 0, 0]);
+        p1.extend_from_slice(&[0x02, 0x05, 0x00, 0x01, 0x00, 0x01, 0x01]);
+        p1.extend(crypto_frame(0, a));
+        let mut ci = ClientInitials::new();
+        assert_eq!(ci.on_plaintext(&p1, VERSION_1).unwrap(), None);
+        // Packet 2: the middle piece, overlapping its neighbours.
+        let mut p2 = crypto_frame(390, &hs[390..910]);
+        p2.extend_from_slice(&[0; 20]);
+        let hello = ci.on_plaintext(&p2, VERSION_1).unwrap().unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("pq.example"));
+        assert_eq!(hello.alpn, vec!["h3"]);
+        // Unknown frames end a packet's parse without losing what came before.
+        let mut ci = ClientInitials::new();
+        let mut p = crypto_frame(0, &hs);
+        p.push(0x30);
+        assert!(ci.on_plaintext(&p, VERSION_1).unwrap().is_some());
     }
 }

@@ -39,6 +39,31 @@ impl TcpBuffers {
     fn len(&self) -> usize {
         self.rx_len + self.tx_len
     }
+
+    pub fn rx_capacity(&self) -> usize {
+        self.rx_len
+    }
+
+    pub fn tx_capacity(&self) -> usize {
+        self.tx_len
+    }
+
+    /// Give the rx ring's pages back to the system. Call only while the ring holds nothing
+    /// smoltcp will read: no queued bytes and no out-of-order segments (see `TcpFlow::trim`).
+    pub fn trim_rx(&self) {
+        // SAFETY: the range lies in our mapping. The pages hold only free ring space, which
+        // smoltcp writes before it reads; after MADV_DONTNEED they read as zeros, as if this
+        // (single) thread had written zeros there.
+        unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.rx_len, libc::MADV_DONTNEED) };
+    }
+
+    /// Same for the tx ring: call only when it holds no unacknowledged data.
+    pub fn trim_tx(&self) {
+        // SAFETY: as in `trim_rx`; the tx ring follows the rx ring in the mapping.
+        unsafe {
+            libc::madvise(self.ptr.as_ptr().add(self.rx_len).cast(), self.tx_len, libc::MADV_DONTNEED)
+        };
+    }
 }
 
 pub struct BufferPool {

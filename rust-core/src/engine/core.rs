@@ -62,6 +62,9 @@ pub struct Core {
     pub(super) owner: Option<OwnerClient>,
     next_sweep: Option<Instant>,
     next_flush: Option<i64>,
+    /// Relayed byte total at the last ring-memory check, and when it ran.
+    trim_mark: u64,
+    last_trim: Instant,
 }
 
 impl Core {
@@ -77,7 +80,10 @@ impl Core {
         let shards = (0..tuning.shards.max(1))
             .map(|_| Shard::new(config.mtu, smoltcp::time::Instant::from_micros(0), recycler.clone()))
             .collect();
-        let pool = BufferPool::new(tuning.tcp_rx_buffer, tuning.tcp_tx_buffer, tuning.spare_buffers);
+        // A ring must hold several segments: with a large MTU (fewer packets per byte, the
+        // cheapest way to go fast on a tun) 128 KiB would be two segments in flight.
+        let ring = |size: usize| size.max(RING_SEGMENTS * config.mtu);
+        let pool = BufferPool::new(ring(tuning.tcp_rx_buffer), ring(tuning.tcp_tx_buffer), tuning.spare_buffers);
         Core {
             config,
             tuning,
@@ -97,6 +103,8 @@ impl Core {
             owner,
             next_sweep: None,
             next_flush: None,
+            trim_mark: 0,
+            last_trim: epoch,
         }
     }
 
@@ -182,6 +190,9 @@ impl Core {
         if let Some(&id) = self.tcp_index.get(&key)
             && let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id)
         {
+            if let Transport::Tcp { seq, payload_len, .. } = parsed.transport {
+                flow.saw_segment(seq, payload_len);
+            }
             self.reporter.packet(&mut flow.common, Direction::Up, now);
             let shard = &mut self.shards[flow.shard];
             shard.device.rx.push(buf);
@@ -257,6 +268,10 @@ impl Core {
         shard.ingress(smol_now);
 
         self.reporter.opened(&mut common, now.ms);
+        let rx_start = match parsed.transport {
+            Transport::Tcp { seq, .. } => seq.wrapping_add(1),
+            _ => 0,
+        };
         let flow = TcpFlow {
             common,
             shard: shard_index,
@@ -269,6 +284,10 @@ impl Core {
             up_closed: false,
             down_closed: false,
             dns: is_dns.then(TcpDns::default),
+            rx_start,
+            rx_max_end: rx_start,
+            trimmed_up: 0,
+            trimmed_down: 0,
         };
         self.flows.insert(id, Flow::Tcp(Box::new(flow)));
         self.tcp_index.insert((src, dst), id);
@@ -305,6 +324,7 @@ impl Core {
                     match flow.check_connect() {
                         None => return,
                         Some(Ok(())) => {
+                            log::trace!("flow {id}: connected to {}", flow.common.record.key.dst);
                             flow.phase = Phase::Relaying;
                             let shard = &mut self.shards[flow.shard];
                             shard.socket(flow.handle).pause_synack(false);
@@ -343,6 +363,39 @@ impl Core {
                 break;
             }
             self.service_touched(now);
+        }
+        self.trim_buffers(now);
+    }
+
+    /// Keep the TCP rings' resident memory under `tuning.tcp_buffer_budget`: once enough bytes
+    /// moved to possibly exceed it, estimate what the flows touched and give the pages of empty
+    /// rings back. A lone bulk flow stays under budget and is never trimmed (no page-fault
+    /// churn); a thousand busy flows are trimmed every 100 ms.
+    fn trim_buffers(&mut self, now: Now) {
+        let moved = self.reporter.stats.bytes_up + self.reporter.stats.bytes_down;
+        let budget = self.tuning.tcp_buffer_budget;
+        if moved - self.trim_mark < (budget / 2) as u64
+            || now.mono.saturating_duration_since(self.last_trim) < TRIM_INTERVAL
+        {
+            return;
+        }
+        self.trim_mark = moved;
+        self.last_trim = now.mono;
+        let estimate: usize = self
+            .flows
+            .values()
+            .map(|flow| match flow {
+                Flow::Tcp(tcp) => tcp.touched(),
+                _ => 0,
+            })
+            .sum();
+        if estimate <= budget {
+            return;
+        }
+        for flow in self.flows.values_mut() {
+            if let Flow::Tcp(tcp) = flow {
+                tcp.trim(&mut self.shards[tcp.shard]);
+            }
         }
     }
 
@@ -558,6 +611,9 @@ impl Core {
 }
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+/// Minimum TCP ring size in segments of the tun MTU.
+const RING_SEGMENTS: usize = 8;
 const MIN_WAIT: Duration = Duration::from_millis(1);
 const MAX_WAIT: Duration = Duration::from_secs(5);
 

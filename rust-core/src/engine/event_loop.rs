@@ -134,9 +134,11 @@ fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>
 fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> io::Result<bool> {
     for _ in 0..batch {
         let mut buf = core.to_tun.take_buffer();
-        buf.resize(mtu, 0);
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // Read into spare capacity: zero-filling a large-MTU buffer per packet costs more than
+        // the packet.
+        buf.reserve(mtu);
+        // SAFETY: buf has capacity for buf.capacity() bytes (it is empty).
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
         if n < 0 {
             core.to_tun.recycle(buf);
             let e = io::Error::last_os_error();
@@ -152,7 +154,8 @@ fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> i
             // serving the outbound side until stopped; nothing more will come.
             return Ok(false);
         }
-        buf.truncate(n as usize);
+        // SAFETY: read initialized the first n bytes (n <= capacity).
+        unsafe { buf.set_len(n as usize) };
         core.on_packet(buf, now);
     }
     Ok(true)

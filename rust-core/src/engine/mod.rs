@@ -67,6 +67,9 @@ pub struct EngineConfig {
     pub dns_v6: Option<Ipv6Addr>,
     /// Where DNS queries are forwarded.
     pub dns_upstream: SocketAddr,
+    /// The tun's MTU (1280..=65535). Per-packet costs dominate on a tun (no offloads), so a
+    /// large MTU (e.g. 65000 on a Linux capture TUN) multiplies TCP throughput; TCP is
+    /// terminated here, so the app's large segments never reach the network as such.
     pub mtu: usize,
     pub outbound: Outbound,
 }
@@ -78,12 +81,15 @@ pub struct Tuning {
     /// Independent smoltcp interfaces the TCP flows are spread over.
     pub shards: usize,
     /// smoltcp receive ring per TCP flow (app -> server); its size sets the window offered to
-    /// the app.
+    /// the app. Both rings are at least 8 MTU-sized segments.
     pub tcp_rx_buffer: usize,
     /// smoltcp send ring per TCP flow (server -> app).
     pub tcp_tx_buffer: usize,
     /// Released buffer regions kept for reuse (their pages are returned to the system).
     pub spare_buffers: usize,
+    /// Resident memory the TCP rings may use before the pages of empty rings are returned to
+    /// the system.
+    pub tcp_buffer_budget: usize,
     /// tun packets read before the shards are polled.
     pub batch: usize,
     pub connect_timeout: Duration,
@@ -105,6 +111,7 @@ impl Default for Tuning {
             tcp_rx_buffer: 128 * 1024,
             tcp_tx_buffer: 128 * 1024,
             spare_buffers: 256,
+            tcp_buffer_budget: 16 << 20,
             batch: 64,
             connect_timeout: Duration::from_secs(20),
             tcp_idle_timeout: Duration::from_secs(2 * 3600),

@@ -28,7 +28,7 @@ pub enum Drop {
 /// The transport part of a packet, as much as the engine needs to route it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    Tcp { src_port: u16, dst_port: u16, syn: bool, ack: bool, rst: bool, payload_len: usize },
+    Tcp { src_port: u16, dst_port: u16, seq: u32, syn: bool, ack: bool, rst: bool, payload_len: usize },
     Udp { src_port: u16, dst_port: u16 },
     /// An ICMP (v4) or ICMPv6 echo request.
     Echo { ident: u16, seq: u16 },
@@ -149,6 +149,7 @@ fn parse_tcp(l4: &[u8]) -> Result<(Transport, (usize, usize)), Drop> {
         Transport::Tcp {
             src_port: tcp.src_port(),
             dst_port: tcp.dst_port(),
+            seq: tcp.seq_number().0 as u32,
             syn: tcp.syn(),
             ack: tcp.ack(),
             rst: tcp.rst(),

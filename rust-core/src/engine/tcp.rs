@@ -48,6 +48,14 @@ pub struct TcpFlow {
     pub down_closed: bool,
     /// DNS over TCP to the tunnel's DNS address: the two directions split into messages.
     pub dns: Option<TcpDns>,
+    /// The app's initial sequence number + 1: where its stream starts.
+    pub rx_start: u32,
+    /// Highest sequence number (end of payload) seen from the app, to know when smoltcp may
+    /// hold out-of-order data in its rx ring.
+    pub rx_max_end: u32,
+    /// `bytes_up` / `bytes_down` when the rings were last trimmed (for the memory estimate).
+    pub trimmed_up: u64,
+    pub trimmed_down: u64,
 }
 
 #[derive(Default)]
@@ -214,6 +222,52 @@ impl TcpFlow {
         shard.dirty = true;
         self.phase = Phase::Aborting(reason);
         Outcome::Again
+    }
+}
+
+impl TcpFlow {
+    /// Note a segment from the app (sequence number and payload length).
+    pub fn saw_segment(&mut self, seq: u32, payload_len: usize) {
+        let end = seq.wrapping_add(payload_len as u32);
+        if (end.wrapping_sub(self.rx_max_end) as i32) > 0 {
+            self.rx_max_end = end;
+        }
+    }
+
+    /// Bytes of ring memory this flow may have touched since its last trim.
+    pub fn touched(&self) -> usize {
+        let Some(buffers) = &self.buffers else { return 0 };
+        let up = (self.common.record.bytes_up - self.trimmed_up).min(buffers.rx_capacity() as u64);
+        let down = (self.common.record.bytes_down - self.trimmed_down).min(buffers.tx_capacity() as u64);
+        (up + down) as usize
+    }
+
+    /// Return the pages of empty rings to the system. The rx ring is empty only if smoltcp has
+    /// nothing queued and no out-of-order segment can be waiting in it: every byte the app
+    /// sent has been passed on. Returns the bytes released from the estimate.
+    pub fn trim(&mut self, shard: &mut Shard) -> usize {
+        let Some(buffers) = &self.buffers else { return 0 };
+        if self.phase != Phase::Relaying {
+            return 0;
+        }
+        let socket = shard.socket(self.handle);
+        let mut released = 0;
+        let up = self.common.record.bytes_up;
+        let contiguous_end = self.rx_start.wrapping_add(up as u32).wrapping_add(socket.recv_queue() as u32);
+        let out_of_order = (self.rx_max_end.wrapping_sub(contiguous_end) as i32) > 0;
+        if up != self.trimmed_up && socket.recv_queue() == 0 && !out_of_order {
+            buffers.trim_rx();
+            log::trace!("trimmed rx ring of flow {}", self.common.record.id);
+            released += (up - self.trimmed_up).min(buffers.rx_capacity() as u64) as usize;
+            self.trimmed_up = up;
+        }
+        let down = self.common.record.bytes_down;
+        if down != self.trimmed_down && socket.send_queue() == 0 {
+            buffers.trim_tx();
+            released += (down - self.trimmed_down).min(buffers.tx_capacity() as u64) as usize;
+            self.trimmed_down = down;
+        }
+        released
     }
 }
 

@@ -3,7 +3,7 @@
 //! servers on 127.0.0.1 play the internet.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use crate::flow::{CloseReason, Event, FlowRecord, Proto};
 
 const APP_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const DNS_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 53);
+const APP_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 
 struct NoOwner;
 impl crate::owner::OwnerLookup for NoOwner {
@@ -58,6 +59,8 @@ fn tuning() -> Tuning {
 }
 
 fn start(upstream: SocketAddr, tuning: Tuning) -> Harness {
+    #[cfg(feature = "cli")]
+    let _ = env_logger::builder().is_test(true).try_init();
     let (engine_end, app) = socketpair();
     let (tx, events) = channel();
     let config = EngineConfig {
@@ -165,8 +168,10 @@ impl App {
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, smoltcp::time::Instant::from_millis(0));
         iface.update_ip_addrs(|a| {
             a.push(IpCidr::new(IpAddress::Ipv4(APP_IP), 15)).unwrap();
+            a.push(IpCidr::new(IpAddress::Ipv6(APP_IP6), 64)).unwrap();
         });
         iface.routes_mut().add_default_ipv4_route(Ipv4Address::new(198, 18, 0, 1)).unwrap();
+        iface.routes_mut().add_default_ipv6_route(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)).unwrap();
         App { iface, sockets: SocketSet::new(Vec::new()), device, epoch: Instant::now() }
     }
 
@@ -182,7 +187,12 @@ impl App {
             IpAddr::V4(ip) => IpAddress::Ipv4(ip),
             IpAddr::V6(ip) => IpAddress::Ipv6(ip),
         };
-        socket.connect(self.iface.context(), (remote, dst.port()), local_port).unwrap();
+        // Name the source address: smoltcp would pick ::1 for a loopback destination.
+        let local = match dst.ip() {
+            IpAddr::V4(_) => IpAddress::Ipv4(APP_IP),
+            IpAddr::V6(_) => IpAddress::Ipv6(APP_IP6),
+        };
+        socket.connect(self.iface.context(), (remote, dst.port()), (local, local_port)).unwrap();
         self.sockets.add(socket)
     }
 
@@ -208,8 +218,8 @@ impl App {
     }
 }
 
-fn echo_server() -> (SocketAddr, std::thread::JoinHandle<u64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+fn echo_server_on(bind: &str) -> (SocketAddr, std::thread::JoinHandle<u64>) {
+    let listener = TcpListener::bind(bind).unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
@@ -244,11 +254,26 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[test]
 fn tcp_relay_is_byte_exact_and_closes_cleanly() {
-    let (server, server_thread) = echo_server();
-    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    echo_through_engine("127.0.0.1:0", 3 * 1024 * 1024 + 17, tuning());
+}
+
+#[test]
+fn tcp_relay_is_byte_exact_while_rings_are_trimmed() {
+    // A zero budget makes every pass return the pages of idle rings mid-transfer.
+    echo_through_engine("127.0.0.1:0", 2 * 1024 * 1024, Tuning { tcp_buffer_budget: 0, ..tuning() });
+}
+
+#[test]
+fn tcp_relay_over_ipv6_with_one_shard() {
+    echo_through_engine("[::1]:0", 500_000, Tuning { shards: 1, ..tuning() });
+}
+
+fn echo_through_engine(bind: &str, len: usize, tuning: Tuning) {
+    let (server, server_thread) = echo_server_on(bind);
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning);
     let mut app = App::new(h.app.as_raw_fd());
     let handle = app.connect(server, 40001);
-    let data = pattern(3 * 1024 * 1024 + 17);
+    let data = pattern(len);
     let mut sent = 0;
     let mut echoed = Vec::with_capacity(data.len());
     let mut closed = false;
@@ -484,6 +509,28 @@ fn dns_is_forwarded_recorded_and_servfailed_on_silence() {
 }
 
 #[test]
+fn idle_udp_flows_expire() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tuning = Tuning { udp_idle_timeout: Duration::from_millis(200), ..tuning() };
+    let h = start("127.0.0.1:9".parse().unwrap(), tuning);
+    h.send(&udp_packet(SocketAddr::new(IpAddr::V4(APP_IP), 6000), server.local_addr().unwrap(), b"once"));
+    let closed = h.events.recv_timeout(Duration::from_secs(1)).ok().and_then(|first| {
+        assert!(matches!(first, Event::Flow(_)), "{first:?}");
+        // The sweep runs each second; the flow is idle after 200 ms.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Event::FlowClosed(r)) = h.events.recv_timeout(Duration::from_millis(100)) {
+                return Some(r);
+            }
+        }
+        None
+    });
+    let closed = closed.expect("the idle flow was closed");
+    assert_eq!(closed.close_reason, Some(CloseReason::Idle));
+    assert_eq!(h.engine.as_ref().unwrap().stats().unwrap().flows_open, 0);
+}
+
+#[test]
 fn garbage_is_counted_and_dropped() {
     let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
     h.send(&[0x45, 0, 0, 10]);
@@ -501,4 +548,134 @@ fn garbage_is_counted_and_dropped() {
     assert_eq!(dropped, 4);
     let (stats, _) = h.stop();
     assert_eq!(stats.flows_opened, 0);
+}
+
+#[test]
+fn dns_over_tcp_is_forwarded_and_recorded() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let server_thread = std::thread::spawn(move || {
+        let (mut stream, _) = upstream.accept().unwrap();
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).unwrap();
+        let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut query).unwrap();
+        let answer = dns_answer(&query, Ipv4Addr::new(198, 18, 9, 9));
+        stream.write_all(&(answer.len() as u16).to_be_bytes()).unwrap();
+        stream.write_all(&answer).unwrap();
+    });
+    let mut h = start(upstream_addr, tuning());
+    let mut app = App::new(h.app.as_raw_fd());
+    let handle = app.connect(SocketAddr::new(IpAddr::V4(DNS_IP), 53), 40005);
+    let query = dns_query(0x4321, "api.ad.xiaomi.com");
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    let mut sent = false;
+    let mut got = Vec::new();
+    let done = app.run_until(Duration::from_secs(10), |sockets| {
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if !sent && socket.can_send() {
+            socket.send_slice(&framed).unwrap();
+            sent = true;
+        }
+        while socket.can_recv() {
+            socket.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+        sent && !socket.may_recv()
+    });
+    assert!(done);
+    server_thread.join().unwrap();
+    assert_eq!(dns::message_id(&got[2..]), Some(0x4321));
+    let (_, events) = h.stop();
+    let record = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Dns(d) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("a DNS record");
+    assert_eq!(record.transport, Proto::Tcp);
+    assert_eq!(record.query, "api.ad.xiaomi.com");
+    assert_eq!(record.answer_ips, vec![IpAddr::V4(Ipv4Addr::new(198, 18, 9, 9))]);
+}
+
+fn echo_request(src: IpAddr, dst: IpAddr, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpProtocol, IpRepr};
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { panic!("v4 only") };
+    let icmp = Icmpv4Repr::EchoRequest { ident, seq_no: seq, data };
+    let ip = IpRepr::new(IpAddress::Ipv4(s), IpAddress::Ipv4(d), IpProtocol::Icmp, icmp.buffer_len(), 64);
+    let mut out = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut out[..], &ChecksumCapabilities::default());
+    let header = ip.header_len();
+    icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut out[header..]), &ChecksumCapabilities::default());
+    out
+}
+
+#[test]
+fn ping_is_answered_where_ping_sockets_are_allowed_else_dropped() {
+    let allowed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::ICMPV4)).is_ok();
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    h.send(&echo_request(IpAddr::V4(APP_IP), localhost, 0x77, 1, b"are you there"));
+    let reply = h.recv(Duration::from_secs(if allowed { 5 } else { 1 }));
+    let (stats, events) = h.stop();
+    if allowed {
+        let reply = reply.expect("an echo reply");
+        let ip = smoltcp::wire::Ipv4Packet::new_checked(&reply[..]).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (Ipv4Addr::LOCALHOST, APP_IP));
+        let icmp = smoltcp::wire::Icmpv4Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(icmp.msg_type(), smoltcp::wire::Icmpv4Message::EchoReply);
+        assert_eq!((icmp.echo_ident(), icmp.echo_seq_no()), (0x77, 1));
+        assert_eq!(icmp.data(), b"are you there");
+        assert!(icmp.verify_checksum());
+        assert_eq!(final_flows(&events)[0].key.proto, Proto::Icmp);
+    } else {
+        assert!(reply.is_none());
+        assert_eq!(stats.packets_dropped, 1);
+        assert_eq!(stats.flows_opened, 0);
+    }
+}
+
+#[test]
+fn stray_segments_get_a_reset() {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{IpProtocol, IpRepr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+    // An ACK for a connection the engine never saw: answered with a RST, counted as dropped.
+    let h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let (src, dst) = (IpAddress::Ipv4(APP_IP), IpAddress::Ipv4(Ipv4Addr::LOCALHOST));
+    let tcp = TcpRepr {
+        src_port: 40007,
+        dst_port: 80,
+        control: TcpControl::None,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: Some(TcpSeqNumber(5000)),
+        window_len: 100,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload: b"late",
+    };
+    let ip = IpRepr::new(src, dst, IpProtocol::Tcp, tcp.buffer_len(), 64);
+    let mut out = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut out[..], &ChecksumCapabilities::default());
+    let header = ip.header_len();
+    tcp.emit(&mut TcpPacket::new_unchecked(&mut out[header..]), &src, &dst, &ChecksumCapabilities::default());
+    h.send(&out);
+    let reply = h.recv(Duration::from_secs(5)).expect("a reset");
+    let ip = smoltcp::wire::Ipv4Packet::new_checked(&reply[..]).unwrap();
+    let rst = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(rst.rst());
+    assert_eq!((rst.src_port(), rst.dst_port()), (80, 40007));
+    assert_eq!(rst.seq_number(), TcpSeqNumber(5000));
+    assert!(rst.verify_checksum(&dst, &src));
+    let mut h = h;
+    let (stats, _) = h.stop();
+    assert_eq!(stats.packets_dropped, 1);
 }

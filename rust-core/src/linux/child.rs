@@ -36,6 +36,13 @@ impl SandboxFiles {
 
     /// Makes `target` (an existing file) show `contents` to the captured command.
     pub fn overlay(&mut self, target: &Path, contents: &str) -> io::Result<()> {
+        // Checked here: a failed bind mount in the child would surface as a spawn error of CMD.
+        if !target.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is missing or not a regular file; it is needed to redirect CMD's setting", target.display()),
+            ));
+        }
         let name = target.file_name().map(|n| n.to_owned()).unwrap_or_else(|| "file".into());
         let source = self.dir.join(name);
         fs::write(&source, contents).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", source.display())))?;
@@ -111,4 +118,26 @@ pub fn prepare(command: &mut Command, files: &SandboxFiles, credentials: Option<
         command.pre_exec(hook);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlays_need_an_existing_target_and_are_removed_on_drop() {
+        let mut files = SandboxFiles::new().unwrap();
+        let err = files.overlay(Path::new("/nonexistent/resolv.conf"), "x").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/resolv.conf"), "{err}");
+        let target = std::env::temp_dir().join(format!("phonehome-overlay-target-{}", std::process::id()));
+        fs::write(&target, "host\n").unwrap();
+        files.overlay(&target, "nameserver 10.0.0.2\n").unwrap();
+        let (source, bound) = files.binds[0].clone();
+        assert_eq!(bound, target);
+        let _ = fs::remove_file(&target);
+        assert_eq!(fs::read_to_string(&source).unwrap(), "nameserver 10.0.0.2\n");
+        let dir = files.dir.clone();
+        drop(files);
+        assert!(!dir.exists());
+    }
 }

@@ -118,6 +118,22 @@ impl Namespace {
         PathBuf::from(format!("/proc/{}/task/{}/net", std::process::id(), self.tid))
     }
 
+    /// Processes (other than this one) whose network namespace is this one: what CMD left
+    /// running. Read from /proc, so it is a snapshot.
+    pub fn processes(&self) -> Vec<libc::pid_t> {
+        let ours = std::process::id() as libc::pid_t;
+        let Ok(me) = std::fs::read_link(format!("/proc/{ours}/task/{}/ns/net", self.tid)) else {
+            return Vec::new();
+        };
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            .filter(|&pid| pid != ours)
+            .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|ns| ns == me))
+            .collect()
+    }
+
     pub fn tun_name(&self) -> &str {
         &self.tun_name
     }

@@ -5,9 +5,11 @@
 //! - [`link`]: from a link-layer frame to its IP packet (and PCAPdroid's trailer).
 //! - [`ip`]: IP/TCP/UDP headers and fragment reassembly.
 //! - [`stream`]: in-order TCP bytes for the dissectors.
+//! - [`dns`]: the DNS log (query/answer pairs) of a capture.
 //! - [`observer`]: flows, naming and events, as the live engine makes them.
 //! - [`writer`]: a live session as pcapng with each packet's owner.
 
+pub mod dns;
 pub mod ip;
 pub mod link;
 pub mod observer;

@@ -17,6 +17,9 @@ pub struct Reassembler {
     /// Out-of-order segments by stream offset.
     pending: BTreeMap<u64, Vec<u8>>,
     pending_bytes: usize,
+    /// Sequence number just past the highest byte seen, for counting new (not retransmitted)
+    /// payload over the whole stream.
+    high: Option<u32>,
 }
 
 impl Reassembler {
@@ -24,6 +27,27 @@ impl Reassembler {
     pub fn on_syn(&mut self, seq: u32) {
         if self.base.is_none() {
             self.base = Some(seq.wrapping_add(1));
+        }
+    }
+
+    /// Payload bytes of this segment not seen before (retransmissions count once), as the live
+    /// relay counts application bytes.
+    pub fn new_bytes(&mut self, seq: u32, len: usize) -> usize {
+        let end = seq.wrapping_add(len as u32);
+        match self.high {
+            None => {
+                self.high = Some(end);
+                len
+            }
+            Some(high) => {
+                let ahead = end.wrapping_sub(high) as i32;
+                if ahead > 0 {
+                    self.high = Some(end);
+                    (ahead as usize).min(len)
+                } else {
+                    0
+                }
+            }
         }
     }
 
@@ -109,6 +133,15 @@ mod tests {
         collect(&mut r, base.wrapping_add(2), b"cde", &mut out); // retransmission
         collect(&mut r, base.wrapping_add(16), b"q", &mut out);
         assert_eq!(out, b"abcdefghijklmnopq");
+    }
+
+    #[test]
+    fn new_bytes_counts_retransmissions_once() {
+        let mut r = Reassembler::default();
+        assert_eq!(r.new_bytes(u32::MAX - 1, 10), 10);
+        assert_eq!(r.new_bytes(u32::MAX - 1, 10), 0);
+        assert_eq!(r.new_bytes(4, 10), 6);
+        assert_eq!(r.new_bytes(0, 4), 0);
     }
 
     #[test]

@@ -10,17 +10,28 @@
 //!
 //! See docs/ARCHITECTURE-store.md.
 
+pub mod experiment;
 pub mod export;
 mod read;
+pub mod report;
 pub mod retention;
 pub mod schema;
 #[doc(hidden)]
 pub mod synth;
+mod views;
 mod writer;
 
+pub use experiment::{
+    AppChange, CategoryChange, Comparison, Counts, EXPERIMENT_INTRO, EndpointChange, GUIDED_STEPS,
+    GuidedStep, StepGroup, StillPhoningHome, WINDOW_SYNTAX, WindowSpec, WindowStats,
+};
 pub use export::{DNS_COLUMNS, ExportError, FLOW_COLUMNS, Format, write_dns, write_flows};
 pub use read::{DnsFilter, DnsRow, FlowFilter, FlowRow, Marker, Reader, Session, Window};
 pub use retention::Retention;
+pub use views::{
+    AppSummary, CategorySummary, CountrySummary, DOH_HOSTS, DomainSummary, TimelineBucket, Totals,
+    Visibility,
+};
 pub use writer::{StoreWriter, WriterOptions, WriterStats};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +56,8 @@ pub struct SessionInfo {
     pub note: Option<String>,
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> crate::flow::Millis {
+/// Wall-clock milliseconds since the Unix epoch (the clock sessions and markers use).
+pub fn now_ms() -> crate::flow::Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -26,7 +26,8 @@ pub struct Session {
     pub os: Option<String>,
     pub app_version: Option<String>,
     pub note: Option<String>,
-    /// Time span of the session's traffic (pcap analyses carry the capture's own times).
+    /// Time span of the session's traffic: first flow start, last flow activity (pcap
+    /// analyses carry the capture's own times).
     pub first_flow: Option<Millis>,
     pub last_flow: Option<Millis>,
     pub flows: i64,
@@ -240,12 +241,22 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Opens an existing PhoneHome database (migrating an older schema).
+    /// Opens an existing PhoneHome database (migrating an older schema). On read-only media
+    /// it falls back to [`Reader::open_read_only`]; writes (markers, settings) then fail.
     pub fn open(path: &Path) -> Result<Reader, StoreError> {
-        Ok(Reader {
-            conn: schema::open(path, OpenMode::Existing)?,
-            path: path.to_path_buf(),
-        })
+        match schema::open(path, OpenMode::Existing) {
+            Ok(conn) => Ok(Reader {
+                conn,
+                path: path.to_path_buf(),
+            }),
+            Err(e) => match Reader::open_read_only(path) {
+                Ok(reader) => {
+                    log::info!("{}: opened read-only ({e})", path.display());
+                    Ok(reader)
+                }
+                Err(_) => Err(e),
+            },
+        }
     }
 
     /// Opens without ever writing (works on read-only media; refuses an old schema).
@@ -279,10 +290,12 @@ impl Reader {
         let sql = format!(
             "SELECT s.id, s.kind, s.started, s.ended, s.device, s.os, s.app_version, s.note,
                     s.heartbeat,
-                    (SELECT min(first_seen) FROM flows WHERE session_id = s.id),
-                    (SELECT max(first_seen) FROM flows WHERE session_id = s.id),
-                    (SELECT count(*) FROM flows WHERE session_id = s.id)
-             FROM sessions s WHERE {condition} ORDER BY s.id"
+                    r.first, r.last, coalesce(r.flows, 0)
+             FROM sessions s LEFT JOIN (
+                 SELECT session_id, min(first_contact) AS first, max(last_contact) AS last,
+                        sum(flows) AS flows
+                 FROM session_rollup GROUP BY session_id) r ON r.session_id = s.id
+             WHERE {condition} ORDER BY s.id"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
         let rows = stmt
@@ -460,19 +473,26 @@ impl Reader {
         mut each: impl FnMut(DnsRow) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut args = Vec::new();
-        let mut sql = format!(
-            "SELECT session_id, time, uid, app, flow_id, client_ip, client_port, server_ip, server_port,
-                    transport, query, qtype, rcode, answers, answer_ips, ttl FROM dns WHERE {}",
+        let mut inner = format!(
+            "SELECT * FROM dns WHERE {}",
             filter.window.condition("time", &mut args)
         );
         if let Some(uid) = filter.uid {
-            sql.push_str(" AND uid = ?");
+            inner.push_str(" AND uid = ?");
             args.push(Value::Integer(i64::from(uid)));
         }
-        sql.push_str(" ORDER BY id");
+        inner.push_str(" ORDER BY id");
         if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+            inner.push_str(&format!(" LIMIT {limit}"));
         }
+        // Rows recorded before their app was named get the name from `apps` here.
+        let sql = format!(
+            "SELECT d.session_id, d.time, d.uid, coalesce(d.app, a.name), d.flow_id, d.client_ip,
+                    d.client_port, d.server_ip, d.server_port, d.transport, d.query, d.qtype,
+                    d.rcode, d.answers, d.answer_ips, d.ttl
+             FROM ({inner}) d LEFT JOIN apps a ON a.session_id = d.session_id AND a.uid = d.uid
+             ORDER BY d.id"
+        );
         let mut stmt = self
             .conn
             .prepare(&sql)

@@ -111,6 +111,188 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 
+-- Sums of flows per (session, hour, uid, endpoint, country), kept exact by triggers, so
+-- views and timelines read a small table instead of every flow; windows cut at markers add
+-- the flows of their partial hours.
+CREATE TABLE rollup (
+    session_id      INTEGER NOT NULL,
+    bucket          INTEGER NOT NULL,   -- first_seen floored to the hour, ms
+    uid             INTEGER NOT NULL,   -- -1 when unknown
+    endpoint        TEXT NOT NULL,      -- hostname, or dst_ip when unnamed
+    country         TEXT NOT NULL,      -- '' when unknown
+    named           INTEGER NOT NULL,
+    vendor          TEXT,
+    category        TEXT,
+    purpose         TEXT,
+    flows           INTEGER NOT NULL,
+    bytes_up        INTEGER NOT NULL,
+    bytes_down      INTEGER NOT NULL,
+    cleartext_flows INTEGER NOT NULL,
+    leak_flows      INTEGER NOT NULL,
+    guessed_flows   INTEGER NOT NULL,
+    ech_flows       INTEGER NOT NULL,
+    dot_flows       INTEGER NOT NULL,
+    first_contact   INTEGER NOT NULL,
+    last_contact    INTEGER NOT NULL,
+    PRIMARY KEY (session_id, bucket, uid, endpoint, country)
+) WITHOUT ROWID;
+-- The same per whole session: whole-session and all-history views read only this.
+CREATE TABLE session_rollup (
+    session_id      INTEGER NOT NULL,
+    uid             INTEGER NOT NULL,   -- -1 when unknown
+    endpoint        TEXT NOT NULL,      -- hostname, or dst_ip when unnamed
+    country         TEXT NOT NULL,      -- '' when unknown
+    named           INTEGER NOT NULL,
+    vendor          TEXT,
+    category        TEXT,
+    purpose         TEXT,
+    flows           INTEGER NOT NULL,
+    bytes_up        INTEGER NOT NULL,
+    bytes_down      INTEGER NOT NULL,
+    cleartext_flows INTEGER NOT NULL,
+    leak_flows      INTEGER NOT NULL,
+    guessed_flows   INTEGER NOT NULL,
+    ech_flows       INTEGER NOT NULL,
+    dot_flows       INTEGER NOT NULL,
+    first_contact   INTEGER NOT NULL,
+    last_contact    INTEGER NOT NULL,
+    PRIMARY KEY (session_id, uid, endpoint, country)
+) WITHOUT ROWID;
+CREATE TRIGGER flows_rollup_insert AFTER INSERT ON flows BEGIN
+    INSERT INTO rollup VALUES (NEW.session_id, NEW.first_seen - NEW.first_seen % 3600000, coalesce(NEW.uid, -1),
+        coalesce(NEW.hostname, NEW.dst_ip), coalesce(NEW.country, ''), NEW.hostname IS NOT NULL,
+        NEW.vendor, NEW.category, NEW.purpose, 1, NEW.bytes_up, NEW.bytes_down, NEW.cleartext,
+        NEW.leaks IS NOT NULL, NEW.category_guessed, NEW.ech, NEW.dst_port = 853, NEW.first_seen,
+        NEW.last_seen)
+    ON CONFLICT DO UPDATE SET flows = flows + 1, bytes_up = bytes_up + excluded.bytes_up,
+        bytes_down = bytes_down + excluded.bytes_down,
+        cleartext_flows = cleartext_flows + excluded.cleartext_flows,
+        leak_flows = leak_flows + excluded.leak_flows,
+        guessed_flows = guessed_flows + excluded.guessed_flows,
+        ech_flows = ech_flows + excluded.ech_flows, dot_flows = dot_flows + excluded.dot_flows,
+        named = excluded.named, vendor = coalesce(excluded.vendor, vendor),
+        category = coalesce(excluded.category, category), purpose = coalesce(excluded.purpose, purpose),
+        first_contact = min(first_contact, excluded.first_contact),
+        last_contact = max(last_contact, excluded.last_contact);
+    INSERT INTO session_rollup VALUES (NEW.session_id, coalesce(NEW.uid, -1),
+        coalesce(NEW.hostname, NEW.dst_ip), coalesce(NEW.country, ''), NEW.hostname IS NOT NULL,
+        NEW.vendor, NEW.category, NEW.purpose, 1, NEW.bytes_up, NEW.bytes_down, NEW.cleartext,
+        NEW.leaks IS NOT NULL, NEW.category_guessed, NEW.ech, NEW.dst_port = 853, NEW.first_seen,
+        NEW.last_seen)
+    ON CONFLICT DO UPDATE SET flows = flows + 1, bytes_up = bytes_up + excluded.bytes_up,
+        bytes_down = bytes_down + excluded.bytes_down,
+        cleartext_flows = cleartext_flows + excluded.cleartext_flows,
+        leak_flows = leak_flows + excluded.leak_flows,
+        guessed_flows = guessed_flows + excluded.guessed_flows,
+        ech_flows = ech_flows + excluded.ech_flows, dot_flows = dot_flows + excluded.dot_flows,
+        named = excluded.named, vendor = coalesce(excluded.vendor, vendor),
+        category = coalesce(excluded.category, category), purpose = coalesce(excluded.purpose, purpose),
+        first_contact = min(first_contact, excluded.first_contact),
+        last_contact = max(last_contact, excluded.last_contact);
+END;
+CREATE TRIGGER flows_rollup_update AFTER UPDATE OF uid, hostname, dst_ip, country, first_seen, session_id, vendor, category, purpose,
+    bytes_up, bytes_down, cleartext, leaks, category_guessed, ech, last_seen ON flows
+WHEN coalesce(OLD.uid, -1) = coalesce(NEW.uid, -1)
+    AND coalesce(OLD.hostname, OLD.dst_ip) = coalesce(NEW.hostname, NEW.dst_ip)
+    AND coalesce(OLD.country, '') = coalesce(NEW.country, '') AND OLD.first_seen = NEW.first_seen
+    AND OLD.session_id = NEW.session_id BEGIN
+    UPDATE rollup SET bytes_up = bytes_up + NEW.bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down + NEW.bytes_down - OLD.bytes_down,
+        cleartext_flows = cleartext_flows + NEW.cleartext - OLD.cleartext,
+        leak_flows = leak_flows + (NEW.leaks IS NOT NULL) - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows + NEW.category_guessed - OLD.category_guessed,
+        ech_flows = ech_flows + NEW.ech - OLD.ech,
+        vendor = coalesce(NEW.vendor, vendor), category = coalesce(NEW.category, category),
+        purpose = coalesce(NEW.purpose, purpose), last_contact = max(last_contact, NEW.last_seen)
+    WHERE session_id = NEW.session_id AND bucket = NEW.first_seen - NEW.first_seen % 3600000 AND uid = coalesce(NEW.uid, -1)
+        AND endpoint = coalesce(NEW.hostname, NEW.dst_ip) AND country = coalesce(NEW.country, '');
+    UPDATE session_rollup SET bytes_up = bytes_up + NEW.bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down + NEW.bytes_down - OLD.bytes_down,
+        cleartext_flows = cleartext_flows + NEW.cleartext - OLD.cleartext,
+        leak_flows = leak_flows + (NEW.leaks IS NOT NULL) - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows + NEW.category_guessed - OLD.category_guessed,
+        ech_flows = ech_flows + NEW.ech - OLD.ech,
+        vendor = coalesce(NEW.vendor, vendor), category = coalesce(NEW.category, category),
+        purpose = coalesce(NEW.purpose, purpose), last_contact = max(last_contact, NEW.last_seen)
+    WHERE session_id = NEW.session_id AND uid = coalesce(NEW.uid, -1)
+        AND endpoint = coalesce(NEW.hostname, NEW.dst_ip) AND country = coalesce(NEW.country, '');
+END;
+CREATE TRIGGER flows_rollup_rekey AFTER UPDATE OF uid, hostname, dst_ip, country, first_seen, session_id, vendor, category, purpose,
+    bytes_up, bytes_down, cleartext, leaks, category_guessed, ech, last_seen ON flows
+WHEN NOT (coalesce(OLD.uid, -1) = coalesce(NEW.uid, -1)
+    AND coalesce(OLD.hostname, OLD.dst_ip) = coalesce(NEW.hostname, NEW.dst_ip)
+    AND coalesce(OLD.country, '') = coalesce(NEW.country, '') AND OLD.first_seen = NEW.first_seen
+    AND OLD.session_id = NEW.session_id) BEGIN
+    UPDATE rollup SET flows = flows - 1, bytes_up = bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down - OLD.bytes_down, cleartext_flows = cleartext_flows - OLD.cleartext,
+        leak_flows = leak_flows - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows - OLD.category_guessed, ech_flows = ech_flows - OLD.ech,
+        dot_flows = dot_flows - (OLD.dst_port = 853)
+    WHERE session_id = OLD.session_id AND bucket = OLD.first_seen - OLD.first_seen % 3600000 AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = coalesce(OLD.hostname, OLD.dst_ip) AND country = coalesce(OLD.country, '');
+    DELETE FROM rollup WHERE session_id = OLD.session_id AND bucket = OLD.first_seen - OLD.first_seen % 3600000 AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = coalesce(OLD.hostname, OLD.dst_ip) AND country = coalesce(OLD.country, '') AND flows <= 0;
+    INSERT INTO rollup VALUES (NEW.session_id, NEW.first_seen - NEW.first_seen % 3600000, coalesce(NEW.uid, -1),
+        coalesce(NEW.hostname, NEW.dst_ip), coalesce(NEW.country, ''), NEW.hostname IS NOT NULL,
+        NEW.vendor, NEW.category, NEW.purpose, 1, NEW.bytes_up, NEW.bytes_down, NEW.cleartext,
+        NEW.leaks IS NOT NULL, NEW.category_guessed, NEW.ech, NEW.dst_port = 853, NEW.first_seen,
+        NEW.last_seen)
+    ON CONFLICT DO UPDATE SET flows = flows + 1, bytes_up = bytes_up + excluded.bytes_up,
+        bytes_down = bytes_down + excluded.bytes_down,
+        cleartext_flows = cleartext_flows + excluded.cleartext_flows,
+        leak_flows = leak_flows + excluded.leak_flows,
+        guessed_flows = guessed_flows + excluded.guessed_flows,
+        ech_flows = ech_flows + excluded.ech_flows, dot_flows = dot_flows + excluded.dot_flows,
+        named = excluded.named, vendor = coalesce(excluded.vendor, vendor),
+        category = coalesce(excluded.category, category), purpose = coalesce(excluded.purpose, purpose),
+        first_contact = min(first_contact, excluded.first_contact),
+        last_contact = max(last_contact, excluded.last_contact);
+    UPDATE session_rollup SET flows = flows - 1, bytes_up = bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down - OLD.bytes_down, cleartext_flows = cleartext_flows - OLD.cleartext,
+        leak_flows = leak_flows - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows - OLD.category_guessed, ech_flows = ech_flows - OLD.ech,
+        dot_flows = dot_flows - (OLD.dst_port = 853)
+    WHERE session_id = OLD.session_id AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = coalesce(OLD.hostname, OLD.dst_ip) AND country = coalesce(OLD.country, '');
+    DELETE FROM session_rollup WHERE session_id = OLD.session_id AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = coalesce(OLD.hostname, OLD.dst_ip) AND country = coalesce(OLD.country, '') AND flows <= 0;
+    INSERT INTO session_rollup VALUES (NEW.session_id, coalesce(NEW.uid, -1),
+        coalesce(NEW.hostname, NEW.dst_ip), coalesce(NEW.country, ''), NEW.hostname IS NOT NULL,
+        NEW.vendor, NEW.category, NEW.purpose, 1, NEW.bytes_up, NEW.bytes_down, NEW.cleartext,
+        NEW.leaks IS NOT NULL, NEW.category_guessed, NEW.ech, NEW.dst_port = 853, NEW.first_seen,
+        NEW.last_seen)
+    ON CONFLICT DO UPDATE SET flows = flows + 1, bytes_up = bytes_up + excluded.bytes_up,
+        bytes_down = bytes_down + excluded.bytes_down,
+        cleartext_flows = cleartext_flows + excluded.cleartext_flows,
+        leak_flows = leak_flows + excluded.leak_flows,
+        guessed_flows = guessed_flows + excluded.guessed_flows,
+        ech_flows = ech_flows + excluded.ech_flows, dot_flows = dot_flows + excluded.dot_flows,
+        named = excluded.named, vendor = coalesce(excluded.vendor, vendor),
+        category = coalesce(excluded.category, category), purpose = coalesce(excluded.purpose, purpose),
+        first_contact = min(first_contact, excluded.first_contact),
+        last_contact = max(last_contact, excluded.last_contact);
+END;
+CREATE TRIGGER flows_rollup_delete AFTER DELETE ON flows BEGIN
+    UPDATE rollup SET flows = flows - 1, bytes_up = bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down - OLD.bytes_down, cleartext_flows = cleartext_flows - OLD.cleartext,
+        leak_flows = leak_flows - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows - OLD.category_guessed, ech_flows = ech_flows - OLD.ech,
+        dot_flows = dot_flows - (OLD.dst_port = 853)
+    WHERE session_id = OLD.session_id AND bucket = OLD.first_seen - OLD.first_seen % 3600000 AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = coalesce(OLD.hostname, OLD.dst_ip) AND country = coalesce(OLD.country, '');
+    DELETE FROM rollup WHERE session_id = OLD.session_id AND bucket = OLD.first_seen - OLD.first_seen % 3600000 AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = coalesce(OLD.hostname, OLD.dst_ip) AND country = coalesce(OLD.country, '') AND flows <= 0;
+    UPDATE session_rollup SET flows = flows - 1, bytes_up = bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down - OLD.bytes_down, cleartext_flows = cleartext_flows - OLD.cleartext,
+        leak_flows = leak_flows - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows - OLD.category_guessed, ech_flows = ech_flows - OLD.ech,
+        dot_flows = dot_flows - (OLD.dst_port = 853)
+    WHERE session_id = OLD.session_id AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = coalesce(OLD.hostname, OLD.dst_ip) AND country = coalesce(OLD.country, '');
+    DELETE FROM session_rollup WHERE session_id = OLD.session_id AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = coalesce(OLD.hostname, OLD.dst_ip) AND country = coalesce(OLD.country, '') AND flows <= 0;
+END;
+
 CREATE VIEW app_summary AS
 SELECT session_id, coalesce(app, 'uid ' || uid, 'unknown') AS app,
        count(*) AS flows, sum(bytes_up) AS bytes_up, sum(bytes_down) AS bytes_down,
@@ -188,8 +370,28 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
         OpenMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|e| describe_open_error(path, e))?;
+    let conn = match Connection::open_with_flags(path, flags) {
+        Ok(conn) => conn,
+        // A WAL database on read-only media without its -shm file: read it as immutable.
+        Err(_) if mode == OpenMode::ReadOnly => {
+            Connection::open_with_flags(immutable_uri(path), flags)
+                .map_err(|e| describe_open_error(path, e))?
+        }
+        Err(e) => return Err(describe_open_error(path, e)),
+    };
+    // Opening is lazy: a WAL file whose -shm cannot be created fails on the first read.
+    let readable = |c: &Connection| {
+        c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_ok()
+    };
+    let conn = if mode == OpenMode::ReadOnly && !readable(&conn) {
+        Connection::open_with_flags(immutable_uri(path), flags)
+            .map_err(|e| describe_open_error(path, e))?
+    } else {
+        conn
+    };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err(path))?;
     check_identity(&conn, path)?;
     if mode != OpenMode::ReadOnly {
@@ -223,14 +425,62 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// `file:PATH?immutable=1`, percent-encoding what a URI would misread.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            _ => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// The file (or the directory it would be created in) is on a read-only mount.
+fn on_read_only_fs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let probe = if path.exists() {
+        path.to_path_buf()
+    } else {
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => Path::new(".").to_path_buf(),
+        }
+    };
+    let Ok(c_path) = std::ffi::CString::new(probe.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs writes only into `stat`, a zeroed plain-old-data struct we own, and
+    // reads a NUL-terminated path that outlives the call.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_flag & libc::ST_RDONLY != 0
+    }
+}
+
 fn describe_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, _) = &e {
         match code.code {
             rusqlite::ErrorCode::NotADatabase => {
                 return other(path, "not a PhoneHome database (not an SQLite file)");
             }
+            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly
+                if on_read_only_fs(path) =>
+            {
+                return other(
+                    path,
+                    "read-only file system: cannot write the database there",
+                );
+            }
             rusqlite::ErrorCode::CannotOpen => {
-                return other(path, "cannot open (missing directory or no permission)");
+                return other(
+                    path,
+                    "cannot open or create it (missing directory, no permission, or a read-only file system)",
+                );
             }
             rusqlite::ErrorCode::ReadOnly => {
                 return other(path, "read-only file or directory");

@@ -212,6 +212,9 @@ pub struct Synth {
     next_id: FlowId,
     /// After the "data sharing off" moment: only the hosts that keep phoning home.
     pub off: bool,
+    /// When non-zero, one flow in ten goes to one of this many subdomains of its host, so the
+    /// per-domain view has realistic cardinality (benchmarks).
+    pub host_variety: u64,
 }
 
 impl Synth {
@@ -220,6 +223,7 @@ impl Synth {
             rng: Rng::new(seed),
             next_id: 1,
             off: false,
+            host_variety: 0,
         }
     }
 
@@ -257,6 +261,11 @@ impl Synth {
             ),
             dst: SocketAddr::new(dst_ip, port),
         };
+        let name = if self.host_variety > 0 && self.rng.below(10) == 0 {
+            format!("n{}.{}", self.rng.below(self.host_variety), host.name)
+        } else {
+            host.name.to_string()
+        };
         let mut events = Vec::with_capacity(4);
         let named_by_dns = !id.is_multiple_of(4);
         if named_by_dns {
@@ -267,7 +276,7 @@ impl Synth {
                 client: SocketAddr::new(key.src.ip(), 40000 + (id % 20000) as u16),
                 server: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 7, 0, 1)), 53),
                 transport: Proto::Udp,
-                query: host.name.to_string(),
+                query: name.clone(),
                 qtype: 1,
                 rcode: Some(0),
                 answers: vec![dst_ip.to_string()],
@@ -278,11 +287,11 @@ impl Synth {
         let mut flow = FlowRecord::new(id, key, start);
         flow.uid = Some(uid);
         if named_by_dns {
-            flow.offer_name(host.name, NameSource::Dns);
+            flow.offer_name(&name, NameSource::Dns);
         }
         if !host.cleartext {
             flow.offer_name(
-                host.name,
+                &name,
                 if udp {
                     NameSource::Quic
                 } else {

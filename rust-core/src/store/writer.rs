@@ -252,9 +252,12 @@ impl Worker {
             };
             match received {
                 Ok(event) => {
-                    batch_started.get_or_insert_with(Instant::now);
+                    let started = *batch_started.get_or_insert_with(Instant::now);
                     self.take(event);
-                    if self.pending_events >= self.options.max_batch {
+                    // A steady stream never times out: the window is checked here too.
+                    if self.pending_events >= self.options.max_batch
+                        || started.elapsed() >= self.options.window
+                    {
                         self.commit()?;
                         batch_started = None;
                         last_commit = Instant::now();
@@ -331,14 +334,10 @@ impl Worker {
                      ON CONFLICT (session_id, uid) DO UPDATE SET name = excluded.name",
                 )
                 .map_err(&err)?;
+            // DNS rows get a late name at read time (a join), not by rewriting them here.
             let mut backfill_flows = tx
                 .prepare_cached(
                     "UPDATE flows SET app = ?3 WHERE session_id = ?1 AND uid = ?2 AND app IS NOT ?3",
-                )
-                .map_err(&err)?;
-            let mut backfill_dns = tx
-                .prepare_cached(
-                    "UPDATE dns SET app = ?3 WHERE session_id = ?1 AND uid = ?2 AND app IS NOT ?3",
                 )
                 .map_err(&err)?;
             for (uid, name) in self.pending_apps.drain(..) {
@@ -351,9 +350,6 @@ impl Worker {
                 backfill_flows
                     .execute(params![self.session_id, uid, name])
                     .map_err(&err)?;
-                backfill_dns
-                    .execute(params![self.session_id, uid, name])
-                    .map_err(&err)?;
                 self.apps.insert(uid, name);
             }
 
@@ -363,6 +359,8 @@ impl Worker {
                 let app = f.uid.and_then(|uid| self.apps.get(&uid));
                 let alpn = join(&f.app_info.alpn);
                 let leaks = join(&f.leaks);
+                // Views match vendor "xiaomi" exactly; the catalog's spelling may vary.
+                let vendor = f.destination.vendor.as_deref().map(str::to_ascii_lowercase);
                 flow_stmt
                     .execute(params![
                         self.session_id,
@@ -381,7 +379,7 @@ impl Worker {
                         f.app_info.tls_version,
                         f.app_info.ech,
                         f.app_info.http_method,
-                        f.destination.vendor,
+                        vendor,
                         f.destination.category,
                         f.destination.category_guessed,
                         f.destination.purpose,

@@ -65,16 +65,18 @@ impl Servers {
                     let echo = TcpListener::bind(SocketAddr::new(any.ip(), ECHO_PORT))?;
                     let udp = UdpSocket::bind(SocketAddr::new(any.ip(), ECHO_PORT))?;
                     let dns = UdpSocket::bind(SocketAddr::new(any.ip(), DNS_PORT))?;
+                    let dns_tcp = TcpListener::bind(SocketAddr::new(any.ip(), DNS_PORT))?;
                     for s in [&udp, &dns] {
                         s.set_read_timeout(Some(Duration::from_millis(200)))?;
                     }
                     let mut threads = Vec::new();
                     let files = Arc::new(files);
-                    threads.push(accept_loop(http.try_clone()?, logs.clone(), move |s, l| serve_http(s, l, &files)));
-                    threads.push(accept_loop(echo.try_clone()?, logs.clone(), serve_echo));
+                    threads.push(accept_loop(http.try_clone()?, logs.clone(), move |s, l, _| serve_http(s, l, &files)));
+                    threads.push(accept_loop(echo.try_clone()?, logs.clone(), |s, l, _| serve_echo(s, l)));
                     threads.push(udp_loop(udp, stop.clone(), logs.clone(), |_, d| Some(d.to_vec())));
                     threads.push(udp_loop(dns, stop.clone(), logs.clone(), answer_dns));
-                    Ok((vec![http, echo], threads))
+                    threads.push(accept_loop(dns_tcp.try_clone()?, logs.clone(), serve_dns_tcp));
+                    Ok((vec![http, echo, dns_tcp], threads))
                 })();
                 let _ = tx.send(result);
             })
@@ -125,7 +127,7 @@ pub fn enter_netns(path: &std::path::Path) -> io::Result<()> {
 fn accept_loop(
     listener: TcpListener,
     logs: Arc<Logs>,
-    handler: impl Fn(&mut TcpStream, &mut ConnLog) -> io::Result<()> + Send + Sync + 'static,
+    handler: impl Fn(&mut TcpStream, &mut ConnLog, &Logs) -> io::Result<()> + Send + Sync + 'static,
 ) -> JoinHandle<()> {
     let handler = Arc::new(handler);
     std::thread::spawn(move || {
@@ -143,7 +145,7 @@ fn accept_loop(
                     request: None,
                     end: String::new(),
                 };
-                log.end = match handler(&mut stream, &mut log) {
+                log.end = match handler(&mut stream, &mut log, &logs) {
                     Ok(()) => "eof".into(),
                     Err(e) => e.to_string(),
                 };
@@ -165,6 +167,25 @@ fn serve_echo(stream: &mut TcpStream, log: &mut ConnLog) -> io::Result<()> {
         log.bytes_in += n as u64;
         stream.write_all(&buf[..n])?;
         log.bytes_out += n as u64;
+    }
+}
+
+/// DNS over TCP (RFC 1035 4.2.2): two-byte length, then the message; several per connection.
+fn serve_dns_tcp(stream: &mut TcpStream, log: &mut ConnLog, logs: &Logs) -> io::Result<()> {
+    loop {
+        let mut len = [0u8; 2];
+        match stream.read_exact(&mut len) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            other => other?,
+        }
+        let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+        stream.read_exact(&mut query)?;
+        log.bytes_in += 2 + query.len() as u64;
+        let answer = answer_dns(logs, &query).ok_or_else(|| io::Error::other("bad DNS query"))?;
+        let mut out = (answer.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&answer);
+        stream.write_all(&out)?;
+        log.bytes_out += out.len() as u64;
     }
 }
 

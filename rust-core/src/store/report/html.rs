@@ -1,0 +1,601 @@
+//! The report as one self-contained HTML file: inline CSS and inline SVG charts, no script,
+//! no font, image or style sheet fetched from anywhere, so it opens offline and leaks nothing.
+
+use std::fmt::Write;
+
+use super::{Report, human_bytes, human_duration, utc};
+
+/// "2026-11-21 05:47" (UTC; the header says so).
+fn short_utc(ms: i64) -> String {
+    utc(ms).chars().take(16).collect()
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+:root { --up: #d9480f; --down: #1971c2; --mi: #e8590c; --ok: #2b8a3e; --muted: #868e96; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+       color: #212529; background: #f8f9fa; line-height: 1.4; }
+header { background: #212529; color: #f8f9fa; padding: 16px 24px; }
+header h1 { margin: 0 0 4px; font-size: 22px; }
+header p { margin: 0; color: #ced4da; font-size: 13px; }
+main { max-width: 1100px; margin: 0 auto; padding: 16px 24px 48px; }
+section { background: #fff; border: 1px solid #dee2e6; border-radius: 8px; padding: 12px 16px;
+          margin: 16px 0; }
+h2 { font-size: 17px; margin: 4px 0 10px; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; }
+.card { flex: 1 1 140px; background: #f1f3f5; border-radius: 6px; padding: 8px 10px; }
+.card b { display: block; font-size: 20px; }
+.card span { font-size: 12px; color: var(--muted); }
+.card.alert b { color: var(--mi); }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid #e9ecef; vertical-align: top; }
+th { background: #f1f3f5; font-weight: 600; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.tag { display: inline-block; background: #fff4e6; color: #d9480f; border-radius: 4px;
+       padding: 0 5px; font-size: 11px; margin: 1px; }
+.tag.guess { background: #f1f3f5; color: #495057; }
+.new { color: #c92a2a; font-weight: 600; }
+svg text { font-family: inherit; font-size: 11px; fill: #343a40; }
+svg .up { fill: var(--up); } svg .down { fill: var(--down); } svg .mi { fill: var(--mi); }
+svg .all { fill: #74c0fc; } svg .before { fill: #adb5bd; } svg .after { fill: var(--mi); }
+svg .grid { stroke: #e9ecef; } svg .marker { stroke: #c92a2a; stroke-dasharray: 4 3; }
+.legend span { display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 12px;
+               border-radius: 2px; vertical-align: middle; }
+ul.notes li { margin: 4px 0; }
+.muted { color: var(--muted); font-size: 12px; }
+td.apps { font-size: 11px; color: #495057; max-width: 260px; }
+td.t { white-space: nowrap; font-size: 12px; }
+table + table { margin-top: 14px; }
+ol.steps li { margin: 6px 0; }
+"#;
+
+/// One labelled row of a horizontal bar chart: segments (value, css class) stacked.
+struct Bar {
+    label: String,
+    segments: Vec<(i64, &'static str)>,
+    note: String,
+}
+
+fn hbars(rows: &[Bar], width: u32) -> String {
+    if rows.is_empty() {
+        return "<p class=\"muted\">No data.</p>".into();
+    }
+    let label_w = 230u32;
+    let note_w = 280u32;
+    let chart_w = width.saturating_sub(label_w + note_w).max(100);
+    let row_h = 20u32;
+    let max = rows
+        .iter()
+        .map(|r| r.segments.iter().map(|s| s.0.max(0)).sum::<i64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let height = row_h * rows.len() as u32 + 4;
+    let mut s = format!(
+        "<svg role=\"img\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">"
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let y = i as u32 * row_h + 2;
+        let label: String = row.label.chars().take(34).collect();
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}<title>{}</title></text>",
+            label_w - 6,
+            y + 13,
+            esc(&label),
+            esc(&row.label)
+        );
+        let mut x = f64::from(label_w);
+        for (value, class) in &row.segments {
+            let w = (*value).max(0) as f64 / max as f64 * f64::from(chart_w);
+            if w > 0.0 {
+                let _ = write!(
+                    s,
+                    "<rect class=\"{class}\" x=\"{x:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" rx=\"2\"></rect>",
+                    w.max(1.0),
+                    row_h - 5
+                );
+            }
+            x += w;
+        }
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\">{}</text>",
+            x + 5.0,
+            y + 13,
+            esc(&row.note)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn timeline(r: &Report) -> String {
+    let buckets = &r.timeline.buckets;
+    let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+        return "<p class=\"muted\">No traffic.</p>".into();
+    };
+    let (w, h, left, bottom) = (1000.0f64, 220.0f64, 48.0f64, 30.0f64);
+    let t0 = first.start;
+    let t1 = last.start + r.timeline.bucket_ms;
+    let span = (t1 - t0).max(1) as f64;
+    let max = buckets.iter().map(|b| b.flows).max().unwrap_or(1).max(1) as f64;
+    let plot_w = w - left - 10.0;
+    let plot_h = h - bottom - 20.0;
+    let x_of = |t: i64| left + (t - t0) as f64 / span * plot_w;
+    let bar_w = (r.timeline.bucket_ms as f64 / span * plot_w).max(1.0);
+    let mut s = format!(
+        "<svg role=\"img\" width=\"100%\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"xMidYMid meet\">"
+    );
+    for i in 0..=4 {
+        let y = 20.0 + plot_h * f64::from(i) / 4.0;
+        let v = max * (1.0 - f64::from(i) / 4.0);
+        let _ = write!(
+            s,
+            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"></line>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>",
+            w - 10.0,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    for b in buckets {
+        let x = x_of(b.start);
+        let bh = b.flows as f64 / max * plot_h;
+        let mh = b.xiaomi_flows as f64 / max * plot_h;
+        let _ = write!(
+            s,
+            "<rect class=\"all\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\">\
+             <title>{}: {} flows, {} to Xiaomi</title></rect>\
+             <rect class=\"mi\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{mh:.1}\"></rect>",
+            20.0 + plot_h - bh,
+            (bar_w - 0.5).max(0.8),
+            esc(&utc(b.start)),
+            b.flows,
+            b.xiaomi_flows,
+            20.0 + plot_h - mh,
+            (bar_w - 0.5).max(0.8)
+        );
+    }
+    for m in &r.markers {
+        if m.time < t0 || m.time > t1 {
+            continue;
+        }
+        let x = x_of(m.time);
+        let label: String = m.label.chars().take(40).collect();
+        let _ = write!(
+            s,
+            "<line class=\"marker\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"14\" y2=\"{:.1}\"></line>\
+             <text x=\"{:.1}\" y=\"12\">m{} {}</text>",
+            20.0 + plot_h,
+            x + 3.0,
+            m.id,
+            esc(&label)
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"{:.1}\">{}</text><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text></svg>",
+        h - 8.0,
+        esc(&utc(t0)),
+        w - 10.0,
+        h - 8.0,
+        esc(&utc(t1))
+    );
+    s.push_str(&format!(
+        "<p class=\"legend muted\"><span style=\"background:#74c0fc\"></span>all flows\
+         <span style=\"background:#e8590c\"></span>flows to Xiaomi endpoints \
+         &nbsp;(one bar per {}; dashed lines are markers)</p>",
+        esc(&human_duration(r.timeline.bucket_ms))
+    ));
+    s
+}
+
+fn card(o: &mut String, value: &str, label: &str, alert: bool) {
+    let _ = write!(
+        o,
+        "<div class=\"card{}\"><b>{}</b><span>{}</span></div>",
+        if alert { " alert" } else { "" },
+        esc(value),
+        esc(label)
+    );
+}
+
+pub fn render(r: &Report) -> String {
+    let mut o = String::with_capacity(64 * 1024);
+    let title = format!("PhoneHome report: {}", r.scope.label);
+    let _ = write!(
+        o,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\
+         <title>{}</title><style>{STYLE}</style></head><body>\
+         <header><h1>{}</h1><p>Generated {} from {} &middot; {}</p></header><main>",
+        esc(&title),
+        esc(&title),
+        esc(&utc(r.generated_at)),
+        esc(&r.database),
+        esc(r.schema)
+    );
+
+    let t = &r.totals;
+    o.push_str("<section><h2>Summary</h2><div class=\"cards\">");
+    card(&mut o, &t.flows.to_string(), "flows", false);
+    card(&mut o, &human_bytes(t.bytes_up), "sent (up)", false);
+    card(&mut o, &human_bytes(t.bytes_down), "received (down)", false);
+    card(&mut o, &t.apps.to_string(), "apps", false);
+    card(&mut o, &t.domains.to_string(), "domains", false);
+    card(
+        &mut o,
+        &t.xiaomi_flows.to_string(),
+        "flows to Xiaomi",
+        t.xiaomi_flows > 0,
+    );
+    card(
+        &mut o,
+        &t.xiaomi_endpoints.to_string(),
+        "Xiaomi endpoints",
+        t.xiaomi_endpoints > 0,
+    );
+    card(
+        &mut o,
+        &t.cleartext_flows.to_string(),
+        "cleartext flows",
+        t.cleartext_flows > 0,
+    );
+    card(
+        &mut o,
+        &t.leak_flows.to_string(),
+        "flows leaking identifiers",
+        t.leak_flows > 0,
+    );
+    card(&mut o, &t.dns_queries.to_string(), "DNS queries", false);
+    o.push_str("</div>");
+    if let (Some(a), Some(b)) = (t.first_contact, t.last_contact) {
+        let _ = write!(
+            o,
+            "<p class=\"muted\">Traffic from {} to {} ({}).</p>",
+            esc(&utc(a)),
+            esc(&utc(b)),
+            esc(&human_duration(b - a))
+        );
+    }
+    o.push_str("</section>");
+
+    if let Some(c) = &r.comparison {
+        let _ = write!(
+            o,
+            "<section><h2>Still phoning home after &ldquo;off&rdquo;</h2>\
+             <p>Before: <b>{}</b> ({} flows, {} to Xiaomi). After: <b>{}</b> ({} flows, {} to Xiaomi).</p>",
+            esc(&c.before.label),
+            c.before.totals.flows,
+            c.before.totals.xiaomi_flows,
+            esc(&c.after.label),
+            c.after.totals.flows,
+            c.after.totals.xiaomi_flows
+        );
+        if c.still_phoning_home.is_empty() {
+            o.push_str(
+                "<p>No Xiaomi endpoint was contacted in the &ldquo;after&rdquo; window.</p>",
+            );
+        } else {
+            let _ = write!(
+                o,
+                "<p>{} Xiaomi endpoint(s) from {} app(s) kept phoning home: {}.</p>\
+                 <table><tr><th>Endpoint</th><th>Category</th><th>Purpose</th><th>Apps</th>\
+                 <th class=\"n\">Flows after</th><th class=\"n\">Bytes after</th><th>Last contact (UTC)</th></tr>",
+                c.still_phoning_home.len(),
+                c.apps_still_phoning_home.len(),
+                esc(&c.apps_still_phoning_home.join(", "))
+            );
+            const ROWS: usize = 40;
+            for s in c.still_phoning_home.iter().take(ROWS) {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}{}</td><td>{}</td><td>{}</td><td class=\"apps\">{}</td><td class=\"n\">{}</td>\
+                     <td class=\"n\">{}</td><td class=\"t\">{}</td></tr>",
+                    esc(&s.endpoint),
+                    if s.seen_before {
+                        ""
+                    } else {
+                        " <span class=\"new\">new</span>"
+                    },
+                    esc(s.category.as_deref().unwrap_or("")),
+                    esc(s.purpose.as_deref().unwrap_or("")),
+                    esc(&s.apps.join(", ")),
+                    s.flows_after,
+                    esc(&human_bytes(s.bytes_after)),
+                    esc(&short_utc(s.last_contact))
+                );
+            }
+            o.push_str("</table>");
+            if c.still_phoning_home.len() > ROWS {
+                let _ = write!(
+                    o,
+                    "<p class=\"muted\">... and {} more endpoints contacted less often (all of them \
+                     are in the JSON report).</p>",
+                    c.still_phoning_home.len() - ROWS
+                );
+            }
+        }
+        if !c.stopped.is_empty() {
+            let _ = write!(
+                o,
+                "<p>Stopped after &ldquo;off&rdquo;: {}.</p>",
+                esc(&c.stopped.join(", "))
+            );
+        }
+        o.push_str("<h2>Xiaomi flows per hour, per app: before vs after</h2>");
+        let rows: Vec<Bar> = c
+            .apps
+            .iter()
+            .filter(|a| a.xiaomi_flows_before + a.xiaomi_flows_after > 0)
+            .take(20)
+            .flat_map(|a| {
+                let hours = |w: &super::super::experiment::Counts, x: i64| {
+                    if w.flows > 0 {
+                        w.flows_per_hour * x as f64 / w.flows as f64
+                    } else {
+                        0.0
+                    }
+                };
+                let before = hours(&a.before, a.xiaomi_flows_before);
+                let after = hours(&a.after, a.xiaomi_flows_after);
+                [
+                    Bar {
+                        label: format!("{} (before)", a.app),
+                        segments: vec![((before * 10.0) as i64, "before")],
+                        note: format!("{before:.1}/h"),
+                    },
+                    Bar {
+                        label: "after".into(),
+                        segments: vec![((after * 10.0) as i64, "after")],
+                        note: format!("{after:.1}/h"),
+                    },
+                ]
+            })
+            .collect();
+        o.push_str(&hbars(&rows, 1000));
+        o.push_str("<h2>Xiaomi categories: flows before vs after</h2><table><tr><th>Category</th>\
+                    <th class=\"n\">Before</th><th class=\"n\">After</th><th class=\"n\">Before /h</th>\
+                    <th class=\"n\">After /h</th></tr>");
+        for cat in &c.categories {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td>\
+                 <td class=\"n\">{:.1}</td></tr>",
+                esc(&cat.category),
+                cat.before.flows,
+                cat.after.flows,
+                cat.before.flows_per_hour,
+                cat.after.flows_per_hour
+            );
+        }
+        o.push_str("</table></section>");
+    }
+
+    o.push_str("<section><h2>Apps</h2><p class=\"legend muted\"><span style=\"background:#d9480f\"></span>sent\
+                <span style=\"background:#1971c2\"></span>received</p>");
+    let rows: Vec<Bar> = r
+        .apps
+        .iter()
+        .take(20)
+        .map(|a| Bar {
+            label: a.app.clone(),
+            segments: vec![(a.bytes_up, "up"), (a.bytes_down, "down")],
+            note: format!(
+                "{} · {} flows",
+                human_bytes(a.bytes_up + a.bytes_down),
+                a.flows
+            ),
+        })
+        .collect();
+    o.push_str(&hbars(&rows, 1000));
+    o.push_str(
+        "<table><tr><th>App</th><th class=\"n\">Flows</th><th class=\"n\">Up</th><th class=\"n\">Down</th>\
+         <th class=\"n\">Xiaomi endpoints</th><th>Categories</th><th>Countries</th>\
+         <th class=\"n\">Cleartext</th><th class=\"n\">Leaks</th><th>First / last contact (UTC)</th></tr>",
+    );
+    for a in &r.apps {
+        let cats: String = a
+            .categories
+            .iter()
+            .map(|c| format!("<span class=\"tag\">{}</span>", esc(c)))
+            .collect();
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td>{cats}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"t muted\">{}<br>{}</td></tr>",
+            esc(&a.app),
+            a.flows,
+            esc(&human_bytes(a.bytes_up)),
+            esc(&human_bytes(a.bytes_down)),
+            a.xiaomi_endpoints,
+            esc(&a.countries.join(", ")),
+            a.cleartext_flows,
+            a.leak_flows,
+            esc(&short_utc(a.first_contact)),
+            esc(&short_utc(a.last_contact))
+        );
+    }
+    o.push_str("</table></section>");
+
+    o.push_str("<section><h2>Timeline</h2>");
+    o.push_str(&timeline(r));
+    o.push_str("</section>");
+
+    o.push_str("<section><h2>Xiaomi endpoints by category</h2>");
+    let rows: Vec<Bar> = r
+        .categories
+        .iter()
+        .map(|c| Bar {
+            label: c.category.clone(),
+            segments: vec![(c.flows, "mi")],
+            note: format!(
+                "{} flows · {} endpoints{}",
+                c.flows,
+                c.endpoints,
+                if c.guessed_flows > 0 {
+                    format!(" · {} guessed", c.guessed_flows)
+                } else {
+                    String::new()
+                }
+            ),
+        })
+        .collect();
+    o.push_str(&hbars(&rows, 1000));
+    o.push_str("</section><section><h2>Countries</h2>");
+    let rows: Vec<Bar> = r
+        .countries
+        .iter()
+        .take(25)
+        .map(|c| Bar {
+            label: c.country.clone(),
+            segments: vec![(c.flows - c.xiaomi_flows, "all"), (c.xiaomi_flows, "mi")],
+            note: format!("{} flows · {} apps", c.flows, c.apps),
+        })
+        .collect();
+    o.push_str(&hbars(&rows, 1000));
+    o.push_str("<p class=\"legend muted\"><span style=\"background:#74c0fc\"></span>other flows\
+                <span style=\"background:#e8590c\"></span>Xiaomi flows &middot; country of the server address (offline database)</p></section>");
+
+    let _ = write!(
+        o,
+        "<section><h2>Top domains</h2><table><tr><th>Domain</th><th>Vendor / category</th><th>Purpose</th>\
+         <th class=\"n\">Flows</th><th class=\"n\">Bytes</th><th>Apps</th><th>Countries</th></tr>"
+    );
+    for d in r.domains.iter().take(50) {
+        let cat = match (&d.vendor, &d.category) {
+            (Some(v), Some(c)) => format!(
+                "{} <span class=\"tag{}\">{}</span>",
+                esc(v),
+                if d.category_guessed { " guess" } else { "" },
+                esc(c)
+            ),
+            (Some(v), None) => esc(v),
+            _ => String::new(),
+        };
+        let _ = write!(
+            o,
+            "<tr><td>{}{}</td><td>{cat}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td>{}</td><td>{}</td></tr>",
+            esc(&d.domain),
+            if d.named {
+                ""
+            } else {
+                " <span class=\"muted\">(no name)</span>"
+            },
+            esc(d.purpose.as_deref().unwrap_or("")),
+            d.flows,
+            esc(&human_bytes(d.bytes_up + d.bytes_down)),
+            esc(&d.apps.join(", ")),
+            esc(&d.countries.join(", "))
+        );
+    }
+    o.push_str("</table></section>");
+
+    o.push_str("<section><h2>What this capture could not see</h2><ul class=\"notes\">");
+    for n in &r.visibility.notes {
+        let _ = write!(o, "<li>{}</li>", esc(n));
+    }
+    o.push_str("</ul></section>");
+
+    if let Some(g) = &r.experiment {
+        let _ = write!(
+            o,
+            "<section><h2>The &ldquo;data sharing off&rdquo; experiment</h2><p>{}</p><ol class=\"steps\">",
+            esc(g.intro)
+        );
+        for s in g.steps {
+            let _ = write!(
+                o,
+                "<li><b>{}</b> &mdash; search Settings for &ldquo;{}&rdquo;. <span class=\"muted\">{}</span> {}</li>",
+                esc(s.title),
+                esc(&s.search.join("” / “")),
+                esc(s.path),
+                esc(s.note)
+            );
+        }
+        o.push_str("</ol></section>");
+    }
+
+    o.push_str(
+        "<section><h2>Sessions and markers</h2><table><tr><th>#</th><th>Kind</th><th>Started</th>\
+                <th>Duration</th><th>Device</th><th>Note</th><th class=\"n\">Flows</th></tr>",
+    );
+    for s in &r.sessions {
+        let duration = match (s.running, s.ended) {
+            (true, _) => "running".to_string(),
+            (false, Some(e)) => human_duration(e - s.started),
+            (false, None) => "interrupted".to_string(),
+        };
+        let device = [
+            s.device.as_deref(),
+            s.os.as_deref(),
+            s.app_version.as_deref(),
+        ]
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" · ");
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            s.id,
+            esc(&s.kind),
+            esc(&utc(s.started)),
+            esc(&duration),
+            esc(&device),
+            esc(s.note.as_deref().unwrap_or("")),
+            s.flows
+        );
+    }
+    o.push_str("</table>");
+    if !r.markers.is_empty() {
+        o.push_str("<table><tr><th>Marker</th><th>Session</th><th>Time</th><th>Label</th></tr>");
+        for m in &r.markers {
+            let _ = write!(
+                o,
+                "<tr><td>m{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                m.id,
+                m.session,
+                esc(&utc(m.time)),
+                esc(&m.label)
+            );
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("</section></main></body></html>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

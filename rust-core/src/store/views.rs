@@ -1,0 +1,611 @@
+//! Aggregated views over a [`Window`]: per app, per domain, per country, Xiaomi categories,
+//! timelines, totals, and what the capture could not see.
+//!
+//! Flows count in a window by their start time. "Xiaomi endpoint" means a flow whose vendor
+//! (from the catalog) is `xiaomi`.
+
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use super::read::{Reader, Window};
+use crate::flow::Millis;
+
+/// Well-known DNS-over-HTTPS endpoints: a flow to one of them hides the app's lookups.
+pub const DOH_HOSTS: &[&str] = &[
+    "dns.google",
+    "dns.google.com",
+    "cloudflare-dns.com",
+    "mozilla.cloudflare-dns.com",
+    "one.one.one.one",
+    "dns.quad9.net",
+    "doh.opendns.com",
+    "dns.adguard.com",
+    "dns.adguard-dns.com",
+    "dns.nextdns.io",
+    "doh.dns.sb",
+    "doh.pub",
+    "dns.alidns.com",
+    "doh.360.cn",
+];
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSummary {
+    /// Package or user name; "uid N" when the owner is unknown, "unknown" without a uid.
+    pub app: String,
+    pub uid: Option<u32>,
+    pub flows: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    /// Distinct hostnames of Xiaomi endpoints contacted.
+    pub xiaomi_endpoints: i64,
+    pub xiaomi_flows: i64,
+    pub domains: i64,
+    pub categories: Vec<String>,
+    pub countries: Vec<String>,
+    pub first_contact: Millis,
+    pub last_contact: Millis,
+    pub cleartext_flows: i64,
+    pub leak_flows: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainSummary {
+    /// The hostname, or the destination address for flows never named.
+    pub domain: String,
+    pub named: bool,
+    pub vendor: Option<String>,
+    pub category: Option<String>,
+    pub category_guessed: bool,
+    pub purpose: Option<String>,
+    pub countries: Vec<String>,
+    pub flows: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub apps: Vec<String>,
+    pub first_contact: Millis,
+    pub last_contact: Millis,
+    pub cleartext_flows: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountrySummary {
+    /// ISO country code, "??" when unknown.
+    pub country: String,
+    pub flows: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub apps: i64,
+    pub domains: i64,
+    pub xiaomi_flows: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategorySummary {
+    /// Xiaomi catalog category ("analytics/telemetry", "ads", "push"...), "uncategorised" if none.
+    pub category: String,
+    pub flows: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub endpoints: i64,
+    pub apps: i64,
+    /// Flows whose category was guessed from the host name rather than listed.
+    pub guessed_flows: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineBucket {
+    /// Bucket start, ms.
+    pub start: Millis,
+    pub flows: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub xiaomi_flows: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub flows: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub apps: i64,
+    pub domains: i64,
+    pub xiaomi_flows: i64,
+    pub xiaomi_endpoints: i64,
+    pub cleartext_flows: i64,
+    pub leak_flows: i64,
+    pub dns_queries: i64,
+    pub first_contact: Option<Millis>,
+    pub last_contact: Option<Millis>,
+}
+
+/// What the capture could not see, with the evidence that it happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visibility {
+    /// Flows to port 853 (DNS over TLS: strict Private DNS, or an app's own resolver). The
+    /// names looked up through them are invisible; flows then carry only SNI names.
+    pub dot_flows: i64,
+    /// Flows to well-known DNS-over-HTTPS servers.
+    pub doh_flows: i64,
+    /// TLS with Encrypted Client Hello: the real server name is hidden, only the outer one shows.
+    pub ech_flows: i64,
+    /// Flows with neither a name in the traffic nor a DNS answer for their address.
+    pub unnamed_flows: i64,
+    pub unnamed_bytes: i64,
+    /// Plain-language notes for the report, derived from the counts above plus fixed limits.
+    pub notes: Vec<String>,
+}
+
+fn list(text: Option<String>) -> Vec<String> {
+    let mut items: Vec<String> = match text {
+        Some(t) if !t.is_empty() => t.split(',').map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    items.sort();
+    items.dedup();
+    items
+}
+
+/// Width of a rollup bucket (the `rollup` table's `bucket` column), ms.
+pub const ROLLUP_BUCKET_MS: i64 = 3_600_000;
+
+/// Columns every view reads, from the rollup (whole buckets) or from flows (window edges).
+const SOURCE_COLUMNS: &str = "session_id, uid, endpoint, named, vendor, category, purpose, country,
+    flows, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows,
+    first_contact, last_contact, bucket";
+
+const FLOW_AS_SOURCE: &str = "session_id, coalesce(uid, -1) AS uid,
+    coalesce(hostname, dst_ip) AS endpoint, hostname IS NOT NULL AS named, vendor, category,
+    purpose, coalesce(country, '') AS country, 1 AS flows, bytes_up, bytes_down,
+    cleartext AS cleartext_flows, leaks IS NOT NULL AS leak_flows,
+    category_guessed AS guessed_flows, ech AS ech_flows, dst_port = 853 AS dot_flows,
+    first_seen AS first_contact, last_seen AS last_contact,
+    first_seen - first_seen % 3600000 AS bucket";
+
+/// The app name of a source row `s` joined with `apps a`.
+const APP_NAME: &str =
+    "coalesce(a.name, CASE WHEN s.uid >= 0 THEN 'uid ' || s.uid ELSE 'unknown' END)";
+
+fn floor_bucket(t: Millis) -> Millis {
+    t - t.rem_euclid(ROLLUP_BUCKET_MS)
+}
+
+fn ceil_bucket(t: Millis) -> Millis {
+    let f = floor_bucket(t);
+    if f == t { t } else { f + ROLLUP_BUCKET_MS }
+}
+
+/// A subquery yielding [`SOURCE_COLUMNS`] for the flows of `window`: whole rollup buckets
+/// inside it, plus the individual flows in the partial buckets at its edges. Exact, and reads
+/// flows only at the edges (markers rarely fall on the hour).
+fn source(window: &Window, args: &mut Vec<Value>, hourly: bool) -> String {
+    if !hourly && window.from.is_none() && window.to.is_none() {
+        // Whole sessions: the per-session rollup is smaller still.
+        let columns = SOURCE_COLUMNS.replace("bucket", "0 AS bucket");
+        return match window.session {
+            Some(s) => {
+                args.push(Value::Integer(s));
+                format!("SELECT {columns} FROM session_rollup WHERE session_id = ?")
+            }
+            None => format!("SELECT {columns} FROM session_rollup"),
+        };
+    }
+    let mut session = String::new();
+    if let Some(s) = window.session {
+        session = " AND session_id = ?".into();
+        args.push(Value::Integer(s));
+    }
+    let session_arg = window.session.map(Value::Integer);
+    let flow_range = |args: &mut Vec<Value>, from: Option<Millis>, to: Option<Millis>| -> String {
+        let mut sql = format!("SELECT {FLOW_AS_SOURCE} FROM flows WHERE 1");
+        if let Some(s) = &session_arg {
+            sql.push_str(" AND session_id = ?");
+            args.push(s.clone());
+        }
+        if let Some(f) = from {
+            sql.push_str(" AND first_seen >= ?");
+            args.push(Value::Integer(f));
+        }
+        if let Some(t) = to {
+            sql.push_str(" AND first_seen < ?");
+            args.push(Value::Integer(t));
+        }
+        sql
+    };
+    let lo = window.from.map(ceil_bucket);
+    let hi = window.to.map(floor_bucket);
+    if let (Some(lo), Some(hi)) = (lo, hi)
+        && lo >= hi
+    {
+        // The window lies within one or two buckets: read its flows directly.
+        args.clear();
+        return flow_range(args, window.from, window.to);
+    }
+    let mut sql = format!("SELECT {SOURCE_COLUMNS} FROM rollup WHERE 1{session}");
+    if let Some(lo) = lo {
+        sql.push_str(" AND bucket >= ?");
+        args.push(Value::Integer(lo));
+    }
+    if let Some(hi) = hi {
+        sql.push_str(" AND bucket < ?");
+        args.push(Value::Integer(hi));
+    }
+    if let (Some(from), Some(lo)) = (window.from, lo)
+        && from < lo
+    {
+        sql.push_str(" UNION ALL ");
+        sql.push_str(&flow_range(args, Some(from), Some(lo)));
+    }
+    if let (Some(to), Some(hi)) = (window.to, hi)
+        && hi < to
+    {
+        sql.push_str(" UNION ALL ");
+        sql.push_str(&flow_range(args, Some(hi), Some(to)));
+    }
+    sql
+}
+
+impl Reader {
+    fn query_source<T>(
+        &self,
+        window: &Window,
+        hourly: bool,
+        sql_with_source: impl FnOnce(&str) -> String,
+        leading: Vec<Value>,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut args = Vec::new();
+        let src = source(window, &mut args, hourly);
+        let mut all = leading;
+        all.extend(args);
+        let sql = sql_with_source(&src);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(params_from_iter(all), map)
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// One row per app, most bytes first.
+    pub fn per_app(&self, window: &Window) -> Result<Vec<AppSummary>, StoreError> {
+        self.query_source(
+            window,
+            false,
+            |src| {
+                format!(
+                    "SELECT {APP_NAME} AS app_name, max(s.uid), sum(flows), sum(bytes_up),
+                        sum(bytes_down),
+                        count(DISTINCT CASE WHEN vendor = 'xiaomi' THEN endpoint END),
+                        sum(CASE WHEN vendor = 'xiaomi' THEN flows ELSE 0 END),
+                        count(DISTINCT CASE WHEN named THEN endpoint END),
+                        group_concat(DISTINCT category), group_concat(DISTINCT nullif(country, '')),
+                        min(first_contact), max(last_contact), sum(cleartext_flows), sum(leak_flows)
+                     FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
+                     GROUP BY app_name
+                     ORDER BY sum(bytes_up) + sum(bytes_down) DESC, app_name"
+                )
+            },
+            Vec::new(),
+            |r| {
+                Ok(AppSummary {
+                    app: r.get(0)?,
+                    uid: r.get::<_, i64>(1).map(|u| u32::try_from(u).ok())?,
+                    flows: r.get(2)?,
+                    bytes_up: r.get(3)?,
+                    bytes_down: r.get(4)?,
+                    xiaomi_endpoints: r.get(5)?,
+                    xiaomi_flows: r.get(6)?,
+                    domains: r.get(7)?,
+                    categories: list(r.get(8)?),
+                    countries: list(r.get(9)?),
+                    first_contact: r.get(10)?,
+                    last_contact: r.get(11)?,
+                    cleartext_flows: r.get(12)?,
+                    leak_flows: r.get(13)?,
+                })
+            },
+        )
+    }
+
+    /// One row per hostname (or address when unnamed), most flows first; `limit` caps the list.
+    pub fn per_domain(
+        &self,
+        window: &Window,
+        limit: Option<u32>,
+    ) -> Result<Vec<DomainSummary>, StoreError> {
+        self.domains(window, limit, None)
+    }
+
+    /// The endpoints one app contacted (an app's detail screen), most flows first. `app` is
+    /// the name [`Reader::per_app`] returns.
+    pub fn app_domains(
+        &self,
+        window: &Window,
+        app: &str,
+        limit: Option<u32>,
+    ) -> Result<Vec<DomainSummary>, StoreError> {
+        self.domains(window, limit, Some(app))
+    }
+
+    fn domains(
+        &self,
+        window: &Window,
+        limit: Option<u32>,
+        app: Option<&str>,
+    ) -> Result<Vec<DomainSummary>, StoreError> {
+        let limit = limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+        // The app filter's parameter must precede the source's: bind it in a leading CTE.
+        let (with, filter, leading) = match app {
+            Some(name) => (
+                "WITH wanted(name) AS (SELECT ?) ",
+                format!(" WHERE {APP_NAME} = (SELECT name FROM wanted)"),
+                vec![Value::Text(name.to_string())],
+            ),
+            None => ("", String::new(), Vec::new()),
+        };
+        self.query_source(
+            window,
+            false,
+            |src| {
+                format!(
+                    "{with}SELECT endpoint, max(named), max(vendor), max(category), max(guessed_flows) > 0,
+                        max(purpose), group_concat(DISTINCT nullif(country, '')), sum(flows),
+                        sum(bytes_up), sum(bytes_down), min(first_contact), max(last_contact),
+                        sum(cleartext_flows), group_concat(DISTINCT {APP_NAME})
+                     FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
+                     {filter} GROUP BY endpoint ORDER BY sum(flows) DESC, endpoint{limit}"
+                )
+            },
+            leading,
+            |r| {
+                Ok(DomainSummary {
+                    domain: r.get(0)?,
+                    named: r.get(1)?,
+                    vendor: r.get(2)?,
+                    category: r.get(3)?,
+                    category_guessed: r.get(4)?,
+                    purpose: r.get(5)?,
+                    countries: list(r.get(6)?),
+                    flows: r.get(7)?,
+                    bytes_up: r.get(8)?,
+                    bytes_down: r.get(9)?,
+                    first_contact: r.get(10)?,
+                    last_contact: r.get(11)?,
+                    cleartext_flows: r.get(12)?,
+                    apps: list(r.get(13)?),
+                })
+            },
+        )
+    }
+
+    pub fn per_country(&self, window: &Window) -> Result<Vec<CountrySummary>, StoreError> {
+        self.query_source(
+            window,
+            false,
+            |src| {
+                format!(
+                    "SELECT CASE WHEN country = '' THEN '??' ELSE country END AS c, sum(flows),
+                        sum(bytes_up), sum(bytes_down), count(DISTINCT {APP_NAME}),
+                        count(DISTINCT CASE WHEN named THEN endpoint END),
+                        sum(CASE WHEN vendor = 'xiaomi' THEN flows ELSE 0 END)
+                     FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
+                     GROUP BY c ORDER BY sum(flows) DESC, c"
+                )
+            },
+            Vec::new(),
+            |r| {
+                Ok(CountrySummary {
+                    country: r.get(0)?,
+                    flows: r.get(1)?,
+                    bytes_up: r.get(2)?,
+                    bytes_down: r.get(3)?,
+                    apps: r.get(4)?,
+                    domains: r.get(5)?,
+                    xiaomi_flows: r.get(6)?,
+                })
+            },
+        )
+    }
+
+    /// Xiaomi endpoints grouped by catalog category.
+    pub fn per_category(&self, window: &Window) -> Result<Vec<CategorySummary>, StoreError> {
+        self.query_source(
+            window,
+            false,
+            |src| {
+                format!(
+                    "SELECT coalesce(category, 'uncategorised') AS c, sum(flows), sum(bytes_up),
+                        sum(bytes_down), count(DISTINCT endpoint), count(DISTINCT {APP_NAME}),
+                        sum(guessed_flows)
+                     FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
+                     WHERE vendor = 'xiaomi' GROUP BY c ORDER BY sum(flows) DESC, c"
+                )
+            },
+            Vec::new(),
+            |r| {
+                Ok(CategorySummary {
+                    category: r.get(0)?,
+                    flows: r.get(1)?,
+                    bytes_up: r.get(2)?,
+                    bytes_down: r.get(3)?,
+                    endpoints: r.get(4)?,
+                    apps: r.get(5)?,
+                    guessed_flows: r.get(6)?,
+                })
+            },
+        )
+    }
+
+    /// Flows and bytes per time bucket of `bucket_ms` (by flow start), empty buckets omitted.
+    /// Whole hours read the rollup; finer buckets read the window's flows.
+    pub fn timeline(
+        &self,
+        window: &Window,
+        bucket_ms: i64,
+    ) -> Result<Vec<TimelineBucket>, StoreError> {
+        let bucket = bucket_ms.max(1);
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok(TimelineBucket {
+                start: r.get(0)?,
+                flows: r.get(1)?,
+                bytes_up: r.get(2)?,
+                bytes_down: r.get(3)?,
+                xiaomi_flows: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+            })
+        };
+        if bucket % ROLLUP_BUCKET_MS == 0 {
+            return self.query_source(
+                window,
+                true,
+                |src| {
+                    format!(
+                        "SELECT bucket - bucket % ? AS b, sum(flows), sum(bytes_up), sum(bytes_down),
+                            sum(CASE WHEN vendor = 'xiaomi' THEN flows ELSE 0 END)
+                         FROM ({src}) GROUP BY b ORDER BY b"
+                    )
+                },
+                vec![Value::Integer(bucket)],
+                map,
+            );
+        }
+        let mut args = vec![Value::Integer(bucket)];
+        let cond = window.condition("first_seen", &mut args);
+        let sql = format!(
+            "SELECT first_seen - first_seen % ? AS b, count(*), sum(bytes_up), sum(bytes_down),
+                sum(vendor = 'xiaomi')
+             FROM flows WHERE {cond} GROUP BY b ORDER BY b"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(params_from_iter(args), map)
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    pub fn totals(&self, window: &Window) -> Result<Totals, StoreError> {
+        let mut totals = self
+            .query_source(
+                window,
+                false,
+                |src| {
+                    format!(
+                        "SELECT coalesce(sum(flows), 0), coalesce(sum(bytes_up), 0),
+                            coalesce(sum(bytes_down), 0), count(DISTINCT {APP_NAME}),
+                            count(DISTINCT CASE WHEN named THEN endpoint END),
+                            coalesce(sum(CASE WHEN vendor = 'xiaomi' THEN flows END), 0),
+                            count(DISTINCT CASE WHEN vendor = 'xiaomi' THEN endpoint END),
+                            coalesce(sum(cleartext_flows), 0), coalesce(sum(leak_flows), 0),
+                            min(first_contact), max(last_contact)
+                         FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid"
+                    )
+                },
+                Vec::new(),
+                |r| {
+                    Ok(Totals {
+                        flows: r.get(0)?,
+                        bytes_up: r.get(1)?,
+                        bytes_down: r.get(2)?,
+                        apps: r.get(3)?,
+                        domains: r.get(4)?,
+                        xiaomi_flows: r.get(5)?,
+                        xiaomi_endpoints: r.get(6)?,
+                        cleartext_flows: r.get(7)?,
+                        leak_flows: r.get(8)?,
+                        dns_queries: 0,
+                        first_contact: r.get(9)?,
+                        last_contact: r.get(10)?,
+                    })
+                },
+            )?
+            .pop()
+            .unwrap_or_default();
+        let mut args = Vec::new();
+        let cond = window.condition("time", &mut args);
+        totals.dns_queries = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM dns WHERE {cond}"))
+            .and_then(|mut stmt| stmt.query_row(params_from_iter(args), |r| r.get(0)))
+            .map_err(self.err())?;
+        Ok(totals)
+    }
+
+    pub fn visibility(&self, window: &Window) -> Result<Visibility, StoreError> {
+        let doh: Vec<Value> = DOH_HOSTS
+            .iter()
+            .map(|h| Value::Text((*h).to_string()))
+            .collect();
+        let marks = vec!["?"; doh.len()].join(",");
+        let mut v = self
+            .query_source(
+                window,
+                false,
+                |src| {
+                    format!(
+                        "SELECT coalesce(sum(dot_flows), 0),
+                            coalesce(sum(CASE WHEN endpoint IN ({marks}) THEN flows END), 0),
+                            coalesce(sum(ech_flows), 0),
+                            coalesce(sum(CASE WHEN NOT named THEN flows END), 0),
+                            coalesce(sum(CASE WHEN NOT named THEN bytes_up + bytes_down END), 0)
+                         FROM ({src})"
+                    )
+                },
+                doh,
+                |r| {
+                    Ok(Visibility {
+                        dot_flows: r.get(0)?,
+                        doh_flows: r.get(1)?,
+                        ech_flows: r.get(2)?,
+                        unnamed_flows: r.get(3)?,
+                        unnamed_bytes: r.get(4)?,
+                        notes: Vec::new(),
+                    })
+                },
+            )?
+            .pop()
+            .unwrap_or_default();
+        v.notes = visibility_notes(&v);
+        Ok(v)
+    }
+}
+
+fn visibility_notes(v: &Visibility) -> Vec<String> {
+    let mut notes = Vec::new();
+    if v.dot_flows > 0 {
+        notes.push(format!(
+            "{} flow(s) to port 853 (DNS over TLS). With strict Private DNS the phone's lookups are \
+             encrypted: host names then come only from TLS/QUIC SNI, and lookups themselves are \
+             not logged. Set Private DNS to Off or Automatic for a complete DNS log.",
+            v.dot_flows
+        ));
+    }
+    if v.doh_flows > 0 {
+        notes.push(format!(
+            "{} flow(s) to DNS-over-HTTPS servers: the names those apps looked up are hidden.",
+            v.doh_flows
+        ));
+    }
+    if v.ech_flows > 0 {
+        notes.push(format!(
+            "{} TLS flow(s) used Encrypted Client Hello: only the outer (public) server name is \
+             known, not the real one.",
+            v.ech_flows
+        ));
+    }
+    if v.unnamed_flows > 0 {
+        notes.push(format!(
+            "{} flow(s) ({} bytes) have no host name: no SNI, Host header or DNS answer named \
+             their address (hard-coded IPs, or DNS resolved before the capture started).",
+            v.unnamed_flows, v.unnamed_bytes
+        ));
+    }
+    notes.push(
+        "Payloads of encrypted flows are not inspected: only who talked to whom, when, and how much."
+            .into(),
+    );
+    notes.push(
+        "Apps in a work profile or Second space use their own VPN and are not in this capture."
+            .into(),
+    );
+    notes
+}

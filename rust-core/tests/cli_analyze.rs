@@ -1,0 +1,78 @@
+//! `phonehome analyze` as a user runs it: a capture into the database, and a damaged capture
+//! that keeps what it held. The captures are made here with PcapngWriter.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+
+use phonehome::pcap::PcapngWriter;
+use phonehome::store::{FlowFilter, Reader};
+
+fn udp_packet(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut udp = Vec::new();
+    udp.extend(sport.to_be_bytes());
+    udp.extend(dport.to_be_bytes());
+    udp.extend(((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(payload);
+    let mut ip = vec![0x45, 0];
+    ip.extend(((20 + udp.len()) as u16).to_be_bytes());
+    ip.extend([0, 1, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend(Ipv4Addr::new(198, 18, 0, 2).octets());
+    ip.extend(Ipv4Addr::new(198, 18, 1, 1).octets());
+    ip.extend(udp);
+    ip
+}
+
+fn capture(path: &Path, flows: u16) {
+    let mut w = PcapngWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+    for i in 0..flows {
+        let p = udp_packet(40_000 + i, 5000, b"payload");
+        w.write_packet(1_700_000_000_000 + i64::from(i), &p, Some(10_000 + u32::from(i)), Some("com.example")).unwrap();
+    }
+    w.into_inner().unwrap();
+}
+
+fn analyze(db: &Path, file: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
+        .args(["analyze", "--db"])
+        .arg(db)
+        .arg(file)
+        .output()
+        .expect("run phonehome");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn analyze_stores_flows_and_survives_damage() {
+    let dir = std::env::temp_dir().join(format!("phonehome-analyze-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("a.db");
+
+    let good = dir.join("good.pcapng");
+    capture(&good, 10);
+    let (code, stderr) = analyze(&db, &good);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("10 flows"), "{stderr}");
+
+    // Cut the last packet in half: the nine before it are stored, the error names the offset.
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.join("cut.pcapng");
+    std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
+    let (code, stderr) = analyze(&db, &cut);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cut.pcapng: file truncated at byte offset"), "{stderr}");
+    assert!(stderr.contains("the 9 flows read before it were stored"), "{stderr}");
+
+    let (code, stderr) = analyze(&db, &dir.join("missing.pcap"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("missing.pcap"), "{stderr}");
+
+    let reader = Reader::open_read_only(&db).unwrap();
+    let sessions = reader.sessions().unwrap();
+    assert_eq!(sessions.len(), 2, "one session per analyzed file");
+    let flows = reader.flows(&FlowFilter::default()).unwrap();
+    assert_eq!(flows.len(), 19);
+    assert!(flows.iter().all(|f| f.uid.is_some() && f.dst_port == 5000 && f.bytes_up == 7));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Every PhoneHome test, in one command (the README's test command; CI runs it through .ci/run).
+#   1. the offline country/ASN file (fetched from npm once, reused after);
+#   2. cargo test: unit tests, store/report/export tests (headless Chromium for the HTML report),
+#      the corpus agreement test over ../shared/corpus, and the end-to-end tests with real TUN
+#      devices in network namespaces (root; without root they say so and are skipped);
+#   3. a short run of every fuzz target (FUZZ_SECONDS each, default 15);
+#   4. the Android checks: cross-check for aarch64-linux-android, Kotlin compiled against the
+#      Android framework, JVM tests driving the host cdylib, golden bytes.
+# Ends with one line "N passed, N failed" over all suites.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log_dir=$(mktemp -d)
+status=0
+
+run() {   # run NAME CMD...: run a suite, keep its output for the summary
+    local name=$1; shift
+    printf '\n===== %s: %s\n' "$name" "$*"
+    "$@" 2>&1 | tee "$log_dir/$name.log"
+    local rc=${PIPESTATUS[0]}
+    if [ "$rc" -ne 0 ]; then
+        echo "===== $name FAILED (exit $rc)"
+        status=1
+    fi
+}
+
+geo="${CARGO_TARGET_DIR:-target}/phonehome-geo.bin"
+if [ ! -s "$geo" ]; then
+    run geo scripts/fetch-geo.sh
+fi
+run cargo cargo test --workspace --no-fail-fast
+run fuzz scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
+run android scripts/check-android.sh
+
+# Totals: cargo's "test result" lines, Maven Surefire's "Tests run" summary, fuzz targets run.
+passed=0; failed=0; skipped=0
+while read -r p f i; do
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + i))
+done < <(cat "$log_dir"/*.log | sed -n 's/.*test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p')
+while read -r r f e s; do
+    passed=$((passed + r - f - e - s)); failed=$((failed + f + e)); skipped=$((skipped + s))
+done < <(cat "$log_dir"/android.log 2>/dev/null | sed -n 's/^\[[A-Z]*\] Tests run: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\), Skipped: \([0-9]*\)$/\1 \2 \3 \4/p' | tail -n 1)
+fuzz_ok=$(grep -c '^fuzz-smoke: ok ' "$log_dir"/fuzz.log 2>/dev/null)
+fuzz_bad=$(grep -c '^fuzz-smoke: FAILED ' "$log_dir"/fuzz.log 2>/dev/null)
+passed=$((passed + ${fuzz_ok:-0})); failed=$((failed + ${fuzz_bad:-0}))
+[ "$failed" -gt 0 ] && status=1
+rm -rf "$log_dir"
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+exit $status
