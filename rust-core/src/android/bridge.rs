@@ -18,7 +18,7 @@ use prost::Message;
 use super::callback::JniOwner;
 use super::proto;
 use super::live::LiveView;
-use super::session::{CoreError, Session, answer, lock};
+use super::session::{CoreError, Session, answer_or_history, lock};
 
 /// The running capture, and what remains readable of the last one after it stopped.
 struct CoreState {
@@ -252,7 +252,7 @@ pub fn query<'local>(
                 (core.last_live.clone(), core.history.clone())
             };
             let response = match (live, history) {
-                (Some(live), _) => answer(&lock(&live), &request),
+                (Some(live), history) => answer_or_history(&lock(&live), history.as_deref(), &request),
                 (None, Some(db)) => super::history::answer(&db, &request).unwrap_or_else(|err| proto::QueryResponse {
                     kind: Some(proto::query_response::Kind::Error(err.to_proto())),
                 }),

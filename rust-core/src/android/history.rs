@@ -252,6 +252,14 @@ mod tests {
         assert_eq!(c.hosts.len(), 1);
         assert_eq!((c.hosts[0].flows_before, c.hosts[0].flows_after), (1, 1));
         assert_eq!(c.marker.unwrap().id, m.id);
+
+        // A live view of a later session does not know the marker: the database answers.
+        let live = crate::android::live::LiveView::new(session + 1, now, Default::default());
+        let response = crate::android::session::answer_or_history(&live, Some(&db), &compare);
+        let Some(proto::query_response::Kind::Comparison(c)) = response.kind else { panic!("{response:?}") };
+        assert_eq!(c.hosts[0].host, "data.mistat.intl.xiaomi.com");
+        let response = crate::android::session::answer_or_history(&live, None, &compare);
+        assert!(matches!(response.kind, Some(proto::query_response::Kind::Error(_))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

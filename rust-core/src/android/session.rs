@@ -187,7 +187,7 @@ impl Session {
     }
 
     pub fn query(&self, request: &proto::QueryRequest) -> proto::QueryResponse {
-        answer(&lock(&self.live), request)
+        answer_or_history(&lock(&self.live), Some(&self.db_path), request)
     }
 
     /// The live view, which stays readable after the session stopped.
@@ -269,6 +269,18 @@ pub fn answer(live: &LiveView, request: &proto::QueryRequest) -> proto::QueryRes
         None => Resp::Error(CoreError::bad_request("query request names no query").to_proto()),
     };
     proto::QueryResponse { kind: Some(kind) }
+}
+
+/// The live view's answer; when it has none (a marker of an earlier session, after the capture
+/// restarted on a network change), the database's.
+pub fn answer_or_history(live: &LiveView, db: Option<&Path>, request: &proto::QueryRequest) -> proto::QueryResponse {
+    let response = answer(live, request);
+    match (&response.kind, db) {
+        (Some(proto::query_response::Kind::Error(_)), Some(db)) => {
+            super::history::answer(db, request).unwrap_or(response)
+        }
+        _ => response,
+    }
 }
 
 fn non_empty(s: &str) -> Option<String> {
