@@ -34,7 +34,7 @@ class CaptureService : VpnService() {
     private lateinit var settings: Settings
     private lateinit var notification: CaptureNotification
     private lateinit var connectivity: ConnectivityManager
-    private var networkCallback: ConnectivityManager.NetworkCallback? = null
+    @Volatile private var networkCallback: ConnectivityManager.NetworkCallback? = null
     @Volatile private var upstreamInUse: String? = null
 
     override fun onCreate() {
