@@ -114,7 +114,9 @@ impl TcpFlow {
             Phase::Relaying => {}
         }
         let mut moved = false;
-        let socket = shard.sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.handle);
+        let socket = shard
+            .sockets
+            .get_mut::<smoltcp::socket::tcp::Socket>(self.handle);
 
         // App -> server.
         while self.out_writable && socket.can_recv() {
@@ -167,9 +169,11 @@ impl TcpFlow {
                         let queries = &mut dns.queries;
                         let exchanges = &mut dns.exchanges;
                         dns.down.push(got, |answer| {
-                            let query = match super::dns::message_id(answer)
-                                .and_then(|id| queries.iter().position(|q| super::dns::message_id(q) == Some(id)))
-                            {
+                            let query = match super::dns::message_id(answer).and_then(|id| {
+                                queries
+                                    .iter()
+                                    .position(|q| super::dns::message_id(q) == Some(id))
+                            }) {
                                 Some(at) => queries.swap_remove(at),
                                 None => Vec::new(),
                             };
@@ -207,7 +211,9 @@ impl TcpFlow {
             // Both FINs exchanged: the app is in FIN-WAIT/TIME-WAIT or got our last ACK.
             // Dropping the socket now skips smoltcp's 10 s TIME-WAIT.
             State::TimeWait => Outcome::Closed(CloseReason::Fin),
-            State::Closed if self.up_closed && self.down_closed => Outcome::Closed(CloseReason::Fin),
+            State::Closed if self.up_closed && self.down_closed => {
+                Outcome::Closed(CloseReason::Fin)
+            }
             State::Closed => {
                 // Not a clean close: the app reset, or smoltcp gave up on it.
                 outbound::set_linger_zero(&self.stream);
@@ -237,9 +243,12 @@ impl TcpFlow {
 
     /// Bytes of ring memory this flow may have touched since its last trim.
     pub fn touched(&self) -> usize {
-        let Some(buffers) = &self.buffers else { return 0 };
+        let Some(buffers) = &self.buffers else {
+            return 0;
+        };
         let up = (self.common.record.bytes_up - self.trimmed_up).min(buffers.rx_capacity() as u64);
-        let down = (self.common.record.bytes_down - self.trimmed_down).min(buffers.tx_capacity() as u64);
+        let down =
+            (self.common.record.bytes_down - self.trimmed_down).min(buffers.tx_capacity() as u64);
         (up + down) as usize
     }
 
@@ -247,14 +256,19 @@ impl TcpFlow {
     /// nothing queued and no out-of-order segment can be waiting in it: every byte the app
     /// sent has been passed on. Returns the bytes released from the estimate.
     pub fn trim(&mut self, shard: &mut Shard) -> usize {
-        let Some(buffers) = &self.buffers else { return 0 };
+        let Some(buffers) = &self.buffers else {
+            return 0;
+        };
         if self.phase != Phase::Relaying {
             return 0;
         }
         let socket = shard.socket(self.handle);
         let mut released = 0;
         let up = self.common.record.bytes_up;
-        let contiguous_end = self.rx_start.wrapping_add(up as u32).wrapping_add(socket.recv_queue() as u32);
+        let contiguous_end = self
+            .rx_start
+            .wrapping_add(up as u32)
+            .wrapping_add(socket.recv_queue() as u32);
         let out_of_order = (self.rx_max_end.wrapping_sub(contiguous_end) as i32) > 0;
         if up != self.trimmed_up && socket.recv_queue() == 0 && !out_of_order {
             buffers.trim_rx();
@@ -274,14 +288,17 @@ impl TcpFlow {
 
 /// The app has sent its FIN (smoltcp has received it).
 fn app_sent_fin(state: State) -> bool {
-    matches!(state, State::CloseWait | State::LastAck | State::Closing | State::TimeWait)
+    matches!(
+        state,
+        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+    )
 }
 
 fn server_error(e: &io::Error) -> CloseReason {
     match e.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-            CloseReason::ResetByServer
-        }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => CloseReason::ResetByServer,
         _ => CloseReason::Error,
     }
 }
