@@ -84,6 +84,7 @@ fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>
     // Try a read first: packets may have queued before registration.
     let mut tun_readable = true;
     let mut stopping = false;
+    let mut tun_failed = false;
     loop {
         let now = Now::read();
         let timeout = if tun_readable { std::time::Duration::ZERO } else { core.timeout(now) };
@@ -120,8 +121,19 @@ fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>
             write_tun(fd, &mut core);
             return Ok(core.stats());
         }
-        if tun_readable {
-            tun_readable = read_tun(fd, &mut core, batch, mtu, now)?;
+        if tun_readable && !tun_failed {
+            tun_readable = match read_tun(fd, &mut core, batch, mtu, now) {
+                Ok(more) => more,
+                Err(e) => {
+                    // The device is gone (e.g. its namespace was torn down). Keep serving the
+                    // outbound side and the commands so `stop` still closes and reports every
+                    // flow.
+                    log::error!("reading the tun failed, no more packets will be read: {e}");
+                    tun_failed = true;
+                    let _ = poll.registry().deregister(&mut SourceFd(&fd));
+                    false
+                }
+            };
         }
         core.process(now);
         core.on_timers(now);
