@@ -64,15 +64,25 @@ fn analyze_stores_flows_and_survives_damage() {
     assert!(stderr.contains("cut.pcapng: file truncated at byte offset"), "{stderr}");
     assert!(stderr.contains("the 9 flows read before it were stored"), "{stderr}");
 
-    let (code, stderr) = analyze(&db, &dir.join("missing.pcap"));
-    assert_eq!(code, 1);
-    assert!(stderr.contains("missing.pcap"), "{stderr}");
+    // A missing file and a non-capture are named, get no session, and do not stop the others.
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "not a capture").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
+        .args(["analyze", "-q", "--db"])
+        .arg(&db)
+        .args([dir.join("missing.pcap"), text.clone(), good.clone()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing.pcap: No such file"), "{stderr}");
+    assert!(stderr.contains("notes.txt: not a pcap or pcapng file"), "{stderr}");
 
     let reader = Reader::open_read_only(&db).unwrap();
     let sessions = reader.sessions().unwrap();
-    assert_eq!(sessions.len(), 2, "one session per analyzed file");
+    assert_eq!(sessions.len(), 3, "one session per analyzed capture");
     let flows = reader.flows(&FlowFilter::default()).unwrap();
-    assert_eq!(flows.len(), 19);
+    assert_eq!(flows.len(), 29);
     assert!(flows.iter().all(|f| f.uid.is_some() && f.dst_port == 5000 && f.bytes_up == 7));
     let _ = std::fs::remove_dir_all(&dir);
 }

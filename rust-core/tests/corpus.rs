@@ -218,6 +218,23 @@ fn naming_agrees_with_ndpi_and_pcapdroid() {
         println!("  {d}");
     }
 
+    // Client side over every nDPI flow, named or not (nDPI's src is the client).
+    let mut by_pcap: HashMap<&str, Vec<FlowRecord>> = HashMap::new();
+    let (mut found, mut client_ok, mut wrong) = (0usize, 0usize, Vec::new());
+    for e in &ndpi {
+        let flows = by_pcap.entry(&e.pcap).or_insert_with(|| flows_of(&corpus.join("ndpi/pcaps").join(&e.pcap)));
+        if let Some((_, ok)) = find(flows, e) {
+            found += 1;
+            if ok {
+                client_ok += 1;
+            } else {
+                wrong.push(format!("{} {:?} {} -> {} [{}]", e.pcap, e.proto, e.src, e.dst, e.kind));
+            }
+        }
+    }
+    println!("client side: {client_ok}/{found} of all {} nDPI flows agree; differing: {wrong:#?}", ndpi.len());
+    assert!(client_ok as f64 >= 0.95 * found as f64, "client side agrees on {client_ok}/{found} only");
+
     // Every expected flow must exist, whatever the naming.
     let missing: Vec<&String> = ndpi_diff.iter().chain(&pd_diff).filter(|d| d.ends_with("no such flow")).collect();
     assert!(missing.is_empty(), "flows not found: {missing:#?}");
@@ -276,4 +293,20 @@ fn damaged_capture_keeps_flows_read_before_the_damage() {
     let err = report.error.expect("corrupt");
     assert_eq!(err.offset(), 24, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn xiaomi_capture_is_classified() {
+    let Some(corpus) = corpus_dir() else {
+        println!("SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        return;
+    };
+    let flows = flows_of(&corpus.join("ndpi/pcaps/xiaomi.pcap"));
+    let push: Vec<&FlowRecord> = flows.iter().filter(|f| f.key.dst.port() == 5222).collect();
+    assert!(push.len() >= 5, "{} Mi Push flows", push.len());
+    for f in push {
+        assert_eq!(f.destination.vendor.as_deref(), Some("Xiaomi"), "{:?}", f.key);
+        assert_eq!(f.destination.category.as_deref(), Some("push"), "{:?}", f.key);
+        assert!(f.key.src.ip().is_ipv4());
+    }
 }

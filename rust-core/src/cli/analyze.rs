@@ -52,29 +52,9 @@ pub fn run(args: AnalyzeArgs) -> Result<i32, CliError> {
     let mut status = 0;
     for path in &args.files {
         let name = path.display().to_string();
-        let len = std::fs::metadata(path)
-            .map_err(|e| CliError::new(1, format!("{name}: {e}")))?
-            .len();
-        let session = SessionInfo {
-            kind: "analyze".into(),
-            note: Some(format!("analyze {name}")),
-            ..SessionInfo::default()
-        };
-        let store = StoreWriter::start(&args.db, session)?;
-        let bar = progress_bar(len, &name, args.quiet);
-        let started = Instant::now();
-        let result = pcap::observe_file(path, store.sender(), |offset| {
-            if let Some(bar) = &bar {
-                bar.set_position(offset);
-            }
-        });
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
-        }
-        // Whatever was observed is committed before any error is reported.
-        store.finish()?;
-        let report = match result {
-            Ok(report) => report,
+        // A file that is not a capture at all gets no session.
+        let reader = match pcap::open(path) {
+            Ok(reader) => reader,
             Err(ReadError::Io { source, .. }) => {
                 eprintln!("phonehome: {name}: {source}");
                 status = 1;
@@ -86,6 +66,25 @@ pub fn run(args: AnalyzeArgs) -> Result<i32, CliError> {
                 continue;
             }
         };
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let session = SessionInfo {
+            kind: "analyze".into(),
+            note: Some(format!("analyze {name}")),
+            ..SessionInfo::default()
+        };
+        let store = StoreWriter::start(&args.db, session)?;
+        let bar = progress_bar(len, &name, args.quiet);
+        let started = Instant::now();
+        let report = pcap::observe_reader(reader, store.sender(), |offset| {
+            if let Some(bar) = &bar {
+                bar.set_position(offset);
+            }
+        });
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        // Whatever was observed is committed before any error is reported.
+        store.finish()?;
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let s = &report.stats;
         if !args.quiet {
@@ -102,11 +101,8 @@ pub fn run(args: AnalyzeArgs) -> Result<i32, CliError> {
             }
         }
         if let Some(e) = report.error {
-            eprintln!(
-                "phonehome: {name}: {e}; the {} flows read before it were stored",
-                s.flows
-            );
-            status = 2;
+            eprintln!("phonehome: {name}: {e}; the {} flows read before it were stored", s.flows);
+            status = status.max(2);
         }
     }
     Ok(status)

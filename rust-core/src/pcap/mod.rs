@@ -38,17 +38,21 @@ pub struct FileReport {
     pub error: Option<ReadError>,
 }
 
-/// Reads `path` (pcap or pcapng) through a new [`Observer`] sending to `events`, calling
-/// `progress` with the bytes read so far now and then. Err only when the file cannot be opened
-/// or is not a capture at all; a damaged tail is reported in [`FileReport::error`] after every
-/// flow read before it was closed and sent.
-pub fn observe_file(
-    path: &Path,
+/// Opens a capture file and reads its header. Err when it cannot be opened or is not a
+/// capture at all.
+pub fn open(path: &Path) -> Result<CaptureReader<BufReader<File>>, ReadError> {
+    let file = File::open(path).map_err(|source| ReadError::Io { offset: 0, source })?;
+    CaptureReader::new(BufReader::with_capacity(1 << 20, file))
+}
+
+/// Feeds every record of `reader` through a new [`Observer`] sending to `events`, calling
+/// `progress` with the bytes read so far now and then. A damaged tail is reported in
+/// [`FileReport::error`] after every flow read before it was closed and sent.
+pub fn observe_reader<R: std::io::Read>(
+    mut reader: CaptureReader<R>,
     events: Sender<Event>,
     mut progress: impl FnMut(u64),
-) -> Result<FileReport, ReadError> {
-    let file = File::open(path).map_err(|source| ReadError::Io { offset: 0, source })?;
-    let mut reader = CaptureReader::new(BufReader::with_capacity(1 << 20, file))?;
+) -> FileReport {
     let mut observer = Observer::new(events);
     let mut error = None;
     let mut count = 0u64;
@@ -68,7 +72,12 @@ pub fn observe_file(
     }
     let bytes = reader.offset();
     progress(bytes);
-    Ok(FileReport { stats: observer.finish(), bytes, error })
+    FileReport { stats: observer.finish(), bytes, error }
+}
+
+/// [`open`] then [`observe_reader`].
+pub fn observe_file(path: &Path, events: Sender<Event>, progress: impl FnMut(u64)) -> Result<FileReport, ReadError> {
+    Ok(observe_reader(open(path)?, events, progress))
 }
 
 #[cfg(test)]

@@ -50,6 +50,24 @@ pub struct ObserverStats {
     pub dns_records: u64,
 }
 
+/// Ports servers listen on (below 1024, and common higher ones), to tell the client of a flow
+/// whose start is not in the capture.
+fn service_port(port: u16) -> bool {
+    port < 1024 || matches!(port, 1935 | 3478 | 5222 | 5223 | 5228 | 5349 | 8080 | 8443 | 8883 | 19302)
+}
+
+/// Is the sender of a packet from `src_port` to `dst_port` the client, when the flow's start was
+/// not seen? The side on a service port is the server; otherwise the higher (ephemeral) port is
+/// the client; `tie` decides when the ports say nothing.
+fn sender_looks_like_client(src_port: u16, dst_port: u16, tie: bool) -> bool {
+    match (service_port(src_port), service_port(dst_port)) {
+        (true, false) => false,
+        (false, true) => true,
+        _ if src_port == dst_port => tie,
+        _ => src_port > dst_port,
+    }
+}
+
 /// A flow's 5-tuple with its ends in a fixed order, so both directions find it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Tuple {
@@ -72,6 +90,8 @@ struct FlowState {
     fin_up: bool,
     fin_down: bool,
     closed: bool,
+    /// The flow is new, its inspector was fed, or its owner changed since it was last named.
+    stale: bool,
     /// DNS-over-TCP bytes per direction not yet split into messages (port 53 flows only).
     dns_stream: Option<[Vec<u8>; 2]>,
     /// The copy last sent as an event; a new event goes out when naming or owner changed.
@@ -247,6 +267,7 @@ impl Observer {
                 fin_up: false,
                 fin_down: false,
                 closed: false,
+                stale: true,
                 dns_stream: (proto == Proto::Tcp && dns::is_dns(&key)).then(Default::default),
                 sent: None,
             };
@@ -273,8 +294,9 @@ impl Observer {
                 r.bytes_down += bytes as u64;
             }
         }
-        if r.uid.is_none() {
+        if r.uid.is_none() && owner.uid.is_some() {
             r.uid = owner.uid;
+            state.stale = true;
         }
     }
 
@@ -287,8 +309,8 @@ impl Observer {
                 // SYN comes from the client, SYN-ACK from the server.
                 !tcp.ack_flag
             } else {
-                // The start is not in the capture: the ephemeral (higher) port is the client.
-                tcp.src_port >= tcp.dst_port
+                // The start is not in the capture: guess from the ports.
+                sender_looks_like_client(tcp.src_port, tcp.dst_port, true)
             }
         }) else {
             return;
@@ -306,6 +328,7 @@ impl Observer {
         let mut dns_bytes = state.dns_stream.as_mut().map(|s| &mut s[dir as usize]);
         if !payload.is_empty() && (state.inspector.wants_more() || dns_bytes.is_some()) && !stream.done() {
             let inspector = &mut state.inspector;
+            state.stale = true;
             stream.on_segment(seq, payload, |bytes| {
                 if inspector.wants_more() {
                     inspector.on_stream(dir, bytes);
@@ -354,7 +377,7 @@ impl Observer {
         // The first packet's sender is the client, unless it plainly comes from a service port
         // to an ephemeral one (a reply whose query is not in the capture).
         let Some((tuple, dir)) = self.flow_for(now, Proto::Udp, src, dst, false, || {
-            !(src_port < 1024 && dst_port >= 1024)
+            !service_port(src_port) || service_port(dst_port)
         }) else {
             return;
         };
@@ -362,6 +385,7 @@ impl Observer {
         Self::account(state, now, dir, payload.len(), owner);
         if state.inspector.wants_more() && !payload.is_empty() {
             state.inspector.on_datagram(dir, payload);
+            state.stale = true;
         }
         let (flow_id, key, uid) = (state.record.id, state.record.key, state.record.uid);
         if dns::is_dns(&key) {
@@ -395,7 +419,11 @@ impl Observer {
     /// Names the flow, sends an event when its identity changed, closes it when asked.
     fn after_packet(&mut self, tuple: Tuple, now: Millis, close: Option<CloseReason>) {
         let Some(state) = self.flows.get_mut(&tuple) else { return };
-        self.namer.name_flow(&mut state.record, state.inspector.result(), now);
+        // Naming allocates (catalog strings): only when something it depends on changed.
+        if state.stale || close.is_some() {
+            self.namer.name_flow(&mut state.record, state.inspector.result(), now);
+            state.stale = false;
+        }
         if let Some(reason) = close {
             state.record.close_reason = Some(reason);
             state.closed = true;
@@ -548,6 +576,16 @@ mod tests {
     }
 
     #[test]
+    fn client_guess_from_ports() {
+        assert!(sender_looks_like_client(51000, 443, true));
+        assert!(!sender_looks_like_client(443, 51000, true));
+        assert!(!sender_looks_like_client(5222, 40000, true)); // Mi Push server speaking first
+        assert!(sender_looks_like_client(3000, 8080, true));
+        assert!(sender_looks_like_client(40000, 30000, false));
+        assert!(sender_looks_like_client(7000, 7000, true));
+    }
+
+    #[test]
     fn udp_flows_idle_out_and_reply_first_is_not_client() {
         let packets = vec![
             (0, ipv4(SERVER, PHONE, 17, &udp(53, 33000, b"reply"))),
@@ -564,6 +602,32 @@ mod tests {
         assert!(flows.iter().all(|f| f.key.dst.port() == 53));
         let ids: std::collections::HashSet<_> = flows.iter().map(|f| f.id).collect();
         assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn fragmented_datagram_is_reassembled_into_its_flow() {
+        let payload: Vec<u8> = (0..64u8).collect();
+        let whole = udp(41000, 9999, &payload);
+        // Two fragments: 48 bytes (6 units of 8) with more-fragments, then the rest.
+        let frag = |off: usize, more: bool, data: &[u8]| {
+            let mut p = ipv4(PHONE, SERVER, 17, data);
+            let field = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
+            p[4..6].copy_from_slice(&77u16.to_be_bytes());
+            p[6..8].copy_from_slice(&field.to_be_bytes());
+            p
+        };
+        let packets = vec![(1, frag(48, false, &whole[48..])), (2, frag(0, true, &whole[..48]))];
+        let (tx, rx) = mpsc::channel();
+        let mut obs = Observer::new(tx);
+        for (t, p) in &packets {
+            obs.on_ip(*t, p, &Owner::default());
+        }
+        let stats = obs.finish();
+        assert_eq!(stats.fragments_reassembled, 1);
+        let events: Vec<Event> = rx.try_iter().collect();
+        let flows = closed(&events);
+        assert_eq!(flows.len(), 1);
+        assert_eq!((flows[0].key.dst.port(), flows[0].bytes_up, flows[0].packets_up), (9999, 64, 1));
     }
 
     #[test]
