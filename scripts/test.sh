@@ -40,9 +40,9 @@ done < <(cat "$log_dir"/*.log | sed -n 's/.*test result: [a-zA-Z]*\. \([0-9]*\) 
 while read -r r f e s; do
     passed=$((passed + r - f - e - s)); failed=$((failed + f + e)); skipped=$((skipped + s))
 done < <(cat "$log_dir"/android.log 2>/dev/null | sed -n 's/^\[[A-Z]*\] Tests run: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\), Skipped: \([0-9]*\)$/\1 \2 \3 \4/p' | tail -n 1)
-fuzz_ok=$(grep -c '^fuzz-smoke: ok ' "$log_dir"/fuzz.log 2>/dev/null)
-fuzz_bad=$(grep -c '^fuzz-smoke: FAILED ' "$log_dir"/fuzz.log 2>/dev/null)
-passed=$((passed + ${fuzz_ok:-0})); failed=$((failed + ${fuzz_bad:-0}))
+# Each fuzz target run counts as one test; a crash stops the script at that target.
+fuzz_ok=$(sed -n 's/^fuzz smoke: \([0-9]*\) targets x .*no failures$/\1/p' "$log_dir"/fuzz.log)
+if [ -n "$fuzz_ok" ]; then passed=$((passed + fuzz_ok)); else failed=$((failed + 1)); fi
 [ "$failed" -gt 0 ] && status=1
 rm -rf "$log_dir"
 echo

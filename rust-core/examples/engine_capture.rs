@@ -3,7 +3,7 @@
 //! Accepts `phonehome capture`'s flags that scripts/bench.sh passes, so it can stand in as
 //! `PHONEHOME=target/release/examples/engine_capture scripts/bench.sh`.
 //!
-//! Usage: engine_capture capture [--quiet] [--db IGNORED] [--dns-upstream ADDR] -- CMD...
+//! Usage: engine_capture capture [--quiet] [--mtu N] [--db IGNORED] [--dns-upstream ADDR] -- CMD...
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, ExitCode};
@@ -28,8 +28,15 @@ fn main() -> ExitCode {
         eprintln!("engine_capture: no command given");
         return ExitCode::from(125);
     };
-    // PH_MTU: the TUN's MTU (a larger MTU means fewer packets per byte).
-    let mtu: u32 = std::env::var("PH_MTU").ok().and_then(|m| m.parse().ok()).unwrap_or(1500);
+    // --mtu (as `phonehome capture`) or PH_MTU: the TUN's MTU (larger = fewer packets per byte).
+    let mtu: u32 = flags
+        .iter()
+        .position(|a| a == "--mtu")
+        .and_then(|i| flags.get(i + 1))
+        .cloned()
+        .or_else(|| std::env::var("PH_MTU").ok())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1500);
     let net = NetConfig {
         tun_name: "phbench0".into(),
         mtu,
@@ -100,6 +107,11 @@ fn main() -> ExitCode {
             stats.flows_opened, stats.bytes_up, stats.bytes_down, stats.packets_dropped
         ),
         Err(e) => eprintln!("engine_capture: stopping the engine: {e}"),
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        for line in status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
+            eprintln!("{line}");
+        }
     }
     if let Ok((flows, closed, dns)) = counter.join() {
         eprintln!("events: {flows} flow updates, {closed} closed, {dns} dns");

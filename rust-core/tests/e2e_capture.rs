@@ -14,19 +14,34 @@ const MB100: u64 = 100 * 1024 * 1024;
 
 /// The one logged server connection whose request line is `request`.
 fn conn<'a>(logs: &'a [ConnLog], request: &str) -> &'a ConnLog {
-    let found: Vec<_> = logs.iter().filter(|l| l.request.as_deref() == Some(request)).collect();
-    assert_eq!(found.len(), 1, "server connections for {request:?}: {logs:?}");
+    let found: Vec<_> = logs
+        .iter()
+        .filter(|l| l.request.as_deref() == Some(request))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "server connections for {request:?}: {logs:?}"
+    );
     found[0]
 }
 
 fn tcp_flows_to(flows: &[DbFlow], port: u16) -> Vec<DbFlow> {
-    flows.iter().filter(|f| f.proto == "tcp" && f.dst.port() == port).cloned().collect()
+    flows
+        .iter()
+        .filter(|f| f.proto == "tcp" && f.dst.port() == port)
+        .cloned()
+        .collect()
 }
 
 /// The flow record matches the server's own count of bytes on that connection, and it was
 /// closed (the engine stopped cleanly and flushed it).
 fn assert_counts_match(flow: &DbFlow, log: &ConnLog) {
-    assert_eq!((flow.bytes_up, flow.bytes_down), (log.bytes_in, log.bytes_out), "flow {flow:?} vs server {log:?}");
+    assert_eq!(
+        (flow.bytes_up, flow.bytes_down),
+        (log.bytes_in, log.bytes_out),
+        "flow {flow:?} vs server {log:?}"
+    );
     assert!(flow.close_reason.is_some(), "flow not closed: {flow:?}");
 }
 
@@ -44,7 +59,11 @@ fn capture_without_root_says_so() {
     cmd.args(["capture", "--db", "/nonexistent/never.db", "--", "true"]);
     let out = common::run(cmd, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(125), "{}", out.stderr);
-    assert!(out.stderr.starts_with("phonehome: capture needs root"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("phonehome: capture needs root"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -54,9 +73,17 @@ fn download_100mb_sha256_and_byte_counts() {
     }
     let rig = Rig::new("download");
     let (_, sha) = rig.random_file("blob.bin", MB100);
-    let out = rig.capture("curl -sS --max-time 150 http://198.18.0.1/files/blob.bin | sha256sum", T);
+    let out = rig.capture(
+        "curl -sS --max-time 150 http://198.18.0.1/files/blob.bin | sha256sum",
+        T,
+    );
     out.assert_success("capture curl download");
-    assert_eq!(out.stdout.split_whitespace().next(), Some(sha.as_str()), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.split_whitespace().next(),
+        Some(sha.as_str()),
+        "{}",
+        out.stderr
+    );
 
     let logs = rig.servers.wait_tcp_logs(1, Duration::from_secs(10));
     let server = conn(&logs, "GET /files/blob.bin HTTP/1.1");
@@ -67,7 +94,11 @@ fn download_100mb_sha256_and_byte_counts() {
     assert_eq!(flows[0].dst, "198.18.0.1:80".parse().unwrap());
     assert_eq!(flows[0].uid, Some(0));
     // The summary on stderr names the destination.
-    assert!(out.stderr.contains("198.18.0.1") && out.stderr.contains("tcp/80"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("198.18.0.1") && out.stderr.contains("tcp/80"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -77,9 +108,17 @@ fn upload_100mb_sha256_and_byte_counts() {
     }
     let rig = Rig::new("upload");
     let (_, sha) = rig.random_file("blob.bin", MB100);
-    let out = rig.capture("curl -sS --max-time 150 --data-binary @blob.bin http://198.18.0.1/upload", T);
+    let out = rig.capture(
+        "curl -sS --max-time 150 --data-binary @blob.bin http://198.18.0.1/upload",
+        T,
+    );
     out.assert_success("capture curl upload");
-    assert_eq!(out.stdout.trim(), format!("{sha} {MB100}"), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("{sha} {MB100}"),
+        "{}",
+        out.stderr
+    );
 
     let logs = rig.servers.wait_tcp_logs(1, Duration::from_secs(10));
     let server = conn(&logs, "POST /upload HTTP/1.1");
@@ -102,7 +141,11 @@ fn five_hundred_concurrent_connections() {
 
     let logs = rig.servers.wait_tcp_logs(500, Duration::from_secs(20));
     assert_eq!(logs.len(), 500);
-    assert!(logs.iter().all(|l| (l.bytes_in, l.bytes_out) == (1000, 1000)), "{logs:?}");
+    assert!(
+        logs.iter()
+            .all(|l| (l.bytes_in, l.bytes_out) == (1000, 1000)),
+        "{logs:?}"
+    );
     let flows = tcp_flows_to(&db_flows(&rig.db_path()), 7);
     assert_eq!(flows.len(), 500);
     for f in &flows {
@@ -149,7 +192,10 @@ fn udp_echo_both_families() {
     );
     out.assert_success("udp echo");
     assert_eq!(out.stdout, "ok 200\nok 50\n");
-    let flows: Vec<_> = db_flows(&rig.db_path()).into_iter().filter(|f| f.proto == "udp" && f.dst.port() == 7).collect();
+    let flows: Vec<_> = db_flows(&rig.db_path())
+        .into_iter()
+        .filter(|f| f.proto == "udp" && f.dst.port() == 7)
+        .collect();
     assert_eq!(flows.len(), 2, "{flows:?}");
     let v4 = flows.iter().find(|f| f.dst.is_ipv4()).unwrap();
     let v6 = flows.iter().find(|f| f.dst.is_ipv6()).unwrap();
@@ -174,7 +220,12 @@ fn dns_goes_through_the_engine() {
         T,
     );
     out.assert_success("dns in capture");
-    assert_eq!(out.stdout.lines().nth(5), Some("198.18.0.1"), "DNS over TCP: {}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().nth(5),
+        Some("198.18.0.1"),
+        "DNS over TCP: {}",
+        out.stdout
+    );
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "198.18.0.1");
     assert_eq!(lines[1], "fd00:198:18::1");
@@ -183,12 +234,25 @@ fn dns_goes_through_the_engine() {
     assert_eq!(lines[4], "status: NXDOMAIN");
     // The queries reached the upstream server (the rig's DNS), through the engine.
     let seen = rig.servers.logs.dns_queries.lock().unwrap().clone();
-    for q in ["a.phonehome.test 1", "a.phonehome.test 28", "b.phonehome.test 1", "c.phonehome.test 1"] {
+    for q in [
+        "a.phonehome.test 1",
+        "a.phonehome.test 28",
+        "b.phonehome.test 1",
+        "c.phonehome.test 1",
+    ] {
         assert!(seen.iter().any(|s| s == q), "{q} not in {seen:?}");
     }
     let queries = common::db_dns_queries(&rig.db_path());
-    for q in ["a.phonehome.test", "b.phonehome.test", "c.phonehome.test", "nothere.example"] {
-        assert!(queries.iter().any(|s| s == q), "{q} not in the database's DNS log {queries:?}");
+    for q in [
+        "a.phonehome.test",
+        "b.phonehome.test",
+        "c.phonehome.test",
+        "nothere.example",
+    ] {
+        assert!(
+            queries.iter().any(|s| s == q),
+            "{q} not in the database's DNS log {queries:?}"
+        );
     }
 }
 
@@ -208,7 +272,11 @@ fn flows_are_named_after_the_dns_answer_that_led_to_them() {
     out.assert_success("dns then connect");
     let flows = tcp_flows_to(&db_flows(&rig.db_path()), 7);
     assert_eq!(flows.len(), 1, "{flows:?}");
-    assert_eq!(flows[0].hostname.as_deref(), Some("echo.phonehome.test"), "{flows:?}");
+    assert_eq!(
+        flows[0].hostname.as_deref(),
+        Some("echo.phonehome.test"),
+        "{flows:?}"
+    );
 }
 
 #[test]
@@ -218,7 +286,10 @@ fn ipv6_download_sha256() {
     }
     let rig = Rig::new("ipv6");
     let (_, sha) = rig.random_file("blob.bin", 10 * 1024 * 1024);
-    let out = rig.capture("curl -sS --max-time 60 -g 'http://[fd00:198:18::1]/files/blob.bin' | sha256sum", T);
+    let out = rig.capture(
+        "curl -sS --max-time 60 -g 'http://[fd00:198:18::1]/files/blob.bin' | sha256sum",
+        T,
+    );
     out.assert_success("ipv6 download");
     assert_eq!(out.stdout.split_whitespace().next(), Some(sha.as_str()));
     let logs = rig.servers.wait_tcp_logs(1, Duration::from_secs(10));
@@ -246,7 +317,10 @@ fn client_abort_mid_transfer_resets_the_server_side() {
         T,
     );
     out.assert_success("abort then download");
-    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), vec!["aborted after 2000000", "1234"]);
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        vec!["aborted after 2000000", "1234"]
+    );
     let logs = rig.servers.wait_tcp_logs(2, Duration::from_secs(30));
     let aborted = conn(&logs, "GET /blob/500000000 HTTP/1.1");
     // The server stopped sending long before the end: the abort reached it.
@@ -255,8 +329,15 @@ fn client_abort_mid_transfer_resets_the_server_side() {
     let flows = tcp_flows_to(&db_flows(&rig.db_path()), 80);
     assert_eq!(flows.len(), 2, "{flows:?}");
     let big = flows.iter().max_by_key(|f| f.bytes_down).unwrap();
-    assert_eq!(big.close_reason.as_deref(), Some("reset-by-client"), "{big:?}");
-    assert!(big.bytes_down >= 2_000_000 && big.bytes_down <= aborted.bytes_out, "{big:?} vs {aborted:?}");
+    assert_eq!(
+        big.close_reason.as_deref(),
+        Some("reset-by-client"),
+        "{big:?}"
+    );
+    assert!(
+        big.bytes_down >= 2_000_000 && big.bytes_down <= aborted.bytes_out,
+        "{big:?} vs {aborted:?}"
+    );
     let small = flows.iter().min_by_key(|f| f.bytes_down).unwrap();
     assert_counts_match(small, conn(&logs, "GET /blob/1234 HTTP/1.1"));
 }
@@ -280,9 +361,16 @@ fn different_uids_are_attributed() {
     assert_eq!(flows.len(), 3, "{flows:?}");
     // Two non-root users too, so a lookup that falls back to uid 0 (TIME_WAIT sockets show
     // uid 0 in /proc/net/tcp) cannot pass by accident.
-    for (request, uid) in [("GET /blob/1111 HTTP/1.1", 0), ("GET /blob/2222 HTTP/1.1", 65534), ("GET /blob/3333 HTTP/1.1", 4242)] {
+    for (request, uid) in [
+        ("GET /blob/1111 HTTP/1.1", 0),
+        ("GET /blob/2222 HTTP/1.1", 65534),
+        ("GET /blob/3333 HTTP/1.1", 4242),
+    ] {
         let server = conn(&logs, request);
-        let flow = flows.iter().find(|f| f.bytes_down == server.bytes_out).unwrap_or_else(|| panic!("{flows:?}"));
+        let flow = flows
+            .iter()
+            .find(|f| f.bytes_down == server.bytes_out)
+            .unwrap_or_else(|| panic!("{flows:?}"));
         assert_eq!(flow.uid, Some(uid), "{request}: {flow:?}");
     }
 }
@@ -293,7 +381,11 @@ fn user_option_runs_cmd_as_that_user() {
         return;
     }
     let rig = Rig::new("user");
-    let out = rig.capture_args(&["--user", "nobody"], "id -u; curl -sS --max-time 20 http://198.18.0.1/blob/10 | wc -c", T);
+    let out = rig.capture_args(
+        &["--user", "nobody"],
+        "id -u; curl -sS --max-time 20 http://198.18.0.1/blob/10 | wc -c",
+        T,
+    );
     out.assert_success("--user nobody");
     assert_eq!(out.stdout, "65534\n10\n");
     let flows = tcp_flows_to(&db_flows(&rig.db_path()), 80);
@@ -317,9 +409,17 @@ fn exits_with_cmd_status_after_flushing_every_flow() {
     assert_eq!(flows.len(), 5, "{flows:?}");
     for n in 1..=5 {
         let server = conn(&logs, &format!("GET /blob/{n}0000 HTTP/1.1"));
-        let flow = flows.iter().find(|f| f.bytes_down == server.bytes_out).unwrap_or_else(|| panic!("{server:?} {flows:?}"));
+        let flow = flows
+            .iter()
+            .find(|f| f.bytes_down == server.bytes_out)
+            .unwrap_or_else(|| panic!("{server:?} {flows:?}"));
         assert_counts_match(flow, server);
     }
+    // The session was closed: the store finished before capture exited.
+    let (kind, ended, note) = common::db_session(&rig.db_path());
+    assert_eq!(kind, "capture");
+    assert!(ended.is_some(), "session not marked ended");
+    assert!(note.is_some_and(|n| n.starts_with("sh -c for n in")));
 }
 
 #[test]
@@ -329,9 +429,14 @@ fn sigterm_stops_cmd_and_still_saves_the_flows() {
     }
     let rig = Rig::new("sigterm");
     let mut cmd = rig.uplink.command(env!("CARGO_BIN_EXE_phonehome"));
-    cmd.args(["capture", "--db"]).arg(rig.db_path()).args(["--dns-upstream", "198.18.0.1:53", "--"]);
+    cmd.args(["capture", "--db"]).arg(rig.db_path()).args([
+        "--dns-upstream",
+        "198.18.0.1:53",
+        "--",
+    ]);
     cmd.args(["sh", "-c", "curl -sS --max-time 20 http://198.18.0.1/blob/4321 -o /dev/null && echo fetched && exec sleep 600"]);
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     // Wait (bounded) for the download to finish before signalling.
     let logs = rig.servers.wait_tcp_logs(1, Duration::from_secs(30));
@@ -344,7 +449,10 @@ fn sigterm_stops_cmd_and_still_saves_the_flows() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "capture did not stop on SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "capture did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     // sleep was killed by the forwarded SIGTERM: 128 + 15.
@@ -362,7 +470,11 @@ fn sigint_is_passed_on_and_leftover_processes_are_ended() {
     let rig = Rig::new("sigint");
     let pidfile = rig.tmp.0.join("bg.pid");
     let mut cmd = rig.uplink.command(env!("CARGO_BIN_EXE_phonehome"));
-    cmd.args(["capture", "--db"]).arg(rig.db_path()).args(["--dns-upstream", "198.18.0.1:53", "--"]);
+    cmd.args(["capture", "--db"]).arg(rig.db_path()).args([
+        "--dns-upstream",
+        "198.18.0.1:53",
+        "--",
+    ]);
     // A background process that would outlive CMD, and a trap that turns SIGINT into exit 3.
     cmd.args([
         "sh",
@@ -373,7 +485,8 @@ fn sigint_is_passed_on_and_leftover_processes_are_ended() {
             pidfile.display()
         ),
     ]);
-    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let ready = rig.tmp.0.join("bg.pid.ready");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -381,20 +494,30 @@ fn sigint_is_passed_on_and_leftover_processes_are_ended() {
         assert!(std::time::Instant::now() < deadline, "CMD did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let bg: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let bg: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(std::path::Path::new(&format!("/proc/{bg}")).exists());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "capture did not stop on SIGINT");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "capture did not stop on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(3), "CMD's trap decides the exit status");
     // The background sleep was ended with the capture (it is gone or a zombie being reaped).
     let state = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
-    assert!(state.is_empty() || state.contains(") Z "), "leftover still running: {state}");
+    assert!(
+        state.is_empty() || state.contains(") Z "),
+        "leftover still running: {state}"
+    );
 }
 
 #[test]
@@ -405,8 +528,110 @@ fn missing_command_exits_127_and_names_it() {
     let rig = Rig::new("missing");
     let mut cmd = rig.uplink.command(env!("CARGO_BIN_EXE_phonehome"));
     cmd.args(["capture", "--db"]).arg(rig.db_path());
-    cmd.args(["--dns-upstream", "198.18.0.1:53", "--", "/nonexistent/phonehome-no-such-tool"]);
+    cmd.args([
+        "--dns-upstream",
+        "198.18.0.1:53",
+        "--",
+        "/nonexistent/phonehome-no-such-tool",
+    ]);
     let out = common::run(cmd, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(127), "{}", out.stderr);
-    assert!(out.stderr.contains("phonehome: /nonexistent/phonehome-no-such-tool: "), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("phonehome: /nonexistent/phonehome-no-such-tool: "),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn default_dns_upstream_is_the_first_nameserver_of_resolv_conf() {
+    if !root_or_skip("default_dns_upstream_is_the_first_nameserver_of_resolv_conf") {
+        return;
+    }
+    let rig = Rig::new("resolvconf");
+    // `ip netns exec` shows /etc/netns/NAME/resolv.conf as /etc/resolv.conf to capture.
+    let etc = std::path::PathBuf::from(format!("/etc/netns/{}", rig.uplink.name));
+    std::fs::create_dir_all(&etc).unwrap();
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = RemoveDir(etc.clone());
+    std::fs::write(
+        etc.join("resolv.conf"),
+        "# test\nsearch example\nnameserver 198.18.0.1\nnameserver 198.18.0.99\n",
+    )
+    .unwrap();
+    let mut cmd = rig.uplink.command(env!("CARGO_BIN_EXE_phonehome"));
+    cmd.args(["capture", "--db"]).arg(rig.db_path());
+    cmd.args([
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; dig +short +time=3 +tries=2 up.phonehome.test A",
+    ]);
+    let out = common::run(cmd, T);
+    out.assert_success("capture without --dns-upstream");
+    // CMD sees the engine's resolver, and the engine forwarded to 198.18.0.1.
+    assert!(
+        out.stdout.contains("nameserver 10.215.173.2"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("198.18.0.99"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("198.18.0.1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        rig.servers
+            .logs
+            .dns_queries
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|q| q == "up.phonehome.test 1")
+    );
+}
+
+#[test]
+fn icmp_echo_both_families() {
+    if !root_or_skip("icmp_echo_both_families") {
+        return;
+    }
+    let rig = Rig::new("icmp");
+    // The engine answers with unprivileged ICMP sockets in its own (the uplink) namespace; a
+    // fresh namespace allows them to no group, a usual host to every group.
+    let sysctl = common::run(
+        {
+            let mut c = rig.uplink.command("sysctl");
+            c.args(["-qw", "net.ipv4.ping_group_range=0 2147483647"]);
+            c
+        },
+        Duration::from_secs(10),
+    );
+    sysctl.assert_success("sysctl ping_group_range");
+    let py = Rig::clients_py();
+    let out = rig.capture(
+        &format!("python3 {py} ping 198.18.0.1 3 && python3 {py} ping fd00:198:18::1 3"),
+        Duration::from_secs(60),
+    );
+    out.assert_success("ping through the engine");
+    assert_eq!(out.stdout, "ok 3\nok 3\n");
+    let flows: Vec<_> = db_flows(&rig.db_path())
+        .into_iter()
+        .filter(|f| f.proto == "icmp")
+        .collect();
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.dst.ip() == std::net::IpAddr::from(common::SERVER_V4)),
+        "{flows:?}"
+    );
+    assert!(flows.iter().any(|f| f.dst.is_ipv6()), "{flows:?}");
 }

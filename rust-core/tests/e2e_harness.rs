@@ -34,7 +34,12 @@ fn direct_path_serves_http_echo_udp_dns_and_refuses() {
     );
     out.assert_success("direct path");
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0].split_whitespace().next(), Some(sha.as_str()), "{}", out.stdout);
+    assert_eq!(
+        lines[0].split_whitespace().next(),
+        Some(sha.as_str()),
+        "{}",
+        out.stdout
+    );
     assert_eq!(lines[1].trim(), "1000");
     assert_eq!(lines[2], format!("{sha} 3000000"));
     assert_eq!(lines[3], "ok 50");
@@ -45,11 +50,22 @@ fn direct_path_serves_http_echo_udp_dns_and_refuses() {
 
     // Server-side accounting: the HTTP download wrote headers + exactly the file.
     let logs = rig.servers.wait_tcp_logs(53, Duration::from_secs(10));
-    let download = logs.iter().find(|l| l.request.as_deref() == Some("GET /files/blob.bin HTTP/1.1")).unwrap();
-    assert!(download.bytes_out > 3_000_000 && download.bytes_out < 3_000_200, "{download:?}");
+    let download = logs
+        .iter()
+        .find(|l| l.request.as_deref() == Some("GET /files/blob.bin HTTP/1.1"))
+        .unwrap();
+    assert!(
+        download.bytes_out > 3_000_000 && download.bytes_out < 3_000_200,
+        "{download:?}"
+    );
     let echoes: Vec<_> = logs.iter().filter(|l| l.server_port == 7).collect();
     assert_eq!(echoes.len(), 50);
-    assert!(echoes.iter().all(|l| l.bytes_in == 100 && l.bytes_out == 100 && l.end == "eof"), "{echoes:?}");
+    assert!(
+        echoes
+            .iter()
+            .all(|l| l.bytes_in == 100 && l.bytes_out == 100 && l.end == "eof"),
+        "{echoes:?}"
+    );
 }
 
 #[test]
@@ -68,7 +84,13 @@ fn capture_namespace_has_tun_addresses_and_default_routes() {
     assert_eq!(ns.tun_name(), "phtest0");
     assert!(ns.has_ipv6());
     let show = |args: &'static [&'static str]| {
-        ns.run(move || std::process::Command::new("ip").args(args).output().unwrap()).unwrap()
+        ns.run(move || {
+            std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap()
+        })
+        .unwrap()
     };
     let link = String::from_utf8_lossy(&show(&["link", "show", "phtest0"]).stdout).to_string();
     assert!(link.contains("mtu 1400") && link.contains("UP"), "{link}");
@@ -91,7 +113,13 @@ fn capture_namespace_has_tun_addresses_and_default_routes() {
     let mut buf = [0u8; 2048];
     let mut got = None;
     for _ in 0..100 {
-        let n = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(&tun), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&tun),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         if n > 0 && buf[0] >> 4 == 4 {
             got = Some(n as usize);
             break;

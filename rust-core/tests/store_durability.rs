@@ -134,6 +134,21 @@ fn kill_9_loses_at_most_one_write_window() {
     assert_eq!(reader.integrity_check().unwrap(), "ok");
 }
 
+/// Mounting needs root. Without it: fails when `CI` is set (CI runs as root, so a skip would
+/// hide a broken setup), otherwise skips loudly - the convention of tests/common.
+fn root_or_skip(test: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let message =
+        format!("{test}: needs root to mount a tmpfs / read-only bind mount; run with sudo");
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        panic!("{message}");
+    }
+    eprintln!("SKIPPED {message}");
+    false
+}
+
 /// Mounts `fs` at a fresh directory; unmounts on drop.
 struct Mount(std::path::PathBuf);
 
@@ -177,6 +192,9 @@ fn feed_until_failure(writer: &StoreWriter, max_flows: i64) -> i64 {
 
 #[test]
 fn full_disk_stops_recording_with_a_clear_error_and_keeps_data() {
+    if !root_or_skip("full_disk_stops_recording_with_a_clear_error_and_keeps_data") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
@@ -217,6 +235,9 @@ fn full_disk_stops_recording_with_a_clear_error_and_keeps_data() {
 
 #[test]
 fn read_only_file_system_is_refused_clearly_and_still_readable() {
+    if !root_or_skip("read_only_file_system_is_refused_clearly_and_still_readable") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     let ro = dir.path().join("ro");
@@ -285,4 +306,42 @@ fn read_only_file_system_is_refused_clearly_and_still_readable() {
             .flows,
         100
     );
+}
+
+#[test]
+fn a_lock_held_past_the_busy_timeout_delays_recording_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locked.db");
+    let writer = StoreWriter::start(&db, SessionInfo::default()).unwrap();
+    let tx = writer.sender();
+    let mut synth = Synth::new(11);
+    for e in synth.app_events() {
+        tx.send(e).unwrap();
+    }
+    for i in 0..100 {
+        for e in synth.flow_events(1_763_600_000_000 + i * 1000) {
+            tx.send(e).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    // Another program (sqlite3, a careless script) takes the write lock for 6.5 s, longer
+    // than the writer's 5 s busy timeout.
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 100..300 {
+        for e in synth.flow_events(1_763_600_000_000 + i * 1000) {
+            tx.send(e).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(6_500));
+    assert_eq!(
+        writer.failed(),
+        None,
+        "a busy database must not stop recording"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    writer.finish().unwrap();
+    let reader = Reader::open(&db).unwrap();
+    assert_eq!(reader.totals(&Window::all()).unwrap().flows, 300);
+    assert_eq!(reader.integrity_check().unwrap(), "ok");
 }

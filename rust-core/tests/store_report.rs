@@ -180,15 +180,22 @@ fn window_syntax() {
 }
 
 fn chromium_check(html: &Path) {
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("headless Chromium is needed for this test: apt-get install -y chromium");
+    let found = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(chromium) = found else {
+        // Like the root-only tests: fail in CI (it installs Chromium), skip loudly elsewhere.
+        let message =
+            "opening the HTML report needs headless Chromium: apt-get install -y chromium";
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+            panic!("{message}");
+        }
+        eprintln!("SKIPPED {message}");
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("report.png");
     let netlog = dir.path().join("net.json");

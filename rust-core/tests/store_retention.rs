@@ -65,6 +65,16 @@ fn writer_prunes_old_history_in_small_batches_while_recording() {
     let db = dir.path().join("age.db");
     let old_start = now_ms() - 10 * 86_400_000;
     let (old, _) = record(&db, old_start, 5_000, 1_000, WriterOptions::default(), None);
+    // An import of old traffic recorded today stays; the session "recorded" 10 days ago goes.
+    let (imported, _) = record(&db, old_start, 500, 1_000, WriterOptions::default(), None);
+    // Stand-in for a session recorded ten days ago (the writer always stamps "now").
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE sessions SET started = ?1 WHERE id = ?2",
+            (old_start, old),
+        )
+        .unwrap();
     Reader::open(&db)
         .unwrap()
         .set_retention(&Retention {
@@ -105,6 +115,15 @@ fn writer_prunes_old_history_in_small_batches_while_recording() {
             })
             .unwrap()
             .is_empty()
+    );
+    assert_eq!(
+        reader.totals(&Window::session(imported)).unwrap().flows,
+        500,
+        "recent import kept"
+    );
+    assert!(
+        reader.session(old).unwrap().is_none(),
+        "the emptied old session is gone"
     );
     consistent(&reader);
 }

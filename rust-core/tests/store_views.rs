@@ -313,17 +313,26 @@ fn rollup_follows_renames_late_owners_and_pruning() {
 
     // Age-based pruning removes flows and their rollup rows.
     let ids = build(&db, 1, 100, 1000);
-    let r = reader
-        .prune(&Retention {
-            max_age_days: Some(1),
-            max_mb: None,
-        })
+    let keep = Retention {
+        max_age_days: Some(1),
+        max_mb: None,
+    };
+    // Sessions recorded today keep their (2023) flows: like a pcap analysed today.
+    assert_eq!(reader.prune(&keep).unwrap(), 0);
+    // Stand-in for sessions recorded ten days ago (the writer always stamps "now").
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE sessions SET started = started - 10 * 86400000", [])
         .unwrap();
-    assert_eq!(r, 101 + 76, "every flow and DNS row (from 2023) is pruned");
+    let r = reader.prune(&keep).unwrap();
+    assert_eq!(
+        r,
+        101 + 76 + 2,
+        "every flow and DNS row, then both empty sessions"
+    );
     assert_eq!(reader.totals(&Window::all()).unwrap().flows, 0);
     assert!(reader.per_app(&Window::all()).unwrap().is_empty());
     assert!(reader.per_domain(&Window::all(), None).unwrap().is_empty());
-    // Sessions started today stay (empty) until they age out themselves.
-    assert_eq!(reader.session(ids[0]).unwrap().map(|s| s.flows), Some(0));
+    assert!(reader.session(ids[0]).unwrap().is_none());
+    assert!(reader.sessions().unwrap().is_empty());
     assert_eq!(reader.integrity_check().unwrap(), "ok");
 }

@@ -18,16 +18,19 @@ use prost::Message;
 use super::callback::JniOwner;
 use super::proto;
 use super::live::LiveView;
-use super::session::{CoreError, Session, answer, lock};
+use super::session::{CoreError, Session, answer_or_history, lock};
 
 /// The running capture, and what remains readable of the last one after it stopped.
 struct CoreState {
     running: Option<Session>,
     last_live: Option<Arc<Mutex<LiveView>>>,
     last_snapshot: Option<proto::Snapshot>,
+    /// The database to show when no capture ran in this process (`openHistory`).
+    history: Option<PathBuf>,
 }
 
-static CORE: Mutex<CoreState> = Mutex::new(CoreState { running: None, last_live: None, last_snapshot: None });
+static CORE: Mutex<CoreState> =
+    Mutex::new(CoreState { running: None, last_live: None, last_snapshot: None, history: None });
 
 fn core() -> MutexGuard<'static, CoreState> {
     CORE.lock().unwrap_or_else(PoisonError::into_inner)
@@ -207,19 +210,26 @@ pub fn is_running<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local
 }
 
 /// `snapshot(): ByteArray` — a `Snapshot` of the running capture, else the final one of the last
-/// capture, else an empty message (no totals).
+/// capture in this process, else the latest session of the history database, else an empty
+/// message (no totals).
 #[jni_mangle("org.phonehome.core.NativeCore")]
 pub fn snapshot<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>) -> JByteArray<'local> {
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
             let mut guard = core();
             let state = &mut *guard;
+            let history = state.history.clone();
             let snapshot = match (&mut state.running, &state.last_snapshot) {
-                (Some(session), _) => session.snapshot(),
-                (None, Some(last)) => last.clone(),
-                (None, None) => proto::Snapshot::default(),
+                (Some(session), _) => Some(session.snapshot()),
+                (None, Some(last)) => Some(last.clone()),
+                (None, None) => None,
             };
             drop(guard);
+            let snapshot = match (snapshot, history) {
+                (Some(snapshot), _) => snapshot,
+                (None, Some(db)) => super::history::snapshot(&db)?,
+                (None, None) => proto::Snapshot::default(),
+            };
             bytes(env, &snapshot)
         })
         .resolve::<ThrowCoreException>()
@@ -237,16 +247,34 @@ pub fn query<'local>(
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
             let request = proto::QueryRequest::decode(env.convert_byte_array(&request)?.as_slice())?;
-            let live = core().last_live.clone();
-            let response = match live {
-                Some(live) => answer(&lock(&live), &request),
-                None => proto::QueryResponse {
+            let (live, history) = {
+                let core = core();
+                (core.last_live.clone(), core.history.clone())
+            };
+            let response = match (live, history) {
+                (Some(live), history) => answer_or_history(&lock(&live), history.as_deref(), &request),
+                (None, Some(db)) => super::history::answer(&db, &request).unwrap_or_else(|err| proto::QueryResponse {
+                    kind: Some(proto::query_response::Kind::Error(err.to_proto())),
+                }),
+                (None, None) => proto::QueryResponse {
                     kind: Some(proto::query_response::Kind::Error(
                         CoreError::new("not-running", "no capture is running").to_proto(),
                     )),
                 },
             };
             bytes(env, &response)
+        })
+        .resolve::<ThrowCoreException>()
+}
+
+/// `openHistory(dbPath: String)` — the database `snapshot` and `query` read when no capture ran
+/// in this process (after the app was restarted).
+#[jni_mangle("org.phonehome.core.NativeCore")]
+pub fn open_history<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>, db_path: JString<'local>) {
+    unowned
+        .with_env(|env| -> Result<()> {
+            core().history = Some(PathBuf::from(db_path.try_to_string(env)?));
+            Ok(())
         })
         .resolve::<ThrowCoreException>()
 }

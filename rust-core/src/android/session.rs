@@ -21,7 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::engine::{Engine, EngineConfig, EngineStats, Outbound};
 use crate::flow::{Event, Millis};
 use crate::owner::OwnerLookup;
-use crate::store::{Reader, Retention, SessionInfo, StoreError, StoreWriter, WriterOptions};
+use crate::store::report::{self, Scope};
+use crate::store::{Reader, Retention, SessionInfo, StoreError, StoreWriter, WindowSpec, WriterOptions};
 
 use super::live::{EngineCounters, Identities, LiveView};
 use super::proto;
@@ -186,7 +187,7 @@ impl Session {
     }
 
     pub fn query(&self, request: &proto::QueryRequest) -> proto::QueryResponse {
-        answer(&lock(&self.live), request)
+        answer_or_history(&lock(&self.live), Some(&self.db_path), request)
     }
 
     /// The live view, which stays readable after the session stopped.
@@ -270,6 +271,18 @@ pub fn answer(live: &LiveView, request: &proto::QueryRequest) -> proto::QueryRes
     proto::QueryResponse { kind: Some(kind) }
 }
 
+/// The live view's answer; when it has none (a marker of an earlier session, after the capture
+/// restarted on a network change), the database's.
+pub fn answer_or_history(live: &LiveView, db: Option<&Path>, request: &proto::QueryRequest) -> proto::QueryResponse {
+    let response = answer(live, request);
+    match (&response.kind, db) {
+        (Some(proto::query_response::Kind::Error(_)), Some(db)) => {
+            super::history::answer(db, request).unwrap_or(response)
+        }
+        _ => response,
+    }
+}
+
 fn non_empty(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.trim().to_string())
 }
@@ -314,14 +327,47 @@ fn spawn_tee(
     })
 }
 
-/// A consistent copy of the database (the store's `VACUUM INTO`, safe next to the writer),
-/// streamed into `out`, which is closed afterwards.
+/// Writes what `request` asks for into `out` (a file the user picked), which is closed
+/// afterwards: a consistent copy of the database (the store's `VACUUM INTO`, safe next to the
+/// writer) or the self-contained HTML report. Returns the bytes written.
 pub fn export_database(db_path: &Path, out: OwnedFd, request: &proto::ExportRequest) -> Result<u64, CoreError> {
     let format = proto::ExportFormat::try_from(request.format).unwrap_or(proto::ExportFormat::Unspecified);
-    if format != proto::ExportFormat::Sqlite {
-        return Err(CoreError::bad_request(format!("export format {} is not available", format.as_str_name())));
+    match format {
+        proto::ExportFormat::Sqlite => export_sqlite(db_path, out),
+        proto::ExportFormat::Html => {
+            let reader = Reader::open_read_only(db_path)?;
+            let scope = match (request.compare_marker_id, request.session_id) {
+                (0, 0) => Scope::All,
+                (0, session) => Scope::Session(session),
+                (marker, _) => Scope::Compare(WindowSpec::Before { marker }, WindowSpec::After { marker }),
+            };
+            let html = report::render_html(&report::build(&reader, &scope)?);
+            write_all(out, html.as_bytes())
+        }
+        proto::ExportFormat::Unspecified => Err(CoreError::bad_request("export request names no format")),
     }
-    let io_err = |what: &str, e: &dyn fmt::Display| CoreError::new("io", format!("{what}: {e}"));
+}
+
+fn io_err(what: &str, e: &dyn fmt::Display) -> CoreError {
+    CoreError::new("io", format!("{what}: {e}"))
+}
+
+fn write_all(out: OwnedFd, bytes: &[u8]) -> Result<u64, CoreError> {
+    let mut dst = File::from(out);
+    io::Write::write_all(&mut dst, bytes).map_err(|e| io_err("write the export file", &e))?;
+    sync(&dst)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Pipes and some document providers cannot fsync; the data is written either way.
+fn sync(file: &File) -> Result<(), CoreError> {
+    match file.sync_all() {
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => Err(io_err("flush the export file", &e)),
+        _ => Ok(()),
+    }
+}
+
+fn export_sqlite(db_path: &Path, out: OwnedFd) -> Result<u64, CoreError> {
     let copy_path = db_path.with_extension(format!("export-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&copy_path);
     let result = (|| {
@@ -329,11 +375,8 @@ pub fn export_database(db_path: &Path, out: OwnedFd, request: &proto::ExportRequ
         let mut src = File::open(&copy_path).map_err(|e| io_err(&format!("open {}", copy_path.display()), &e))?;
         let mut dst = File::from(out);
         let n = io::copy(&mut src, &mut dst).map_err(|e| io_err("write the export file", &e))?;
-        // Pipes and some providers cannot fsync; the copy is complete either way.
-        match dst.sync_all() {
-            Err(e) if e.raw_os_error() != Some(libc::EINVAL) => Err(io_err("flush the export file", &e)),
-            _ => Ok(n),
-        }
+        sync(&dst)?;
+        Ok(n)
     })();
     let _ = std::fs::remove_file(&copy_path);
     result
@@ -400,12 +443,20 @@ mod tests {
         Reader::open(&db).unwrap().add_marker_at(session, 5, "baseline").unwrap();
         let out_path = dir.join("out.db");
         let out = File::create(&out_path).unwrap();
-        let n = export_database(&db, out.into(), &proto::ExportRequest { format: proto::ExportFormat::Sqlite as i32, session_id: 0 }).unwrap();
+        let n = export_database(&db, out.into(), &proto::ExportRequest { format: proto::ExportFormat::Sqlite as i32, ..Default::default() }).unwrap();
         writer.finish().unwrap();
         assert!(n > 0);
         let copy = Reader::open_read_only(&out_path).unwrap();
         assert_eq!(copy.markers(Some(session)).unwrap()[0].label, "baseline");
-        let err = export_database(&db, File::create(dir.join("o2")).unwrap().into(), &proto::ExportRequest { format: 0, session_id: 0 }).unwrap_err();
+        let html_path = dir.join("report.html");
+        let request = proto::ExportRequest { format: proto::ExportFormat::Html as i32, session_id: session, ..Default::default() };
+        let n = export_database(&db, File::create(&html_path).unwrap().into(), &request).unwrap();
+        let html = std::fs::read_to_string(&html_path).unwrap();
+        assert_eq!(n as usize, html.len());
+        assert!(html.starts_with("<!DOCTYPE html>") && html.contains("baseline"), "{html}");
+        let request = proto::ExportRequest { format: proto::ExportFormat::Html as i32, compare_marker_id: 999, ..Default::default() };
+        assert_eq!(export_database(&db, File::create(dir.join("o3")).unwrap().into(), &request).unwrap_err().code, "store");
+        let err = export_database(&db, File::create(dir.join("o2")).unwrap().into(), &proto::ExportRequest::default()).unwrap_err();
         assert_eq!(err.code, "bad-request");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -45,6 +45,8 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 /// How long processes CMD left behind get after SIGTERM.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
+/// How long the owner lookups of the last flows get after CMD exits.
+const OWNER_GRACE: Duration = Duration::from_millis(500);
 /// How long the event forwarder gets to pass the engine's final events on.
 const FORWARDER_LIMIT: Duration = Duration::from_secs(10);
 
@@ -99,17 +101,24 @@ pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
         None => default_upstream().map_err(|m| fail(EXIT_SETUP, m))?,
     };
     let credentials = match &args.user {
-        Some(name) => Some(user::resolve(name).map_err(|e| fail(EXIT_SETUP, format!("--user: {e}")))?),
+        Some(name) => {
+            Some(user::resolve(name).map_err(|e| fail(EXIT_SETUP, format!("--user: {e}")))?)
+        }
         None => None,
     };
-    let program = args.command.first().cloned().ok_or_else(|| fail(EXIT_SETUP, "no command given"))?;
+    let program = args
+        .command
+        .first()
+        .cloned()
+        .ok_or_else(|| fail(EXIT_SETUP, "no command given"))?;
 
     // Signals are taken synchronously by this thread (sigwaitinfo); block them before any other
     // thread starts so every thread inherits the mask. Children get a clean mask from std.
     let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD])
         .map_err(|e| fail(EXIT_SETUP, format!("blocking signals: {e}")))?;
 
-    let store = StoreWriter::start(&args.db, session_info(&args.command)).map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
+    let store = StoreWriter::start(&args.db, session_info(&args.command))
+        .map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
     let capture = match Capture::start(&store, dns_upstream, args.mtu) {
         Ok(capture) => capture,
         Err(message) => {
@@ -121,9 +130,12 @@ pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
         }
     };
 
-    let status = capture.spawn(&args.command, credentials.as_ref()).and_then(|mut child| {
-        wait_for_child(&mut child, &signals).map_err(|e| fail(EXIT_SETUP, format!("waiting for {program}: {e}")))
-    });
+    let status = capture
+        .spawn(&args.command, credentials.as_ref())
+        .and_then(|mut child| {
+            wait_for_child(&mut child, &signals)
+                .map_err(|e| fail(EXIT_SETUP, format!("waiting for {program}: {e}")))
+        });
 
     let summary = capture.finish();
     let session = store.session_id();
@@ -147,13 +159,18 @@ struct Capture {
     engine: Engine,
     forwarder: JoinHandle<()>,
     summary: Receiver<Summary>,
-    open_tcp: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
     files: SandboxFiles,
 }
 
 impl Capture {
     fn start(store: &StoreWriter, dns_upstream: SocketAddr, mtu: u32) -> Result<Capture, String> {
-        let net = NetConfig { tun_name: TUN_NAME.into(), mtu, addr_v4: TUN_V4, addr_v6: Some(TUN_V6) };
+        let net = NetConfig {
+            tun_name: TUN_NAME.into(),
+            mtu,
+            addr_v4: TUN_V4,
+            addr_v6: Some(TUN_V6),
+        };
         let (namespace, tun) = Namespace::create(&net).map_err(|e| match e {
             NamespaceError::NotPermitted(_) => e.to_string(),
             other => format!("setting up the capture namespace: {other}"),
@@ -167,10 +184,12 @@ impl Capture {
         files
             .overlay(Path::new("/etc/resolv.conf"), &resolv::render(&servers))
             .map_err(|e| format!("preparing resolv.conf: {e}"))?;
-        if let Ok(host_nss) = std::fs::read_to_string("/etc/nsswitch.conf") {
-            if let Some(nss) = resolv::nsswitch_for_capture(&host_nss) {
-                files.overlay(Path::new("/etc/nsswitch.conf"), &nss).map_err(|e| format!("preparing nsswitch.conf: {e}"))?;
-            }
+        if let Ok(host_nss) = std::fs::read_to_string("/etc/nsswitch.conf")
+            && let Some(nss) = resolv::nsswitch_for_capture(&host_nss)
+        {
+            files
+                .overlay(Path::new("/etc/nsswitch.conf"), &nss)
+                .map_err(|e| format!("preparing nsswitch.conf: {e}"))?;
         }
 
         let config = EngineConfig {
@@ -182,31 +201,49 @@ impl Capture {
             outbound: Outbound::default(),
         };
         let (events_tx, events_rx) = mpsc::channel();
-        let open_tcp = Arc::new(AtomicUsize::new(0));
+        let progress = Arc::new(Progress::default());
         let (summary_tx, summary) = mpsc::channel();
         let forwarder = {
             let store = store.sender();
-            let open_tcp = open_tcp.clone();
+            let progress = progress.clone();
             std::thread::Builder::new()
                 .name("phonehome-events".into())
                 .spawn(move || {
-                    let _ = summary_tx.send(forward_events(events_rx, store, &open_tcp));
+                    let _ = summary_tx.send(forward_events(events_rx, store, &progress));
                 })
                 .map_err(|e| format!("starting the event thread: {e}"))?
         };
         let owner = owner_lookup(&namespace);
-        let engine = Engine::start(tun, config, owner, events_tx).map_err(|e| format!("starting the engine: {e}"))?;
-        Ok(Capture { namespace, engine, forwarder, summary, open_tcp, files })
+        warn_if_ping_is_blocked();
+        let engine = Engine::start(tun, config, owner, events_tx)
+            .map_err(|e| format!("starting the engine: {e}"))?;
+        Ok(Capture {
+            namespace,
+            engine,
+            forwarder,
+            summary,
+            progress,
+            files,
+        })
     }
 
     /// Starts CMD inside the namespace (own mount namespace, capture resolv.conf, `credentials`).
-    fn spawn(&self, argv: &[String], credentials: Option<&user::Credentials>) -> Result<Child, CliError> {
-        let (program, rest) = argv.split_first().ok_or_else(|| fail(EXIT_SETUP, "no command given"))?;
+    fn spawn(
+        &self,
+        argv: &[String],
+        credentials: Option<&user::Credentials>,
+    ) -> Result<Child, CliError> {
+        let (program, rest) = argv
+            .split_first()
+            .ok_or_else(|| fail(EXIT_SETUP, "no command given"))?;
         let mut command = Command::new(program);
         command.args(rest);
         child::prepare(&mut command, &self.files, credentials)
             .map_err(|e| fail(EXIT_SETUP, format!("{program}: {e}")))?;
-        let spawned = self.namespace.run(move || command.spawn()).map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
+        let spawned = self
+            .namespace
+            .run(move || command.spawn())
+            .map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
         spawned.map_err(|e| {
             let code = match e.kind() {
                 io::ErrorKind::NotFound => EXIT_NOT_FOUND,
@@ -229,7 +266,10 @@ impl Capture {
                 return;
             }
             if signal == libc::SIGTERM {
-                log::info!("ending {} process(es) CMD left in the namespace", left.len());
+                log::info!(
+                    "ending {} process(es) CMD left in the namespace",
+                    left.len()
+                );
             }
             for pid in &left {
                 // SAFETY: plain kill(2) of processes found in our namespace.
@@ -246,13 +286,21 @@ impl Capture {
         }
     }
 
-    /// Lets open TCP flows finish relaying (bounded), stops the engine (final events flushed to
-    /// the forwarder) and returns the summary. The namespace goes away with the last process in it.
+    /// Lets open TCP flows finish relaying and owner lookups of the last flows come back (both
+    /// bounded), stops the engine (final events flushed to the forwarder) and returns the
+    /// summary. The namespace goes away with the last process in it.
     fn finish(self) -> Result<Summary, String> {
         self.end_leftovers();
-        let deadline = Instant::now() + DRAIN_LIMIT;
-        while self.open_tcp.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        let start = Instant::now();
+        loop {
+            let waited = start.elapsed();
+            let relaying =
+                self.progress.open_tcp.load(Ordering::Relaxed) > 0 && waited < DRAIN_LIMIT;
+            let unowned = self.progress.unowned.load(Ordering::Relaxed) > 0 && waited < OWNER_GRACE;
+            if !relaying && !unowned {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         let stopped = self.engine.stop();
         // The engine dropped its event sender when it stopped: the forwarder now drains and ends.
@@ -265,13 +313,42 @@ impl Capture {
         drop(self.namespace);
         drop(self.files);
         let stats = stopped.map_err(|e| format!("stopping the engine: {e}"))?;
-        Ok(Summary { packets_dropped: stats.packets_dropped, ..summary })
+        Ok(Summary {
+            packets_dropped: stats.packets_dropped,
+            ..summary
+        })
+    }
+}
+
+/// The engine relays ping with unprivileged ICMP sockets, which the kernel allows only to the
+/// groups in `net.ipv4.ping_group_range` (Debian and systemd set 0..2^31-1; the kernel default and
+/// fresh namespaces allow none).
+fn warn_if_ping_is_blocked() {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range") else {
+        return;
+    };
+    // SAFETY: getegid has no preconditions.
+    let gid = unsafe { libc::getegid() };
+    let mut bounds = text
+        .split_whitespace()
+        .filter_map(|n| n.parse::<u64>().ok());
+    if let (Some(low), Some(high)) = (bounds.next(), bounds.next())
+        && !(low..=high).contains(&u64::from(gid))
+    {
+        log::warn!(
+            "ping from CMD will not be relayed: net.ipv4.ping_group_range ({}) excludes group {gid}; \
+             `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"` allows it",
+            text.trim()
+        );
     }
 }
 
 /// A capture failure with its exit code (struct literal: `CliError` is shared by every subcommand).
 fn fail(code: i32, message: impl Into<String>) -> CliError {
-    CliError { code, message: message.into() }
+    CliError {
+        code,
+        message: message.into(),
+    }
 }
 
 /// Owner = the UID of the socket, read from the capture namespace's own /proc/net tables.
@@ -279,31 +356,55 @@ fn owner_lookup(namespace: &Namespace) -> Box<dyn OwnerLookup> {
     Box::new(ProcNet::new(namespace.proc_net_dir()))
 }
 
+/// What the event thread has seen that the end of the capture waits for.
+#[derive(Default)]
+struct Progress {
+    /// TCP flows opened and not yet closed.
+    open_tcp: AtomicUsize,
+    /// TCP/UDP flows whose owner is not known yet (the lookup runs on a helper thread and may
+    /// answer after the flow closed; the engine then resends the closed record with the UID).
+    unowned: AtomicUsize,
+}
+
 /// Passes every engine event to the store and keeps what the summary needs.
-fn forward_events(events: Receiver<Event>, store: Sender<Event>, open_tcp: &AtomicUsize) -> Summary {
+fn forward_events(events: Receiver<Event>, store: Sender<Event>, progress: &Progress) -> Summary {
     let mut flows: HashMap<FlowId, FlowLine> = HashMap::new();
     for event in events {
         match &event {
             Event::Flow(record) | Event::FlowClosed(record) => {
                 let closed = matches!(event, Event::FlowClosed(_));
                 let line = FlowLine {
-                    destination: record.hostname.clone().unwrap_or_else(|| record.key.dst.ip().to_string()),
+                    destination: record
+                        .hostname
+                        .clone()
+                        .unwrap_or_else(|| record.key.dst.ip().to_string()),
                     proto: record.key.proto,
                     port: record.key.dst.port(),
                     bytes_up: record.bytes_up,
                     bytes_down: record.bytes_down,
                     closed,
+                    owned: record.uid.is_some() || record.key.proto == Proto::Icmp,
                 };
+                let before = flows.get(&record.id).map(|old| (old.closed, old.owned));
                 if record.key.proto == Proto::Tcp {
-                    match (flows.get(&record.id).map(|old| old.closed), closed) {
+                    match (before.map(|(closed, _)| closed), closed) {
                         (None, false) => {
-                            open_tcp.fetch_add(1, Ordering::Relaxed);
+                            progress.open_tcp.fetch_add(1, Ordering::Relaxed);
                         }
                         (Some(false), true) => {
-                            open_tcp.fetch_sub(1, Ordering::Relaxed);
+                            progress.open_tcp.fetch_sub(1, Ordering::Relaxed);
                         }
                         _ => {}
                     }
+                }
+                match (before.map(|(_, owned)| owned), line.owned) {
+                    (None, false) | (Some(true), false) => {
+                        progress.unowned.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (Some(false), true) => {
+                        progress.unowned.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
                 flows.insert(record.id, line);
             }
@@ -314,7 +415,10 @@ fn forward_events(events: Receiver<Event>, store: Sender<Event>, open_tcp: &Atom
     }
     let mut summary = Summary::default();
     for line in flows.into_values() {
-        let row = summary.rows.entry((line.destination, line.proto, line.port)).or_default();
+        let row = summary
+            .rows
+            .entry((line.destination, line.proto, line.port))
+            .or_default();
         row.flows += 1;
         row.bytes_up += line.bytes_up;
         row.bytes_down += line.bytes_down;
@@ -329,6 +433,7 @@ struct FlowLine {
     bytes_up: u64,
     bytes_down: u64,
     closed: bool,
+    owned: bool,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -349,11 +454,22 @@ impl Summary {
         let mut rows: Vec<_> = self.rows.iter().collect();
         rows.sort_by(|a, b| {
             let total = |r: &Row| r.bytes_up + r.bytes_down;
-            total(b.1).cmp(&total(a.1)).then_with(|| (&a.0.0, a.0.1.as_str(), a.0.2).cmp(&(&b.0.0, b.0.1.as_str(), b.0.2)))
+            total(b.1)
+                .cmp(&total(a.1))
+                .then_with(|| (&a.0.0, a.0.1.as_str(), a.0.2).cmp(&(&b.0.0, b.0.1.as_str(), b.0.2)))
         });
-        let width = rows.iter().map(|(k, _)| k.0.len()).max().unwrap_or(0).clamp(11, 60);
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.0.len())
+            .max()
+            .unwrap_or(0)
+            .clamp(11, 60);
         let mut out = String::new();
-        let _ = writeln!(out, "\n{:<width$}  {:<10}  {:>6}  {:>10}  {:>10}", "DESTINATION", "PROTO/PORT", "FLOWS", "UP", "DOWN");
+        let _ = writeln!(
+            out,
+            "\n{:<width$}  {:<10}  {:>6}  {:>10}  {:>10}",
+            "DESTINATION", "PROTO/PORT", "FLOWS", "UP", "DOWN"
+        );
         let mut total = Row::default();
         for ((destination, proto, port), row) in &rows {
             let _ = writeln!(
@@ -379,7 +495,11 @@ impl Summary {
             db.display()
         );
         if self.packets_dropped > 0 {
-            let _ = writeln!(out, "{} packets dropped by the engine", self.packets_dropped);
+            let _ = writeln!(
+                out,
+                "{} packets dropped by the engine",
+                self.packets_dropped
+            );
         }
         out
     }
@@ -393,7 +513,11 @@ fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// `ADDR:PORT`, `[V6]:PORT`, or a bare address (port 53).
@@ -401,10 +525,15 @@ fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    if let Ok(ip) = text.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+    if let Ok(ip) = text
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+    {
         return Ok(SocketAddr::new(ip, 53));
     }
-    Err(format!("--dns-upstream {text:?}: expected ADDR:PORT, [IPV6]:PORT or ADDR"))
+    Err(format!(
+        "--dns-upstream {text:?}: expected ADDR:PORT, [IPV6]:PORT or ADDR"
+    ))
 }
 
 fn default_upstream() -> Result<SocketAddr, String> {
@@ -412,11 +541,17 @@ fn default_upstream() -> Result<SocketAddr, String> {
         .map_err(|e| format!("/etc/resolv.conf: {e}; give --dns-upstream ADDR:PORT"))?;
     resolv::first_nameserver(&text)
         .map(|ip| SocketAddr::new(ip, 53))
-        .ok_or_else(|| "/etc/resolv.conf has no nameserver; give --dns-upstream ADDR:PORT".to_string())
+        .ok_or_else(|| {
+            "/etc/resolv.conf has no nameserver; give --dns-upstream ADDR:PORT".to_string()
+        })
 }
 
 fn session_info(command: &[String]) -> SessionInfo {
-    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
     SessionInfo {
         kind: "capture".into(),
         device: read("/proc/sys/kernel/hostname"),
@@ -516,7 +651,11 @@ fn wait_for_child(child: &mut Child, signals: &SignalSet) -> io::Result<ExitStat
         log::info!("passing signal {signal} to the command");
         // SAFETY: signalling our own child, which we have not reaped yet.
         unsafe { libc::kill(pid, signal) };
-        kill_at = if signal == libc::SIGKILL { None } else { Some(Instant::now() + KILL_GRACE) };
+        kill_at = if signal == libc::SIGKILL {
+            None
+        } else {
+            Some(Instant::now() + KILL_GRACE)
+        };
     }
 }
 
@@ -526,10 +665,22 @@ mod tests {
 
     #[test]
     fn upstream_forms() {
-        assert_eq!(parse_upstream("198.18.0.1:5353").unwrap(), "198.18.0.1:5353".parse().unwrap());
-        assert_eq!(parse_upstream("198.18.0.1").unwrap(), "198.18.0.1:53".parse().unwrap());
-        assert_eq!(parse_upstream("[fd00::1]:53").unwrap(), "[fd00::1]:53".parse().unwrap());
-        assert_eq!(parse_upstream("fd00::1").unwrap(), "[fd00::1]:53".parse().unwrap());
+        assert_eq!(
+            parse_upstream("198.18.0.1:5353").unwrap(),
+            "198.18.0.1:5353".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("198.18.0.1").unwrap(),
+            "198.18.0.1:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("[fd00::1]:53").unwrap(),
+            "[fd00::1]:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("fd00::1").unwrap(),
+            "[fd00::1]:53".parse().unwrap()
+        );
         let err = parse_upstream("dns.example:53").unwrap_err();
         assert!(err.contains("dns.example:53"), "{err}");
     }

@@ -19,8 +19,8 @@ Examples:
   phonehome mark --db phonehome.db --steps       (the guided experiment)")]
 pub struct MarkArgs {
     /// The PhoneHome database.
-    #[arg(long, value_name = "FILE")]
-    pub db: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "steps")]
+    pub db: Option<PathBuf>,
     /// What just changed.
     #[arg(value_name = "LABEL", required_unless_present_any = ["list", "steps", "step"])]
     pub label: Option<String>,
@@ -55,7 +55,10 @@ pub fn run(args: MarkArgs) -> Result<i32, CliError> {
         }
         return Ok(0);
     }
-    let reader = Reader::open(&args.db)?;
+    let db = args
+        .db
+        .ok_or_else(|| CliError::usage("--db FILE is required"))?;
+    let reader = Reader::open(&db)?;
     if let Some(id) = args.session {
         check_session(&reader, "--session", id)?;
     }

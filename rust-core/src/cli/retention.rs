@@ -20,7 +20,8 @@ pub struct RetentionArgs {
     /// The PhoneHome database.
     #[arg(long, value_name = "FILE")]
     pub db: PathBuf,
-    /// Keep this many days of flows and DNS queries.
+    /// Keep this many days of flows and DNS queries (counted from when a session was
+    /// recorded: an analysed old pcap is kept this long after the analysis).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_days: Option<u32>,
     /// Keep the database's live data under this many megabytes (oldest goes first).

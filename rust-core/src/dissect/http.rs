@@ -103,10 +103,15 @@ pub fn host_without_port(value: &[u8]) -> Option<String> {
         let close = rest.iter().position(|&b| b == b']')?;
         &rest[..close]
     } else {
-        match value.iter().position(|&b| b == b':') {
-            // A bare IPv6 address has several colons: keep it whole.
-            Some(c) if value.iter().filter(|&&b| b == b':').count() == 1 => &value[..c],
-            _ => value,
+        match value.iter().filter(|&&b| b == b':').count() {
+            0 => value,
+            1 => value.split(|&b| b == b':').next().unwrap_or(value),
+            // Several colons: only a bare IPv6 address is a host.
+            _ => {
+                let text = std::str::from_utf8(value).ok()?;
+                text.parse::<std::net::Ipv6Addr>().ok()?;
+                value
+            }
         }
     };
     super::tls::host_from_bytes(host)
@@ -153,6 +158,7 @@ mod tests {
     fn ipv6_hosts_and_absolute_targets() {
         assert_eq!(host_without_port(b"[2001:DB8::1]:80").as_deref(), Some("2001:db8::1"));
         assert_eq!(host_without_port(b"2001:db8::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(host_without_port(b"a:b.com:81"), None);
         let r = parse_request(b"GET http://user@Proxy.Example:3128/x HTTP/1.1\r\n\r\n").unwrap().unwrap();
         assert_eq!(r.host.as_deref(), Some("proxy.example"));
         let r = parse_request(b"CONNECT tunnel.example:443 HTTP/1.1\r\n\r\n").unwrap().unwrap();

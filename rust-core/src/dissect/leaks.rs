@@ -321,29 +321,19 @@ fn miui_version_shape(data: &[u8]) -> bool {
     false
 }
 
-fn find_from(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || from >= hay.len() || hay.len() - from < needle.len() {
-        return None;
-    }
-    hay[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from)
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    find_from(hay, needle, 0).is_some()
+    !needle.is_empty() && memchr::memmem::find(hay, needle).is_some()
 }
 
 /// `needle` present and not glued to more digits/dots on either side ("10.0.0.2" must not match
 /// inside "110.0.0.23").
 fn contains_token(hay: &[u8], needle: &[u8]) -> bool {
-    let mut from = 0;
-    while let Some(i) = find_from(hay, needle, from) {
-        from = i + 1;
-        let glued = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
-        if !glued(i.checked_sub(1).and_then(|j| hay.get(j))) && !glued(hay.get(i + needle.len())) {
-            return true;
-        }
+    if needle.is_empty() {
+        return false;
     }
-    false
+    let glued = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    memchr::memmem::find_iter(hay, needle)
+        .any(|i| !glued(i.checked_sub(1).and_then(|j| hay.get(j))) && !glued(hay.get(i + needle.len())))
 }
 
 #[cfg(test)]

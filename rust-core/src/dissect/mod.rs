@@ -125,6 +125,9 @@ impl Inspector {
         if data.is_empty() || !self.wants_more() {
             return;
         }
+        if dir == Direction::Down && matches!(self.state, State::Tls { .. }) {
+            return; // Only the client's hello matters; don't buffer the server's records.
+        }
         let limit = match self.state {
             State::Undecided | State::Tls { done: false } if dir == Direction::Up => tls::MAX_HELLO_LEN,
             _ => SCAN_LIMIT,
@@ -418,6 +421,13 @@ impl Inspector {
             self.set_l7(L7_DTLS);
             return;
         }
+        if dir == Direction::Up && data[0] & 0xc0 == 0xc0 && data.len() >= 1200 {
+            // A padded long-header packet of a QUIC version we cannot read (a future one, or a
+            // greased version forcing negotiation): encrypted, not cleartext.
+            self.state = State::Opaque;
+            self.set_l7(L7_QUIC);
+            return;
+        }
         if self.dst_port == 443 && dir == Direction::Up && data[0] & 0x40 != 0 {
             // A QUIC short-header packet of a connection we joined late: encrypted.
             self.state = State::Opaque;
@@ -632,5 +642,16 @@ mod tests {
         let mut ins = Inspector::new(Proto::Udp, 53);
         ins.on_datagram(Direction::Up, &m);
         assert_eq!(ins.result().hostname, Some(("216.58.202.4".into(), NameSource::DnsQuery)));
+    }
+
+    #[test]
+    fn unknown_quic_version_is_not_cleartext() {
+        let mut packet = vec![0xc3, 0x1a, 0x2a, 0x3a, 0x4a, 8];
+        packet.resize(1250, 0x5c);
+        let mut ins = Inspector::new(Proto::Udp, 443);
+        ins.on_datagram(Direction::Up, &packet);
+        assert_eq!(ins.result().app_info.l7.as_deref(), Some("quic"));
+        assert!(!ins.result().cleartext);
+        assert!(!ins.wants_more());
     }
 }

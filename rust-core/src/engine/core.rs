@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry, Token};
 
-use crate::flow::{CloseReason, Direction, DnsRecord, FlowId, FlowKey, Proto};
+use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
 use crate::owner::resolver::OwnerClient;
 
 use super::buffers::BufferPool;
@@ -55,6 +55,8 @@ pub struct Core {
     pub(super) reporter: Reporter,
     /// Packets for the tun: shard output and the engine's own (UDP, ICMP, RST).
     pub(super) to_tun: PacketQueue,
+    /// Where `flush_tun` writes them; None leaves them queued (for a caller without a tun).
+    pub(super) tun_fd: Option<std::os::fd::RawFd>,
     /// Flows to service after the next shard poll.
     touched: Vec<FlowId>,
     /// Reusable receive buffer for UDP and ICMP.
@@ -65,6 +67,8 @@ pub struct Core {
     /// Relayed byte total at the last ring-memory check, and when it ran.
     trim_mark: u64,
     last_trim: Instant,
+    /// The last estimate exceeded the budget: flows also trim themselves when they go quiet.
+    over_budget: bool,
 }
 
 impl Core {
@@ -98,6 +102,7 @@ impl Core {
             next_id: 1,
             reporter,
             to_tun: PacketQueue::new(recycler),
+            tun_fd: None,
             touched: Vec::new(),
             datagram: vec![0; 65536],
             owner,
@@ -105,6 +110,7 @@ impl Core {
             next_flush: None,
             trim_mark: 0,
             last_trim: epoch,
+            over_budget: false,
         }
     }
 
@@ -225,7 +231,7 @@ impl Core {
         let target = if is_dns { self.config.dns_upstream } else { dst };
         let id = self.new_flow_id();
         let key = FlowKey { proto: Proto::Tcp, src, dst };
-        let mut common = FlowCommon::new(id, key, now.ms, now.mono);
+        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         common.record.packets_up = 1;
 
         let stream = match outbound::tcp_connect(&self.config.outbound, target) {
@@ -248,7 +254,7 @@ impl Core {
         let shard_index = shard_of(src, dst, self.shards.len());
         let smol_now = self.smol_now(now);
         let shard = &mut self.shards[shard_index];
-        let Some(handle) = shard.listen(dst, &buffers) else {
+        let Some(handle) = shard.listen(dst, &buffers, smol_now) else {
             self.pool.release(buffers);
             self.dropped();
             self.to_tun.recycle(syn);
@@ -389,7 +395,8 @@ impl Core {
                 _ => 0,
             })
             .sum();
-        if estimate <= budget {
+        self.over_budget = estimate > budget;
+        if !self.over_budget {
             return;
         }
         for flow in self.flows.values_mut() {
@@ -417,6 +424,27 @@ impl Core {
                 }
                 self.to_tun.push(out);
             }
+            // Write each shard's output at once: a poll of a shard with many busy flows emits
+            // hundreds of segments, and holding every shard's until the end inflates memory.
+            self.flush_tun();
+        }
+    }
+
+    /// Write every queued packet to the tun. A full tun drops the packet (TCP retransmits, as
+    /// on a real link).
+    pub fn flush_tun(&mut self) {
+        let Some(fd) = self.tun_fd else { return };
+        while let Some(packet) = self.to_tun.pop() {
+            // SAFETY: packet is valid for packet.len() bytes; fd is the engine's open tun.
+            let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::WouldBlock && e.raw_os_error() != Some(libc::ENOBUFS) {
+                    log::debug!("tun write: {e}");
+                }
+                self.reporter.stats.packets_dropped += 1;
+            }
+            self.to_tun.recycle(packet);
         }
     }
 
@@ -427,6 +455,9 @@ impl Core {
         for id in touched.drain(..) {
             let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else { continue };
             let outcome = flow.service(&mut self.shards[flow.shard], &mut self.reporter, now);
+            if self.over_budget && outcome == Outcome::Open && flow.touched() >= TRIM_MIN {
+                flow.trim(&mut self.shards[flow.shard]);
+            }
             if flow.common.inspector_changed {
                 flow.common.inspector_changed = false;
                 self.reporter.rename(&mut flow.common, now.ms);
@@ -452,32 +483,26 @@ impl Core {
     }
 
     /// Log one DNS exchange of flow `flow_id` (key, owner taken from the flow) and feed the
-    /// IP -> names cache.
+    /// IP -> names cache. Parsed by `dissect::dns`, as the pcap observer does, so live and
+    /// replayed captures give the same rows.
     pub(super) fn record_dns(&mut self, flow_id: FlowId, query: &[u8], answer: Option<&[u8]>, now: Now) {
+        use crate::dissect::dns;
         let Some(flow) = self.flows.get_mut(&flow_id) else { return };
-        let record = &flow.common().record;
-        let (client, server, uid, transport) = (record.key.src, record.key.dst, record.uid, record.key.proto);
-        let summary = match super::dns::summarize(query, answer) {
-            Ok(summary) => summary,
-            Err(e) => {
-                log::debug!("DNS from {client}: {e}");
-                return;
-            }
+        let flow = &flow.common().record;
+        let exchange = dns::Exchange { time: now.ms, client: flow.key.src, server: flow.key.dst, transport: flow.key.proto };
+        let parsed_query = dns::parse(query).ok();
+        let parsed_answer = answer.and_then(|a| dns::parse_lenient(a).ok());
+        let Some(mut record) = dns::record_from(exchange, parsed_query.as_ref(), parsed_answer.as_ref()) else {
+            log::debug!("DNS exchange of flow {flow_id} has no readable question");
+            return;
         };
-        self.reporter.dns(DnsRecord {
-            time: now.ms,
-            uid,
-            flow_id: Some(flow_id),
-            client,
-            server,
-            transport,
-            query: summary.query,
-            qtype: summary.qtype,
-            rcode: summary.rcode,
-            answers: summary.answers,
-            answer_ips: summary.answer_ips,
-            ttl: summary.ttl,
-        });
+        record.uid = flow.uid;
+        record.flow_id = Some(flow_id);
+        if record.rcode.is_none() {
+            // An answer we could not parse still says how it ended.
+            record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
+        }
+        self.reporter.dns(record);
     }
 
     pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
@@ -612,6 +637,8 @@ impl Core {
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+/// Over budget, a flow returns its ring pages once it touched this much since its last trim.
+const TRIM_MIN: usize = 8 * 1024;
 /// Minimum TCP ring size in segments of the tun MTU.
 const RING_SEGMENTS: usize = 8;
 const MIN_WAIT: Duration = Duration::from_millis(1);

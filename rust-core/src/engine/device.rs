@@ -17,7 +17,7 @@ use smoltcp::time::Instant;
 pub struct BufferRecycler(Rc<RefCell<Vec<Vec<u8>>>>);
 
 /// Spare buffers kept; beyond this they are freed.
-const SPARE_LIMIT: usize = 256;
+const SPARE_LIMIT: usize = 64;
 
 impl BufferRecycler {
     pub fn take(&self) -> Vec<u8> {

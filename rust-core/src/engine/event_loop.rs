@@ -78,12 +78,14 @@ pub fn spawn(
 fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>) -> io::Result<EngineStats> {
     let fd = tun.as_raw_fd();
     poll.registry().register(&mut SourceFd(&fd), TUN, Interest::READABLE)?;
+    core.tun_fd = Some(fd);
     let mut events = Events::with_capacity(256);
     let batch = core.tuning.batch.max(1);
     let mtu = core.config.mtu;
     // Try a read first: packets may have queued before registration.
     let mut tun_readable = true;
     let mut stopping = false;
+    let mut tun_failed = false;
     loop {
         let now = Now::read();
         let timeout = if tun_readable { std::time::Duration::ZERO } else { core.timeout(now) };
@@ -117,16 +119,27 @@ fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>
         }
         if stopping {
             core.shutdown(now);
-            write_tun(fd, &mut core);
+            core.flush_tun();
             return Ok(core.stats());
         }
-        if tun_readable {
-            tun_readable = read_tun(fd, &mut core, batch, mtu, now)?;
+        if tun_readable && !tun_failed {
+            tun_readable = match read_tun(fd, &mut core, batch, mtu, now) {
+                Ok(more) => more,
+                Err(e) => {
+                    // The device is gone (e.g. its namespace was torn down). Keep serving the
+                    // outbound side and the commands so `stop` still closes and reports every
+                    // flow.
+                    log::error!("reading the tun failed, no more packets will be read: {e}");
+                    tun_failed = true;
+                    let _ = poll.registry().deregister(&mut SourceFd(&fd));
+                    false
+                }
+            };
         }
         core.process(now);
         core.on_timers(now);
         core.process(now);
-        write_tun(fd, &mut core);
+        core.flush_tun();
     }
 }
 
@@ -159,23 +172,6 @@ fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> i
         core.on_packet(buf, now);
     }
     Ok(true)
-}
-
-/// Write every queued packet. A full tun drops the packet (TCP retransmits, as on a real
-/// link).
-fn write_tun(fd: RawFd, core: &mut Core) {
-    while let Some(packet) = core.to_tun.pop() {
-        // SAFETY: packet is valid for packet.len() bytes.
-        let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::WouldBlock && e.raw_os_error() != Some(libc::ENOBUFS) {
-                log::debug!("tun write: {e}");
-            }
-            core.reporter.stats.packets_dropped += 1;
-        }
-        core.to_tun.recycle(packet);
-    }
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {

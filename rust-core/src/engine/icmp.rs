@@ -64,7 +64,7 @@ impl Core {
         let id = self.new_flow_id();
         self.registry.register(&mut socket, Core::token(id), Interest::READABLE).ok()?;
         let key = FlowKey { proto: Proto::Icmp, src: SocketAddr::new(parsed.src, ident), dst };
-        let mut common = FlowCommon::new(id, key, now.ms, now.mono);
+        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         self.reporter.opened(&mut common, now.ms);
         self.flows.insert(id, Flow::Echo(Box::new(EchoFlow { common, socket, ident })));
         self.echo_index.insert((parsed.src, parsed.dst, ident), id);

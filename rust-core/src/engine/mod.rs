@@ -43,13 +43,15 @@ mod tests;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
+use crate::dissect::DeviceContext;
 use crate::flow::Event;
 use crate::owner::OwnerLookup;
 
-pub use dns::{Summary as DnsSummary, servfail as dns_servfail, summarize as dns_summarize};
+pub use dns::servfail as dns_servfail;
 
 /// How outbound sockets escape the tunnel.
 #[derive(Clone, Debug, Default)]
@@ -102,6 +104,9 @@ pub struct Tuning {
     /// An unanswered DNS query gets SERVFAIL after this long.
     pub dns_timeout: Duration,
     pub echo_idle_timeout: Duration,
+    /// What is known about the phone (own addresses, model, OS version), so the dissectors can
+    /// flag it in cleartext payloads.
+    pub device: Option<Arc<DeviceContext>>,
 }
 
 impl Default for Tuning {
@@ -111,7 +116,7 @@ impl Default for Tuning {
             tcp_rx_buffer: 128 * 1024,
             tcp_tx_buffer: 128 * 1024,
             spare_buffers: 256,
-            tcp_buffer_budget: 16 << 20,
+            tcp_buffer_budget: 8 << 20,
             batch: 64,
             connect_timeout: Duration::from_secs(20),
             tcp_idle_timeout: Duration::from_secs(2 * 3600),
@@ -120,6 +125,7 @@ impl Default for Tuning {
             dns_flow_timeout: Duration::from_secs(20),
             dns_timeout: Duration::from_secs(5),
             echo_idle_timeout: Duration::from_secs(30),
+            device: None,
         }
     }
 }

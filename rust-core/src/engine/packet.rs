@@ -399,4 +399,24 @@ mod tests {
         assert_eq!(err.msg_type(), Icmpv4Message::DstUnreachable);
         assert!(err.verify_checksum());
     }
+
+    #[test]
+    fn random_bytes_never_panic_any_parser_or_builder() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut out = Vec::new();
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 120) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|i| (state >> (i % 56)) as u8 ^ i as u8).collect();
+            if let Some(first) = buf.first_mut() {
+                // Mostly plausible versions, to get past the first check.
+                *first = (*first & 0x0f) | if state & 1 == 0 { 0x40 } else { 0x60 };
+            }
+            let _ = parse(&buf);
+            let _ = build_rst(&mut out, &buf);
+            let _ = build_unreachable(&mut out, v4(1), &buf, state & 2 == 0);
+        }
+    }
 }

@@ -3,10 +3,11 @@
 //! opens, updates at most once a second while it changes, and one `Event::FlowClosed`.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
-use crate::dissect::Inspector;
+use crate::dissect::{DeviceContext, Inspector};
 use crate::flow::{CloseReason, Direction, DnsRecord, Event, FlowId, FlowKey, FlowRecord, Millis};
 use crate::naming::Namer;
 
@@ -47,13 +48,18 @@ pub struct FlowCommon {
 }
 
 impl FlowCommon {
-    pub fn new(id: FlowId, key: FlowKey, now: Millis, mono: Instant) -> FlowCommon {
+    pub fn new(id: FlowId, key: FlowKey, now: Now, device: Option<&Arc<DeviceContext>>) -> FlowCommon {
+        let inspector = Inspector::new(key.proto, key.dst.port());
+        let inspector = match device {
+            Some(device) => inspector.with_context(Arc::clone(device)),
+            None => inspector,
+        };
         FlowCommon {
-            record: FlowRecord::new(id, key, now),
-            inspector: Some(Inspector::new(key.proto, key.dst.port())),
-            last_activity: mono,
+            record: FlowRecord::new(id, key, now.ms),
+            inspector: Some(inspector),
+            last_activity: now.mono,
             inspector_changed: false,
-            last_emit: now,
+            last_emit: now.ms,
             dirty: false,
         }
     }

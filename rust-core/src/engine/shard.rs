@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hash};
 use std::net::SocketAddr;
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Address, Ipv6Address};
 
@@ -48,7 +48,19 @@ impl Shard {
 
     /// Add a socket that waits for the app's SYN to `dst` and holds the SYN-ACK until the real
     /// connection succeeds (`pause_synack`).
-    pub fn listen(&mut self, dst: SocketAddr, buffers: &TcpBuffers) -> Option<SocketHandle> {
+    ///
+    /// Packets already queued are processed first, and any socket left listening is closed: a
+    /// socket whose connecting flow got a RST from the app falls back to LISTEN, and would
+    /// otherwise take this new SYN. (Its flow sees it closed at its next service.)
+    pub fn listen(&mut self, dst: SocketAddr, buffers: &TcpBuffers, now: Instant) -> Option<SocketHandle> {
+        self.ingress(now);
+        for (_, socket) in self.sockets.iter_mut() {
+            if let Some(tcp) = tcp::Socket::downcast_mut(socket)
+                && tcp.state() == tcp::State::Listen
+            {
+                tcp.abort();
+            }
+        }
         let (rx, tx) = buffers.rings();
         let mut socket = tcp::Socket::new(rx, tx);
         socket.pause_synack(true);
@@ -112,17 +124,11 @@ pub fn shard_of(src: SocketAddr, dst: SocketAddr, shards: usize) -> usize {
     (std::hash::Hasher::finish(&hasher) % shards.max(1) as u64) as usize
 }
 
+/// Initial sequence numbers must not be predictable. std's `RandomState` keys come from the OS
+/// RNG on every target (libc `getrandom` only exists from Android 9, and minSdk is 24).
 fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    // Initial sequence numbers should not be predictable; getrandom is in every libc we target.
-    // SAFETY: the buffer is valid for 8 bytes.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n == 8 {
-        u64::from_ne_bytes(bytes)
-    } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x5eed)
-    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x5eed);
+    hasher.finish()
 }

@@ -104,7 +104,8 @@ impl TcpFlow {
             Phase::Connecting => {
                 // The app may give up (RST) while we connect.
                 return match shard.socket(self.handle).state() {
-                    // A RST in SYN-RECEIVED sends a passive socket back to LISTEN.
+                    // A RST in SYN-RECEIVED sends a passive socket back to LISTEN (and
+                    // `Shard::listen` may have closed it since).
                     State::Closed | State::Listen => Outcome::Closed(CloseReason::ResetByClient),
                     _ => Outcome::Open,
                 };

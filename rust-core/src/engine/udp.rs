@@ -100,7 +100,7 @@ impl Core {
             return None;
         }
         let key = FlowKey { proto: Proto::Udp, src, dst };
-        let mut common = FlowCommon::new(id, key, now.ms, now.mono);
+        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         self.reporter.opened(&mut common, now.ms);
         self.flows.insert(id, Flow::Udp(Box::new(UdpFlow { common, socket, dns: is_dns.then(Vec::new) })));
         self.udp_index.insert((src, dst), id);
@@ -120,14 +120,18 @@ impl Core {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // ICMP errors from the server surface here (ECONNREFUSED).
+                    // ICMP errors from the server surface here (ECONNREFUSED). The error is
+                    // consumed by this recv; keep reading until WouldBlock (edge-triggered).
                     log::debug!("UDP recv for flow {id}: {e}");
+                    let key = flow.common.record.key;
                     if let Some(pending) = flow.dns.as_mut().map(std::mem::take) {
                         for query in pending {
                             self.dns_failed(id, query, now);
                         }
+                    } else if e.kind() == io::ErrorKind::ConnectionRefused {
+                        self.relay_port_unreachable(key.src, key.dst);
                     }
-                    return;
+                    continue;
                 }
             };
             let key = flow.common.record.key;
@@ -191,6 +195,20 @@ impl Core {
         } else {
             self.to_tun.recycle(out);
         }
+    }
+
+    /// The server's port is closed: pass the ICMP error on, quoting a datagram of the flow, so
+    /// the app's socket fails at once as it would without the tunnel.
+    fn relay_port_unreachable(&mut self, app: SocketAddr, server: SocketAddr) {
+        let mut quoted = self.to_tun.take_buffer();
+        let mut out = self.to_tun.take_buffer();
+        if packet::build_udp(&mut quoted, app, server, b"") && packet::build_unreachable(&mut out, server.ip(), &quoted, true)
+        {
+            self.to_tun.push(out);
+        } else {
+            self.to_tun.recycle(out);
+        }
+        self.to_tun.recycle(quoted);
     }
 
     /// No outbound socket for this datagram: tell the app the port is unreachable.

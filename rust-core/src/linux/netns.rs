@@ -77,7 +77,10 @@ impl Namespace {
                     job();
                 }
             })
-            .map_err(|source| NamespaceError::Io { what: "starting the namespace thread".into(), source })?;
+            .map_err(|source| NamespaceError::Io {
+                what: "starting the namespace thread".into(),
+                source,
+            })?;
         match ready_rx.recv() {
             Ok(Ok(ready)) => Ok((
                 Namespace {
@@ -102,7 +105,10 @@ impl Namespace {
 
     /// Runs `job` on the namespace thread (so processes it spawns start inside the namespace)
     /// and returns its result.
-    pub fn run<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> Result<R, NamespaceError> {
+    pub fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, NamespaceError> {
         let (tx, rx) = mpsc::channel();
         let jobs = self.jobs.as_ref().ok_or(NamespaceError::ThreadGone)?;
         jobs.send(Box::new(move || {
@@ -115,7 +121,11 @@ impl Namespace {
     /// `/proc/<pid>/task/<tid>/net`: the namespace's view of /proc/net (tcp, udp, tcp6, udp6),
     /// valid for as long as this value lives.
     pub fn proc_net_dir(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/task/{}/net", std::process::id(), self.tid))
+        PathBuf::from(format!(
+            "/proc/{}/task/{}/net",
+            std::process::id(),
+            self.tid
+        ))
     }
 
     /// Processes (other than this one) whose network namespace is this one: what CMD left
@@ -128,10 +138,17 @@ impl Namespace {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
-        dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-            .filter(|&pid| pid != ours)
-            .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|ns| ns == me))
-            .collect()
+        dir.filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .parse::<libc::pid_t>()
+                .ok()
+        })
+        .filter(|&pid| pid != ours)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|ns| ns == me))
+        .collect()
     }
 
     pub fn tun_name(&self) -> &str {
@@ -168,51 +185,85 @@ fn setup_in_this_thread(config: &NetConfig) -> Result<Ready, NamespaceError> {
         return Err(if err.raw_os_error() == Some(libc::EPERM) {
             NamespaceError::NotPermitted(err)
         } else {
-            NamespaceError::Io { what: "unshare(CLONE_NEWNET)".into(), source: err }
+            NamespaceError::Io {
+                what: "unshare(CLONE_NEWNET)".into(),
+                source: err,
+            }
         });
     }
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
-    let (tun, tun_name) = tun::open(&config.tun_name)
-        .map_err(|source| NamespaceError::Io { what: "creating the TUN device".into(), source })?;
+    let (tun, tun_name) = tun::open(&config.tun_name).map_err(|source| NamespaceError::Io {
+        what: "creating the TUN device".into(),
+        source,
+    })?;
     let name = tun_name.as_str();
     let mtu = config.mtu.to_string();
     ip(&["link", "set", "lo", "up"])?;
     ip(&["link", "set", name, "mtu", &mtu, "up"])?;
-    ip(&["-4", "addr", "add", &format!("{}/32", config.addr_v4), "dev", name])?;
+    ip(&[
+        "-4",
+        "addr",
+        "add",
+        &format!("{}/32", config.addr_v4),
+        "dev",
+        name,
+    ])?;
     ip(&["-4", "route", "add", "default", "dev", name])?;
     let ipv6 = match config.addr_v6 {
         None => false,
         Some(addr) => {
             // `nodad`: nobody else is on this link, and a tentative address would make early
             // connections of CMD fail.
-            let v6 = ip(&["-6", "addr", "add", &format!("{addr}/128"), "dev", name, "nodad"])
-                .and_then(|()| ip(&["-6", "route", "add", "default", "dev", name]));
+            let v6 = ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/128"),
+                "dev",
+                name,
+                "nodad",
+            ])
+            .and_then(|()| ip(&["-6", "route", "add", "default", "dev", name]));
             match v6 {
                 Ok(()) => true,
                 Err(err) => {
-                    log::warn!("IPv6 unavailable in the capture namespace, continuing with IPv4 only: {err}");
+                    log::warn!(
+                        "IPv6 unavailable in the capture namespace, continuing with IPv4 only: {err}"
+                    );
                     false
                 }
             }
         }
     };
-    Ok(Ready { tun, tun_name, tid, ipv6 })
+    Ok(Ready {
+        tun,
+        tun_name,
+        tid,
+        ipv6,
+    })
 }
 
 /// Runs `ip ARGS...` (iproute2) in the calling thread's namespace.
 fn ip(args: &[&str]) -> Result<(), NamespaceError> {
     let command = format!("ip {}", args.join(" "));
-    let output = Command::new("ip").args(args).output().map_err(|source| NamespaceError::Io {
-        what: format!("running `{command}` (is iproute2 installed?)"),
-        source,
-    })?;
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|source| NamespaceError::Io {
+            what: format!("running `{command}` (is iproute2 installed?)"),
+            source,
+        })?;
     if output.status.success() {
         Ok(())
     } else {
         Err(NamespaceError::Command {
             command,
-            detail: format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim()),
+            detail: format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
         })
     }
 }

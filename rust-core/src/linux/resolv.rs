@@ -17,7 +17,8 @@ pub fn first_nameserver(resolv_conf: &str) -> Option<IpAddr> {
 
 /// A resolv.conf that sends every lookup to `servers` (the engine's DNS service).
 pub fn render(servers: &[IpAddr]) -> String {
-    let mut text = String::from("# written by phonehome capture: DNS goes through the capture engine\n");
+    let mut text =
+        String::from("# written by phonehome capture: DNS goes through the capture engine\n");
     for server in servers {
         text.push_str(&format!("nameserver {server}\n"));
     }
@@ -59,25 +60,41 @@ mod tests {
 
     #[test]
     fn finds_the_first_nameserver_skipping_comments_and_zones() {
-        let text = "# generated\nsearch example.org\nnameserver fe80::1%eth0\nnameserver 10.0.0.1\n";
+        let text =
+            "# generated\nsearch example.org\nnameserver fe80::1%eth0\nnameserver 10.0.0.1\n";
         assert_eq!(first_nameserver(text), "fe80::1".parse().ok());
-        assert_eq!(first_nameserver("nameserver  192.0.2.53 \n"), "192.0.2.53".parse().ok());
-        assert_eq!(first_nameserver("; nameserver 1.1.1.1\nnameserver bogus\n"), None);
+        assert_eq!(
+            first_nameserver("nameserver  192.0.2.53 \n"),
+            "192.0.2.53".parse().ok()
+        );
+        assert_eq!(
+            first_nameserver("; nameserver 1.1.1.1\nnameserver bogus\n"),
+            None
+        );
         assert_eq!(first_nameserver(""), None);
     }
 
     #[test]
     fn renders_one_line_per_server() {
         let text = render(&["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()]);
-        assert!(text.contains("nameserver 10.0.0.2\nnameserver fd00::2\n"), "{text}");
+        assert!(
+            text.contains("nameserver 10.0.0.2\nnameserver fd00::2\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn rewrites_only_the_hosts_line() {
         let host = "passwd: files systemd\nhosts:  files mymachines resolve [!UNAVAIL=return] dns myhostname\nnetworks: files\n";
         let rewritten = nsswitch_for_capture(host);
-        assert_eq!(rewritten.as_deref(), Some("passwd: files systemd\nhosts: files dns\nnetworks: files\n"));
+        assert_eq!(
+            rewritten.as_deref(),
+            Some("passwd: files systemd\nhosts: files dns\nnetworks: files\n")
+        );
         assert_eq!(nsswitch_for_capture("hosts: files dns\n"), None);
-        assert_eq!(nsswitch_for_capture("passwd: files\n").as_deref(), Some("passwd: files\nhosts: files dns\n"));
+        assert_eq!(
+            nsswitch_for_capture("passwd: files\n").as_deref(),
+            Some("passwd: files\nhosts: files dns\n")
+        );
     }
 }

@@ -11,15 +11,22 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// `name` may hold a `%d` pattern (`"ph%d"`) to let the kernel pick a free number. The interface
 /// is created down; bring it up and address it with [`super::netns`].
 pub fn open(name: &str) -> io::Result<(OwnedFd, String)> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/') {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/')
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("invalid TUN interface name {name:?} (1 to {} bytes, no '/')", libc::IFNAMSIZ - 1),
+            format!(
+                "invalid TUN interface name {name:?} (1 to {} bytes, no '/')",
+                libc::IFNAMSIZ - 1
+            ),
         ));
     }
     // SAFETY: a NUL-terminated literal path; the returned fd is checked before use.
     let raw = unsafe {
-        libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
     };
     if raw < 0 {
         let err = io::Error::last_os_error();
@@ -37,10 +44,15 @@ pub fn open(name: &str) -> io::Result<(OwnedFd, String)> {
     // SAFETY: TUNSETIFF reads and writes one `ifreq`, which outlives the call.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
         let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("TUNSETIFF {name}: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("TUNSETIFF {name}: {err}"),
+        ));
     }
     // SAFETY: the kernel writes a NUL-terminated name of at most IFNAMSIZ bytes.
-    let actual = unsafe { CStr::from_ptr(req.ifr_name.as_ptr()) }.to_string_lossy().into_owned();
+    let actual = unsafe { CStr::from_ptr(req.ifr_name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
     Ok((fd, actual))
 }
 

@@ -28,23 +28,45 @@ pub fn resolve(user: &str) -> io::Result<Credentials> {
     let entry = match user.parse::<u32>() {
         Ok(uid) => by_uid(uid)?,
         Err(_) => {
-            let name = CString::new(user)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid user name {user:?}")))?;
-            Some(lookup(|pwd, buf, len, result| {
-                // SAFETY: all pointers are valid for the call; getpwnam_r fills `pwd` and `buf`.
-                unsafe { libc::getpwnam_r(name.as_ptr(), pwd, buf, len, result) }
-            })?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("unknown user {user:?}")))?)
+            let name = CString::new(user).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid user name {user:?}"),
+                )
+            })?;
+            Some(
+                lookup(|pwd, buf, len, result| {
+                    // SAFETY: all pointers are valid for the call; getpwnam_r fills `pwd` and `buf`.
+                    unsafe { libc::getpwnam_r(name.as_ptr(), pwd, buf, len, result) }
+                })?
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("unknown user {user:?}"))
+                })?,
+            )
         }
     };
     Ok(match entry {
         Some(pw) => {
             let groups = group_list(&pw.name, pw.gid)?;
-            Credentials { uid: pw.uid, gid: pw.gid, groups, name: Some(pw.name), home: Some(pw.home) }
+            Credentials {
+                uid: pw.uid,
+                gid: pw.gid,
+                groups,
+                name: Some(pw.name),
+                home: Some(pw.home),
+            }
         }
         None => {
-            let uid = user.parse::<u32>().map_err(|_| io::Error::new(io::ErrorKind::NotFound, format!("unknown user {user:?}")))?;
-            Credentials { uid, gid: uid, groups: vec![uid], name: None, home: None }
+            let uid = user.parse::<u32>().map_err(|_| {
+                io::Error::new(io::ErrorKind::NotFound, format!("unknown user {user:?}"))
+            })?;
+            Credentials {
+                uid,
+                gid: uid,
+                groups: vec![uid],
+                name: None,
+                home: None,
+            }
         }
     })
 }
@@ -58,7 +80,12 @@ fn by_uid(uid: u32) -> io::Result<Option<Passwd>> {
 
 /// Calls a getpw*_r function, growing the buffer on ERANGE.
 fn lookup(
-    call: impl Fn(*mut libc::passwd, *mut libc::c_char, libc::size_t, *mut *mut libc::passwd) -> libc::c_int,
+    call: impl Fn(
+        *mut libc::passwd,
+        *mut libc::c_char,
+        libc::size_t,
+        *mut *mut libc::passwd,
+    ) -> libc::c_int,
 ) -> io::Result<Option<Passwd>> {
     let mut len = 1024usize;
     loop {
@@ -84,19 +111,26 @@ fn lookup(
                 CStr::from_ptr(pwd.pw_dir).to_string_lossy().into_owned(),
             )
         };
-        return Ok(Some(Passwd { name, uid: pwd.pw_uid, gid: pwd.pw_gid, home }));
+        return Ok(Some(Passwd {
+            name,
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+            home,
+        }));
     }
 }
 
 fn group_list(name: &str, gid: u32) -> io::Result<Vec<u32>> {
-    let cname = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name with NUL"))?;
+    let cname = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name with NUL"))?;
     let mut count: libc::c_int = 32;
     loop {
         let mut groups = vec![0 as libc::gid_t; count as usize];
         let asked = count;
         // SAFETY: `groups` holds `count` entries; getgrouplist writes at most that many and
         // updates `count`.
-        let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
+        let rc =
+            unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
         if rc >= 0 {
             groups.truncate(count.max(0) as usize);
             return Ok(groups);
@@ -128,6 +162,9 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(err.to_string().contains("no-such-user-phonehome"));
         let bare = resolve("4000000000").unwrap();
-        assert_eq!((bare.uid, bare.gid, bare.name), (4_000_000_000, 4_000_000_000, None));
+        assert_eq!(
+            (bare.uid, bare.gid, bare.name),
+            (4_000_000_000, 4_000_000_000, None)
+        );
     }
 }

@@ -18,7 +18,8 @@ const KEY_MB: &str = "retention.max_mb";
 /// Retention settings, stored in the `settings` table so the app and the CLI share them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
-    /// Delete flows, DNS queries and sessions older than this many days.
+    /// Delete flows and DNS queries older than this many days from sessions recorded more
+    /// than this many days ago (then such sessions left empty).
     pub max_age_days: Option<u32>,
     /// Delete the oldest history while the database's live pages exceed this many MB.
     pub max_mb: Option<u64>,
@@ -83,16 +84,33 @@ pub fn prune_step(conn: &Connection, retention: &Retention, now: Millis) -> rusq
     let mut more = false;
     if let Some(days) = retention.max_age_days {
         let cutoff = now - i64::from(days) * 86_400_000;
-        let flows = conn.execute(
-            "DELETE FROM flows WHERE id IN (SELECT id FROM flows WHERE first_seen < ?1 LIMIT ?2)",
-            params![cutoff, BATCH],
-        )? as u64;
-        let dns = conn.execute(
-            "DELETE FROM dns WHERE id IN (SELECT id FROM dns WHERE time < ?1 LIMIT ?2)",
-            params![cutoff, BATCH],
-        )? as u64;
-        deleted += flows + dns;
-        more |= flows as i64 == BATCH || dns as i64 == BATCH;
+        // Only sessions recorded before the cutoff lose rows: a pcap of 2021 analysed today
+        // is kept N days like a live capture, while a capture running for weeks loses its
+        // oldest flows. Per session, so the (session_id, time) indexes find them.
+        let mut stmt =
+            conn.prepare_cached("SELECT id FROM sessions WHERE started < ?1 ORDER BY id")?;
+        let sessions = stmt
+            .query_map([cutoff], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut budget = BATCH;
+        for session in sessions {
+            if budget <= 0 {
+                break;
+            }
+            let flows = conn.execute(
+                "DELETE FROM flows WHERE id IN (SELECT id FROM flows
+                    WHERE session_id = ?1 AND first_seen < ?2 LIMIT ?3)",
+                params![session, cutoff, budget],
+            )? as i64;
+            let dns = conn.execute(
+                "DELETE FROM dns WHERE id IN (SELECT id FROM dns
+                    WHERE session_id = ?1 AND time < ?2 LIMIT ?3)",
+                params![session, cutoff, budget],
+            )? as i64;
+            deleted += (flows + dns) as u64;
+            budget -= flows.max(dns);
+        }
+        more |= budget <= 0;
         deleted += drop_empty_sessions(conn, Some(cutoff))?;
     }
     if let Some(mb) = retention.max_mb

@@ -191,11 +191,6 @@ fn source(window: &Window, args: &mut Vec<Value>, hourly: bool) -> String {
             None => format!("SELECT {columns} FROM session_rollup"),
         };
     }
-    let mut session = String::new();
-    if let Some(s) = window.session {
-        session = " AND session_id = ?".into();
-        args.push(Value::Integer(s));
-    }
     let session_arg = window.session.map(Value::Integer);
     let flow_range = |args: &mut Vec<Value>, from: Option<Millis>, to: Option<Millis>| -> String {
         let mut sql = format!("SELECT {FLOW_AS_SOURCE} FROM flows WHERE 1");
@@ -219,10 +214,13 @@ fn source(window: &Window, args: &mut Vec<Value>, hourly: bool) -> String {
         && lo >= hi
     {
         // The window lies within one or two buckets: read its flows directly.
-        args.clear();
         return flow_range(args, window.from, window.to);
     }
-    let mut sql = format!("SELECT {SOURCE_COLUMNS} FROM rollup WHERE 1{session}");
+    let mut sql = format!("SELECT {SOURCE_COLUMNS} FROM rollup WHERE 1");
+    if let Some(s) = window.session {
+        sql.push_str(" AND session_id = ?");
+        args.push(Value::Integer(s));
+    }
     if let Some(lo) = lo {
         sql.push_str(" AND bucket >= ?");
         args.push(Value::Integer(lo));

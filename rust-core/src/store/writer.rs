@@ -255,10 +255,10 @@ impl Worker {
                     let started = *batch_started.get_or_insert_with(Instant::now);
                     self.take(event);
                     // A steady stream never times out: the window is checked here too.
-                    if self.pending_events >= self.options.max_batch
-                        || started.elapsed() >= self.options.window
+                    if (self.pending_events >= self.options.max_batch
+                        || started.elapsed() >= self.options.window)
+                        && self.commit()?
                     {
-                        self.commit()?;
                         batch_started = None;
                         last_commit = Instant::now();
                     }
@@ -269,15 +269,26 @@ impl Worker {
                     let retention_due = self.retention_active
                         || (self.retention.is_set()
                             && self.last_retention.elapsed() >= self.options.retention_every);
-                    if due || retention_due || last_commit.elapsed() >= HEARTBEAT {
-                        self.commit()?;
+                    if (due || retention_due || last_commit.elapsed() >= HEARTBEAT)
+                        && self.commit()?
+                    {
                         batch_started = None;
                         last_commit = Instant::now();
                     }
                 }
                 // Stop requested and the channel is empty, or every sender is gone.
                 Err(_) => {
-                    self.commit()?;
+                    // Bounded: each attempt waits up to the busy timeout for the lock.
+                    let mut attempts = 0;
+                    while !self.commit()? {
+                        attempts += 1;
+                        if attempts >= 6 {
+                            return Err(schema::other(
+                                &self.path,
+                                "stayed locked by another program; the last events were not saved",
+                            ));
+                        }
+                    }
                     let err = sqlite_err(&self.path);
                     self.conn
                         .execute(
@@ -321,11 +332,37 @@ impl Worker {
         }
     }
 
-    /// Writes everything pending in one transaction, plus one small retention step.
-    fn commit(&mut self) -> Result<(), StoreError> {
+    /// Writes everything pending in one transaction. `Ok(false)`: another program held the
+    /// database locked past the busy timeout; the events stay pending for the next attempt.
+    fn commit(&mut self) -> Result<bool, StoreError> {
+        match self.write_batch() {
+            Ok(()) => Ok(true),
+            Err(StoreError::Sqlite { source, .. })
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                log::warn!(
+                    "{}: locked by another program; keeping {} events for the next window",
+                    self.path.display(),
+                    self.pending_events
+                );
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One transaction with everything pending plus one small retention step. Pending events
+    /// are only dropped once the transaction committed.
+    fn write_batch(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = sqlite_err(&path);
         let tx = self.conn.transaction().map_err(&err)?;
+        // App names of this batch: visible to its flows, kept only if the batch commits.
+        let mut new_apps: HashMap<u32, String> = HashMap::new();
+        let mut retention_step = None;
         let now = now_ms();
         {
             let mut app_stmt = tx
@@ -340,8 +377,9 @@ impl Worker {
                     "UPDATE flows SET app = ?3 WHERE session_id = ?1 AND uid = ?2 AND app IS NOT ?3",
                 )
                 .map_err(&err)?;
-            for (uid, name) in self.pending_apps.drain(..) {
-                if self.apps.get(&uid) == Some(&name) {
+            for (uid, name) in &self.pending_apps {
+                let known = new_apps.get(uid).or_else(|| self.apps.get(uid));
+                if known == Some(name) {
                     continue;
                 }
                 app_stmt
@@ -350,13 +388,14 @@ impl Worker {
                 backfill_flows
                     .execute(params![self.session_id, uid, name])
                     .map_err(&err)?;
-                self.apps.insert(uid, name);
+                new_apps.insert(*uid, name.clone());
             }
 
             let mut flow_stmt = tx.prepare_cached(UPSERT_FLOW).map_err(&err)?;
-            let written = self.pending_flows.len() as u64;
-            for (_, f) in self.pending_flows.drain() {
-                let app = f.uid.and_then(|uid| self.apps.get(&uid));
+            for f in self.pending_flows.values() {
+                let app = f
+                    .uid
+                    .and_then(|uid| new_apps.get(&uid).or_else(|| self.apps.get(&uid)));
                 let alpn = join(&f.app_info.alpn);
                 let leaks = join(&f.leaks);
                 // Views match vendor "xiaomi" exactly; the catalog's spelling may vary.
@@ -398,9 +437,6 @@ impl Worker {
                     ])
                     .map_err(&err)?;
             }
-            self.shared
-                .flows_written
-                .fetch_add(written, Ordering::Relaxed);
 
             let mut dns_stmt = tx
                 .prepare_cached(
@@ -409,9 +445,10 @@ impl Worker {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )
                 .map_err(&err)?;
-            let written = self.pending_dns.len() as u64;
-            for d in self.pending_dns.drain(..) {
-                let app = d.uid.and_then(|uid| self.apps.get(&uid));
+            for d in &self.pending_dns {
+                let app = d
+                    .uid
+                    .and_then(|uid| new_apps.get(&uid).or_else(|| self.apps.get(&uid)));
                 let ips: Vec<String> = d.answer_ips.iter().map(|ip| ip.to_string()).collect();
                 dns_stmt
                     .execute(params![
@@ -434,9 +471,6 @@ impl Worker {
                     ])
                     .map_err(&err)?;
             }
-            self.shared
-                .dns_written
-                .fetch_add(written, Ordering::Relaxed);
 
             tx.execute(
                 "UPDATE sessions SET heartbeat = ?2 WHERE id = ?1",
@@ -448,15 +482,29 @@ impl Worker {
                 && (self.retention_active
                     || self.last_retention.elapsed() >= self.options.retention_every)
             {
-                self.last_retention = Instant::now();
-                let step = retention::prune_step(&tx, &self.retention, now).map_err(&err)?;
-                self.retention_active = step.more;
-                self.shared
-                    .pruned
-                    .fetch_add(step.deleted, Ordering::Relaxed);
+                retention_step =
+                    Some(retention::prune_step(&tx, &self.retention, now).map_err(&err)?);
             }
         }
         tx.commit().map_err(&err)?;
+        let shared = &self.shared;
+        shared
+            .flows_written
+            .fetch_add(self.pending_flows.len() as u64, Ordering::Relaxed);
+        shared
+            .dns_written
+            .fetch_add(self.pending_dns.len() as u64, Ordering::Relaxed);
+        self.apps.extend(new_apps);
+        self.pending_apps.clear();
+        self.pending_flows.clear();
+        self.pending_dns.clear();
+        if let Some(step) = retention_step {
+            self.last_retention = Instant::now();
+            self.retention_active = step.more;
+            self.shared
+                .pruned
+                .fetch_add(step.deleted, Ordering::Relaxed);
+        }
         self.pending_events = 0;
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -37,7 +37,11 @@ pub fn root_or_skip(test: &str) -> bool {
     if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
         panic!("{message}");
     }
-    eprintln!("SKIPPED {message}");
+    // Straight to stderr: the test harness hides eprintln! output of passing tests.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {message}\n").as_bytes(),
+    );
     false
 }
 
@@ -49,7 +53,10 @@ pub struct Netns {
 impl Netns {
     pub fn new(name: String) -> Netns {
         // Leftover from a crashed run with the same pid and counter.
-        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         sh(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -77,14 +84,19 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -92,7 +104,11 @@ fn sh(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output();
     match out {
         Ok(o) if o.status.success() => {}
-        Ok(o) => panic!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr)),
+        Ok(o) => panic!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        ),
         Err(e) => panic!("`{}`: {e} (is iproute2 installed?)", args.join(" ")),
     }
 }
@@ -106,7 +122,8 @@ impl TempDir {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // CMD may run as nobody.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
         TempDir(dir)
     }
 }
@@ -134,7 +151,13 @@ pub struct RunOutput {
 
 impl RunOutput {
     pub fn assert_success(&self, what: &str) {
-        assert!(self.status.success(), "{what}: {}\nstdout:\n{}\nstderr:\n{}", self.status, self.stdout, self.stderr);
+        assert!(
+            self.status.success(),
+            "{what}: {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
     }
 }
 
@@ -144,16 +167,49 @@ impl Rig {
         let tag = format!("{}-{n}", std::process::id());
         let uplink = Netns::new(format!("phu-{tag}"));
         let server = Netns::new(format!("phs-{tag}"));
-        uplink.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &server.name]);
+        uplink.ip(&[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &server.name,
+        ]);
         uplink.ip(&["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
         server.ip(&["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-        uplink.ip(&["-6", "addr", "add", "fd00:198:18::2/64", "dev", "eth0", "nodad"]);
-        server.ip(&["-6", "addr", "add", "fd00:198:18::1/64", "dev", "eth0", "nodad"]);
+        uplink.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "fd00:198:18::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        server.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "fd00:198:18::1/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
         uplink.ip(&["link", "set", "eth0", "up"]);
         server.ip(&["link", "set", "eth0", "up"]);
         let tmp = TempDir::new(&format!("{test}-{n}"));
-        let servers = Servers::start(server.path(), tmp.0.clone()).unwrap_or_else(|e| panic!("starting servers: {e}"));
-        Rig { servers, tmp, uplink, server }
+        let servers = Servers::start(server.path(), tmp.0.clone())
+            .unwrap_or_else(|e| panic!("starting servers: {e}"));
+        Rig {
+            servers,
+            tmp,
+            uplink,
+            server,
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -168,8 +224,12 @@ impl Rig {
     pub fn capture_args(&self, extra: &[&str], script: &str, timeout: Duration) -> RunOutput {
         let mut cmd = self.uplink.command(env!("CARGO_BIN_EXE_phonehome"));
         let db = self.db_path();
-        cmd.args(["capture", "--db"]).arg(&db).args(["--dns-upstream", "198.18.0.1:53"]).args(extra);
-        cmd.args(["--", "sh", "-c", script]).current_dir(&self.tmp.0);
+        cmd.args(["capture", "--db"])
+            .arg(&db)
+            .args(["--dns-upstream", "198.18.0.1:53"])
+            .args(extra);
+        cmd.args(["--", "sh", "-c", script])
+            .current_dir(&self.tmp.0);
         run(cmd, timeout)
     }
 
@@ -190,7 +250,8 @@ impl Rig {
             .status()
             .unwrap();
         assert!(status.success());
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
         (path.clone(), sha256_file(&path))
     }
 
@@ -201,13 +262,21 @@ impl Rig {
 
 pub fn sha256_file(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Runs a command to completion, killing it (and failing the test) after `timeout`.
 pub fn run(mut cmd: Command, timeout: Duration) -> RunOutput {
     let described = format!("{cmd:?}");
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{described}: {e}"));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{described}: {e}"));
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {
@@ -233,7 +302,11 @@ pub fn run(mut cmd: Command, timeout: Duration) -> RunOutput {
         }
         std::thread::sleep(Duration::from_millis(25));
     };
-    RunOutput { status, stdout: out_reader.join().unwrap_or_default(), stderr: err_reader.join().unwrap_or_default() }
+    RunOutput {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
 }
 
 /// A flow row as the tests check it.
@@ -252,8 +325,9 @@ pub struct DbFlow {
 /// Every flow in the capture database (rusqlite directly, so the test does not depend on the
 /// store's read API).
 pub fn db_flows(db: &Path) -> Vec<DbFlow> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
     let mut stmt = conn
         .prepare(
             "SELECT proto, src_ip, src_port, dst_ip, dst_port, uid, bytes_up, bytes_down, close_reason, hostname
@@ -261,7 +335,11 @@ pub fn db_flows(db: &Path) -> Vec<DbFlow> {
         )
         .unwrap();
     let addr = |ip: String, port: i64| -> SocketAddr {
-        SocketAddr::new(ip.parse().unwrap_or_else(|e| panic!("bad ip {ip:?} in db: {e}")), port as u16)
+        SocketAddr::new(
+            ip.parse()
+                .unwrap_or_else(|e| panic!("bad ip {ip:?} in db: {e}")),
+            port as u16,
+        )
     };
     stmt.query_map([], |row| {
         Ok(DbFlow {
@@ -282,7 +360,23 @@ pub fn db_flows(db: &Path) -> Vec<DbFlow> {
 
 /// The names asked in the database's DNS log.
 pub fn db_dns_queries(db: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let mut stmt = conn.prepare("SELECT query FROM dns ORDER BY time").unwrap();
-    stmt.query_map([], |row| row.get(0)).unwrap().collect::<Result<Vec<String>, _>>().unwrap()
+    stmt.query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<Vec<String>, _>>()
+        .unwrap()
+}
+
+/// The only session of the database: (kind, ended, note).
+pub fn db_session(db: &Path) -> (String, Option<i64>, Option<String>) {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.query_row("SELECT kind, ended, note FROM sessions", [], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })
+    .unwrap()
 }

@@ -94,6 +94,40 @@ def abort(host, port, path, keep):
     print("aborted after %d" % got)
 
 
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping(host, count):
+    """ICMP echo over a raw socket (root): COUNT requests, each reply must match id, seq, data."""
+    v6 = ":" in host
+    if v6:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(5)
+    ident = 0x5048
+    for seq in range(count):
+        data = b"phonehome-ping-%04d" % seq
+        kind = 128 if v6 else 8
+        header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+        # The kernel fills the ICMPv6 checksum (it needs the pseudo-header).
+        csum = 0 if v6 else checksum(header + data)
+        s.sendto(struct.pack("!BBHHH", kind, 0, csum, ident, seq) + data, (host, 0))
+        while True:
+            packet = s.recv(2048)
+            icmp = packet if v6 else packet[(packet[0] & 0x0F) * 4:]
+            rtype, _, _, rid, rseq = struct.unpack("!BBHHH", icmp[:8])
+            if rtype == (129 if v6 else 0) and rseq == seq and icmp[8:] == data:
+                break
+    print("ok %d" % count)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "tcp-many":
@@ -102,6 +136,8 @@ def main():
         udp_echo(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif cmd == "refused":
         refused(args[0], int(args[1]))
+    elif cmd == "ping":
+        ping(args[0], int(args[1]))
     elif cmd == "abort":
         abort(args[0], int(args[1]), args[2], int(args[3]))
     else:

@@ -173,20 +173,37 @@ fn timeline(r: &Report) -> String {
             (bar_w - 0.5).max(0.8)
         );
     }
-    for m in &r.markers {
-        if m.time < t0 || m.time > t1 {
-            continue;
-        }
+    let shown: Vec<_> = r
+        .markers
+        .iter()
+        .filter(|m| m.time >= t0 && m.time <= t1)
+        .collect();
+    for (i, m) in shown.iter().enumerate() {
         let x = x_of(m.time);
-        let label: String = m.label.chars().take(40).collect();
+        // A label gets the room up to the next marker (~6 px a character); the full text is
+        // in the tooltip.
+        let room = shown.get(i + 1).map_or(w - 10.0, |n| x_of(n.time)) - x - 6.0;
+        let chars = (room / 6.0).max(0.0) as usize;
+        let full = format!("m{} {}", m.id, m.label);
+        let label: String = if full.chars().count() <= chars {
+            full.clone()
+        } else if chars > 4 {
+            full.chars()
+                .take(chars - 1)
+                .chain(std::iter::once('…'))
+                .collect()
+        } else {
+            format!("m{}", m.id)
+        };
         let _ = write!(
             s,
-            "<line class=\"marker\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"14\" y2=\"{:.1}\"></line>\
-             <text x=\"{:.1}\" y=\"12\">m{} {}</text>",
+            "<line class=\"marker\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"14\" y2=\"{:.1}\"><title>{}</title></line>\
+             <text x=\"{:.1}\" y=\"12\">{}<title>{}</title></text>",
             20.0 + plot_h,
+            esc(&full),
             x + 3.0,
-            m.id,
-            esc(&label)
+            esc(&label),
+            esc(&full)
         );
     }
     let _ = write!(

@@ -159,6 +159,7 @@ class CaptureTest {
         callback.answerGate = slowBinder
         Core.start(tun, db.path, config(), callback)
         assertTrue(NativeCore.isRunning())
+        var markerId = 0L
         try {
             assertEquals(BLOB_BYTES, fetch())
             awaitSnapshot("the flow closed, its owner not known yet") { s ->
@@ -179,23 +180,26 @@ class CaptureTest {
             assertEquals("http", flow.hostnameSource)
             assertTrue("cleartext HTTP is flagged", flow.cleartext)
             assertEquals(1L, app.cleartextFlows)
-            // The Xiaomi counters follow the catalog's verdict on the destination (the live view's
-            // counting is unit-tested in rust-core/src/android/live.rs).
-            val xiaomi = if (flow.destination.vendor.equals("xiaomi", ignoreCase = true)) 1L else 0L
-            assertEquals(xiaomi, app.xiaomiFlows)
-            assertEquals(xiaomi, snapshot.totals.xiaomiFlows)
-            assertEquals(xiaomi.toInt(), app.xiaomiHosts)
+            // The catalog names the Host: Xiaomi's OneTrack telemetry; the app row counts it.
+            assertEquals("Xiaomi", flow.destination.vendor)
+            assertEquals("analytics/telemetry", flow.destination.category)
+            assertTrue(flow.destination.purpose.isNotEmpty())
+            assertEquals(1L, app.xiaomiFlows)
+            assertEquals(1, app.xiaomiHosts)
+            assertEquals(1L, snapshot.totals.xiaomiFlows)
 
-            // The core asked Kotlin, about this connection, and not on the test's thread.
+            // The core asked Kotlin about this connection, on its owner-lookup thread (attached
+            // to the JVM under that name), never on the packet loop or the caller's thread.
             assertTrue(callback.questions.toString(), callback.questions.any { it.startsWith("6 ") && it.endsWith("-> $SERVER:$PORT") })
-            assertFalse(callback.threads.contains(Thread.currentThread().name))
+            assertEquals(setOf("phonehome-owner"), callback.threads.toSet())
 
             // The experiment: a marker, another fetch, then before/after.
             val marker = Core.mark("User Experience Program off")
             assertEquals("User Experience Program off", marker.label)
+            markerId = marker.id
             assertEquals(BLOB_BYTES, fetch())
             awaitSnapshot("the second flow") { s -> s.appsList.any { it.hasApp() && it.app.uid == CLIENT_UID && it.flows >= 2 } }
-            val comparison = Core.compare(marker.id, 0, xiaomiOnly = false)
+            val comparison = Core.compare(marker.id, 0, xiaomiOnly = true)
             val host = comparison.hostsList.single()
             assertEquals("tracking.intl.miui.com", host.host)
             assertEquals(1L, host.flowsBefore)
@@ -225,6 +229,13 @@ class CaptureTest {
         assertArrayEquals("SQLite format 3\u0000".toByteArray(), exported.readBytes().copyOfRange(0, 16))
         // Payload bytes down: both bodies plus the HTTP response headers.
         assertEquals("1", sqlite(exported, "SELECT sum(bytes_down) BETWEEN ${2 * BLOB_BYTES} AND ${2 * BLOB_BYTES + 1000} FROM flows WHERE uid = $CLIENT_UID"))
+        // The HTML report of the experiment, written into a descriptor like the SAF one.
+        val html = File(db.parentFile, "report.html")
+        Core.export(NativeTestHooks.openFile(html.path), db.path, ExportFormat.EXPORT_FORMAT_HTML, compareMarkerId = markerId)
+        val page = html.readText()
+        assertTrue(page.startsWith("<!DOCTYPE html>"))
+        assertTrue("the report names the marker", page.contains("User Experience Program off"))
+        assertTrue("and the host", page.contains("tracking.intl.miui.com"))
         // After stop the last capture stays readable for the screens.
         assertEquals(CLIENT_UID, Core.appDetail(CLIENT_UID, unattributed = false).row.app.uid)
     }

@@ -97,6 +97,17 @@ class NativeBridgeTest {
     }
 
     @Test
+    fun withoutACaptureTheHistoryDatabaseAnswers() {
+        if (NativeCore.isRunning()) return
+        val missing = File(System.getProperty("java.io.tmpdir"), "phonehome-none-${System.nanoTime()}.db")
+        NativeCore.openHistory(missing.path)
+        // No database yet: an empty snapshot, and queries say nothing was recorded.
+        assertFalse(Core.snapshot().hasTotals())
+        assertFalse("reading history must not create the database", missing.exists())
+        expectCoreException("no capture") { Core.appDetail(1000, unattributed = false) }
+    }
+
+    @Test
     fun exportOfAMissingDatabaseNamesItAndClosesTheFd() {
         val fd = descriptor()
         val missing = File(System.getProperty("java.io.tmpdir"), "phonehome-missing-${System.nanoTime()}.db")

@@ -45,8 +45,15 @@ object Core {
         return answer(QueryRequest.newBuilder().setCompare(request).build()).comparison
     }
 
-    fun export(fd: Int, dbPath: String, format: ExportFormat): Long =
-        NativeCore.export(fd, dbPath, ExportRequest.newBuilder().setFormat(format).build().toByteArray())
+    /** HTML: [compareMarkerId] makes it the before/after report of that marker; else [sessionId] (0 = all). */
+    fun export(fd: Int, dbPath: String, format: ExportFormat, sessionId: Long = 0, compareMarkerId: Long = 0): Long {
+        val request = ExportRequest.newBuilder()
+            .setFormat(format)
+            .setSessionId(sessionId)
+            .setCompareMarkerId(compareMarkerId)
+            .build()
+        return NativeCore.export(fd, dbPath, request.toByteArray())
+    }
 
     /** Runs a query; an answer of kind `error` becomes a [CoreException]. */
     private fun answer(request: QueryRequest): QueryResponse {

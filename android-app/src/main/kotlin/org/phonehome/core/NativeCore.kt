@@ -36,7 +36,11 @@ object NativeCore {
     @JvmStatic
     external fun isRunning(): Boolean
 
-    /** A `Snapshot` of the running capture. */
+    /** The database [snapshot] and [query] read when no capture ran in this process. */
+    @JvmStatic
+    external fun openHistory(dbPath: String)
+
+    /** A `Snapshot` of the running capture, else of the last one (this process, else [openHistory]). */
     @JvmStatic
     external fun snapshot(): ByteArray
 

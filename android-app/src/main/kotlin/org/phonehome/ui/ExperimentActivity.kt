@@ -1,6 +1,7 @@
 package org.phonehome.ui
 
 import android.app.Activity
+import android.content.Intent
 import android.os.Bundle
 import android.view.LayoutInflater
 import android.widget.ArrayAdapter
@@ -44,6 +45,18 @@ class ExperimentActivity : Activity() {
         spinner = findViewById(R.id.marker_spinner)
         result = findViewById(R.id.compare_result)
         findViewById<Button>(R.id.compare).setOnClickListener { compare() }
+        findViewById<Button>(R.id.compare_save).setOnClickListener {
+            val marker = markers.getOrNull(spinner.selectedItemPosition)
+            if (marker == null) {
+                result.setText(R.string.compare_needs_marker)
+            } else {
+                startActivity(
+                    Intent(this, ExportActivity::class.java)
+                        .putExtra(ExportActivity.EXTRA_COMPARE_MARKER, marker.id)
+                        .putExtra(ExportActivity.EXTRA_COMPARE_LABEL, marker.label),
+                )
+            }
+        }
     }
 
     override fun onResume() {

@@ -19,11 +19,17 @@ import org.phonehome.settings.Settings
  */
 class ExportActivity : Activity() {
     private lateinit var status: TextView
+    /** Set when opened from the Experiment screen: the HTML report is that marker's before/after. */
+    private var compareMarkerId = 0L
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_export)
         status = findViewById(R.id.export_status)
+        compareMarkerId = intent.getLongExtra(EXTRA_COMPARE_MARKER, 0)
+        if (compareMarkerId != 0L) {
+            status.text = getString(R.string.export_compare_intro, intent.getStringExtra(EXTRA_COMPARE_LABEL).orEmpty())
+        }
         findViewById<Button>(R.id.export_sqlite).setOnClickListener {
             pick(REQUEST_SQLITE, "application/vnd.sqlite3", "phonehome-${stamp()}.db")
         }
@@ -53,7 +59,7 @@ class ExportActivity : Activity() {
         status.setText(R.string.export_running)
         Background.run({
             val pfd = contentResolver.openFileDescriptor(uri, "w") ?: throw java.io.IOException("cannot open $uri")
-            Core.export(pfd.detachFd(), dbPath, format)
+            Core.export(pfd.detachFd(), dbPath, format, compareMarkerId = compareMarkerId)
         }) { result ->
             status.text = result.fold(
                 { getString(R.string.export_done, Format.bytes(this, it)) },
@@ -62,8 +68,10 @@ class ExportActivity : Activity() {
         }
     }
 
-    private companion object {
-        const val REQUEST_SQLITE = 1
-        const val REQUEST_HTML = 2
+    companion object {
+        const val EXTRA_COMPARE_MARKER = "compare_marker"
+        const val EXTRA_COMPARE_LABEL = "compare_label"
+        private const val REQUEST_SQLITE = 1
+        private const val REQUEST_HTML = 2
     }
 }

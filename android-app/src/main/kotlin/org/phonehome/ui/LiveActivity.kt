@@ -23,6 +23,7 @@ import org.phonehome.R
 import org.phonehome.core.Core
 import org.phonehome.core.NativeCore
 import org.phonehome.proto.Snapshot
+import org.phonehome.settings.Settings
 import org.phonehome.vpn.CaptureService
 
 /** The Live screen: apps sorted by contacts to Xiaomi, live counters, filter and search. */
@@ -38,6 +39,7 @@ class LiveActivity : Activity() {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_live)
         NativeCore.load()
+        NativeCore.openHistory(Settings(this).databasePath)
         adapter = AppListAdapter(this)
         status = findViewById(R.id.status)
         warning = findViewById(R.id.warning)

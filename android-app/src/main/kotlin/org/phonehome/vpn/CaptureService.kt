@@ -34,7 +34,7 @@ class CaptureService : VpnService() {
     private lateinit var settings: Settings
     private lateinit var notification: CaptureNotification
     private lateinit var connectivity: ConnectivityManager
-    private var networkCallback: ConnectivityManager.NetworkCallback? = null
+    @Volatile private var networkCallback: ConnectivityManager.NetworkCallback? = null
     @Volatile private var upstreamInUse: String? = null
 
     override fun onCreate() {
@@ -197,7 +197,11 @@ class CaptureService : VpnService() {
                 }
             }
         }
-        connectivity.registerDefaultNetworkCallback(callback, main)
+        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.O) {
+            connectivity.registerDefaultNetworkCallback(callback, main)
+        } else {
+            connectivity.registerDefaultNetworkCallback(callback) // runs on a system thread
+        }
         networkCallback = callback
     }
 
