@@ -108,7 +108,8 @@ if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && command -v ip >/dev/null; then
     ip netns exec "$NS_NET" timeout 600 python3 -m http.server 8080 --bind 198.19.0.1 \
         --directory "$HOST/target/www" >/dev/null 2>&1 &
     SERVER_PID=$!
-    ip netns exec "$NS" "${MVN[@]}" -o -Dphonehome.tun="$TUN" test -Dtest=CaptureTest \
+    # Classes were compiled in step 5; only the tests run here.
+    ip netns exec "$NS" "${MVN[@]}" -o -Dphonehome.tun="$TUN" surefire:test -Dtest=CaptureTest \
         -Dsurefire.failIfNoSpecifiedTests=false
 else
     echo "SKIPPED: the capture test needs root and /dev/net/tun"
