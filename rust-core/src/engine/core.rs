@@ -429,8 +429,10 @@ impl Core {
                 _ => 0,
             })
             .sum();
-        self.over_budget = estimate > budget;
-        if !self.over_budget {
+        // Busy flows keep trimming themselves down to half the budget (hysteresis): between two
+        // passes a thousand fast flows can touch many megabytes.
+        self.over_budget = estimate > budget / 2;
+        if estimate <= budget {
             return;
         }
         for flow in self.flows.values_mut() {
