@@ -161,8 +161,23 @@ impl Core {
 
     /// Start owner attribution for a new flow.
     pub(super) fn ask_owner(&mut self, id: FlowId, key: FlowKey) {
-        if let Some(owner) = &self.owner {
-            owner.request(id, key.proto, key.src, key.dst);
+        match &self.owner {
+            Some(owner) => owner.request(id, key.proto, key.src, key.dst),
+            None => {
+                if let Some(flow) = self.flows.get_mut(&id) {
+                    flow.common().owner_done = true;
+                }
+            }
+        }
+    }
+
+    /// Before the final events: let owner lookups still running answer (bounded), so the last
+    /// flows of a session are attributed too.
+    fn await_owners(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.flows.values_mut().any(|f| !f.common().owner_done) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            self.owner_results();
         }
     }
 
@@ -173,10 +188,8 @@ impl Core {
         for (id, uid) in results {
             match self.flows.get_mut(&id) {
                 Some(flow) => {
-                    if let Flow::Tcp(tcp) = flow {
-                        tcp.owner_done = true;
-                    }
                     let common = flow.common();
+                    common.owner_done = true;
                     if let Some(uid) = uid {
                         common.record.uid = Some(uid);
                         self.reporter.changed(common);
@@ -199,7 +212,7 @@ impl Core {
         let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else {
             return;
         };
-        if flow.phase == Phase::Connecting && flow.connected && flow.owner_done {
+        if flow.phase == Phase::Connecting && flow.connected && flow.common.owner_done {
             flow.phase = Phase::Relaying;
             let shard = &mut self.shards[flow.shard];
             shard.socket(flow.handle).pause_synack(false);
@@ -221,7 +234,7 @@ impl Core {
         });
         for id in due {
             if let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) {
-                flow.owner_done = true;
+                flow.common.owner_done = true;
             }
             self.release_if_ready(id);
         }
@@ -375,7 +388,6 @@ impl Core {
             trimmed_up: 0,
             trimmed_down: 0,
             connected: false,
-            owner_done: self.owner.is_none(),
         };
         self.flows.insert(id, Flow::Tcp(Box::new(flow)));
         self.tcp_index.insert((src, dst), id);
@@ -416,7 +428,7 @@ impl Core {
                         Some(Ok(())) => {
                             log::trace!("flow {id}: connected to {}", flow.common.record.key.dst);
                             flow.connected = true;
-                            if !flow.owner_done {
+                            if !flow.common.owner_done {
                                 self.held.push((id, now.mono + OWNER_HOLD));
                             }
                             self.release_if_ready(id);
@@ -749,6 +761,7 @@ impl Core {
 
     /// Close every flow (reason engine-stop) and flush their final events.
     pub fn shutdown(&mut self, now: Now) {
+        self.await_owners(OWNER_HOLD);
         let ids: Vec<FlowId> = self.flows.keys().copied().collect();
         for id in ids {
             self.close_flow(id, CloseReason::EngineStop, now);

@@ -46,6 +46,8 @@ pub struct FlowCommon {
     pub last_activity: Instant,
     /// The dissector took bytes since the last naming pass.
     pub inspector_changed: bool,
+    /// The owner lookup answered or gave up (or there is no lookup).
+    pub owner_done: bool,
     last_emit: Millis,
     dirty: bool,
 }
@@ -67,6 +69,7 @@ impl FlowCommon {
             inspector: Some(inspector),
             last_activity: now.mono,
             inspector_changed: false,
+            owner_done: false,
             last_emit: now.ms,
             dirty: false,
         }
