@@ -1,28 +1,15 @@
 //! `phonehome analyze` as a user runs it: a capture into the database, and a damaged capture
 //! that keeps what it held. The captures are made here with PcapngWriter.
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
 use phonehome::pcap::PcapngWriter;
 use phonehome::store::{FlowFilter, Reader};
 
-fn udp_packet(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut udp = Vec::new();
-    udp.extend(sport.to_be_bytes());
-    udp.extend(dport.to_be_bytes());
-    udp.extend(((8 + payload.len()) as u16).to_be_bytes());
-    udp.extend([0, 0]);
-    udp.extend(payload);
-    let mut ip = vec![0x45, 0];
-    ip.extend(((20 + udp.len()) as u16).to_be_bytes());
-    ip.extend([0, 1, 0x40, 0, 64, 17, 0, 0]);
-    ip.extend(Ipv4Addr::new(198, 18, 0, 2).octets());
-    ip.extend(Ipv4Addr::new(198, 18, 1, 1).octets());
-    ip.extend(udp);
-    ip
-}
+#[path = "common/udp_packet.rs"]
+mod udp_packet;
+use udp_packet::udp_packet;
 
 fn capture(path: &Path, flows: u16) {
     let mut w = PcapngWriter::new(std::fs::File::create(path).unwrap()).unwrap();
