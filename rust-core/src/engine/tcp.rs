@@ -56,6 +56,10 @@ pub struct TcpFlow {
     /// `bytes_up` / `bytes_down` when the rings were last trimmed (for the memory estimate).
     pub trimmed_up: u64,
     pub trimmed_down: u64,
+    /// The outbound connect succeeded (the SYN-ACK may still wait for `owner_done`).
+    pub connected: bool,
+    /// The owner lookup answered, gave up, or was not asked.
+    pub owner_done: bool,
 }
 
 #[derive(Default)]
