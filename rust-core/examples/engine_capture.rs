@@ -73,7 +73,10 @@ fn main() -> ExitCode {
     let owner = Box::new(ProcNet::new(namespace.proc_net_dir()));
     // PH_RX / PH_TX: per-flow smoltcp ring sizes in KiB.
     let kib = |name: &str, default: usize| {
-        std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok()).map_or(default, |k| k * 1024)
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(default, |k| k * 1024)
     };
     let defaults = Tuning::default();
     let tuning = Tuning {
@@ -109,7 +112,10 @@ fn main() -> ExitCode {
         Err(e) => eprintln!("engine_capture: stopping the engine: {e}"),
     }
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        for line in status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
+        for line in status
+            .lines()
+            .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+        {
             eprintln!("{line}");
         }
     }

@@ -98,7 +98,8 @@ impl Namer {
         if inspection.app_info.l7.is_some() {
             flow.app_info = inspection.app_info.clone();
         }
-        flow.cleartext = inspection.cleartext;
+        // Callers pass an empty Inspection once the Inspector is gone: never forget a finding.
+        flow.cleartext |= inspection.cleartext;
         for kind in &inspection.leaks {
             if !flow.leaks.contains(kind) {
                 flow.leaks.push(kind.clone());
@@ -275,6 +276,12 @@ mod tests {
         assert!(!flow.destination.category_guessed);
         assert!(flow.cleartext);
         assert_eq!(flow.leaks, vec!["model"]);
+        // The engine renames with an empty Inspection once the Inspector is dropped.
+        namer.name_flow(&mut flow, &Inspection::default(), 10);
+        assert!(flow.cleartext);
+        assert_eq!(flow.leaks, vec!["model"]);
+        assert_eq!(flow.app_info.l7.as_deref(), Some(L7_MIPUSH));
+        assert_eq!(flow.destination.vendor.as_deref(), Some("Xiaomi"));
     }
 
     #[test]

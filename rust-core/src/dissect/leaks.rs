@@ -77,6 +77,9 @@ pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'sta
     if miui_version_shape(data) {
         found.insert(MIUI_VERSION);
     }
+    if android_user_agent_model(&lower) {
+        found.insert(MODEL);
+    }
     if let Some(ctx) = ctx {
         if let Some(model) = ctx.model.as_deref().filter(|m| m.len() >= 4) {
             let m = model.to_ascii_lowercase();
@@ -321,6 +324,18 @@ fn miui_version_shape(data: &[u8]) -> bool {
     false
 }
 
+/// Android user agents name the device: "Dalvik/2.1.0 (Linux; U; Android 11; M2101K7BG
+/// Build/RKQ1.201022.002)", and WebViews the same way.
+fn android_user_agent_model(lower: &[u8]) -> bool {
+    memchr::memmem::find_iter(lower, b" build/").any(|at| {
+        let before = &lower[at.saturating_sub(80)..at];
+        let Some(semi) = before.iter().rposition(|&b| b == b';') else { return false };
+        let model = before[semi + 1..].trim_ascii();
+        let android = memchr::memmem::rfind(&before[..semi], b"android").is_some();
+        android && !model.is_empty() && model.iter().all(|&b| b.is_ascii_graphic() || b == b' ')
+    })
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && memchr::memmem::find(hay, needle).is_some()
 }
@@ -376,6 +391,9 @@ mod tests {
         assert_eq!(kinds(b"ver OS1.0.5.0.UMCEUXM;", None), vec![MIUI_VERSION]);
         assert_eq!(kinds(b"rom=V14.0.3.0.TKHEUXM", None), vec![MIUI_VERSION]);
         assert!(kinds(b"V1.2.3.4.AB", None).is_empty());
+        let ua = b"User-Agent: Dalvik/2.1.0 (Linux; U; Android 11; M2101K7BG Build/RKQ1.201022.002)\r\n";
+        assert_eq!(kinds(ua, None), vec![MODEL]);
+        assert!(kinds(b"User-Agent: okhttp/4.9.0 (Linux; x86_64; Build/abc)", None).is_empty());
     }
 
     #[test]

@@ -31,7 +31,8 @@ impl TcpBuffers {
         // the region is released (single owner: the flow that holds this `TcpBuffers`).
         unsafe {
             let rx = std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.rx_len);
-            let tx = std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(self.rx_len), self.tx_len);
+            let tx =
+                std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(self.rx_len), self.tx_len);
             (SocketBuffer::new(rx), SocketBuffer::new(tx))
         }
     }
@@ -61,7 +62,11 @@ impl TcpBuffers {
     pub fn trim_tx(&self) {
         // SAFETY: as in `trim_rx`; the tx ring follows the rx ring in the mapping.
         unsafe {
-            libc::madvise(self.ptr.as_ptr().add(self.rx_len).cast(), self.tx_len, libc::MADV_DONTNEED)
+            libc::madvise(
+                self.ptr.as_ptr().add(self.rx_len).cast(),
+                self.tx_len,
+                libc::MADV_DONTNEED,
+            )
         };
     }
 }
@@ -77,7 +82,12 @@ impl BufferPool {
     pub fn new(rx_len: usize, tx_len: usize, keep: usize) -> BufferPool {
         let page = page_size();
         let round = |n: usize| n.max(page).div_ceil(page) * page;
-        BufferPool { rx_len: round(rx_len), tx_len: round(tx_len), free: Vec::new(), keep }
+        BufferPool {
+            rx_len: round(rx_len),
+            tx_len: round(tx_len),
+            free: Vec::new(),
+            keep,
+        }
     }
 
     pub fn acquire(&mut self) -> Option<TcpBuffers> {
@@ -99,14 +109,24 @@ impl BufferPool {
         if ptr == libc::MAP_FAILED {
             return None;
         }
-        NonNull::new(ptr.cast()).map(|ptr| TcpBuffers { ptr, rx_len: self.rx_len, tx_len: self.tx_len })
+        NonNull::new(ptr.cast()).map(|ptr| TcpBuffers {
+            ptr,
+            rx_len: self.rx_len,
+            tx_len: self.tx_len,
+        })
     }
 
     /// Return a region whose socket is gone. Its pages go back to the system.
     pub fn release(&mut self, buffers: TcpBuffers) {
         if self.free.len() < self.keep {
             // SAFETY: the region is mapped and no socket references it any more.
-            unsafe { libc::madvise(buffers.ptr.as_ptr().cast(), buffers.len(), libc::MADV_DONTNEED) };
+            unsafe {
+                libc::madvise(
+                    buffers.ptr.as_ptr().cast(),
+                    buffers.len(),
+                    libc::MADV_DONTNEED,
+                )
+            };
             self.free.push(buffers);
         } else {
             unmap(buffers);

@@ -82,12 +82,22 @@ impl Core {
         let epoch = Instant::now();
         let recycler = BufferRecycler::default();
         let shards = (0..tuning.shards.max(1))
-            .map(|_| Shard::new(config.mtu, smoltcp::time::Instant::from_micros(0), recycler.clone()))
+            .map(|_| {
+                Shard::new(
+                    config.mtu,
+                    smoltcp::time::Instant::from_micros(0),
+                    recycler.clone(),
+                )
+            })
             .collect();
         // A ring must hold several segments: with a large MTU (fewer packets per byte, the
         // cheapest way to go fast on a tun) 128 KiB would be two segments in flight.
         let ring = |size: usize| size.max(RING_SEGMENTS * config.mtu);
-        let pool = BufferPool::new(ring(tuning.tcp_rx_buffer), ring(tuning.tcp_tx_buffer), tuning.spare_buffers);
+        let pool = BufferPool::new(
+            ring(tuning.tcp_rx_buffer),
+            ring(tuning.tcp_tx_buffer),
+            tuning.spare_buffers,
+        );
         Core {
             config,
             tuning,
@@ -119,7 +129,9 @@ impl Core {
     }
 
     fn smol_now(&self, now: Now) -> smoltcp::time::Instant {
-        smoltcp::time::Instant::from_micros(now.mono.saturating_duration_since(self.epoch).as_micros() as i64)
+        smoltcp::time::Instant::from_micros(
+            now.mono.saturating_duration_since(self.epoch).as_micros() as i64,
+        )
     }
 
     pub(super) fn new_flow_id(&mut self) -> FlowId {
@@ -179,7 +191,9 @@ impl Core {
             }
         };
         match parsed.transport {
-            Transport::Tcp { syn, ack, rst, .. } => self.tcp_packet(parsed, buf, syn && !ack && !rst, rst, now),
+            Transport::Tcp { syn, ack, rst, .. } => {
+                self.tcp_packet(parsed, buf, syn && !ack && !rst, rst, now)
+            }
             Transport::Udp { .. } => {
                 self.udp_packet(parsed, &buf, now);
                 self.to_tun.recycle(buf);
@@ -196,7 +210,10 @@ impl Core {
         if let Some(&id) = self.tcp_index.get(&key)
             && let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id)
         {
-            if let Transport::Tcp { seq, payload_len, .. } = parsed.transport {
+            if let Transport::Tcp {
+                seq, payload_len, ..
+            } = parsed.transport
+            {
                 flow.saw_segment(seq, payload_len);
             }
             self.reporter.packet(&mut flow.common, Direction::Up, now);
@@ -228,9 +245,17 @@ impl Core {
         let src = parsed.src_addr();
         let dst = parsed.dst_addr();
         let is_dns = self.is_dns_service(dst);
-        let target = if is_dns { self.config.dns_upstream } else { dst };
+        let target = if is_dns {
+            self.config.dns_upstream
+        } else {
+            dst
+        };
         let id = self.new_flow_id();
-        let key = FlowKey { proto: Proto::Tcp, src, dst };
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            src,
+            dst,
+        };
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         common.record.packets_up = 1;
 
@@ -241,7 +266,8 @@ impl Core {
                 self.refuse_syn(&syn, &e);
                 self.to_tun.recycle(syn);
                 self.reporter.opened(&mut common, now.ms);
-                self.reporter.closed(&mut common, connect_reason(&e), now.ms);
+                self.reporter
+                    .closed(&mut common, connect_reason(&e), now.ms);
                 return;
             }
         };
@@ -261,7 +287,11 @@ impl Core {
             return;
         };
         let mut stream = stream;
-        if let Err(e) = self.registry.register(&mut stream, Self::token(id), Interest::READABLE | Interest::WRITABLE) {
+        if let Err(e) = self.registry.register(
+            &mut stream,
+            Self::token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             log::warn!("cannot register outbound socket: {e}");
             self.shards[shard_index].remove(handle, &mut self.pool, buffers);
             self.dropped();
@@ -321,7 +351,9 @@ impl Core {
 
     /// Readiness of a flow's outbound socket.
     pub fn on_ready(&mut self, token: Token, readable: bool, writable: bool, now: Now) {
-        let Some(id) = token.0.checked_sub(FIRST_FLOW_TOKEN).map(|id| id as FlowId) else { return };
+        let Some(id) = token.0.checked_sub(FIRST_FLOW_TOKEN).map(|id| id as FlowId) else {
+            return;
+        };
         match self.flows.get_mut(&id) {
             Some(Flow::Tcp(flow)) => {
                 flow.out_readable |= readable;
@@ -354,7 +386,9 @@ impl Core {
     /// The outbound connect failed: reset the app's SYN and end the flow.
     /// smoltcp answers the paused SYN with a RST, so the app fails fast.
     fn fail_connect(&mut self, id: FlowId, reason: CloseReason) {
-        let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else { return };
+        let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
         flow.abort(&mut self.shards[flow.shard], reason);
         self.touched.push(id);
     }
@@ -439,7 +473,9 @@ impl Core {
             let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::WouldBlock && e.raw_os_error() != Some(libc::ENOBUFS) {
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.raw_os_error() != Some(libc::ENOBUFS)
+                {
                     log::debug!("tun write: {e}");
                 }
                 self.reporter.stats.packets_dropped += 1;
@@ -453,7 +489,9 @@ impl Core {
         touched.sort_unstable();
         touched.dedup();
         for id in touched.drain(..) {
-            let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else { continue };
+            let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else {
+                continue;
+            };
             let outcome = flow.service(&mut self.shards[flow.shard], &mut self.reporter, now);
             if self.over_budget && outcome == Outcome::Open && flow.touched() >= TRIM_MIN {
                 flow.trim(&mut self.shards[flow.shard]);
@@ -485,14 +523,29 @@ impl Core {
     /// Log one DNS exchange of flow `flow_id` (key, owner taken from the flow) and feed the
     /// IP -> names cache. Parsed by `dissect::dns`, as the pcap observer does, so live and
     /// replayed captures give the same rows.
-    pub(super) fn record_dns(&mut self, flow_id: FlowId, query: &[u8], answer: Option<&[u8]>, now: Now) {
+    pub(super) fn record_dns(
+        &mut self,
+        flow_id: FlowId,
+        query: &[u8],
+        answer: Option<&[u8]>,
+        now: Now,
+    ) {
         use crate::dissect::dns;
-        let Some(flow) = self.flows.get_mut(&flow_id) else { return };
+        let Some(flow) = self.flows.get_mut(&flow_id) else {
+            return;
+        };
         let flow = &flow.common().record;
-        let exchange = dns::Exchange { time: now.ms, client: flow.key.src, server: flow.key.dst, transport: flow.key.proto };
+        let exchange = dns::Exchange {
+            time: now.ms,
+            client: flow.key.src,
+            server: flow.key.dst,
+            transport: flow.key.proto,
+        };
         let parsed_query = dns::parse(query).ok();
         let parsed_answer = answer.and_then(|a| dns::parse_lenient(a).ok());
-        let Some(mut record) = dns::record_from(exchange, parsed_query.as_ref(), parsed_answer.as_ref()) else {
+        let Some(mut record) =
+            dns::record_from(exchange, parsed_query.as_ref(), parsed_answer.as_ref())
+        else {
             log::debug!("DNS exchange of flow {flow_id} has no readable question");
             return;
         };
@@ -506,7 +559,9 @@ impl Core {
     }
 
     pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
-        let Some(Flow::Tcp(mut flow)) = self.flows.remove(&id) else { return };
+        let Some(Flow::Tcp(mut flow)) = self.flows.remove(&id) else {
+            return;
+        };
         let key = flow.common.record.key;
         self.tcp_index.remove(&(key.src, key.dst));
         let _ = self.registry.deregister(&mut flow.stream);
@@ -556,7 +611,9 @@ impl Core {
             let mut next: Option<i64> = None;
             let mut keep = Vec::new();
             for id in self.reporter.take_dirty() {
-                let Some(flow) = self.flows.get_mut(&id) else { continue };
+                let Some(flow) = self.flows.get_mut(&id) else {
+                    continue;
+                };
                 if let Some(due) = self.reporter.emit_if_due(flow.common(), now.ms) {
                     keep.push(id);
                     next = Some(next.map_or(due, |n| n.min(due)));
@@ -573,7 +630,9 @@ impl Core {
         let tuning = self.tuning.clone();
         let mut expired = Vec::new();
         for (&id, flow) in &mut self.flows {
-            let idle = now.mono.saturating_duration_since(flow.common().last_activity);
+            let idle = now
+                .mono
+                .saturating_duration_since(flow.common().last_activity);
             let limit = match flow {
                 Flow::Tcp(f) if f.phase == Phase::Connecting => tuning.connect_timeout,
                 Flow::Tcp(f) if f.up_closed || f.down_closed => tuning.tcp_half_closed_timeout,

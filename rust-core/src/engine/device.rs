@@ -43,7 +43,10 @@ pub struct PacketQueue {
 
 impl PacketQueue {
     pub fn new(recycler: BufferRecycler) -> PacketQueue {
-        PacketQueue { queue: VecDeque::new(), recycler }
+        PacketQueue {
+            queue: VecDeque::new(),
+            recycler,
+        }
     }
 
     /// A buffer to fill (cleared); give it back with [`push`](Self::push) or
@@ -79,7 +82,11 @@ pub struct QueueDevice {
 
 impl QueueDevice {
     pub fn new(mtu: usize, recycler: BufferRecycler) -> QueueDevice {
-        QueueDevice { rx: PacketQueue::new(recycler.clone()), tx: PacketQueue::new(recycler), mtu }
+        QueueDevice {
+            rx: PacketQueue::new(recycler.clone()),
+            tx: PacketQueue::new(recycler),
+            mtu,
+        }
     }
 }
 
@@ -122,7 +129,13 @@ impl phy::Device for QueueDevice {
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
         let packet = self.rx.pop()?;
-        Some((RxToken { packet, spare: &mut self.rx }, TxToken { tx: &mut self.tx }))
+        Some((
+            RxToken {
+                packet,
+                spare: &mut self.rx,
+            },
+            TxToken { tx: &mut self.tx },
+        ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_>> {

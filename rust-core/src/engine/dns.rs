@@ -16,7 +16,11 @@ pub fn servfail(query: &[u8]) -> Option<Vec<u8>> {
     let questions = u16::from_be_bytes([query[4], query[5]]);
     // Echo the question section when there is exactly one (the normal case); otherwise answer
     // with the header only.
-    let question_end = if questions == 1 { question_end(query) } else { None };
+    let question_end = if questions == 1 {
+        question_end(query)
+    } else {
+        None
+    };
     let mut reply = query[..question_end.unwrap_or(12)].to_vec();
     reply[2] = 0x80 | (query[2] & 0x79); // QR, keep opcode and RD
     reply[3] = 0x80 | 2; // RA, SERVFAIL

@@ -38,9 +38,13 @@ pub struct Control {
 impl Control {
     pub fn stats(&self) -> io::Result<EngineStats> {
         let (reply, answer) = mpsc::channel();
-        self.commands.send(Command::Stats(reply)).map_err(|_| io::Error::other("engine thread ended"))?;
+        self.commands
+            .send(Command::Stats(reply))
+            .map_err(|_| io::Error::other("engine thread ended"))?;
         self.waker.wake()?;
-        answer.recv().map_err(|_| io::Error::other("engine thread ended"))
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("engine thread ended"))
     }
 
     pub fn stop(mut self) -> io::Result<EngineStats> {
@@ -66,18 +70,34 @@ pub fn spawn(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let registry = poll.registry().try_clone()?;
     let (commands, command_rx) = mpsc::channel();
-    let resolver = OwnerResolver::spawn(owner, events.clone(), Arc::clone(&waker) as Arc<dyn crate::owner::resolver::Wake>)?;
-    let thread = std::thread::Builder::new().name("phonehome-engine".into()).spawn(move || {
-        let reporter = Reporter::new(events);
-        let core = Core::new(config, tuning, registry, reporter, Some(resolver));
-        run(tun, poll, core, command_rx)
-    })?;
-    Ok(Control { commands, waker, thread: Some(thread) })
+    let resolver = OwnerResolver::spawn(
+        owner,
+        events.clone(),
+        Arc::clone(&waker) as Arc<dyn crate::owner::resolver::Wake>,
+    )?;
+    let thread = std::thread::Builder::new()
+        .name("phonehome-engine".into())
+        .spawn(move || {
+            let reporter = Reporter::new(events);
+            let core = Core::new(config, tuning, registry, reporter, Some(resolver));
+            run(tun, poll, core, command_rx)
+        })?;
+    Ok(Control {
+        commands,
+        waker,
+        thread: Some(thread),
+    })
 }
 
-fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>) -> io::Result<EngineStats> {
+fn run(
+    tun: OwnedFd,
+    mut poll: Poll,
+    mut core: Core,
+    commands: Receiver<Command>,
+) -> io::Result<EngineStats> {
     let fd = tun.as_raw_fd();
-    poll.registry().register(&mut SourceFd(&fd), TUN, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut SourceFd(&fd), TUN, Interest::READABLE)?;
     core.tun_fd = Some(fd);
     let mut events = Events::with_capacity(256);
     let batch = core.tuning.batch.max(1);
@@ -88,7 +108,11 @@ fn run(tun: OwnedFd, mut poll: Poll, mut core: Core, commands: Receiver<Command>
     let mut tun_failed = false;
     loop {
         let now = Now::read();
-        let timeout = if tun_readable { std::time::Duration::ZERO } else { core.timeout(now) };
+        let timeout = if tun_readable {
+            std::time::Duration::ZERO
+        } else {
+            core.timeout(now)
+        };
         if let Err(e) = poll.poll(&mut events, Some(timeout))
             && e.kind() != io::ErrorKind::Interrupted
         {

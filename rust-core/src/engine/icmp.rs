@@ -35,7 +35,9 @@ impl Core {
                 }
             },
         };
-        let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else { return };
+        let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
         // The ICMP message from its header on: the kernel rewrites the identifier and checksum.
         let l4_start = parsed.payload.0 - 8;
         let message = &buf[l4_start..parsed.payload.1];
@@ -43,7 +45,8 @@ impl Core {
         match flow.socket.send(message) {
             Ok(_) => {
                 let data = parsed.payload.1 - parsed.payload.0;
-                self.reporter.bytes(&mut flow.common, Direction::Up, data, now);
+                self.reporter
+                    .bytes(&mut flow.common, Direction::Up, data, now);
             }
             Err(e) => {
                 log::debug!("ping {}: {e}", parsed.dst);
@@ -62,11 +65,24 @@ impl Core {
             }
         };
         let id = self.new_flow_id();
-        self.registry.register(&mut socket, Core::token(id), Interest::READABLE).ok()?;
-        let key = FlowKey { proto: Proto::Icmp, src: SocketAddr::new(parsed.src, ident), dst };
+        self.registry
+            .register(&mut socket, Core::token(id), Interest::READABLE)
+            .ok()?;
+        let key = FlowKey {
+            proto: Proto::Icmp,
+            src: SocketAddr::new(parsed.src, ident),
+            dst,
+        };
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         self.reporter.opened(&mut common, now.ms);
-        self.flows.insert(id, Flow::Echo(Box::new(EchoFlow { common, socket, ident })));
+        self.flows.insert(
+            id,
+            Flow::Echo(Box::new(EchoFlow {
+                common,
+                socket,
+                ident,
+            })),
+        );
         self.echo_index.insert((parsed.src, parsed.dst, ident), id);
         self.ask_owner(id, key);
         self.schedule_sweep(now);
@@ -75,7 +91,9 @@ impl Core {
 
     pub(super) fn echo_readable(&mut self, id: FlowId, now: Now) {
         for _ in 0..64 {
-            let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else { return };
+            let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else {
+                return;
+            };
             let n = match flow.socket.recv(&mut self.datagram) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -91,7 +109,8 @@ impl Core {
             if packet::build_echo_reply(&mut out, src, dst, flow.ident, &self.datagram[..n]) {
                 self.to_tun.push(out);
                 self.reporter.packet(&mut flow.common, Direction::Down, now);
-                self.reporter.bytes(&mut flow.common, Direction::Down, n.saturating_sub(8), now);
+                self.reporter
+                    .bytes(&mut flow.common, Direction::Down, n.saturating_sub(8), now);
             } else {
                 self.to_tun.recycle(out);
             }
@@ -99,9 +118,12 @@ impl Core {
     }
 
     pub(super) fn close_echo(&mut self, id: FlowId, reason: CloseReason, now: Now) {
-        let Some(Flow::Echo(mut flow)) = self.flows.remove(&id) else { return };
+        let Some(Flow::Echo(mut flow)) = self.flows.remove(&id) else {
+            return;
+        };
         let key = flow.common.record.key;
-        self.echo_index.remove(&(key.src.ip(), key.dst.ip(), flow.ident));
+        self.echo_index
+            .remove(&(key.src.ip(), key.dst.ip(), flow.ident));
         let _ = self.registry.deregister(&mut flow.socket);
         self.reporter.closed(&mut flow.common, reason, now.ms);
     }

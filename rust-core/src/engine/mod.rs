@@ -51,8 +51,6 @@ use crate::dissect::DeviceContext;
 use crate::flow::Event;
 use crate::owner::OwnerLookup;
 
-pub use dns::servfail as dns_servfail;
-
 /// How outbound sockets escape the tunnel.
 #[derive(Clone, Debug, Default)]
 pub struct Outbound {
@@ -173,7 +171,9 @@ impl Engine {
             ));
         }
         let control = event_loop::spawn(tun, config, tuning, owner, events)?;
-        Ok(Engine { control: Some(control) })
+        Ok(Engine {
+            control: Some(control),
+        })
     }
 
     pub fn stats(&self) -> io::Result<EngineStats> {

@@ -9,7 +9,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::Outbound;
 
 fn socket(outbound: &Outbound, dst: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(dst), ty.nonblocking().cloexec(), Some(proto))?;
+    let socket = Socket::new(
+        Domain::for_address(dst),
+        ty.nonblocking().cloexec(),
+        Some(proto),
+    )?;
     if let Some(mark) = outbound.mark {
         socket.set_mark(mark)?;
     }
@@ -42,7 +46,11 @@ pub fn udp_connect(outbound: &Outbound, dst: SocketAddr) -> io::Result<mio::net:
 /// An unprivileged ICMP echo ("ping") socket connected to `dst`. Fails with EACCES where
 /// `net.ipv4.ping_group_range` does not include our group.
 pub fn ping_connect(outbound: &Outbound, dst: SocketAddr) -> io::Result<mio::net::UdpSocket> {
-    let proto = if dst.is_ipv4() { Protocol::ICMPV4 } else { Protocol::ICMPV6 };
+    let proto = if dst.is_ipv4() {
+        Protocol::ICMPV4
+    } else {
+        Protocol::ICMPV6
+    };
     let socket = socket(outbound, dst, Type::DGRAM, proto)?;
     socket.connect(&dst.into())?;
     Ok(mio::net::UdpSocket::from_std(socket.into()))

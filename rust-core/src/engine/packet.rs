@@ -28,10 +28,24 @@ pub enum Drop {
 /// The transport part of a packet, as much as the engine needs to route it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    Tcp { src_port: u16, dst_port: u16, seq: u32, syn: bool, ack: bool, rst: bool, payload_len: usize },
-    Udp { src_port: u16, dst_port: u16 },
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        seq: u32,
+        syn: bool,
+        ack: bool,
+        rst: bool,
+        payload_len: usize,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
     /// An ICMP (v4) or ICMPv6 echo request.
-    Echo { ident: u16, seq: u16 },
+    Echo {
+        ident: u16,
+        seq: u16,
+    },
 }
 
 /// A packet from the app, classified. Offsets index into the original buffer.
@@ -97,7 +111,13 @@ fn parse_v4(buf: &[u8]) -> Result<Parsed, Drop> {
             if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {
                 return Err(Drop::Unsupported);
             }
-            (Transport::Echo { ident: icmp.echo_ident(), seq: icmp.echo_seq_no() }, (8, l4.len()))
+            (
+                Transport::Echo {
+                    ident: icmp.echo_ident(),
+                    seq: icmp.echo_seq_no(),
+                },
+                (8, l4.len()),
+            )
         }
         _ => return Err(Drop::Unsupported),
     };
@@ -125,7 +145,13 @@ fn parse_v6(buf: &[u8]) -> Result<Parsed, Drop> {
             if icmp.msg_type() != Icmpv6Message::EchoRequest || icmp.msg_code() != 0 {
                 return Err(Drop::Unsupported);
             }
-            (Transport::Echo { ident: icmp.echo_ident(), seq: icmp.echo_seq_no() }, (8, l4.len()))
+            (
+                Transport::Echo {
+                    ident: icmp.echo_ident(),
+                    seq: icmp.echo_seq_no(),
+                },
+                (8, l4.len()),
+            )
         }
         IpProtocol::Ipv6Frag => return Err(Drop::Fragment),
         _ => return Err(Drop::Unsupported),
@@ -165,7 +191,13 @@ fn parse_udp(l4: &[u8]) -> Result<(Transport, (usize, usize)), Drop> {
         return Err(Drop::Malformed);
     }
     let end = usize::from(udp.len());
-    Ok((Transport::Udp { src_port: udp.src_port(), dst_port: udp.dst_port() }, (8, end)))
+    Ok((
+        Transport::Udp {
+            src_port: udp.src_port(),
+            dst_port: udp.dst_port(),
+        },
+        (8, end),
+    ))
 }
 
 fn ip_address(addr: IpAddr) -> IpAddress {
@@ -190,7 +222,13 @@ fn emit_ip(
     if src.is_ipv4() != dst.is_ipv4() {
         return None;
     }
-    let repr = IpRepr::new(ip_address(src), ip_address(dst), proto, payload_len, HOP_LIMIT);
+    let repr = IpRepr::new(
+        ip_address(src),
+        ip_address(dst),
+        proto,
+        payload_len,
+        HOP_LIMIT,
+    );
     out.clear();
     out.resize(repr.buffer_len(), 0);
     repr.emit(&mut out[..], &ChecksumCapabilities::default());
@@ -206,7 +244,10 @@ pub fn build_udp(out: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr, payload: &
     let Some(header_len) = emit_ip(out, src.ip(), dst.ip(), IpProtocol::Udp, udp_len) else {
         return false;
     };
-    let repr = UdpRepr { src_port: src.port(), dst_port: dst.port() };
+    let repr = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+    };
     let mut packet = UdpPacket::new_unchecked(&mut out[header_len..]);
     repr.emit(
         &mut packet,
@@ -221,11 +262,21 @@ pub fn build_udp(out: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr, payload: &
 
 /// An echo reply from `src` to `dst`. `icmp` is the ICMP message the kernel's ping socket
 /// returned (type, code, checksum, ident, seq, data); its ident is replaced by `ident`.
-pub fn build_echo_reply(out: &mut Vec<u8>, src: IpAddr, dst: IpAddr, ident: u16, icmp: &[u8]) -> bool {
+pub fn build_echo_reply(
+    out: &mut Vec<u8>,
+    src: IpAddr,
+    dst: IpAddr,
+    ident: u16,
+    icmp: &[u8],
+) -> bool {
     if icmp.len() < 8 || icmp.len() > usize::from(u16::MAX) - 40 {
         return false;
     }
-    let proto = if src.is_ipv4() { IpProtocol::Icmp } else { IpProtocol::Icmpv6 };
+    let proto = if src.is_ipv4() {
+        IpProtocol::Icmp
+    } else {
+        IpProtocol::Icmpv6
+    };
     let Some(header_len) = emit_ip(out, src, dst, proto, icmp.len()) else {
         return false;
     };
@@ -259,7 +310,11 @@ pub fn build_unreachable(out: &mut Vec<u8>, router: IpAddr, original: &[u8], por
     let quoted = &original[..original.len().min(parsed.ip_len).min(520)];
     let icmp_len = 8 + quoted.len();
     let v4 = parsed.src.is_ipv4();
-    let proto = if v4 { IpProtocol::Icmp } else { IpProtocol::Icmpv6 };
+    let proto = if v4 {
+        IpProtocol::Icmp
+    } else {
+        IpProtocol::Icmpv6
+    };
     let Some(header_len) = emit_ip(out, router, parsed.src, proto, icmp_len) else {
         return false;
     };
@@ -303,7 +358,10 @@ pub fn build_rst(out: &mut Vec<u8>, original: &[u8]) -> bool {
     let (seq, ack) = if tcp.ack() {
         (tcp.ack_number(), None)
     } else {
-        (smoltcp::wire::TcpSeqNumber(0), Some(tcp.seq_number() + seg_len as usize))
+        (
+            smoltcp::wire::TcpSeqNumber(0),
+            Some(tcp.seq_number() + seg_len as usize),
+        )
     };
     let Some(ip_header) = emit_ip(out, parsed.dst, parsed.src, IpProtocol::Tcp, 20) else {
         return false;
@@ -350,16 +408,32 @@ mod tests {
         assert_eq!(parsed.dst_addr(), dst);
         assert_eq!(&out[parsed.payload.0..parsed.payload.1], b"hello");
         let ip6 = |n| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n));
-        assert!(build_udp(&mut out, SocketAddr::new(ip6(1), 9), SocketAddr::new(ip6(2), 10), b"x"));
+        assert!(build_udp(
+            &mut out,
+            SocketAddr::new(ip6(1), 9),
+            SocketAddr::new(ip6(2), 10),
+            b"x"
+        ));
         let parsed = parse(&out).unwrap();
-        assert_eq!(parsed.transport, Transport::Udp { src_port: 9, dst_port: 10 });
+        assert_eq!(
+            parsed.transport,
+            Transport::Udp {
+                src_port: 9,
+                dst_port: 10
+            }
+        );
         assert!(!build_udp(&mut out, src, SocketAddr::new(ip6(2), 10), b"x"));
     }
 
     #[test]
     fn fragments_and_garbage_are_refused() {
         let mut out = Vec::new();
-        assert!(build_udp(&mut out, SocketAddr::new(v4(1), 1), SocketAddr::new(v4(2), 2), b"abc"));
+        assert!(build_udp(
+            &mut out,
+            SocketAddr::new(v4(1), 1),
+            SocketAddr::new(v4(2), 2),
+            b"abc"
+        ));
         let mut frag = out.clone();
         {
             let mut ip = Ipv4Packet::new_unchecked(&mut frag[..]);
@@ -391,7 +465,12 @@ mod tests {
         assert!(reply.verify_checksum());
 
         let mut original = Vec::new();
-        assert!(build_udp(&mut original, SocketAddr::new(v4(2), 5), SocketAddr::new(v4(3), 6), b"q"));
+        assert!(build_udp(
+            &mut original,
+            SocketAddr::new(v4(2), 5),
+            SocketAddr::new(v4(3), 6),
+            b"q"
+        ));
         assert!(build_unreachable(&mut out, v4(3), &original, true));
         let ip = Ipv4Packet::new_checked(&out[..]).unwrap();
         assert_eq!(ip.dst_addr(), Ipv4Addr::new(198, 18, 0, 2));
@@ -409,7 +488,9 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             let len = (state % 120) as usize;
-            let mut buf: Vec<u8> = (0..len).map(|i| (state >> (i % 56)) as u8 ^ i as u8).collect();
+            let mut buf: Vec<u8> = (0..len)
+                .map(|i| (state >> (i % 56)) as u8 ^ i as u8)
+                .collect();
             if let Some(first) = buf.first_mut() {
                 // Mostly plausible versions, to get past the first check.
                 *first = (*first & 0x0f) | if state & 1 == 0 { 0x40 } else { 0x60 };

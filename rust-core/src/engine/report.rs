@@ -26,7 +26,10 @@ impl Now {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as Millis)
             .unwrap_or(0);
-        Now { mono: Instant::now(), ms }
+        Now {
+            mono: Instant::now(),
+            ms,
+        }
     }
 }
 
@@ -48,7 +51,12 @@ pub struct FlowCommon {
 }
 
 impl FlowCommon {
-    pub fn new(id: FlowId, key: FlowKey, now: Now, device: Option<&Arc<DeviceContext>>) -> FlowCommon {
+    pub fn new(
+        id: FlowId,
+        key: FlowKey,
+        now: Now,
+        device: Option<&Arc<DeviceContext>>,
+    ) -> FlowCommon {
         let inspector = Inspector::new(key.proto, key.dst.port());
         let inspector = match device {
             Some(device) => inspector.with_context(Arc::clone(device)),
@@ -130,13 +138,15 @@ impl Reporter {
     /// Re-run naming after the dissector learned something.
     pub fn rename(&mut self, flow: &mut FlowCommon, now: Millis) {
         if let Some(inspector) = &flow.inspector {
-            self.namer.name_flow(&mut flow.record, inspector.result(), now);
+            self.namer
+                .name_flow(&mut flow.record, inspector.result(), now);
             if !inspector.wants_more() {
                 // Done: free its state; the record keeps what it found.
                 flow.inspector = None;
             }
         } else {
-            self.namer.name_flow(&mut flow.record, &Default::default(), now);
+            self.namer
+                .name_flow(&mut flow.record, &Default::default(), now);
         }
     }
 

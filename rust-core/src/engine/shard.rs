@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Address, Ipv6Address};
+use smoltcp::wire::{
+    HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Address, Ipv6Address,
+};
 
 use super::buffers::{BufferPool, TcpBuffers};
 use super::device::{BufferRecycler, QueueDevice};
@@ -36,14 +38,23 @@ impl Shard {
         // The shard answers for every address (any_ip): it impersonates each destination. The
         // /0 addresses make smoltcp accept any source; since 0.13 routes are not needed.
         iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::new(0, 0, 0, 1)), 0));
+            let _ = addrs.push(IpCidr::new(
+                IpAddress::Ipv4(Ipv4Address::new(0, 0, 0, 1)),
+                0,
+            ));
             let _ = addrs.push(IpCidr::new(
                 IpAddress::Ipv6(Ipv6Address::new(0, 0, 0, 0, 0, 0, 0, 1)),
                 0,
             ));
         });
         iface.set_any_ip(true);
-        Shard { iface, sockets: SocketSet::new(Vec::new()), device, deadline: None, dirty: false }
+        Shard {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            device,
+            deadline: None,
+            dirty: false,
+        }
     }
 
     /// Add a socket that waits for the app's SYN to `dst` and holds the SYN-ACK until the real
@@ -52,7 +63,12 @@ impl Shard {
     /// Packets already queued are processed first, and any socket left listening is closed: a
     /// socket whose connecting flow got a RST from the app falls back to LISTEN, and would
     /// otherwise take this new SYN. (Its flow sees it closed at its next service.)
-    pub fn listen(&mut self, dst: SocketAddr, buffers: &TcpBuffers, now: Instant) -> Option<SocketHandle> {
+    pub fn listen(
+        &mut self,
+        dst: SocketAddr,
+        buffers: &TcpBuffers,
+        now: Instant,
+    ) -> Option<SocketHandle> {
         self.ingress(now);
         for (_, socket) in self.sockets.iter_mut() {
             if let Some(tcp) = tcp::Socket::downcast_mut(socket)
@@ -70,7 +86,10 @@ impl Shard {
         socket.set_keep_alive(None);
         socket.set_timeout(Some(Duration::from_secs(120)));
         socket.set_ack_delay(Some(Duration::from_millis(10)));
-        let endpoint = IpListenEndpoint { addr: Some(to_ip_address(dst)), port: dst.port() };
+        let endpoint = IpListenEndpoint {
+            addr: Some(to_ip_address(dst)),
+            port: dst.port(),
+        };
         socket.listen(endpoint).ok()?;
         Some(self.sockets.add(socket))
     }
@@ -80,7 +99,9 @@ impl Shard {
     /// destination can take it.
     pub fn ingress(&mut self, now: Instant) {
         while !self.device.rx.is_empty() {
-            let _ = self.iface.poll_ingress_single(now, &mut self.device, &mut self.sockets);
+            let _ = self
+                .iface
+                .poll_ingress_single(now, &mut self.device, &mut self.sockets);
         }
         self.dirty = true;
     }
@@ -117,8 +138,9 @@ pub fn to_ip_address(addr: SocketAddr) -> IpAddress {
 
 /// Which shard owns the flow `src -> dst`.
 pub fn shard_of(src: SocketAddr, dst: SocketAddr, shards: usize) -> usize {
-    let mut hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .build_hasher();
+    let mut hasher =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
     src.hash(&mut hasher);
     dst.hash(&mut hasher);
     (std::hash::Hasher::finish(&hasher) % shards.max(1) as u64) as usize

@@ -114,7 +114,9 @@ impl TcpFlow {
             Phase::Relaying => {}
         }
         let mut moved = false;
-        let socket = shard.sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.handle);
+        let socket = shard
+            .sockets
+            .get_mut::<smoltcp::socket::tcp::Socket>(self.handle);
 
         // App -> server.
         while self.out_writable && socket.can_recv() {
@@ -167,9 +169,11 @@ impl TcpFlow {
                         let queries = &mut dns.queries;
                         let exchanges = &mut dns.exchanges;
                         dns.down.push(got, |answer| {
-                            let query = match super::dns::message_id(answer)
-                                .and_then(|id| queries.iter().position(|q| super::dns::message_id(q) == Some(id)))
-                            {
+                            let query = match super::dns::message_id(answer).and_then(|id| {
+                                queries
+                                    .iter()
+                                    .position(|q| super::dns::message_id(q) == Some(id))
+                            }) {
                                 Some(at) => queries.swap_remove(at),
                                 None => Vec::new(),
                             };
@@ -207,7 +211,9 @@ impl TcpFlow {
             // Both FINs exchanged: the app is in FIN-WAIT/TIME-WAIT or got our last ACK.
             // Dropping the socket now skips smoltcp's 10 s TIME-WAIT.
             State::TimeWait => Outcome::Closed(CloseReason::Fin),
-            State::Closed if self.up_closed && self.down_closed => Outcome::Closed(CloseReason::Fin),
+            State::Closed if self.up_closed && self.down_closed => {
+                Outcome::Closed(CloseReason::Fin)
+            }
             State::Closed => {
                 // Not a clean close: the app reset, or smoltcp gave up on it.
                 outbound::set_linger_zero(&self.stream);
@@ -229,17 +235,17 @@ impl TcpFlow {
 impl TcpFlow {
     /// Note a segment from the app (sequence number and payload length).
     pub fn saw_segment(&mut self, seq: u32, payload_len: usize) {
-        let end = seq.wrapping_add(payload_len as u32);
-        if (end.wrapping_sub(self.rx_max_end) as i32) > 0 {
-            self.rx_max_end = end;
-        }
+        self.rx_max_end = later(self.rx_max_end, seq.wrapping_add(payload_len as u32));
     }
 
     /// Bytes of ring memory this flow may have touched since its last trim.
     pub fn touched(&self) -> usize {
-        let Some(buffers) = &self.buffers else { return 0 };
+        let Some(buffers) = &self.buffers else {
+            return 0;
+        };
         let up = (self.common.record.bytes_up - self.trimmed_up).min(buffers.rx_capacity() as u64);
-        let down = (self.common.record.bytes_down - self.trimmed_down).min(buffers.tx_capacity() as u64);
+        let down =
+            (self.common.record.bytes_down - self.trimmed_down).min(buffers.tx_capacity() as u64);
         (up + down) as usize
     }
 
@@ -247,15 +253,17 @@ impl TcpFlow {
     /// nothing queued and no out-of-order segment can be waiting in it: every byte the app
     /// sent has been passed on. Returns the bytes released from the estimate.
     pub fn trim(&mut self, shard: &mut Shard) -> usize {
-        let Some(buffers) = &self.buffers else { return 0 };
+        let Some(buffers) = &self.buffers else {
+            return 0;
+        };
         if self.phase != Phase::Relaying {
             return 0;
         }
         let socket = shard.socket(self.handle);
         let mut released = 0;
         let up = self.common.record.bytes_up;
-        let contiguous_end = self.rx_start.wrapping_add(up as u32).wrapping_add(socket.recv_queue() as u32);
-        let out_of_order = (self.rx_max_end.wrapping_sub(contiguous_end) as i32) > 0;
+        let out_of_order =
+            beyond_contiguous(self.rx_start, up, socket.recv_queue(), self.rx_max_end);
         if up != self.trimmed_up && socket.recv_queue() == 0 && !out_of_order {
             buffers.trim_rx();
             log::trace!("trimmed rx ring of flow {}", self.common.record.id);
@@ -272,16 +280,55 @@ impl TcpFlow {
     }
 }
 
+/// The later of two sequence numbers (modulo 2^32, RFC 1982 style).
+fn later(a: u32, b: u32) -> u32 {
+    if (b.wrapping_sub(a) as i32) > 0 { b } else { a }
+}
+
+/// Whether the app sent bytes past what smoltcp holds in order (`start` + relayed + queued):
+/// then out-of-order data may sit in the rx ring and its pages must be kept.
+fn beyond_contiguous(start: u32, relayed: u64, queued: usize, max_end: u32) -> bool {
+    let contiguous_end = start
+        .wrapping_add(relayed as u32)
+        .wrapping_add(queued as u32);
+    (max_end.wrapping_sub(contiguous_end) as i32) > 0
+}
+
 /// The app has sent its FIN (smoltcp has received it).
 fn app_sent_fin(state: State) -> bool {
-    matches!(state, State::CloseWait | State::LastAck | State::Closing | State::TimeWait)
+    matches!(
+        state,
+        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+    )
 }
 
 fn server_error(e: &io::Error) -> CloseReason {
     match e.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-            CloseReason::ResetByServer
-        }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => CloseReason::ResetByServer,
         _ => CloseReason::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_tracking_survives_wraparound() {
+        let start = u32::MAX - 100;
+        // 300 bytes relayed across the wrap, nothing queued, nothing seen beyond: ring is free.
+        let end = start.wrapping_add(300);
+        assert!(!beyond_contiguous(start, 300, 0, end));
+        // A segment past a hole: must not trim.
+        assert!(beyond_contiguous(start, 300, 0, end.wrapping_add(1460)));
+        // Queued bytes count as held in order.
+        assert!(!beyond_contiguous(start, 200, 100, end));
+        // Retransmissions of old data never move the high mark back.
+        assert_eq!(later(end, start), end);
+        assert_eq!(later(start, end), end);
+        // More than 4 GiB relayed: only the low 32 bits matter, as in TCP.
+        assert!(!beyond_contiguous(start, (1u64 << 32) + 300, 0, end));
     }
 }

@@ -34,14 +34,27 @@ impl crate::owner::OwnerLookup for NoOwner {
 fn socketpair() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: fds has room for two descriptors.
-    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
     assert_eq!(rc, 0);
     for fd in fds {
         let size: libc::c_int = 4 << 20;
         // Root may exceed wmem_max (SNDBUFFORCE); otherwise the default applies.
         // SAFETY: setsockopt with a valid int option.
         unsafe {
-            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, (&size as *const libc::c_int).cast(), 4);
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                4,
+            );
         }
     }
     // SAFETY: socketpair returned two fresh descriptors we now own.
@@ -55,10 +68,20 @@ struct Harness {
 }
 
 fn tuning() -> Tuning {
-    Tuning { shards: 4, tcp_rx_buffer: 64 * 1024, tcp_tx_buffer: 64 * 1024, dns_timeout: Duration::from_millis(300), ..Tuning::default() }
+    Tuning {
+        shards: 4,
+        tcp_rx_buffer: 64 * 1024,
+        tcp_tx_buffer: 64 * 1024,
+        dns_timeout: Duration::from_millis(300),
+        ..Tuning::default()
+    }
 }
 
 fn start(upstream: SocketAddr, tuning: Tuning) -> Harness {
+    start_with_mtu(upstream, tuning, 1500)
+}
+
+fn start_with_mtu(upstream: SocketAddr, tuning: Tuning, mtu: usize) -> Harness {
     #[cfg(feature = "cli")]
     let _ = env_logger::builder().is_test(true).try_init();
     let (engine_end, app) = socketpair();
@@ -67,11 +90,15 @@ fn start(upstream: SocketAddr, tuning: Tuning) -> Harness {
         dns_v4: DNS_IP,
         dns_v6: None,
         dns_upstream: upstream,
-        mtu: 1500,
+        mtu,
         outbound: Outbound::default(),
     };
     let engine = Engine::start_tuned(engine_end, config, tuning, Box::new(NoOwner), tx).unwrap();
-    Harness { engine: Some(engine), events, app }
+    Harness {
+        engine: Some(engine),
+        events,
+        app,
+    }
 }
 
 impl Harness {
@@ -102,7 +129,11 @@ impl Harness {
 }
 
 fn wait_readable(fd: RawFd, wait: Duration) -> bool {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as libc::c_int) > 0 }
 }
@@ -117,6 +148,7 @@ struct App {
 
 struct FdDevice {
     fd: RawFd,
+    mtu: usize,
 }
 
 struct FdRx(Vec<u8>);
@@ -144,7 +176,14 @@ impl phy::Device for FdDevice {
     fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(FdRx, FdTx)> {
         let mut buf = vec![0u8; 65536];
         // SAFETY: valid buffer; the fd is non-blocking.
-        let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n <= 0 {
             return None;
         }
@@ -157,22 +196,41 @@ impl phy::Device for FdDevice {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
+        caps.max_transmission_unit = self.mtu;
         caps
     }
 }
 
 impl App {
     fn new(fd: RawFd) -> App {
-        let mut device = FdDevice { fd };
-        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, smoltcp::time::Instant::from_millis(0));
+        App::with_mtu(fd, 1500)
+    }
+
+    fn with_mtu(fd: RawFd, mtu: usize) -> App {
+        let mut device = FdDevice { fd, mtu };
+        let mut iface = Interface::new(
+            Config::new(HardwareAddress::Ip),
+            &mut device,
+            smoltcp::time::Instant::from_millis(0),
+        );
         iface.update_ip_addrs(|a| {
             a.push(IpCidr::new(IpAddress::Ipv4(APP_IP), 15)).unwrap();
             a.push(IpCidr::new(IpAddress::Ipv6(APP_IP6), 64)).unwrap();
         });
-        iface.routes_mut().add_default_ipv4_route(Ipv4Address::new(198, 18, 0, 1)).unwrap();
-        iface.routes_mut().add_default_ipv6_route(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)).unwrap();
-        App { iface, sockets: SocketSet::new(Vec::new()), device, epoch: Instant::now() }
+        iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::new(198, 18, 0, 1))
+            .unwrap();
+        iface
+            .routes_mut()
+            .add_default_ipv6_route(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1))
+            .unwrap();
+        App {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            device,
+            epoch: Instant::now(),
+        }
     }
 
     fn now(&self) -> smoltcp::time::Instant {
@@ -180,8 +238,8 @@ impl App {
     }
 
     fn connect(&mut self, dst: SocketAddr, local_port: u16) -> SocketHandle {
-        let rx = tcp::SocketBuffer::new(vec![0u8; 64 * 1024]);
-        let tx = tcp::SocketBuffer::new(vec![0u8; 64 * 1024]);
+        let rx = tcp::SocketBuffer::new(vec![0u8; 256 * 1024]);
+        let tx = tcp::SocketBuffer::new(vec![0u8; 256 * 1024]);
         let mut socket = tcp::Socket::new(rx, tx);
         let remote = match dst.ip() {
             IpAddr::V4(ip) => IpAddress::Ipv4(ip),
@@ -192,12 +250,22 @@ impl App {
             IpAddr::V4(_) => IpAddress::Ipv4(APP_IP),
             IpAddr::V6(_) => IpAddress::Ipv6(APP_IP6),
         };
-        socket.connect(self.iface.context(), (remote, dst.port()), (local, local_port)).unwrap();
+        socket
+            .connect(
+                self.iface.context(),
+                (remote, dst.port()),
+                (local, local_port),
+            )
+            .unwrap();
         self.sockets.add(socket)
     }
 
     /// Poll until `done` says so or `limit` passes. Returns whether `done` was reached.
-    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut SocketSet<'static>) -> bool) -> bool {
+    fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut SocketSet<'static>) -> bool,
+    ) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit {
             let now = self.now();
@@ -265,18 +333,42 @@ fn tcp_relay_is_byte_exact_and_closes_cleanly() {
 #[test]
 fn tcp_relay_is_byte_exact_while_rings_are_trimmed() {
     // A zero budget makes every pass return the pages of idle rings mid-transfer.
-    echo_through_engine("127.0.0.1:0", 2 * 1024 * 1024, Tuning { tcp_buffer_budget: 0, ..tuning() });
+    echo_through_engine(
+        "127.0.0.1:0",
+        2 * 1024 * 1024,
+        Tuning {
+            tcp_buffer_budget: 0,
+            ..tuning()
+        },
+    );
+}
+
+#[test]
+fn tcp_relay_with_a_65000_byte_mtu() {
+    // Large segments both ways (the fast setting for a Linux capture TUN); rings scale with it.
+    echo_through_engine_mtu("127.0.0.1:0", 3 * 1024 * 1024 + 5, tuning(), 65000);
 }
 
 #[test]
 fn tcp_relay_over_ipv6_with_one_shard() {
-    echo_through_engine("[::1]:0", 500_000, Tuning { shards: 1, ..tuning() });
+    echo_through_engine(
+        "[::1]:0",
+        500_000,
+        Tuning {
+            shards: 1,
+            ..tuning()
+        },
+    );
 }
 
 fn echo_through_engine(bind: &str, len: usize, tuning: Tuning) {
+    echo_through_engine_mtu(bind, len, tuning, 1500);
+}
+
+fn echo_through_engine_mtu(bind: &str, len: usize, tuning: Tuning, mtu: usize) {
     let (server, server_thread) = echo_server_on(bind);
-    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning);
-    let mut app = App::new(h.app.as_raw_fd());
+    let mut h = start_with_mtu("127.0.0.1:9".parse().unwrap(), tuning, mtu);
+    let mut app = App::with_mtu(h.app.as_raw_fd(), mtu);
     let handle = app.connect(server, 40001);
     let data = pattern(len);
     let mut sent = 0;
@@ -288,11 +380,12 @@ fn echo_through_engine(bind: &str, len: usize, tuning: Tuning) {
             sent += socket.send_slice(&data[sent..]).unwrap();
         }
         while socket.can_recv() {
-            socket.recv(|buf| {
-                echoed.extend_from_slice(buf);
-                (buf.len(), ())
-            })
-            .unwrap();
+            socket
+                .recv(|buf| {
+                    echoed.extend_from_slice(buf);
+                    (buf.len(), ())
+                })
+                .unwrap();
         }
         if sent == data.len() && !closed {
             socket.close();
@@ -316,16 +409,23 @@ fn echo_through_engine(bind: &str, len: usize, tuning: Tuning) {
     assert_eq!(flow.bytes_down, data.len() as u64);
     assert_eq!(flow.close_reason, Some(CloseReason::Fin));
     assert_eq!(flow.uid, Some(4242));
-    assert!(flow.packets_up > 100 && flow.packets_down > 100);
+    // At least one packet per MTU of payload each way (data up, echoed data down).
+    assert!(flow.packets_up as usize >= len / mtu && flow.packets_down as usize >= len / mtu);
     assert_eq!(stats.bytes_up, data.len() as u64);
     assert_eq!(stats.flows_open, 0);
-    assert!(events.contains(&Event::App { uid: 4242, name: "tester4242".into() }));
+    assert!(events.contains(&Event::App {
+        uid: 4242,
+        name: "tester4242".into()
+    }));
 }
 
 #[test]
 fn refused_connect_resets_the_app() {
     // A port nothing listens on.
-    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
     let mut app = App::new(h.app.as_raw_fd());
     let handle = app.connect(closed_port, 40002);
@@ -347,7 +447,9 @@ fn server_reset_reaches_the_app() {
     let server = listener.local_addr().unwrap();
     let server_thread = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(100));
         drop(stream); // RST
     });
@@ -363,12 +465,16 @@ fn server_reset_reaches_the_app() {
     server_thread.join().unwrap();
     assert!(reset);
     let (_, events) = h.stop();
-    assert_eq!(final_flows(&events)[0].close_reason, Some(CloseReason::ResetByServer));
+    assert_eq!(
+        final_flows(&events)[0].close_reason,
+        Some(CloseReason::ResetByServer)
+    );
 }
 
 #[test]
 fn half_close_from_the_app_still_delivers_the_answer() {
-    const REQUEST: &[u8] = b"GET /check HTTP/1.1\r\nHost: api.sec.miui.com\r\nUser-Agent: t\r\n\r\n";
+    const REQUEST: &[u8] =
+        b"GET /check HTTP/1.1\r\nHost: api.sec.miui.com\r\nUser-Agent: t\r\n\r\n";
     // The server reads to EOF, then answers and closes: needs the app's FIN passed on as a
     // shutdown(Write) while the other direction stays open.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -393,11 +499,12 @@ fn half_close_from_the_app_still_delivers_the_answer() {
             sent = true;
         }
         while socket.can_recv() {
-            socket.recv(|b| {
-                got.extend_from_slice(b);
-                (b.len(), ())
-            })
-            .unwrap();
+            socket
+                .recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
         }
         sent && !socket.may_recv() && got.len() == 200_000
     });
@@ -407,7 +514,10 @@ fn half_close_from_the_app_still_delivers_the_answer() {
     app.run_until(Duration::from_millis(200), |_| false);
     let (_, events) = h.stop();
     let flow = &final_flows(&events)[0];
-    assert_eq!((flow.bytes_up, flow.bytes_down), (REQUEST.len() as u64, 200_000));
+    assert_eq!(
+        (flow.bytes_up, flow.bytes_down),
+        (REQUEST.len() as u64, 200_000)
+    );
     // The relayed bytes reached the dissector and the namer.
     assert_eq!(flow.hostname.as_deref(), Some("api.sec.miui.com"));
     assert_eq!(flow.hostname_source, Some(crate::flow::NameSource::Http));
@@ -427,7 +537,11 @@ fn next_udp(h: &Harness, wait: Duration) -> Option<(SocketAddr, SocketAddr, Vec<
     while let Some(p) = h.recv(deadline.saturating_duration_since(Instant::now())) {
         let parsed = packet::parse(&p).unwrap();
         if let Transport::Udp { .. } = parsed.transport {
-            return Some((parsed.src_addr(), parsed.dst_addr(), p[parsed.payload.0..parsed.payload.1].to_vec()));
+            return Some((
+                parsed.src_addr(),
+                parsed.dst_addr(),
+                p[parsed.payload.0..parsed.payload.1].to_vec(),
+            ));
         }
     }
     None
@@ -441,7 +555,9 @@ fn udp_nat_relays_both_ways() {
     let app_addr = SocketAddr::new(IpAddr::V4(APP_IP), 5000);
     h.send(&udp_packet(app_addr, server_addr, b"ping one"));
     h.send(&udp_packet(app_addr, server_addr, b"ping two"));
-    server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut buf = [0u8; 100];
     let (n, from) = server.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"ping one");
@@ -449,18 +565,34 @@ fn udp_nat_relays_both_ways() {
     assert_eq!((&buf[..n], from2), (&b"ping two"[..], from));
     server.send_to(b"pong", from).unwrap();
     let (src, dst, payload) = next_udp(&h, Duration::from_secs(5)).unwrap();
-    assert_eq!((src, dst, payload.as_slice()), (server_addr, app_addr, &b"pong"[..]));
+    assert_eq!(
+        (src, dst, payload.as_slice()),
+        (server_addr, app_addr, &b"pong"[..])
+    );
     let (_, events) = h.stop();
     let flow = &final_flows(&events)[0];
     assert_eq!(flow.key.proto, Proto::Udp);
-    assert_eq!((flow.bytes_up, flow.bytes_down, flow.packets_up, flow.packets_down), (16, 4, 2, 1));
+    assert_eq!(
+        (
+            flow.bytes_up,
+            flow.bytes_down,
+            flow.packets_up,
+            flow.packets_down
+        ),
+        (16, 4, 2, 1)
+    );
     assert_eq!(flow.close_reason, Some(CloseReason::EngineStop));
 }
 
 fn dns_query(id: u16, name: &str) -> Vec<u8> {
     use simple_dns::{CLASS, Name, Packet, QCLASS, QTYPE, Question, TYPE};
     let mut packet = Packet::new_query(id);
-    packet.questions.push(Question::new(Name::new_unchecked(name), QTYPE::TYPE(TYPE::A), QCLASS::CLASS(CLASS::IN), false));
+    packet.questions.push(Question::new(
+        Name::new_unchecked(name),
+        QTYPE::TYPE(TYPE::A),
+        QCLASS::CLASS(CLASS::IN),
+        false,
+    ));
     packet.build_bytes_vec().unwrap()
 }
 
@@ -471,7 +603,14 @@ fn dns_answer(query: &[u8], ip: Ipv4Addr) -> Vec<u8> {
     let mut reply = Packet::new_reply(q.id());
     let name = q.questions[0].qname.clone();
     reply.questions.push(q.questions[0].clone());
-    reply.answers.push(ResourceRecord::new(name, CLASS::IN, 120, RData::A(A { address: u32::from(ip) })));
+    reply.answers.push(ResourceRecord::new(
+        name,
+        CLASS::IN,
+        120,
+        RData::A(A {
+            address: u32::from(ip),
+        }),
+    ));
     reply.build_bytes_vec().unwrap()
 }
 
@@ -484,11 +623,15 @@ fn dns_is_forwarded_recorded_and_servfailed_on_silence() {
     let service = SocketAddr::new(IpAddr::V4(DNS_IP), 53);
     let query = dns_query(0x1234, "metrics.data.mistat.xiaomi.com");
     h.send(&udp_packet(app_addr, service, &query));
-    upstream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    upstream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut buf = [0u8; 512];
     let (n, from) = upstream.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], &query[..]);
-    upstream.send_to(&dns_answer(&query, Ipv4Addr::new(198, 18, 7, 7)), from).unwrap();
+    upstream
+        .send_to(&dns_answer(&query, Ipv4Addr::new(198, 18, 7, 7)), from)
+        .unwrap();
     let (src, dst, answer) = next_udp(&h, Duration::from_secs(5)).unwrap();
     assert_eq!((src, dst), (service, app_addr));
     assert_eq!(dns::message_id(&answer), Some(0x1234));
@@ -511,7 +654,10 @@ fn dns_is_forwarded_recorded_and_servfailed_on_silence() {
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(records[0].query, "metrics.data.mistat.xiaomi.com");
     assert_eq!(records[0].rcode, Some(0));
-    assert_eq!(records[0].answer_ips, vec![IpAddr::V4(Ipv4Addr::new(198, 18, 7, 7))]);
+    assert_eq!(
+        records[0].answer_ips,
+        vec![IpAddr::V4(Ipv4Addr::new(198, 18, 7, 7))]
+    );
     assert_eq!(records[0].ttl, Some(120));
     assert_eq!(records[0].server, service);
     assert_eq!(records[1].query, "unanswered.example");
@@ -521,20 +667,32 @@ fn dns_is_forwarded_recorded_and_servfailed_on_silence() {
 #[test]
 fn idle_udp_flows_expire() {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let tuning = Tuning { udp_idle_timeout: Duration::from_millis(200), ..tuning() };
+    let tuning = Tuning {
+        udp_idle_timeout: Duration::from_millis(200),
+        ..tuning()
+    };
     let h = start("127.0.0.1:9".parse().unwrap(), tuning);
-    h.send(&udp_packet(SocketAddr::new(IpAddr::V4(APP_IP), 6000), server.local_addr().unwrap(), b"once"));
-    let closed = h.events.recv_timeout(Duration::from_secs(1)).ok().and_then(|first| {
-        assert!(matches!(first, Event::Flow(_)), "{first:?}");
-        // The sweep runs each second; the flow is idle after 200 ms.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Event::FlowClosed(r)) = h.events.recv_timeout(Duration::from_millis(100)) {
-                return Some(r);
+    h.send(&udp_packet(
+        SocketAddr::new(IpAddr::V4(APP_IP), 6000),
+        server.local_addr().unwrap(),
+        b"once",
+    ));
+    let closed = h
+        .events
+        .recv_timeout(Duration::from_secs(1))
+        .ok()
+        .and_then(|first| {
+            assert!(matches!(first, Event::Flow(_)), "{first:?}");
+            // The sweep runs each second; the flow is idle after 200 ms.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Event::FlowClosed(r)) = h.events.recv_timeout(Duration::from_millis(100))
+                {
+                    return Some(r);
+                }
             }
-        }
-        None
-    });
+            None
+        });
     let closed = closed.expect("the idle flow was closed");
     assert_eq!(closed.close_reason, Some(CloseReason::Idle));
     assert_eq!(h.engine.as_ref().unwrap().stats().unwrap().flows_open, 0);
@@ -546,7 +704,11 @@ fn garbage_is_counted_and_dropped() {
     h.send(&[0x45, 0, 0, 10]);
     h.send(&[0x60; 30]);
     h.send(&[0u8; 1]);
-    let mut sctp = udp_packet(SocketAddr::new(IpAddr::V4(APP_IP), 1), "127.0.0.1:2".parse().unwrap(), b"x");
+    let mut sctp = udp_packet(
+        SocketAddr::new(IpAddr::V4(APP_IP), 1),
+        "127.0.0.1:2".parse().unwrap(),
+        b"x",
+    );
     sctp[9] = 132;
     h.send(&sctp);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -571,7 +733,9 @@ fn dns_over_tcp_is_forwarded_and_recorded() {
         let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
         stream.read_exact(&mut query).unwrap();
         let answer = dns_answer(&query, Ipv4Addr::new(198, 18, 9, 9));
-        stream.write_all(&(answer.len() as u16).to_be_bytes()).unwrap();
+        stream
+            .write_all(&(answer.len() as u16).to_be_bytes())
+            .unwrap();
         stream.write_all(&answer).unwrap();
     });
     let mut h = start(upstream_addr, tuning());
@@ -589,11 +753,12 @@ fn dns_over_tcp_is_forwarded_and_recorded() {
             sent = true;
         }
         while socket.can_recv() {
-            socket.recv(|b| {
-                got.extend_from_slice(b);
-                (b.len(), ())
-            })
-            .unwrap();
+            socket
+                .recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
         }
         sent && !socket.may_recv()
     });
@@ -610,34 +775,66 @@ fn dns_over_tcp_is_forwarded_and_recorded() {
         .expect("a DNS record");
     assert_eq!(record.transport, Proto::Tcp);
     assert_eq!(record.query, "api.ad.xiaomi.com");
-    assert_eq!(record.answer_ips, vec![IpAddr::V4(Ipv4Addr::new(198, 18, 9, 9))]);
+    assert_eq!(
+        record.answer_ips,
+        vec![IpAddr::V4(Ipv4Addr::new(198, 18, 9, 9))]
+    );
 }
 
 fn echo_request(src: IpAddr, dst: IpAddr, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpProtocol, IpRepr};
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { panic!("v4 only") };
-    let icmp = Icmpv4Repr::EchoRequest { ident, seq_no: seq, data };
-    let ip = IpRepr::new(IpAddress::Ipv4(s), IpAddress::Ipv4(d), IpProtocol::Icmp, icmp.buffer_len(), 64);
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+        panic!("v4 only")
+    };
+    let icmp = Icmpv4Repr::EchoRequest {
+        ident,
+        seq_no: seq,
+        data,
+    };
+    let ip = IpRepr::new(
+        IpAddress::Ipv4(s),
+        IpAddress::Ipv4(d),
+        IpProtocol::Icmp,
+        icmp.buffer_len(),
+        64,
+    );
     let mut out = vec![0u8; ip.buffer_len()];
     ip.emit(&mut out[..], &ChecksumCapabilities::default());
     let header = ip.header_len();
-    icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut out[header..]), &ChecksumCapabilities::default());
+    icmp.emit(
+        &mut Icmpv4Packet::new_unchecked(&mut out[header..]),
+        &ChecksumCapabilities::default(),
+    );
     out
 }
 
 #[test]
 fn ping_is_answered_where_ping_sockets_are_allowed_else_dropped() {
-    let allowed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::ICMPV4)).is_ok();
+    let allowed = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::ICMPV4),
+    )
+    .is_ok();
     let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    h.send(&echo_request(IpAddr::V4(APP_IP), localhost, 0x77, 1, b"are you there"));
+    h.send(&echo_request(
+        IpAddr::V4(APP_IP),
+        localhost,
+        0x77,
+        1,
+        b"are you there",
+    ));
     let reply = h.recv(Duration::from_secs(if allowed { 5 } else { 1 }));
     let (stats, events) = h.stop();
     if allowed {
         let reply = reply.expect("an echo reply");
         let ip = smoltcp::wire::Ipv4Packet::new_checked(&reply[..]).unwrap();
-        assert_eq!((ip.src_addr(), ip.dst_addr()), (Ipv4Addr::LOCALHOST, APP_IP));
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr()),
+            (Ipv4Addr::LOCALHOST, APP_IP)
+        );
         let icmp = smoltcp::wire::Icmpv4Packet::new_checked(ip.payload()).unwrap();
         assert_eq!(icmp.msg_type(), smoltcp::wire::Icmpv4Message::EchoReply);
         assert_eq!((icmp.echo_ident(), icmp.echo_seq_no()), (0x77, 1));
@@ -657,7 +854,10 @@ fn stray_segments_get_a_reset() {
     use smoltcp::wire::{IpProtocol, IpRepr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
     // An ACK for a connection the engine never saw: answered with a RST, counted as dropped.
     let h = start("127.0.0.1:9".parse().unwrap(), tuning());
-    let (src, dst) = (IpAddress::Ipv4(APP_IP), IpAddress::Ipv4(Ipv4Addr::LOCALHOST));
+    let (src, dst) = (
+        IpAddress::Ipv4(APP_IP),
+        IpAddress::Ipv4(Ipv4Addr::LOCALHOST),
+    );
     let tcp = TcpRepr {
         src_port: 40007,
         dst_port: 80,
@@ -676,7 +876,12 @@ fn stray_segments_get_a_reset() {
     let mut out = vec![0u8; ip.buffer_len()];
     ip.emit(&mut out[..], &ChecksumCapabilities::default());
     let header = ip.header_len();
-    tcp.emit(&mut TcpPacket::new_unchecked(&mut out[header..]), &src, &dst, &ChecksumCapabilities::default());
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(&mut out[header..]),
+        &src,
+        &dst,
+        &ChecksumCapabilities::default(),
+    );
     h.send(&out);
     let reply = h.recv(Duration::from_secs(5)).expect("a reset");
     let ip = smoltcp::wire::Ipv4Packet::new_checked(&reply[..]).unwrap();
@@ -692,15 +897,24 @@ fn stray_segments_get_a_reset() {
 
 #[test]
 fn udp_to_a_closed_port_gets_port_unreachable() {
-    let closed = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
     let app_addr = SocketAddr::new(IpAddr::V4(APP_IP), 7000);
     h.send(&udp_packet(app_addr, closed, b"anyone?"));
     let reply = h.recv(Duration::from_secs(5)).expect("an ICMP error");
     let ip = smoltcp::wire::Ipv4Packet::new_checked(&reply[..]).unwrap();
-    assert_eq!((ip.src_addr(), ip.dst_addr()), (Ipv4Addr::LOCALHOST, APP_IP));
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (Ipv4Addr::LOCALHOST, APP_IP)
+    );
     let icmp = smoltcp::wire::Icmpv4Packet::new_checked(ip.payload()).unwrap();
-    assert_eq!((icmp.msg_type(), icmp.msg_code()), (smoltcp::wire::Icmpv4Message::DstUnreachable, 3));
+    assert_eq!(
+        (icmp.msg_type(), icmp.msg_code()),
+        (smoltcp::wire::Icmpv4Message::DstUnreachable, 3)
+    );
     assert!(icmp.verify_checksum());
     // The quoted datagram names the app's socket and the closed port.
     let quoted = packet::parse(icmp.data()).unwrap();
@@ -727,8 +941,18 @@ fn mutated_packets_never_stop_the_engine() {
     let mut seeds = vec![
         udp_packet(app, "127.0.0.1:9".parse().unwrap(), b"payload"),
         udp_packet(app6, "[::1]:9".parse().unwrap(), b"payload"),
-        udp_packet(app, SocketAddr::new(IpAddr::V4(DNS_IP), 53), &dns_query(1, "example.org")),
-        echo_request(IpAddr::V4(APP_IP), IpAddr::V4(Ipv4Addr::LOCALHOST), 1, 1, b"x"),
+        udp_packet(
+            app,
+            SocketAddr::new(IpAddr::V4(DNS_IP), 53),
+            &dns_query(1, "example.org"),
+        ),
+        echo_request(
+            IpAddr::V4(APP_IP),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            1,
+            1,
+            b"x",
+        ),
     ];
     let mut rst = Vec::new();
     let mut syn_like = seeds[0].clone();
@@ -755,7 +979,12 @@ fn mutated_packets_never_stop_the_engine() {
         }
     }
     while h.recv(Duration::from_millis(50)).is_some() {}
-    let stats = h.engine.as_ref().unwrap().stats().expect("the engine still answers");
+    let stats = h
+        .engine
+        .as_ref()
+        .unwrap()
+        .stats()
+        .expect("the engine still answers");
     assert!(stats.packets_dropped > 100, "{stats:?}");
     h.stop();
 }
@@ -763,8 +992,11 @@ fn mutated_packets_never_stop_the_engine() {
 #[test]
 fn an_app_that_aborts_a_pending_connect_and_retries_gets_through() {
     // A listener whose accept queue is full keeps the engine's connects pending.
-    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
     listener.listen(0).unwrap();
     let server: SocketAddr = listener.local_addr().unwrap().as_socket().unwrap();
     let filler = std::net::TcpStream::connect(server).unwrap();
@@ -796,11 +1028,12 @@ fn an_app_that_aborts_a_pending_connect_and_retries_gets_through() {
             sent = true;
         }
         if socket.can_recv() {
-            socket.recv(|b| {
-                got.extend_from_slice(b);
-                (b.len(), ())
-            })
-            .unwrap();
+            socket
+                .recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
         }
         got.len() == 5
     });
@@ -808,7 +1041,16 @@ fn an_app_that_aborts_a_pending_connect_and_retries_gets_through() {
     assert_eq!(&accepter.join().unwrap(), b"hello");
     drop(filler);
     let (_, events) = h.stop();
-    let mut reasons: Vec<_> = final_flows(&events).iter().map(|f| (f.key.src.port(), f.close_reason)).collect();
+    let mut reasons: Vec<_> = final_flows(&events)
+        .iter()
+        .map(|f| (f.key.src.port(), f.close_reason))
+        .collect();
     reasons.sort_by_key(|r| r.0);
-    assert_eq!(reasons, vec![(41001, Some(CloseReason::ResetByClient)), (41002, Some(CloseReason::EngineStop))]);
+    assert_eq!(
+        reasons,
+        vec![
+            (41001, Some(CloseReason::ResetByClient)),
+            (41002, Some(CloseReason::EngineStop))
+        ]
+    );
 }

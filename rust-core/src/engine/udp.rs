@@ -56,7 +56,9 @@ impl Core {
                 }
             },
         };
-        let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else { return };
+        let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
         self.reporter.packet(&mut flow.common, Direction::Up, now);
         if flow.common.inspect_datagram(Direction::Up, payload) {
             self.reporter.rename(&mut flow.common, now.ms);
@@ -66,7 +68,11 @@ impl Core {
                 self.reporter.bytes(&mut flow.common, Direction::Up, n, now);
                 if let (Some(pending), Some(query_id)) = (&mut flow.dns, dns::message_id(payload)) {
                     pending.retain(|q| q.id != query_id);
-                    pending.push(PendingQuery { id: query_id, query: payload.to_vec(), sent: now.mono });
+                    pending.push(PendingQuery {
+                        id: query_id,
+                        query: payload.to_vec(),
+                        sent: now.mono,
+                    });
                     if pending.len() > MAX_PENDING {
                         let oldest = pending.remove(0);
                         self.dns_failed(id, oldest, now);
@@ -86,7 +92,11 @@ impl Core {
 
     fn open_udp(&mut self, src: SocketAddr, dst: SocketAddr, now: Now) -> Option<FlowId> {
         let is_dns = self.is_dns_service(dst);
-        let target = if is_dns { self.config.dns_upstream } else { dst };
+        let target = if is_dns {
+            self.config.dns_upstream
+        } else {
+            dst
+        };
         let mut socket = match outbound::udp_connect(&self.config.outbound, target) {
             Ok(socket) => socket,
             Err(e) => {
@@ -95,14 +105,28 @@ impl Core {
             }
         };
         let id = self.new_flow_id();
-        if let Err(e) = self.registry.register(&mut socket, Core::token(id), Interest::READABLE) {
+        if let Err(e) = self
+            .registry
+            .register(&mut socket, Core::token(id), Interest::READABLE)
+        {
             log::warn!("cannot register UDP socket: {e}");
             return None;
         }
-        let key = FlowKey { proto: Proto::Udp, src, dst };
+        let key = FlowKey {
+            proto: Proto::Udp,
+            src,
+            dst,
+        };
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         self.reporter.opened(&mut common, now.ms);
-        self.flows.insert(id, Flow::Udp(Box::new(UdpFlow { common, socket, dns: is_dns.then(Vec::new) })));
+        self.flows.insert(
+            id,
+            Flow::Udp(Box::new(UdpFlow {
+                common,
+                socket,
+                dns: is_dns.then(Vec::new),
+            })),
+        );
         self.udp_index.insert((src, dst), id);
         self.ask_owner(id, key);
         self.schedule_sweep(now);
@@ -114,7 +138,9 @@ impl Core {
         // Bounded so one flooding flow cannot starve the loop; edge-triggered readiness is
         // re-armed by WouldBlock, so a flow cut short here is marked for another round.
         for _ in 0..256 {
-            let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else { return };
+            let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
+                return;
+            };
             let n = match flow.socket.recv(&mut self.datagram) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -140,7 +166,8 @@ impl Core {
             if packet::build_udp(&mut out, key.dst, key.src, payload) {
                 self.to_tun.push(out);
                 self.reporter.packet(&mut flow.common, Direction::Down, now);
-                self.reporter.bytes(&mut flow.common, Direction::Down, n, now);
+                self.reporter
+                    .bytes(&mut flow.common, Direction::Down, n, now);
             } else {
                 self.to_tun.recycle(out);
                 self.reporter.stats.packets_dropped += 1;
@@ -149,9 +176,10 @@ impl Core {
                 self.reporter.rename(&mut flow.common, now.ms);
             }
             let answered = match (&mut flow.dns, dns::message_id(payload)) {
-                (Some(pending), Some(answer_id)) => {
-                    pending.iter().position(|q| q.id == answer_id).map(|at| pending.swap_remove(at))
-                }
+                (Some(pending), Some(answer_id)) => pending
+                    .iter()
+                    .position(|q| q.id == answer_id)
+                    .map(|at| pending.swap_remove(at)),
                 _ => None,
             };
             if let Some(query) = answered {
@@ -169,7 +197,10 @@ impl Core {
             if let Flow::Udp(udp) = flow
                 && let Some(pending) = &mut udp.dns
             {
-                while let Some(at) = pending.iter().position(|q| now.mono.saturating_duration_since(q.sent) >= timeout) {
+                while let Some(at) = pending
+                    .iter()
+                    .position(|q| now.mono.saturating_duration_since(q.sent) >= timeout)
+                {
                     failed.push((id, pending.swap_remove(at)));
                 }
             }
@@ -181,14 +212,18 @@ impl Core {
 
     /// The upstream did not answer `query`: SERVFAIL to the app, and a record with no rcode.
     fn dns_failed(&mut self, id: FlowId, query: PendingQuery, now: Now) {
-        let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else { return };
+        let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
         let key = flow.common.record.key;
         self.answer_servfail(key.dst, key.src, &query.query);
         self.record_dns(id, &query.query, None, now);
     }
 
     fn answer_servfail(&mut self, service: SocketAddr, client: SocketAddr, query: &[u8]) {
-        let Some(reply) = dns::servfail(query) else { return };
+        let Some(reply) = dns::servfail(query) else {
+            return;
+        };
         let mut out = self.to_tun.take_buffer();
         if packet::build_udp(&mut out, service, client, &reply) {
             self.to_tun.push(out);
@@ -202,7 +237,8 @@ impl Core {
     fn relay_port_unreachable(&mut self, app: SocketAddr, server: SocketAddr) {
         let mut quoted = self.to_tun.take_buffer();
         let mut out = self.to_tun.take_buffer();
-        if packet::build_udp(&mut quoted, app, server, b"") && packet::build_unreachable(&mut out, server.ip(), &quoted, true)
+        if packet::build_udp(&mut quoted, app, server, b"")
+            && packet::build_unreachable(&mut out, server.ip(), &quoted, true)
         {
             self.to_tun.push(out);
         } else {
@@ -229,7 +265,9 @@ impl Core {
         for query in pending {
             self.dns_failed(id, query, now);
         }
-        let Some(Flow::Udp(mut flow)) = self.flows.remove(&id) else { return };
+        let Some(Flow::Udp(mut flow)) = self.flows.remove(&id) else {
+            return;
+        };
         let key = flow.common.record.key;
         self.udp_index.remove(&(key.src, key.dst));
         let _ = self.registry.deregister(&mut flow.socket);

@@ -41,7 +41,11 @@ pub struct ProcNet {
 impl ProcNet {
     /// `base` is a `net` directory: `/proc/net`, or `/proc/<pid>/net` for another namespace.
     pub fn new(base: PathBuf) -> ProcNet {
-        ProcNet { base, tcp: Table::default(), udp: Table::default() }
+        ProcNet {
+            base,
+            tcp: Table::default(),
+            udp: Table::default(),
+        }
     }
 
     fn read_table(&self, proto: Proto) -> Vec<SocketEntry> {
@@ -60,9 +64,19 @@ impl ProcNet {
         entries
     }
 
-    fn find(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr, refresh: Duration) -> Option<u32> {
+    fn find(
+        &mut self,
+        proto: Proto,
+        local: SocketAddr,
+        remote: SocketAddr,
+        refresh: Duration,
+    ) -> Option<u32> {
         let now = Instant::now();
-        let stale = |table: &Table| table.read_at.is_none_or(|at| now.duration_since(at) >= refresh);
+        let stale = |table: &Table| {
+            table
+                .read_at
+                .is_none_or(|at| now.duration_since(at) >= refresh)
+        };
         let table_is_stale = match proto {
             Proto::Tcp => stale(&self.tcp),
             Proto::Udp => stale(&self.udp),
@@ -70,21 +84,37 @@ impl ProcNet {
         };
         if table_is_stale {
             let entries = self.read_table(proto);
-            let table = if proto == Proto::Tcp { &mut self.tcp } else { &mut self.udp };
+            let table = if proto == Proto::Tcp {
+                &mut self.tcp
+            } else {
+                &mut self.udp
+            };
             table.entries = entries;
             table.read_at = Some(now);
         }
-        let table = if proto == Proto::Tcp { &self.tcp } else { &self.udp };
+        let table = if proto == Proto::Tcp {
+            &self.tcp
+        } else {
+            &self.udp
+        };
         lookup(&table.entries, proto, local, remote)
     }
 }
 
 /// The owner of the socket `local -> remote` in `entries`. TCP needs the exact pair; UDP
 /// sockets are often unconnected and bound to a wildcard, so the best match by local port wins.
-pub fn lookup(entries: &[SocketEntry], proto: Proto, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+pub fn lookup(
+    entries: &[SocketEntry],
+    proto: Proto,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Option<u32> {
     let local = canonical(local);
     let remote = canonical(remote);
-    if let Some(e) = entries.iter().find(|e| e.local == local && e.remote == remote) {
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.local == local && e.remote == remote)
+    {
         return Some(e.uid);
     }
     if proto != Proto::Udp {
@@ -138,7 +168,8 @@ fn word(hex: &str) -> Option<[u8; 4]> {
 
 impl OwnerLookup for ProcNet {
     fn owner_uid(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
-        self.find(proto, local, remote, FRESH).or_else(|| self.find(proto, local, remote, REREAD_ON_MISS))
+        self.find(proto, local, remote, FRESH)
+            .or_else(|| self.find(proto, local, remote, REREAD_ON_MISS))
     }
 
     fn app_name(&mut self, uid: u32) -> Option<String> {
@@ -154,7 +185,13 @@ pub fn user_name(uid: u32) -> Option<String> {
     unsafe {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result);
+        let rc = libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
         if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
             return None;
         }
@@ -192,17 +229,44 @@ mod tests {
         std::fs::write(dir.join("tcp6"), TCP6).unwrap();
         std::fs::write(dir.join("udp"), UDP).unwrap();
         let mut net = ProcNet::new(dir.clone());
-        assert_eq!(net.owner_uid(Proto::Tcp, addr("192.168.0.2:50000"), addr("198.18.0.1:443")), Some(1000));
+        assert_eq!(
+            net.owner_uid(
+                Proto::Tcp,
+                addr("192.168.0.2:50000"),
+                addr("198.18.0.1:443")
+            ),
+            Some(1000)
+        );
         // Listed in tcp6 as ::ffff:192.168.0.2.
-        assert_eq!(net.owner_uid(Proto::Tcp, addr("192.168.0.2:50001"), addr("198.18.0.1:80")), Some(1001));
+        assert_eq!(
+            net.owner_uid(Proto::Tcp, addr("192.168.0.2:50001"), addr("198.18.0.1:80")),
+            Some(1001)
+        );
         assert_eq!(
             net.owner_uid(Proto::Tcp, addr("[fd00::a]:54321"), addr("[fd00::1]:443")),
             Some(1002)
         );
-        assert_eq!(net.owner_uid(Proto::Tcp, addr("192.168.0.2:50002"), addr("198.18.0.1:443")), None);
+        assert_eq!(
+            net.owner_uid(
+                Proto::Tcp,
+                addr("192.168.0.2:50002"),
+                addr("198.18.0.1:443")
+            ),
+            None
+        );
         // UDP: connected socket by exact pair, wildcard-bound socket by port.
-        assert_eq!(net.owner_uid(Proto::Udp, addr("192.168.0.2:40000"), addr("198.18.0.1:53")), Some(2000));
-        assert_eq!(net.owner_uid(Proto::Udp, addr("192.168.0.2:5353"), addr("198.18.0.9:5353")), Some(110));
+        assert_eq!(
+            net.owner_uid(Proto::Udp, addr("192.168.0.2:40000"), addr("198.18.0.1:53")),
+            Some(2000)
+        );
+        assert_eq!(
+            net.owner_uid(
+                Proto::Udp,
+                addr("192.168.0.2:5353"),
+                addr("198.18.0.9:5353")
+            ),
+            Some(110)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -210,13 +274,19 @@ mod tests {
     fn malformed_lines_are_skipped() {
         assert_eq!(parse_line(""), None);
         assert_eq!(parse_line("0: zz:1 00000000:0000 0A 0 0 0 0"), None);
-        assert_eq!(parse_line("0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000"), None);
+        assert_eq!(
+            parse_line("0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000"),
+            None
+        );
     }
 
     #[test]
     fn root_has_a_name() {
         assert_eq!(user_name(0).as_deref(), Some("root"));
         let mut net = ProcNet::new(PathBuf::from("/nonexistent"));
-        assert_eq!(net.app_name(4_000_000_000).as_deref(), Some("uid:4000000000"));
+        assert_eq!(
+            net.app_name(4_000_000_000).as_deref(),
+            Some("uid:4000000000")
+        );
     }
 }

@@ -33,7 +33,12 @@ pub struct OwnerClient {
 
 impl OwnerClient {
     pub fn request(&self, flow: FlowId, proto: Proto, local: SocketAddr, remote: SocketAddr) {
-        let _ = self.requests.send(Request { flow, proto, local, remote });
+        let _ = self.requests.send(Request {
+            flow,
+            proto,
+            local,
+            remote,
+        });
     }
 
     /// Results that arrived since the last call.
@@ -64,10 +69,18 @@ impl OwnerResolver {
     ) -> io::Result<OwnerClient> {
         let (requests, request_rx) = mpsc::channel();
         let (result_tx, results) = mpsc::channel();
-        std::thread::Builder::new().name("phonehome-owner".into()).spawn(move || {
-            Worker { lookup, events, waker, results: result_tx, named: HashSet::new() }
+        std::thread::Builder::new()
+            .name("phonehome-owner".into())
+            .spawn(move || {
+                Worker {
+                    lookup,
+                    events,
+                    waker,
+                    results: result_tx,
+                    named: HashSet::new(),
+                }
                 .run(request_rx)
-        })?;
+            })?;
         Ok(OwnerClient { requests, results })
     }
 }
@@ -85,7 +98,9 @@ impl Worker {
     fn run(mut self, requests: Receiver<Request>) {
         let mut retries: VecDeque<(Instant, Request)> = VecDeque::new();
         loop {
-            let wait = retries.front().map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            let wait = retries
+                .front()
+                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
             let next = match wait {
                 Some(wait) => requests.recv_timeout(wait),
                 None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -109,7 +124,10 @@ impl Worker {
 
     /// Look up one flow's owner; false on a miss.
     fn resolve(&mut self, request: &Request) -> bool {
-        let Some(uid) = self.lookup.owner_uid(request.proto, request.local, request.remote) else {
+        let Some(uid) = self
+            .lookup
+            .owner_uid(request.proto, request.local, request.remote)
+        else {
             return false;
         };
         if self.named.insert(uid)
@@ -138,7 +156,11 @@ mod tests {
             let mut calls = self.calls.lock().unwrap();
             *calls += 1;
             // The first lookup of port 1000 misses, as a SYN racing the procfs entry would.
-            if local.port() == 1000 && *calls == 1 { None } else { Some(u32::from(local.port())) }
+            if local.port() == 1000 && *calls == 1 {
+                None
+            } else {
+                Some(u32::from(local.port()))
+            }
         }
         fn app_name(&mut self, uid: u32) -> Option<String> {
             Some(format!("user{uid}"))
@@ -154,8 +176,14 @@ mod tests {
     fn misses_are_retried_once_and_apps_named_once() {
         let calls = Arc::new(Mutex::new(0));
         let (events, event_rx) = mpsc::channel();
-        let client =
-            OwnerResolver::spawn(Box::new(Flaky { calls: Arc::clone(&calls) }), events, Arc::new(NoWake)).unwrap();
+        let client = OwnerResolver::spawn(
+            Box::new(Flaky {
+                calls: Arc::clone(&calls),
+            }),
+            events,
+            Arc::new(NoWake),
+        )
+        .unwrap();
         let a: SocketAddr = "198.18.0.2:1000".parse().unwrap();
         let b: SocketAddr = "198.18.0.2:1001".parse().unwrap();
         let server: SocketAddr = "198.18.0.1:80".parse().unwrap();
@@ -173,6 +201,9 @@ mod tests {
         assert_eq!(*calls.lock().unwrap(), 4);
         let apps: Vec<Event> = event_rx.try_iter().collect();
         assert_eq!(apps.len(), 2);
-        assert!(apps.contains(&Event::App { uid: 1001, name: "user1001".into() }));
+        assert!(apps.contains(&Event::App {
+            uid: 1001,
+            name: "user1001".into()
+        }));
     }
 }

@@ -30,12 +30,7 @@ class AppListAdapter(private val context: Context) : BaseAdapter() {
     }
 
     private fun refilter() {
-        val q = query.trim().lowercase()
-        shown = all.filter { row ->
-            (!xiaomiOnly || row.xiaomiFlows > 0) &&
-                (q.isEmpty() || Format.appName(context, row).lowercase().contains(q) ||
-                    row.app.packagesList.any { it.lowercase().contains(q) })
-        }
+        shown = all.filter { row -> AppFilter.matches(row, Format.appName(context, row), query, xiaomiOnly) }
         notifyDataSetChanged()
     }
 
