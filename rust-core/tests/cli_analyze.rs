@@ -73,3 +73,49 @@ fn analyze_stores_flows_and_survives_damage() {
     assert!(flows.iter().all(|f| f.uid.is_some() && f.dst_port == 5000 && f.bytes_up == 7));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A pcap as PCAPdroid writes it with its trailer on: a fake Ethernet header (zero MACs), the IP
+/// packet, padding, then magic, uid and app name (big-endian) and an FCS.
+#[test]
+fn pcapdroid_trailer_gives_flows_their_app() {
+    let dir = std::env::temp_dir().join(format!("phonehome-trailer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut file = Vec::new();
+    for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        file.extend(word.to_le_bytes());
+    }
+    for (i, (uid, app)) in [(10_145i32, "com.miui.weather2"), (1000, "android")].iter().enumerate() {
+        let ip = udp_packet(45_000 + i as u16, 443, b"quic-ish payload");
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x08, 0x00]);
+        frame.extend(&ip);
+        frame.resize(frame.len().next_multiple_of(4), 0);
+        frame.extend(0x0107_2021u32.to_be_bytes());
+        frame.extend(uid.to_be_bytes());
+        let mut name = [0u8; 20];
+        name[..app.len()].copy_from_slice(app.as_bytes());
+        frame.extend(name);
+        frame.extend([0u8; 4]);
+        for word in [1_700_000_000u32 + i as u32, 0, frame.len() as u32, frame.len() as u32] {
+            file.extend(word.to_le_bytes());
+        }
+        file.extend(frame);
+    }
+    let path = dir.join("PCAPdroid_trailer.pcap");
+    std::fs::write(&path, &file).unwrap();
+    let db = dir.join("t.db");
+    let (code, stderr) = analyze(&db, &path);
+    assert_eq!(code, 0, "{stderr}");
+
+    let reader = Reader::open_read_only(&db).unwrap();
+    let mut flows = reader.flows(&FlowFilter::default()).unwrap();
+    flows.sort_by_key(|f| f.src_port);
+    let owners: Vec<(Option<u32>, Option<String>)> = flows.iter().map(|f| (f.uid, f.app.clone())).collect();
+    assert_eq!(
+        owners,
+        vec![(Some(10_145), Some("com.miui.weather2".into())), (Some(1000), Some("android".into()))]
+    );
+    // The trailer is not payload.
+    assert!(flows.iter().all(|f| f.bytes_up == 16));
+    let _ = std::fs::remove_dir_all(&dir);
+}
