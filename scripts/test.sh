@@ -40,9 +40,11 @@ done < <(cat "$log_dir"/*.log | sed -n 's/.*test result: [a-zA-Z]*\. \([0-9]*\) 
 while read -r r f e s; do
     passed=$((passed + r - f - e - s)); failed=$((failed + f + e)); skipped=$((skipped + s))
 done < <(cat "$log_dir"/android.log 2>/dev/null | sed -n 's/^\[[A-Z]*\] Tests run: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\), Skipped: \([0-9]*\)$/\1 \2 \3 \4/p')
-# Each fuzz target run counts as one test; a crash stops the script at that target.
-fuzz_ok=$(sed -n 's/^fuzz smoke: \([0-9]*\) targets x .*no failures$/\1/p' "$log_dir"/fuzz.log)
-if [ -n "$fuzz_ok" ]; then passed=$((passed + fuzz_ok)); else failed=$((failed + 1)); fi
+# Each fuzz target run counts as one test; a build failure counts as one failure.
+fuzz_ok=$(grep -c '^fuzz-smoke: ok ' "$log_dir"/fuzz.log)
+fuzz_bad=$(grep -c '^fuzz-smoke: FAILED ' "$log_dir"/fuzz.log)
+passed=$((passed + fuzz_ok)); failed=$((failed + fuzz_bad))
+if [ "$fuzz_ok" -eq 0 ] && [ "$fuzz_bad" -eq 0 ]; then failed=$((failed + 1)); fi
 [ "$failed" -gt 0 ] && status=1
 rm -rf "$log_dir"
 echo
