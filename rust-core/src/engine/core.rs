@@ -541,7 +541,7 @@ impl Core {
             server: flow.key.dst,
             transport: flow.key.proto,
         };
-        let parsed_query = dns::parse(query).ok();
+        let parsed_query = dns::parse_lenient(query).ok();
         let parsed_answer = answer.and_then(|a| dns::parse_lenient(a).ok());
         let Some(mut record) =
             dns::record_from(exchange, parsed_query.as_ref(), parsed_answer.as_ref())
