@@ -80,6 +80,10 @@ fn main() -> ExitCode {
     };
     let defaults = Tuning::default();
     let tuning = Tuning {
+        shards: std::env::var("PH_SHARDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(defaults.shards),
         tcp_rx_buffer: kib("PH_RX", defaults.tcp_rx_buffer),
         tcp_tx_buffer: kib("PH_TX", defaults.tcp_tx_buffer),
         ..defaults

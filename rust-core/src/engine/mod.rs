@@ -110,7 +110,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Tuning {
         Tuning {
-            shards: 16,
+            shards: 64,
             tcp_rx_buffer: 128 * 1024,
             tcp_tx_buffer: 128 * 1024,
             spare_buffers: 256,
