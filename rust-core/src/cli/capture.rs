@@ -18,7 +18,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::CliError;
-use crate::engine::{Engine, EngineConfig, Outbound};
+use crate::dissect::DeviceContext;
+use crate::engine::{Engine, EngineConfig, Outbound, Tuning};
 use crate::flow::{Event, FlowId, Proto};
 use crate::linux::child::{self, SandboxFiles};
 use crate::linux::netns::{Namespace, NamespaceError, NetConfig};
@@ -215,7 +216,19 @@ impl Capture {
         };
         let owner = owner_lookup(&namespace);
         warn_if_ping_is_blocked();
-        let engine = Engine::start(tun, config, owner, events_tx)
+        // The namespace plays the phone: its TUN addresses are the "own IPs" the cleartext scan
+        // flags when an app sends them out.
+        let own_ips = std::iter::once(IpAddr::V4(net.addr_v4))
+            .chain(net.addr_v6.filter(|_| namespace.has_ipv6()).map(IpAddr::V6))
+            .collect();
+        let tuning = Tuning {
+            device: Some(Arc::new(DeviceContext {
+                own_ips,
+                ..DeviceContext::default()
+            })),
+            ..Tuning::default()
+        };
+        let engine = Engine::start_tuned(tun, config, tuning, owner, events_tx)
             .map_err(|e| format!("starting the engine: {e}"))?;
         Ok(Capture {
             namespace,
