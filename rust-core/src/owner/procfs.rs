@@ -16,8 +16,11 @@ use super::OwnerLookup;
 
 /// A table read this recently is reused for further lookups.
 const FRESH: Duration = Duration::from_millis(20);
-/// After a miss, re-read a table older than this.
-const REREAD_ON_MISS: Duration = Duration::from_millis(2);
+/// After a miss, re-read a table older than this: always. A socket created after the last
+/// read (a second connection a millisecond after the first) is not in it, and by the time of
+/// the resolver's retry a short connection may be closed, when the kernel no longer reports its
+/// owner (see `parse_line`).
+const REREAD_ON_MISS: Duration = Duration::ZERO;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketEntry {
