@@ -479,6 +479,8 @@ impl Core {
                     log::debug!("tun write: {e}");
                 }
                 self.reporter.stats.packets_dropped += 1;
+            } else if let Some(tap) = &self.tuning.packet_tap {
+                tap.offer(super::report::Now::read().ms, &packet);
             }
             self.to_tun.recycle(packet);
         }
