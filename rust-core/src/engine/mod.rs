@@ -120,7 +120,7 @@ impl Default for Tuning {
             tcp_rx_buffer: 128 * 1024,
             tcp_tx_buffer: 128 * 1024,
             spare_buffers: 256,
-            tcp_buffer_budget: 8 << 20,
+            tcp_buffer_budget: 4 << 20,
             batch: 64,
             connect_timeout: Duration::from_secs(20),
             tcp_idle_timeout: Duration::from_secs(2 * 3600),
