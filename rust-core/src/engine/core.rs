@@ -174,6 +174,7 @@ impl Core {
             } else {
                 self.reporter.late_owner(id, uid);
             }
+            self.reporter.owner_known(id, uid);
         }
     }
 
@@ -557,7 +558,11 @@ impl Core {
             // An answer we could not parse still says how it ended.
             record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
         }
-        self.reporter.dns(record);
+        if record.uid.is_none() && self.owner.is_some() {
+            self.reporter.dns_awaiting_owner(record, now.ms);
+        } else {
+            self.reporter.dns(record);
+        }
     }
 
     pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
@@ -602,6 +607,7 @@ impl Core {
 
     /// Timers: idle expiry, DNS timeouts, throttled flow updates. Cheap when nothing is due.
     pub fn on_timers(&mut self, now: Now) {
+        self.reporter.release_dns(now.ms);
         if self.next_sweep.is_some_and(|t| t <= now.mono) {
             self.next_sweep = None;
             self.sweep(now);
@@ -693,6 +699,7 @@ impl Core {
         for id in ids {
             self.close_flow(id, CloseReason::EngineStop, now);
         }
+        self.reporter.release_dns(crate::flow::Millis::MAX);
     }
 }
 
