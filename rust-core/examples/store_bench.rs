@@ -137,47 +137,43 @@ fn time<T>(label: &str, mut f: impl FnMut() -> Result<T, StoreError>) -> Result<
     Ok(())
 }
 
+/// The count given as argument `index`, or `default` when there is none.
+fn count_arg(args: &[String], index: usize, default: u64) -> Result<u64, std::num::ParseIntError> {
+    args.get(index).map_or(Ok(default), |s| s.parse())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("ingest") => {
-            let n: u64 = args
-                .get(2)
-                .map(|s| s.parse())
-                .transpose()?
-                .unwrap_or(200_000);
+        Some(mode @ ("ingest" | "ingest-spread")) => {
+            let n = count_arg(&args, 2, 200_000)?;
+            let one_upsert_per_event = mode == "ingest-spread";
             let dir = tempfile::tempdir()?;
             let db = dir.path().join("ingest.db");
-            let (events, took) = feed(&db, n, 1, 1_700_000_000_000, 3_600_000, false)?;
-            println!(
-                "ingest: {n} flows, {events} events in {:.2} s = {:.0} events/s ({:.0} flows/s)",
-                took.as_secs_f64(),
-                events as f64 / took.as_secs_f64(),
-                n as f64 / took.as_secs_f64()
-            );
-        }
-        Some("ingest-spread") => {
-            let n: u64 = args
-                .get(2)
-                .map(|s| s.parse())
-                .transpose()?
-                .unwrap_or(200_000);
-            let dir = tempfile::tempdir()?;
-            let db = dir.path().join("ingest.db");
-            let (events, took) = feed(&db, n, 1, 1_700_000_000_000, 3_600_000, true)?;
-            println!(
-                "ingest (no coalescing, one upsert per event): {n} flows, {events} events in {:.2} s = {:.0} events/s",
-                took.as_secs_f64(),
-                events as f64 / took.as_secs_f64()
-            );
+            let (events, took) = feed(
+                &db,
+                n,
+                1,
+                1_700_000_000_000,
+                3_600_000,
+                one_upsert_per_event,
+            )?;
+            let secs = took.as_secs_f64();
+            let events_per_s = events as f64 / secs;
+            if one_upsert_per_event {
+                println!(
+                    "ingest (no coalescing, one upsert per event): {n} flows, {events} events in {secs:.2} s = {events_per_s:.0} events/s"
+                );
+            } else {
+                println!(
+                    "ingest: {n} flows, {events} events in {secs:.2} s = {events_per_s:.0} events/s ({:.0} flows/s)",
+                    n as f64 / secs
+                );
+            }
         }
         Some("build") => {
             let path = Path::new(args.get(2).ok_or("build FILE N")?);
-            let n: u64 = args
-                .get(3)
-                .map(|s| s.parse())
-                .transpose()?
-                .unwrap_or(1_000_000);
+            let n = count_arg(&args, 3, 1_000_000)?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_millis() as i64;

@@ -1,28 +1,15 @@
 //! `phonehome analyze` as a user runs it: a capture into the database, and a damaged capture
 //! that keeps what it held. The captures are made here with PcapngWriter.
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
 use phonehome::pcap::PcapngWriter;
 use phonehome::store::{FlowFilter, Reader};
 
-fn udp_packet(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut udp = Vec::new();
-    udp.extend(sport.to_be_bytes());
-    udp.extend(dport.to_be_bytes());
-    udp.extend(((8 + payload.len()) as u16).to_be_bytes());
-    udp.extend([0, 0]);
-    udp.extend(payload);
-    let mut ip = vec![0x45, 0];
-    ip.extend(((20 + udp.len()) as u16).to_be_bytes());
-    ip.extend([0, 1, 0x40, 0, 64, 17, 0, 0]);
-    ip.extend(Ipv4Addr::new(198, 18, 0, 2).octets());
-    ip.extend(Ipv4Addr::new(198, 18, 1, 1).octets());
-    ip.extend(udp);
-    ip
-}
+#[path = "common/udp_packet.rs"]
+mod udp_packet;
+use udp_packet::udp_packet;
 
 fn capture(path: &Path, flows: u16) {
     let mut w = PcapngWriter::new(std::fs::File::create(path).unwrap()).unwrap();
@@ -84,5 +71,51 @@ fn analyze_stores_flows_and_survives_damage() {
     let flows = reader.flows(&FlowFilter::default()).unwrap();
     assert_eq!(flows.len(), 29);
     assert!(flows.iter().all(|f| f.uid.is_some() && f.dst_port == 5000 && f.bytes_up == 7));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A pcap as PCAPdroid writes it with its trailer on: a fake Ethernet header (zero MACs), the IP
+/// packet, padding, then magic, uid and app name (big-endian) and an FCS.
+#[test]
+fn pcapdroid_trailer_gives_flows_their_app() {
+    let dir = std::env::temp_dir().join(format!("phonehome-trailer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut file = Vec::new();
+    for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        file.extend(word.to_le_bytes());
+    }
+    for (i, (uid, app)) in [(10_145i32, "com.miui.weather2"), (1000, "android")].iter().enumerate() {
+        let ip = udp_packet(45_000 + i as u16, 443, b"quic-ish payload");
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x08, 0x00]);
+        frame.extend(&ip);
+        frame.resize(frame.len().next_multiple_of(4), 0);
+        frame.extend(0x0107_2021u32.to_be_bytes());
+        frame.extend(uid.to_be_bytes());
+        let mut name = [0u8; 20];
+        name[..app.len()].copy_from_slice(app.as_bytes());
+        frame.extend(name);
+        frame.extend([0u8; 4]);
+        for word in [1_700_000_000u32 + i as u32, 0, frame.len() as u32, frame.len() as u32] {
+            file.extend(word.to_le_bytes());
+        }
+        file.extend(frame);
+    }
+    let path = dir.join("PCAPdroid_trailer.pcap");
+    std::fs::write(&path, &file).unwrap();
+    let db = dir.join("t.db");
+    let (code, stderr) = analyze(&db, &path);
+    assert_eq!(code, 0, "{stderr}");
+
+    let reader = Reader::open_read_only(&db).unwrap();
+    let mut flows = reader.flows(&FlowFilter::default()).unwrap();
+    flows.sort_by_key(|f| f.src_port);
+    let owners: Vec<(Option<u32>, Option<String>)> = flows.iter().map(|f| (f.uid, f.app.clone())).collect();
+    assert_eq!(
+        owners,
+        vec![(Some(10_145), Some("com.miui.weather2".into())), (Some(1000), Some("android".into()))]
+    );
+    // The trailer is not payload.
+    assert!(flows.iter().all(|f| f.bytes_up == 16));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use phonehome::store::synth::Synth;
 use phonehome::store::{FlowFilter, Reader, SessionInfo, StoreWriter, Window};
 
+#[path = "common/phonehome_bin.rs"]
+mod phonehome_bin;
+use phonehome_bin::phonehome_ok;
+
 const HARNESS_DB: &str = "PHONEHOME_HARNESS_DB";
 
 /// Not a test: the recording process that `kill_9_loses_at_most_one_write_window` kills. It
@@ -281,21 +285,13 @@ fn read_only_file_system_is_refused_clearly_and_still_readable() {
     let reader = Reader::open(&ro.join("kept.db")).unwrap();
     assert_eq!(reader.totals(&Window::all()).unwrap().flows, 100);
     assert!(reader.add_marker("x").is_err());
-    let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
-        .args([
-            "report",
-            "--db",
-            ro.join("kept.db").to_str().unwrap(),
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phonehome_ok(&[
+        "report",
+        "--db",
+        ro.join("kept.db").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     let copy = dir.path().join("copy.db");
     reader.export_copy(&copy).unwrap();
     assert_eq!(

@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use phonehome::store::synth::Synth;
 use phonehome::store::{Reader, SessionInfo, StoreWriter, WindowSpec};
 
+#[path = "common/phonehome_bin.rs"]
+mod phonehome_bin;
+use phonehome_bin::{phonehome, phonehome_ok};
+
 const T0: i64 = 1_763_700_000_000;
 const STEP: i64 = 15_000;
 
@@ -52,13 +56,6 @@ fn experiment_db(dir: &Path) -> (PathBuf, i64) {
         )
         .unwrap();
     (db, m.id)
-}
-
-fn phonehome(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_phonehome"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -267,12 +264,7 @@ fn report_text_json_html_and_headless_chromium() {
     let (db, marker) = experiment_db(dir.path());
     let dbs = db.to_str().unwrap();
 
-    let out = phonehome(&["report", "--db", dbs]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = phonehome_ok(&["report", "--db", dbs]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("1200 flows"), "{text}");
     assert!(text.contains("data.mistat.intl.xiaomi.com"));
@@ -308,7 +300,7 @@ fn report_text_json_html_and_headless_chromium() {
     }
 
     let html = dir.path().join("report.html");
-    let out = phonehome(&[
+    phonehome_ok(&[
         "report",
         "--db",
         dbs,
@@ -319,11 +311,6 @@ fn report_text_json_html_and_headless_chromium() {
         "--out",
         html.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("Still phoning home"));
@@ -382,12 +369,7 @@ fn mark_goes_to_the_running_session_while_it_writes() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(600));
-    let out = phonehome(&["mark", "--db", dbs, "turned off User Experience Program"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = phonehome_ok(&["mark", "--db", dbs, "turned off User Experience Program"]);
     let line = String::from_utf8(out.stdout).unwrap();
     assert!(line.contains(&format!("session {running}")), "{line}");
     let out = phonehome(&["mark", "--db", dbs, "--step", "2"]);
@@ -396,12 +378,7 @@ fn mark_goes_to_the_running_session_while_it_writes() {
 
     // A consistent copy while the capture writes.
     let copy = dir.path().join("copy.db");
-    let out = phonehome(&["export", "--db", dbs, "--out", copy.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phonehome_ok(&["export", "--db", dbs, "--out", copy.to_str().unwrap()]);
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
     writer.finish().unwrap();

@@ -2,13 +2,16 @@
 //! connection; the rollups stay consistent with the flows that remain.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use phonehome::store::synth::Synth;
 use phonehome::store::{
     FlowFilter, Reader, Retention, SessionInfo, StoreWriter, Window, WriterOptions, now_ms,
 };
+
+#[path = "common/phonehome_bin.rs"]
+mod phonehome_bin;
+use phonehome_bin::{phonehome, phonehome_ok};
 
 fn record(
     db: &Path,
@@ -154,24 +157,16 @@ fn size_limit_drops_the_oldest_first() {
     consistent(&reader);
 
     // The CLI shows and sets the same settings.
-    let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
-        .args([
-            "retention",
-            "--db",
-            db.to_str().unwrap(),
-            "--keep-days",
-            "30",
-            "--keep-mb",
-            "2",
-            "--prune",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = phonehome_ok(&[
+        "retention",
+        "--db",
+        db.to_str().unwrap(),
+        "--keep-days",
+        "30",
+        "--keep-mb",
+        "2",
+        "--prune",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("keep: 30 days, 2 MB"), "{text}");
     assert_eq!(
@@ -182,15 +177,12 @@ fn size_limit_drops_the_oldest_first() {
         }
     );
     assert!(reader.used_bytes().unwrap() <= 2_000_000);
-    let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
-        .args([
-            "retention",
-            "--db",
-            db.to_str().unwrap(),
-            "--keep-days",
-            "0",
-        ])
-        .output()
-        .unwrap();
+    let out = phonehome(&[
+        "retention",
+        "--db",
+        db.to_str().unwrap(),
+        "--keep-days",
+        "0",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -6,7 +6,7 @@
 use std::sync::mpsc;
 
 use libfuzzer_sys::fuzz_target;
-use phonehome::pcap::{CaptureReader, Observer};
+use phonehome::pcap::{CaptureReader, observe_reader};
 
 const LINKS: [u32; 8] = [0, 1, 9, 101, 108, 113, 228, 276];
 
@@ -34,12 +34,8 @@ fuzz_target!(|data: &[u8]| {
     file.extend_from_slice(records);
 
     let (tx, rx) = mpsc::channel();
-    let mut observer = Observer::new(tx);
-    if let Ok(mut reader) = CaptureReader::new(&file[..]) {
-        while let Ok(Some(record)) = reader.next_record() {
-            observer.on_record(&record);
-        }
+    if let Ok(reader) = CaptureReader::new(&file[..]) {
+        observe_reader(reader, tx, |_| {});
     }
-    observer.finish();
     drop(rx);
 });

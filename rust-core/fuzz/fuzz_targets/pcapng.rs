@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 
 use libfuzzer_sys::fuzz_target;
-use phonehome::pcap::{CaptureReader, Observer};
+use phonehome::pcap::{CaptureReader, observe_reader};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, blocks)) = data.split_first() else { return };
@@ -21,12 +21,8 @@ fuzz_target!(|data: &[u8]| {
     file.extend_from_slice(blocks);
 
     let (tx, rx) = mpsc::channel();
-    let mut observer = Observer::new(tx);
-    if let Ok(mut reader) = CaptureReader::new(&file[..]) {
-        while let Ok(Some(record)) = reader.next_record() {
-            observer.on_record(&record);
-        }
+    if let Ok(reader) = CaptureReader::new(&file[..]) {
+        observe_reader(reader, tx, |_| {});
     }
-    observer.finish();
     drop(rx);
 });

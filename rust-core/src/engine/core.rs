@@ -64,6 +64,8 @@ pub struct Core {
     pub(super) owner: Option<OwnerClient>,
     next_sweep: Option<Instant>,
     next_flush: Option<i64>,
+    /// Flows whose SYN-ACK waits for the owner lookup, with the time it is released anyway.
+    held: Vec<(FlowId, Instant)>,
     /// Relayed byte total at the last ring-memory check, and when it ran.
     trim_mark: u64,
     last_trim: Instant,
@@ -118,6 +120,7 @@ impl Core {
             owner,
             next_sweep: None,
             next_flush: None,
+            held: Vec::new(),
             trim_mark: 0,
             last_trim: epoch,
             over_budget: false,
@@ -158,23 +161,83 @@ impl Core {
 
     /// Start owner attribution for a new flow.
     pub(super) fn ask_owner(&mut self, id: FlowId, key: FlowKey) {
-        if let Some(owner) = &self.owner {
-            owner.request(id, key.proto, key.src, key.dst);
+        match &self.owner {
+            Some(owner) => owner.request(id, key.proto, key.src, key.dst),
+            None => {
+                if let Some(flow) = self.flows.get_mut(&id) {
+                    flow.common().owner_done = true;
+                }
+            }
+        }
+    }
+
+    /// Before the final events: let owner lookups still running answer (bounded), so the last
+    /// flows of a session are attributed too.
+    fn await_owners(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.flows.values_mut().any(|f| !f.common().owner_done) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            self.owner_results();
         }
     }
 
     /// Apply owner lookups that finished.
     pub fn owner_results(&mut self) {
         let Some(owner) = &self.owner else { return };
-        for (id, uid) in owner.results() {
-            if let Some(flow) = self.flows.get_mut(&id) {
-                let common = flow.common();
-                common.record.uid = Some(uid);
-                self.reporter.changed(common);
-            } else {
-                self.reporter.late_owner(id, uid);
+        let results: Vec<(FlowId, Option<u32>)> = owner.results().collect();
+        for (id, uid) in results {
+            match self.flows.get_mut(&id) {
+                Some(flow) => {
+                    let common = flow.common();
+                    common.owner_done = true;
+                    if let Some(uid) = uid {
+                        common.record.uid = Some(uid);
+                        self.reporter.changed(common);
+                    }
+                    self.release_if_ready(id);
+                }
+                None => {
+                    if let Some(uid) = uid {
+                        self.reporter.late_owner(id, uid);
+                    }
+                }
             }
             self.reporter.owner_known(id, uid);
+        }
+    }
+
+    /// Answer the app's SYN (release the held SYN-ACK) once the outbound connect succeeded and
+    /// the owner lookup answered. Holding it until then keeps the app's socket in SYN_SENT, so
+    /// the lookup sees it even for flows that would be over in a millisecond.
+    fn release_if_ready(&mut self, id: FlowId) {
+        let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if flow.phase == Phase::Connecting && flow.connected && flow.common.owner_done {
+            flow.phase = Phase::Relaying;
+            let shard = &mut self.shards[flow.shard];
+            shard.socket(flow.handle).pause_synack(false);
+            shard.dirty = true;
+            self.touched.push(id);
+        }
+    }
+
+    /// Release held SYN-ACKs whose owner lookup is taking too long.
+    fn release_overdue(&mut self, now: Now) {
+        let mut due = Vec::new();
+        self.held.retain(|&(id, deadline)| {
+            if deadline <= now.mono {
+                due.push(id);
+                false
+            } else {
+                true
+            }
+        });
+        for id in due {
+            if let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) {
+                flow.common.owner_done = true;
+            }
+            self.release_if_ready(id);
         }
     }
 
@@ -325,6 +388,7 @@ impl Core {
             rx_max_end: rx_start,
             trimmed_up: 0,
             trimmed_down: 0,
+            connected: false,
         };
         self.flows.insert(id, Flow::Tcp(Box::new(flow)));
         self.tcp_index.insert((src, dst), id);
@@ -364,10 +428,12 @@ impl Core {
                         None => return,
                         Some(Ok(())) => {
                             log::trace!("flow {id}: connected to {}", flow.common.record.key.dst);
-                            flow.phase = Phase::Relaying;
-                            let shard = &mut self.shards[flow.shard];
-                            shard.socket(flow.handle).pause_synack(false);
-                            shard.dirty = true;
+                            flow.connected = true;
+                            if !flow.common.owner_done {
+                                self.held.push((id, now.mono + OWNER_HOLD));
+                            }
+                            self.release_if_ready(id);
+                            return;
                         }
                         Some(Err(e)) => {
                             log::debug!("connect {} failed: {e}", flow.common.record.key.dst);
@@ -430,8 +496,10 @@ impl Core {
                 _ => 0,
             })
             .sum();
-        self.over_budget = estimate > budget;
-        if !self.over_budget {
+        // Busy flows keep trimming themselves down to half the budget (hysteresis): between two
+        // passes a thousand fast flows can touch many megabytes.
+        self.over_budget = estimate > budget / 2;
+        if estimate <= budget {
             return;
         }
         for flow in self.flows.values_mut() {
@@ -537,6 +605,7 @@ impl Core {
         let Some(flow) = self.flows.get_mut(&flow_id) else {
             return;
         };
+        let owner_pending = !flow.common().owner_done;
         let flow = &flow.common().record;
         let exchange = dns::Exchange {
             time: now.ms,
@@ -558,7 +627,7 @@ impl Core {
             // An answer we could not parse still says how it ended.
             record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
         }
-        if record.uid.is_none() && self.owner.is_some() {
+        if record.uid.is_none() && owner_pending {
             self.reporter.dns_awaiting_owner(record, now.ms);
         } else {
             self.reporter.dns(record);
@@ -608,6 +677,9 @@ impl Core {
     /// Timers: idle expiry, DNS timeouts, throttled flow updates. Cheap when nothing is due.
     pub fn on_timers(&mut self, now: Now) {
         self.reporter.release_dns(now.ms);
+        if !self.held.is_empty() {
+            self.release_overdue(now);
+        }
         if self.next_sweep.is_some_and(|t| t <= now.mono) {
             self.next_sweep = None;
             self.sweep(now);
@@ -687,6 +759,9 @@ impl Core {
         if let Some(sweep) = self.next_sweep {
             wait = wait.min(sweep.saturating_duration_since(now.mono));
         }
+        if let Some(&(_, release)) = self.held.iter().min_by_key(|(_, at)| *at) {
+            wait = wait.min(release.saturating_duration_since(now.mono));
+        }
         if let Some(flush) = self.next_flush {
             wait = wait.min(Duration::from_millis((flush - now.ms).max(0) as u64));
         }
@@ -695,6 +770,7 @@ impl Core {
 
     /// Close every flow (reason engine-stop) and flush their final events.
     pub fn shutdown(&mut self, now: Now) {
+        self.await_owners(OWNER_HOLD);
         let ids: Vec<FlowId> = self.flows.keys().copied().collect();
         for id in ids {
             self.close_flow(id, CloseReason::EngineStop, now);
@@ -705,6 +781,8 @@ impl Core {
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest a connected flow's SYN-ACK waits for its owner lookup.
+const OWNER_HOLD: Duration = Duration::from_millis(200);
 /// Over budget, a flow returns its ring pages once it touched this much since its last trim.
 const TRIM_MIN: usize = 8 * 1024;
 /// Minimum TCP ring size in segments of the tun MTU.

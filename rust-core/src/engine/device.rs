@@ -14,24 +14,35 @@ use smoltcp::time::Instant;
 /// Packet buffers shared by every queue of the loop (the loop is single-threaded), so a buffer
 /// read from the tun can carry a smoltcp segment back out.
 #[derive(Clone, Debug, Default)]
-pub struct BufferRecycler(Rc<RefCell<Vec<Vec<u8>>>>);
+pub struct BufferRecycler(Rc<RefCell<Spares>>);
 
-/// Spare buffers kept; beyond this they are freed.
+/// Spare buffers kept, and their total capacity: with a 64 KiB MTU, 64 spares would already pin
+/// 4 MiB. Beyond either limit buffers are freed.
 const SPARE_LIMIT: usize = 64;
+const SPARE_BYTES: usize = 1 << 20;
 
 impl BufferRecycler {
     pub fn take(&self) -> Vec<u8> {
-        let mut buf = self.0.borrow_mut().pop().unwrap_or_default();
+        let mut spare = self.0.borrow_mut();
+        let mut buf = spare.buffers.pop().unwrap_or_default();
+        spare.bytes -= buf.capacity().min(spare.bytes);
         buf.clear();
         buf
     }
 
     pub fn give(&self, buf: Vec<u8>) {
         let mut spare = self.0.borrow_mut();
-        if spare.len() < SPARE_LIMIT {
-            spare.push(buf);
+        if spare.buffers.len() < SPARE_LIMIT && spare.bytes + buf.capacity() <= SPARE_BYTES {
+            spare.bytes += buf.capacity();
+            spare.buffers.push(buf);
         }
     }
+}
+
+#[derive(Debug, Default)]
+pub struct Spares {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 /// Packets queued in one direction.

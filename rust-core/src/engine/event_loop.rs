@@ -21,6 +21,7 @@ use super::report::{Now, Reporter};
 use super::{EngineConfig, EngineStats, Tuning};
 
 const TUN: Token = Token(0);
+const MAX_BATCH_BYTES: usize = 512 * 1024;
 const WAKER: Token = Token(1);
 
 enum Command {
@@ -169,7 +170,12 @@ fn run(
 
 /// Read up to `batch` packets. Returns whether the tun may still have more (no EAGAIN yet).
 fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> io::Result<bool> {
+    // Also bounded in bytes: 64 packets of a 64 KiB MTU would hold 4 MiB at once.
+    let mut bytes = 0;
     for _ in 0..batch {
+        if bytes >= MAX_BATCH_BYTES {
+            return Ok(true);
+        }
         let mut buf = core.to_tun.take_buffer();
         // Read into spare capacity: zero-filling a large-MTU buffer per packet costs more than
         // the packet.
@@ -196,6 +202,7 @@ fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> i
         if let Some(tap) = &core.tuning.packet_tap {
             tap.offer(now.ms, &buf);
         }
+        bytes += n as usize;
         core.on_packet(buf, now);
     }
     Ok(true)

@@ -51,6 +51,8 @@ pub struct FlowCommon {
     pub last_activity: Instant,
     /// The dissector took bytes since the last naming pass.
     pub inspector_changed: bool,
+    /// The owner lookup answered or gave up (or there is no lookup).
+    pub owner_done: bool,
     last_emit: Millis,
     dirty: bool,
 }
@@ -72,6 +74,7 @@ impl FlowCommon {
             inspector: Some(inspector),
             last_activity: now.mono,
             inspector_changed: false,
+            owner_done: false,
             last_emit: now.ms,
             dirty: false,
         }
@@ -236,15 +239,16 @@ impl Reporter {
         self.unowned_dns.push_back((now, record));
     }
 
-    /// The owner of flow `id` is known: log its waiting DNS records with it.
-    pub fn owner_known(&mut self, id: FlowId, uid: u32) {
+    /// The owner lookup of flow `id` answered (`None`: it gave up): log the flow's waiting DNS
+    /// records, with the uid when there is one.
+    pub fn owner_known(&mut self, id: FlowId, uid: Option<u32>) {
         if !self.unowned_dns.iter().any(|(_, r)| r.flow_id == Some(id)) {
             return;
         }
         let waiting = std::mem::take(&mut self.unowned_dns);
         for (at, mut record) in waiting {
             if record.flow_id == Some(id) {
-                record.uid = Some(uid);
+                record.uid = record.uid.or(uid);
                 self.send(Event::Dns(record));
             } else {
                 self.unowned_dns.push_back((at, record));

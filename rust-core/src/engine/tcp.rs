@@ -56,6 +56,8 @@ pub struct TcpFlow {
     /// `bytes_up` / `bytes_down` when the rings were last trimmed (for the memory estimate).
     pub trimmed_up: u64,
     pub trimmed_down: u64,
+    /// The outbound connect succeeded (the SYN-ACK may still wait for the owner lookup).
+    pub connected: bool,
 }
 
 #[derive(Default)]

@@ -1054,3 +1054,70 @@ fn an_app_that_aborts_a_pending_connect_and_retries_gets_through() {
         ]
     );
 }
+
+/// An owner lookup that answers only when the test says so.
+struct GatedOwner {
+    gate: std::sync::mpsc::Receiver<()>,
+}
+
+impl crate::owner::OwnerLookup for GatedOwner {
+    fn owner_uid(&mut self, _: Proto, _: SocketAddr, _: SocketAddr) -> Option<u32> {
+        let _ = self.gate.recv_timeout(Duration::from_secs(5));
+        Some(777)
+    }
+    fn app_name(&mut self, _: u32) -> Option<String> {
+        None
+    }
+}
+
+#[test]
+fn the_syn_ack_waits_for_the_owner_lookup() {
+    // While the lookup runs, the app's socket must stay in SYN_SENT (so procfs or
+    // getConnectionOwnerUid can still see it): the SYN-ACK is held, up to 200 ms.
+    let (server, server_thread) = echo_server_on("127.0.0.1:0");
+    let (engine_end, app_end) = socketpair();
+    let (tx, events) = channel();
+    let (open_gate, gate) = channel();
+    let config = EngineConfig {
+        dns_v4: DNS_IP,
+        dns_v6: None,
+        dns_upstream: "127.0.0.1:9".parse().unwrap(),
+        mtu: 1500,
+        outbound: Outbound::default(),
+    };
+    let engine = Engine::start_tuned(
+        engine_end,
+        config,
+        tuning(),
+        Box::new(GatedOwner { gate }),
+        tx,
+    )
+    .unwrap();
+    let mut app = App::new(app_end.as_raw_fd());
+    let handle = app.connect(server, 42001);
+    let early = app.run_until(Duration::from_millis(100), |sockets| {
+        sockets.get_mut::<tcp::Socket>(handle).state() == tcp::State::Established
+    });
+    assert!(!early, "the SYN-ACK was not held for the owner lookup");
+    open_gate.send(()).unwrap();
+    let established = app.run_until(Duration::from_secs(5), |sockets| {
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if socket.state() == tcp::State::Established {
+            socket.close();
+            return true;
+        }
+        false
+    });
+    assert!(established);
+    app.run_until(Duration::from_millis(300), |_| false);
+    assert_eq!(server_thread.join().unwrap(), 0);
+    engine.stop().unwrap();
+    let events: Vec<Event> = events.try_iter().collect();
+    // The very first update after the open already carries the owner.
+    let first_with_uid = events.iter().find_map(|e| match e {
+        Event::Flow(r) | Event::FlowClosed(r) if r.uid.is_some() => Some(r.uid),
+        _ => None,
+    });
+    assert_eq!(first_with_uid, Some(Some(777)));
+    assert_eq!(final_flows(&events)[0].uid, Some(777));
+}

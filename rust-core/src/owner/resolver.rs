@@ -28,7 +28,7 @@ struct Request {
 /// The loop's side: send requests, collect results.
 pub struct OwnerClient {
     requests: Sender<Request>,
-    results: Receiver<(FlowId, u32)>,
+    results: Receiver<(FlowId, Option<u32>)>,
 }
 
 impl OwnerClient {
@@ -41,8 +41,9 @@ impl OwnerClient {
         });
     }
 
-    /// Results that arrived since the last call.
-    pub fn results(&self) -> impl Iterator<Item = (FlowId, u32)> + '_ {
+    /// Results that arrived since the last call: the uid, or None once the lookup and its
+    /// retry both missed.
+    pub fn results(&self) -> impl Iterator<Item = (FlowId, Option<u32>)> + '_ {
         self.results.try_iter()
     }
 }
@@ -89,7 +90,7 @@ struct Worker {
     lookup: Box<dyn OwnerLookup>,
     events: Sender<Event>,
     waker: Arc<dyn Wake>,
-    results: Sender<(FlowId, u32)>,
+    results: Sender<(FlowId, Option<u32>)>,
     /// UIDs already announced with `Event::App`.
     named: HashSet<u32>,
 }
@@ -115,8 +116,11 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             while retries.front().is_some_and(|(at, _)| *at <= Instant::now()) {
-                if let Some((_, request)) = retries.pop_front() {
-                    self.resolve(&request);
+                if let Some((_, request)) = retries.pop_front()
+                    && !self.resolve(&request)
+                    && self.results.send((request.flow, None)).is_ok()
+                {
+                    self.waker.wake();
                 }
             }
         }
@@ -135,7 +139,7 @@ impl Worker {
         {
             let _ = self.events.send(Event::App { uid, name });
         }
-        if self.results.send((request.flow, uid)).is_ok() {
+        if self.results.send((request.flow, Some(uid))).is_ok() {
             self.waker.wake();
         }
         true
@@ -197,7 +201,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         got.sort();
-        assert_eq!(got, vec![(1, 1000), (2, 1001), (3, 1001)]);
+        assert_eq!(got, vec![(1, Some(1000)), (2, Some(1001)), (3, Some(1001))]);
         assert_eq!(*calls.lock().unwrap(), 4);
         let apps: Vec<Event> = event_rx.try_iter().collect();
         assert_eq!(apps.len(), 2);

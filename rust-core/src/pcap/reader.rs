@@ -191,7 +191,7 @@ impl<R: Read> CaptureReader<R> {
                 buf: Vec::with_capacity(65_536),
                 failed: false,
             };
-            reader.read_section_header(magic)?;
+            reader.read_section_header()?;
             return Ok(reader);
         }
         let (big_endian, nanos) = if le == PCAP_MAGIC_MICRO {
@@ -290,7 +290,7 @@ impl<R: Read> CaptureReader<R> {
         }))
     }
 
-    fn read_section_header(&mut self, type_bytes: [u8; 4]) -> Result<(), ReadError> {
+    fn read_section_header(&mut self) -> Result<(), ReadError> {
         let at = self.offset;
         let mut hdr = [0u8; 8];
         if !read_full(&mut self.src, &mut hdr, at, "pcapng section header")? {
@@ -307,7 +307,6 @@ impl<R: Read> CaptureReader<R> {
                 message: "pcapng section header has no byte-order magic".into(),
             });
         };
-        let _ = type_bytes;
         let total = u32_at(&hdr, 0, big_endian) as usize;
         if total < 28 || !total.is_multiple_of(4) || total > MAX_RECORD {
             return Err(ReadError::Corrupt {
@@ -316,11 +315,26 @@ impl<R: Read> CaptureReader<R> {
             });
         }
         // The rest of the block: version, section length, options, trailing length.
-        self.buf.resize(total - 12, 0);
-        if !read_full(&mut self.src, &mut self.buf, at, "pcapng section header")? {
-            return Err(ReadError::Truncated { offset: at, what: "pcapng section header" });
+        self.read_block_rest(at, total, 12, big_endian, "pcapng section header")?;
+        self.state = State::Pcapng { big_endian, interfaces: Vec::new() };
+        Ok(())
+    }
+
+    /// Reads the rest of the pcapng block at `at`, of length `total`, after its first
+    /// `already_read` bytes, into `buf`; checks the trailing copy of the length and moves past it.
+    fn read_block_rest(
+        &mut self,
+        at: u64,
+        total: usize,
+        already_read: usize,
+        big_endian: bool,
+        what: &'static str,
+    ) -> Result<(), ReadError> {
+        self.buf.resize(total - already_read, 0);
+        if !read_full(&mut self.src, &mut self.buf, at, what)? {
+            return Err(ReadError::Truncated { offset: at, what });
         }
-        let trailer = u32_at(&self.buf, total - 16, big_endian) as usize;
+        let trailer = u32_at(&self.buf, total - already_read - 4, big_endian) as usize;
         if trailer != total {
             return Err(ReadError::Corrupt {
                 offset: at,
@@ -328,7 +342,6 @@ impl<R: Read> CaptureReader<R> {
             });
         }
         self.offset = at + total as u64;
-        self.state = State::Pcapng { big_endian, interfaces: Vec::new() };
         Ok(())
     }
 
@@ -340,7 +353,7 @@ impl<R: Read> CaptureReader<R> {
                 return Ok(None);
             }
             if u32::from_le_bytes(type_bytes) == PCAPNG_SHB {
-                self.read_section_header(type_bytes)?;
+                self.read_section_header()?;
                 continue;
             }
             let State::Pcapng { big_endian: be, .. } = self.state else {
@@ -362,18 +375,7 @@ impl<R: Read> CaptureReader<R> {
                     message: format!("pcapng block length {total} is invalid"),
                 });
             }
-            self.buf.resize(total - 8, 0);
-            if !read_full(&mut self.src, &mut self.buf, at, "pcapng block body")? {
-                return Err(ReadError::Truncated { offset: at, what: "pcapng block body" });
-            }
-            let trailer = u32_at(&self.buf, total - 12, be) as usize;
-            if trailer != total {
-                return Err(ReadError::Corrupt {
-                    offset: at,
-                    message: format!("pcapng block length mismatch ({total} vs {trailer})"),
-                });
-            }
-            self.offset = at + total as u64;
+            self.read_block_rest(at, total, 8, be, "pcapng block body")?;
             let body_len = total - 12;
             if let Some(parsed) = self.parse_block(block_type, body_len, at, be)? {
                 return Ok(Some(parsed));

@@ -151,29 +151,9 @@ pub fn write_flows(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64, ExportError> {
-    let mut count = 0u64;
-    match format {
-        Format::Jsonl => {
-            reader.for_each_flow::<ExportError>(filter, |f| {
-                serde_json::to_writer(&mut *out, &f).map_err(output)?;
-                out.write_all(b"\n").map_err(output)?;
-                count += 1;
-                Ok(())
-            })?;
-            out.flush().map_err(output)?;
-        }
-        Format::Csv => {
-            let mut csv = csv::Writer::from_writer(&mut *out);
-            csv.write_record(FLOW_COLUMNS).map_err(output)?;
-            reader.for_each_flow::<ExportError>(filter, |f| {
-                csv.write_record(flow_record(&f)).map_err(output)?;
-                count += 1;
-                Ok(())
-            })?;
-            csv.flush().map_err(output)?;
-        }
-    }
-    Ok(count)
+    write_rows(format, FLOW_COLUMNS, flow_record, out, |each| {
+        reader.for_each_flow(filter, each)
+    })
 }
 
 /// Writes the DNS rows matching `filter`; returns how many.
@@ -183,11 +163,28 @@ pub fn write_dns(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64, ExportError> {
+    write_rows(format, DNS_COLUMNS, dns_record, out, |each| {
+        reader.for_each_dns(filter, each)
+    })
+}
+
+/// Where [`write_rows`] takes each row.
+type RowSink<'a, Row> = dyn FnMut(Row) -> Result<(), ExportError> + 'a;
+
+/// Streams the rows `for_each_row` yields to `out` as JSONL, or as CSV with `columns` as header
+/// and `record` giving each row's fields; returns how many rows.
+fn write_rows<Row: serde::Serialize>(
+    format: Format,
+    columns: &[&str],
+    record: fn(&Row) -> Vec<String>,
+    out: &mut dyn Write,
+    for_each_row: impl FnOnce(&mut RowSink<'_, Row>) -> Result<(), ExportError>,
+) -> Result<u64, ExportError> {
     let mut count = 0u64;
     match format {
         Format::Jsonl => {
-            reader.for_each_dns::<ExportError>(filter, |d| {
-                serde_json::to_writer(&mut *out, &d).map_err(output)?;
+            for_each_row(&mut |row| {
+                serde_json::to_writer(&mut *out, &row).map_err(output)?;
                 out.write_all(b"\n").map_err(output)?;
                 count += 1;
                 Ok(())
@@ -196,9 +193,9 @@ pub fn write_dns(
         }
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(&mut *out);
-            csv.write_record(DNS_COLUMNS).map_err(output)?;
-            reader.for_each_dns::<ExportError>(filter, |d| {
-                csv.write_record(dns_record(&d)).map_err(output)?;
+            csv.write_record(columns).map_err(output)?;
+            for_each_row(&mut |row| {
+                csv.write_record(record(&row)).map_err(output)?;
                 count += 1;
                 Ok(())
             })?;

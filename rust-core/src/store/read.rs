@@ -413,7 +413,7 @@ impl Reader {
     pub fn for_each_flow<E: From<StoreError>>(
         &self,
         filter: &FlowFilter,
-        mut each: impl FnMut(FlowRow) -> Result<(), E>,
+        each: impl FnMut(FlowRow) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut args = Vec::new();
         let mut sql = format!(
@@ -445,17 +445,7 @@ impl Reader {
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(|e| E::from(self.err()(e)))?;
-        let mut rows = stmt
-            .query(params_from_iter(args))
-            .map_err(|e| E::from(self.err()(e)))?;
-        while let Some(row) = rows.next().map_err(|e| E::from(self.err()(e)))? {
-            each(flow_from_row(row).map_err(|e| E::from(self.err()(e)))?)?;
-        }
-        Ok(())
+        self.stream_rows(&sql, args, flow_from_row, each)
     }
 
     pub fn flows(&self, filter: &FlowFilter) -> Result<Vec<FlowRow>, StoreError> {
@@ -470,7 +460,7 @@ impl Reader {
     pub fn for_each_dns<E: From<StoreError>>(
         &self,
         filter: &DnsFilter,
-        mut each: impl FnMut(DnsRow) -> Result<(), E>,
+        each: impl FnMut(DnsRow) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut args = Vec::new();
         let mut inner = format!(
@@ -493,15 +483,23 @@ impl Reader {
              FROM ({inner}) d LEFT JOIN apps a ON a.session_id = d.session_id AND a.uid = d.uid
              ORDER BY d.id"
         );
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(|e| E::from(self.err()(e)))?;
+        self.stream_rows(&sql, args, dns_from_row, each)
+    }
+
+    /// Runs `sql` and hands each row, decoded by `decode`, to `each` as it is read.
+    fn stream_rows<T, E: From<StoreError>>(
+        &self,
+        sql: &str,
+        args: Vec<Value>,
+        decode: fn(&Row<'_>) -> rusqlite::Result<T>,
+        mut each: impl FnMut(T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| E::from(self.err()(e)))?;
         let mut rows = stmt
             .query(params_from_iter(args))
             .map_err(|e| E::from(self.err()(e)))?;
         while let Some(row) = rows.next().map_err(|e| E::from(self.err()(e)))? {
-            each(dns_from_row(row).map_err(|e| E::from(self.err()(e)))?)?;
+            each(decode(row).map_err(|e| E::from(self.err()(e)))?)?;
         }
         Ok(())
     }

@@ -191,22 +191,16 @@ fn source(window: &Window, args: &mut Vec<Value>, hourly: bool) -> String {
             None => format!("SELECT {columns} FROM session_rollup"),
         };
     }
-    let session_arg = window.session.map(Value::Integer);
     let flow_range = |args: &mut Vec<Value>, from: Option<Millis>, to: Option<Millis>| -> String {
-        let mut sql = format!("SELECT {FLOW_AS_SOURCE} FROM flows WHERE 1");
-        if let Some(s) = &session_arg {
-            sql.push_str(" AND session_id = ?");
-            args.push(s.clone());
-        }
-        if let Some(f) = from {
-            sql.push_str(" AND first_seen >= ?");
-            args.push(Value::Integer(f));
-        }
-        if let Some(t) = to {
-            sql.push_str(" AND first_seen < ?");
-            args.push(Value::Integer(t));
-        }
-        sql
+        let flows = Window {
+            session: window.session,
+            from,
+            to,
+        };
+        format!(
+            "SELECT {FLOW_AS_SOURCE} FROM flows WHERE {}",
+            flows.condition("first_seen", args)
+        )
     };
     let lo = window.from.map(ceil_bucket);
     let hi = window.to.map(floor_bucket);
@@ -216,19 +210,15 @@ fn source(window: &Window, args: &mut Vec<Value>, hourly: bool) -> String {
         // The window lies within one or two buckets: read its flows directly.
         return flow_range(args, window.from, window.to);
     }
-    let mut sql = format!("SELECT {SOURCE_COLUMNS} FROM rollup WHERE 1");
-    if let Some(s) = window.session {
-        sql.push_str(" AND session_id = ?");
-        args.push(Value::Integer(s));
-    }
-    if let Some(lo) = lo {
-        sql.push_str(" AND bucket >= ?");
-        args.push(Value::Integer(lo));
-    }
-    if let Some(hi) = hi {
-        sql.push_str(" AND bucket < ?");
-        args.push(Value::Integer(hi));
-    }
+    let whole_buckets = Window {
+        session: window.session,
+        from: lo,
+        to: hi,
+    };
+    let mut sql = format!(
+        "SELECT {SOURCE_COLUMNS} FROM rollup WHERE {}",
+        whole_buckets.condition("bucket", args)
+    );
     if let (Some(from), Some(lo)) = (window.from, lo)
         && from < lo
     {
