@@ -192,7 +192,7 @@ impl Core {
                     common.owner_done = true;
                     if let Some(uid) = uid {
                         common.record.uid = Some(uid);
-                        self.reporter.changed(common);
+                        self.reporter.owner_found(common);
                     }
                     self.release_if_ready(id);
                 }

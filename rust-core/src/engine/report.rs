@@ -169,6 +169,14 @@ impl Reporter {
         }
     }
 
+    /// The flow's owner became known: send its record now rather than with the next throttled
+    /// update, so consumers (the live view, a pcapng recorder waiting to label packets) learn
+    /// the uid while the flow's first packets are still fresh. Once per flow.
+    pub fn owner_found(&mut self, flow: &mut FlowCommon) {
+        flow.dirty = false;
+        self.send(Event::Flow(flow.record.clone()));
+    }
+
     /// Record relayed application bytes.
     pub fn bytes(&mut self, flow: &mut FlowCommon, dir: Direction, n: usize, now: Now) {
         match dir {
