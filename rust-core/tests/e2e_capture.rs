@@ -635,3 +635,41 @@ fn icmp_echo_both_families() {
     );
     assert!(flows.iter().any(|f| f.dst.is_ipv6()), "{flows:?}");
 }
+
+#[test]
+fn own_ip_in_cleartext_http_is_flagged() {
+    if !root_or_skip("own_ip_in_cleartext_http_is_flagged") {
+        return;
+    }
+    let rig = Rig::new("ownip");
+    // 10.215.173.1 is the capture namespace's own address (the "phone's" IP on its TUN).
+    let out = rig.capture(
+        "curl -sS --max-time 20 'http://198.18.0.1/blob/16?client=10.215.173.1' >/dev/null && \
+         curl -sS --max-time 20 'http://198.18.0.1/blob/16?client=none' >/dev/null",
+        T,
+    );
+    out.assert_success("two cleartext requests");
+    let conn = rusqlite::Connection::open(rig.db_path()).unwrap();
+    let mut rows: Vec<(String, Option<String>)> = conn
+        .prepare("SELECT hostname, leaks FROM flows WHERE proto = 'tcp' AND dst_port = 80 ORDER BY first_seen, flow_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let without = rows.pop().unwrap();
+    let with = rows.pop().unwrap();
+    assert!(
+        with.1
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .any(|k| k == "own_ip"),
+        "{with:?}"
+    );
+    assert!(
+        !without.1.as_deref().unwrap_or("").contains("own_ip"),
+        "{without:?}"
+    );
+}

@@ -22,6 +22,10 @@ pub fn start_config() -> StartConfig {
         note: "Grüße, groetjes — 小米".into(),
         retention_days: 30,
         outbound_mark: 0,
+        model: "23013RK75C".into(),
+        manufacturer: "Xiaomi".into(),
+        build_incremental: "OS1.0.7.0.UMCEUXM".into(),
+        own_ips: vec!["10.215.173.1".into(), "fd00:7068:6f6d:6500::1".into()],
     }
 }
 

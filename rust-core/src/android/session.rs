@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::engine::{Engine, EngineConfig, EngineStats, Outbound};
+use crate::dissect::DeviceContext;
+use crate::engine::{Engine, EngineConfig, EngineStats, Outbound, Tuning};
 use crate::flow::{Event, Millis};
 use crate::owner::OwnerLookup;
 use crate::store::report::{self, Scope};
@@ -98,6 +99,29 @@ pub fn engine_config(config: &proto::StartConfig) -> Result<EngineConfig, CoreEr
     Ok(EngineConfig { dns_v4, dns_v6, dns_upstream, mtu, outbound })
 }
 
+/// What the cleartext identifier scan looks for: the VPN addresses, `Build.MODEL`, and the
+/// MIUI/HyperOS version. `Build.VERSION.INCREMENTAL` is taken as that version on a Xiaomi-made
+/// phone or when it has the ROM version's shape ("V14.0.3.0.TKHEUXM", "OS1.0.5.0.UMCEUXM");
+/// elsewhere it is a build number that says nothing about the ROM.
+pub fn device_context(config: &proto::StartConfig) -> Result<DeviceContext, CoreError> {
+    let own_ips = config
+        .own_ips
+        .iter()
+        .map(|text| {
+            text.parse::<IpAddr>()
+                .map_err(|_| CoreError::bad_request(format!("start config own_ips {text:?} is not an address")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let xiaomi = ["xiaomi", "redmi", "poco"].contains(&config.manufacturer.trim().to_ascii_lowercase().as_str());
+    let incremental = config.build_incremental.trim();
+    let rom_shaped = |prefix: &str| {
+        incremental.strip_prefix(prefix).and_then(|rest| rest.chars().next()).is_some_and(|c| c.is_ascii_digit())
+    };
+    let os_version = (!incremental.is_empty() && (xiaomi || rom_shaped("V") || rom_shaped("OS")))
+        .then(|| incremental.to_string());
+    Ok(DeviceContext { own_ips, model: non_empty(config.model.trim()), os_version })
+}
+
 /// "1.1.1.1", "1.1.1.1:53", "[2001:db8::1]:53" or "2001:db8::1".
 fn parse_upstream(text: &str) -> Result<SocketAddr, CoreError> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -130,6 +154,7 @@ impl Session {
         identities: Identities,
     ) -> Result<Session, CoreError> {
         let engine_config = engine_config(config)?;
+        let tuning = Tuning { device: Some(Arc::new(device_context(config)?)), ..Tuning::default() };
         let info = SessionInfo {
             kind: "android".into(),
             device: non_empty(&config.device),
@@ -149,7 +174,7 @@ impl Session {
         let tee_stop = Arc::new(AtomicBool::new(false));
         let tee = spawn_tee(events_rx, store.sender(), live.clone(), tee_stop.clone())
             .map_err(|e| CoreError::new("io", format!("cannot start the event thread: {e}")))?;
-        let engine = match Engine::start(tun, engine_config, owner, events_tx) {
+        let engine = match Engine::start_tuned(tun, engine_config, tuning, owner, events_tx) {
             Ok(engine) => engine,
             Err(err) => {
                 tee_stop.store(true, Ordering::Release);
@@ -416,6 +441,35 @@ mod tests {
         assert_eq!(c.dns_v6, Some("fd00::53".parse().unwrap()));
         assert_eq!(c.dns_upstream.port(), 5353);
         assert_eq!((c.mtu, c.outbound.mark), (9000, Some(0x50)));
+    }
+
+    #[test]
+    fn device_context_from_the_build_facts() {
+        let mut c = config();
+        c.model = "23013RK75C".into();
+        c.manufacturer = "Xiaomi".into();
+        c.build_incremental = "OS1.0.5.0.UMCEUXM".into();
+        c.own_ips = vec!["10.215.173.1".into(), "fd00:7068:6f6d:6500::1".into()];
+        let d = device_context(&c).unwrap();
+        assert_eq!(d.model.as_deref(), Some("23013RK75C"));
+        assert_eq!(d.os_version.as_deref(), Some("OS1.0.5.0.UMCEUXM"));
+        assert_eq!(d.own_ips, vec!["10.215.173.1".parse::<IpAddr>().unwrap(), "fd00:7068:6f6d:6500::1".parse().unwrap()]);
+        // The scan finds them in a cleartext request.
+        let mut found = std::collections::BTreeSet::new();
+        crate::dissect::leaks::scan(b"GET /c?ip=10.215.173.1&rom=OS1.0.5.0.UMCEUXM&m=23013RK75C HTTP/1.1\r\n", Some(&d), &mut found);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), vec!["miui_version", "model", "own_ip"]);
+
+        // Another maker's build number is not a ROM version; a MIUI-shaped one is.
+        c.manufacturer = "Google".into();
+        c.build_incremental = "11583682".into();
+        assert_eq!(device_context(&c).unwrap().os_version, None);
+        c.build_incremental = "V14.0.3.0.TKHEUXM".into();
+        assert_eq!(device_context(&c).unwrap().os_version.as_deref(), Some("V14.0.3.0.TKHEUXM"));
+        // Nothing known, nothing looked for.
+        assert_eq!(device_context(&config()).unwrap(), DeviceContext::default());
+        c.own_ips = vec!["10.215.173.x".into()];
+        let err = device_context(&c).unwrap_err();
+        assert!(err.code == "bad-request" && err.message.contains("own_ips"), "{err}");
     }
 
     #[test]

@@ -18,12 +18,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::CliError;
-use crate::engine::{Engine, EngineConfig, Outbound};
+use crate::dissect::DeviceContext;
+use crate::engine::{Engine, EngineConfig, Outbound, PacketTap, Tuning};
 use crate::flow::{Event, FlowId, Proto};
 use crate::linux::child::{self, SandboxFiles};
 use crate::linux::netns::{Namespace, NamespaceError, NetConfig};
 use crate::linux::{resolv, user};
 use crate::owner::{OwnerLookup, ProcNet};
+use crate::pcap::recorder::{Recorder, RecorderNotes, RecorderStats};
 use crate::store::{SessionInfo, StoreWriter};
 
 /// The namespace's own addresses, and the engine's DNS service behind the TUN device. Traffic to
@@ -47,6 +49,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 /// How long the owner lookups of the last flows get after CMD exits.
 const OWNER_GRACE: Duration = Duration::from_millis(500);
+/// Packet copies the engine may queue for the pcapng writer before it drops them.
+const PCAPNG_QUEUE: usize = 16 * 1024;
 /// How long the event forwarder gets to pass the engine's final events on.
 const FORWARDER_LIMIT: Duration = Duration::from_secs(10);
 
@@ -80,6 +84,12 @@ pub struct CaptureArgs {
     /// network, which the outbound sockets reach with its own MTU.
     #[arg(long, value_name = "BYTES", default_value_t = 65000, value_parser = clap::value_parser!(u32).range(1280..=65535))]
     pub mtu: u32,
+
+    /// Also write every packet of the TUN to this pcapng file, each with a comment naming its
+    /// owner (`u-<uid> <app>`); Wireshark and `phonehome analyze` read it. Packets the writer
+    /// cannot keep up with are dropped from the file (counted in the summary), never delayed.
+    #[arg(long, value_name = "FILE")]
+    pub pcapng: Option<PathBuf>,
 
     /// Do not print the per-destination summary.
     #[arg(long, short)]
@@ -122,7 +132,7 @@ pub fn run(args: CaptureArgs) -> Result<i32, CliError> {
 
     let store = StoreWriter::start(&args.db, session_info(&args.command))
         .map_err(|e| fail(EXIT_SETUP, e.to_string()))?;
-    let capture = match Capture::start(&store, dns_upstream, args.mtu) {
+    let capture = match Capture::start(&store, dns_upstream, args.mtu, args.pcapng.as_deref()) {
         Ok(capture) => capture,
         Err(message) => {
             // Close the session row cleanly; the setup error is the one to report.
@@ -164,10 +174,23 @@ struct Capture {
     summary: Receiver<Summary>,
     progress: Arc<Progress>,
     files: SandboxFiles,
+    recording: Option<Recording>,
+}
+
+/// `--pcapng`: the writer thread, and the engine's tap (for its drop count).
+struct Recording {
+    recorder: Recorder,
+    tap: PacketTap,
+    path: PathBuf,
 }
 
 impl Capture {
-    fn start(store: &StoreWriter, dns_upstream: SocketAddr, mtu: u32) -> Result<Capture, String> {
+    fn start(
+        store: &StoreWriter,
+        dns_upstream: SocketAddr,
+        mtu: u32,
+        pcapng: Option<&Path>,
+    ) -> Result<Capture, String> {
         let net = NetConfig {
             tun_name: TUN_NAME.into(),
             mtu,
@@ -203,6 +226,20 @@ impl Capture {
             // The engine's sockets live in the parent namespace: they never see the TUN routes.
             outbound: Outbound::default(),
         };
+        let recording = match pcapng {
+            Some(path) => {
+                let (tap, packets) = PacketTap::bounded(PCAPNG_QUEUE);
+                let recorder =
+                    Recorder::start(path, packets).map_err(|e| format!("--pcapng: {e}"))?;
+                Some(Recording {
+                    recorder,
+                    tap,
+                    path: path.to_path_buf(),
+                })
+            }
+            None => None,
+        };
+        let notes = recording.as_ref().map(|r| r.recorder.notes());
         let (events_tx, events_rx) = mpsc::channel();
         let progress = Arc::new(Progress::default());
         let (summary_tx, summary) = mpsc::channel();
@@ -212,13 +249,26 @@ impl Capture {
             std::thread::Builder::new()
                 .name("phonehome-events".into())
                 .spawn(move || {
-                    let _ = summary_tx.send(forward_events(events_rx, store, &progress));
+                    let _ = summary_tx.send(forward_events(events_rx, store, notes, &progress));
                 })
                 .map_err(|e| format!("starting the event thread: {e}"))?
         };
         let owner = owner_lookup(&namespace);
         warn_if_ping_is_blocked();
-        let engine = Engine::start(tun, config, owner, events_tx)
+        // The namespace plays the phone: its TUN addresses are the "own IPs" the cleartext scan
+        // flags when an app sends them out.
+        let own_ips = std::iter::once(IpAddr::V4(net.addr_v4))
+            .chain(net.addr_v6.filter(|_| namespace.has_ipv6()).map(IpAddr::V6))
+            .collect();
+        let tuning = Tuning {
+            device: Some(Arc::new(DeviceContext {
+                own_ips,
+                ..DeviceContext::default()
+            })),
+            packet_tap: recording.as_ref().map(|r| r.tap.clone()),
+            ..Tuning::default()
+        };
+        let engine = Engine::start_tuned(tun, config, tuning, owner, events_tx)
             .map_err(|e| format!("starting the engine: {e}"))?;
         Ok(Capture {
             namespace,
@@ -227,6 +277,7 @@ impl Capture {
             summary,
             progress,
             files,
+            recording,
         })
     }
 
@@ -315,9 +366,24 @@ impl Capture {
         let _ = self.forwarder.join();
         drop(self.namespace);
         drop(self.files);
+        // The engine and the forwarder are gone: the recorder writes what is left.
+        let pcapng = match self.recording {
+            Some(Recording {
+                recorder,
+                tap,
+                path,
+            }) => {
+                let written = recorder
+                    .finish()
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                Some((path, written, tap.dropped()))
+            }
+            None => None,
+        };
         let stats = stopped.map_err(|e| format!("stopping the engine: {e}"))?;
         Ok(Summary {
             packets_dropped: stats.packets_dropped,
+            pcapng,
             ..summary
         })
     }
@@ -370,7 +436,12 @@ struct Progress {
 }
 
 /// Passes every engine event to the store and keeps what the summary needs.
-fn forward_events(events: Receiver<Event>, store: Sender<Event>, progress: &Progress) -> Summary {
+fn forward_events(
+    events: Receiver<Event>,
+    store: Sender<Event>,
+    recorder: Option<RecorderNotes>,
+    progress: &Progress,
+) -> Summary {
     let mut flows: HashMap<FlowId, FlowLine> = HashMap::new();
     for event in events {
         match &event {
@@ -413,6 +484,9 @@ fn forward_events(events: Receiver<Event>, store: Sender<Event>, progress: &Prog
             }
             Event::Dns(_) | Event::App { .. } => {}
         }
+        if let Some(recorder) = &recorder {
+            recorder.note(&event);
+        }
         // A store that stopped early reports its error from finish(); keep draining.
         let _ = store.send(event);
     }
@@ -450,6 +524,8 @@ struct Row {
 struct Summary {
     rows: HashMap<(String, Proto, u16), Row>,
     packets_dropped: u64,
+    /// `--pcapng`: the file, what was written, and copies dropped because the writer was behind.
+    pcapng: Option<(PathBuf, RecorderStats, u64)>,
 }
 
 impl Summary {
@@ -502,6 +578,20 @@ impl Summary {
                 out,
                 "{} packets dropped by the engine",
                 self.packets_dropped
+            );
+        }
+        if let Some((path, written, dropped)) = &self.pcapng {
+            let _ = writeln!(
+                out,
+                "{} packets written to {} ({} with their owner){}",
+                written.packets,
+                path.display(),
+                written.with_owner,
+                if *dropped > 0 {
+                    format!("; {dropped} left out because the writer fell behind")
+                } else {
+                    String::new()
+                }
             );
         }
         out

@@ -192,7 +192,7 @@ impl Core {
                     common.owner_done = true;
                     if let Some(uid) = uid {
                         common.record.uid = Some(uid);
-                        self.reporter.changed(common);
+                        self.reporter.owner_found(common);
                     }
                     self.release_if_ready(id);
                 }
@@ -202,6 +202,7 @@ impl Core {
                     }
                 }
             }
+            self.reporter.owner_known(id, uid);
         }
     }
 
@@ -547,6 +548,8 @@ impl Core {
                     log::debug!("tun write: {e}");
                 }
                 self.reporter.stats.packets_dropped += 1;
+            } else if let Some(tap) = &self.tuning.packet_tap {
+                tap.offer(super::report::Now::read().ms, &packet);
             }
             self.to_tun.recycle(packet);
         }
@@ -602,6 +605,7 @@ impl Core {
         let Some(flow) = self.flows.get_mut(&flow_id) else {
             return;
         };
+        let owner_pending = !flow.common().owner_done;
         let flow = &flow.common().record;
         let exchange = dns::Exchange {
             time: now.ms,
@@ -609,7 +613,7 @@ impl Core {
             server: flow.key.dst,
             transport: flow.key.proto,
         };
-        let parsed_query = dns::parse(query).ok();
+        let parsed_query = dns::parse_lenient(query).ok();
         let parsed_answer = answer.and_then(|a| dns::parse_lenient(a).ok());
         let Some(mut record) =
             dns::record_from(exchange, parsed_query.as_ref(), parsed_answer.as_ref())
@@ -623,7 +627,11 @@ impl Core {
             // An answer we could not parse still says how it ended.
             record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
         }
-        self.reporter.dns(record);
+        if record.uid.is_none() && owner_pending {
+            self.reporter.dns_awaiting_owner(record, now.ms);
+        } else {
+            self.reporter.dns(record);
+        }
     }
 
     pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
@@ -668,6 +676,7 @@ impl Core {
 
     /// Timers: idle expiry, DNS timeouts, throttled flow updates. Cheap when nothing is due.
     pub fn on_timers(&mut self, now: Now) {
+        self.reporter.release_dns(now.ms);
         if !self.held.is_empty() {
             self.release_overdue(now);
         }
@@ -766,6 +775,7 @@ impl Core {
         for id in ids {
             self.close_flow(id, CloseReason::EngineStop, now);
         }
+        self.reporter.release_dns(crate::flow::Millis::MAX);
     }
 }
 

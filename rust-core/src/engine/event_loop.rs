@@ -199,6 +199,9 @@ fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> i
         }
         // SAFETY: read initialized the first n bytes (n <= capacity).
         unsafe { buf.set_len(n as usize) };
+        if let Some(tap) = &core.tuning.packet_tap {
+            tap.offer(now.ms, &buf);
+        }
         bytes += n as usize;
         core.on_packet(buf, now);
     }

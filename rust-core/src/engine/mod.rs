@@ -34,6 +34,7 @@ mod outbound;
 mod packet;
 mod report;
 mod shard;
+mod tap;
 mod tcp;
 mod udp;
 
@@ -46,6 +47,8 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
+
+pub use tap::{PacketTap, TappedPacket};
 
 use crate::dissect::DeviceContext;
 use crate::flow::Event;
@@ -105,6 +108,9 @@ pub struct Tuning {
     /// What is known about the phone (own addresses, model, OS version), so the dissectors can
     /// flag it in cleartext payloads.
     pub device: Option<Arc<DeviceContext>>,
+    /// Copies of every packet read from and written to the tun, for a recorder thread (e.g.
+    /// `phonehome capture --pcapng`). None (the default) copies nothing.
+    pub packet_tap: Option<PacketTap>,
 }
 
 impl Default for Tuning {
@@ -124,6 +130,7 @@ impl Default for Tuning {
             dns_timeout: Duration::from_secs(5),
             echo_idle_timeout: Duration::from_secs(30),
             device: None,
+            packet_tap: None,
         }
     }
 }

@@ -38,6 +38,11 @@ const UPDATE_INTERVAL_MS: Millis = 1000;
 
 /// Closed flows still waiting for their owner, kept so a late answer lands (bounded).
 const LATE_OWNER_FLOWS: usize = 1024;
+/// How long a DNS record waits for its flow's owner before it is logged without one. The query
+/// log is inserted, not upserted, so the record waits instead of being sent twice.
+const DNS_OWNER_WAIT_MS: Millis = 1000;
+/// DNS records waiting for their flow's owner, at most (the oldest is logged at once beyond).
+const DNS_OWNER_WAITING: usize = 1024;
 
 pub struct FlowCommon {
     pub record: FlowRecord,
@@ -109,6 +114,8 @@ pub struct Reporter {
     /// Final records of flows that closed before their owner lookup answered. On Android the
     /// lookup is a JNI + Binder call and a short HTTP exchange can be over first.
     unowned_closed: VecDeque<FlowRecord>,
+    /// DNS records whose flow's owner lookup had not answered yet, with when they were made.
+    unowned_dns: VecDeque<(Millis, DnsRecord)>,
 }
 
 impl Reporter {
@@ -120,6 +127,7 @@ impl Reporter {
             dirty: Vec::new(),
             closed: false,
             unowned_closed: VecDeque::new(),
+            unowned_dns: VecDeque::new(),
         }
     }
 
@@ -159,6 +167,14 @@ impl Reporter {
             flow.dirty = true;
             self.dirty.push(flow.record.id);
         }
+    }
+
+    /// The flow's owner became known: send its record now rather than with the next throttled
+    /// update, so consumers (the live view, a pcapng recorder waiting to label packets) learn
+    /// the uid while the flow's first packets are still fresh. Once per flow.
+    pub fn owner_found(&mut self, flow: &mut FlowCommon) {
+        flow.dirty = false;
+        self.send(Event::Flow(flow.record.clone()));
     }
 
     /// Record relayed application bytes.
@@ -216,6 +232,49 @@ impl Reporter {
     pub fn dns(&mut self, record: DnsRecord) {
         self.namer.on_dns(&record);
         self.send(Event::Dns(record));
+    }
+
+    /// A DNS record whose flow's owner lookup is still out (a local resolver answers in well
+    /// under a millisecond): it names flows at once but is logged when the owner arrives
+    /// ([`owner_known`](Self::owner_known)) or after [`DNS_OWNER_WAIT_MS`].
+    pub fn dns_awaiting_owner(&mut self, record: DnsRecord, now: Millis) {
+        self.namer.on_dns(&record);
+        if self.unowned_dns.len() == DNS_OWNER_WAITING
+            && let Some((_, oldest)) = self.unowned_dns.pop_front()
+        {
+            self.send(Event::Dns(oldest));
+        }
+        self.unowned_dns.push_back((now, record));
+    }
+
+    /// The owner lookup of flow `id` answered (`None`: it gave up): log the flow's waiting DNS
+    /// records, with the uid when there is one.
+    pub fn owner_known(&mut self, id: FlowId, uid: Option<u32>) {
+        if !self.unowned_dns.iter().any(|(_, r)| r.flow_id == Some(id)) {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.unowned_dns);
+        for (at, mut record) in waiting {
+            if record.flow_id == Some(id) {
+                record.uid = record.uid.or(uid);
+                self.send(Event::Dns(record));
+            } else {
+                self.unowned_dns.push_back((at, record));
+            }
+        }
+    }
+
+    /// Log the DNS records that waited long enough for an owner (all of them with `Millis::MAX`).
+    pub fn release_dns(&mut self, now: Millis) {
+        while self
+            .unowned_dns
+            .front()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) >= DNS_OWNER_WAIT_MS)
+        {
+            if let Some((_, record)) = self.unowned_dns.pop_front() {
+                self.send(Event::Dns(record));
+            }
+        }
     }
 
     /// The flows waiting for an update event; give back the ones not yet due with

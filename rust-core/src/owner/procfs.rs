@@ -16,8 +16,11 @@ use super::OwnerLookup;
 
 /// A table read this recently is reused for further lookups.
 const FRESH: Duration = Duration::from_millis(20);
-/// After a miss, re-read a table older than this.
-const REREAD_ON_MISS: Duration = Duration::from_millis(2);
+/// After a miss, re-read a table older than this: always. A socket created after the last
+/// read (a second connection a millisecond after the first) is not in it, and by the time of
+/// the resolver's retry a short connection may be closed, when the kernel no longer reports its
+/// owner (see `parse_line`).
+const REREAD_ON_MISS: Duration = Duration::ZERO;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketEntry {
@@ -133,14 +136,29 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
-/// One line of a `/proc/net/{tcp,udp}{,6}` table; None for headers and malformed lines.
+/// `st` of a TCP socket in TIME_WAIT.
+const TCP_TIME_WAIT: u8 = 0x06;
+
+/// One line of a `/proc/net/{tcp,udp}{,6}` table; None for headers, malformed lines, and
+/// sockets whose owner the kernel no longer reports.
+///
+/// A socket the application has closed (TIME_WAIT, and FIN_WAIT2/FIN_WAIT1/CLOSING/LAST_ACK
+/// once orphaned) has no inode any more and the kernel prints uid 0 for it: taking that line
+/// would attribute a flow looked up late (after a retry, or a short flow) to root. Such lines
+/// are skipped, so the lookup answers "unknown" rather than a wrong owner. A live socket always
+/// has a non-zero inode, so root's own sockets are still found.
 pub fn parse_line(line: &str) -> Option<SocketEntry> {
     let mut fields = line.split_whitespace();
     let _slot = fields.next()?;
     let local = parse_endpoint(fields.next()?)?;
     let remote = parse_endpoint(fields.next()?)?;
-    // st, tx_queue:rx_queue, tr:tm->when, retrnsmt, uid
-    let uid = fields.nth(4)?.parse().ok()?;
+    let state = u8::from_str_radix(fields.next()?, 16).ok()?;
+    // tx_queue:rx_queue, tr:tm->when, retrnsmt, uid, timeout, inode
+    let uid = fields.nth(3)?.parse().ok()?;
+    let inode: u64 = fields.nth(1)?.parse().ok()?;
+    if state == TCP_TIME_WAIT || inode == 0 {
+        return None;
+    }
     Some(SocketEntry { local, remote, uid })
 }
 
@@ -268,6 +286,36 @@ mod tests {
             Some(110)
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The same 4-tuple twice: an earlier connection in TIME_WAIT (uid 0, inode 0) listed before
+    /// the live one; a TIME_WAIT socket; an orphaned FIN_WAIT2 socket reported as a timewait
+    /// socket (state 05, uid 0, inode 0); a closed socket in LAST_ACK (orphaned: uid 0, inode 0);
+    /// a live socket of root. The TIME_WAIT lines are as this kernel prints them.
+    const TCP_CLOSED: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0200A8C0:C350 010012C6:01BB 06 00000000:00000000 03:00000D2F 00000000     0        0 0 3 00000000a6ddcbac
+   1: 0200A8C0:C350 010012C6:01BB 01 00000000:00000000 02:0000A1B2 00000000  1000        0 23456 2 0000000000000000 20 4 30 10 -1
+   2: 0200A8C0:C351 010012C6:01BB 06 00000000:00000000 03:00001770 00000000     0        0 0 3 000000000f972402
+   3: 0200A8C0:C352 010012C6:01BB 05 00000000:00000000 03:00000F3C 00000000     0        0 0 3 00000000d5748df6
+   4: 0200A8C0:C353 010012C6:01BB 09 00000000:00000000 01:00000014 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1
+   5: 0100007F:1F90 0100007F:D000 01 00000000:00000000 00:00000000 00000000     0        0 34567 1 0000000000000000 20 4 30 10 -1
+";
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn closed_sockets_are_never_attributed_to_root() {
+        let entries: Vec<SocketEntry> = TCP_CLOSED.lines().skip(1).filter_map(parse_line).collect();
+        let find =
+            |local: &str, remote: &str| lookup(&entries, Proto::Tcp, addr(local), addr(remote));
+        // The live socket wins over the TIME_WAIT line of an earlier connection listed first.
+        assert_eq!(find("192.168.0.2:50000", "198.18.0.1:443"), Some(1000));
+        // TIME_WAIT, orphaned FIN_WAIT2 and LAST_ACK: unknown, not root.
+        assert_eq!(find("192.168.0.2:50001", "198.18.0.1:443"), None);
+        assert_eq!(find("192.168.0.2:50002", "198.18.0.1:443"), None);
+        assert_eq!(find("192.168.0.2:50003", "198.18.0.1:443"), None);
+        // A live socket of root is still root's.
+        assert_eq!(find("127.0.0.1:8080", "127.0.0.1:53248"), Some(0));
+        assert_eq!(entries.len(), 2);
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! - [`dns`]: the DNS log (query/answer pairs) of a capture.
 //! - [`observer`]: flows, naming and events, as the live engine makes them.
 //! - [`writer`]: a live session as pcapng with each packet's owner.
+//! - [`recorder`]: the thread that writes a live session's tapped packets with [`writer`].
 
 pub mod dns;
 pub mod ip;
 pub mod link;
 pub mod observer;
 pub mod reader;
+pub mod recorder;
 pub mod stream;
 pub mod writer;
 

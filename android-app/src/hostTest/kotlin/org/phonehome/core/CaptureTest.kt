@@ -32,6 +32,8 @@ class CaptureTest {
         const val SERVER = "198.19.0.1"
         const val PORT = 8080
         const val BLOB_BYTES = 65536L
+        /** The "phone's" address on its TUN (scripts/check-android.sh). */
+        const val PHONE_IP = "198.18.0.1"
 
         @JvmStatic
         @BeforeClass
@@ -94,12 +96,18 @@ class CaptureTest {
         .setMtu(9000)
         .setDevice("host test")
         .setOutboundMark(0x50)
+        // The phone's facts as CaptureService fills them from android.os.Build and the tunnel.
+        .setModel("23013RK75C")
+        .setManufacturer("Xiaomi")
+        .setBuildIncremental("OS1.0.7.0.UMCEUXM")
+        .addOwnIps(PHONE_IP)
         .build()
 
     /**
      * An HTTP GET as UID 4242 through the tunnel, with a Host header naming a Xiaomi telemetry
      * host. The client waits 0.5 s between connect and request, so its socket is certainly in
      * the kernel's tables when the owner question comes (as an app's keep-alive socket is).
+     * The query string carries the phone's own address, as a tracker reporting it would.
      * Returns the body length.
      */
     private fun fetch(): Long {
@@ -107,7 +115,7 @@ class CaptureTest {
             import socket, time
             s = socket.create_connection(("$SERVER", $PORT), timeout=20)
             time.sleep(0.5)
-            s.sendall(b"GET /blob HTTP/1.1\r\nHost: tracking.intl.miui.com\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET /blob?client=$PHONE_IP HTTP/1.1\r\nHost: tracking.intl.miui.com\r\nConnection: close\r\n\r\n")
             data = b""
             while True:
                 chunk = s.recv(65536)
@@ -180,6 +188,9 @@ class CaptureTest {
             assertEquals("http", flow.hostnameSource)
             assertTrue("cleartext HTTP is flagged", flow.cleartext)
             assertEquals(1L, app.cleartextFlows)
+            // The StartConfig's own IPs reach the identifier scan.
+            assertTrue("own IP flagged: ${flow.leaksList}", "own_ip" in flow.leaksList)
+            assertEquals(1L, app.leakFlows)
             // The catalog names the Host: Xiaomi's OneTrack telemetry; the app row counts it.
             assertEquals("Xiaomi", flow.destination.vendor)
             assertEquals("analytics/telemetry", flow.destination.category)

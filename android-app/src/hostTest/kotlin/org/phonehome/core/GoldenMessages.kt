@@ -27,6 +27,10 @@ object GoldenMessages {
         .setAppVersion("0.1.0")
         .setNote("Grüße, groetjes — 小米")
         .setRetentionDays(30)
+        .setModel("23013RK75C")
+        .setManufacturer("Xiaomi")
+        .setBuildIncremental("OS1.0.7.0.UMCEUXM")
+        .addAllOwnIps(listOf("10.215.173.1", "fd00:7068:6f6d:6500::1"))
         .build()
 
     fun appIdentity(): AppIdentity = AppIdentity.newBuilder()

@@ -16,6 +16,12 @@ class TunnelPlanTest {
     }
 
     @Test
+    fun ownAddressesAreTheInterfaceAddressesOfEachFamilyInUse() {
+        assertEquals(listOf("10.215.173.1"), TunnelPlan(ipv6 = false).ownAddresses)
+        assertEquals(listOf("10.215.173.1", "fd00:7068:6f6d:6500::1"), TunnelPlan(ipv6 = true).ownAddresses)
+    }
+
+    @Test
     fun theCoreDnsAddressIsInsideTheTunnelSubnet() {
         val plan = TunnelPlan(ipv6 = true)
         val address = ip(plan.addressV4).address

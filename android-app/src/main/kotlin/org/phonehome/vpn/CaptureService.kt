@@ -116,6 +116,12 @@ class CaptureService : VpnService() {
             .setOsVersion("Android ${Build.VERSION.RELEASE} (API ${Build.VERSION.SDK_INT}) ${Build.DISPLAY}")
             .setAppVersion(BuildConfig.VERSION_NAME)
             .setRetentionDays(settings.retentionDays)
+            // For the cleartext identifier scan. INCREMENTAL is the MIUI/HyperOS version on
+            // Xiaomi phones ("V14.0.3.0.TKHEUXM", "OS1.0.5.0.UMCEUXM"), read without hidden APIs.
+            .setModel(Build.MODEL.orEmpty())
+            .setManufacturer(Build.MANUFACTURER.orEmpty())
+            .setBuildIncremental(Build.VERSION.INCREMENTAL.orEmpty())
+            .addAllOwnIps(plan.ownAddresses)
             .build()
         try {
             NativeCore.load()

@@ -16,6 +16,10 @@ data class TunnelPlan(
     val prefixV6 = 64
     val dnsV6 = "fd00:7068:6f6d:6500::2"
 
+    /** The phone's own addresses inside the tunnel: what apps see as their local IP. */
+    val ownAddresses: List<String>
+        get() = if (ipv6) listOf(addressV4, addressV6) else listOf(addressV4)
+
     /** Every IPv4 destination; IPv6 too when switched on (an omitted family is blocked by Android). */
     val routes: List<Pair<String, Int>>
         get() = if (ipv6) listOf("0.0.0.0" to 0, "::" to 0) else listOf("0.0.0.0" to 0)
