@@ -307,3 +307,65 @@ impl Reporter {
         !self.dirty.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::channel;
+
+    use super::*;
+    use crate::flow::{DnsRecord, Proto};
+
+    fn record(flow: FlowId, query: &str) -> DnsRecord {
+        DnsRecord {
+            time: 0,
+            uid: None,
+            flow_id: Some(flow),
+            client: "10.215.173.1:40000".parse().unwrap(),
+            server: "10.215.173.2:53".parse().unwrap(),
+            transport: Proto::Udp,
+            query: query.into(),
+            qtype: 1,
+            rcode: Some(0),
+            answers: vec!["198.18.0.1".into()],
+            answer_ips: vec!["198.18.0.1".parse().unwrap()],
+            ttl: Some(60),
+        }
+    }
+
+    fn logged(events: &std::sync::mpsc::Receiver<Event>) -> Vec<(String, Option<u32>)> {
+        events
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Dns(d) => Some((d.query, d.uid)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dns_records_wait_for_their_flows_owner() {
+        let (tx, events) = channel();
+        let mut reporter = Reporter::new(tx);
+        reporter.dns_awaiting_owner(record(1, "a.test"), 1_000);
+        reporter.dns_awaiting_owner(record(2, "b.test"), 1_100);
+        reporter.dns_awaiting_owner(record(3, "c.test"), 1_200);
+        // Names the flows at once, logs nothing yet.
+        assert_eq!(
+            reporter.namer.lookup("198.18.0.1".parse().unwrap(), 1_300),
+            Some("c.test")
+        );
+        assert!(logged(&events).is_empty());
+        // Owner found: logged with it; a final miss: logged without.
+        reporter.owner_known(2, Some(4242));
+        reporter.owner_known(3, None);
+        assert_eq!(
+            logged(&events),
+            vec![("b.test".into(), Some(4242)), ("c.test".into(), None)]
+        );
+        // No answer for flow 1: logged without an owner once it waited long enough.
+        reporter.release_dns(1_999);
+        assert!(logged(&events).is_empty());
+        reporter.release_dns(2_000);
+        assert_eq!(logged(&events), vec![("a.test".into(), None)]);
+    }
+}
