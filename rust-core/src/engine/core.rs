@@ -634,6 +634,29 @@ impl Core {
         }
     }
 
+    /// Log a query that never reached the upstream because no socket to it could be opened.
+    /// There is no flow (so no owner) and no rcode, but the app's attempt is evidence too.
+    pub(super) fn record_unsent_dns(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        query: &[u8],
+        now: Now,
+    ) {
+        use crate::dissect::dns;
+        let exchange = dns::Exchange {
+            time: now.ms,
+            client,
+            server,
+            transport: Proto::Udp,
+        };
+        let parsed_query = dns::parse_lenient(query).ok();
+        match dns::record_from(exchange, parsed_query.as_ref(), None) {
+            Some(record) => self.reporter.dns(record),
+            None => log::debug!("unsent DNS query from {client} has no readable question"),
+        }
+    }
+
     pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
         let Some(Flow::Tcp(mut flow)) = self.flows.remove(&id) else {
             return;

@@ -723,6 +723,35 @@ fn garbage_is_counted_and_dropped() {
 }
 
 #[test]
+fn a_query_to_an_unreachable_upstream_is_servfailed_and_still_recorded() {
+    // connect() to the broadcast address fails at once (EACCES without SO_BROADCAST): the
+    // upstream socket cannot even be opened, as on a phone with no network.
+    let unreachable = SocketAddr::new(IpAddr::V4(Ipv4Addr::BROADCAST), 53);
+    let mut h = start(unreachable, tuning());
+    let app_addr = SocketAddr::new(IpAddr::V4(APP_IP), 5353);
+    let service = SocketAddr::new(IpAddr::V4(DNS_IP), 53);
+    let query = dns_query(0x4321, "tracking.intl.miui.com");
+    h.send(&udp_packet(app_addr, service, &query));
+    let (src, dst, servfail) = next_udp(&h, Duration::from_secs(5)).unwrap();
+    assert_eq!((src, dst), (service, app_addr));
+    assert_eq!(dns::message_id(&servfail), Some(0x4321));
+    assert_eq!(servfail[3] & 0x0f, 2);
+
+    let (_, events) = h.stop();
+    let records: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Dns(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].query, "tracking.intl.miui.com");
+    assert_eq!((records[0].client, records[0].server), (app_addr, service));
+    assert_eq!(records[0].rcode, None);
+}
+
+#[test]
 fn dns_over_tcp_is_forwarded_and_recorded() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_addr = upstream.local_addr().unwrap();

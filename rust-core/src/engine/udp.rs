@@ -49,6 +49,7 @@ impl Core {
                     self.dropped();
                     if self.is_dns_service(dst) {
                         self.answer_servfail(dst, src, payload);
+                        self.record_unsent_dns(src, dst, payload, now);
                     } else {
                         self.udp_unreachable(parsed, buf);
                     }
@@ -85,6 +86,7 @@ impl Core {
                 self.dropped();
                 if self.is_dns_service(dst) {
                     self.answer_servfail(dst, src, payload);
+                    self.record_dns(id, payload, None, now);
                 }
             }
         }
