@@ -15,7 +15,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
 use super::packet::{self, Transport};
 use super::*;
-use crate::flow::{CloseReason, Event, FlowRecord, Proto};
+use crate::flow::{CloseReason, DnsRecord, Event, FlowRecord, Proto};
 
 const APP_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const DNS_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 53);
@@ -584,6 +584,17 @@ fn udp_nat_relays_both_ways() {
     assert_eq!(flow.close_reason, Some(CloseReason::EngineStop));
 }
 
+/// The DNS log entries among the engine's events, in order.
+fn dns_records(events: &[Event]) -> Vec<DnsRecord> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Dns(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn dns_query(id: u16, name: &str) -> Vec<u8> {
     use simple_dns::{CLASS, Name, Packet, QCLASS, QTYPE, Question, TYPE};
     let mut packet = Packet::new_query(id);
@@ -644,13 +655,7 @@ fn dns_is_forwarded_recorded_and_servfailed_on_silence() {
     assert_eq!(servfail[3] & 0x0f, 2);
 
     let (_, events) = h.stop();
-    let records: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Dns(d) => Some(d.clone()),
-            _ => None,
-        })
-        .collect();
+    let records = dns_records(&events);
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(records[0].query, "metrics.data.mistat.xiaomi.com");
     assert_eq!(records[0].rcode, Some(0));
@@ -738,13 +743,7 @@ fn a_query_to_an_unreachable_upstream_is_servfailed_and_still_recorded() {
     assert_eq!(servfail[3] & 0x0f, 2);
 
     let (_, events) = h.stop();
-    let records: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Dns(d) => Some(d.clone()),
-            _ => None,
-        })
-        .collect();
+    let records = dns_records(&events);
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].query, "tracking.intl.miui.com");
     assert_eq!((records[0].client, records[0].server), (app_addr, service));
@@ -795,12 +794,9 @@ fn dns_over_tcp_is_forwarded_and_recorded() {
     server_thread.join().unwrap();
     assert_eq!(dns::message_id(&got[2..]), Some(0x4321));
     let (_, events) = h.stop();
-    let record = events
-        .iter()
-        .find_map(|e| match e {
-            Event::Dns(d) => Some(d.clone()),
-            _ => None,
-        })
+    let record = dns_records(&events)
+        .into_iter()
+        .next()
         .expect("a DNS record");
     assert_eq!(record.transport, Proto::Tcp);
     assert_eq!(record.query, "api.ad.xiaomi.com");
