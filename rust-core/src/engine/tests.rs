@@ -379,14 +379,7 @@ fn echo_through_engine_mtu(bind: &str, len: usize, tuning: Tuning, mtu: usize) {
         if socket.can_send() && sent < data.len() {
             sent += socket.send_slice(&data[sent..]).unwrap();
         }
-        while socket.can_recv() {
-            socket
-                .recv(|buf| {
-                    echoed.extend_from_slice(buf);
-                    (buf.len(), ())
-                })
-                .unwrap();
-        }
+        read_available(socket, &mut echoed);
         if sent == data.len() && !closed {
             socket.close();
             closed = true;
@@ -498,14 +491,7 @@ fn half_close_from_the_app_still_delivers_the_answer() {
             socket.close();
             sent = true;
         }
-        while socket.can_recv() {
-            socket
-                .recv(|b| {
-                    got.extend_from_slice(b);
-                    (b.len(), ())
-                })
-                .unwrap();
-        }
+        read_available(socket, &mut got);
         sent && !socket.may_recv() && got.len() == 200_000
     });
     assert!(done, "got {} bytes", got.len());
@@ -582,6 +568,18 @@ fn udp_nat_relays_both_ways() {
         (16, 4, 2, 1)
     );
     assert_eq!(flow.close_reason, Some(CloseReason::EngineStop));
+}
+
+/// Moves everything the test client's socket has received into `into`.
+fn read_available(socket: &mut tcp::Socket, into: &mut Vec<u8>) {
+    while socket.can_recv() {
+        socket
+            .recv(|b| {
+                into.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+    }
 }
 
 /// The DNS log entries among the engine's events, in order.
@@ -780,14 +778,7 @@ fn dns_over_tcp_is_forwarded_and_recorded() {
             socket.send_slice(&framed).unwrap();
             sent = true;
         }
-        while socket.can_recv() {
-            socket
-                .recv(|b| {
-                    got.extend_from_slice(b);
-                    (b.len(), ())
-                })
-                .unwrap();
-        }
+        read_available(socket, &mut got);
         sent && !socket.may_recv()
     });
     assert!(done);
@@ -1052,14 +1043,7 @@ fn an_app_that_aborts_a_pending_connect_and_retries_gets_through() {
             socket.send_slice(b"hello").unwrap();
             sent = true;
         }
-        if socket.can_recv() {
-            socket
-                .recv(|b| {
-                    got.extend_from_slice(b);
-                    (b.len(), ())
-                })
-                .unwrap();
-        }
+        read_available(socket, &mut got);
         got.len() == 5
     });
     assert!(done, "the retried connection never carried data");
