@@ -65,7 +65,10 @@ fn client_hello_records(host: &str) -> Vec<u8> {
 
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(char::is_ascii_hexdigit).collect();
-    (0..s.len()).step_by(2).filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn name(n: &str) -> Vec<u8> {
@@ -87,7 +90,24 @@ fn dns_response() -> Vec<u8> {
     let target_at = m.len();
     m.extend(target);
     for i in 0..4u8 {
-        m.extend_from_slice(&[0xc0, target_at as u8, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 0, i]);
+        m.extend_from_slice(&[
+            0xc0,
+            target_at as u8,
+            0,
+            1,
+            0,
+            1,
+            0,
+            0,
+            0,
+            60,
+            0,
+            4,
+            198,
+            18,
+            0,
+            i,
+        ]);
     }
     m
 }
@@ -101,21 +121,35 @@ fn main() {
         ins.on_stream(Direction::Up, seg2);
         black_box(ins.result().hostname.is_some());
     });
-    println!("tls  ClientHello {} B in 2 segments: {:>8.0} ns/flow", hello.len(), tls);
+    println!(
+        "tls  ClientHello {} B in 2 segments: {:>8.0} ns/flow",
+        hello.len(),
+        tls
+    );
 
-    let initial = unhex(include_str!("../src/dissect/testdata/rfc9001-a2-client-initial.hex"));
+    let initial = unhex(include_str!(
+        "../src/dissect/testdata/rfc9001-a2-client-initial.hex"
+    ));
     let quic = median_ns(5_000, || {
         let mut ins = Inspector::new(Proto::Udp, 443);
         ins.on_datagram(Direction::Up, &initial);
         black_box(ins.result().hostname.is_some());
     });
-    println!("quic v1 Initial {} B (decrypt + hello): {:>8.0} ns/flow", initial.len(), quic);
+    println!(
+        "quic v1 Initial {} B (decrypt + hello): {:>8.0} ns/flow",
+        initial.len(),
+        quic
+    );
 
     let resp = dns_response();
     let parse = median_ns(100_000, || {
         black_box(dns::parse(black_box(&resp)).map(|m| m.answers.len()).ok());
     });
-    println!("dns  parse answer ({} B, CNAME + 4 A): {:>8.0} ns/message", resp.len(), parse);
+    println!(
+        "dns  parse answer ({} B, CNAME + 4 A): {:>8.0} ns/message",
+        resp.len(),
+        parse
+    );
 
     let mut namer = Namer::new();
     let ex = dns::Exchange {
@@ -125,7 +159,8 @@ fn main() {
         transport: Proto::Udp,
     };
     let msg = dns::parse(&resp).ok();
-    let mut base = dns::record_from(ex, None, msg.as_ref()).unwrap_or_else(|| std::process::exit(1));
+    let mut base =
+        dns::record_from(ex, None, msg.as_ref()).unwrap_or_else(|| std::process::exit(1));
     for i in 0..10_000u32 {
         base.answer_ips = vec![IpAddr::V4(Ipv4Addr::from(0xc613_0000 + i))];
         namer.on_dns(&base);
@@ -141,7 +176,10 @@ fn main() {
         namer.name_flow(&mut flow, empty.result(), 1_000);
         black_box(flow.hostname.is_some());
     });
-    println!("name flow from a 10,000-address DNS cache (+ catalog): {:>8.0} ns/flow", naming);
+    println!(
+        "name flow from a 10,000-address DNS cache (+ catalog): {:>8.0} ns/flow",
+        naming
+    );
 
     let ctx = Arc::new(DeviceContext {
         own_ips: vec![IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))],
@@ -150,7 +188,9 @@ fn main() {
     });
     let mut request = b"POST /api/v1/report HTTP/1.1\r\nHost: data.example.com\r\nContent-Type: application/json\r\n\r\n".to_vec();
     while request.len() < 16 * 1024 {
-        request.extend_from_slice(br#"{"event":"screen_view","ts":1732170000000,"session":"a8f3","v":3},"#);
+        request.extend_from_slice(
+            br#"{"event":"screen_view","ts":1732170000000,"session":"a8f3","v":3},"#,
+        );
     }
     let response = vec![b'x'; 16 * 1024];
     let http = median_ns(500, || {
@@ -164,5 +204,8 @@ fn main() {
         black_box(ins.result().leaks.len());
     });
     let mb_s = (request.len() + response.len()) as f64 / http * 1e3;
-    println!("http flow, 2 x 16 KiB scanned for identifiers: {:>8.0} ns/flow ({mb_s:.0} MB/s)", http);
+    println!(
+        "http flow, 2 x 16 KiB scanned for identifiers: {:>8.0} ns/flow ({mb_s:.0} MB/s)",
+        http
+    );
 }

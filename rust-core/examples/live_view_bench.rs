@@ -19,12 +19,19 @@ fn main() {
     for id in 0..total {
         let key = FlowKey {
             proto: Proto::Tcp,
-            src: format!("10.215.173.1:{}", 10_000 + id % 50_000).parse().unwrap(),
-            dst: format!("198.18.{}.{}:443", (id / 250) % 250, id % 250).parse().unwrap(),
+            src: format!("10.215.173.1:{}", 10_000 + id % 50_000)
+                .parse()
+                .unwrap(),
+            dst: format!("198.18.{}.{}:443", (id / 250) % 250, id % 250)
+                .parse()
+                .unwrap(),
         };
         let mut f = FlowRecord::new(id, key, id as i64);
         f.uid = Some(10_000 + (id as u32 % apps));
-        f.offer_name(&format!("host{}.example{}.com", id % 700, id % 3), NameSource::Sni);
+        f.offer_name(
+            &format!("host{}.example{}.com", id % 700, id % 3),
+            NameSource::Sni,
+        );
         if id % 4 == 0 {
             f.destination.vendor = Some("Xiaomi".into());
             f.destination.category = Some("analytics/telemetry".into());
@@ -43,7 +50,12 @@ fn main() {
         view.apply(e);
     }
     let apply = start.elapsed();
-    println!("apply: {} events in {:.1} ms ({:.0} ns/event)", events.len(), apply.as_secs_f64() * 1e3, apply.as_nanos() as f64 / events.len() as f64);
+    println!(
+        "apply: {} events in {:.1} ms ({:.0} ns/event)",
+        events.len(),
+        apply.as_secs_f64() * 1e3,
+        apply.as_nanos() as f64 / events.len() as f64
+    );
 
     let runs = 20;
     let start = Instant::now();

@@ -247,5 +247,8 @@ pub enum Event {
     FlowClosed(FlowRecord),
     Dns(DnsRecord),
     /// The owner of a uid, once known: the package(s) or user name.
-    App { uid: u32, name: String },
+    App {
+        uid: u32,
+        name: String,
+    },
 }

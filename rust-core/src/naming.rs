@@ -41,16 +41,24 @@ pub struct Namer {
 
 impl Namer {
     pub fn new() -> Namer {
-        Namer { by_ip: HashMap::new() }
+        Namer {
+            by_ip: HashMap::new(),
+        }
     }
 
     /// Learn the names behind the addresses of a DNS answer. The name remembered is the one the
     /// client asked for (the start of the CNAME chain), which is what the app wanted to reach.
     pub fn on_dns(&mut self, record: &DnsRecord) {
-        if record.answer_ips.is_empty() || record.query.is_empty() || record.rcode.is_some_and(|rc| rc != 0) {
+        if record.answer_ips.is_empty()
+            || record.query.is_empty()
+            || record.rcode.is_some_and(|rc| rc != 0)
+        {
             return;
         }
-        let ttl_ms = record.ttl.map_or(DEFAULT_TTL_MS, |t| Millis::from(t) * 1000).max(MIN_TTL_MS);
+        let ttl_ms = record
+            .ttl
+            .map_or(DEFAULT_TTL_MS, |t| Millis::from(t) * 1000)
+            .max(MIN_TTL_MS);
         let entry = CachedName {
             name: record.query.to_ascii_lowercase(),
             learned: record.time,
@@ -73,8 +81,16 @@ impl Namer {
     /// that expired less than the grace period ago.
     pub fn lookup(&self, ip: IpAddr, now: Millis) -> Option<&str> {
         let names = self.by_ip.get(&ip)?;
-        let fresh = names.iter().rev().find(|n| n.learned <= now && now <= n.expires);
-        let stale = || names.iter().rev().find(|n| n.learned <= now && now <= n.expires.saturating_add(STALE_GRACE_MS));
+        let fresh = names
+            .iter()
+            .rev()
+            .find(|n| n.learned <= now && now <= n.expires);
+        let stale = || {
+            names
+                .iter()
+                .rev()
+                .find(|n| n.learned <= now && now <= n.expires.saturating_add(STALE_GRACE_MS))
+        };
         fresh.or_else(stale).map(|n| n.name.as_str())
     }
 
@@ -89,7 +105,11 @@ impl Namer {
         if let Some((name, source)) = &inspection.hostname {
             // An address in SNI or Host is a poor name: what DNS said about the destination is
             // better; without a DNS answer the address is still what the app asked for.
-            let from_dns = if name.parse::<IpAddr>().is_ok() { self.lookup(flow.key.dst.ip(), now) } else { None };
+            let from_dns = if name.parse::<IpAddr>().is_ok() {
+                self.lookup(flow.key.dst.ip(), now)
+            } else {
+                None
+            };
             match from_dns {
                 Some(dns_name) => flow.offer_name(dns_name, NameSource::Dns),
                 None => flow.offer_name(name, *source),
@@ -122,11 +142,15 @@ impl Namer {
         });
         // Leave room so that the next inserts do not purge again at once.
         if self.by_ip.len() >= MAX_IPS * 3 / 4 {
-            let mut learned: Vec<Millis> =
-                self.by_ip.values().filter_map(|names| names.last().map(|n| n.learned)).collect();
+            let mut learned: Vec<Millis> = self
+                .by_ip
+                .values()
+                .filter_map(|names| names.last().map(|n| n.learned))
+                .collect();
             learned.sort_unstable();
             let cutoff = learned[learned.len() / 2];
-            self.by_ip.retain(|_, names| names.last().is_some_and(|n| n.learned > cutoff));
+            self.by_ip
+                .retain(|_, names| names.last().is_some_and(|n| n.learned > cutoff));
         }
     }
 }
@@ -192,19 +216,34 @@ mod tests {
     }
 
     fn flow_to(dst: &str, now: Millis) -> FlowRecord {
-        let key = FlowKey { proto: Proto::Tcp, src: "10.0.0.2:50000".parse().unwrap(), dst: dst.parse().unwrap() };
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            src: "10.0.0.2:50000".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+        };
         FlowRecord::new(1, key, now)
     }
 
     #[test]
     fn dns_answer_names_a_later_flow_until_ttl_and_grace_run_out() {
         let mut namer = Namer::new();
-        namer.on_dns(&answer("Api.Example.com", &["198.18.5.5", "2001:db8::5"], 120, 1_000));
+        namer.on_dns(&answer(
+            "Api.Example.com",
+            &["198.18.5.5", "2001:db8::5"],
+            120,
+            1_000,
+        ));
         let ip: IpAddr = "198.18.5.5".parse().unwrap();
         assert_eq!(namer.lookup(ip, 2_000), Some("api.example.com"));
-        assert_eq!(namer.lookup("2001:db8::5".parse().unwrap(), 2_000), Some("api.example.com"));
+        assert_eq!(
+            namer.lookup("2001:db8::5".parse().unwrap(), 2_000),
+            Some("api.example.com")
+        );
         // Past the TTL but within the grace period: still named.
-        assert_eq!(namer.lookup(ip, 1_000 + 120_000 + 1), Some("api.example.com"));
+        assert_eq!(
+            namer.lookup(ip, 1_000 + 120_000 + 1),
+            Some("api.example.com")
+        );
         assert_eq!(namer.lookup(ip, 1_000 + 120_000 + STALE_GRACE_MS + 1), None);
         // Not before it was learned (a pcap replay never looks back in time).
         assert_eq!(namer.lookup(ip, 500), None);
@@ -247,7 +286,10 @@ mod tests {
         assert_eq!(flow.hostname_source, Some(NameSource::Dns));
         let inspection = Inspection {
             hostname: Some(("sdkconfig.ad.xiaomi.com".into(), NameSource::Sni)),
-            app_info: AppInfo { l7: Some("tls".into()), ..AppInfo::default() },
+            app_info: AppInfo {
+                l7: Some("tls".into()),
+                ..AppInfo::default()
+            },
             ..Inspection::default()
         };
         namer.name_flow(&mut flow, &inspection, 1_200);
@@ -264,7 +306,10 @@ mod tests {
         let namer = Namer::new();
         let mut flow = flow_to("47.241.7.88:5222", 0);
         let inspection = Inspection {
-            app_info: AppInfo { l7: Some(L7_MIPUSH.into()), ..AppInfo::default() },
+            app_info: AppInfo {
+                l7: Some(L7_MIPUSH.into()),
+                ..AppInfo::default()
+            },
             cleartext: true,
             leaks: vec!["model".into()],
             ..Inspection::default()
@@ -289,7 +334,10 @@ mod tests {
         let mut namer = Namer::new();
         for i in 0..(MAX_IPS as u32 + 10) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0xc612_0000u32 + i));
-            let rec = DnsRecord { answer_ips: vec![ip], ..answer("x.example", &[], 60, Millis::from(i)) };
+            let rec = DnsRecord {
+                answer_ips: vec![ip],
+                ..answer("x.example", &[], 60, Millis::from(i))
+            };
             namer.on_dns(&rec);
         }
         assert!(namer.cached_ips() <= MAX_IPS);
@@ -297,15 +345,24 @@ mod tests {
 
     #[test]
     fn address_in_host_yields_to_dns_name() {
-        let http_ip = Inspection { hostname: Some(("198.18.3.3".into(), NameSource::Http)), ..Inspection::default() };
+        let http_ip = Inspection {
+            hostname: Some(("198.18.3.3".into(), NameSource::Http)),
+            ..Inspection::default()
+        };
         let mut namer = Namer::new();
         let mut flow = flow_to("198.18.3.3:80", 1_000);
         namer.name_flow(&mut flow, &http_ip, 1_000);
-        assert_eq!((flow.hostname.as_deref(), flow.hostname_source), (Some("198.18.3.3"), Some(NameSource::Http)));
+        assert_eq!(
+            (flow.hostname.as_deref(), flow.hostname_source),
+            (Some("198.18.3.3"), Some(NameSource::Http))
+        );
         namer.on_dns(&answer("f-droid.org", &["198.18.3.3"], 300, 0));
         let mut flow = flow_to("198.18.3.3:80", 1_000);
         namer.name_flow(&mut flow, &http_ip, 1_000);
-        assert_eq!((flow.hostname.as_deref(), flow.hostname_source), (Some("f-droid.org"), Some(NameSource::Dns)));
+        assert_eq!(
+            (flow.hostname.as_deref(), flow.hostname_source),
+            (Some("f-droid.org"), Some(NameSource::Dns))
+        );
     }
 
     #[test]
@@ -316,7 +373,10 @@ mod tests {
         namer.name_flow(&mut flow, &Inspection::default(), 1_000);
         assert_eq!(flow.destination.vendor, None);
         // The SNI names a Xiaomi telemetry host: the classification follows the better name.
-        let sni = Inspection { hostname: Some(("data.mistat.xiaomi.com".into(), NameSource::Sni)), ..Inspection::default() };
+        let sni = Inspection {
+            hostname: Some(("data.mistat.xiaomi.com".into(), NameSource::Sni)),
+            ..Inspection::default()
+        };
         namer.name_flow(&mut flow, &sni, 1_100);
         assert_eq!(flow.destination.vendor.as_deref(), Some("Xiaomi"));
         assert!(flow.destination.category.is_some());

@@ -11,9 +11,12 @@ fn facts_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [manifest.join("../../shared/xiaomi"), manifest.join("../../../shared/xiaomi")]
-        .into_iter()
-        .find(|p| p.join("domains.tsv").is_file())
+    [
+        manifest.join("../../shared/xiaomi"),
+        manifest.join("../../../shared/xiaomi"),
+    ]
+    .into_iter()
+    .find(|p| p.join("domains.tsv").is_file())
 }
 
 #[test]
@@ -29,28 +32,46 @@ fn every_fact_row_is_classified_in_our_words() {
         let (domain, kind, category, purpose) = (c[0], c[1], c[2], c[3]);
         rows += 1;
         // A suffix rule also covers its subdomains.
-        let probe = if kind == "suffix" { format!("zz9.{domain}") } else { domain.to_owned() };
+        let probe = if kind == "suffix" {
+            format!("zz9.{domain}")
+        } else {
+            domain.to_owned()
+        };
         for host in [domain.to_owned(), probe] {
-            let class = catalog::classify_host(&host).unwrap_or_else(|| panic!("{host} not classified"));
+            let class =
+                catalog::classify_host(&host).unwrap_or_else(|| panic!("{host} not classified"));
             assert_eq!(class.vendor, "Xiaomi");
             if host == domain {
-                let expected = if domain.starts_with("connect.") && domain.ends_with("rom.miui.com") {
+                let expected = if domain.starts_with("connect.") && domain.ends_with("rom.miui.com")
+                {
                     "connectivity" // our refinement of the facts' "other"
                 } else {
                     category
                 };
                 assert_eq!(class.category, expected, "{host}");
                 assert!(!class.category_guessed, "{host}");
-                assert_ne!(class.purpose, purpose, "{host}: purpose copied from the facts");
+                assert_ne!(
+                    class.purpose, purpose,
+                    "{host}: purpose copied from the facts"
+                );
             }
         }
     }
     assert!(rows > 600, "{rows} rows");
     // The hosts facts.md names as needed for features are functional, telemetry is not.
-    for host in ["account.xiaomi.com", "update.miui.com", "connect.rom.miui.com", "api.io.mi.com"] {
+    for host in [
+        "account.xiaomi.com",
+        "update.miui.com",
+        "connect.rom.miui.com",
+        "api.io.mi.com",
+    ] {
         assert!(catalog::classify_host(host).unwrap().functional, "{host}");
     }
-    for host in ["tracking.intl.miui.com", "data.mistat.xiaomi.com", "api.ad.intl.xiaomi.com"] {
+    for host in [
+        "tracking.intl.miui.com",
+        "data.mistat.xiaomi.com",
+        "api.ad.intl.xiaomi.com",
+    ] {
         assert!(!catalog::classify_host(host).unwrap().functional, "{host}");
     }
 }

@@ -15,7 +15,13 @@ fn capture(path: &Path, flows: u16) {
     let mut w = PcapngWriter::new(std::fs::File::create(path).unwrap()).unwrap();
     for i in 0..flows {
         let p = udp_packet(40_000 + i, 5000, b"payload");
-        w.write_packet(1_700_000_000_000 + i64::from(i), &p, Some(10_000 + u32::from(i)), Some("com.example")).unwrap();
+        w.write_packet(
+            1_700_000_000_000 + i64::from(i),
+            &p,
+            Some(10_000 + u32::from(i)),
+            Some("com.example"),
+        )
+        .unwrap();
     }
     w.into_inner().unwrap();
 }
@@ -27,7 +33,10 @@ fn analyze(db: &Path, file: &Path) -> (i32, String) {
         .arg(file)
         .output()
         .expect("run phonehome");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -48,8 +57,14 @@ fn analyze_stores_flows_and_survives_damage() {
     std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
     let (code, stderr) = analyze(&db, &cut);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("cut.pcapng: file truncated at byte offset"), "{stderr}");
-    assert!(stderr.contains("the 9 flows read before it were stored"), "{stderr}");
+    assert!(
+        stderr.contains("cut.pcapng: file truncated at byte offset"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the 9 flows read before it were stored"),
+        "{stderr}"
+    );
 
     // A missing file and a non-capture are named, get no session, and do not stop the others.
     let text = dir.join("notes.txt");
@@ -63,14 +78,21 @@ fn analyze_stores_flows_and_survives_damage() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("missing.pcap: No such file"), "{stderr}");
-    assert!(stderr.contains("notes.txt: not a pcap or pcapng file"), "{stderr}");
+    assert!(
+        stderr.contains("notes.txt: not a pcap or pcapng file"),
+        "{stderr}"
+    );
 
     let reader = Reader::open_read_only(&db).unwrap();
     let sessions = reader.sessions().unwrap();
     assert_eq!(sessions.len(), 3, "one session per analyzed capture");
     let flows = reader.flows(&FlowFilter::default()).unwrap();
     assert_eq!(flows.len(), 29);
-    assert!(flows.iter().all(|f| f.uid.is_some() && f.dst_port == 5000 && f.bytes_up == 7));
+    assert!(
+        flows
+            .iter()
+            .all(|f| f.uid.is_some() && f.dst_port == 5000 && f.bytes_up == 7)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -84,7 +106,10 @@ fn pcapdroid_trailer_gives_flows_their_app() {
     for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
         file.extend(word.to_le_bytes());
     }
-    for (i, (uid, app)) in [(10_145i32, "com.miui.weather2"), (1000, "android")].iter().enumerate() {
+    for (i, (uid, app)) in [(10_145i32, "com.miui.weather2"), (1000, "android")]
+        .iter()
+        .enumerate()
+    {
         let ip = udp_packet(45_000 + i as u16, 443, b"quic-ish payload");
         let mut frame = vec![0u8; 12];
         frame.extend([0x08, 0x00]);
@@ -96,7 +121,12 @@ fn pcapdroid_trailer_gives_flows_their_app() {
         name[..app.len()].copy_from_slice(app.as_bytes());
         frame.extend(name);
         frame.extend([0u8; 4]);
-        for word in [1_700_000_000u32 + i as u32, 0, frame.len() as u32, frame.len() as u32] {
+        for word in [
+            1_700_000_000u32 + i as u32,
+            0,
+            frame.len() as u32,
+            frame.len() as u32,
+        ] {
             file.extend(word.to_le_bytes());
         }
         file.extend(frame);
@@ -110,10 +140,14 @@ fn pcapdroid_trailer_gives_flows_their_app() {
     let reader = Reader::open_read_only(&db).unwrap();
     let mut flows = reader.flows(&FlowFilter::default()).unwrap();
     flows.sort_by_key(|f| f.src_port);
-    let owners: Vec<(Option<u32>, Option<String>)> = flows.iter().map(|f| (f.uid, f.app.clone())).collect();
+    let owners: Vec<(Option<u32>, Option<String>)> =
+        flows.iter().map(|f| (f.uid, f.app.clone())).collect();
     assert_eq!(
         owners,
-        vec![(Some(10_145), Some("com.miui.weather2".into())), (Some(1000), Some("android".into()))]
+        vec![
+            (Some(10_145), Some("com.miui.weather2".into())),
+            (Some(1000), Some("android".into()))
+        ]
     );
     // The trailer is not payload.
     assert!(flows.iter().all(|f| f.bytes_up == 16));

@@ -9,7 +9,11 @@ fn lookup(args: &[&str]) -> Vec<serde_json::Value> {
         .args(["--format", "jsonl"])
         .output()
         .expect("run phonehome");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
@@ -18,9 +22,23 @@ fn lookup(args: &[&str]) -> Vec<serde_json::Value> {
 
 #[test]
 fn hosts_and_addresses_one_row_each() {
-    let rows = lookup(&["data.mistat.intl.xiaomi.com", "something.tracking.miui.com", "new.xmpush.example", "161.117.180.178"]);
+    let rows = lookup(&[
+        "data.mistat.intl.xiaomi.com",
+        "something.tracking.miui.com",
+        "new.xmpush.example",
+        "161.117.180.178",
+    ]);
     assert_eq!(rows.len(), 4);
-    for key in ["query", "vendor", "category", "category_guessed", "purpose", "country", "asn", "as_name"] {
+    for key in [
+        "query",
+        "vendor",
+        "category",
+        "category_guessed",
+        "purpose",
+        "country",
+        "asn",
+        "as_name",
+    ] {
         assert!(rows.iter().all(|r| r.get(key).is_some()), "missing {key}");
     }
     assert_eq!(rows[0]["vendor"], "Xiaomi");

@@ -21,9 +21,12 @@ fn corpus_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [manifest.join("../../shared/corpus"), manifest.join("../../../shared/corpus")]
-        .into_iter()
-        .find(|p| p.join("ndpi/expected.tsv").is_file())
+    [
+        manifest.join("../../shared/corpus"),
+        manifest.join("../../../shared/corpus"),
+    ]
+    .into_iter()
+    .find(|p| p.join("ndpi/expected.tsv").is_file())
 }
 
 struct Expected {
@@ -74,7 +77,8 @@ fn read_expected(path: &Path) -> Vec<Expected> {
 /// Every flow of one capture, final copies.
 fn flows_of(path: &Path) -> Vec<FlowRecord> {
     let (tx, rx) = mpsc::channel();
-    let report = observe_file(path, tx, |_| {}).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let report =
+        observe_file(path, tx, |_| {}).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     if let Some(e) = &report.error {
         eprintln!("note: {}: {e}", path.display());
     }
@@ -90,7 +94,8 @@ fn flows_of(path: &Path) -> Vec<FlowRecord> {
 /// client side agrees.
 fn find<'a>(flows: &'a [FlowRecord], e: &Expected) -> Option<(&'a FlowRecord, bool)> {
     let port_free = e.proto == Proto::Icmp;
-    let same = |a: SocketAddr, b: SocketAddr| a.ip() == b.ip() && (port_free || a.port() == b.port());
+    let same =
+        |a: SocketAddr, b: SocketAddr| a.ip() == b.ip() && (port_free || a.port() == b.port());
     // Prefer a named flow when a 5-tuple was reused.
     let mut best: Option<(&FlowRecord, bool)> = None;
     for f in flows.iter().filter(|f| f.key.proto == e.proto) {
@@ -130,31 +135,53 @@ fn same_name(ours: &str, expected: &str) -> bool {
     ours == expected || (ours.len() == expected.len() && ours.replace('*', "_") == expected)
 }
 
-fn check(corpus: &Path, set: &str, expected: &[Expected], names_only: bool) -> (BTreeMap<String, Tally>, Vec<String>) {
+fn check(
+    corpus: &Path,
+    set: &str,
+    expected: &[Expected],
+    names_only: bool,
+) -> (BTreeMap<String, Tally>, Vec<String>) {
     let mut by_pcap: HashMap<&str, Vec<FlowRecord>> = HashMap::new();
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut disagreements = Vec::new();
     for e in expected {
-        if names_only && (e.hostname.is_empty() || !matches!(e.kind.as_str(), "tls" | "quic" | "http" | "dns")) {
+        if names_only
+            && (e.hostname.is_empty()
+                || !matches!(e.kind.as_str(), "tls" | "quic" | "http" | "dns"))
+        {
             continue;
         }
-        let flows = by_pcap
-            .entry(&e.pcap)
-            .or_insert_with(|| flows_of(&corpus.join(set).join(if set == "ndpi" { "pcaps" } else { "" }).join(&e.pcap)));
+        let flows = by_pcap.entry(&e.pcap).or_insert_with(|| {
+            flows_of(
+                &corpus
+                    .join(set)
+                    .join(if set == "ndpi" { "pcaps" } else { "" })
+                    .join(&e.pcap),
+            )
+        });
         let tally = tallies.entry(e.kind.clone()).or_default();
-        let row = format!("{set}/{} {:?} {} -> {} [{}] expect {:?}", e.pcap, e.proto, e.src, e.dst, e.kind, e.hostname);
+        let row = format!(
+            "{set}/{} {:?} {} -> {} [{}] expect {:?}",
+            e.pcap, e.proto, e.src, e.dst, e.kind, e.hostname
+        );
         let found = find(flows, e);
         let ours = found.and_then(|(f, _)| f.hostname.as_deref()).unwrap_or("");
         if !same_name(ours, &e.hostname) && e.hostname.parse::<IpAddr>().is_ok() {
             // nDPI copies an address found in SNI or Host; an address names nothing.
             tally.excluded += 1;
-            disagreements.push(format!("{row}: excluded, the expected name is an IP address (ours {ours:?})"));
+            disagreements.push(format!(
+                "{row}: excluded, the expected name is an IP address (ours {ours:?})"
+            ));
             continue;
         }
         tally.total += 1;
         match found {
             None => {
-                let why = if e.tunnel.is_empty() { "no such flow" } else { "tunnelled flow (not decoded)" };
+                let why = if e.tunnel.is_empty() {
+                    "no such flow"
+                } else {
+                    "tunnelled flow (not decoded)"
+                };
                 disagreements.push(format!("{row}: {why}"));
             }
             Some((f, client_ok)) => {
@@ -168,7 +195,9 @@ fn check(corpus: &Path, set: &str, expected: &[Expected], names_only: bool) -> (
                 if same_name(ours, &e.hostname) || e.hostname.is_empty() {
                     tally.agree += 1;
                     if ours != e.hostname && !e.hostname.is_empty() {
-                        disagreements.push(format!("{row}: agrees up to nDPI writing '*' as '_' ({ours:?})"));
+                        disagreements.push(format!(
+                            "{row}: agrees up to nDPI writing '*' as '_' ({ours:?})"
+                        ));
                     }
                 } else if ours.is_empty() {
                     disagreements.push(format!("{row}: unnamed (l7 {:?})", f.app_info.l7));
@@ -186,7 +215,10 @@ fn check(corpus: &Path, set: &str, expected: &[Expected], names_only: bool) -> (
 
 fn print_table(title: &str, tallies: &BTreeMap<String, Tally>) {
     println!("{title}");
-    println!("  {:6} {:>6} {:>6} {:>8} {:>8} {:>9}", "kind", "flows", "agree", "agree%", "client%", "excluded");
+    println!(
+        "  {:6} {:>6} {:>6} {:>8} {:>8} {:>9}",
+        "kind", "flows", "agree", "agree%", "client%", "excluded"
+    );
     for (kind, t) in tallies {
         println!(
             "  {:6} {:>6} {:>6} {:>7.1}% {:>7.1}% {:>9}",
@@ -203,17 +235,25 @@ fn print_table(title: &str, tallies: &BTreeMap<String, Tally>) {
 #[test]
 fn naming_agrees_with_ndpi_and_pcapdroid() {
     let Some(corpus) = corpus_dir() else {
-        println!("SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        println!(
+            "SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository"
+        );
         return;
     };
     let ndpi = read_expected(&corpus.join("ndpi/expected.tsv"));
     let pcapdroid = read_expected(&corpus.join("pcapdroid/expected.tsv"));
-    assert!(ndpi.len() > 900 && pcapdroid.len() > 15, "expected files look incomplete");
+    assert!(
+        ndpi.len() > 900 && pcapdroid.len() > 15,
+        "expected files look incomplete"
+    );
 
     let (ndpi_tally, ndpi_diff) = check(&corpus, "ndpi", &ndpi, true);
     let (pd_tally, pd_diff) = check(&corpus, "pcapdroid", &pcapdroid, false);
     print_table("nDPI-named flows (ndpi/expected.tsv):", &ndpi_tally);
-    print_table("PCAPdroid expected connections (pcapdroid/expected.tsv):", &pd_tally);
+    print_table(
+        "PCAPdroid expected connections (pcapdroid/expected.tsv):",
+        &pd_tally,
+    );
     for d in ndpi_diff.iter().chain(&pd_diff) {
         println!("  {d}");
     }
@@ -222,42 +262,75 @@ fn naming_agrees_with_ndpi_and_pcapdroid() {
     let mut by_pcap: HashMap<&str, Vec<FlowRecord>> = HashMap::new();
     let (mut found, mut client_ok, mut wrong) = (0usize, 0usize, Vec::new());
     for e in &ndpi {
-        let flows = by_pcap.entry(&e.pcap).or_insert_with(|| flows_of(&corpus.join("ndpi/pcaps").join(&e.pcap)));
+        let flows = by_pcap
+            .entry(&e.pcap)
+            .or_insert_with(|| flows_of(&corpus.join("ndpi/pcaps").join(&e.pcap)));
         if let Some((_, ok)) = find(flows, e) {
             found += 1;
             if ok {
                 client_ok += 1;
             } else {
-                wrong.push(format!("{} {:?} {} -> {} [{}]", e.pcap, e.proto, e.src, e.dst, e.kind));
+                wrong.push(format!(
+                    "{} {:?} {} -> {} [{}]",
+                    e.pcap, e.proto, e.src, e.dst, e.kind
+                ));
             }
         }
     }
-    println!("client side: {client_ok}/{found} of all {} nDPI flows agree; differing: {wrong:#?}", ndpi.len());
-    assert!(client_ok as f64 >= 0.95 * found as f64, "client side agrees on {client_ok}/{found} only");
+    println!(
+        "client side: {client_ok}/{found} of all {} nDPI flows agree; differing: {wrong:#?}",
+        ndpi.len()
+    );
+    assert!(
+        client_ok as f64 >= 0.95 * found as f64,
+        "client side agrees on {client_ok}/{found} only"
+    );
 
     // Every expected flow must exist, whatever the naming.
-    let missing: Vec<&String> = ndpi_diff.iter().chain(&pd_diff).filter(|d| d.ends_with("no such flow")).collect();
+    let missing: Vec<&String> = ndpi_diff
+        .iter()
+        .chain(&pd_diff)
+        .filter(|d| d.ends_with("no such flow"))
+        .collect();
     assert!(missing.is_empty(), "flows not found: {missing:#?}");
 
-    let named: usize = ndpi_tally.values().chain(pd_tally.values()).map(|t| t.named).sum();
+    let named: usize = ndpi_tally
+        .values()
+        .chain(pd_tally.values())
+        .map(|t| t.named)
+        .sum();
     if named == 0 {
-        println!("NOTE: no flow was named at all: the dissectors are not in this build yet; naming thresholds not checked");
+        println!(
+            "NOTE: no flow was named at all: the dissectors are not in this build yet; naming thresholds not checked"
+        );
         return;
     }
     for (kind, t) in &ndpi_tally {
         let share = t.agree as f64 / t.total.max(1) as f64;
-        assert!(share >= THRESHOLD, "nDPI {kind}: {:.1}% < {:.0}%", share * 100.0, THRESHOLD * 100.0);
+        assert!(
+            share >= THRESHOLD,
+            "nDPI {kind}: {:.1}% < {:.0}%",
+            share * 100.0,
+            THRESHOLD * 100.0
+        );
     }
     for (kind, t) in &pd_tally {
         let share = t.agree as f64 / t.total.max(1) as f64;
-        assert!(share >= THRESHOLD, "PCAPdroid {kind}: {:.1}% < {:.0}%", share * 100.0, THRESHOLD * 100.0);
+        assert!(
+            share >= THRESHOLD,
+            "PCAPdroid {kind}: {:.1}% < {:.0}%",
+            share * 100.0,
+            THRESHOLD * 100.0
+        );
     }
 }
 
 #[test]
 fn damaged_capture_keeps_flows_read_before_the_damage() {
     let Some(corpus) = corpus_dir() else {
-        println!("SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        println!(
+            "SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository"
+        );
         return;
     };
     let original = std::fs::read(corpus.join("ndpi/pcaps/xiaomi.pcap")).expect("xiaomi.pcap");
@@ -271,8 +344,15 @@ fn damaged_capture_keeps_flows_read_before_the_damage() {
     let (tx, rx) = mpsc::channel();
     let report = observe_file(&truncated, tx, |_| {}).unwrap();
     let err = report.error.expect("a truncated file must report it");
-    assert!(err.to_string().contains("truncated at byte offset"), "{err}");
-    assert!(err.offset() > 24 && err.offset() < cut_at as u64, "offset {}", err.offset());
+    assert!(
+        err.to_string().contains("truncated at byte offset"),
+        "{err}"
+    );
+    assert!(
+        err.offset() > 24 && err.offset() < cut_at as u64,
+        "offset {}",
+        err.offset()
+    );
     let kept: Vec<FlowRecord> = rx
         .try_iter()
         .filter_map(|e| match e {
@@ -280,7 +360,12 @@ fn damaged_capture_keeps_flows_read_before_the_damage() {
             _ => None,
         })
         .collect();
-    assert!(!kept.is_empty() && kept.len() <= whole.len(), "{} of {}", kept.len(), whole.len());
+    assert!(
+        !kept.is_empty() && kept.len() <= whole.len(),
+        "{} of {}",
+        kept.len(),
+        whole.len()
+    );
     assert!(kept.iter().all(|f| f.close_reason.is_some()));
 
     // A record claiming 1 GiB is corruption, named with its offset.
@@ -298,15 +383,27 @@ fn damaged_capture_keeps_flows_read_before_the_damage() {
 #[test]
 fn xiaomi_capture_is_classified() {
     let Some(corpus) = corpus_dir() else {
-        println!("SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        println!(
+            "SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository"
+        );
         return;
     };
     let flows = flows_of(&corpus.join("ndpi/pcaps/xiaomi.pcap"));
     let push: Vec<&FlowRecord> = flows.iter().filter(|f| f.key.dst.port() == 5222).collect();
     assert!(push.len() >= 5, "{} Mi Push flows", push.len());
     for f in push {
-        assert_eq!(f.destination.vendor.as_deref(), Some("Xiaomi"), "{:?}", f.key);
-        assert_eq!(f.destination.category.as_deref(), Some("push"), "{:?}", f.key);
+        assert_eq!(
+            f.destination.vendor.as_deref(),
+            Some("Xiaomi"),
+            "{:?}",
+            f.key
+        );
+        assert_eq!(
+            f.destination.category.as_deref(),
+            Some("push"),
+            "{:?}",
+            f.key
+        );
         assert!(f.key.src.ip().is_ipv4());
     }
 }

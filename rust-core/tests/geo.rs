@@ -13,14 +13,22 @@ fn geo_file() -> Option<PathBuf> {
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
         candidates.push(PathBuf::from(t).join(geo::FILE_NAME));
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target").join(geo::FILE_NAME));
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target")
+            .join(geo::FILE_NAME),
+    );
     candidates.into_iter().find(|p| p.is_file())
 }
 
 #[test]
 fn real_database_knows_well_known_networks() {
     let Some(path) = geo_file() else {
-        println!("SKIPPED: no {} (run scripts/fetch-geo.sh, or set {})", geo::FILE_NAME, geo::ENV_VAR);
+        println!(
+            "SKIPPED: no {} (run scripts/fetch-geo.sh, or set {})",
+            geo::FILE_NAME,
+            geo::ENV_VAR
+        );
         return;
     };
     let db = GeoDb::open(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -28,13 +36,19 @@ fn real_database_knows_well_known_networks() {
     let at = |s: &str| db.lookup(s.parse::<IpAddr>().unwrap());
 
     let google = at("8.8.8.8").unwrap();
-    assert_eq!((google.country.as_deref(), google.asn), (Some("US"), Some(15169)));
+    assert_eq!(
+        (google.country.as_deref(), google.asn),
+        (Some("US"), Some(15169))
+    );
     assert!(google.as_name.unwrap_or_default().contains("Google"));
     let cloudflare = at("1.1.1.1").unwrap();
     assert_eq!(cloudflare.asn, Some(13335));
     // The MiPush fallback address sits in Alibaba Cloud's Singapore space (facts.md 2.2).
     let push = at("161.117.97.14").unwrap();
-    assert_eq!((push.country.as_deref(), push.asn), (Some("SG"), Some(45102)));
+    assert_eq!(
+        (push.country.as_deref(), push.asn),
+        (Some("SG"), Some(45102))
+    );
     let v6 = at("2001:4860:4860::8888").unwrap();
     assert_eq!(v6.asn, Some(15169));
     assert_eq!(at("10.1.2.3"), None);

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::mpsc;
 
 use phonehome::flow::Event;
-use phonehome::pcap::{observe_file, PcapngWriter};
+use phonehome::pcap::{PcapngWriter, observe_file};
 
 #[path = "common/udp_packet.rs"]
 mod udp_packet;
@@ -17,9 +17,27 @@ fn written_pcapng_reads_back_in_tshark_and_analyze() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("session.pcapng");
     let mut w = PcapngWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
-    w.write_packet(1_700_000_000_000, &udp_packet(40000, 4000, b"one"), Some(10_100), Some("com.xiaomi.xmsf")).unwrap();
-    w.write_packet(1_700_000_000_010, &udp_packet(40001, 4000, b"two"), Some(1000), None).unwrap();
-    w.write_packet(1_700_000_000_020, &udp_packet(40002, 4000, b"three"), None, None).unwrap();
+    w.write_packet(
+        1_700_000_000_000,
+        &udp_packet(40000, 4000, b"one"),
+        Some(10_100),
+        Some("com.xiaomi.xmsf"),
+    )
+    .unwrap();
+    w.write_packet(
+        1_700_000_000_010,
+        &udp_packet(40001, 4000, b"two"),
+        Some(1000),
+        None,
+    )
+    .unwrap();
+    w.write_packet(
+        1_700_000_000_020,
+        &udp_packet(40002, 4000, b"three"),
+        None,
+        None,
+    )
+    .unwrap();
     w.into_inner().unwrap();
 
     let (tx, rx) = mpsc::channel();
@@ -35,7 +53,10 @@ fn written_pcapng_reads_back_in_tshark_and_analyze() {
         })
         .collect();
     assert_eq!(uids, vec![Some(10_100), Some(1000), None]);
-    assert!(events.contains(&Event::App { uid: 10_100, name: "com.xiaomi.xmsf".into() }));
+    assert!(events.contains(&Event::App {
+        uid: 10_100,
+        name: "com.xiaomi.xmsf".into()
+    }));
 
     match Command::new("tshark")
         .args(["-r"])
@@ -45,10 +66,17 @@ fn written_pcapng_reads_back_in_tshark_and_analyze() {
     {
         Err(_) => println!("SKIPPED tshark check: tshark not installed (apt-get install tshark)"),
         Ok(out) => {
-            assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "tshark: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let text = String::from_utf8_lossy(&out.stdout);
             let lines: Vec<&str> = text.lines().collect();
-            assert_eq!(lines, vec!["u-10100 com.xiaomi.xmsf\t40000", "u-1000\t40001", "\t40002"]);
+            assert_eq!(
+                lines,
+                vec!["u-10100 com.xiaomi.xmsf\t40000", "u-1000\t40001", "\t40002"]
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -268,10 +268,16 @@ fn a_backlog_is_committed_every_window_not_only_at_the_end() {
         if stats.commits >= 2 || stats.events >= sent {
             break stats;
         }
-        assert!(std::time::Instant::now() < deadline, "writer stalled: {stats:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writer stalled: {stats:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     };
-    assert!(during.commits >= 2, "only committed at the end of the backlog: {during:?}");
+    assert!(
+        during.commits >= 2,
+        "only committed at the end of the backlog: {during:?}"
+    );
     assert!(during.events < sent, "{during:?}");
     writer.finish().unwrap();
     assert_eq!(

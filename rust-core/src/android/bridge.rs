@@ -16,8 +16,8 @@ use jni::{Env, EnvUnowned, jni_mangle, jni_str};
 use prost::Message;
 
 use super::callback::JniOwner;
-use super::proto;
 use super::live::LiveView;
+use super::proto;
 use super::session::{CoreError, Session, answer_or_history, lock};
 
 /// The running capture, and what remains readable of the last one after it stopped.
@@ -29,8 +29,12 @@ struct CoreState {
     history: Option<PathBuf>,
 }
 
-static CORE: Mutex<CoreState> =
-    Mutex::new(CoreState { running: None, last_live: None, last_snapshot: None, history: None });
+static CORE: Mutex<CoreState> = Mutex::new(CoreState {
+    running: None,
+    last_live: None,
+    last_snapshot: None,
+    history: None,
+});
 
 fn core() -> MutexGuard<'static, CoreState> {
     CORE.lock().unwrap_or_else(PoisonError::into_inner)
@@ -135,7 +139,9 @@ impl<T: Default> ErrorPolicy<T, BridgeError> for ThrowCoreException {
 fn init_logging() {
     #[cfg(target_os = "android")]
     android_logger::init_once(
-        android_logger::Config::default().with_tag("PhoneHome").with_max_level(log::LevelFilter::Info),
+        android_logger::Config::default()
+            .with_tag("PhoneHome")
+            .with_max_level(log::LevelFilter::Info),
     );
 }
 
@@ -162,7 +168,9 @@ pub fn start<'local>(
         .with_env(|env| -> Result<()> {
             init_logging();
             if tun_fd < 0 {
-                return Err(CoreError::bad_request(format!("tun fd {tun_fd} is not a descriptor")).into());
+                return Err(
+                    CoreError::bad_request(format!("tun fd {tun_fd} is not a descriptor")).into(),
+                );
             }
             // SAFETY: the app detached this descriptor for us; nobody else closes it.
             let tun = unsafe { OwnedFd::from_raw_fd(tun_fd) };
@@ -206,14 +214,19 @@ pub fn stop<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>) -> 
 /// `isRunning(): Boolean`.
 #[jni_mangle("org.phonehome.core.NativeCore")]
 pub fn is_running<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>) -> bool {
-    unowned.with_env(|_env| -> Result<bool> { Ok(core().running.is_some()) }).resolve::<ThrowCoreException>()
+    unowned
+        .with_env(|_env| -> Result<bool> { Ok(core().running.is_some()) })
+        .resolve::<ThrowCoreException>()
 }
 
 /// `snapshot(): ByteArray` — a `Snapshot` of the running capture, else the final one of the last
 /// capture in this process, else the latest session of the history database, else an empty
 /// message (no totals).
 #[jni_mangle("org.phonehome.core.NativeCore")]
-pub fn snapshot<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>) -> JByteArray<'local> {
+pub fn snapshot<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> JByteArray<'local> {
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
             let mut guard = core();
@@ -246,15 +259,20 @@ pub fn query<'local>(
 ) -> JByteArray<'local> {
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
-            let request = proto::QueryRequest::decode(env.convert_byte_array(&request)?.as_slice())?;
+            let request =
+                proto::QueryRequest::decode(env.convert_byte_array(&request)?.as_slice())?;
             let (live, history) = {
                 let core = core();
                 (core.last_live.clone(), core.history.clone())
             };
             let response = match (live, history) {
-                (Some(live), history) => answer_or_history(&lock(&live), history.as_deref(), &request),
-                (None, Some(db)) => super::history::answer(&db, &request).unwrap_or_else(|err| proto::QueryResponse {
-                    kind: Some(proto::query_response::Kind::Error(err.to_proto())),
+                (Some(live), history) => {
+                    answer_or_history(&lock(&live), history.as_deref(), &request)
+                }
+                (None, Some(db)) => super::history::answer(&db, &request).unwrap_or_else(|err| {
+                    proto::QueryResponse {
+                        kind: Some(proto::query_response::Kind::Error(err.to_proto())),
+                    }
                 }),
                 (None, None) => proto::QueryResponse {
                     kind: Some(proto::query_response::Kind::Error(
@@ -270,7 +288,11 @@ pub fn query<'local>(
 /// `openHistory(dbPath: String)` — the database `snapshot` and `query` read when no capture ran
 /// in this process (after the app was restarted).
 #[jni_mangle("org.phonehome.core.NativeCore")]
-pub fn open_history<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>, db_path: JString<'local>) {
+pub fn open_history<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    db_path: JString<'local>,
+) {
     unowned
         .with_env(|env| -> Result<()> {
             core().history = Some(PathBuf::from(db_path.try_to_string(env)?));
@@ -289,7 +311,11 @@ pub fn mark<'local>(
     unowned
         .with_env(|env| -> Result<JByteArray<'local>> {
             let label = label.try_to_string(env)?;
-            let marker = core().running.as_mut().ok_or_else(not_running)?.mark(&label)?;
+            let marker = core()
+                .running
+                .as_mut()
+                .ok_or_else(not_running)?
+                .mark(&label)?;
             bytes(env, &marker)
         })
         .resolve::<ThrowCoreException>()
@@ -309,12 +335,15 @@ pub fn export<'local>(
     unowned
         .with_env(|env| -> Result<jlong> {
             if fd < 0 {
-                return Err(CoreError::bad_request(format!("export fd {fd} is not a descriptor")).into());
+                return Err(
+                    CoreError::bad_request(format!("export fd {fd} is not a descriptor")).into(),
+                );
             }
             // SAFETY: detached by the app for us; closed when `out` drops.
             let out = unsafe { OwnedFd::from_raw_fd(fd) };
             let path = PathBuf::from(db_path.try_to_string(env)?);
-            let request = proto::ExportRequest::decode(env.convert_byte_array(&request)?.as_slice())?;
+            let request =
+                proto::ExportRequest::decode(env.convert_byte_array(&request)?.as_slice())?;
             let written = super::session::export_database(&path, out, &request)?;
             Ok(jlong::try_from(written).unwrap_or(jlong::MAX))
         })

@@ -30,11 +30,24 @@ pub struct JniOwner {
 }
 
 impl JniOwner {
-    pub fn new(env: &Env<'_>, callback: &JObject<'_>, identities: Identities) -> jni::errors::Result<JniOwner> {
-        Ok(JniOwner { callback: env.new_global_ref(callback)?, identities, procfs: ProcNet::new("/proc/net".into()) })
+    pub fn new(
+        env: &Env<'_>,
+        callback: &JObject<'_>,
+        identities: Identities,
+    ) -> jni::errors::Result<JniOwner> {
+        Ok(JniOwner {
+            callback: env.new_global_ref(callback)?,
+            identities,
+            procfs: ProcNet::new("/proc/net".into()),
+        })
     }
 
-    fn ask_owner(&self, proto: Proto, local: SocketAddr, remote: SocketAddr) -> jni::errors::Result<i32> {
+    fn ask_owner(
+        &self,
+        proto: Proto,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> jni::errors::Result<i32> {
         let ipproto = match proto {
             Proto::Tcp => libc::IPPROTO_TCP,
             Proto::Udp => libc::IPPROTO_UDP,
@@ -60,7 +73,8 @@ impl JniOwner {
     }
 
     fn ask_identity(&self, uid: u32) -> jni::errors::Result<Option<Vec<u8>>> {
-        let juid = i32::try_from(uid).map_err(|_| jni::errors::Error::WrongJValueType("uid", "int"))?;
+        let juid =
+            i32::try_from(uid).map_err(|_| jni::errors::Error::WrongJValueType("uid", "int"))?;
         attached(|env| {
             let answer = env
                 .call_method(
@@ -126,7 +140,11 @@ impl OwnerLookup for JniOwner {
             }
         };
         identity.uid = uid;
-        let name = if identity.packages.is_empty() { identity.label.clone() } else { identity.packages.join(",") };
+        let name = if identity.packages.is_empty() {
+            identity.label.clone()
+        } else {
+            identity.packages.join(",")
+        };
         match self.identities.lock() {
             Ok(mut map) => map.insert(uid, identity),
             Err(poisoned) => poisoned.into_inner().insert(uid, identity),

@@ -32,7 +32,11 @@ pub fn start_config() -> StartConfig {
 pub fn app_identity() -> AppIdentity {
     AppIdentity {
         uid: 1000,
-        packages: vec!["android".into(), "com.miui.analytics".into(), "com.xiaomi.xmsf".into()],
+        packages: vec![
+            "android".into(),
+            "com.miui.analytics".into(),
+            "com.xiaomi.xmsf".into(),
+        ],
         label: "Android System".into(),
         system: true,
     }
@@ -76,7 +80,13 @@ pub fn snapshot() -> Snapshot {
                 last_seen_ms: 1_763_700_060_000,
                 unattributed: false,
             },
-            AppRow { app: None, flows: 3, unattributed: true, last_seen_ms: -1, ..Default::default() },
+            AppRow {
+                app: None,
+                flows: 3,
+                unattributed: true,
+                last_seen_ms: -1,
+                ..Default::default()
+            },
         ],
         recent: vec![FlowRow {
             id: 7,
@@ -97,13 +107,21 @@ pub fn snapshot() -> Snapshot {
             leaks: vec!["android-id".into(), "imei".into()],
             l7: "tls".into(),
         }],
-        markers: vec![Marker { id: 1, time_ms: 1_763_700_030_000, label: "User Experience Program off".into() }],
+        markers: vec![Marker {
+            id: 1,
+            time_ms: 1_763_700_030_000,
+            label: "User Experience Program off".into(),
+        }],
     }
 }
 
 pub fn compare_request() -> QueryRequest {
     QueryRequest {
-        kind: Some(query_request::Kind::Compare(CompareRequest { marker_id: 2, since_marker_id: 1, xiaomi_only: true })),
+        kind: Some(query_request::Kind::Compare(CompareRequest {
+            marker_id: 2,
+            since_marker_id: 1,
+            xiaomi_only: true,
+        })),
     }
 }
 
@@ -123,7 +141,9 @@ pub fn endpoint_response() -> QueryResponse {
 }
 
 fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto/golden").join(format!("{name}.bin"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../proto/golden")
+        .join(format!("{name}.bin"))
 }
 
 fn check(name: &str, encoded: Vec<u8>) {
@@ -133,7 +153,12 @@ fn check(name: &str, encoded: Vec<u8>) {
         std::fs::write(&path, &encoded).unwrap();
     }
     let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(encoded, golden, "{name}: prost encoding differs from {}", path.display());
+    assert_eq!(
+        encoded,
+        golden,
+        "{name}: prost encoding differs from {}",
+        path.display()
+    );
 }
 
 #[test]
@@ -148,7 +173,16 @@ fn golden_bytes_match_the_committed_files() {
 #[test]
 fn golden_files_decode_to_the_same_values() {
     let read = |name| std::fs::read(golden_path(name)).unwrap();
-    assert_eq!(StartConfig::decode(read("start_config").as_slice()).unwrap(), start_config());
-    assert_eq!(Snapshot::decode(read("snapshot").as_slice()).unwrap(), snapshot());
-    assert_eq!(QueryRequest::decode(read("compare_request").as_slice()).unwrap(), compare_request());
+    assert_eq!(
+        StartConfig::decode(read("start_config").as_slice()).unwrap(),
+        start_config()
+    );
+    assert_eq!(
+        Snapshot::decode(read("snapshot").as_slice()).unwrap(),
+        snapshot()
+    );
+    assert_eq!(
+        QueryRequest::decode(read("compare_request").as_slice()).unwrap(),
+        compare_request()
+    );
 }

@@ -21,8 +21,19 @@ fn is_xiaomi(vendor: Option<&str>) -> bool {
 /// The store names an app by its packages joined with ",", as the owner callback reported them.
 fn identity(summary: &AppSummary) -> Option<proto::AppIdentity> {
     let uid = summary.uid?;
-    let packages: Vec<String> = summary.app.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
-    Some(proto::AppIdentity { uid, label: packages.first().cloned().unwrap_or_default(), packages, system: false })
+    let packages: Vec<String> = summary
+        .app
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    Some(proto::AppIdentity {
+        uid,
+        label: packages.first().cloned().unwrap_or_default(),
+        packages,
+        system: false,
+    })
 }
 
 fn app_row(summary: &AppSummary) -> proto::AppRow {
@@ -66,7 +77,11 @@ fn endpoint(d: &DomainSummary) -> proto::Endpoint {
 }
 
 fn marker(m: &crate::store::Marker) -> proto::Marker {
-    proto::Marker { id: m.id, time_ms: m.time, label: m.label.clone() }
+    proto::Marker {
+        id: m.id,
+        time_ms: m.time,
+        label: m.label.clone(),
+    }
 }
 
 /// The latest session's window, or None for an empty database.
@@ -80,12 +95,16 @@ pub fn snapshot(db: &Path) -> Result<proto::Snapshot, CoreError> {
         return Ok(proto::Snapshot::default());
     }
     let reader = Reader::open_read_only(db)?;
-    let Some((session, started)) = latest(&reader)? else { return Ok(proto::Snapshot::default()) };
+    let Some((session, started)) = latest(&reader)? else {
+        return Ok(proto::Snapshot::default());
+    };
     let window = Window::session(session);
     let totals = reader.totals(&window)?;
     let mut apps: Vec<proto::AppRow> = reader.per_app(&window)?.iter().map(app_row).collect();
     apps.sort_by(|a, b| {
-        b.xiaomi_flows.cmp(&a.xiaomi_flows).then((b.bytes_up + b.bytes_down).cmp(&(a.bytes_up + a.bytes_down)))
+        b.xiaomi_flows
+            .cmp(&a.xiaomi_flows)
+            .then((b.bytes_up + b.bytes_down).cmp(&(a.bytes_up + a.bytes_down)))
     });
     Ok(proto::Snapshot {
         totals: Some(proto::Totals {
@@ -113,30 +132,54 @@ pub fn answer(db: &Path, request: &proto::QueryRequest) -> Result<proto::QueryRe
     use proto::query_request::Kind as Req;
     use proto::query_response::Kind as Resp;
     if !db.exists() {
-        return Err(CoreError::new("not-running", "no capture has been recorded yet"));
+        return Err(CoreError::new(
+            "not-running",
+            "no capture has been recorded yet",
+        ));
     }
     let reader = Reader::open_read_only(db)?;
     let Some((session, _)) = latest(&reader)? else {
-        return Err(CoreError::new("not-running", "no capture has been recorded yet"));
+        return Err(CoreError::new(
+            "not-running",
+            "no capture has been recorded yet",
+        ));
     };
     let window = Window::session(session);
     let kind = match &request.kind {
         Some(Req::AppDetail(r)) => {
             let wanted = (!r.unattributed).then_some(r.uid);
-            let summary = reader.per_app(&window)?.into_iter().find(|a| a.uid == wanted).unwrap_or_default();
+            let summary = reader
+                .per_app(&window)?
+                .into_iter()
+                .find(|a| a.uid == wanted)
+                .unwrap_or_default();
             let mut endpoints: Vec<proto::Endpoint> = if summary.app.is_empty() {
                 Vec::new()
             } else {
-                reader.app_domains(&window, &summary.app, None)?.iter().map(endpoint).collect()
+                reader
+                    .app_domains(&window, &summary.app, None)?
+                    .iter()
+                    .map(endpoint)
+                    .collect()
             };
-            endpoints.sort_by_key(|e| !e.destination.as_ref().is_some_and(|d| is_xiaomi(Some(&d.vendor))));
+            endpoints.sort_by_key(|e| {
+                !e.destination
+                    .as_ref()
+                    .is_some_and(|d| is_xiaomi(Some(&d.vendor)))
+            });
             let mut row = app_row(&summary);
             row.unattributed = wanted.is_none();
-            Resp::AppDetail(proto::AppDetail { row: Some(row), endpoints })
+            Resp::AppDetail(proto::AppDetail {
+                row: Some(row),
+                endpoints,
+            })
         }
         Some(Req::DomainDetail(r)) => {
             let host = r.host.to_ascii_lowercase();
-            let found = reader.per_domain(&window, None)?.into_iter().find(|d| d.domain == host);
+            let found = reader
+                .per_domain(&window, None)?
+                .into_iter()
+                .find(|d| d.domain == host);
             Resp::DomainDetail(proto::DomainDetail {
                 endpoint: found.as_ref().map(endpoint),
                 apps: found
@@ -144,7 +187,11 @@ pub fn answer(db: &Path, request: &proto::QueryRequest) -> Result<proto::QueryRe
                     .unwrap_or_default()
                     .into_iter()
                     .map(|name| proto::DomainApp {
-                        app: Some(proto::AppIdentity { label: name.clone(), packages: vec![name], ..Default::default() }),
+                        app: Some(proto::AppIdentity {
+                            label: name.clone(),
+                            packages: vec![name],
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     })
                     .collect(),
@@ -152,11 +199,23 @@ pub fn answer(db: &Path, request: &proto::QueryRequest) -> Result<proto::QueryRe
         }
         Some(Req::Compare(r)) => {
             let before = match r.since_marker_id {
-                0 => WindowSpec::Before { marker: r.marker_id },
-                since => WindowSpec::Span { from_marker: since, to_marker: r.marker_id },
+                0 => WindowSpec::Before {
+                    marker: r.marker_id,
+                },
+                since => WindowSpec::Span {
+                    from_marker: since,
+                    to_marker: r.marker_id,
+                },
             };
-            let c = reader.compare_specs(&before, &WindowSpec::After { marker: r.marker_id })?;
-            let m = reader.marker(r.marker_id)?.ok_or_else(|| CoreError::bad_request(format!("no marker {}", r.marker_id)))?;
+            let c = reader.compare_specs(
+                &before,
+                &WindowSpec::After {
+                    marker: r.marker_id,
+                },
+            )?;
+            let m = reader
+                .marker(r.marker_id)?
+                .ok_or_else(|| CoreError::bad_request(format!("no marker {}", r.marker_id)))?;
             let hosts = c
                 .endpoints
                 .iter()
@@ -199,7 +258,11 @@ mod tests {
     use crate::store::{SessionInfo, StoreWriter};
 
     fn flow(id: u64, uid: u32, host: &str, xiaomi: bool, at: Millis) -> FlowRecord {
-        let key = FlowKey { proto: Proto::Tcp, src: "198.18.0.1:40000".parse().unwrap(), dst: "198.19.0.1:443".parse().unwrap() };
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: "198.19.0.1:443".parse().unwrap(),
+        };
         let mut f = FlowRecord::new(id, key, at);
         f.uid = Some(uid);
         f.offer_name(host, NameSource::Sni);
@@ -216,39 +279,102 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ph-history-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("h.db");
-        assert_eq!(snapshot(&db).unwrap(), proto::Snapshot::default(), "no database yet: empty");
+        assert_eq!(
+            snapshot(&db).unwrap(),
+            proto::Snapshot::default(),
+            "no database yet: empty"
+        );
 
-        let writer = StoreWriter::start(&db, SessionInfo { kind: "android".into(), ..Default::default() }).unwrap();
+        let writer = StoreWriter::start(
+            &db,
+            SessionInfo {
+                kind: "android".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let session = writer.session_id();
         let now = crate::android::session::now_ms();
         let tx = writer.sender();
-        tx.send(Event::App { uid: 1000, name: "android,com.miui.analytics".into() }).unwrap();
-        tx.send(Event::FlowClosed(flow(1, 1000, "data.mistat.intl.xiaomi.com", true, now - 5000))).unwrap();
-        tx.send(Event::FlowClosed(flow(2, 10100, "example.org", false, now - 5000))).unwrap();
-        let m = Reader::open(&db).unwrap().add_marker_at(session, now - 3000, "UX program off").unwrap();
-        tx.send(Event::FlowClosed(flow(3, 1000, "data.mistat.intl.xiaomi.com", true, now - 1000))).unwrap();
+        tx.send(Event::App {
+            uid: 1000,
+            name: "android,com.miui.analytics".into(),
+        })
+        .unwrap();
+        tx.send(Event::FlowClosed(flow(
+            1,
+            1000,
+            "data.mistat.intl.xiaomi.com",
+            true,
+            now - 5000,
+        )))
+        .unwrap();
+        tx.send(Event::FlowClosed(flow(
+            2,
+            10100,
+            "example.org",
+            false,
+            now - 5000,
+        )))
+        .unwrap();
+        let m = Reader::open(&db)
+            .unwrap()
+            .add_marker_at(session, now - 3000, "UX program off")
+            .unwrap();
+        tx.send(Event::FlowClosed(flow(
+            3,
+            1000,
+            "data.mistat.intl.xiaomi.com",
+            true,
+            now - 1000,
+        )))
+        .unwrap();
         drop(tx);
         writer.finish().unwrap();
 
         let snap = snapshot(&db).unwrap();
         let totals = snap.totals.clone().unwrap();
         assert!(!totals.running);
-        assert_eq!((totals.session_id, totals.flows_opened, totals.xiaomi_flows), (session, 3, 2));
+        assert_eq!(
+            (totals.session_id, totals.flows_opened, totals.xiaomi_flows),
+            (session, 3, 2)
+        );
         let first = &snap.apps[0];
-        assert_eq!(first.app.as_ref().unwrap().packages, vec!["android".to_string(), "com.miui.analytics".to_string()]);
+        assert_eq!(
+            first.app.as_ref().unwrap().packages,
+            vec!["android".to_string(), "com.miui.analytics".to_string()]
+        );
         assert_eq!((first.xiaomi_flows, first.xiaomi_hosts), (2, 1));
         assert_eq!(snap.markers[0].label, "UX program off");
 
-        let detail = |uid| proto::QueryRequest { kind: Some(proto::query_request::Kind::AppDetail(proto::AppDetailRequest { uid, unattributed: false })) };
-        let Some(proto::query_response::Kind::AppDetail(d)) = answer(&db, &detail(1000)).unwrap().kind else { panic!() };
+        let detail = |uid| proto::QueryRequest {
+            kind: Some(proto::query_request::Kind::AppDetail(
+                proto::AppDetailRequest {
+                    uid,
+                    unattributed: false,
+                },
+            )),
+        };
+        let Some(proto::query_response::Kind::AppDetail(d)) =
+            answer(&db, &detail(1000)).unwrap().kind
+        else {
+            panic!()
+        };
         assert_eq!(d.endpoints.len(), 1);
         assert_eq!(d.endpoints[0].host, "data.mistat.intl.xiaomi.com");
         assert_eq!(d.endpoints[0].flows, 2);
 
         let compare = proto::QueryRequest {
-            kind: Some(proto::query_request::Kind::Compare(proto::CompareRequest { marker_id: m.id, since_marker_id: 0, xiaomi_only: true })),
+            kind: Some(proto::query_request::Kind::Compare(proto::CompareRequest {
+                marker_id: m.id,
+                since_marker_id: 0,
+                xiaomi_only: true,
+            })),
         };
-        let Some(proto::query_response::Kind::Comparison(c)) = answer(&db, &compare).unwrap().kind else { panic!() };
+        let Some(proto::query_response::Kind::Comparison(c)) = answer(&db, &compare).unwrap().kind
+        else {
+            panic!()
+        };
         assert_eq!(c.hosts.len(), 1);
         assert_eq!((c.hosts[0].flows_before, c.hosts[0].flows_after), (1, 1));
         assert_eq!(c.marker.unwrap().id, m.id);
@@ -256,10 +382,15 @@ mod tests {
         // A live view of a later session does not know the marker: the database answers.
         let live = crate::android::live::LiveView::new(session + 1, now, Default::default());
         let response = crate::android::session::answer_or_history(&live, Some(&db), &compare);
-        let Some(proto::query_response::Kind::Comparison(c)) = response.kind else { panic!("{response:?}") };
+        let Some(proto::query_response::Kind::Comparison(c)) = response.kind else {
+            panic!("{response:?}")
+        };
         assert_eq!(c.hosts[0].host, "data.mistat.intl.xiaomi.com");
         let response = crate::android::session::answer_or_history(&live, None, &compare);
-        assert!(matches!(response.kind, Some(proto::query_response::Kind::Error(_))));
+        assert!(matches!(
+            response.kind,
+            Some(proto::query_response::Kind::Error(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -74,7 +74,10 @@ pub struct LiveView {
 
 /// A flow is Xiaomi's when the catalog named Xiaomi as the vendor of its destination.
 pub fn is_xiaomi(flow: &FlowRecord) -> bool {
-    flow.destination.vendor.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("xiaomi"))
+    flow.destination
+        .vendor
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("xiaomi"))
 }
 
 /// The name a flow is grouped under: its hostname, or the bare destination address.
@@ -108,7 +111,11 @@ impl LiveView {
                 self.flows.insert(flow.id, flow.clone());
             }
             Event::FlowClosed(flow) => {
-                if self.flows.insert(flow.id, flow.clone()).is_none_or(|old| old.close_reason.is_none()) {
+                if self
+                    .flows
+                    .insert(flow.id, flow.clone())
+                    .is_none_or(|old| old.close_reason.is_none())
+                {
                     self.closed.push_back(flow.id);
                 }
                 self.evict();
@@ -122,7 +129,9 @@ impl LiveView {
 
     fn evict(&mut self) {
         while self.closed.len() > MAX_FLOWS {
-            let Some(id) = self.closed.pop_front() else { break };
+            let Some(id) = self.closed.pop_front() else {
+                break;
+            };
             if let Some(flow) = self.flows.remove(&id) {
                 if is_xiaomi(&flow) {
                     self.retired_xiaomi_flows += 1;
@@ -134,7 +143,11 @@ impl LiveView {
     }
 
     pub fn add_marker(&mut self, id: i64, time_ms: Millis, label: &str) -> proto::Marker {
-        let marker = proto::Marker { id, time_ms, label: label.to_string() };
+        let marker = proto::Marker {
+            id,
+            time_ms,
+            label: label.to_string(),
+        };
         self.markers.push(marker.clone());
         marker
     }
@@ -150,7 +163,11 @@ impl LiveView {
         };
         known.unwrap_or_else(|| proto::AppIdentity {
             uid,
-            packages: self.names.get(&uid).map(|n| vec![n.clone()]).unwrap_or_default(),
+            packages: self
+                .names
+                .get(&uid)
+                .map(|n| vec![n.clone()])
+                .unwrap_or_default(),
             label: self.names.get(&uid).cloned().unwrap_or_default(),
             system: false,
         })
@@ -182,13 +199,20 @@ impl LiveView {
     /// The snapshot the app polls. `engine` carries the engine's own counters.
     pub fn snapshot(&self, running: bool, engine: &EngineCounters, error: &str) -> proto::Snapshot {
         let totals_by_app = self.app_totals();
-        let mut apps: Vec<proto::AppRow> =
-            totals_by_app.iter().map(|(key, t)| self.app_row(*key, t)).collect();
+        let mut apps: Vec<proto::AppRow> = totals_by_app
+            .iter()
+            .map(|(key, t)| self.app_row(*key, t))
+            .collect();
         apps.sort_by(|a, b| {
             b.xiaomi_flows
                 .cmp(&a.xiaomi_flows)
                 .then((b.bytes_up + b.bytes_down).cmp(&(a.bytes_up + a.bytes_down)))
-                .then(a.app.as_ref().map(|i| i.uid).cmp(&b.app.as_ref().map(|i| i.uid)))
+                .then(
+                    a.app
+                        .as_ref()
+                        .map(|i| i.uid)
+                        .cmp(&b.app.as_ref().map(|i| i.uid)),
+                )
         });
 
         let mut recent: Vec<&FlowRecord> = self.flows.values().collect();
@@ -224,21 +248,38 @@ impl LiveView {
 
     /// Every destination of one app (or of the unattributed bucket), Xiaomi first.
     pub fn app_detail(&self, request: &proto::AppDetailRequest) -> proto::AppDetail {
-        let key: AppKey = if request.unattributed { None } else { Some(request.uid) };
+        let key: AppKey = if request.unattributed {
+            None
+        } else {
+            Some(request.uid)
+        };
         let totals = self.app_totals();
         let row = self.app_row(key, &totals.get(&key).cloned().unwrap_or_default());
         let mut endpoints: BTreeMap<String, EndpointAcc> = BTreeMap::new();
         for flow in self.flows.values().filter(|f| f.uid == key) {
             endpoints.entry(host_of(flow)).or_default().add(flow);
         }
-        let mut endpoints: Vec<proto::Endpoint> =
-            endpoints.into_iter().map(|(host, acc)| acc.into_endpoint(host)).collect();
+        let mut endpoints: Vec<proto::Endpoint> = endpoints
+            .into_iter()
+            .map(|(host, acc)| acc.into_endpoint(host))
+            .collect();
         endpoints.sort_by(|a, b| {
-            let xa = a.destination.as_ref().is_some_and(|d| d.vendor.eq_ignore_ascii_case("xiaomi"));
-            let xb = b.destination.as_ref().is_some_and(|d| d.vendor.eq_ignore_ascii_case("xiaomi"));
-            xb.cmp(&xa).then(b.flows.cmp(&a.flows)).then(a.host.cmp(&b.host))
+            let xa = a
+                .destination
+                .as_ref()
+                .is_some_and(|d| d.vendor.eq_ignore_ascii_case("xiaomi"));
+            let xb = b
+                .destination
+                .as_ref()
+                .is_some_and(|d| d.vendor.eq_ignore_ascii_case("xiaomi"));
+            xb.cmp(&xa)
+                .then(b.flows.cmp(&a.flows))
+                .then(a.host.cmp(&b.host))
         });
-        proto::AppDetail { row: Some(row), endpoints }
+        proto::AppDetail {
+            row: Some(row),
+            endpoints,
+        }
     }
 
     /// One host across apps.
@@ -259,14 +300,18 @@ impl LiveView {
         }
         let mut apps: Vec<proto::DomainApp> = apps.into_values().collect();
         apps.sort_by_key(|a| std::cmp::Reverse(a.flows));
-        proto::DomainDetail { endpoint: Some(endpoint.into_endpoint(host)), apps }
+        proto::DomainDetail {
+            endpoint: Some(endpoint.into_endpoint(host)),
+            apps,
+        }
     }
 
     /// Flows per host that began before the marker (since `since_marker_id`, or the session
     /// start) against those that began at or after it.
     pub fn compare(&self, request: &proto::CompareRequest) -> Result<proto::Comparison, String> {
         let find = |id: i64| self.markers.iter().find(|m| m.id == id).cloned();
-        let marker = find(request.marker_id).ok_or_else(|| format!("no marker {}", request.marker_id))?;
+        let marker =
+            find(request.marker_id).ok_or_else(|| format!("no marker {}", request.marker_id))?;
         let since = if request.since_marker_id != 0 {
             find(request.since_marker_id)
                 .ok_or_else(|| format!("no marker {}", request.since_marker_id))?
@@ -318,7 +363,10 @@ impl LiveView {
             })
             .collect();
         hosts.sort_by(|a, b| {
-            b.flows_after.cmp(&a.flows_after).then(b.flows_before.cmp(&a.flows_before)).then(a.host.cmp(&b.host))
+            b.flows_after
+                .cmp(&a.flows_after)
+                .then(b.flows_before.cmp(&a.flows_before))
+                .then(a.host.cmp(&b.host))
         });
         Ok(proto::Comparison {
             before_ms: marker.time_ms.saturating_sub(since),
@@ -329,7 +377,11 @@ impl LiveView {
     }
 
     fn latest_seen(&self) -> Millis {
-        self.flows.values().map(|f| f.last_seen).max().unwrap_or(self.started_ms)
+        self.flows
+            .values()
+            .map(|f| f.last_seen)
+            .max()
+            .unwrap_or(self.started_ms)
     }
 }
 
@@ -361,7 +413,10 @@ struct EndpointAcc {
 impl EndpointAcc {
     fn add(&mut self, flow: &FlowRecord) {
         if self.hostname_source.is_empty() {
-            self.hostname_source = flow.hostname_source.map(|s| s.as_str().to_string()).unwrap_or_default();
+            self.hostname_source = flow
+                .hostname_source
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
         }
         if self.destination.is_none() {
             self.destination = Some(destination(flow));
@@ -369,7 +424,10 @@ impl EndpointAcc {
         self.flows += 1;
         self.bytes_up += flow.bytes_up;
         self.bytes_down += flow.bytes_down;
-        self.first_seen = Some(self.first_seen.map_or(flow.first_seen, |t| t.min(flow.first_seen)));
+        self.first_seen = Some(
+            self.first_seen
+                .map_or(flow.first_seen, |t| t.min(flow.first_seen)),
+        );
         self.last_seen = self.last_seen.max(flow.last_seen);
         self.cleartext_flows += u64::from(flow.cleartext);
         self.leaks.extend(flow.leaks.iter().cloned());
@@ -425,7 +483,10 @@ pub fn flow_row(flow: &FlowRecord) -> proto::FlowRow {
         src: flow.key.src.to_string(),
         dst: flow.key.dst.to_string(),
         hostname: flow.hostname.clone().unwrap_or_default(),
-        hostname_source: flow.hostname_source.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        hostname_source: flow
+            .hostname_source
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         destination: Some(destination(flow)),
         bytes_up: flow.bytes_up,
         bytes_down: flow.bytes_down,
@@ -468,10 +529,34 @@ mod tests {
     #[test]
     fn apps_sort_by_xiaomi_contacts_and_count_distinct_hosts() {
         let mut v = view();
-        v.apply(&Event::Flow(flow(1, Some(10100), "example.org", false, 1_000)));
-        v.apply(&Event::Flow(flow(2, Some(1000), "data.mistat.intl.xiaomi.com", true, 1_100)));
-        v.apply(&Event::Flow(flow(3, Some(1000), "data.mistat.intl.xiaomi.com", true, 1_200)));
-        v.apply(&Event::Flow(flow(4, Some(1000), "tracking.intl.miui.com", true, 1_300)));
+        v.apply(&Event::Flow(flow(
+            1,
+            Some(10100),
+            "example.org",
+            false,
+            1_000,
+        )));
+        v.apply(&Event::Flow(flow(
+            2,
+            Some(1000),
+            "data.mistat.intl.xiaomi.com",
+            true,
+            1_100,
+        )));
+        v.apply(&Event::Flow(flow(
+            3,
+            Some(1000),
+            "data.mistat.intl.xiaomi.com",
+            true,
+            1_200,
+        )));
+        v.apply(&Event::Flow(flow(
+            4,
+            Some(1000),
+            "tracking.intl.miui.com",
+            true,
+            1_300,
+        )));
         v.apply(&Event::Flow(flow(5, None, "unknown.example", false, 1_300)));
         let snap = v.snapshot(true, &EngineCounters::default(), "");
         assert_eq!(snap.apps.len(), 3);
@@ -519,13 +604,28 @@ mod tests {
     #[test]
     fn app_detail_groups_by_host_with_xiaomi_first() {
         let mut v = view();
-        v.apply(&Event::Flow(flow(1, Some(1000), "example.org", false, 1_000)));
-        v.apply(&Event::Flow(flow(2, Some(1000), "example.org", false, 1_000)));
+        v.apply(&Event::Flow(flow(
+            1,
+            Some(1000),
+            "example.org",
+            false,
+            1_000,
+        )));
+        v.apply(&Event::Flow(flow(
+            2,
+            Some(1000),
+            "example.org",
+            false,
+            1_000,
+        )));
         let mut cleartext = flow(3, Some(1000), "api.ad.intl.xiaomi.com", true, 2_000);
         cleartext.cleartext = true;
         cleartext.leaks = vec!["android-id".into()];
         v.apply(&Event::Flow(cleartext));
-        let detail = v.app_detail(&proto::AppDetailRequest { uid: 1000, unattributed: false });
+        let detail = v.app_detail(&proto::AppDetailRequest {
+            uid: 1000,
+            unattributed: false,
+        });
         assert_eq!(detail.endpoints.len(), 2);
         let first = &detail.endpoints[0];
         assert_eq!(first.host, "api.ad.intl.xiaomi.com");
@@ -539,19 +639,61 @@ mod tests {
     #[test]
     fn compare_splits_flows_at_the_marker() {
         let mut v = view();
-        v.apply(&Event::Flow(flow(1, Some(1000), "data.mistat.intl.xiaomi.com", true, 2_000)));
-        v.apply(&Event::Flow(flow(2, Some(1000), "api.ad.intl.xiaomi.com", true, 2_500)));
+        v.apply(&Event::Flow(flow(
+            1,
+            Some(1000),
+            "data.mistat.intl.xiaomi.com",
+            true,
+            2_000,
+        )));
+        v.apply(&Event::Flow(flow(
+            2,
+            Some(1000),
+            "api.ad.intl.xiaomi.com",
+            true,
+            2_500,
+        )));
         let m = v.add_marker(1, 3_000, "UX program off");
-        v.apply(&Event::Flow(flow(3, Some(1000), "data.mistat.intl.xiaomi.com", true, 4_000)));
-        v.apply(&Event::Flow(flow(4, Some(10100), "example.org", false, 4_000)));
-        let cmp = v.compare(&proto::CompareRequest { marker_id: m.id, since_marker_id: 0, xiaomi_only: true }).unwrap();
+        v.apply(&Event::Flow(flow(
+            3,
+            Some(1000),
+            "data.mistat.intl.xiaomi.com",
+            true,
+            4_000,
+        )));
+        v.apply(&Event::Flow(flow(
+            4,
+            Some(10100),
+            "example.org",
+            false,
+            4_000,
+        )));
+        let cmp = v
+            .compare(&proto::CompareRequest {
+                marker_id: m.id,
+                since_marker_id: 0,
+                xiaomi_only: true,
+            })
+            .unwrap();
         assert_eq!(cmp.hosts.len(), 2);
         assert_eq!(cmp.hosts[0].host, "data.mistat.intl.xiaomi.com");
-        assert_eq!((cmp.hosts[0].flows_before, cmp.hosts[0].flows_after), (1, 1));
+        assert_eq!(
+            (cmp.hosts[0].flows_before, cmp.hosts[0].flows_after),
+            (1, 1)
+        );
         assert_eq!(cmp.hosts[0].apps_after, vec!["uid 1000".to_string()]);
-        assert_eq!((cmp.hosts[1].flows_before, cmp.hosts[1].flows_after), (1, 0));
+        assert_eq!(
+            (cmp.hosts[1].flows_before, cmp.hosts[1].flows_after),
+            (1, 0)
+        );
         assert_eq!(cmp.before_ms, 2_000);
-        assert!(v.compare(&proto::CompareRequest { marker_id: 99, ..Default::default() }).is_err());
+        assert!(
+            v.compare(&proto::CompareRequest {
+                marker_id: 99,
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]
@@ -560,13 +702,29 @@ mod tests {
         let mut v = LiveView::new(1, 0, ids.clone());
         ids.lock().unwrap().insert(
             1000,
-            proto::AppIdentity { uid: 1000, packages: vec!["android".into(), "com.miui.analytics".into()], label: "Android System".into(), system: true },
+            proto::AppIdentity {
+                uid: 1000,
+                packages: vec!["android".into(), "com.miui.analytics".into()],
+                label: "Android System".into(),
+                system: true,
+            },
         );
-        v.apply(&Event::App { uid: 10200, name: "com.example".into() });
+        v.apply(&Event::App {
+            uid: 10200,
+            name: "com.example".into(),
+        });
         v.apply(&Event::Flow(flow(1, Some(1000), "x.example", false, 0)));
         v.apply(&Event::Flow(flow(2, Some(10200), "y.example", false, 0)));
         let snap = v.snapshot(true, &EngineCounters::default(), "");
-        let by_uid = |uid| snap.apps.iter().find(|a| a.app.as_ref().unwrap().uid == uid).unwrap().app.clone().unwrap();
+        let by_uid = |uid| {
+            snap.apps
+                .iter()
+                .find(|a| a.app.as_ref().unwrap().uid == uid)
+                .unwrap()
+                .app
+                .clone()
+                .unwrap()
+        };
         assert_eq!(by_uid(1000).packages.len(), 2);
         assert_eq!(by_uid(10200).label, "com.example");
     }

@@ -23,7 +23,9 @@ use crate::engine::{Engine, EngineConfig, EngineStats, Outbound, Tuning};
 use crate::flow::{Event, Millis};
 use crate::owner::OwnerLookup;
 use crate::store::report::{self, Scope};
-use crate::store::{Reader, Retention, SessionInfo, StoreError, StoreWriter, WindowSpec, WriterOptions};
+use crate::store::{
+    Reader, Retention, SessionInfo, StoreError, StoreWriter, WindowSpec, WriterOptions,
+};
 
 use super::live::{EngineCounters, Identities, LiveView};
 use super::proto;
@@ -37,7 +39,10 @@ pub struct CoreError {
 
 impl CoreError {
     pub fn new(code: &'static str, message: impl Into<String>) -> CoreError {
-        CoreError { code, message: message.into() }
+        CoreError {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> CoreError {
@@ -45,7 +50,10 @@ impl CoreError {
     }
 
     pub fn to_proto(&self) -> proto::Error {
-        proto::Error { code: self.code.to_string(), message: self.message.clone() }
+        proto::Error {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -70,7 +78,9 @@ impl From<prost::DecodeError> for CoreError {
 }
 
 pub fn now_ms() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,24 +89,41 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Checks the app's start settings and turns them into the engine's.
 pub fn engine_config(config: &proto::StartConfig) -> Result<EngineConfig, CoreError> {
-    let dns_v4: Ipv4Addr = config
-        .dns_v4
-        .parse()
-        .map_err(|_| CoreError::bad_request(format!("start config dns_v4 {:?} is not an IPv4 address", config.dns_v4)))?;
+    let dns_v4: Ipv4Addr = config.dns_v4.parse().map_err(|_| {
+        CoreError::bad_request(format!(
+            "start config dns_v4 {:?} is not an IPv4 address",
+            config.dns_v4
+        ))
+    })?;
     let dns_v6: Option<Ipv6Addr> = match config.dns_v6.as_str() {
         "" => None,
         text => Some(text.parse().map_err(|_| {
-            CoreError::bad_request(format!("start config dns_v6 {text:?} is not an IPv6 address"))
+            CoreError::bad_request(format!(
+                "start config dns_v6 {text:?} is not an IPv6 address"
+            ))
         })?),
     };
     let dns_upstream = parse_upstream(&config.dns_upstream)?;
     let mtu = match config.mtu {
         0 => 1500,
         m @ 1280..=65535 => m as usize,
-        m => return Err(CoreError::bad_request(format!("start config mtu {m} is outside 1280..=65535"))),
+        m => {
+            return Err(CoreError::bad_request(format!(
+                "start config mtu {m} is outside 1280..=65535"
+            )));
+        }
     };
-    let outbound = Outbound { mark: (config.outbound_mark != 0).then_some(config.outbound_mark), bind_device: None };
-    Ok(EngineConfig { dns_v4, dns_v6, dns_upstream, mtu, outbound })
+    let outbound = Outbound {
+        mark: (config.outbound_mark != 0).then_some(config.outbound_mark),
+        bind_device: None,
+    };
+    Ok(EngineConfig {
+        dns_v4,
+        dns_v6,
+        dns_upstream,
+        mtu,
+        outbound,
+    })
 }
 
 /// What the cleartext identifier scan looks for: the VPN addresses, `Build.MODEL`, and the
@@ -108,18 +135,27 @@ pub fn device_context(config: &proto::StartConfig) -> Result<DeviceContext, Core
         .own_ips
         .iter()
         .map(|text| {
-            text.parse::<IpAddr>()
-                .map_err(|_| CoreError::bad_request(format!("start config own_ips {text:?} is not an address")))
+            text.parse::<IpAddr>().map_err(|_| {
+                CoreError::bad_request(format!("start config own_ips {text:?} is not an address"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let xiaomi = ["xiaomi", "redmi", "poco"].contains(&config.manufacturer.trim().to_ascii_lowercase().as_str());
+    let xiaomi = ["xiaomi", "redmi", "poco"]
+        .contains(&config.manufacturer.trim().to_ascii_lowercase().as_str());
     let incremental = config.build_incremental.trim();
     let rom_shaped = |prefix: &str| {
-        incremental.strip_prefix(prefix).and_then(|rest| rest.chars().next()).is_some_and(|c| c.is_ascii_digit())
+        incremental
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.chars().next())
+            .is_some_and(|c| c.is_ascii_digit())
     };
     let os_version = (!incremental.is_empty() && (xiaomi || rom_shaped("V") || rom_shaped("OS")))
         .then(|| incremental.to_string());
-    Ok(DeviceContext { own_ips, model: non_empty(config.model.trim()), os_version })
+    Ok(DeviceContext {
+        own_ips,
+        model: non_empty(config.model.trim()),
+        os_version,
+    })
 }
 
 /// "1.1.1.1", "1.1.1.1:53", "[2001:db8::1]:53" or "2001:db8::1".
@@ -129,7 +165,11 @@ fn parse_upstream(text: &str) -> Result<SocketAddr, CoreError> {
     }
     text.parse::<IpAddr>()
         .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| CoreError::bad_request(format!("start config dns_upstream {text:?} is not an address")))
+        .map_err(|_| {
+            CoreError::bad_request(format!(
+                "start config dns_upstream {text:?} is not an address"
+            ))
+        })
 }
 
 /// A running capture.
@@ -154,7 +194,10 @@ impl Session {
         identities: Identities,
     ) -> Result<Session, CoreError> {
         let engine_config = engine_config(config)?;
-        let tuning = Tuning { device: Some(Arc::new(device_context(config)?)), ..Tuning::default() };
+        let tuning = Tuning {
+            device: Some(Arc::new(device_context(config)?)),
+            ..Tuning::default()
+        };
         let info = SessionInfo {
             kind: "android".into(),
             device: non_empty(&config.device),
@@ -163,13 +206,23 @@ impl Session {
             note: non_empty(&config.note),
         };
         // The app's setting is the truth: 0 days keeps everything.
-        let retention = Retention { max_age_days: (config.retention_days > 0).then_some(config.retention_days), max_mb: None };
-        let options = WriterOptions { retention: Some(retention), ..WriterOptions::default() };
+        let retention = Retention {
+            max_age_days: (config.retention_days > 0).then_some(config.retention_days),
+            max_mb: None,
+        };
+        let options = WriterOptions {
+            retention: Some(retention),
+            ..WriterOptions::default()
+        };
         let store = StoreWriter::start_with(db_path, info, options)?;
         if let Err(err) = Reader::open(db_path).and_then(|r| r.set_retention(&retention)) {
             log::warn!("retention setting not saved: {err}");
         }
-        let live = Arc::new(Mutex::new(LiveView::new(store.session_id(), now_ms(), identities)));
+        let live = Arc::new(Mutex::new(LiveView::new(
+            store.session_id(),
+            now_ms(),
+            identities,
+        )));
         let (events_tx, events_rx) = mpsc::channel();
         let tee_stop = Arc::new(AtomicBool::new(false));
         let tee = spawn_tee(events_rx, store.sender(), live.clone(), tee_stop.clone())
@@ -180,7 +233,10 @@ impl Session {
                 tee_stop.store(true, Ordering::Release);
                 let _ = tee.join();
                 let _ = store.finish();
-                return Err(CoreError::new("engine", format!("engine did not start: {err}")));
+                return Err(CoreError::new(
+                    "engine",
+                    format!("engine did not start: {err}"),
+                ));
             }
         };
         Ok(Session {
@@ -227,7 +283,11 @@ impl Session {
         if label.is_empty() {
             return Err(CoreError::bad_request("a marker needs a label"));
         }
-        let session = self.store.as_ref().map(StoreWriter::session_id).ok_or_else(|| CoreError::new("not-running", "the capture is stopping"))?;
+        let session = self
+            .store
+            .as_ref()
+            .map(StoreWriter::session_id)
+            .ok_or_else(|| CoreError::new("not-running", "the capture is stopping"))?;
         let marker = Reader::open(&self.db_path)?.add_marker_at(session, now_ms(), label)?;
         Ok(lock(&self.live).add_marker(marker.id, marker.time, &marker.label))
     }
@@ -245,7 +305,9 @@ impl Session {
         if let Some(engine) = self.engine.take() {
             match engine.stop() {
                 Ok(stats) => self.last_stats = stats,
-                Err(err) => first_error = Some(CoreError::new("engine", format!("engine stop: {err}"))),
+                Err(err) => {
+                    first_error = Some(CoreError::new("engine", format!("engine stop: {err}")))
+                }
             }
         }
         self.tee_stop.store(true, Ordering::Release);
@@ -259,7 +321,10 @@ impl Session {
         {
             first_error.get_or_insert(err.into());
         }
-        let error = first_error.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        let error = first_error
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         let snapshot = lock(&self.live).snapshot(false, &counters(&self.last_stats), &error);
         (snapshot, first_error)
     }
@@ -298,7 +363,11 @@ pub fn answer(live: &LiveView, request: &proto::QueryRequest) -> proto::QueryRes
 
 /// The live view's answer; when it has none (a marker of an earlier session, after the capture
 /// restarted on a network change), the database's.
-pub fn answer_or_history(live: &LiveView, db: Option<&Path>, request: &proto::QueryRequest) -> proto::QueryResponse {
+pub fn answer_or_history(
+    live: &LiveView,
+    db: Option<&Path>,
+    request: &proto::QueryRequest,
+) -> proto::QueryResponse {
     let response = answer(live, request);
     match (&response.kind, db) {
         (Some(proto::query_response::Kind::Error(_)), Some(db)) => {
@@ -330,33 +399,40 @@ fn spawn_tee(
     live: Arc<Mutex<LiveView>>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("phonehome-tee".into()).spawn(move || {
-        loop {
-            match events.recv_timeout(Duration::from_millis(200)) {
-                Ok(event) => {
-                    lock(&live).apply(&event);
-                    let _ = store.send(event);
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    if stop.load(Ordering::Acquire) {
-                        break;
+    std::thread::Builder::new()
+        .name("phonehome-tee".into())
+        .spawn(move || {
+            loop {
+                match events.recv_timeout(Duration::from_millis(200)) {
+                    Ok(event) => {
+                        lock(&live).apply(&event);
+                        let _ = store.send(event);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
                     }
                 }
             }
-        }
-        while let Ok(event) = events.try_recv() {
-            lock(&live).apply(&event);
-            let _ = store.send(event);
-        }
-    })
+            while let Ok(event) = events.try_recv() {
+                lock(&live).apply(&event);
+                let _ = store.send(event);
+            }
+        })
 }
 
 /// Writes what `request` asks for into `out` (a file the user picked), which is closed
 /// afterwards: a consistent copy of the database (the store's `VACUUM INTO`, safe next to the
 /// writer) or the self-contained HTML report. Returns the bytes written.
-pub fn export_database(db_path: &Path, out: OwnedFd, request: &proto::ExportRequest) -> Result<u64, CoreError> {
-    let format = proto::ExportFormat::try_from(request.format).unwrap_or(proto::ExportFormat::Unspecified);
+pub fn export_database(
+    db_path: &Path,
+    out: OwnedFd,
+    request: &proto::ExportRequest,
+) -> Result<u64, CoreError> {
+    let format =
+        proto::ExportFormat::try_from(request.format).unwrap_or(proto::ExportFormat::Unspecified);
     match format {
         proto::ExportFormat::Sqlite => export_sqlite(db_path, out),
         proto::ExportFormat::Html => {
@@ -364,12 +440,16 @@ pub fn export_database(db_path: &Path, out: OwnedFd, request: &proto::ExportRequ
             let scope = match (request.compare_marker_id, request.session_id) {
                 (0, 0) => Scope::All,
                 (0, session) => Scope::Session(session),
-                (marker, _) => Scope::Compare(WindowSpec::Before { marker }, WindowSpec::After { marker }),
+                (marker, _) => {
+                    Scope::Compare(WindowSpec::Before { marker }, WindowSpec::After { marker })
+                }
             };
             let html = report::render_html(&report::build(&reader, &scope)?);
             write_all(out, html.as_bytes())
         }
-        proto::ExportFormat::Unspecified => Err(CoreError::bad_request("export request names no format")),
+        proto::ExportFormat::Unspecified => {
+            Err(CoreError::bad_request("export request names no format"))
+        }
     }
 }
 
@@ -387,7 +467,9 @@ fn write_all(out: OwnedFd, bytes: &[u8]) -> Result<u64, CoreError> {
 /// Pipes and some document providers cannot fsync; the data is written either way.
 fn sync(file: &File) -> Result<(), CoreError> {
     match file.sync_all() {
-        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => Err(io_err("flush the export file", &e)),
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+            Err(io_err("flush the export file", &e))
+        }
         _ => Ok(()),
     }
 }
@@ -397,7 +479,8 @@ fn export_sqlite(db_path: &Path, out: OwnedFd) -> Result<u64, CoreError> {
     let _ = std::fs::remove_file(&copy_path);
     let result = (|| {
         Reader::open_read_only(db_path)?.export_copy(&copy_path)?;
-        let mut src = File::open(&copy_path).map_err(|e| io_err(&format!("open {}", copy_path.display()), &e))?;
+        let mut src = File::open(&copy_path)
+            .map_err(|e| io_err(&format!("open {}", copy_path.display()), &e))?;
         let mut dst = File::from(out);
         let n = io::copy(&mut src, &mut dst).map_err(|e| io_err("write the export file", &e))?;
         sync(&dst)?;
@@ -433,7 +516,10 @@ mod tests {
         assert!(err.message.contains("dns_v6"), "{err}");
         v6.dns_v6 = "fd00::53".into();
         v6.dns_upstream = "[2001:db8:0:0:0:0:0:53]:53".into(); // Java's InetAddress text
-        assert_eq!(engine_config(&v6).unwrap().dns_upstream, "[2001:db8::53]:53".parse().unwrap());
+        assert_eq!(
+            engine_config(&v6).unwrap().dns_upstream,
+            "[2001:db8::53]:53".parse().unwrap()
+        );
         v6.dns_upstream = "[fd00::1]:5353".into();
         v6.mtu = 9000;
         v6.outbound_mark = 0x50;
@@ -453,30 +539,55 @@ mod tests {
         let d = device_context(&c).unwrap();
         assert_eq!(d.model.as_deref(), Some("23013RK75C"));
         assert_eq!(d.os_version.as_deref(), Some("OS1.0.5.0.UMCEUXM"));
-        assert_eq!(d.own_ips, vec!["10.215.173.1".parse::<IpAddr>().unwrap(), "fd00:7068:6f6d:6500::1".parse().unwrap()]);
+        assert_eq!(
+            d.own_ips,
+            vec![
+                "10.215.173.1".parse::<IpAddr>().unwrap(),
+                "fd00:7068:6f6d:6500::1".parse().unwrap()
+            ]
+        );
         // The scan finds them in a cleartext request.
         let mut found = std::collections::BTreeSet::new();
-        crate::dissect::leaks::scan(b"GET /c?ip=10.215.173.1&rom=OS1.0.5.0.UMCEUXM&m=23013RK75C HTTP/1.1\r\n", Some(&d), &mut found);
-        assert_eq!(found.into_iter().collect::<Vec<_>>(), vec!["miui_version", "model", "own_ip"]);
+        crate::dissect::leaks::scan(
+            b"GET /c?ip=10.215.173.1&rom=OS1.0.5.0.UMCEUXM&m=23013RK75C HTTP/1.1\r\n",
+            Some(&d),
+            &mut found,
+        );
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            vec!["miui_version", "model", "own_ip"]
+        );
 
         // Another maker's build number is not a ROM version; a MIUI-shaped one is.
         c.manufacturer = "Google".into();
         c.build_incremental = "11583682".into();
         assert_eq!(device_context(&c).unwrap().os_version, None);
         c.build_incremental = "V14.0.3.0.TKHEUXM".into();
-        assert_eq!(device_context(&c).unwrap().os_version.as_deref(), Some("V14.0.3.0.TKHEUXM"));
+        assert_eq!(
+            device_context(&c).unwrap().os_version.as_deref(),
+            Some("V14.0.3.0.TKHEUXM")
+        );
         // Nothing known, nothing looked for.
         assert_eq!(device_context(&config()).unwrap(), DeviceContext::default());
         c.own_ips = vec!["10.215.173.x".into()];
         let err = device_context(&c).unwrap_err();
-        assert!(err.code == "bad-request" && err.message.contains("own_ips"), "{err}");
+        assert!(
+            err.code == "bad-request" && err.message.contains("own_ips"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_settings_name_the_field() {
         for (field, mutate) in [
-            ("dns_v4", Box::new(|c: &mut proto::StartConfig| c.dns_v4 = "x".into()) as Box<dyn Fn(&mut _)>),
-            ("dns_upstream", Box::new(|c: &mut proto::StartConfig| c.dns_upstream = String::new())),
+            (
+                "dns_v4",
+                Box::new(|c: &mut proto::StartConfig| c.dns_v4 = "x".into()) as Box<dyn Fn(&mut _)>,
+            ),
+            (
+                "dns_upstream",
+                Box::new(|c: &mut proto::StartConfig| c.dns_upstream = String::new()),
+            ),
             ("mtu", Box::new(|c: &mut proto::StartConfig| c.mtu = 100)),
         ] {
             let mut c = config();
@@ -492,25 +603,64 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ph-export-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("live.db");
-        let writer = StoreWriter::start(&db, SessionInfo { kind: "android".into(), ..Default::default() }).unwrap();
+        let writer = StoreWriter::start(
+            &db,
+            SessionInfo {
+                kind: "android".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let session = writer.session_id();
-        Reader::open(&db).unwrap().add_marker_at(session, 5, "baseline").unwrap();
+        Reader::open(&db)
+            .unwrap()
+            .add_marker_at(session, 5, "baseline")
+            .unwrap();
         let out_path = dir.join("out.db");
         let out = File::create(&out_path).unwrap();
-        let n = export_database(&db, out.into(), &proto::ExportRequest { format: proto::ExportFormat::Sqlite as i32, ..Default::default() }).unwrap();
+        let n = export_database(
+            &db,
+            out.into(),
+            &proto::ExportRequest {
+                format: proto::ExportFormat::Sqlite as i32,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         writer.finish().unwrap();
         assert!(n > 0);
         let copy = Reader::open_read_only(&out_path).unwrap();
         assert_eq!(copy.markers(Some(session)).unwrap()[0].label, "baseline");
         let html_path = dir.join("report.html");
-        let request = proto::ExportRequest { format: proto::ExportFormat::Html as i32, session_id: session, ..Default::default() };
+        let request = proto::ExportRequest {
+            format: proto::ExportFormat::Html as i32,
+            session_id: session,
+            ..Default::default()
+        };
         let n = export_database(&db, File::create(&html_path).unwrap().into(), &request).unwrap();
         let html = std::fs::read_to_string(&html_path).unwrap();
         assert_eq!(n as usize, html.len());
-        assert!(html.starts_with("<!DOCTYPE html>") && html.contains("baseline"), "{html}");
-        let request = proto::ExportRequest { format: proto::ExportFormat::Html as i32, compare_marker_id: 999, ..Default::default() };
-        assert_eq!(export_database(&db, File::create(dir.join("o3")).unwrap().into(), &request).unwrap_err().code, "store");
-        let err = export_database(&db, File::create(dir.join("o2")).unwrap().into(), &proto::ExportRequest::default()).unwrap_err();
+        assert!(
+            html.starts_with("<!DOCTYPE html>") && html.contains("baseline"),
+            "{html}"
+        );
+        let request = proto::ExportRequest {
+            format: proto::ExportFormat::Html as i32,
+            compare_marker_id: 999,
+            ..Default::default()
+        };
+        assert_eq!(
+            export_database(&db, File::create(dir.join("o3")).unwrap().into(), &request)
+                .unwrap_err()
+                .code,
+            "store"
+        );
+        let err = export_database(
+            &db,
+            File::create(dir.join("o2")).unwrap().into(),
+            &proto::ExportRequest::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.code, "bad-request");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -27,13 +27,21 @@ struct IfReq {
 /// hands one over: raw IP packets, no packet-information header, non-blocking. The caller
 /// passes the fd to `NativeCore.start`, which owns it from then on.
 #[jni_mangle("org.phonehome.core.NativeTestHooks")]
-pub fn open_tun<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>, name: JString<'local>) -> jint {
+pub fn open_tun<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    name: JString<'local>,
+) -> jint {
     unowned
         .with_env(|env| -> Result<jint, BridgeError> {
             let name = name.try_to_string(env)?;
-            let io = |what: &str, e: std::io::Error| CoreError::new("io", format!("{what} {name}: {e}"));
+            let io =
+                |what: &str, e: std::io::Error| CoreError::new("io", format!("{what} {name}: {e}"));
             if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-                return Err(CoreError::bad_request(format!("tun name {name:?} is not an interface name")).into());
+                return Err(CoreError::bad_request(format!(
+                    "tun name {name:?} is not an interface name"
+                ))
+                .into());
             }
             let file = OpenOptions::new()
                 .read(true)
@@ -41,7 +49,11 @@ pub fn open_tun<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>,
                 .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open("/dev/net/tun")
                 .map_err(|e| io("open /dev/net/tun for", e))?;
-            let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: IFF_TUN | IFF_NO_PI, _pad: [0; 22] };
+            let mut req = IfReq {
+                name: [0; libc::IFNAMSIZ],
+                flags: IFF_TUN | IFF_NO_PI,
+                _pad: [0; 22],
+            };
             for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
                 *dst = src as libc::c_char;
             }
@@ -58,7 +70,11 @@ pub fn open_tun<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>,
 /// `panicNow(message: String)` — panics inside a native call, to prove the boundary turns a
 /// panic into a Kotlin exception and the process (the VPN service) lives on.
 #[jni_mangle("org.phonehome.core.NativeTestHooks")]
-pub fn panic_now<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>, message: JString<'local>) {
+pub fn panic_now<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    message: JString<'local>,
+) {
     unowned
         .with_env(|env| -> Result<(), BridgeError> {
             let message = message.try_to_string(env)?;
@@ -73,7 +89,11 @@ pub fn panic_now<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>
 /// `openFile(path: String): Int` — a writable descriptor for a new file, standing in for the
 /// `ParcelFileDescriptor` the Storage Access Framework gives the app on export.
 #[jni_mangle("org.phonehome.core.NativeTestHooks")]
-pub fn open_file<'local>(mut unowned: EnvUnowned<'local>, _class: JClass<'local>, path: JString<'local>) -> jint {
+pub fn open_file<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    path: JString<'local>,
+) -> jint {
     unowned
         .with_env(|env| -> Result<jint, BridgeError> {
             let path = path.try_to_string(env)?;

@@ -58,11 +58,18 @@ fn catalog() -> &'static Catalog {
     CATALOG.get_or_init(|| {
         let mut exact = HashMap::new();
         let mut suffix = HashMap::new();
-        for line in DOMAINS.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in DOMAINS
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let mut cols = line.split('\t');
-            let (Some(domain), Some(kind), Some(category), Some(functional), Some(purpose)) =
-                (cols.next(), cols.next(), cols.next(), cols.next(), cols.next())
-            else {
+            let (Some(domain), Some(kind), Some(category), Some(functional), Some(purpose)) = (
+                cols.next(),
+                cols.next(),
+                cols.next(),
+                cols.next(),
+                cols.next(),
+            ) else {
                 continue; // the data file is generated and checked by a test
             };
             let kind = match kind {
@@ -70,14 +77,25 @@ fn catalog() -> &'static Catalog {
                 "suffix" => Match::Suffix,
                 _ => continue,
             };
-            let rule = Rule { category, functional: functional == "1", purpose };
+            let rule = Rule {
+                category,
+                functional: functional == "1",
+                purpose,
+            };
             match kind {
                 Match::Exact => exact.insert(domain, rule),
                 Match::Suffix => suffix.insert(domain, rule),
             };
         }
-        let packages = PACKAGES.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
-        Catalog { exact, suffix, packages }
+        let packages = PACKAGES
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        Catalog {
+            exact,
+            suffix,
+            packages,
+        }
     })
 }
 
@@ -105,38 +123,74 @@ fn guess(host: &str) -> Option<(&'static str, &'static str)> {
     if contains(&["resolver.msg", "app.chat", "xmpush", "mipush"]) || any(&["push", "chat"]) {
         return Some(("push", "Probably Mi Push (guessed from the host name)"));
     }
-    if contains(&["sdkconfig"]) || any(&["jupiter", "cc", "ccc", "config", "setting", "cloudcontrol"]) {
-        return Some(("config", "Probably cloud control / remote config (guessed from the host name)"));
+    if contains(&["sdkconfig"])
+        || any(&["jupiter", "cc", "ccc", "config", "setting", "cloudcontrol"])
+    {
+        return Some((
+            "config",
+            "Probably cloud control / remote config (guessed from the host name)",
+        ));
     }
-    if contains(&["tracking", "mistat", "onetrack", "bigdata"]) || any(&["stat", "stats", "sa", "log", "logs", "report", "data", "abtest"]) {
-        return Some(("analytics/telemetry", "Probably usage statistics upload (guessed from the host name)"));
+    if contains(&["tracking", "mistat", "onetrack", "bigdata"])
+        || any(&[
+            "stat", "stats", "sa", "log", "logs", "report", "data", "abtest",
+        ])
+    {
+        return Some((
+            "analytics/telemetry",
+            "Probably usage statistics upload (guessed from the host name)",
+        ));
     }
     if any(&["ad", "ads", "adv", "union", "globalapi"]) {
         return Some(("ads", "Probably advertising (guessed from the host name)"));
     }
     if any(&["crash", "bugreport", "perf", "anr"]) {
-        return Some(("crash", "Probably crash or performance reports (guessed from the host name)"));
+        return Some((
+            "crash",
+            "Probably crash or performance reports (guessed from the host name)",
+        ));
     }
     if any(&["account", "passport", "id", "idm"]) {
-        return Some(("account", "Probably Mi Account (guessed from the host name)"));
+        return Some((
+            "account",
+            "Probably Mi Account (guessed from the host name)",
+        ));
     }
     if any(&["update", "ota", "upgrade"]) {
-        return Some(("update/OTA", "Probably updates (guessed from the host name)"));
+        return Some((
+            "update/OTA",
+            "Probably updates (guessed from the host name)",
+        ));
     }
     if contains(&["micloud"]) || any(&["cloud", "backup", "sync"]) {
-        return Some(("cloud/sync", "Probably Xiaomi Cloud sync (guessed from the host name)"));
+        return Some((
+            "cloud/sync",
+            "Probably Xiaomi Cloud sync (guessed from the host name)",
+        ));
     }
     if any(&["market", "appstore", "getapps", "app"]) {
-        return Some(("app store", "Probably the GetApps store (guessed from the host name)"));
+        return Some((
+            "app store",
+            "Probably the GetApps store (guessed from the host name)",
+        ));
     }
     if any(&["location", "lbs", "metok", "weather", "weatherapi"]) {
-        return Some(("location", "Probably location services (guessed from the host name)"));
+        return Some((
+            "location",
+            "Probably location services (guessed from the host name)",
+        ));
     }
     if any(&["cdn", "img", "static", "file", "fds", "dl", "download"]) {
-        return Some(("CDN", "Probably content delivery (guessed from the host name)"));
+        return Some((
+            "CDN",
+            "Probably content delivery (guessed from the host name)",
+        ));
     }
     if any(&["browser", "mibrowser", "mint"]) {
-        return Some(("browser", "Probably Mi Browser services (guessed from the host name)"));
+        return Some((
+            "browser",
+            "Probably Mi Browser services (guessed from the host name)",
+        ));
     }
     None
 }
@@ -163,7 +217,8 @@ pub fn classify_host(host: &str) -> Option<Classification> {
         if let Some(rule) = c.suffix.get(candidate) {
             let mut class = from_rule(rule);
             // A generic parent domain says only "Xiaomi": try the name's own patterns.
-            if rule.category == "other" && candidate != host
+            if rule.category == "other"
+                && candidate != host
                 && let Some((category, purpose)) = guess(&host[..host.len() - candidate.len()])
             {
                 class.category = category.into();
@@ -189,19 +244,84 @@ struct IpRule {
 
 /// Addresses Xiaomi software contacts without DNS (facts.md sections 2.2-2.3).
 const IP_RULES: &[IpRule] = &[
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(161, 117, 97, 14)), prefix: 32, category: "push", purpose: "Mi Push hard-coded fallback server (international)" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(161, 117, 180, 178)), prefix: 32, category: "push", purpose: "Mi Push hard-coded fallback server (international)" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(111, 13, 141, 211)), prefix: 32, category: "push", purpose: "Mi Push hard-coded fallback server (China)" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(39, 156, 81, 172)), prefix: 32, category: "push", purpose: "Mi Push hard-coded fallback server (China)" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(111, 202, 1, 250)), prefix: 32, category: "push", purpose: "Mi Push hard-coded fallback server (China)" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(123, 125, 102, 213)), prefix: 32, category: "push", purpose: "Mi Push hard-coded fallback server (China)" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(111, 13, 142, 153)), prefix: 32, category: "push", purpose: "Mi Push server-lookup fallback (China)" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(111, 202, 1, 252)), prefix: 32, category: "push", purpose: "Mi Push server-lookup fallback (China)" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(120, 133, 33, 222)), prefix: 32, category: "other", purpose: "Address pinned to Xiaomi by routing rule sets" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(47, 241, 176, 221)), prefix: 32, category: "other", purpose: "Address pinned to Xiaomi by routing rule sets" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(58, 220, 58, 152)), prefix: 31, category: "other", purpose: "Address pinned to Xiaomi by routing rule sets" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(58, 220, 59, 2)), prefix: 32, category: "other", purpose: "Address pinned to Xiaomi by routing rule sets" },
-    IpRule { net: IpAddr::V4(std::net::Ipv4Addr::new(42, 62, 48, 157)), prefix: 32, category: "cloud/sync", purpose: "Mi Cloud messaging upload server reported in 2014" },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(161, 117, 97, 14)),
+        prefix: 32,
+        category: "push",
+        purpose: "Mi Push hard-coded fallback server (international)",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(161, 117, 180, 178)),
+        prefix: 32,
+        category: "push",
+        purpose: "Mi Push hard-coded fallback server (international)",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(111, 13, 141, 211)),
+        prefix: 32,
+        category: "push",
+        purpose: "Mi Push hard-coded fallback server (China)",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(39, 156, 81, 172)),
+        prefix: 32,
+        category: "push",
+        purpose: "Mi Push hard-coded fallback server (China)",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(111, 202, 1, 250)),
+        prefix: 32,
+        category: "push",
+        purpose: "Mi Push hard-coded fallback server (China)",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(123, 125, 102, 213)),
+        prefix: 32,
+        category: "push",
+        purpose: "Mi Push hard-coded fallback server (China)",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(111, 13, 142, 153)),
+        prefix: 32,
+        category: "push",
+        purpose: "Mi Push server-lookup fallback (China)",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(111, 202, 1, 252)),
+        prefix: 32,
+        category: "push",
+        purpose: "Mi Push server-lookup fallback (China)",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(120, 133, 33, 222)),
+        prefix: 32,
+        category: "other",
+        purpose: "Address pinned to Xiaomi by routing rule sets",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(47, 241, 176, 221)),
+        prefix: 32,
+        category: "other",
+        purpose: "Address pinned to Xiaomi by routing rule sets",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(58, 220, 58, 152)),
+        prefix: 31,
+        category: "other",
+        purpose: "Address pinned to Xiaomi by routing rule sets",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(58, 220, 59, 2)),
+        prefix: 32,
+        category: "other",
+        purpose: "Address pinned to Xiaomi by routing rule sets",
+    },
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(42, 62, 48, 157)),
+        prefix: 32,
+        category: "cloud/sync",
+        purpose: "Mi Cloud messaging upload server reported in 2014",
+    },
 ];
 
 fn in_prefix(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
@@ -224,13 +344,16 @@ pub fn classify_ip(ip: IpAddr) -> Option<Classification> {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     };
-    IP_RULES.iter().find(|r| in_prefix(ip, r.net, r.prefix)).map(|r| Classification {
-        vendor: VENDOR.into(),
-        category: r.category.into(),
-        category_guessed: false,
-        purpose: r.purpose.into(),
-        functional: false,
-    })
+    IP_RULES
+        .iter()
+        .find(|r| in_prefix(ip, r.net, r.prefix))
+        .map(|r| Classification {
+            vendor: VENDOR.into(),
+            category: r.category.into(),
+            category_guessed: false,
+            purpose: r.purpose.into(),
+            functional: false,
+        })
 }
 
 /// Classifies a flow's destination: by host name when there is one, else (or when the name is
@@ -247,7 +370,8 @@ pub fn classify(host: Option<&str>, ip: IpAddr, dst_port: u16) -> Option<Classif
             vendor: VENDOR.into(),
             category: "push".into(),
             category_guessed: true,
-            purpose: "Probably Mi Push: unnamed flow to its port 5222 (XMPP uses the same port)".into(),
+            purpose: "Probably Mi Push: unnamed flow to its port 5222 (XMPP uses the same port)"
+                .into(),
             functional: false,
         });
     }
@@ -264,7 +388,10 @@ mod tests {
 
     #[test]
     fn data_file_parses_completely() {
-        let rows = DOMAINS.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+        let rows = DOMAINS
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count();
         let (exact, suffix) = rule_count();
         assert_eq!(exact + suffix, rows, "every data row must become a rule");
         assert!(exact > 500 && suffix > 50, "{exact} exact, {suffix} suffix");
@@ -274,14 +401,35 @@ mod tests {
 
     #[test]
     fn exact_and_suffix_longest_first() {
-        assert_eq!(cat("data.mistat.intl.xiaomi.com"), Some(("analytics/telemetry".into(), false, false)));
+        assert_eq!(
+            cat("data.mistat.intl.xiaomi.com"),
+            Some(("analytics/telemetry".into(), false, false))
+        );
         // Under the mistat suffix, not the generic xiaomi.com parent.
-        assert_eq!(cat("new.mistat.intl.xiaomi.com"), Some(("analytics/telemetry".into(), false, false)));
-        assert_eq!(cat("TRACKING.INTL.MIUI.COM."), Some(("analytics/telemetry".into(), false, false)));
-        assert_eq!(cat("api.account.xiaomi.com"), Some(("account".into(), false, true)));
-        assert_eq!(cat("foo.account.xiaomi.com"), Some(("account".into(), false, true)));
-        assert_eq!(cat("connect.rom.miui.com"), Some(("connectivity".into(), false, true)));
-        assert_eq!(cat("update.miui.com"), Some(("update/OTA".into(), false, true)));
+        assert_eq!(
+            cat("new.mistat.intl.xiaomi.com"),
+            Some(("analytics/telemetry".into(), false, false))
+        );
+        assert_eq!(
+            cat("TRACKING.INTL.MIUI.COM."),
+            Some(("analytics/telemetry".into(), false, false))
+        );
+        assert_eq!(
+            cat("api.account.xiaomi.com"),
+            Some(("account".into(), false, true))
+        );
+        assert_eq!(
+            cat("foo.account.xiaomi.com"),
+            Some(("account".into(), false, true))
+        );
+        assert_eq!(
+            cat("connect.rom.miui.com"),
+            Some(("connectivity".into(), false, true))
+        );
+        assert_eq!(
+            cat("update.miui.com"),
+            Some(("update/OTA".into(), false, true))
+        );
         assert_eq!(cat("example.com"), None);
         assert_eq!(cat("notxiaomi.com"), None);
         assert_eq!(cat(""), None);
@@ -289,10 +437,22 @@ mod tests {
 
     #[test]
     fn unknown_xiaomi_hosts_get_guessed_categories() {
-        assert_eq!(cat("tracking.new.miui.com"), Some(("analytics/telemetry".into(), true, false)));
-        assert_eq!(cat("sdkconfig.ad.xyz.xiaomi.net"), Some(("config".into(), true, false)));
-        assert_eq!(cat("sg.resolver.msg.xiaomi.net"), Some(("push".into(), true, false)));
-        assert_eq!(cat("api.ad.newregion.xiaomi.com").map(|c| c.0), Some("ads".into()));
+        assert_eq!(
+            cat("tracking.new.miui.com"),
+            Some(("analytics/telemetry".into(), true, false))
+        );
+        assert_eq!(
+            cat("sdkconfig.ad.xyz.xiaomi.net"),
+            Some(("config".into(), true, false))
+        );
+        assert_eq!(
+            cat("sg.resolver.msg.xiaomi.net"),
+            Some(("push".into(), true, false))
+        );
+        assert_eq!(
+            cat("api.ad.newregion.xiaomi.com").map(|c| c.0),
+            Some("ads".into())
+        );
         // Under Xiaomi but nothing to go on: still Xiaomi, category other, not a guess.
         assert_eq!(cat("zzz.xiaomi.com"), Some(("other".into(), false, false)));
     }
@@ -305,10 +465,22 @@ mod tests {
         assert!(classify(None, "58.220.58.154".parse().unwrap(), 80).is_none());
         let c = classify(None, "198.18.0.9".parse().unwrap(), 5222).unwrap();
         assert_eq!((c.category.as_str(), c.category_guessed), ("push", true));
-        assert!(classify(Some("talk.example.org"), "198.18.0.9".parse().unwrap(), 5222).is_none());
+        assert!(
+            classify(
+                Some("talk.example.org"),
+                "198.18.0.9".parse().unwrap(),
+                5222
+            )
+            .is_none()
+        );
         assert!(classify(None, "::ffff:161.117.180.178".parse().unwrap(), 443).is_some());
         // A name wins over the address.
-        let c = classify(Some("api.account.xiaomi.com"), "161.117.97.14".parse().unwrap(), 443).unwrap();
+        let c = classify(
+            Some("api.account.xiaomi.com"),
+            "161.117.97.14".parse().unwrap(),
+            443,
+        )
+        .unwrap();
         assert_eq!(c.category, "account");
     }
 }

@@ -38,8 +38,10 @@ fn progress_bar(len: u64, name: &str, quiet: bool) -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-        .map(|s| s.progress_chars("=> "));
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .map(|s| s.progress_chars("=> "));
     if let Ok(style) = style {
         bar.set_style(style);
     }
@@ -101,7 +103,10 @@ pub fn run(args: AnalyzeArgs) -> Result<i32, CliError> {
             }
         }
         if let Some(e) = report.error {
-            eprintln!("phonehome: {name}: {e}; the {} flows read before it were stored", s.flows);
+            eprintln!(
+                "phonehome: {name}: {e}; the {} flows read before it were stored",
+                s.flows
+            );
             status = status.max(2);
         }
     }

@@ -52,7 +52,10 @@ pub struct LookupRow {
 
 /// The row for one query; `db` is the geo database when one was found.
 pub fn lookup_one(query: &str, db: Option<&geo::GeoDb>) -> LookupRow {
-    let mut row = LookupRow { query: query.to_owned(), ..LookupRow::default() };
+    let mut row = LookupRow {
+        query: query.to_owned(),
+        ..LookupRow::default()
+    };
     let ip: Option<IpAddr> = query.trim_matches(['[', ']']).parse().ok();
     let class = match ip {
         Some(ip) => catalog::classify(None, ip, 0),
@@ -81,26 +84,40 @@ fn cell(v: &Option<String>) -> &str {
 
 pub fn run(args: LookupArgs) -> Result<i32, CliError> {
     let db = geo::init(args.geo.as_deref()).map_err(|e| CliError::new(1, e.to_string()))?;
-    let any_ip = args.queries.iter().any(|q| q.trim_matches(['[', ']']).parse::<IpAddr>().is_ok());
+    let any_ip = args
+        .queries
+        .iter()
+        .any(|q| q.trim_matches(['[', ']']).parse::<IpAddr>().is_ok());
     if db.is_none() && any_ip {
         eprintln!(
             "phonehome: no country/ASN database found (looked in: {}); run scripts/fetch-geo.sh",
-            geo::search_paths().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            geo::search_paths()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let rows: Vec<LookupRow> = args.queries.iter().map(|q| lookup_one(q, db)).collect();
     match args.format {
         LookupFormat::Jsonl => {
             for row in &rows {
-                let line = serde_json::to_string(row).map_err(|e| CliError::new(1, e.to_string()))?;
+                let line =
+                    serde_json::to_string(row).map_err(|e| CliError::new(1, e.to_string()))?;
                 println!("{line}");
             }
         }
         LookupFormat::Table => {
             let width = rows.iter().map(|r| r.query.len()).max().unwrap_or(5).max(5);
-            println!("{:width$}  {:7} {:20} {:5} {:3} {:8} {:24} PURPOSE", "QUERY", "VENDOR", "CATEGORY", "GUESS", "CC", "ASN", "AS NAME");
+            println!(
+                "{:width$}  {:7} {:20} {:5} {:3} {:8} {:24} PURPOSE",
+                "QUERY", "VENDOR", "CATEGORY", "GUESS", "CC", "ASN", "AS NAME"
+            );
             for r in &rows {
-                let asn = r.asn.map(|a| format!("AS{a}")).unwrap_or_else(|| "-".into());
+                let asn = r
+                    .asn
+                    .map(|a| format!("AS{a}"))
+                    .unwrap_or_else(|| "-".into());
                 let as_name: String = cell(&r.as_name).chars().take(24).collect();
                 println!(
                     "{:width$}  {:7} {:20} {:5} {:3} {:8} {:24} {}",

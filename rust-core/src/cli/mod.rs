@@ -15,7 +15,11 @@ pub mod report;
 pub mod retention;
 
 #[derive(Parser, Debug)]
-#[command(name = "phonehome", version, about = "See which apps phone home, and where to")]
+#[command(
+    name = "phonehome",
+    version,
+    about = "See which apps phone home, and where to"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,7 +56,10 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: i32, message: impl Into<String>) -> CliError {
-        CliError { code, message: message.into() }
+        CliError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// A runtime failure (exit code 1).

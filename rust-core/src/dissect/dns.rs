@@ -34,7 +34,9 @@ pub enum DnsError {
     Truncated { what: &'static str, offset: usize },
     #[error("DNS name at offset {offset}: invalid label type 0x{byte:02x}")]
     BadLabel { offset: usize, byte: u8 },
-    #[error("DNS name at offset {offset}: compression pointer to {target} does not point backwards")]
+    #[error(
+        "DNS name at offset {offset}: compression pointer to {target} does not point backwards"
+    )]
     BadPointer { offset: usize, target: usize },
     #[error("DNS name at offset {offset}: more than {MAX_POINTER_JUMPS} compression jumps")]
     TooManyPointers { offset: usize },
@@ -61,9 +63,17 @@ pub enum RData {
     /// CNAME target (also used for the names of NS and PTR records).
     Name(String),
     /// HTTPS or SVCB (RFC 9460): the target and the address hints.
-    Svcb { priority: u16, target: String, alpn: Vec<String>, ipv4hint: Vec<Ipv4Addr>, ipv6hint: Vec<Ipv6Addr> },
+    Svcb {
+        priority: u16,
+        target: String,
+        alpn: Vec<String>,
+        ipv4hint: Vec<Ipv4Addr>,
+        ipv6hint: Vec<Ipv6Addr>,
+    },
     /// Anything else, kept as its length only.
-    Other { len: usize },
+    Other {
+        len: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,8 +92,14 @@ impl ResourceRecord {
             RData::A(a) => a.to_string(),
             RData::Aaaa(a) => a.to_string(),
             RData::Name(n) => n.clone(),
-            RData::Svcb { priority, target, .. } => {
-                let target = if target.is_empty() { "." } else { target.as_str() };
+            RData::Svcb {
+                priority, target, ..
+            } => {
+                let target = if target.is_empty() {
+                    "."
+                } else {
+                    target.as_str()
+                };
                 format!("{} {priority} {target}", type_name(self.rtype))
             }
             RData::Other { .. } => type_name(self.rtype),
@@ -135,7 +151,9 @@ impl DnsMessage {
     /// (which a resolver may add) are ignored. Returns the addresses and the smallest TTL on the
     /// chain that produced them.
     pub fn answer_addresses(&self) -> (Vec<IpAddr>, Option<u32>) {
-        let Some(qname) = self.query_name() else { return (Vec::new(), None) };
+        let Some(qname) = self.query_name() else {
+            return (Vec::new(), None);
+        };
         let mut chain: HashSet<&str> = HashSet::new();
         chain.insert(qname);
         // The chain may be listed in any order: grow it to a fixed point (bounded by the count).
@@ -164,7 +182,9 @@ impl DnsMessage {
             match &rr.data {
                 RData::A(a) => ips.push(IpAddr::V4(*a)),
                 RData::Aaaa(a) => ips.push(IpAddr::V6(*a)),
-                RData::Svcb { ipv4hint, ipv6hint, .. } => {
+                RData::Svcb {
+                    ipv4hint, ipv6hint, ..
+                } => {
                     ips.extend(ipv4hint.iter().map(|a| IpAddr::V4(*a)));
                     ips.extend(ipv6hint.iter().map(|a| IpAddr::V6(*a)));
                 }
@@ -197,7 +217,11 @@ pub fn parse(msg: &[u8]) -> Result<DnsMessage, DnsError> {
         let name = r.name()?;
         let qtype = r.u16("question type")?;
         let qclass = r.u16("question class")?;
-        questions.push(Question { name, qtype, qclass });
+        questions.push(Question {
+            name,
+            qtype,
+            qclass,
+        });
     }
     let answers = r.records(ancount)?;
     let authorities = r.records(nscount)?;
@@ -235,7 +259,11 @@ pub fn parse_lenient(msg: &[u8]) -> Result<DnsMessage, DnsError> {
                 let name = r.name()?;
                 let qtype = r.u16("question type")?;
                 let qclass = r.u16("question class")?;
-                questions.push(Question { name, qtype, qclass });
+                questions.push(Question {
+                    name,
+                    qtype,
+                    qclass,
+                });
             }
             let mut answers = Vec::new();
             for _ in 0..ancount.min(MAX_RECORDS) {
@@ -280,12 +308,18 @@ pub fn split_tcp(stream: &[u8]) -> (Vec<&[u8]>, usize) {
 /// Parse one DNS-over-TCP message including its 2-byte length prefix.
 pub fn parse_tcp(framed: &[u8]) -> Result<DnsMessage, DnsError> {
     let Some(len_bytes) = framed.get(..2) else {
-        return Err(DnsError::Truncated { what: "TCP length prefix", offset: 0 });
+        return Err(DnsError::Truncated {
+            what: "TCP length prefix",
+            offset: 0,
+        });
     };
     let declared = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
     match framed.get(2..2 + declared) {
         Some(m) => parse(m),
-        None => Err(DnsError::TcpLength { declared, available: framed.len() - 2 }),
+        None => Err(DnsError::TcpLength {
+            declared,
+            available: framed.len() - 2,
+        }),
     }
 }
 
@@ -302,7 +336,11 @@ pub struct Exchange {
 /// missing: a capture may hold only one side; a live query may get no answer). The question is
 /// taken from the query, else from the answer. `uid` and `flow_id` are left for the caller.
 /// Returns None when neither message has a question.
-pub fn record_from(ex: Exchange, query: Option<&DnsMessage>, answer: Option<&DnsMessage>) -> Option<DnsRecord> {
+pub fn record_from(
+    ex: Exchange,
+    query: Option<&DnsMessage>,
+    answer: Option<&DnsMessage>,
+) -> Option<DnsRecord> {
     let question = query
         .and_then(|q| q.questions.first())
         .or_else(|| answer.and_then(|a| a.questions.first()))?;
@@ -342,7 +380,10 @@ impl<'a> Reader<'a> {
             .pos
             .checked_add(n)
             .and_then(|end| self.msg.get(self.pos..end))
-            .ok_or(DnsError::Truncated { what, offset: self.pos })?;
+            .ok_or(DnsError::Truncated {
+                what,
+                offset: self.pos,
+            })?;
         self.pos += n;
         Ok(out)
     }
@@ -380,7 +421,10 @@ impl<'a> Reader<'a> {
         let rdlen = self.u16("record length")? as usize;
         let start = self.pos;
         let rdata = self.bytes(rdlen, "record data")?;
-        let bad = DnsError::BadRdata { rtype, offset: start };
+        let bad = DnsError::BadRdata {
+            rtype,
+            offset: start,
+        };
         let data = match rtype {
             // An address record of the wrong size is no address (inverse queries carry empty
             // ones); its length still delimits it, so the rest of the message stays readable.
@@ -403,7 +447,13 @@ impl<'a> Reader<'a> {
             _ => RData::Other { len: rdlen },
         };
         // Classes other than IN (and the OPT pseudo-record's payload size) keep their data as is.
-        Ok(ResourceRecord { name, rtype, class, ttl, data })
+        Ok(ResourceRecord {
+            name,
+            rtype,
+            class,
+            ttl,
+            data,
+        })
     }
 }
 
@@ -415,16 +465,22 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
     let mut jumps = 0usize;
     let mut wire_len = 0usize;
     loop {
-        let len = *msg.get(pos).ok_or(DnsError::Truncated { what: "name", offset: pos })?;
+        let len = *msg.get(pos).ok_or(DnsError::Truncated {
+            what: "name",
+            offset: pos,
+        })?;
         match len & 0xc0 {
             0x00 => {
                 if len == 0 {
                     let end = end_after.unwrap_or(pos + 1);
                     return Ok((out, end));
                 }
-                let label = msg
-                    .get(pos + 1..pos + 1 + len as usize)
-                    .ok_or(DnsError::Truncated { what: "name label", offset: pos })?;
+                let label =
+                    msg.get(pos + 1..pos + 1 + len as usize)
+                        .ok_or(DnsError::Truncated {
+                            what: "name label",
+                            offset: pos,
+                        })?;
                 wire_len += 1 + label.len();
                 if wire_len + 1 > MAX_NAME_WIRE_LEN {
                     return Err(DnsError::NameTooLong { offset: start });
@@ -436,10 +492,16 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
                 pos += 1 + len as usize;
             }
             0xc0 => {
-                let lo = *msg.get(pos + 1).ok_or(DnsError::Truncated { what: "name pointer", offset: pos })?;
+                let lo = *msg.get(pos + 1).ok_or(DnsError::Truncated {
+                    what: "name pointer",
+                    offset: pos,
+                })?;
                 let target = (((len & 0x3f) as usize) << 8) | lo as usize;
                 if target >= pos {
-                    return Err(DnsError::BadPointer { offset: pos, target });
+                    return Err(DnsError::BadPointer {
+                        offset: pos,
+                        target,
+                    });
                 }
                 jumps += 1;
                 if jumps > MAX_POINTER_JUMPS {
@@ -450,7 +512,12 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
                 }
                 pos = target;
             }
-            _ => return Err(DnsError::BadLabel { offset: pos, byte: len }),
+            _ => {
+                return Err(DnsError::BadLabel {
+                    offset: pos,
+                    byte: len,
+                });
+            }
         }
     }
 }
@@ -518,7 +585,13 @@ fn parse_svcb(msg: &[u8], start: usize, rdlen: usize) -> Option<RData> {
         }
         pos += 4 + len;
     }
-    Some(RData::Svcb { priority, target, alpn, ipv4hint, ipv6hint })
+    Some(RData::Svcb {
+        priority,
+        target,
+        alpn,
+        ipv4hint,
+        ipv6hint,
+    })
 }
 
 #[cfg(test)]
@@ -579,7 +652,10 @@ mod tests {
         assert_eq!(msg.answers[0].data, RData::Name("edge.cdn.net".into()));
         assert_eq!(msg.answers[1].name, "edge.cdn.net");
         let (ips, ttl) = msg.answer_addresses();
-        assert_eq!(ips, vec![IpAddr::from([198, 18, 0, 1]), IpAddr::from([198, 18, 0, 2])]);
+        assert_eq!(
+            ips,
+            vec![IpAddr::from([198, 18, 0, 1]), IpAddr::from([198, 18, 0, 2])]
+        );
         assert_eq!(ttl, Some(60));
     }
 
@@ -596,7 +672,10 @@ mod tests {
         assert_eq!(rec.query, "www.example.com");
         assert_eq!(rec.qtype, TYPE_A);
         assert_eq!(rec.rcode, Some(0));
-        assert_eq!(rec.answers, vec!["edge.cdn.net", "198.18.0.1", "198.18.0.2", "198.19.0.9"]);
+        assert_eq!(
+            rec.answers,
+            vec!["edge.cdn.net", "198.18.0.1", "198.18.0.2", "198.19.0.9"]
+        );
         assert_eq!(rec.answer_ips.len(), 2);
         assert_eq!(rec.ttl, Some(60));
     }
@@ -610,11 +689,18 @@ mod tests {
         let mut rdata = vec![0, 1, 0]; // priority 1, target "."
         rdata.extend_from_slice(&[0, 1, 0, 3, 2, b'h', b'2']); // alpn=h2
         rdata.extend_from_slice(&[0, 4, 0, 8, 198, 18, 1, 1, 198, 18, 1, 2]); // ipv4hint
-        rdata.extend_from_slice(&[0, 6, 0, 16, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        rdata.extend_from_slice(&[
+            0, 6, 0, 16, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+        ]);
         m.extend(rr(&[0xc0, 12], TYPE_HTTPS, 30, &rdata));
         let msg = parse(&m).unwrap();
         match &msg.answers[0].data {
-            RData::Svcb { priority, target, alpn, .. } => {
+            RData::Svcb {
+                priority,
+                target,
+                alpn,
+                ..
+            } => {
                 assert_eq!((*priority, target.as_str()), (1, ""));
                 assert_eq!(alpn, &vec!["h2".to_string()]);
             }
@@ -632,7 +718,13 @@ mod tests {
         let mut m = header(1, 0x0100, 1, 0);
         m.extend_from_slice(&[0xc0, 12]); // points at itself
         m.extend_from_slice(&[0, 1, 0, 1]);
-        assert_eq!(parse(&m), Err(DnsError::BadPointer { offset: 12, target: 12 }));
+        assert_eq!(
+            parse(&m),
+            Err(DnsError::BadPointer {
+                offset: 12,
+                target: 12
+            })
+        );
         // A label followed by a pointer back to that label: a loop growing the name.
         let mut m = header(1, 0x0100, 1, 0);
         m.extend_from_slice(&[1, b'a', 0xc0, 12]);
@@ -648,7 +740,13 @@ mod tests {
         }
         let mut m = header(1, 0x0100, 1, 0);
         m.extend_from_slice(&[0x80, 0]);
-        assert_eq!(parse(&m), Err(DnsError::BadLabel { offset: 12, byte: 0x80 }));
+        assert_eq!(
+            parse(&m),
+            Err(DnsError::BadLabel {
+                offset: 12,
+                byte: 0x80
+            })
+        );
         // An A record with 3 bytes of data is kept as no address.
         let mut m = header(1, 0x8180, 1, 1);
         m.extend(wire_name("a.b"));
@@ -686,9 +784,15 @@ mod tests {
         let (msgs, used) = split_tcp(&stream);
         assert_eq!(msgs.len(), 1);
         assert_eq!(used, one.len() + 2);
-        assert_eq!(parse(msgs[0]).unwrap().query_name(), Some("www.example.com"));
+        assert_eq!(
+            parse(msgs[0]).unwrap().query_name(),
+            Some("www.example.com")
+        );
         assert!(parse_tcp(&stream[..used]).is_ok());
-        assert!(matches!(parse_tcp(&stream[used..]), Err(DnsError::TcpLength { .. })));
+        assert!(matches!(
+            parse_tcp(&stream[used..]),
+            Err(DnsError::TcpLength { .. })
+        ));
     }
 
     #[test]

@@ -5,8 +5,27 @@
 pub const MAX_HEAD_LEN: usize = 16 * 1024;
 
 const METHODS: &[&str] = &[
-    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "PROPFIND", "PROPPATCH",
-    "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH", "NOTIFY", "SUBSCRIBE", "M-SEARCH",
+    "GET",
+    "POST",
+    "HEAD",
+    "PUT",
+    "DELETE",
+    "OPTIONS",
+    "PATCH",
+    "CONNECT",
+    "TRACE",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "REPORT",
+    "SEARCH",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "M-SEARCH",
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -48,7 +67,11 @@ pub fn parse_request(data: &[u8]) -> Result<Option<Request>, HttpError> {
     }
     let head = &data[..data.len().min(MAX_HEAD_LEN)];
     let Some(line_end) = find(head, b"\n") else {
-        return if data.len() >= MAX_HEAD_LEN { Err(HttpError::BadRequestLine) } else { Ok(None) };
+        return if data.len() >= MAX_HEAD_LEN {
+            Err(HttpError::BadRequestLine)
+        } else {
+            Ok(None)
+        };
     };
     let line = trim_cr(&head[..line_end]);
     let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
@@ -79,7 +102,11 @@ pub fn parse_request(data: &[u8]) -> Result<Option<Request>, HttpError> {
     if host.is_none() {
         host = host_from_target(&method, target);
     }
-    Ok(Some(Request { method, host, complete }))
+    Ok(Some(Request {
+        method,
+        host,
+        complete,
+    }))
 }
 
 fn host_from_target(method: &str, target: &[u8]) -> Option<String> {
@@ -87,8 +114,13 @@ fn host_from_target(method: &str, target: &[u8]) -> Option<String> {
         return host_without_port(target);
     }
     let lower = target.to_ascii_lowercase();
-    let rest = lower.strip_prefix(b"http://").or_else(|| lower.strip_prefix(b"https://"))?;
-    let authority_end = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let rest = lower
+        .strip_prefix(b"http://")
+        .or_else(|| lower.strip_prefix(b"https://"))?;
+    let authority_end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     let authority = match authority.iter().rposition(|&b| b == b'@') {
         Some(at) => &authority[at + 1..],
@@ -126,8 +158,14 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -137,9 +175,11 @@ mod tests {
 
     #[test]
     fn host_and_method() {
-        let r = parse_request(b"POST /api HTTP/1.1\r\nUser-Agent: x\r\nHOST: Data.Mistat.Xiaomi.com:8080\r\n\r\nbody")
-            .unwrap()
-            .unwrap();
+        let r = parse_request(
+            b"POST /api HTTP/1.1\r\nUser-Agent: x\r\nHOST: Data.Mistat.Xiaomi.com:8080\r\n\r\nbody",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.method, "POST");
         assert_eq!(r.host.as_deref(), Some("data.mistat.xiaomi.com"));
         assert!(r.complete);
@@ -149,19 +189,31 @@ mod tests {
     fn partial_request_waits_then_parses() {
         assert_eq!(parse_request(b"GE"), Ok(None));
         assert_eq!(parse_request(b"GET /index.html HTT"), Ok(None));
-        let r = parse_request(b"GET / HTTP/1.0\r\nHost: a.b\r\n").unwrap().unwrap();
+        let r = parse_request(b"GET / HTTP/1.0\r\nHost: a.b\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.host.as_deref(), Some("a.b"));
         assert!(!r.complete);
     }
 
     #[test]
     fn ipv6_hosts_and_absolute_targets() {
-        assert_eq!(host_without_port(b"[2001:DB8::1]:80").as_deref(), Some("2001:db8::1"));
-        assert_eq!(host_without_port(b"2001:db8::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(
+            host_without_port(b"[2001:DB8::1]:80").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            host_without_port(b"2001:db8::1").as_deref(),
+            Some("2001:db8::1")
+        );
         assert_eq!(host_without_port(b"a:b.com:81"), None);
-        let r = parse_request(b"GET http://user@Proxy.Example:3128/x HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        let r = parse_request(b"GET http://user@Proxy.Example:3128/x HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.host.as_deref(), Some("proxy.example"));
-        let r = parse_request(b"CONNECT tunnel.example:443 HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        let r = parse_request(b"CONNECT tunnel.example:443 HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.host.as_deref(), Some("tunnel.example"));
     }
 
@@ -169,6 +221,9 @@ mod tests {
     fn not_http() {
         assert!(parse_request(b"\x16\x03\x01\x02\x00").is_err());
         assert!(parse_request(b"GETTING / HTTP/1.1\r\n").is_err());
-        assert_eq!(parse_request(b"GET /\r\n\r\n"), Err(HttpError::BadRequestLine));
+        assert_eq!(
+            parse_request(b"GET /\r\n\r\n"),
+            Err(HttpError::BadRequestLine)
+        );
     }
 }

@@ -32,11 +32,32 @@ pub const OWN_IP: &str = "own_ip";
 /// Parameter names (lower case) announcing each kind of value.
 const ANDROID_ID_KEYS: &[&str] = &["android_id", "androidid", "android-id", "ssaid"];
 const OAID_KEYS: &[&str] = &["oaid"];
-const GAID_KEYS: &[&str] = &["gaid", "adid", "advertising_id", "advertisingid", "ad_id", "aaid", "google_ad_id"];
+const GAID_KEYS: &[&str] = &[
+    "gaid",
+    "adid",
+    "advertising_id",
+    "advertisingid",
+    "ad_id",
+    "aaid",
+    "google_ad_id",
+];
 const IMEI_KEYS: &[&str] = &["imei", "imei1", "imei2", "meid", "device_id", "deviceid"];
 const MAC_KEYS: &[&str] = &["mac", "mac_address", "macaddress", "wifi_mac", "bssid"];
-const MODEL_KEYS: &[&str] = &["model", "device_model", "devicemodel", "phone_model", "ro.product.model"];
-const MIUI_KEYS: &[&str] = &["miui_version", "miuiversion", "miui_ver", "romversion", "rom_version", "ro.miui.ui.version.name"];
+const MODEL_KEYS: &[&str] = &[
+    "model",
+    "device_model",
+    "devicemodel",
+    "phone_model",
+    "ro.product.model",
+];
+const MIUI_KEYS: &[&str] = &[
+    "miui_version",
+    "miuiversion",
+    "miui_ver",
+    "romversion",
+    "rom_version",
+    "ro.miui.ui.version.name",
+];
 
 /// Scan `data` and add the kinds found to `found`.
 pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'static str>) {
@@ -46,14 +67,21 @@ pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'sta
             KeyKind::AndroidId if is_hex(value, 16) => {
                 found.insert(ANDROID_ID);
             }
-            KeyKind::Oaid if (is_uuid(value) || is_hex(value, 16) || is_hex(value, 32) || is_hex(value, 64))
-                && !is_all_zero(value) => {
-                    found.insert(OAID);
-                }
+            KeyKind::Oaid
+                if (is_uuid(value)
+                    || is_hex(value, 16)
+                    || is_hex(value, 32)
+                    || is_hex(value, 64))
+                    && !is_all_zero(value) =>
+            {
+                found.insert(OAID);
+            }
             KeyKind::Gaid if is_uuid(value) && !is_all_zero(value) => {
                 found.insert(GAID);
             }
-            KeyKind::Imei if value.len() == 15 && value.iter().all(u8::is_ascii_digit) && luhn_ok(value) => {
+            KeyKind::Imei
+                if value.len() == 15 && value.iter().all(u8::is_ascii_digit) && luhn_ok(value) =>
+            {
                 found.insert(IMEI);
             }
             KeyKind::Mac if is_mac(value) || (is_hex(value, 12) && !is_all_zero(value)) => {
@@ -85,7 +113,10 @@ pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'sta
             let m = model.to_ascii_lowercase();
             let plus = m.replace(' ', "+");
             let pct = m.replace(' ', "%20");
-            if [m.as_str(), plus.as_str(), pct.as_str()].iter().any(|v| contains(&lower, v.as_bytes())) {
+            if [m.as_str(), plus.as_str(), pct.as_str()]
+                .iter()
+                .any(|v| contains(&lower, v.as_bytes()))
+            {
                 found.insert(MODEL);
             }
         }
@@ -136,7 +167,9 @@ fn keyed_values(lower: &[u8]) -> Vec<(&[u8], KeyKind)> {
         if token.len() < 3 || token.len() > 32 {
             continue;
         }
-        let Some(value) = value_after(lower, i) else { continue };
+        let Some(value) = value_after(lower, i) else {
+            continue;
+        };
         // "ro.product.model" matches whole; "x.android_id" by its last part.
         let last = token.rsplit(|&b| b == b'.').next().unwrap_or(token);
         if let Some(kind) = key_kind(token).or_else(|| key_kind(last)) {
@@ -156,7 +189,10 @@ fn key_kind(token: &[u8]) -> Option<KeyKind> {
         (MODEL_KEYS, KeyKind::Model),
         (MIUI_KEYS, KeyKind::Miui),
     ];
-    table.iter().find(|(keys, _)| keys.iter().any(|k| k.as_bytes() == token)).map(|(_, kind)| *kind)
+    table
+        .iter()
+        .find(|(keys, _)| keys.iter().any(|k| k.as_bytes() == token))
+        .map(|(_, kind)| *kind)
 }
 
 /// The value following a key: skip up to 4 separator bytes (at least one of `=:>`), then read
@@ -217,7 +253,13 @@ fn is_mac(v: &[u8]) -> bool {
     if sep != b':' && sep != b'-' {
         return false;
     }
-    let ok = v.iter().enumerate().all(|(i, b)| if i % 3 == 2 { *b == sep } else { b.is_ascii_hexdigit() });
+    let ok = v.iter().enumerate().all(|(i, b)| {
+        if i % 3 == 2 {
+            *b == sep
+        } else {
+            b.is_ascii_hexdigit()
+        }
+    });
     ok && !is_all_zero(v) && !v.iter().all(|&b| b == b'f' || b == sep)
 }
 
@@ -253,7 +295,12 @@ fn standalone_imei(lower: &[u8]) -> bool {
         let run = &lower[start..i];
         let bounded = (start == 0 || !is_word(lower[start - 1]) && lower[start - 1] != b'.')
             && lower.get(i).is_none_or(|&b| !is_word(b) && b != b'.');
-        if run.len() == 15 && bounded && &run[..2] != b"00" && run.iter().any(|&d| d != run[0]) && luhn_ok(run) {
+        if run.len() == 15
+            && bounded
+            && &run[..2] != b"00"
+            && run.iter().any(|&d| d != run[0])
+            && luhn_ok(run)
+        {
             return true;
         }
     }
@@ -329,7 +376,9 @@ fn miui_version_shape(data: &[u8]) -> bool {
 fn android_user_agent_model(lower: &[u8]) -> bool {
     memchr::memmem::find_iter(lower, b" build/").any(|at| {
         let before = &lower[at.saturating_sub(80)..at];
-        let Some(semi) = before.iter().rposition(|&b| b == b';') else { return false };
+        let Some(semi) = before.iter().rposition(|&b| b == b';') else {
+            return false;
+        };
         let model = before[semi + 1..].trim_ascii();
         let android = memchr::memmem::rfind(&before[..semi], b"android").is_some();
         android && !model.is_empty() && model.iter().all(|&b| b.is_ascii_graphic() || b == b' ')
@@ -346,9 +395,11 @@ fn contains_token(hay: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
         return false;
     }
-    let glued = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
-    memchr::memmem::find_iter(hay, needle)
-        .any(|i| !glued(i.checked_sub(1).and_then(|j| hay.get(j))) && !glued(hay.get(i + needle.len())))
+    let glued =
+        |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    memchr::memmem::find_iter(hay, needle).any(|i| {
+        !glued(i.checked_sub(1).and_then(|j| hay.get(j))) && !glued(hay.get(i + needle.len()))
+    })
 }
 
 #[cfg(test)]
@@ -363,12 +414,24 @@ mod tests {
 
     #[test]
     fn keyed_identifiers_in_query_json_and_xml() {
-        assert_eq!(kinds(b"GET /t?android_id=9774d56d682e549c&x=1 HTTP/1.1", None), vec![ANDROID_ID]);
-        assert_eq!(kinds(br#"{"oaid":"3f2a9b1c7d4e5f60","gaid":"38400000-8cf0-11bd-b23e-10b96e40000d"}"#, None), vec![GAID, OAID]);
+        assert_eq!(
+            kinds(b"GET /t?android_id=9774d56d682e549c&x=1 HTTP/1.1", None),
+            vec![ANDROID_ID]
+        );
+        assert_eq!(
+            kinds(
+                br#"{"oaid":"3f2a9b1c7d4e5f60","gaid":"38400000-8cf0-11bd-b23e-10b96e40000d"}"#,
+                None
+            ),
+            vec![GAID, OAID]
+        );
         assert_eq!(kinds(b"<imei>490154203237518</imei>", None), vec![IMEI]);
         assert_eq!(kinds(b"mac=02%3A00", None), Vec::<&str>::new());
         assert_eq!(kinds(b"wifi_mac=a4:c3:f0:85:ac:2d", None), vec![MAC]);
-        assert_eq!(kinds(b"device_model=Redmi+Note+9S&miui_version=V12.5.3.0", None), vec![MIUI_VERSION, MODEL]);
+        assert_eq!(
+            kinds(b"device_model=Redmi+Note+9S&miui_version=V12.5.3.0", None),
+            vec![MIUI_VERSION, MODEL]
+        );
     }
 
     #[test]
@@ -379,7 +442,13 @@ mod tests {
         // Key inside a longer word.
         assert!(kinds(b"myandroid_id=9774d56d682e549c", None).is_empty());
         // IMEI-shaped but the Luhn digit is wrong; 16 digits; a timestamp.
-        assert!(kinds(b"n=490154203237519 m=4901542032375180 t=1732170000000", None).is_empty());
+        assert!(
+            kinds(
+                b"n=490154203237519 m=4901542032375180 t=1732170000000",
+                None
+            )
+            .is_empty()
+        );
         // IPv6 address is not a MAC.
         assert!(kinds(b"addr fe80::a4:c3:f0:85:ac:2d:1", None).is_empty());
     }
@@ -391,7 +460,8 @@ mod tests {
         assert_eq!(kinds(b"ver OS1.0.5.0.UMCEUXM;", None), vec![MIUI_VERSION]);
         assert_eq!(kinds(b"rom=V14.0.3.0.TKHEUXM", None), vec![MIUI_VERSION]);
         assert!(kinds(b"V1.2.3.4.AB", None).is_empty());
-        let ua = b"User-Agent: Dalvik/2.1.0 (Linux; U; Android 11; M2101K7BG Build/RKQ1.201022.002)\r\n";
+        let ua =
+            b"User-Agent: Dalvik/2.1.0 (Linux; U; Android 11; M2101K7BG Build/RKQ1.201022.002)\r\n";
         assert_eq!(kinds(ua, None), vec![MODEL]);
         assert!(kinds(b"User-Agent: okhttp/4.9.0 (Linux; x86_64; Build/abc)", None).is_empty());
     }
@@ -403,7 +473,10 @@ mod tests {
             model: Some("Redmi Note 9S".into()),
             os_version: Some("V12.5.1.0.RJWEUXM".into()),
         };
-        assert_eq!(kinds(b"ua=Redmi%20Note%209S&ip=10.23.4.5", Some(&ctx)), vec![MODEL, OWN_IP]);
+        assert_eq!(
+            kinds(b"ua=Redmi%20Note%209S&ip=10.23.4.5", Some(&ctx)),
+            vec![MODEL, OWN_IP]
+        );
         assert!(kinds(b"ip=110.23.4.55", Some(&ctx)).is_empty());
         assert_eq!(kinds(b"src 2001:db8::7 ", Some(&ctx)), vec![OWN_IP]);
     }

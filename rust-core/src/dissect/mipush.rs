@@ -55,20 +55,29 @@ fn nested_model(msg: &[u8], depth: usize) -> bool {
     let mut fields: Vec<(u64, &[u8])> = Vec::new();
     let mut pos = 0;
     while pos < msg.len() {
-        let Some((key, used)) = varint(&msg[pos..]) else { break };
+        let Some((key, used)) = varint(&msg[pos..]) else {
+            break;
+        };
         pos += used;
         let (field, wire) = (key >> 3, key & 7);
         match wire {
             0 => {
-                let Some((_, used)) = varint(&msg[pos..]) else { break };
+                let Some((_, used)) = varint(&msg[pos..]) else {
+                    break;
+                };
                 pos += used;
             }
             1 => pos += 8,
             5 => pos += 4,
             2 => {
-                let Some((len, used)) = varint(&msg[pos..]) else { break };
+                let Some((len, used)) = varint(&msg[pos..]) else {
+                    break;
+                };
                 pos += used;
-                let Some(value) = usize::try_from(len).ok().and_then(|l| msg.get(pos..pos.checked_add(l)?)) else {
+                let Some(value) = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| msg.get(pos..pos.checked_add(l)?))
+                else {
                     break;
                 };
                 fields.push((field, value));
@@ -77,9 +86,12 @@ fn nested_model(msg: &[u8], depth: usize) -> bool {
             _ => break,
         }
     }
-    let text = |v: &[u8]| !v.is_empty() && v.len() <= 64 && v.iter().all(|b| (0x20..0x7f).contains(b));
+    let text =
+        |v: &[u8]| !v.is_empty() && v.len() <= 64 && v.iter().all(|b| (0x20..0x7f).contains(b));
     let model = fields.iter().any(|(f, v)| *f == 2 && text(v));
-    let version = fields.iter().any(|(f, v)| *f == 3 && text(v) && (v.starts_with(b"V") || v.starts_with(b"OS")));
+    let version = fields
+        .iter()
+        .any(|(f, v)| *f == 3 && text(v) && (v.starts_with(b"V") || v.starts_with(b"OS")));
     if model && version {
         return true;
     }
@@ -103,7 +115,9 @@ mod tests {
 
     #[test]
     fn header_is_recognised_incrementally() {
-        let hdr = [0xc2, 0xfe, 0x00, 0x05, 0x00, 0x00, 0x01, 0x2c, 0x00, 0x02, 0x00, 0x16, 0x12];
+        let hdr = [
+            0xc2, 0xfe, 0x00, 0x05, 0x00, 0x00, 0x01, 0x2c, 0x00, 0x02, 0x00, 0x16, 0x12,
+        ];
         for cut in 0..12 {
             assert_eq!(recognise(&hdr[..cut]), Verdict::NeedMore, "cut {cut}");
         }
@@ -112,7 +126,10 @@ mod tests {
         other[9] = 3;
         assert_eq!(recognise(&other), Verdict::NotMiPush);
         assert_eq!(recognise(b"GET / HTTP/1.1"), Verdict::NotMiPush);
-        assert_eq!(recognise(&[0xc2, 0xfe, 0x00, 0x05, 0, 0, 0, 9, 0, 2, 1]), Verdict::NotMiPush);
+        assert_eq!(
+            recognise(&[0xc2, 0xfe, 0x00, 0x05, 0, 0, 0, 9, 0, 2, 1]),
+            Verdict::NotMiPush
+        );
     }
 
     /// A client hello shaped like those in nDPI's xiaomi.pcap (self-made values).

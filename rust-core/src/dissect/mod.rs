@@ -129,7 +129,9 @@ impl Inspector {
             return; // Only the client's hello matters; don't buffer the server's records.
         }
         let limit = match self.state {
-            State::Undecided | State::Tls { done: false } if dir == Direction::Up => tls::MAX_HELLO_LEN,
+            State::Undecided | State::Tls { done: false } if dir == Direction::Up => {
+                tls::MAX_HELLO_LEN
+            }
             _ => SCAN_LIMIT,
         };
         let side = self.side_mut(dir);
@@ -215,7 +217,9 @@ impl Inspector {
                 }
             },
             State::Tls { done } => !done,
-            State::Quic(initials) => initials.wants_more() && self.down.datagrams < MAX_UDP_DATAGRAMS,
+            State::Quic(initials) => {
+                initials.wants_more() && self.down.datagrams < MAX_UDP_DATAGRAMS
+            }
             State::Opaque => false,
             State::Http { .. } | State::Dns { .. } | State::Cleartext => match self.proto {
                 Proto::Udp => {
@@ -324,19 +328,21 @@ impl Inspector {
                     _ => self.state = State::Tls { done: true },
                 }
             }
-            State::Http { done: false } if dir == Direction::Up => match http::parse_request(&self.up.buf) {
-                Ok(Some(req)) => {
-                    self.result.app_info.http_method = Some(req.method);
-                    if let Some(host) = req.host {
-                        self.result.hostname = Some((host, NameSource::Http));
-                        self.state = State::Http { done: true };
-                    } else if req.complete || self.up.buf.len() >= http::MAX_HEAD_LEN {
-                        self.state = State::Http { done: true };
+            State::Http { done: false } if dir == Direction::Up => {
+                match http::parse_request(&self.up.buf) {
+                    Ok(Some(req)) => {
+                        self.result.app_info.http_method = Some(req.method);
+                        if let Some(host) = req.host {
+                            self.result.hostname = Some((host, NameSource::Http));
+                            self.state = State::Http { done: true };
+                        } else if req.complete || self.up.buf.len() >= http::MAX_HEAD_LEN {
+                            self.state = State::Http { done: true };
+                        }
                     }
+                    Ok(None) => {}
+                    Err(_) => self.state = State::Http { done: true },
                 }
-                Ok(None) => {}
-                Err(_) => self.state = State::Http { done: true },
-            },
+            }
             State::Dns { done: false } => {
                 let buf = match dir {
                     Direction::Up => &self.up.buf,
@@ -416,7 +422,11 @@ impl Inspector {
             return;
         }
         // DTLS 1.0/1.2 records (content types 20-25, versions 0xfeff/0xfefd).
-        if data.len() >= 13 && (20..=25).contains(&data[0]) && data[1] == 0xfe && matches!(data[2], 0xff | 0xfd) {
+        if data.len() >= 13
+            && (20..=25).contains(&data[0])
+            && data[1] == 0xfe
+            && matches!(data[2], 0xff | 0xfd)
+        {
             self.state = State::Opaque;
             self.set_l7(L7_DTLS);
             return;
@@ -441,7 +451,9 @@ impl Inspector {
     /// Name a DNS flow from its first message's question (the query, or the response's copy of
     /// it when only the answer was seen).
     fn name_from_dns(&mut self, _dir: Direction, msg: &[u8]) {
-        let Ok(m) = dns::parse_lenient(msg) else { return };
+        let Ok(m) = dns::parse_lenient(msg) else {
+            return;
+        };
         // An inverse query (opcode 1) asks about the owner of its answer record instead.
         let name = match m.query_name() {
             Some(q) => Some(q),
@@ -496,7 +508,12 @@ mod tests {
     use crate::dissect::tls::build;
 
     fn hello_stream(host: &str, pad: usize) -> Vec<u8> {
-        let hs = build::client_hello(&[build::sni(host), build::alpn(&["h2"]), build::versions(&[0x0304]), (51, vec![7; pad])]);
+        let hs = build::client_hello(&[
+            build::sni(host),
+            build::alpn(&["h2"]),
+            build::versions(&[0x0304]),
+            (51, vec![7; pad]),
+        ]);
         build::records(&hs, 16384)
     }
 
@@ -509,7 +526,10 @@ mod tests {
             ins.on_stream(Direction::Up, seg);
         }
         let r = ins.result();
-        assert_eq!(r.hostname, Some(("api.example.net".into(), NameSource::Sni)));
+        assert_eq!(
+            r.hostname,
+            Some(("api.example.net".into(), NameSource::Sni))
+        );
         assert_eq!(r.app_info.l7.as_deref(), Some("tls"));
         assert_eq!(r.app_info.tls_version.as_deref(), Some("TLSv1.3"));
         assert_eq!(r.app_info.alpn, vec!["h2"]);
@@ -520,7 +540,10 @@ mod tests {
 
     #[test]
     fn http_request_in_pieces_with_leaks() {
-        let ctx = Arc::new(DeviceContext { model: Some("M2101K7BG".into()), ..DeviceContext::default() });
+        let ctx = Arc::new(DeviceContext {
+            model: Some("M2101K7BG".into()),
+            ..DeviceContext::default()
+        });
         let mut ins = Inspector::new(Proto::Tcp, 80).with_context(ctx);
         let req = b"GET /api?oaid=3f2a9b1c7d4e5f60&m=M2101K7BG HTTP/1.1\r\nHost: tracking.intl.miui.com:80\r\n\r\n";
         for piece in req.chunks(5) {
@@ -528,7 +551,10 @@ mod tests {
         }
         ins.on_stream(Direction::Down, b"HTTP/1.1 200 OK\r\n\r\n");
         let r = ins.result();
-        assert_eq!(r.hostname, Some(("tracking.intl.miui.com".into(), NameSource::Http)));
+        assert_eq!(
+            r.hostname,
+            Some(("tracking.intl.miui.com".into(), NameSource::Http))
+        );
         assert_eq!(r.app_info.http_method.as_deref(), Some("GET"));
         assert!(r.cleartext);
         assert_eq!(r.leaks, vec!["model", "oaid"]);
@@ -545,7 +571,10 @@ mod tests {
         assert!(!ins.wants_more());
         // A pattern straddling two chunks is found.
         let mut ins = Inspector::new(Proto::Tcp, 8080);
-        ins.on_stream(Direction::Up, b"POST /x HTTP/1.1\r\nHost: a.b\r\n\r\nandroid_id=9774d5");
+        ins.on_stream(
+            Direction::Up,
+            b"POST /x HTTP/1.1\r\nHost: a.b\r\n\r\nandroid_id=9774d5",
+        );
         ins.on_stream(Direction::Up, b"6d682e549c&z=1");
         assert_eq!(ins.result().leaks, vec!["android_id"]);
     }
@@ -565,9 +594,15 @@ mod tests {
         let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         q.extend_from_slice(b"\x04data\x06mistat\x06xiaomi\x03com\x00\x00\x01\x00\x01");
         let mut ins = Inspector::new(Proto::Udp, 53);
-        assert_eq!(dns::parse(&q).unwrap().query_name(), Some("data.mistat.xiaomi.com"));
+        assert_eq!(
+            dns::parse(&q).unwrap().query_name(),
+            Some("data.mistat.xiaomi.com")
+        );
         ins.on_datagram(Direction::Up, &q);
-        assert_eq!(ins.result().hostname, Some(("data.mistat.xiaomi.com".into(), NameSource::DnsQuery)));
+        assert_eq!(
+            ins.result().hostname,
+            Some(("data.mistat.xiaomi.com".into(), NameSource::DnsQuery))
+        );
         assert_eq!(ins.result().app_info.l7.as_deref(), Some("dns"));
         // Over TCP, with the length prefix and split in two.
         let mut framed = (q.len() as u16).to_be_bytes().to_vec();
@@ -576,14 +611,20 @@ mod tests {
         ins.on_stream(Direction::Up, &framed[..10]);
         assert_eq!(ins.result().hostname, None);
         ins.on_stream(Direction::Up, &framed[10..]);
-        assert_eq!(ins.result().hostname, Some(("data.mistat.xiaomi.com".into(), NameSource::DnsQuery)));
+        assert_eq!(
+            ins.result().hostname,
+            Some(("data.mistat.xiaomi.com".into(), NameSource::DnsQuery))
+        );
     }
 
     #[test]
     fn quic_initial_names_the_flow() {
         let hex = include_str!("testdata/rfc9001-a2-client-initial.hex");
         let s: String = hex.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        let packet: Vec<u8> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
+        let packet: Vec<u8> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect();
         let mut ins = Inspector::new(Proto::Udp, 443);
         ins.on_datagram(Direction::Up, &packet);
         let r = ins.result();
@@ -609,12 +650,21 @@ mod tests {
     #[test]
     fn reply_first_then_request() {
         let mut ins = Inspector::new(Proto::Tcp, 80);
-        ins.on_stream(Direction::Down, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        ins.on_stream(
+            Direction::Down,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        );
         assert!(ins.result().cleartext);
         assert!(ins.wants_more());
-        ins.on_stream(Direction::Up, b"GET /x HTTP/1.1\r\nHost: 198.18.0.9\r\n\r\n");
+        ins.on_stream(
+            Direction::Up,
+            b"GET /x HTTP/1.1\r\nHost: 198.18.0.9\r\n\r\n",
+        );
         // An address in Host is reported as is; the Namer prefers a DNS name over it.
-        assert_eq!(ins.result().hostname, Some(("198.18.0.9".into(), NameSource::Http)));
+        assert_eq!(
+            ins.result().hostname,
+            Some(("198.18.0.9".into(), NameSource::Http))
+        );
         assert_eq!(ins.result().app_info.http_method.as_deref(), Some("GET"));
     }
 
@@ -630,7 +680,10 @@ mod tests {
         ins.on_stream(Direction::Up, &hello[..100]);
         assert_eq!(ins.result().hostname, None);
         ins.on_stream(Direction::Up, &hello[100..]);
-        assert_eq!(ins.result().hostname, Some(("mx.example".into(), NameSource::Sni)));
+        assert_eq!(
+            ins.result().hostname,
+            Some(("mx.example".into(), NameSource::Sni))
+        );
         assert!(ins.result().cleartext);
     }
 
@@ -638,10 +691,15 @@ mod tests {
     fn inverse_query_named_by_its_answer_owner() {
         // IQUERY (opcode 1), no question, one empty A record owned by "216.58.202.4".
         let mut m = vec![0x77, 0xfc, 0x09, 0x00, 0, 0, 0, 1, 0, 0, 0, 0];
-        m.extend_from_slice(b"\x03216\x0258\x03202\x014\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00");
+        m.extend_from_slice(
+            b"\x03216\x0258\x03202\x014\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00",
+        );
         let mut ins = Inspector::new(Proto::Udp, 53);
         ins.on_datagram(Direction::Up, &m);
-        assert_eq!(ins.result().hostname, Some(("216.58.202.4".into(), NameSource::DnsQuery)));
+        assert_eq!(
+            ins.result().hostname,
+            Some(("216.58.202.4".into(), NameSource::DnsQuery))
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use aes::Aes128;
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
-use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::Aes128Gcm;
+use aes_gcm::aead::{Aead, Payload};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
@@ -187,8 +187,11 @@ fn client_keys(version: u32, dcid: &[u8]) -> Result<Keys, QuicError> {
     let mut client_secret = [0u8; 32];
     expand_label(&initial, b"client in", &mut client_secret)?;
     let client = Hkdf::<Sha256>::from_prk(&client_secret).map_err(|_| QuicError::Decrypt)?;
-    let (key_label, iv_label, hp_label): (&[u8], &[u8], &[u8]) =
-        if v2 { (b"quicv2 key", b"quicv2 iv", b"quicv2 hp") } else { (b"quic key", b"quic iv", b"quic hp") };
+    let (key_label, iv_label, hp_label): (&[u8], &[u8], &[u8]) = if v2 {
+        (b"quicv2 key", b"quicv2 iv", b"quicv2 hp")
+    } else {
+        (b"quic key", b"quic iv", b"quic hp")
+    };
     let mut key = [0u8; 16];
     let mut iv = [0u8; 12];
     let mut hp = [0u8; 16];
@@ -230,13 +233,20 @@ fn parse_long_header(data: &[u8]) -> Result<LongHeader<'_>, QuicError> {
     if first & 0x80 == 0 {
         return Err(QuicError::NotLongHeader);
     }
-    let version = u32::from_be_bytes(data.get(1..5).ok_or(QuicError::Truncated("version"))?.try_into().map_err(|_| QuicError::Truncated("version"))?);
+    let version = u32::from_be_bytes(
+        data.get(1..5)
+            .ok_or(QuicError::Truncated("version"))?
+            .try_into()
+            .map_err(|_| QuicError::Truncated("version"))?,
+    );
     let mut pos = 5;
     let dcid_len = *data.get(pos).ok_or(QuicError::Truncated("DCID length"))? as usize;
     if dcid_len > MAX_CID_LEN {
         return Err(QuicError::BadCid(dcid_len));
     }
-    let dcid = data.get(pos + 1..pos + 1 + dcid_len).ok_or(QuicError::Truncated("DCID"))?;
+    let dcid = data
+        .get(pos + 1..pos + 1 + dcid_len)
+        .ok_or(QuicError::Truncated("DCID"))?;
     pos += 1 + dcid_len;
     let scid_len = *data.get(pos).ok_or(QuicError::Truncated("SCID length"))? as usize;
     if scid_len > MAX_CID_LEN {
@@ -244,22 +254,40 @@ fn parse_long_header(data: &[u8]) -> Result<LongHeader<'_>, QuicError> {
     }
     pos += 1 + scid_len;
     let packet_type = (first >> 4) & 0x03;
-    let is_initial = if version == VERSION_2 { packet_type == 1 } else { packet_type == 0 };
+    let is_initial = if version == VERSION_2 {
+        packet_type == 1
+    } else {
+        packet_type == 0
+    };
     if is_initial {
         let token_len = varint(data, &mut pos).ok_or(QuicError::Truncated("token length"))?;
-        pos = usize::try_from(token_len).ok().and_then(|l| pos.checked_add(l)).ok_or(QuicError::Truncated("token"))?;
+        pos = usize::try_from(token_len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .ok_or(QuicError::Truncated("token"))?;
     }
     let length = varint(data, &mut pos).ok_or(QuicError::Truncated("length"))?;
-    let end = usize::try_from(length).ok().and_then(|l| pos.checked_add(l)).ok_or(QuicError::Truncated("payload"))?;
+    let end = usize::try_from(length)
+        .ok()
+        .and_then(|l| pos.checked_add(l))
+        .ok_or(QuicError::Truncated("payload"))?;
     if end > data.len() {
         return Err(QuicError::Truncated("payload"));
     }
-    Ok(LongHeader { version, packet_type: if is_initial { 0 } else { packet_type }, dcid, pn_offset: pos, end })
+    Ok(LongHeader {
+        version,
+        packet_type: if is_initial { 0 } else { packet_type },
+        dcid,
+        pn_offset: pos,
+        end,
+    })
 }
 
 /// Remove header protection and decrypt one Initial packet `packet[..hdr.end]`.
 fn decrypt_initial(packet: &[u8], hdr: &LongHeader, keys: &Keys) -> Result<Vec<u8>, QuicError> {
-    let sample = packet.get(hdr.pn_offset + 4..hdr.pn_offset + 20).ok_or(QuicError::Truncated("sample"))?;
+    let sample = packet
+        .get(hdr.pn_offset + 4..hdr.pn_offset + 20)
+        .ok_or(QuicError::Truncated("sample"))?;
     let mut mask = GenericArray::clone_from_slice(sample);
     keys.hp.encrypt_block(&mut mask);
     let first = packet[0] ^ (mask[0] & 0x0f);
@@ -280,7 +308,13 @@ fn decrypt_initial(packet: &[u8], hdr: &LongHeader, keys: &Keys) -> Result<Vec<u
         nonce[4 + i] ^= b;
     }
     keys.key
-        .decrypt(GenericArray::from_slice(&nonce), Payload { msg: &packet[payload_start..hdr.end], aad: &header })
+        .decrypt(
+            GenericArray::from_slice(&nonce),
+            Payload {
+                msg: &packet[payload_start..hdr.end],
+                aad: &header,
+            },
+        )
         .map_err(|_| QuicError::Decrypt)
 }
 
@@ -295,7 +329,9 @@ struct CryptoStream {
 impl CryptoStream {
     fn insert(&mut self, offset: u64, bytes: &[u8]) -> Result<(), QuicError> {
         let start = usize::try_from(offset).map_err(|_| QuicError::CryptoTooLong)?;
-        let end = start.checked_add(bytes.len()).ok_or(QuicError::CryptoTooLong)?;
+        let end = start
+            .checked_add(bytes.len())
+            .ok_or(QuicError::CryptoTooLong)?;
         if end > MAX_HELLO_LEN {
             return Err(QuicError::CryptoTooLong);
         }
@@ -394,14 +430,22 @@ impl ClientInitials {
             }
             let hdr = match parse_long_header(rest) {
                 Ok(h) => h,
-                Err(e) => return if self.crypto.filled.is_empty() { Err(e) } else { Ok(()) },
+                Err(e) => {
+                    return if self.crypto.filled.is_empty() {
+                        Err(e)
+                    } else {
+                        Ok(())
+                    };
+                }
             };
             let packet = &rest[..hdr.end];
             rest = &rest[hdr.end..];
             if self.version.is_none() {
                 self.version = Some(hdr.version);
             }
-            let Some(fam) = family(hdr.version) else { return Err(QuicError::UnknownVersion(hdr.version)) };
+            let Some(fam) = family(hdr.version) else {
+                return Err(QuicError::UnknownVersion(hdr.version));
+            };
             if fam == Family::GoogleClear {
                 // Q046 uses the IETF long header but a clear CHLO.
                 let chlo = gquic_clear_payload(packet, hdr.version)?;
@@ -425,12 +469,19 @@ impl ClientInitials {
     /// Feed the decrypted payload of an Initial of `version` (frames). The packet path calls
     /// this after decryption; tests and fuzzers call it directly because random bytes never
     /// pass the AEAD check.
-    pub fn on_plaintext(&mut self, plain: &[u8], version: u32) -> Result<Option<&ClientHello>, QuicError> {
+    pub fn on_plaintext(
+        &mut self,
+        plain: &[u8],
+        version: u32,
+    ) -> Result<Option<&ClientHello>, QuicError> {
         let fam = family(version).ok_or(QuicError::UnknownVersion(version))?;
         if self.hello.is_none() && !self.failed {
             self.version.get_or_insert(version);
             if let Err(e) = self.frames(plain, fam) {
-                if matches!(e, QuicError::CryptoTooLong | QuicError::Tls(_) | QuicError::BadChlo(_)) {
+                if matches!(
+                    e,
+                    QuicError::CryptoTooLong | QuicError::Tls(_) | QuicError::BadChlo(_)
+                ) {
                     self.failed = true;
                 }
                 return Err(e);
@@ -487,7 +538,9 @@ impl ClientInitials {
                     let offset = varint(plain, &mut pos).ok_or(bad.clone())?;
                     let len = varint(plain, &mut pos).ok_or(bad.clone())?;
                     let len = usize::try_from(len).map_err(|_| bad.clone())?;
-                    let bytes = plain.get(pos..pos.checked_add(len).ok_or(bad.clone())?).ok_or(bad)?;
+                    let bytes = plain
+                        .get(pos..pos.checked_add(len).ok_or(bad.clone())?)
+                        .ok_or(bad)?;
                     pos += len;
                     self.crypto.insert(offset, bytes)?;
                 }
@@ -498,7 +551,10 @@ impl ClientInitials {
                         varint(plain, &mut pos).ok_or(bad.clone())?;
                     }
                     let len = varint(plain, &mut pos).ok_or(bad.clone())?;
-                    pos = usize::try_from(len).ok().and_then(|l| pos.checked_add(l)).ok_or(bad)?;
+                    pos = usize::try_from(len)
+                        .ok()
+                        .and_then(|l| pos.checked_add(l))
+                        .ok_or(bad)?;
                 }
                 _ => break, // Not allowed in an Initial; keep what was collected.
             }
@@ -527,14 +583,23 @@ impl ClientInitials {
 
 /// The CHLO inside a gQUIC packet sent in clear (Q024..Q046).
 fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
-    let minor = u32::from(version.to_be_bytes()[2] - b'0') * 10 + u32::from(version.to_be_bytes()[3] - b'0');
+    let minor = u32::from(version.to_be_bytes()[2] - b'0') * 10
+        + u32::from(version.to_be_bytes()[3] - b'0');
     let first = *data.first().ok_or(QuicError::Truncated("flags"))?;
     let mut pos;
     if first & 0x80 != 0 {
         // Q046: long header, byte 5 packs the CID lengths (0x50: 8-byte DCID, no SCID).
         let cil = *data.get(5).ok_or(QuicError::Truncated("CID lengths"))?;
-        let dcil = if cil >> 4 == 0 { 0 } else { usize::from(cil >> 4) + 3 };
-        let scil = if cil & 0x0f == 0 { 0 } else { usize::from(cil & 0x0f) + 3 };
+        let dcil = if cil >> 4 == 0 {
+            0
+        } else {
+            usize::from(cil >> 4) + 3
+        };
+        let scil = if cil & 0x0f == 0 {
+            0
+        } else {
+            usize::from(cil & 0x0f) + 3
+        };
         pos = 6 + dcil + scil + usize::from(first & 0x03) + 1;
     } else {
         // Public header: flags, 8-byte CID, version, packet number. (Flag 0x04 is part of the
@@ -553,7 +618,10 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
     }
     // Skip padding, then expect a STREAM frame on stream 1 (the crypto stream).
     let frames = data.get(pos..).ok_or(QuicError::Truncated("frames"))?;
-    let mut i = frames.iter().position(|&b| b != 0).ok_or(QuicError::BadChlo("only padding"))?;
+    let mut i = frames
+        .iter()
+        .position(|&b| b != 0)
+        .ok_or(QuicError::BadChlo("only padding"))?;
     let ty = frames[i];
     if ty & 0x80 == 0 {
         return Err(QuicError::BadChlo("first frame is not STREAM"));
@@ -562,7 +630,9 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
     let off_bits = usize::from((ty >> 2) & 0x07);
     let off_len = if off_bits == 0 { 0 } else { off_bits + 1 };
     i += 1;
-    let sid = frames.get(i..i + sid_len).ok_or(QuicError::Truncated("stream id"))?;
+    let sid = frames
+        .get(i..i + sid_len)
+        .ok_or(QuicError::Truncated("stream id"))?;
     // Stream 1 in either byte order (little-endian before Q039).
     let nonzero = sid.iter().filter(|&&b| b != 0).count();
     if nonzero != 1 || (sid[0] != 1 && sid[sid_len - 1] != 1) {
@@ -570,23 +640,36 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
     }
     i += sid_len + off_len;
     let len = if ty & 0x20 != 0 {
-        let b = frames.get(i..i + 2).ok_or(QuicError::Truncated("stream data length"))?;
+        let b = frames
+            .get(i..i + 2)
+            .ok_or(QuicError::Truncated("stream data length"))?;
         i += 2;
-        usize::from(if minor >= 39 { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) })
+        usize::from(if minor >= 39 {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        })
     } else {
         frames.len().saturating_sub(i)
     };
-    frames.get(i..i + len).ok_or(QuicError::Truncated("stream data"))
+    frames
+        .get(i..i + len)
+        .ok_or(QuicError::Truncated("stream data"))
 }
 
 /// Length of the CHLO message at the start of `data`, once its tag table is there.
 fn chlo_len(data: &[u8]) -> Result<Option<usize>, QuicError> {
-    let Some(head) = data.get(..8) else { return Ok(None) };
+    let Some(head) = data.get(..8) else {
+        return Ok(None);
+    };
     if &head[..4] != b"CHLO" {
         return Err(QuicError::BadChlo("message tag is not CHLO"));
     }
     let ntags = usize::from(u16::from_le_bytes([head[4], head[5]]));
-    let Some(last) = data.get(8 + 8 * ntags - 4..8 + 8 * ntags).filter(|_| ntags > 0) else {
+    let Some(last) = data
+        .get(8 + 8 * ntags - 4..8 + 8 * ntags)
+        .filter(|_| ntags > 0)
+    else {
         return if ntags == 0 { Ok(Some(8)) } else { Ok(None) };
     };
     let end = u32::from_le_bytes([last[0], last[1], last[2], last[3]]) as usize;
@@ -600,18 +683,25 @@ fn chlo_len(data: &[u8]) -> Result<Option<usize>, QuicError> {
 /// A gQUIC CHLO: tag/end-offset table then values. Reads `SNI` (and nothing else we need).
 fn parse_chlo(data: &[u8]) -> Result<ClientHello, QuicError> {
     let total = chlo_len(data)?.ok_or(QuicError::Truncated("CHLO header"))?;
-    let msg = data.get(..total).ok_or(QuicError::Truncated("CHLO values"))?;
+    let msg = data
+        .get(..total)
+        .ok_or(QuicError::Truncated("CHLO values"))?;
     let ntags = usize::from(u16::from_le_bytes([msg[4], msg[5]]));
     let values = 8 + 8 * ntags;
     let mut prev_end = 0usize;
-    let mut hello = ClientHello { version: 0, ..ClientHello::default() };
+    let mut hello = ClientHello {
+        version: 0,
+        ..ClientHello::default()
+    };
     for i in 0..ntags {
         let entry = &msg[8 + 8 * i..16 + 8 * i];
         let end = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]) as usize;
         if end < prev_end {
             return Err(QuicError::BadChlo("tag offsets decrease"));
         }
-        let value = msg.get(values + prev_end..values + end).ok_or(QuicError::BadChlo("tag value out of range"))?;
+        let value = msg
+            .get(values + prev_end..values + end)
+            .ok_or(QuicError::BadChlo("tag value out of range"))?;
         if &entry[..4] == b"SNI\0" {
             hello.sni = tls::host_from_bytes(value);
         }
@@ -626,7 +716,10 @@ mod tests {
 
     fn unhex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -636,7 +729,10 @@ mod tests {
         let (_, initial) = Hkdf::<Sha256>::extract(Some(&SALT_V1), &dcid);
         let mut client = [0u8; 32];
         expand_label(&initial, b"client in", &mut client).unwrap();
-        assert_eq!(client.to_vec(), unhex("c00cf151ca5be075ed0ebfb5c80323c4 2d6b7db67881289af4008f1f6c357aea"));
+        assert_eq!(
+            client.to_vec(),
+            unhex("c00cf151ca5be075ed0ebfb5c80323c4 2d6b7db67881289af4008f1f6c357aea")
+        );
         let c = Hkdf::<Sha256>::from_prk(&client).unwrap();
         let mut key = [0u8; 16];
         let mut iv = [0u8; 12];
@@ -658,7 +754,10 @@ mod tests {
         assert_eq!(initial_salt(0xff00_0021).unwrap().0, &SALT_V1);
         assert_eq!(initial_salt(0xff00_0022).unwrap().0, &SALT_V1);
         assert!(initial_salt(VERSION_2).unwrap().1);
-        assert_eq!(family(u32::from_be_bytes(*b"Q043")), Some(Family::GoogleClear));
+        assert_eq!(
+            family(u32::from_be_bytes(*b"Q043")),
+            Some(Family::GoogleClear)
+        );
         assert_eq!(family(u32::from_be_bytes(*b"Q099")), None);
         assert_eq!(family(0x1a2a_3a4a), None);
         assert_eq!(version_name(0xff00_001d), "Draft-29");
@@ -674,7 +773,10 @@ mod tests {
         assert_eq!(s.contiguous(), b"abcde");
         s.insert(3, b"defghij").unwrap();
         assert_eq!(s.contiguous(), b"abcdefghijklmno");
-        assert_eq!(s.insert(MAX_HELLO_LEN as u64, b"x"), Err(QuicError::CryptoTooLong));
+        assert_eq!(
+            s.insert(MAX_HELLO_LEN as u64, b"x"),
+            Err(QuicError::CryptoTooLong)
+        );
         assert_eq!(s.insert(u64::MAX, b"x"), Err(QuicError::CryptoTooLong));
     }
 
@@ -697,16 +799,26 @@ mod tests {
 
     #[test]
     fn chlo_sni_tag() {
-        let m = chlo(&[(b"PAD\0", b"---"), (b"SNI\0", b"www.Google.com"), (b"VER\0", b"Q043")]);
+        let m = chlo(&[
+            (b"PAD\0", b"---"),
+            (b"SNI\0", b"www.Google.com"),
+            (b"VER\0", b"Q043"),
+        ]);
         assert_eq!(chlo_len(&m).unwrap(), Some(m.len()));
         assert_eq!(chlo_len(&m[..20]).unwrap(), None);
-        assert_eq!(parse_chlo(&m).unwrap().sni.as_deref(), Some("www.google.com"));
+        assert_eq!(
+            parse_chlo(&m).unwrap().sni.as_deref(),
+            Some("www.google.com")
+        );
         for cut in 0..m.len() {
             assert!(parse_chlo(&m[..cut]).is_err());
         }
         let mut bad = m.clone();
         bad[8 + 8 + 4..8 + 8 + 8].copy_from_slice(&1u32.to_le_bytes());
-        assert_eq!(parse_chlo(&bad), Err(QuicError::BadChlo("tag offsets decrease")));
+        assert_eq!(
+            parse_chlo(&bad),
+            Err(QuicError::BadChlo("tag offsets decrease"))
+        );
     }
 
     fn rfc_packet(hex: &str) -> Vec<u8> {
@@ -760,7 +872,11 @@ mod tests {
     #[test]
     fn hello_split_over_packets_and_out_of_order() {
         use crate::dissect::tls::build;
-        let hs = build::client_hello(&[build::sni("pq.example"), (0x11ec, vec![9; 1200]), build::alpn(&["h3"])]);
+        let hs = build::client_hello(&[
+            build::sni("pq.example"),
+            (0x11ec, vec![9; 1200]),
+            build::alpn(&["h3"]),
+        ]);
         let (a, rest) = hs.split_at(400);
         let (_middle, c) = rest.split_at(500);
         // Packet 1: PING, the last piece, PADDING, an ACK, the first piece.

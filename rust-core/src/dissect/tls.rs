@@ -72,7 +72,9 @@ pub fn client_hello_from_records(stream: &[u8]) -> Result<Option<ClientHello>, T
     let mut handshake: Vec<u8> = Vec::new();
     let mut pos = 0;
     loop {
-        let Some(header) = stream.get(pos..pos + 5) else { return Ok(None) };
+        let Some(header) = stream.get(pos..pos + 5) else {
+            return Ok(None);
+        };
         if !looks_like_record(header) {
             return Err(TlsError::NotTls(header.to_vec()));
         }
@@ -87,9 +89,10 @@ pub fn client_hello_from_records(stream: &[u8]) -> Result<Option<ClientHello>, T
         let body_end = (pos + 5 + len).min(stream.len());
         handshake.extend_from_slice(&stream[pos + 5..body_end]);
         if let Some(total) = handshake_len(&handshake)?
-            && handshake.len() >= total {
-                return parse_handshake(&handshake[..total]).map(Some);
-            }
+            && handshake.len() >= total
+        {
+            return parse_handshake(&handshake[..total]).map(Some);
+        }
         if body_end < pos + 5 + len {
             return Ok(None);
         }
@@ -100,7 +103,9 @@ pub fn client_hello_from_records(stream: &[u8]) -> Result<Option<ClientHello>, T
 /// Total length (header included) of the ClientHello at the start of `hs`, once its header is
 /// there. Errors if it is not a ClientHello or is implausibly long.
 pub fn handshake_len(hs: &[u8]) -> Result<Option<usize>, TlsError> {
-    let Some(h) = hs.get(..4) else { return Ok(None) };
+    let Some(h) = hs.get(..4) else {
+        return Ok(None);
+    };
     if h[0] != HANDSHAKE_CLIENT_HELLO {
         return Err(TlsError::NotClientHello(h[0]));
     }
@@ -113,9 +118,19 @@ pub fn handshake_len(hs: &[u8]) -> Result<Option<usize>, TlsError> {
 
 /// Parse a whole ClientHello handshake message (4-byte header included).
 pub fn parse_handshake(hs: &[u8]) -> Result<ClientHello, TlsError> {
-    let total = handshake_len(hs)?.ok_or(TlsError::Truncated { what: "handshake header", offset: 0 })?;
-    let body = hs.get(4..total).ok_or(TlsError::Truncated { what: "handshake body", offset: hs.len() })?;
-    let mut r = Reader { data: body, pos: 0, base: 4 };
+    let total = handshake_len(hs)?.ok_or(TlsError::Truncated {
+        what: "handshake header",
+        offset: 0,
+    })?;
+    let body = hs.get(4..total).ok_or(TlsError::Truncated {
+        what: "handshake body",
+        offset: hs.len(),
+    })?;
+    let mut r = Reader {
+        data: body,
+        pos: 0,
+        base: 4,
+    };
     let legacy_version = r.u16("legacy version")?;
     r.skip(32, "random")?;
     let sid_len = r.u8("session id length")? as usize;
@@ -127,7 +142,10 @@ pub fn parse_handshake(hs: &[u8]) -> Result<ClientHello, TlsError> {
     r.skip(cs_len, "cipher suites")?;
     let comp_len = r.u8("compression methods length")? as usize;
     r.skip(comp_len, "compression methods")?;
-    let mut hello = ClientHello { version: legacy_version, ..ClientHello::default() };
+    let mut hello = ClientHello {
+        version: legacy_version,
+        ..ClientHello::default()
+    };
     if r.remaining() == 0 {
         return Ok(hello); // No extensions (SSLv3-era hello).
     }
@@ -218,10 +236,13 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], TlsError> {
-        let out = self
-            .data
-            .get(self.pos..self.pos.saturating_add(n))
-            .ok_or(TlsError::Truncated { what, offset: self.base + self.pos })?;
+        let out =
+            self.data
+                .get(self.pos..self.pos.saturating_add(n))
+                .ok_or(TlsError::Truncated {
+                    what,
+                    offset: self.base + self.pos,
+                })?;
         self.pos += n;
         Ok(out)
     }
@@ -314,7 +335,9 @@ pub(crate) mod build {
 #[cfg(test)]
 mod tests {
     use super::build::{alpn, client_hello, records, sni, versions};
-    use super::{client_hello_from_records, is_grease, parse_handshake, version_name, TlsError, EXT_ECH};
+    use super::{
+        EXT_ECH, TlsError, client_hello_from_records, is_grease, parse_handshake, version_name,
+    };
 
     fn modern_hello() -> Vec<u8> {
         client_hello(&[
@@ -345,7 +368,11 @@ mod tests {
 
     #[test]
     fn ech_marks_the_outer_name() {
-        let ch = parse_handshake(&client_hello(&[sni("public.example"), (EXT_ECH, vec![0, 0, 1])])).unwrap();
+        let ch = parse_handshake(&client_hello(&[
+            sni("public.example"),
+            (EXT_ECH, vec![0, 0, 1]),
+        ]))
+        .unwrap();
         assert!(ch.ech);
         assert_eq!(ch.sni.as_deref(), Some("public.example"));
     }
@@ -356,7 +383,11 @@ mod tests {
         let stream = records(&hs, 500);
         // Every prefix is either incomplete or, once whole, the same hello.
         for cut in 0..stream.len() {
-            assert_eq!(client_hello_from_records(&stream[..cut]), Ok(None), "cut {cut}");
+            assert_eq!(
+                client_hello_from_records(&stream[..cut]),
+                Ok(None),
+                "cut {cut}"
+            );
         }
         let ch = client_hello_from_records(&stream).unwrap().unwrap();
         assert_eq!(ch.sni.as_deref(), Some("www.example.org"));
@@ -368,8 +399,14 @@ mod tests {
 
     #[test]
     fn garbage_and_truncation_are_errors() {
-        assert!(matches!(client_hello_from_records(b"GET / HTTP/1.1\r\n"), Err(TlsError::NotTls(_))));
-        assert!(matches!(client_hello_from_records(&[23, 3, 3, 0, 5, 1, 2, 3, 4, 5]), Err(TlsError::UnexpectedRecord(23))));
+        assert!(matches!(
+            client_hello_from_records(b"GET / HTTP/1.1\r\n"),
+            Err(TlsError::NotTls(_))
+        ));
+        assert!(matches!(
+            client_hello_from_records(&[23, 3, 3, 0, 5, 1, 2, 3, 4, 5]),
+            Err(TlsError::UnexpectedRecord(23))
+        ));
         let hs = modern_hello();
         for cut in 4..hs.len() {
             // Claim the cut length in the header so the parser must notice the inner lengths.
@@ -380,7 +417,10 @@ mod tests {
         }
         let mut server_hello = hs.clone();
         server_hello[0] = 2;
-        assert_eq!(parse_handshake(&server_hello), Err(TlsError::NotClientHello(2)));
+        assert_eq!(
+            parse_handshake(&server_hello),
+            Err(TlsError::NotClientHello(2))
+        );
     }
 
     #[test]

@@ -77,7 +77,10 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.at.checked_add(n).ok_or("size overflow")?;
-        let s = self.data.get(self.at..end).ok_or_else(|| format!("cut short at byte {}", self.at))?;
+        let s = self
+            .data
+            .get(self.at..end)
+            .ok_or_else(|| format!("cut short at byte {}", self.at))?;
         self.at = end;
         Ok(s)
     }
@@ -97,7 +100,9 @@ impl<'a> Cursor<'a> {
 
     fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
         let b = self.take(n.checked_mul(4).ok_or("size overflow")?)?;
-        Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     fn u128s(&mut self, n: usize) -> Result<Vec<u128>, String> {
@@ -125,18 +130,41 @@ impl GeoDb {
     pub fn parse(data: &[u8]) -> Result<GeoDb, String> {
         let mut c = Cursor { data, at: 0 };
         if c.take(8)? != MAGIC {
-            return Err("not a PhoneHome geo file (bad magic); rebuild it with scripts/fetch-geo.sh".into());
+            return Err(
+                "not a PhoneHome geo file (bad magic); rebuild it with scripts/fetch-geo.sh".into(),
+            );
         }
-        let (nc4, nc6, na4, na6, nn, blob) =
-            (c.count()?, c.count()?, c.count()?, c.count()?, c.count()?, c.count()?);
-        let country_v4 = Table { starts: c.u32s(nc4)?, values: c.pairs(nc4)? };
-        let country_v6 = Table { starts: c.u128s(nc6)?, values: c.pairs(nc6)? };
-        let asn_v4 = Table { starts: c.u32s(na4)?, values: c.u32s(na4)? };
-        let asn_v6 = Table { starts: c.u128s(na6)?, values: c.u32s(na6)? };
+        let (nc4, nc6, na4, na6, nn, blob) = (
+            c.count()?,
+            c.count()?,
+            c.count()?,
+            c.count()?,
+            c.count()?,
+            c.count()?,
+        );
+        let country_v4 = Table {
+            starts: c.u32s(nc4)?,
+            values: c.pairs(nc4)?,
+        };
+        let country_v6 = Table {
+            starts: c.u128s(nc6)?,
+            values: c.pairs(nc6)?,
+        };
+        let asn_v4 = Table {
+            starts: c.u32s(na4)?,
+            values: c.u32s(na4)?,
+        };
+        let asn_v6 = Table {
+            starts: c.u128s(na6)?,
+            values: c.u32s(na6)?,
+        };
         let triples = c.u32s(nn.checked_mul(3).ok_or("size overflow")?)?;
-        let as_names: Vec<(u32, u32, u32)> =
-            triples.chunks_exact(3).map(|t| (t[0], t[1], t[2])).collect();
-        let names = String::from_utf8(c.take(blob)?.to_vec()).map_err(|_| "AS names are not UTF-8")?;
+        let as_names: Vec<(u32, u32, u32)> = triples
+            .chunks_exact(3)
+            .map(|t| (t[0], t[1], t[2]))
+            .collect();
+        let names =
+            String::from_utf8(c.take(blob)?.to_vec()).map_err(|_| "AS names are not UTF-8")?;
         if !(sorted(&country_v4.starts)
             && sorted(&country_v6.starts)
             && sorted(&asn_v4.starts)
@@ -154,11 +182,21 @@ impl GeoDb {
                 return Err("AS name outside the name table".into());
             }
         }
-        Ok(GeoDb { country_v4, country_v6, asn_v4, asn_v6, as_names, names })
+        Ok(GeoDb {
+            country_v4,
+            country_v6,
+            asn_v4,
+            asn_v6,
+            as_names,
+            names,
+        })
     }
 
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
-        let err = |message: String| GeoError { path: path.to_owned(), message };
+        let err = |message: String| GeoError {
+            path: path.to_owned(),
+            message,
+        };
         let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
         GeoDb::parse(&data).map_err(err)
     }
@@ -178,7 +216,9 @@ impl GeoDb {
     fn as_name(&self, asn: u32) -> Option<String> {
         let i = self.as_names.binary_search_by_key(&asn, |t| t.0).ok()?;
         let (_, off, len) = self.as_names[i];
-        self.names.get(off as usize..(off + len) as usize).map(str::to_owned)
+        self.names
+            .get(off as usize..(off + len) as usize)
+            .map(str::to_owned)
     }
 
     /// Country and AS of `ip`; None when the database knows neither (private, reserved space).
@@ -205,7 +245,11 @@ impl GeoDb {
             return None;
         }
         let as_name = asn.and_then(|a| self.as_name(a));
-        Some(GeoInfo { country, asn, as_name })
+        Some(GeoInfo {
+            country,
+            asn,
+            as_name,
+        })
     }
 }
 

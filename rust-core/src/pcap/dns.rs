@@ -25,21 +25,38 @@ pub struct DnsTracker {
 }
 
 fn exchange(time: Millis, key: FlowKey) -> Exchange {
-    Exchange { time, client: key.src, server: key.dst, transport: key.proto }
+    Exchange {
+        time,
+        client: key.src,
+        server: key.dst,
+        transport: key.proto,
+    }
 }
 
 impl DnsTracker {
     /// One DNS message of flow `flow` (whose client is `key.src`) seen at `now`; returns the
     /// records completed by it.
-    pub fn on_message(&mut self, now: Millis, flow: FlowId, key: FlowKey, message: &[u8]) -> Vec<DnsRecord> {
-        let Ok(msg) = dns::parse_lenient(message) else { return Vec::new() };
+    pub fn on_message(
+        &mut self,
+        now: Millis,
+        flow: FlowId,
+        key: FlowKey,
+        message: &[u8],
+    ) -> Vec<DnsRecord> {
+        let Ok(msg) = dns::parse_lenient(message) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         if !msg.is_response {
             if self.pending.len() >= MAX_PENDING {
                 out.extend(self.expire(Millis::MAX));
             }
             // A retransmitted query keeps the first one's time.
-            self.pending.entry((flow, msg.id)).or_insert(Pending { time: now, key, query: msg });
+            self.pending.entry((flow, msg.id)).or_insert(Pending {
+                time: now,
+                key,
+                query: msg,
+            });
             return out;
         }
         let record = match self.pending.remove(&(flow, msg.id)) {
@@ -52,7 +69,13 @@ impl DnsTracker {
 
     /// Queries of TCP flows arrive in a stream: whole length-prefixed messages are taken from
     /// the front of `buf` and handed to [`Self::on_message`].
-    pub fn on_tcp_bytes(&mut self, now: Millis, flow: FlowId, key: FlowKey, buf: &mut Vec<u8>) -> Vec<DnsRecord> {
+    pub fn on_tcp_bytes(
+        &mut self,
+        now: Millis,
+        flow: FlowId,
+        key: FlowKey,
+        buf: &mut Vec<u8>,
+    ) -> Vec<DnsRecord> {
         let (messages, used) = dns::split_tcp(buf);
         let mut out = Vec::new();
         for m in messages {
@@ -67,14 +90,21 @@ impl DnsTracker {
         let mut expired: Vec<Pending> = Vec::new();
         self.pending.retain(|_, p| {
             if now.saturating_sub(p.time) >= ANSWER_TIMEOUT_MS {
-                expired.push(Pending { time: p.time, key: p.key, query: p.query.clone() });
+                expired.push(Pending {
+                    time: p.time,
+                    key: p.key,
+                    query: p.query.clone(),
+                });
                 false
             } else {
                 true
             }
         });
         expired.sort_by_key(|p| p.time);
-        expired.iter().filter_map(|p| dns::record_from(exchange(p.time, p.key), Some(&p.query), None)).collect()
+        expired
+            .iter()
+            .filter_map(|p| dns::record_from(exchange(p.time, p.key), Some(&p.query), None))
+            .collect()
     }
 
     /// Every query still waiting (the capture ended), logged without an answer.
@@ -114,18 +144,36 @@ mod tests {
     }
 
     fn key() -> FlowKey {
-        FlowKey { proto: Proto::Udp, src: "198.18.0.2:40000".parse().unwrap(), dst: "198.18.0.1:53".parse().unwrap() }
+        FlowKey {
+            proto: Proto::Udp,
+            src: "198.18.0.2:40000".parse().unwrap(),
+            dst: "198.18.0.1:53".parse().unwrap(),
+        }
     }
 
     #[test]
     fn pairs_queries_and_answers() {
         let mut t = DnsTracker::default();
-        assert!(t.on_message(100, 1, key(), &query(7, "tracking.intl.miui.com")).is_empty());
-        let recs = t.on_message(130, 1, key(), &answer(7, "tracking.intl.miui.com", [161, 117, 97, 14]));
+        assert!(
+            t.on_message(100, 1, key(), &query(7, "tracking.intl.miui.com"))
+                .is_empty()
+        );
+        let recs = t.on_message(
+            130,
+            1,
+            key(),
+            &answer(7, "tracking.intl.miui.com", [161, 117, 97, 14]),
+        );
         assert_eq!(recs.len(), 1);
         let r = &recs[0];
-        assert_eq!((r.time, r.query.as_str(), r.qtype, r.rcode), (100, "tracking.intl.miui.com", 1, Some(0)));
-        assert_eq!(r.answer_ips, vec!["161.117.97.14".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            (r.time, r.query.as_str(), r.qtype, r.rcode),
+            (100, "tracking.intl.miui.com", 1, Some(0))
+        );
+        assert_eq!(
+            r.answer_ips,
+            vec!["161.117.97.14".parse::<std::net::IpAddr>().unwrap()]
+        );
         assert_eq!(r.ttl, Some(60));
         assert!(t.drain().is_empty());
     }
@@ -145,7 +193,10 @@ mod tests {
     #[test]
     fn tcp_stream_framing() {
         let mut t = DnsTracker::default();
-        let k = FlowKey { proto: Proto::Tcp, ..key() };
+        let k = FlowKey {
+            proto: Proto::Tcp,
+            ..key()
+        };
         let q = query(5, "f-droid.org");
         let mut buf = (q.len() as u16).to_be_bytes().to_vec();
         buf.extend(&q[..4]);

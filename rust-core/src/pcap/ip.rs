@@ -82,7 +82,11 @@ fn parse_v6(b: &[u8]) -> Result<IpPacket<'_>, IpError> {
         return Err(IpError("IPv6 header cut short"));
     }
     let payload_len = usize::from(u16::from_be_bytes([b[4], b[5]]));
-    let total = if payload_len == 0 { b.len() } else { 40 + payload_len };
+    let total = if payload_len == 0 {
+        b.len()
+    } else {
+        40 + payload_len
+    };
     let end = total.min(b.len());
     let mut src = [0u8; 16];
     src.copy_from_slice(&b[8..24]);
@@ -95,7 +99,9 @@ fn parse_v6(b: &[u8]) -> Result<IpPacket<'_>, IpError> {
     for _ in 0..8 {
         match next {
             0 | 43 | 60 => {
-                let h = b.get(at..at + 2).ok_or(IpError("IPv6 extension header cut short"))?;
+                let h = b
+                    .get(at..at + 2)
+                    .ok_or(IpError("IPv6 extension header cut short"))?;
                 next = h[0];
                 at += (usize::from(h[1]) + 1) * 8;
             }
@@ -105,7 +111,9 @@ fn parse_v6(b: &[u8]) -> Result<IpPacket<'_>, IpError> {
                 at += (usize::from(h[1]) + 2) * 4;
             }
             44 => {
-                let h = b.get(at..at + 8).ok_or(IpError("IPv6 fragment header cut short"))?;
+                let h = b
+                    .get(at..at + 8)
+                    .ok_or(IpError("IPv6 fragment header cut short"))?;
                 next = h[0];
                 let off_flags = u16::from_be_bytes([h[2], h[3]]);
                 let more = off_flags & 1 != 0;
@@ -179,7 +187,11 @@ pub fn parse_udp(b: &[u8]) -> Result<(u16, u16, &[u8]), IpError> {
     let len = usize::from(u16::from_be_bytes([b[4], b[5]]));
     // Zero length happens for jumbograms and in some offloaded captures: take what is there.
     let end = if len >= 8 { len.min(b.len()) } else { b.len() };
-    Ok((u16::from_be_bytes([b[0], b[1]]), u16::from_be_bytes([b[2], b[3]]), &b[8..end]))
+    Ok((
+        u16::from_be_bytes([b[0], b[1]]),
+        u16::from_be_bytes([b[2], b[3]]),
+        &b[8..end],
+    ))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -217,7 +229,12 @@ impl Defrag {
     pub fn push(&mut self, packet: &IpPacket<'_>, now: Millis) -> Option<Vec<u8>> {
         let frag = packet.fragment?;
         self.expire(now);
-        let key = FragKey { src: packet.src, dst: packet.dst, proto: packet.proto, id: frag.id };
+        let key = FragKey {
+            src: packet.src,
+            dst: packet.dst,
+            proto: packet.proto,
+            id: frag.id,
+        };
         let end = frag.offset.checked_add(packet.payload.len())?;
         if end > Self::MAX_DATAGRAM || self.held + packet.payload.len() > Self::MAX_BYTES {
             return None;
@@ -232,7 +249,9 @@ impl Defrag {
             entry.total = Some(end);
         }
         let pos = entry.parts.partition_point(|(off, _)| *off < frag.offset);
-        entry.parts.insert(pos, (frag.offset, packet.payload.to_vec()));
+        entry
+            .parts
+            .insert(pos, (frag.offset, packet.payload.to_vec()));
         entry.held += packet.payload.len();
         self.held += packet.payload.len();
 

@@ -45,7 +45,10 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 /// Unwraps 802.1Q / 802.1ad tags; returns the inner ethertype and the payload offset.
 fn skip_vlan(frame: &[u8], mut ethertype: u16, mut at: usize) -> Option<(u16, usize)> {
     let mut tags = 0;
-    while matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_VLAN_OLD_QINQ) {
+    while matches!(
+        ethertype,
+        ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_VLAN_OLD_QINQ
+    ) {
         tags += 1;
         if tags > 4 {
             return None;
@@ -76,7 +79,10 @@ fn ppp(frame: &[u8]) -> Result<&[u8], LinkError> {
         (be16(frame, 0).ok_or(LinkError::NotIp)?, 2)
     };
     match protocol {
-        PPP_IPV4 | PPP_IPV6 => frame.get(at..).filter(|p| !p.is_empty()).ok_or(LinkError::NotIp),
+        PPP_IPV4 | PPP_IPV6 => frame
+            .get(at..)
+            .filter(|p| !p.is_empty())
+            .ok_or(LinkError::NotIp),
         _ => Err(LinkError::NotIp),
     }
 }
@@ -92,8 +98,14 @@ fn pcapdroid_trailer(frame: &[u8]) -> Option<Trailer> {
     let uid = i32::from_be_bytes([t[4], t[5], t[6], t[7]]);
     let name = &t[8..28];
     let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-    let app = std::str::from_utf8(name).ok().filter(|s| !s.is_empty()).map(str::to_owned);
-    Some(Trailer { uid: u32::try_from(uid).ok(), app })
+    let app = std::str::from_utf8(name)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    Some(Trailer {
+        uid: u32::try_from(uid).ok(),
+        app,
+    })
 }
 
 /// Finds the IP packet in `frame` of link type `link`.
@@ -104,20 +116,30 @@ pub fn decode(link: u32, frame: &[u8]) -> Result<Frame<'_>, LinkError> {
             let (ethertype, at) = skip_vlan(frame, ethertype, 14).ok_or(LinkError::NotIp)?;
             let ip = ip_by_ethertype(ethertype, frame.get(at..).ok_or(LinkError::NotIp)?)?;
             // PCAPdroid's trailer rides in a fake Ethernet frame with both MACs zero.
-            let trailer =
-                if frame[..12].iter().all(|&b| b == 0) { pcapdroid_trailer(frame) } else { None };
+            let trailer = if frame[..12].iter().all(|&b| b == 0) {
+                pcapdroid_trailer(frame)
+            } else {
+                None
+            };
             return Ok(Frame { ip, trailer });
         }
         linktype::RAW | linktype::IPV4 | linktype::IPV6 => frame,
         linktype::PPP | linktype::PPP_HDLC => ppp(frame)?,
         linktype::NULL | linktype::LOOP => {
             // A 4-byte address family in the writer's byte order (NULL) or big-endian (LOOP).
-            let head: [u8; 4] = frame.get(..4).and_then(|b| b.try_into().ok()).ok_or(LinkError::NotIp)?;
+            let head: [u8; 4] = frame
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(LinkError::NotIp)?;
             let family = if link == linktype::LOOP {
                 u32::from_be_bytes(head)
             } else {
                 let le = u32::from_le_bytes(head);
-                if le < 0x1_0000 { le } else { u32::from_be_bytes(head) }
+                if le < 0x1_0000 {
+                    le
+                } else {
+                    u32::from_be_bytes(head)
+                }
             };
             // AF_INET is 2 everywhere; AF_INET6 is 10 (Linux), 24 (NetBSD/OpenBSD), 28
             // (FreeBSD), 30 (macOS).
@@ -148,7 +170,9 @@ pub fn decode(link: u32, frame: &[u8]) -> Result<Frame<'_>, LinkError> {
 mod tests {
     use super::*;
 
-    const IP: [u8; 20] = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    const IP: [u8; 20] = [
+        0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
 
     #[test]
     fn ethernet_with_vlan() {
@@ -184,7 +208,10 @@ mod tests {
         pppoe.extend(IP);
         assert_eq!(decode(linktype::ETHERNET, &pppoe).unwrap().ip, &IP);
         assert_eq!(decode(147, &IP), Err(LinkError::Unsupported(147)));
-        assert_eq!(decode(linktype::ETHERNET, &[0u8; 13]), Err(LinkError::NotIp));
+        assert_eq!(
+            decode(linktype::ETHERNET, &[0u8; 13]),
+            Err(LinkError::NotIp)
+        );
     }
 
     #[test]
@@ -199,6 +226,12 @@ mod tests {
         f.extend(name);
         f.extend([0u8; 4]);
         let frame = decode(linktype::ETHERNET, &f).unwrap();
-        assert_eq!(frame.trailer, Some(Trailer { uid: Some(10_123), app: Some("Chrome".into()) }));
+        assert_eq!(
+            frame.trailer,
+            Some(Trailer {
+                uid: Some(10_123),
+                app: Some("Chrome".into())
+            })
+        );
     }
 }

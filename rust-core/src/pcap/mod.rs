@@ -74,11 +74,19 @@ pub fn observe_reader<R: std::io::Read>(
     }
     let bytes = reader.offset();
     progress(bytes);
-    FileReport { stats: observer.finish(), bytes, error }
+    FileReport {
+        stats: observer.finish(),
+        bytes,
+        error,
+    }
 }
 
 /// [`open`] then [`observe_reader`].
-pub fn observe_file(path: &Path, events: Sender<Event>, progress: impl FnMut(u64)) -> Result<FileReport, ReadError> {
+pub fn observe_file(
+    path: &Path,
+    events: Sender<Event>,
+    progress: impl FnMut(u64),
+) -> Result<FileReport, ReadError> {
     Ok(observe_reader(open(path)?, events, progress))
 }
 

@@ -53,7 +53,11 @@ pub struct ObserverStats {
 /// Ports servers listen on (below 1024, and common higher ones), to tell the client of a flow
 /// whose start is not in the capture.
 fn service_port(port: u16) -> bool {
-    port < 1024 || matches!(port, 1935 | 3478 | 5222 | 5223 | 5228 | 5349 | 8080 | 8443 | 8883 | 19302)
+    port < 1024
+        || matches!(
+            port,
+            1935 | 3478 | 5222 | 5223 | 5228 | 5349 | 8080 | 8443 | 8883 | 19302
+        )
 }
 
 /// Is the sender of a packet from `src_port` to `dst_port` the client, when the flow's start was
@@ -78,7 +82,19 @@ struct Tuple {
 
 impl Tuple {
     fn new(proto: Proto, a: SocketAddr, b: SocketAddr) -> Tuple {
-        if a <= b { Tuple { proto, lo: a, hi: b } } else { Tuple { proto, lo: b, hi: a } }
+        if a <= b {
+            Tuple {
+                proto,
+                lo: a,
+                hi: b,
+            }
+        } else {
+            Tuple {
+                proto,
+                lo: b,
+                hi: a,
+            }
+        }
     }
 }
 
@@ -152,7 +168,10 @@ impl Observer {
             return;
         }
         self.apps_announced.insert(uid, name.to_owned());
-        self.send(Event::App { uid, name: name.to_owned() });
+        self.send(Event::App {
+            uid,
+            name: name.to_owned(),
+        });
     }
 
     /// Feeds one record from a [`reader::CaptureReader`].
@@ -164,7 +183,10 @@ impl Observer {
             }
             Record::Packet(p) => {
                 let owner = match p.comment.and_then(reader::parse_uid_comment) {
-                    Some((uid, app)) => Owner { uid: Some(uid), app: app.map(str::to_owned) },
+                    Some((uid, app)) => Owner {
+                        uid: Some(uid),
+                        app: app.map(str::to_owned),
+                    },
                     None => Owner::default(),
                 };
                 self.on_frame(p.ts_ns / 1_000_000, p.linktype, p.data, owner);
@@ -213,7 +235,12 @@ impl Observer {
         if ip.fragment.is_some() {
             if let Some(whole) = self.defrag.push(&ip, now) {
                 self.stats.fragments_reassembled += 1;
-                let full = IpPacket { payload: &whole, fragment: None, wire_len: whole.len(), ..ip };
+                let full = IpPacket {
+                    payload: &whole,
+                    fragment: None,
+                    wire_len: whole.len(),
+                    ..ip
+                };
                 self.on_transport(now, &full, owner);
             }
             return;
@@ -254,8 +281,16 @@ impl Observer {
             None => true,
         };
         if reopen {
-            let (client, server) = if sender_is_client() { (src, dst) } else { (dst, src) };
-            let key = FlowKey { proto, src: client, dst: server };
+            let (client, server) = if sender_is_client() {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
+            let key = FlowKey {
+                proto,
+                src: client,
+                dst: server,
+            };
             let id = self.next_id;
             self.next_id += 1;
             self.stats.flows += 1;
@@ -277,7 +312,11 @@ impl Observer {
         if state.closed {
             return None;
         }
-        let dir = if state.record.key.src == src { Direction::Up } else { Direction::Down };
+        let dir = if state.record.key.src == src {
+            Direction::Up
+        } else {
+            Direction::Down
+        };
         Some((tuple, dir))
     }
 
@@ -300,7 +339,14 @@ impl Observer {
         }
     }
 
-    fn on_tcp(&mut self, now: Millis, ip: &IpPacket<'_>, tcp: &TcpHeader, payload: &[u8], owner: &Owner) {
+    fn on_tcp(
+        &mut self,
+        now: Millis,
+        ip: &IpPacket<'_>,
+        tcp: &TcpHeader,
+        payload: &[u8],
+        owner: &Owner,
+    ) {
         let src = SocketAddr::new(ip.src, tcp.src_port);
         let dst = SocketAddr::new(ip.dst, tcp.dst_port);
         let pure_syn = tcp.syn && !tcp.ack_flag;
@@ -315,7 +361,9 @@ impl Observer {
         }) else {
             return;
         };
-        let Some(state) = self.flows.get_mut(&tuple) else { return };
+        let Some(state) = self.flows.get_mut(&tuple) else {
+            return;
+        };
         let (stream, fin) = match dir {
             Direction::Up => (&mut state.up, &mut state.fin_up),
             Direction::Down => (&mut state.down, &mut state.fin_down),
@@ -323,10 +371,21 @@ impl Observer {
         if tcp.syn {
             stream.on_syn(tcp.seq);
         }
-        let seq = if tcp.syn { tcp.seq.wrapping_add(1) } else { tcp.seq };
-        let fresh = if payload.is_empty() { 0 } else { stream.new_bytes(seq, payload.len()) };
+        let seq = if tcp.syn {
+            tcp.seq.wrapping_add(1)
+        } else {
+            tcp.seq
+        };
+        let fresh = if payload.is_empty() {
+            0
+        } else {
+            stream.new_bytes(seq, payload.len())
+        };
         let mut dns_bytes = state.dns_stream.as_mut().map(|s| &mut s[dir as usize]);
-        if !payload.is_empty() && (state.inspector.wants_more() || dns_bytes.is_some()) && !stream.done() {
+        if !payload.is_empty()
+            && (state.inspector.wants_more() || dns_bytes.is_some())
+            && !stream.done()
+        {
             let inspector = &mut state.inspector;
             state.stale = true;
             stream.on_segment(seq, payload, |bytes| {
@@ -345,16 +404,24 @@ impl Observer {
         let (flow_id, key, uid) = (state.record.id, state.record.key, state.record.uid);
         let mut records = Vec::new();
         if let Some(bufs) = state.dns_stream.as_mut() {
-            records = self.dns.on_tcp_bytes(now, flow_id, key, &mut bufs[dir as usize]);
+            records = self
+                .dns
+                .on_tcp_bytes(now, flow_id, key, &mut bufs[dir as usize]);
         }
         for mut record in records {
             record.flow_id = Some(flow_id);
             record.uid = uid;
             self.emit_dns(record);
         }
-        let Some(state) = self.flows.get_mut(&tuple) else { return };
+        let Some(state) = self.flows.get_mut(&tuple) else {
+            return;
+        };
         let close = if tcp.rst {
-            Some(if dir == Direction::Up { CloseReason::ResetByClient } else { CloseReason::ResetByServer })
+            Some(if dir == Direction::Up {
+                CloseReason::ResetByClient
+            } else {
+                CloseReason::ResetByServer
+            })
         } else if state.fin_up && state.fin_down {
             Some(CloseReason::Fin)
         } else {
@@ -381,7 +448,9 @@ impl Observer {
         }) else {
             return;
         };
-        let Some(state) = self.flows.get_mut(&tuple) else { return };
+        let Some(state) = self.flows.get_mut(&tuple) else {
+            return;
+        };
         Self::account(state, now, dir, payload.len(), owner);
         if state.inspector.wants_more() && !payload.is_empty() {
             state.inspector.on_datagram(dir, payload);
@@ -418,10 +487,13 @@ impl Observer {
 
     /// Names the flow, sends an event when its identity changed, closes it when asked.
     fn after_packet(&mut self, tuple: Tuple, now: Millis, close: Option<CloseReason>) {
-        let Some(state) = self.flows.get_mut(&tuple) else { return };
+        let Some(state) = self.flows.get_mut(&tuple) else {
+            return;
+        };
         // Naming allocates (catalog strings): only when something it depends on changed.
         if state.stale || close.is_some() {
-            self.namer.name_flow(&mut state.record, state.inspector.result(), now);
+            self.namer
+                .name_flow(&mut state.record, state.inspector.result(), now);
             state.stale = false;
         }
         if let Some(reason) = close {
@@ -431,7 +503,10 @@ impl Observer {
             self.send(Event::FlowClosed(record));
             return;
         }
-        let changed = state.sent.as_ref().is_none_or(|sent| !same_identity(sent, &state.record));
+        let changed = state
+            .sent
+            .as_ref()
+            .is_none_or(|sent| !same_identity(sent, &state.record));
         if changed {
             state.sent = Some(state.record.clone());
             let record = state.record.clone();
@@ -524,14 +599,24 @@ mod tests {
 
     #[test]
     fn tcp_handshake_data_and_fin() {
-        let c2s = |seq, ack, flags, data: &[u8]| ipv4(PHONE, SERVER, 6, &tcp(40000, 443, seq, ack, flags, data));
-        let s2c = |seq, ack, flags, data: &[u8]| ipv4(SERVER, PHONE, 6, &tcp(443, 40000, seq, ack, flags, data));
+        let c2s = |seq, ack, flags, data: &[u8]| {
+            ipv4(PHONE, SERVER, 6, &tcp(40000, 443, seq, ack, flags, data))
+        };
+        let s2c = |seq, ack, flags, data: &[u8]| {
+            ipv4(SERVER, PHONE, 6, &tcp(443, 40000, seq, ack, flags, data))
+        };
         let packets = vec![
             (1000, s2c(0, 0, SYN | ACK, b"")), // a stray SYN-ACK must not decide the client wrongly
             (1001, c2s(100, 0, SYN, b"")),
         ];
         // The stray SYN-ACK opens the flow with the phone as client; the SYN agrees.
-        let events = run(&packets, Owner { uid: Some(10_123), app: None });
+        let events = run(
+            &packets,
+            Owner {
+                uid: Some(10_123),
+                app: None,
+            },
+        );
         let flows = closed(&events);
         assert_eq!(flows.len(), 1);
         assert_eq!(flows[0].key.src, SocketAddr::new(PHONE.into(), 40000));
@@ -545,7 +630,13 @@ mod tests {
             (1005, s2c(507, 107, FIN | ACK, b"")),
             (1006, c2s(107, 508, ACK, b"")), // the last ACK must not open a new flow
         ];
-        let events = run(&packets, Owner { uid: Some(10_123), app: None });
+        let events = run(
+            &packets,
+            Owner {
+                uid: Some(10_123),
+                app: None,
+            },
+        );
         let flows = closed(&events);
         assert_eq!(flows.len(), 1, "{events:?}");
         let f = flows[0];
@@ -564,7 +655,10 @@ mod tests {
     #[test]
     fn midstream_flow_takes_higher_port_as_client_and_rst_closes() {
         let packets = vec![
-            (5, ipv4(SERVER, PHONE, 6, &tcp(443, 51000, 9, 9, ACK, b"data"))),
+            (
+                5,
+                ipv4(SERVER, PHONE, 6, &tcp(443, 51000, 9, 9, ACK, b"data")),
+            ),
             (6, ipv4(PHONE, SERVER, 6, &tcp(51000, 443, 9, 13, RST, b""))),
         ];
         let events = run(&packets, Owner::default());
@@ -590,7 +684,10 @@ mod tests {
         let packets = vec![
             (0, ipv4(SERVER, PHONE, 17, &udp(53, 33000, b"reply"))),
             (10, ipv4(PHONE, SERVER, 17, &udp(33001, 53, b"query"))),
-            (10 + UDP_IDLE_MS + SWEEP_EVERY_MS, ipv4(PHONE, SERVER, 17, &udp(33001, 53, b"again"))),
+            (
+                10 + UDP_IDLE_MS + SWEEP_EVERY_MS,
+                ipv4(PHONE, SERVER, 17, &udp(33001, 53, b"again")),
+            ),
         ];
         let events = run(&packets, Owner::default());
         let flows = closed(&events);
@@ -616,7 +713,10 @@ mod tests {
             p[6..8].copy_from_slice(&field.to_be_bytes());
             p
         };
-        let packets = vec![(1, frag(48, false, &whole[48..])), (2, frag(0, true, &whole[..48]))];
+        let packets = vec![
+            (1, frag(48, false, &whole[48..])),
+            (2, frag(0, true, &whole[..48])),
+        ];
         let (tx, rx) = mpsc::channel();
         let mut obs = Observer::new(tx);
         for (t, p) in &packets {
@@ -627,7 +727,14 @@ mod tests {
         let events: Vec<Event> = rx.try_iter().collect();
         let flows = closed(&events);
         assert_eq!(flows.len(), 1);
-        assert_eq!((flows[0].key.dst.port(), flows[0].bytes_up, flows[0].packets_up), (9999, 64, 1));
+        assert_eq!(
+            (
+                flows[0].key.dst.port(),
+                flows[0].bytes_up,
+                flows[0].packets_up
+            ),
+            (9999, 64, 1)
+        );
     }
 
     #[test]

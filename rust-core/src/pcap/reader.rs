@@ -80,7 +80,11 @@ pub struct Packet<'a> {
 pub enum Record<'a> {
     Packet(Packet<'a>),
     /// PCAPdroid's pcapng uid -> app block.
-    UidMap { uid: u32, package: String, app: String },
+    UidMap {
+        uid: u32,
+        package: String,
+        app: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,8 +103,15 @@ struct Interface {
 }
 
 enum State {
-    Pcap { big_endian: bool, nanos: bool, linktype: u32 },
-    Pcapng { big_endian: bool, interfaces: Vec<Interface> },
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        linktype: u32,
+    },
+    Pcapng {
+        big_endian: bool,
+        interfaces: Vec<Interface>,
+    },
 }
 
 pub struct CaptureReader<R: Read> {
@@ -114,12 +125,20 @@ pub struct CaptureReader<R: Read> {
 
 fn u16_at(b: &[u8], at: usize, be: bool) -> u16 {
     let v = [b[at], b[at + 1]];
-    if be { u16::from_be_bytes(v) } else { u16::from_le_bytes(v) }
+    if be {
+        u16::from_be_bytes(v)
+    } else {
+        u16::from_le_bytes(v)
+    }
 }
 
 fn u32_at(b: &[u8], at: usize, be: bool) -> u32 {
     let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-    if be { u32::from_be_bytes(v) } else { u32::from_le_bytes(v) }
+    if be {
+        u32::from_be_bytes(v)
+    } else {
+        u32::from_le_bytes(v)
+    }
 }
 
 /// Fills `buf` completely; Ok(false) when the source ended before the first byte,
@@ -145,7 +164,11 @@ fn read_full<R: Read>(
 
 fn units_per_sec(tsresol: u8) -> Option<u64> {
     let exp = u32::from(tsresol & 0x7f);
-    if tsresol & 0x80 == 0 { 10u64.checked_pow(exp) } else { 2u64.checked_pow(exp) }
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(exp)
+    } else {
+        2u64.checked_pow(exp)
+    }
 }
 
 fn to_ns(ts: u64, units_per_sec: u64, offset_sec: i64) -> i64 {
@@ -179,7 +202,10 @@ impl<R: Read> CaptureReader<R> {
     pub fn new(mut src: R) -> Result<CaptureReader<R>, ReadError> {
         let mut magic = [0u8; 4];
         if !read_full(&mut src, &mut magic, 0, "empty file")? {
-            return Err(ReadError::Truncated { offset: 0, what: "empty file" });
+            return Err(ReadError::Truncated {
+                offset: 0,
+                what: "empty file",
+            });
         }
         let le = u32::from_le_bytes(magic);
         let be = u32::from_be_bytes(magic);
@@ -187,7 +213,10 @@ impl<R: Read> CaptureReader<R> {
             let mut reader = CaptureReader {
                 src,
                 offset: 0,
-                state: State::Pcapng { big_endian: false, interfaces: Vec::new() },
+                state: State::Pcapng {
+                    big_endian: false,
+                    interfaces: Vec::new(),
+                },
                 buf: Vec::with_capacity(65_536),
                 failed: false,
             };
@@ -207,14 +236,21 @@ impl<R: Read> CaptureReader<R> {
         };
         let mut rest = [0u8; 20];
         if !read_full(&mut src, &mut rest, 4, "pcap file header")? {
-            return Err(ReadError::Truncated { offset: 4, what: "pcap file header" });
+            return Err(ReadError::Truncated {
+                offset: 4,
+                what: "pcap file header",
+            });
         }
         // The link type's upper bits carry FCS flags (LINKTYPE_FCS...); the type is the low 16.
         let linktype = u32_at(&rest, 16, big_endian) & 0xffff;
         Ok(CaptureReader {
             src,
             offset: 24,
-            state: State::Pcap { big_endian, nanos, linktype },
+            state: State::Pcap {
+                big_endian,
+                nanos,
+                linktype,
+            },
             buf: Vec::with_capacity(65_536),
             failed: false,
         })
@@ -254,7 +290,12 @@ impl<R: Read> CaptureReader<R> {
 
     /// Reads the next pcap record into `buf`.
     fn next_pcap_len(&mut self) -> Result<Option<Parsed>, ReadError> {
-        let State::Pcap { big_endian, nanos, linktype } = self.state else {
+        let State::Pcap {
+            big_endian,
+            nanos,
+            linktype,
+        } = self.state
+        else {
             return Ok(None);
         };
         let at = self.offset;
@@ -274,7 +315,10 @@ impl<R: Read> CaptureReader<R> {
         }
         self.buf.resize(incl, 0);
         if !read_full(&mut self.src, &mut self.buf, at, "pcap packet data")? && incl > 0 {
-            return Err(ReadError::Truncated { offset: at, what: "pcap packet data" });
+            return Err(ReadError::Truncated {
+                offset: at,
+                what: "pcap packet data",
+            });
         }
         self.offset = at + 16 + incl as u64;
         let ns_per_unit: i64 = if nanos { 1 } else { 1000 };
@@ -294,7 +338,10 @@ impl<R: Read> CaptureReader<R> {
         let at = self.offset;
         let mut hdr = [0u8; 8];
         if !read_full(&mut self.src, &mut hdr, at, "pcapng section header")? {
-            return Err(ReadError::Truncated { offset: at, what: "pcapng section header" });
+            return Err(ReadError::Truncated {
+                offset: at,
+                what: "pcapng section header",
+            });
         }
         let bom = [hdr[4], hdr[5], hdr[6], hdr[7]];
         let big_endian = if u32::from_le_bytes(bom) == PCAPNG_BYTE_ORDER_MAGIC {
@@ -316,7 +363,10 @@ impl<R: Read> CaptureReader<R> {
         }
         // The rest of the block: version, section length, options, trailing length.
         self.read_block_rest(at, total, 12, big_endian, "pcapng section header")?;
-        self.state = State::Pcapng { big_endian, interfaces: Vec::new() };
+        self.state = State::Pcapng {
+            big_endian,
+            interfaces: Vec::new(),
+        };
         Ok(())
     }
 
@@ -361,7 +411,10 @@ impl<R: Read> CaptureReader<R> {
             };
             let mut len_bytes = [0u8; 4];
             if !read_full(&mut self.src, &mut len_bytes, at, "pcapng block header")? {
-                return Err(ReadError::Truncated { offset: at, what: "pcapng block header" });
+                return Err(ReadError::Truncated {
+                    offset: at,
+                    what: "pcapng block header",
+                });
             }
             let block_type = if be {
                 u32::from_be_bytes(type_bytes)
@@ -391,7 +444,10 @@ impl<R: Read> CaptureReader<R> {
         at: u64,
         be: bool,
     ) -> Result<Option<Parsed>, ReadError> {
-        let corrupt = |message: &str| ReadError::Corrupt { offset: at, message: message.into() };
+        let corrupt = |message: &str| ReadError::Corrupt {
+            offset: at,
+            message: message.into(),
+        };
         let body = &self.buf[..body_len];
         let State::Pcapng { interfaces, .. } = &mut self.state else {
             return Ok(None);
@@ -411,9 +467,10 @@ impl<R: Read> CaptureReader<R> {
                 for (code, value) in options(&body[8..], be) {
                     match (code, value) {
                         (9, [resol]) => {
-                            iface.units_per_sec = units_per_sec(*resol)
-                                .filter(|u| *u > 0)
-                                .ok_or_else(|| corrupt("interface timestamp resolution too fine"))?;
+                            iface.units_per_sec =
+                                units_per_sec(*resol).filter(|u| *u > 0).ok_or_else(|| {
+                                    corrupt("interface timestamp resolution too fine")
+                                })?;
                         }
                         (14, v) if v.len() == 8 => {
                             let hi = u32_at(v, 0, be);
@@ -437,10 +494,9 @@ impl<R: Read> CaptureReader<R> {
                     return Err(corrupt("enhanced packet block too short"));
                 }
                 let interface = u32_at(body, 0, be);
-                let iface = interfaces
-                    .get(interface as usize)
-                    .copied()
-                    .ok_or_else(|| corrupt(&format!("packet names unknown interface {interface}")))?;
+                let iface = interfaces.get(interface as usize).copied().ok_or_else(|| {
+                    corrupt(&format!("packet names unknown interface {interface}"))
+                })?;
                 let ts = (u64::from(u32_at(body, 4, be)) << 32) | u64::from(u32_at(body, 8, be));
                 let caplen = u32_at(body, 12, be) as usize;
                 let orig_len = u32_at(body, 16, be);
@@ -451,10 +507,13 @@ impl<R: Read> CaptureReader<R> {
                 let comment = body
                     .get(opts_start..)
                     .and_then(|opts| {
-                        options(opts, be).find(|(code, _)| *code == 1).map(|(_, v)| {
-                            let start = opts_start + (v.as_ptr() as usize - opts.as_ptr() as usize);
-                            start..start + v.len()
-                        })
+                        options(opts, be)
+                            .find(|(code, _)| *code == 1)
+                            .map(|(_, v)| {
+                                let start =
+                                    opts_start + (v.as_ptr() as usize - opts.as_ptr() as usize);
+                                start..start + v.len()
+                            })
                     })
                     .filter(|r| std::str::from_utf8(&body[r.clone()]).is_ok());
                 Ok(Some(Parsed::Packet {
@@ -472,8 +531,10 @@ impl<R: Read> CaptureReader<R> {
                 if body.len() < 4 {
                     return Err(corrupt("simple packet block too short"));
                 }
-                let iface =
-                    interfaces.first().copied().ok_or_else(|| corrupt("packet before any interface"))?;
+                let iface = interfaces
+                    .first()
+                    .copied()
+                    .ok_or_else(|| corrupt("packet before any interface"))?;
                 let orig_len = u32_at(body, 0, be);
                 let mut caplen = (orig_len as usize).min(body.len() - 4);
                 if iface.snaplen > 0 {
@@ -495,10 +556,9 @@ impl<R: Read> CaptureReader<R> {
                     return Err(corrupt("packet block too short"));
                 }
                 let interface = u32::from(u16_at(body, 0, be));
-                let iface = interfaces
-                    .get(interface as usize)
-                    .copied()
-                    .ok_or_else(|| corrupt(&format!("packet names unknown interface {interface}")))?;
+                let iface = interfaces.get(interface as usize).copied().ok_or_else(|| {
+                    corrupt(&format!("packet names unknown interface {interface}"))
+                })?;
                 let ts = (u64::from(u32_at(body, 4, be)) << 32) | u64::from(u32_at(body, 8, be));
                 let caplen = u32_at(body, 12, be) as usize;
                 if 20 + caplen > body.len() {
@@ -541,17 +601,23 @@ impl<R: Read> CaptureReader<R> {
     fn materialize(&self, parsed: Parsed) -> Record<'_> {
         match parsed {
             Parsed::UidMap { uid, package, app } => Record::UidMap { uid, package, app },
-            Parsed::Packet { ts_ns, linktype, data, orig_len, interface, comment, offset } => {
-                Record::Packet(Packet {
-                    ts_ns,
-                    linktype,
-                    data: &self.buf[data],
-                    orig_len,
-                    interface,
-                    comment: comment.and_then(|r| std::str::from_utf8(&self.buf[r]).ok()),
-                    offset,
-                })
-            }
+            Parsed::Packet {
+                ts_ns,
+                linktype,
+                data,
+                orig_len,
+                interface,
+                comment,
+                offset,
+            } => Record::Packet(Packet {
+                ts_ns,
+                linktype,
+                data: &self.buf[data],
+                orig_len,
+                interface,
+                comment: comment.and_then(|r| std::str::from_utf8(&self.buf[r]).ok()),
+                offset,
+            }),
         }
     }
 }
@@ -593,14 +659,26 @@ mod tests {
     use super::*;
 
     fn pcap_header(be: bool, nanos: bool, linktype: u32) -> Vec<u8> {
-        let magic = if nanos { PCAP_MAGIC_NANO } else { PCAP_MAGIC_MICRO };
+        let magic = if nanos {
+            PCAP_MAGIC_NANO
+        } else {
+            PCAP_MAGIC_MICRO
+        };
         let mut v = Vec::new();
         let put32 = |v: &mut Vec<u8>, x: u32| {
             v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() })
         };
         put32(&mut v, magic);
-        v.extend_from_slice(&if be { 2u16.to_be_bytes() } else { 2u16.to_le_bytes() });
-        v.extend_from_slice(&if be { 4u16.to_be_bytes() } else { 4u16.to_le_bytes() });
+        v.extend_from_slice(&if be {
+            2u16.to_be_bytes()
+        } else {
+            2u16.to_le_bytes()
+        });
+        v.extend_from_slice(&if be {
+            4u16.to_be_bytes()
+        } else {
+            4u16.to_le_bytes()
+        });
         put32(&mut v, 0);
         put32(&mut v, 0);
         put32(&mut v, 65535);
@@ -626,10 +704,17 @@ mod tests {
                 file.extend(pcap_record(be, 11, 0, b"defg"));
                 let mut r = CaptureReader::new(&file[..]).unwrap();
                 assert_eq!(r.format(), Format::Pcap);
-                let Some(Record::Packet(p)) = r.next_record().unwrap() else { panic!() };
+                let Some(Record::Packet(p)) = r.next_record().unwrap() else {
+                    panic!()
+                };
                 let expect_ns = 10_000_000_000 + if nanos { 500 } else { 500_000 };
-                assert_eq!((p.ts_ns, p.linktype, p.data, p.offset), (expect_ns, 101, &b"abc"[..], 24));
-                let Some(Record::Packet(p)) = r.next_record().unwrap() else { panic!() };
+                assert_eq!(
+                    (p.ts_ns, p.linktype, p.data, p.offset),
+                    (expect_ns, 101, &b"abc"[..], 24)
+                );
+                let Some(Record::Packet(p)) = r.next_record().unwrap() else {
+                    panic!()
+                };
                 assert_eq!(p.data, b"defg");
                 assert!(r.next_record().unwrap().is_none());
             }
@@ -647,20 +732,29 @@ mod tests {
         assert!(matches!(r.next_record(), Ok(Some(Record::Packet(_)))));
         let err = r.next_record().unwrap_err();
         assert_eq!(err.offset(), second_at);
-        assert!(err.to_string().contains(&format!("byte offset {second_at}")), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("byte offset {second_at}")),
+            "{err}"
+        );
         assert!(r.next_record().unwrap().is_none());
     }
 
     #[test]
     fn rejects_non_capture() {
-        let err = CaptureReader::new(&b"hello world, not a capture"[..]).err().unwrap();
+        let err = CaptureReader::new(&b"hello world, not a capture"[..])
+            .err()
+            .unwrap();
         assert!(matches!(err, ReadError::NotACapture { .. }));
     }
 
     #[test]
     fn uid_comments() {
         assert_eq!(parse_uid_comment("u-10123"), Some((10123, None)));
-        assert_eq!(parse_uid_comment("u-1000 com.miui.analytics"), Some((1000, Some("com.miui.analytics"))));
+        assert_eq!(
+            parse_uid_comment("u-1000 com.miui.analytics"),
+            Some((1000, Some("com.miui.analytics")))
+        );
         assert_eq!(parse_uid_comment("u--1"), None);
         assert_eq!(parse_uid_comment("hello"), None);
     }
@@ -686,7 +780,12 @@ mod tests {
     }
 
     fn shb(be: bool) -> Vec<u8> {
-        let mut body = if be { PCAPNG_BYTE_ORDER_MAGIC.to_be_bytes() } else { PCAPNG_BYTE_ORDER_MAGIC.to_le_bytes() }.to_vec();
+        let mut body = if be {
+            PCAPNG_BYTE_ORDER_MAGIC.to_be_bytes()
+        } else {
+            PCAPNG_BYTE_ORDER_MAGIC.to_le_bytes()
+        }
+        .to_vec();
         body.extend([0, 1, 0, 0]);
         body.extend([0xff; 8]);
         block(be, PCAPNG_SHB, &body)
@@ -702,9 +801,18 @@ mod tests {
     }
 
     fn idb(be: bool, link: u16, tsresol: Option<u8>) -> Vec<u8> {
-        let mut body = if be { link.to_be_bytes() } else { link.to_le_bytes() }.to_vec();
+        let mut body = if be {
+            link.to_be_bytes()
+        } else {
+            link.to_le_bytes()
+        }
+        .to_vec();
         body.extend([0, 0]);
-        body.extend(if be { 0u32.to_be_bytes() } else { 0u32.to_le_bytes() });
+        body.extend(if be {
+            0u32.to_be_bytes()
+        } else {
+            0u32.to_le_bytes()
+        });
         if let Some(r) = tsresol {
             body.extend(opt(be, 9, &[r]));
             body.extend([0u8; 4]);
@@ -731,7 +839,11 @@ mod tests {
     fn uid_map(be: bool, uid: u32, pkg: &str, app: &str) -> Vec<u8> {
         let w = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
         let mut body = w(PCAPDROID_PEN).to_vec();
-        body.extend(if be { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() });
+        body.extend(if be {
+            1u16.to_be_bytes()
+        } else {
+            1u16.to_le_bytes()
+        });
         body.extend([1, 0]);
         body.extend(w(uid));
         body.extend([pkg.len() as u8, app.len() as u8]);
@@ -747,7 +859,13 @@ mod tests {
         file.extend(idb(false, 1, None));
         file.extend(idb(false, 101, Some(9)));
         file.extend(uid_map(false, 10_077, "com.miui.msa.global", "MSA"));
-        file.extend(epb(false, 1, 1_500_000_000_123_456_789, b"raw", Some("u-10077")));
+        file.extend(epb(
+            false,
+            1,
+            1_500_000_000_123_456_789,
+            b"raw",
+            Some("u-10077"),
+        ));
         file.extend(epb(false, 0, 2_000_000, b"eth", None));
         file.extend(block(false, 0x0000_0005, &[0u8; 8])); // statistics block: skipped
         // A second section in the other byte order resets the interfaces.
@@ -759,14 +877,33 @@ mod tests {
         assert_eq!(r.format(), Format::Pcapng);
         assert_eq!(
             r.next_record().unwrap(),
-            Some(Record::UidMap { uid: 10_077, package: "com.miui.msa.global".into(), app: "MSA".into() })
+            Some(Record::UidMap {
+                uid: 10_077,
+                package: "com.miui.msa.global".into(),
+                app: "MSA".into()
+            })
         );
-        let Some(Record::Packet(p)) = r.next_record().unwrap() else { panic!() };
-        assert_eq!((p.linktype, p.data, p.ts_ns, p.comment), (101, &b"raw"[..], 1_500_000_000_123_456_789, Some("u-10077")));
-        let Some(Record::Packet(p)) = r.next_record().unwrap() else { panic!() };
-        assert_eq!((p.linktype, p.data, p.ts_ns, p.comment), (1, &b"eth"[..], 2_000_000_000, None));
-        let Some(Record::Packet(p)) = r.next_record().unwrap() else { panic!() };
-        assert_eq!((p.linktype, p.data, p.ts_ns, p.comment), (113, &b"sll"[..], 3_000_000_000, Some("u-1000 com.example")));
+        let Some(Record::Packet(p)) = r.next_record().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (p.linktype, p.data, p.ts_ns, p.comment),
+            (101, &b"raw"[..], 1_500_000_000_123_456_789, Some("u-10077"))
+        );
+        let Some(Record::Packet(p)) = r.next_record().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (p.linktype, p.data, p.ts_ns, p.comment),
+            (1, &b"eth"[..], 2_000_000_000, None)
+        );
+        let Some(Record::Packet(p)) = r.next_record().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (p.linktype, p.data, p.ts_ns, p.comment),
+            (113, &b"sll"[..], 3_000_000_000, Some("u-1000 com.example"))
+        );
         assert_eq!(r.next_record().unwrap(), None);
     }
 
@@ -789,7 +926,10 @@ mod tests {
         // Unknown interface, and a packet overrunning its block.
         let mut file = shb(false);
         file.extend(epb(false, 0, 1, b"x", None));
-        let e = CaptureReader::new(&file[..]).unwrap().next_record().unwrap_err();
+        let e = CaptureReader::new(&file[..])
+            .unwrap()
+            .next_record()
+            .unwrap_err();
         assert!(e.to_string().contains("unknown interface"), "{e}");
     }
 }

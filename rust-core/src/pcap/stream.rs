@@ -86,7 +86,9 @@ impl Reassembler {
             if start > self.delivered || self.done() {
                 break;
             }
-            let Some((start, seg)) = self.pending.pop_first() else { break };
+            let Some((start, seg)) = self.pending.pop_first() else {
+                break;
+            };
             self.pending_bytes -= seg.len();
             let seg_end = start + seg.len() as u64;
             if seg_end > self.delivered {

@@ -33,7 +33,8 @@ fn option(block: &mut Vec<u8>, code: u16, value: &[u8]) {
 
 /// Wraps `body` as a block of `block_type` (length fields before and after).
 fn finish_block(out: &mut impl Write, block_type: u32, body: &[u8]) -> io::Result<()> {
-    let total = u32::try_from(12 + body.len()).map_err(|_| io::Error::other("pcapng block too large"))?;
+    let total =
+        u32::try_from(12 + body.len()).map_err(|_| io::Error::other("pcapng block too large"))?;
     out.write_all(&block_type.to_le_bytes())?;
     out.write_all(&total.to_le_bytes())?;
     out.write_all(body)?;
@@ -58,12 +59,21 @@ impl<W: Write> PcapngWriter<W> {
         body.extend(0u16.to_le_bytes());
         body.extend(SNAPLEN.to_le_bytes());
         finish_block(&mut out, IDB, &body)?;
-        Ok(PcapngWriter { out, block: Vec::with_capacity(2048) })
+        Ok(PcapngWriter {
+            out,
+            block: Vec::with_capacity(2048),
+        })
     }
 
     /// One IP packet seen at `ts` (ms since the epoch), owned by `uid` / `app` when known.
     /// Packets longer than the snap length are cut to it (the original length is recorded).
-    pub fn write_packet(&mut self, ts: Millis, data: &[u8], uid: Option<u32>, app: Option<&str>) -> io::Result<()> {
+    pub fn write_packet(
+        &mut self,
+        ts: Millis,
+        data: &[u8],
+        uid: Option<u32>,
+        app: Option<&str>,
+    ) -> io::Result<()> {
         let micros = u64::try_from(ts).unwrap_or(0).saturating_mul(1000);
         let caplen = data.len().min(SNAPLEN as usize);
         let orig_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
@@ -105,9 +115,9 @@ mod tests {
 
     use super::*;
     use crate::flow::Event;
+    use crate::pcap::Observer;
     use crate::pcap::reader::{CaptureReader, Record};
     use crate::pcap::testutil::*;
-    use crate::pcap::Observer;
 
     #[test]
     fn round_trip_through_reader_and_observer() {
@@ -120,13 +130,27 @@ mod tests {
             ipv4(phone, server, 6, &tcp(40000, 443, 2, 10, ACK | PSH, b"abc")),
         ];
         for (i, p) in packets.iter().enumerate() {
-            w.write_packet(1_700_000_000_123 + i as i64, p, Some(10_200), Some("com.miui.analytics")).unwrap();
+            w.write_packet(
+                1_700_000_000_123 + i as i64,
+                p,
+                Some(10_200),
+                Some("com.miui.analytics"),
+            )
+            .unwrap();
         }
-        w.write_packet(1_700_000_000_200, &ipv4(phone, server, 17, &udp(5000, 53, b"q")), None, None).unwrap();
+        w.write_packet(
+            1_700_000_000_200,
+            &ipv4(phone, server, 17, &udp(5000, 53, b"q")),
+            None,
+            None,
+        )
+        .unwrap();
         let file = w.into_inner().unwrap();
 
         let mut reader = CaptureReader::new(&file[..]).unwrap();
-        let Some(Record::Packet(first)) = reader.next_record().unwrap() else { panic!("no packet") };
+        let Some(Record::Packet(first)) = reader.next_record().unwrap() else {
+            panic!("no packet")
+        };
         assert_eq!(first.ts_ns, 1_700_000_000_123_000_000);
         assert_eq!(first.data, &packets[0][..]);
         assert_eq!(first.comment, Some("u-10200 com.miui.analytics"));
@@ -140,7 +164,10 @@ mod tests {
         let stats = obs.finish();
         assert_eq!((stats.frames, stats.flows), (4, 2));
         let events: Vec<Event> = rx.try_iter().collect();
-        assert!(events.contains(&Event::App { uid: 10_200, name: "com.miui.analytics".into() }));
+        assert!(events.contains(&Event::App {
+            uid: 10_200,
+            name: "com.miui.analytics".into()
+        }));
         let tcp_flow = events
             .iter()
             .find_map(|e| match e {
