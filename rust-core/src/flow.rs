@@ -201,6 +201,13 @@ impl FlowRecord {
         }
     }
 
+    /// A plain DNS flow (to a resolver): it is counted as lookups, never as a contact with
+    /// the names it asked about. The store's `flows.lookup` column is the same test in SQL.
+    pub fn is_dns_lookup(&self) -> bool {
+        self.app_info.l7.as_deref() == Some(crate::dissect::L7_DNS)
+            || self.hostname_source == Some(NameSource::DnsQuery)
+    }
+
     /// Set the hostname unless a more trusted source already named the flow.
     pub fn offer_name(&mut self, name: &str, source: NameSource) {
         let better = match self.hostname_source {

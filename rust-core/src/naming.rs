@@ -155,11 +155,22 @@ impl Namer {
     }
 }
 
+/// The purpose of every DNS flow: its destination is a resolver.
+pub const PURPOSE_DNS: &str = "DNS";
+
 /// Fill `flow.destination` from the Xiaomi catalog (recomputed: the name may have improved since
 /// the last call) and, once, from the offline country/ASN database.
 fn classify(flow: &mut FlowRecord) {
     let dst = flow.key.dst;
-    let class = crate::catalog::classify(flow.hostname.as_deref(), dst.ip(), dst.port());
+    // A DNS flow reached the resolver, not the name it asked about: classify it by the
+    // resolver's address, so a lookup of a Xiaomi name never counts as traffic to Xiaomi.
+    let lookup = flow.is_dns_lookup();
+    let host = if lookup {
+        None
+    } else {
+        flow.hostname.as_deref()
+    };
+    let class = crate::catalog::classify(host, dst.ip(), dst.port());
     let d = &mut flow.destination;
     match class {
         Some(c) => {
@@ -182,6 +193,9 @@ fn classify(flow: &mut FlowRecord) {
         d.category = Some("push".into());
         d.category_guessed = false;
         d.purpose = Some("Mi Push persistent connection (recognised from its wire format)".into());
+    }
+    if lookup {
+        d.purpose = Some(PURPOSE_DNS.into());
     }
     if d.country.is_none()
         && d.asn.is_none()
@@ -316,7 +330,7 @@ mod tests {
         };
         namer.name_flow(&mut flow, &inspection, 0);
         assert_eq!(flow.hostname, None);
-        assert_eq!(flow.destination.vendor.as_deref(), Some("Xiaomi"));
+        assert_eq!(flow.destination.vendor.as_deref(), Some("xiaomi"));
         assert_eq!(flow.destination.category.as_deref(), Some("push"));
         assert!(!flow.destination.category_guessed);
         assert!(flow.cleartext);
@@ -326,7 +340,7 @@ mod tests {
         assert!(flow.cleartext);
         assert_eq!(flow.leaks, vec!["model"]);
         assert_eq!(flow.app_info.l7.as_deref(), Some(L7_MIPUSH));
-        assert_eq!(flow.destination.vendor.as_deref(), Some("Xiaomi"));
+        assert_eq!(flow.destination.vendor.as_deref(), Some("xiaomi"));
     }
 
     #[test]
@@ -378,7 +392,7 @@ mod tests {
             ..Inspection::default()
         };
         namer.name_flow(&mut flow, &sni, 1_100);
-        assert_eq!(flow.destination.vendor.as_deref(), Some("Xiaomi"));
+        assert_eq!(flow.destination.vendor.as_deref(), Some("xiaomi"));
         assert!(flow.destination.category.is_some());
     }
 }

@@ -40,7 +40,7 @@ fn every_fact_row_is_classified_in_our_words() {
         for host in [domain.to_owned(), probe] {
             let class =
                 catalog::classify_host(&host).unwrap_or_else(|| panic!("{host} not classified"));
-            assert_eq!(class.vendor, "Xiaomi");
+            assert_eq!(class.vendor, "xiaomi");
             if host == domain {
                 let expected = if domain.starts_with("connect.") && domain.ends_with("rom.miui.com")
                 {

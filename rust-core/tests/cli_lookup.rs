@@ -41,7 +41,7 @@ fn hosts_and_addresses_one_row_each() {
     ] {
         assert!(rows.iter().all(|r| r.get(key).is_some()), "missing {key}");
     }
-    assert_eq!(rows[0]["vendor"], "Xiaomi");
+    assert_eq!(rows[0]["vendor"], "xiaomi");
     assert_eq!(rows[0]["category"], "analytics/telemetry");
     assert_eq!(rows[0]["category_guessed"], false);
     assert_eq!(rows[1]["category"], "analytics/telemetry");

@@ -394,7 +394,7 @@ fn xiaomi_capture_is_classified() {
     for f in push {
         assert_eq!(
             f.destination.vendor.as_deref(),
-            Some("Xiaomi"),
+            Some("xiaomi"),
             "{:?}",
             f.key
         );

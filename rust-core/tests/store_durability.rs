@@ -134,7 +134,7 @@ fn kill_9_loses_at_most_one_write_window() {
     let next = writer.session_id();
     writer.finish().unwrap();
     let reader = Reader::open(&db).unwrap();
-    assert_eq!(reader.totals(&Window::session(next)).unwrap().flows, 1);
+    assert_eq!(reader.totals(&Window::session(next)).unwrap().contacts, 1);
     assert_eq!(reader.integrity_check().unwrap(), "ok");
 }
 
@@ -233,7 +233,7 @@ fn full_disk_stops_recording_with_a_clear_error_and_keeps_data() {
     // Sends fail once recording stopped, so the engine notices.
     let reader = Reader::open(&db).unwrap();
     assert_eq!(reader.integrity_check().unwrap(), "ok");
-    let kept = reader.totals(&Window::all()).unwrap().flows;
+    let kept = reader.totals(&Window::all()).unwrap().contacts;
     assert!(kept >= 50, "committed flows were lost: {kept}");
 }
 
@@ -283,7 +283,7 @@ fn read_only_file_system_is_refused_clearly_and_still_readable() {
 
     // Reports and exports still work from read-only media.
     let reader = Reader::open(&ro.join("kept.db")).unwrap();
-    assert_eq!(reader.totals(&Window::all()).unwrap().flows, 100);
+    assert_eq!(reader.totals(&Window::all()).unwrap().contacts, 100);
     assert!(reader.add_marker("x").is_err());
     phonehome_ok(&[
         "report",
@@ -299,7 +299,7 @@ fn read_only_file_system_is_refused_clearly_and_still_readable() {
             .unwrap()
             .totals(&Window::all())
             .unwrap()
-            .flows,
+            .contacts,
         100
     );
 }
@@ -338,6 +338,6 @@ fn a_lock_held_past_the_busy_timeout_delays_recording_but_loses_nothing() {
     other.execute_batch("COMMIT").unwrap();
     writer.finish().unwrap();
     let reader = Reader::open(&db).unwrap();
-    assert_eq!(reader.totals(&Window::all()).unwrap().flows, 300);
+    assert_eq!(reader.totals(&Window::all()).unwrap().contacts, 300);
     assert_eq!(reader.integrity_check().unwrap(), "ok");
 }

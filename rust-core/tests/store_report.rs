@@ -65,8 +65,8 @@ fn comparison_finds_what_kept_phoning_home() {
     let reader = Reader::open(&db).unwrap();
     let (a, b) = WindowSpec::parse_pair(&format!("marker:{marker}")).unwrap();
     let c = reader.compare_specs(&a, &b).unwrap();
-    assert_eq!(c.before.totals.flows, 300);
-    assert_eq!(c.after.totals.flows, 300);
+    assert_eq!(c.before.totals.contacts, 300);
+    assert_eq!(c.after.totals.contacts, 300);
     let still: Vec<&str> = c
         .still_phoning_home
         .iter()
@@ -92,7 +92,7 @@ fn comparison_finds_what_kept_phoning_home() {
             c.stopped
         );
     }
-    assert!(c.still_phoning_home.iter().all(|s| s.flows_after > 0));
+    assert!(c.still_phoning_home.iter().all(|s| s.contacts_after > 0));
     let mistat = c
         .still_phoning_home
         .iter()
@@ -101,17 +101,21 @@ fn comparison_finds_what_kept_phoning_home() {
     assert!(mistat.seen_before);
     assert!(!mistat.apps.is_empty());
     let ads = c.categories.iter().find(|x| x.category == "ads").unwrap();
-    assert!(ads.before.flows > 0);
-    assert_eq!(ads.after.flows, 0);
+    assert!(ads.before.contacts > 0);
+    assert_eq!(ads.after.contacts, 0);
     assert!(!c.apps_still_phoning_home.is_empty());
     assert!(c.apps_still_phoning_home.iter().all(|a| {
         c.apps
             .iter()
-            .any(|x| &x.app == a && x.xiaomi_flows_after > 0)
+            .any(|x| &x.app == a && x.xiaomi_contacts_after > 0)
     }));
     // Rates: both windows last ~75 min, so 300 flows are ~240/h each.
-    assert!((c.before.totals.flows as f64 - 300.0).abs() < 1.0);
-    let total_rate: f64 = c.apps.iter().map(|a| a.after.flows_per_hour).sum();
+    assert!((c.before.totals.contacts as f64 - 300.0).abs() < 1.0);
+    let total_rate: f64 = c
+        .apps
+        .iter()
+        .map(|a| a.after.contacts_per_hour.unwrap_or(0.0))
+        .sum();
     assert!((200.0..300.0).contains(&total_rate), "{total_rate}");
 
     // Sessions compared whole, and a span between two markers.
@@ -121,7 +125,10 @@ fn comparison_finds_what_kept_phoning_home() {
             &WindowSpec::Session { id: 2 },
         )
         .unwrap();
-    assert_eq!((c.before.totals.flows, c.after.totals.flows), (600, 600));
+    assert_eq!(
+        (c.before.totals.contacts, c.after.totals.contacts),
+        (600, 600)
+    );
     let m2 = reader
         .add_marker_at(2, T0 + 86_400_000 + 400 * STEP - 1, "more off")
         .unwrap();
@@ -129,7 +136,7 @@ fn comparison_finds_what_kept_phoning_home() {
         .resolve(&WindowSpec::parse(&format!("span:{marker}:{}", m2.id)).unwrap())
         .unwrap();
     assert!(label.contains("more off"));
-    assert_eq!(reader.totals(&w).unwrap().flows, 100);
+    assert_eq!(reader.totals(&w).unwrap().contacts, 100);
     assert!(
         reader
             .resolve(&WindowSpec::Before { marker: 99 })
@@ -266,7 +273,7 @@ fn report_text_json_html_and_headless_chromium() {
 
     let out = phonehome_ok(&["report", "--db", dbs]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("1200 flows"), "{text}");
+    assert!(text.contains("1200 contacts"), "{text}");
     assert!(text.contains("data.mistat.intl.xiaomi.com"));
     assert!(text.contains("WHAT THIS CAPTURE COULD NOT SEE"));
     let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
@@ -276,9 +283,9 @@ fn report_text_json_html_and_headless_chromium() {
     let out = phonehome(&["report", "--db", dbs, "--compare", &cmp, "--format", "json"]);
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["schema"], "phonehome-report/1");
+    assert_eq!(json["schema"], "phonehome-report/2");
     assert_eq!(json["scope"]["kind"], "compare");
-    assert_eq!(json["totals"]["flows"], 600);
+    assert_eq!(json["totals"]["contacts"], 600);
     let still = json["comparison"]["still_phoning_home"].as_array().unwrap();
     assert!(
         still
@@ -391,13 +398,13 @@ fn mark_goes_to_the_running_session_while_it_writes() {
     let copied_flows = copied
         .totals(&phonehome::store::Window::all())
         .unwrap()
-        .flows;
+        .contacts;
     assert!(copied_flows > 0);
     let all = Reader::open(&db)
         .unwrap()
         .totals(&phonehome::store::Window::all())
         .unwrap()
-        .flows;
+        .contacts;
     assert!(copied_flows <= all);
     // The copy opens in plain sqlite tooling terms: a PhoneHome database with the views.
     let conn = rusqlite_open(&copy);

@@ -47,7 +47,7 @@ fn record(
 fn consistent(reader: &Reader) {
     let flows = reader.flows(&FlowFilter::default()).unwrap();
     let totals = reader.totals(&Window::all()).unwrap();
-    assert_eq!(totals.flows, flows.len() as i64);
+    assert_eq!(totals.contacts, flows.len() as i64);
     assert_eq!(
         totals.bytes_down,
         flows.iter().map(|f| f.bytes_down).sum::<i64>()
@@ -56,7 +56,7 @@ fn consistent(reader: &Reader) {
         .timeline(&Window::all(), 3_600_000)
         .unwrap()
         .iter()
-        .map(|b| b.flows)
+        .map(|b| b.contacts)
         .sum();
     assert_eq!(hourly, flows.len() as i64);
     assert_eq!(reader.integrity_check().unwrap(), "ok");
@@ -101,12 +101,12 @@ fn writer_prunes_old_history_in_small_batches_while_recording() {
     );
     let reader = Reader::open(&db).unwrap();
     assert_eq!(
-        reader.totals(&Window::session(old)).unwrap().flows,
+        reader.totals(&Window::session(old)).unwrap().contacts,
         0,
         "old flows pruned"
     );
     assert_eq!(
-        reader.totals(&Window::session(new)).unwrap().flows,
+        reader.totals(&Window::session(new)).unwrap().contacts,
         2_000,
         "new flows kept"
     );
@@ -120,7 +120,7 @@ fn writer_prunes_old_history_in_small_batches_while_recording() {
             .is_empty()
     );
     assert_eq!(
-        reader.totals(&Window::session(imported)).unwrap().flows,
+        reader.totals(&Window::session(imported)).unwrap().contacts,
         500,
         "recent import kept"
     );

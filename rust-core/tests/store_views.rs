@@ -67,7 +67,7 @@ fn check(reader: &Reader, w: &Window) {
         .collect();
 
     let totals = reader.totals(w).unwrap();
-    assert_eq!(totals.flows, flows.len() as i64, "{w:?}");
+    assert_eq!(totals.contacts, flows.len() as i64, "{w:?}");
     assert_eq!(
         totals.bytes_up,
         flows.iter().map(|f| f.bytes_up).sum::<i64>()
@@ -101,7 +101,7 @@ fn check(reader: &Reader, w: &Window) {
     for a in &apps {
         let (n, bytes, x) = &by_app[&a.app];
         assert_eq!(
-            (a.flows, a.bytes_up + a.bytes_down, a.xiaomi_endpoints),
+            (a.contacts, a.bytes_up + a.bytes_down, a.xiaomi_endpoints),
             (*n, *bytes, x.len() as i64),
             "{}",
             a.app
@@ -119,7 +119,7 @@ fn check(reader: &Reader, w: &Window) {
             .app_domains(w, &a.app, None)
             .unwrap()
             .into_iter()
-            .map(|d| (d.domain, d.flows))
+            .map(|d| (d.domain, d.contacts))
             .collect();
         assert_eq!(got, mine, "domains of {}", a.app);
     }
@@ -136,7 +136,7 @@ fn check(reader: &Reader, w: &Window) {
     assert_eq!(domains.len(), by_domain.len());
     for d in &domains {
         assert_eq!(
-            (d.flows, d.bytes_down),
+            (d.contacts, d.bytes_down),
             by_domain[&d.domain],
             "{}",
             d.domain
@@ -145,7 +145,10 @@ fn check(reader: &Reader, w: &Window) {
     let top = reader.per_domain(w, Some(3)).unwrap();
     assert!(top.len() <= 3);
     if let Some(first) = top.first() {
-        assert_eq!(first.flows, by_domain.values().map(|v| v.0).max().unwrap());
+        assert_eq!(
+            first.contacts,
+            by_domain.values().map(|v| v.0).max().unwrap()
+        );
     }
 
     let mut by_country: BTreeMap<String, i64> = BTreeMap::new();
@@ -158,7 +161,7 @@ fn check(reader: &Reader, w: &Window) {
         .per_country(w)
         .unwrap()
         .into_iter()
-        .map(|c| (c.country, c.flows))
+        .map(|c| (c.country, c.contacts))
         .collect();
     assert_eq!(countries, by_country);
 
@@ -175,7 +178,7 @@ fn check(reader: &Reader, w: &Window) {
         .per_category(w)
         .unwrap()
         .into_iter()
-        .map(|c| (c.category, c.flows))
+        .map(|c| (c.category, c.contacts))
         .collect();
     assert_eq!(cats, by_cat);
 
@@ -190,7 +193,7 @@ fn check(reader: &Reader, w: &Window) {
             .timeline(w, bucket)
             .unwrap()
             .into_iter()
-            .map(|b| (b.start, b.flows))
+            .map(|b| (b.start, b.contacts))
             .collect();
         assert_eq!(tl, by_bucket, "bucket {bucket}");
     }
@@ -293,7 +296,11 @@ fn rollup_follows_renames_late_owners_and_pruning() {
     assert_eq!(domains.len(), 1, "{domains:?}");
     assert_eq!(domains[0].domain, "tracking.intl.miui.com");
     assert_eq!(
-        (domains[0].flows, domains[0].bytes_up, domains[0].bytes_down),
+        (
+            domains[0].contacts,
+            domains[0].bytes_up,
+            domains[0].bytes_down
+        ),
         (1, 500, 900)
     );
     assert_eq!(domains[0].vendor.as_deref(), Some("xiaomi"));
@@ -329,7 +336,7 @@ fn rollup_follows_renames_late_owners_and_pruning() {
         101 + 76 + 2,
         "every flow and DNS row, then both empty sessions"
     );
-    assert_eq!(reader.totals(&Window::all()).unwrap().flows, 0);
+    assert_eq!(reader.totals(&Window::all()).unwrap().contacts, 0);
     assert!(reader.per_app(&Window::all()).unwrap().is_empty());
     assert!(reader.per_domain(&Window::all(), None).unwrap().is_empty());
     assert!(reader.session(ids[0]).unwrap().is_none());

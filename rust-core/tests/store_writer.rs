@@ -208,7 +208,7 @@ fn cli_flows_jsonl_csv_dns_and_errors() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("nope.db") && err.contains("no such file"),
+        err.contains("nope.db") && err.contains("does not exist"),
         "{err}"
     );
 
@@ -285,7 +285,7 @@ fn a_backlog_is_committed_every_window_not_only_at_the_end() {
             .unwrap()
             .totals(&Window::all())
             .unwrap()
-            .flows,
+            .contacts,
         100_000
     );
 }

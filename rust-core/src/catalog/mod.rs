@@ -17,7 +17,8 @@ use std::sync::OnceLock;
 const DOMAINS: &str = include_str!("../../data/xiaomi-domains.tsv");
 const PACKAGES: &str = include_str!("../../data/xiaomi-packages.txt");
 
-pub const VENDOR: &str = "Xiaomi";
+/// The vendor as every output spells it (flows, JSON, lookup, the app): one lowercase token.
+pub const VENDOR: &str = "xiaomi";
 /// Mi Push's persistent TCP connection.
 pub const MIPUSH_PORT: u16 = 5222;
 

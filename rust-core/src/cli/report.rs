@@ -34,7 +34,7 @@ Examples:
   phonehome report --db phonehome.db --compare marker:2 --format html --out experiment.html
   phonehome report --db phonehome.db --compare 3..4 --format json | jq .comparison.still_phoning_home
 
-JSON layout: docs/report-schema.md (\"schema\": \"phonehome-report/1\").")]
+JSON layout: docs/report-schema.md (\"schema\": \"phonehome-report/2\").")]
 pub struct ReportArgs {
     /// The PhoneHome database.
     #[arg(long, value_name = "FILE")]

@@ -220,29 +220,39 @@ impl WindowSpec {
 pub struct WindowStats {
     pub label: String,
     pub window: Window,
-    /// Effective bounds: the window's own, else its first/last contact.
+    /// The window's real bounds: its markers, else its session's start and end (the capture's
+    /// own times for an analysed file; now for a running capture).
     pub start: Option<Millis>,
     pub end: Option<Millis>,
+    /// `end - start`, ms: what every per-hour rate of this window divides by.
+    pub duration_ms: i64,
+    /// False when the window is shorter than [`MIN_WINDOW_MS`]: its rates are not given.
+    pub meaningful: bool,
     pub totals: Totals,
 }
 
+/// A window shorter than this (10 minutes) gives no rates: extrapolating a few minutes to an
+/// hour would invent numbers.
+pub const MIN_WINDOW_MS: i64 = 10 * 60_000;
+
 impl WindowStats {
-    fn hours(&self) -> f64 {
-        match (self.start, self.end) {
-            (Some(s), Some(e)) if e > s => (e - s) as f64 / 3_600_000.0,
-            _ => 0.0,
-        }
+    /// The window's length in hours, or None when it is too short for a rate.
+    fn hours(&self) -> Option<f64> {
+        self.meaningful
+            .then_some(self.duration_ms as f64 / 3_600_000.0)
     }
 }
 
-/// Contacts (flows) and bytes in one window, with the rate per hour of window.
+/// Contacts (non-DNS flows) and bytes in one window, with the rate per hour of window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
-    pub flows: i64,
+    /// Connections (non-DNS flows).
+    pub contacts: i64,
     pub bytes_up: i64,
     pub bytes_down: i64,
-    /// Flows per hour of the window (windows rarely last equally long); 0 when unknown.
-    pub flows_per_hour: f64,
+    /// `contacts` divided by the window's real length; None when the window is shorter than
+    /// 10 minutes.
+    pub contacts_per_hour: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -250,8 +260,8 @@ pub struct AppChange {
     pub app: String,
     pub before: Counts,
     pub after: Counts,
-    pub xiaomi_flows_before: i64,
-    pub xiaomi_flows_after: i64,
+    pub xiaomi_contacts_before: i64,
+    pub xiaomi_contacts_after: i64,
     pub categories_before: Vec<String>,
     pub categories_after: Vec<String>,
 }
@@ -281,7 +291,7 @@ pub struct StillPhoningHome {
     pub category: Option<String>,
     pub purpose: Option<String>,
     pub apps: Vec<String>,
-    pub flows_after: i64,
+    pub contacts_after: i64,
     pub bytes_after: i64,
     pub last_contact: Millis,
     /// Also contacted before: the switch did not stop it.
@@ -293,6 +303,8 @@ pub struct StillPhoningHome {
 pub struct Comparison {
     pub before: WindowStats,
     pub after: WindowStats,
+    /// Set when either window is shorter than 10 minutes: the comparison is not meaningful yet.
+    pub note: Option<String>,
     /// Every app seen in either window, most "after" Xiaomi contacts first.
     pub apps: Vec<AppChange>,
     /// Every Xiaomi endpoint, plus the other endpoints, most "after" contacts first.
@@ -306,17 +318,18 @@ pub struct Comparison {
     pub stopped: Vec<String>,
 }
 
-fn counts(flows: i64, up: i64, down: i64, hours: f64) -> Counts {
+fn counts(contacts: i64, up: i64, down: i64, hours: Option<f64>) -> Counts {
     Counts {
-        flows,
+        contacts,
         bytes_up: up,
         bytes_down: down,
-        flows_per_hour: if hours > 0.0 {
-            (flows as f64 / hours * 10.0).round() / 10.0
-        } else {
-            0.0
-        },
+        contacts_per_hour: hours.map(|h| (contacts as f64 / h * 10.0).round() / 10.0),
     }
+}
+
+/// "4.5 min" for a window length.
+fn minutes(ms: i64) -> String {
+    format!("{:.1} min", ms as f64 / 60_000.0)
 }
 
 impl Reader {
@@ -401,11 +414,39 @@ impl Reader {
 
     fn window_stats(&self, window: &Window) -> Result<WindowStats, StoreError> {
         let totals = self.totals(window)?;
+        let session = match window.session {
+            Some(id) => self.session(id)?,
+            None => None,
+        };
+        // An analysed file's session row holds the time of the analysis; its flows hold the
+        // capture's own times (as do imported or synthetic sessions whose flows precede it).
+        let (session_start, session_end) = match &session {
+            Some(s) if s.kind == "analyze" || s.first_flow.is_some_and(|f| f < s.started) => {
+                (s.first_flow, s.last_flow)
+            }
+            Some(s) => (
+                Some(s.started),
+                s.ended.or(if s.running {
+                    Some(super::now_ms())
+                } else {
+                    s.last_flow
+                }),
+            ),
+            None => (totals.first_contact, totals.last_contact),
+        };
+        let start = window.from.or(session_start);
+        let end = window.to.or(session_end);
+        let duration_ms = match (start, end) {
+            (Some(s), Some(e)) if e > s => e - s,
+            _ => 0,
+        };
         Ok(WindowStats {
             label: String::new(),
             window: window.clone(),
-            start: window.from.or(totals.first_contact),
-            end: window.to.or(totals.last_contact),
+            start,
+            end,
+            duration_ms,
+            meaningful: duration_ms >= MIN_WINDOW_MS,
             totals,
         })
     }
@@ -429,12 +470,12 @@ impl Reader {
                 ..AppChange::default()
             });
             if is_after {
-                entry.after = counts(row.flows, row.bytes_up, row.bytes_down, ah);
-                entry.xiaomi_flows_after = row.xiaomi_flows;
+                entry.after = counts(row.contacts, row.bytes_up, row.bytes_down, ah);
+                entry.xiaomi_contacts_after = row.xiaomi_contacts;
                 entry.categories_after = row.categories;
             } else {
-                entry.before = counts(row.flows, row.bytes_up, row.bytes_down, bh);
-                entry.xiaomi_flows_before = row.xiaomi_flows;
+                entry.before = counts(row.contacts, row.bytes_up, row.bytes_down, bh);
+                entry.xiaomi_contacts_before = row.xiaomi_contacts;
                 entry.categories_before = row.categories;
             }
         }
@@ -448,16 +489,16 @@ impl Reader {
             e.vendor = row.vendor.clone();
             e.category = row.category.clone();
             e.purpose = row.purpose.clone();
-            e.before = counts(row.flows, row.bytes_up, row.bytes_down, bh);
+            e.before = counts(row.contacts, row.bytes_up, row.bytes_down, bh);
         }
         for row in self.per_domain(after, None)? {
             let e = endpoints.entry(row.domain.clone()).or_default();
-            let seen_before = e.before.flows > 0;
+            let seen_before = e.before.contacts > 0;
             e.endpoint = row.domain.clone();
             e.vendor = row.vendor.clone();
             e.category = row.category.clone();
             e.purpose = row.purpose.clone();
-            e.after = counts(row.flows, row.bytes_up, row.bytes_down, ah);
+            e.after = counts(row.contacts, row.bytes_up, row.bytes_down, ah);
             e.apps_after = row.apps.clone();
             if row.vendor.as_deref() == Some("xiaomi") {
                 still.push(StillPhoningHome {
@@ -465,7 +506,7 @@ impl Reader {
                     category: row.category,
                     purpose: row.purpose,
                     apps: row.apps,
-                    flows_after: row.flows,
+                    contacts_after: row.contacts,
                     bytes_after: row.bytes_up + row.bytes_down,
                     last_contact: row.last_contact,
                     seen_before,
@@ -473,14 +514,16 @@ impl Reader {
             }
         }
         still.sort_by(|a, b| {
-            b.flows_after
-                .cmp(&a.flows_after)
+            b.contacts_after
+                .cmp(&a.contacts_after)
                 .then_with(|| a.endpoint.cmp(&b.endpoint))
         });
         let stopped: Vec<String> = endpoints
             .values()
             .filter(|e| {
-                e.vendor.as_deref() == Some("xiaomi") && e.before.flows > 0 && e.after.flows == 0
+                e.vendor.as_deref() == Some("xiaomi")
+                    && e.before.contacts > 0
+                    && e.after.contacts == 0
             })
             .map(|e| e.endpoint.clone())
             .collect();
@@ -489,24 +532,24 @@ impl Reader {
         for row in self.per_category(before)? {
             let c = categories.entry(row.category.clone()).or_default();
             c.category = row.category;
-            c.before = counts(row.flows, row.bytes_up, row.bytes_down, bh);
+            c.before = counts(row.contacts, row.bytes_up, row.bytes_down, bh);
         }
         for row in self.per_category(after)? {
             let c = categories.entry(row.category.clone()).or_default();
             c.category = row.category;
-            c.after = counts(row.flows, row.bytes_up, row.bytes_down, ah);
+            c.after = counts(row.contacts, row.bytes_up, row.bytes_down, ah);
         }
 
         let mut apps: Vec<AppChange> = apps.into_values().collect();
         apps.sort_by(|a, b| {
-            b.xiaomi_flows_after
-                .cmp(&a.xiaomi_flows_after)
-                .then(b.after.flows.cmp(&a.after.flows))
+            b.xiaomi_contacts_after
+                .cmp(&a.xiaomi_contacts_after)
+                .then(b.after.contacts.cmp(&a.after.contacts))
                 .then_with(|| a.app.cmp(&b.app))
         });
         let apps_still_phoning_home = apps
             .iter()
-            .filter(|a| a.xiaomi_flows_after > 0)
+            .filter(|a| a.xiaomi_contacts_after > 0)
             .map(|a| a.app.clone())
             .collect();
         let mut endpoints: Vec<EndpointChange> = endpoints.into_values().collect();
@@ -514,20 +557,29 @@ impl Reader {
             let xa = a.vendor.as_deref() == Some("xiaomi");
             let xb = b.vendor.as_deref() == Some("xiaomi");
             xb.cmp(&xa)
-                .then(b.after.flows.cmp(&a.after.flows))
+                .then(b.after.contacts.cmp(&a.after.contacts))
                 .then_with(|| a.endpoint.cmp(&b.endpoint))
         });
         let mut categories: Vec<CategoryChange> = categories.into_values().collect();
         categories.sort_by(|a, b| {
             b.after
-                .flows
-                .cmp(&a.after.flows)
-                .then(b.before.flows.cmp(&a.before.flows))
+                .contacts
+                .cmp(&a.after.contacts)
+                .then(b.before.contacts.cmp(&a.before.contacts))
         });
 
+        let note = (!b_stats.meaningful || !a_stats.meaningful).then(|| {
+            format!(
+                "The comparison is not meaningful yet: a window is shorter than 10 minutes \
+                 (before {}, after {}). Keep recording; no per-hour rates are given.",
+                minutes(b_stats.duration_ms),
+                minutes(a_stats.duration_ms)
+            )
+        });
         Ok(Comparison {
             before: b_stats,
             after: a_stats,
+            note,
             apps,
             endpoints,
             categories,

@@ -314,6 +314,203 @@ SELECT session_id, coalesce(country, '??') AS country,
        count(DISTINCT coalesce(app, uid)) AS apps
 FROM flows GROUP BY session_id, 2;
 "#,
+    r#"
+-- 2: a contact is a connection (issue 8.1). A plain DNS flow is a lookup: it reached the
+-- resolver, not the name it asked about. `flows.lookup` says which flows are lookups and
+-- `flows.endpoint` is the key every view groups by: the resolver's address for a lookup, the
+-- hostname (or address when unnamed) otherwise. The rollups count lookups in `dns_flows`;
+-- contacts = flows - dns_flows. Recorded DNS flows lose the Xiaomi attribution of the name
+-- they asked about (the name stays in `hostname` and in the dns table).
+ALTER TABLE flows ADD COLUMN lookup INTEGER GENERATED ALWAYS AS
+    (coalesce(l7 = 'dns' OR hostname_source = 'dns-query', 0)) VIRTUAL;
+ALTER TABLE flows ADD COLUMN endpoint TEXT GENERATED ALWAYS AS
+    (CASE WHEN lookup THEN dst_ip ELSE coalesce(hostname, dst_ip) END) VIRTUAL;
+DROP TRIGGER flows_rollup_insert;
+DROP TRIGGER flows_rollup_update;
+DROP TRIGGER flows_rollup_rekey;
+DROP TRIGGER flows_rollup_delete;
+UPDATE flows SET vendor = NULL, category = NULL, category_guessed = 0, purpose = 'DNS' WHERE lookup;
+ALTER TABLE rollup ADD COLUMN dns_flows INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE session_rollup ADD COLUMN dns_flows INTEGER NOT NULL DEFAULT 0;
+DELETE FROM rollup;
+INSERT INTO rollup (session_id, bucket, uid, endpoint, country, named, vendor, category, purpose, flows, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows, first_contact, last_contact, dns_flows)
+SELECT session_id, first_seen - first_seen % 3600000, coalesce(uid, -1), endpoint, coalesce(country, ''),
+    max(hostname IS NOT NULL AND NOT lookup), max(vendor), max(category), max(purpose), count(*),
+    sum(bytes_up), sum(bytes_down), sum(cleartext), sum(leaks IS NOT NULL), sum(category_guessed),
+    sum(ech), sum(dst_port = 853), min(first_seen), max(last_seen), sum(lookup)
+FROM flows GROUP BY 1, 2, 3, 4, 5;
+DELETE FROM session_rollup;
+INSERT INTO session_rollup (session_id, uid, endpoint, country, named, vendor, category, purpose, flows, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows, first_contact, last_contact, dns_flows)
+SELECT session_id, coalesce(uid, -1), endpoint, coalesce(country, ''),
+    max(hostname IS NOT NULL AND NOT lookup), max(vendor), max(category), max(purpose), count(*),
+    sum(bytes_up), sum(bytes_down), sum(cleartext), sum(leaks IS NOT NULL), sum(category_guessed),
+    sum(ech), sum(dst_port = 853), min(first_seen), max(last_seen), sum(lookup)
+FROM flows GROUP BY 1, 2, 3, 4;
+CREATE INDEX dns_session_query ON dns(session_id, query);
+CREATE TRIGGER flows_rollup_insert AFTER INSERT ON flows BEGIN
+    INSERT INTO rollup (session_id, bucket, uid, endpoint, country, named, vendor, category, purpose, flows, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows, first_contact, last_contact, dns_flows)
+    VALUES (NEW.session_id, NEW.first_seen - NEW.first_seen % 3600000, coalesce(NEW.uid, -1), NEW.endpoint, coalesce(NEW.country, ''),
+        NEW.hostname IS NOT NULL AND NOT NEW.lookup, NEW.vendor, NEW.category, NEW.purpose, 1,
+        NEW.bytes_up, NEW.bytes_down, NEW.cleartext, NEW.leaks IS NOT NULL, NEW.category_guessed,
+        NEW.ech, NEW.dst_port = 853, NEW.first_seen, NEW.last_seen, NEW.lookup)
+    ON CONFLICT DO UPDATE SET flows = flows + 1, bytes_up = bytes_up + excluded.bytes_up,
+        bytes_down = bytes_down + excluded.bytes_down,
+        cleartext_flows = cleartext_flows + excluded.cleartext_flows,
+        leak_flows = leak_flows + excluded.leak_flows,
+        guessed_flows = guessed_flows + excluded.guessed_flows,
+        ech_flows = ech_flows + excluded.ech_flows, dot_flows = dot_flows + excluded.dot_flows,
+        dns_flows = dns_flows + excluded.dns_flows,
+        named = excluded.named, vendor = coalesce(excluded.vendor, vendor),
+        category = coalesce(excluded.category, category), purpose = coalesce(excluded.purpose, purpose),
+        first_contact = min(first_contact, excluded.first_contact),
+        last_contact = max(last_contact, excluded.last_contact);
+    INSERT INTO session_rollup (session_id, uid, endpoint, country, named, vendor, category, purpose, flows, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows, first_contact, last_contact, dns_flows)
+    VALUES (NEW.session_id, coalesce(NEW.uid, -1), NEW.endpoint, coalesce(NEW.country, ''),
+        NEW.hostname IS NOT NULL AND NOT NEW.lookup, NEW.vendor, NEW.category, NEW.purpose, 1,
+        NEW.bytes_up, NEW.bytes_down, NEW.cleartext, NEW.leaks IS NOT NULL, NEW.category_guessed,
+        NEW.ech, NEW.dst_port = 853, NEW.first_seen, NEW.last_seen, NEW.lookup)
+    ON CONFLICT DO UPDATE SET flows = flows + 1, bytes_up = bytes_up + excluded.bytes_up,
+        bytes_down = bytes_down + excluded.bytes_down,
+        cleartext_flows = cleartext_flows + excluded.cleartext_flows,
+        leak_flows = leak_flows + excluded.leak_flows,
+        guessed_flows = guessed_flows + excluded.guessed_flows,
+        ech_flows = ech_flows + excluded.ech_flows, dot_flows = dot_flows + excluded.dot_flows,
+        dns_flows = dns_flows + excluded.dns_flows,
+        named = excluded.named, vendor = coalesce(excluded.vendor, vendor),
+        category = coalesce(excluded.category, category), purpose = coalesce(excluded.purpose, purpose),
+        first_contact = min(first_contact, excluded.first_contact),
+        last_contact = max(last_contact, excluded.last_contact);
+END;
+CREATE TRIGGER flows_rollup_update AFTER UPDATE OF uid, hostname, hostname_source, l7, dst_ip, country, first_seen, session_id, vendor,
+    category, purpose, bytes_up, bytes_down, cleartext, leaks, category_guessed, ech, last_seen ON flows
+WHEN coalesce(OLD.uid, -1) = coalesce(NEW.uid, -1) AND OLD.endpoint = NEW.endpoint
+    AND OLD.lookup = NEW.lookup AND coalesce(OLD.country, '') = coalesce(NEW.country, '')
+    AND OLD.first_seen = NEW.first_seen AND OLD.session_id = NEW.session_id BEGIN
+    UPDATE rollup SET bytes_up = bytes_up + NEW.bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down + NEW.bytes_down - OLD.bytes_down,
+        cleartext_flows = cleartext_flows + NEW.cleartext - OLD.cleartext,
+        leak_flows = leak_flows + (NEW.leaks IS NOT NULL) - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows + NEW.category_guessed - OLD.category_guessed,
+        ech_flows = ech_flows + NEW.ech - OLD.ech,
+        vendor = coalesce(NEW.vendor, vendor), category = coalesce(NEW.category, category),
+        purpose = coalesce(NEW.purpose, purpose), last_contact = max(last_contact, NEW.last_seen)
+    WHERE session_id = NEW.session_id AND bucket = NEW.first_seen - NEW.first_seen % 3600000 AND uid = coalesce(NEW.uid, -1)
+        AND endpoint = NEW.endpoint AND country = coalesce(NEW.country, '');
+    UPDATE session_rollup SET bytes_up = bytes_up + NEW.bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down + NEW.bytes_down - OLD.bytes_down,
+        cleartext_flows = cleartext_flows + NEW.cleartext - OLD.cleartext,
+        leak_flows = leak_flows + (NEW.leaks IS NOT NULL) - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows + NEW.category_guessed - OLD.category_guessed,
+        ech_flows = ech_flows + NEW.ech - OLD.ech,
+        vendor = coalesce(NEW.vendor, vendor), category = coalesce(NEW.category, category),
+        purpose = coalesce(NEW.purpose, purpose), last_contact = max(last_contact, NEW.last_seen)
+    WHERE session_id = NEW.session_id AND uid = coalesce(NEW.uid, -1)
+        AND endpoint = NEW.endpoint AND country = coalesce(NEW.country, '');
+END;
+CREATE TRIGGER flows_rollup_rekey AFTER UPDATE OF uid, hostname, hostname_source, l7, dst_ip, country, first_seen, session_id, vendor,
+    category, purpose, bytes_up, bytes_down, cleartext, leaks, category_guessed, ech, last_seen ON flows
+WHEN NOT (coalesce(OLD.uid, -1) = coalesce(NEW.uid, -1) AND OLD.endpoint = NEW.endpoint
+    AND OLD.lookup = NEW.lookup AND coalesce(OLD.country, '') = coalesce(NEW.country, '')
+    AND OLD.first_seen = NEW.first_seen AND OLD.session_id = NEW.session_id) BEGIN
+    UPDATE rollup SET flows = flows - 1, bytes_up = bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down - OLD.bytes_down, cleartext_flows = cleartext_flows - OLD.cleartext,
+        leak_flows = leak_flows - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows - OLD.category_guessed, ech_flows = ech_flows - OLD.ech,
+        dot_flows = dot_flows - (OLD.dst_port = 853), dns_flows = dns_flows - OLD.lookup
+    WHERE session_id = OLD.session_id AND bucket = OLD.first_seen - OLD.first_seen % 3600000 AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = OLD.endpoint AND country = coalesce(OLD.country, '');
+    DELETE FROM rollup WHERE session_id = OLD.session_id AND bucket = OLD.first_seen - OLD.first_seen % 3600000 AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = OLD.endpoint AND country = coalesce(OLD.country, '') AND flows <= 0;
+    INSERT INTO rollup (session_id, bucket, uid, endpoint, country, named, vendor, category, purpose, flows, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows, first_contact, last_contact, dns_flows)
+    VALUES (NEW.session_id, NEW.first_seen - NEW.first_seen % 3600000, coalesce(NEW.uid, -1), NEW.endpoint, coalesce(NEW.country, ''),
+        NEW.hostname IS NOT NULL AND NOT NEW.lookup, NEW.vendor, NEW.category, NEW.purpose, 1,
+        NEW.bytes_up, NEW.bytes_down, NEW.cleartext, NEW.leaks IS NOT NULL, NEW.category_guessed,
+        NEW.ech, NEW.dst_port = 853, NEW.first_seen, NEW.last_seen, NEW.lookup)
+    ON CONFLICT DO UPDATE SET flows = flows + 1, bytes_up = bytes_up + excluded.bytes_up,
+        bytes_down = bytes_down + excluded.bytes_down,
+        cleartext_flows = cleartext_flows + excluded.cleartext_flows,
+        leak_flows = leak_flows + excluded.leak_flows,
+        guessed_flows = guessed_flows + excluded.guessed_flows,
+        ech_flows = ech_flows + excluded.ech_flows, dot_flows = dot_flows + excluded.dot_flows,
+        dns_flows = dns_flows + excluded.dns_flows,
+        named = excluded.named, vendor = coalesce(excluded.vendor, vendor),
+        category = coalesce(excluded.category, category), purpose = coalesce(excluded.purpose, purpose),
+        first_contact = min(first_contact, excluded.first_contact),
+        last_contact = max(last_contact, excluded.last_contact);
+    UPDATE session_rollup SET flows = flows - 1, bytes_up = bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down - OLD.bytes_down, cleartext_flows = cleartext_flows - OLD.cleartext,
+        leak_flows = leak_flows - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows - OLD.category_guessed, ech_flows = ech_flows - OLD.ech,
+        dot_flows = dot_flows - (OLD.dst_port = 853), dns_flows = dns_flows - OLD.lookup
+    WHERE session_id = OLD.session_id AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = OLD.endpoint AND country = coalesce(OLD.country, '');
+    DELETE FROM session_rollup WHERE session_id = OLD.session_id AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = OLD.endpoint AND country = coalesce(OLD.country, '') AND flows <= 0;
+    INSERT INTO session_rollup (session_id, uid, endpoint, country, named, vendor, category, purpose, flows, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows, first_contact, last_contact, dns_flows)
+    VALUES (NEW.session_id, coalesce(NEW.uid, -1), NEW.endpoint, coalesce(NEW.country, ''),
+        NEW.hostname IS NOT NULL AND NOT NEW.lookup, NEW.vendor, NEW.category, NEW.purpose, 1,
+        NEW.bytes_up, NEW.bytes_down, NEW.cleartext, NEW.leaks IS NOT NULL, NEW.category_guessed,
+        NEW.ech, NEW.dst_port = 853, NEW.first_seen, NEW.last_seen, NEW.lookup)
+    ON CONFLICT DO UPDATE SET flows = flows + 1, bytes_up = bytes_up + excluded.bytes_up,
+        bytes_down = bytes_down + excluded.bytes_down,
+        cleartext_flows = cleartext_flows + excluded.cleartext_flows,
+        leak_flows = leak_flows + excluded.leak_flows,
+        guessed_flows = guessed_flows + excluded.guessed_flows,
+        ech_flows = ech_flows + excluded.ech_flows, dot_flows = dot_flows + excluded.dot_flows,
+        dns_flows = dns_flows + excluded.dns_flows,
+        named = excluded.named, vendor = coalesce(excluded.vendor, vendor),
+        category = coalesce(excluded.category, category), purpose = coalesce(excluded.purpose, purpose),
+        first_contact = min(first_contact, excluded.first_contact),
+        last_contact = max(last_contact, excluded.last_contact);
+END;
+CREATE TRIGGER flows_rollup_delete AFTER DELETE ON flows BEGIN
+    UPDATE rollup SET flows = flows - 1, bytes_up = bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down - OLD.bytes_down, cleartext_flows = cleartext_flows - OLD.cleartext,
+        leak_flows = leak_flows - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows - OLD.category_guessed, ech_flows = ech_flows - OLD.ech,
+        dot_flows = dot_flows - (OLD.dst_port = 853), dns_flows = dns_flows - OLD.lookup
+    WHERE session_id = OLD.session_id AND bucket = OLD.first_seen - OLD.first_seen % 3600000 AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = OLD.endpoint AND country = coalesce(OLD.country, '');
+    DELETE FROM rollup WHERE session_id = OLD.session_id AND bucket = OLD.first_seen - OLD.first_seen % 3600000 AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = OLD.endpoint AND country = coalesce(OLD.country, '') AND flows <= 0;
+    UPDATE session_rollup SET flows = flows - 1, bytes_up = bytes_up - OLD.bytes_up,
+        bytes_down = bytes_down - OLD.bytes_down, cleartext_flows = cleartext_flows - OLD.cleartext,
+        leak_flows = leak_flows - (OLD.leaks IS NOT NULL),
+        guessed_flows = guessed_flows - OLD.category_guessed, ech_flows = ech_flows - OLD.ech,
+        dot_flows = dot_flows - (OLD.dst_port = 853), dns_flows = dns_flows - OLD.lookup
+    WHERE session_id = OLD.session_id AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = OLD.endpoint AND country = coalesce(OLD.country, '');
+    DELETE FROM session_rollup WHERE session_id = OLD.session_id AND uid = coalesce(OLD.uid, -1)
+        AND endpoint = OLD.endpoint AND country = coalesce(OLD.country, '') AND flows <= 0;
+END;
+DROP VIEW app_summary;
+DROP VIEW domain_summary;
+DROP VIEW country_summary;
+-- contacts: non-DNS flows; lookups: DNS queries (dns rows), dns_flows: DNS flows to resolvers.
+CREATE VIEW app_summary AS
+SELECT session_id, coalesce(app, 'uid ' || uid, 'unknown') AS app,
+       sum(NOT lookup) AS contacts, sum(lookup) AS dns_flows,
+       sum(bytes_up) AS bytes_up, sum(bytes_down) AS bytes_down,
+       count(DISTINCT CASE WHEN vendor = 'xiaomi' AND NOT lookup THEN hostname END) AS xiaomi_endpoints,
+       group_concat(DISTINCT category) AS categories,
+       group_concat(DISTINCT country) AS countries,
+       min(first_seen) AS first_contact, max(last_seen) AS last_contact,
+       sum(cleartext AND NOT lookup) AS cleartext_flows
+FROM flows GROUP BY session_id, 2;
+CREATE VIEW domain_summary AS
+SELECT f.session_id, f.endpoint AS domain, max(f.vendor) AS vendor, max(f.category) AS category,
+       count(*) AS contacts,
+       (SELECT count(*) FROM dns d WHERE d.session_id = f.session_id AND d.query = f.endpoint) AS lookups,
+       sum(f.bytes_up) AS bytes_up, sum(f.bytes_down) AS bytes_down,
+       count(DISTINCT coalesce(f.app, f.uid)) AS apps,
+       min(f.first_seen) AS first_contact, max(f.last_seen) AS last_contact
+FROM flows f WHERE NOT f.lookup GROUP BY f.session_id, f.endpoint;
+CREATE VIEW country_summary AS
+SELECT session_id, coalesce(country, '??') AS country,
+       sum(NOT lookup) AS contacts, sum(bytes_up) AS bytes_up, sum(bytes_down) AS bytes_down,
+       count(DISTINCT coalesce(app, uid)) AS apps
+FROM flows GROUP BY session_id, 2;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -354,11 +551,11 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
             Ok(meta) if meta.is_dir() => {
                 return Err(other(path, "is a directory, not a database file"));
             }
-            Ok(_) => {}
+            Ok(meta) => check_header(path, meta.len())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(other(
                     path,
-                    "no such file (run `phonehome capture` or `analyze` first)",
+                    "does not exist (only `phonehome capture` and `analyze` create a database)",
                 ));
             }
             Err(e) => return Err(other(path, e.to_string())),
@@ -423,6 +620,29 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
     conn.execute_batch("PRAGMA cache_size=-32000;")
         .map_err(sqlite_err(path))?;
     Ok(conn)
+}
+
+/// Refuses, before SQLite touches the file, anything that cannot be a PhoneHome database: an
+/// empty file (SQLite would happily turn it into a new database) or one without the SQLite
+/// header. Only `capture` and `analyze` ([`OpenMode::Create`]) may create a database.
+fn check_header(path: &Path, len: u64) -> Result<(), StoreError> {
+    use std::io::Read;
+    const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+    if len == 0 {
+        return Err(other(path, "not a PhoneHome database (empty file)"));
+    }
+    let mut header = [0u8; 16];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map(|()| &header == SQLITE_HEADER);
+    match read {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(other(path, "not a PhoneHome database (not an SQLite file)")),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(other(path, "not a PhoneHome database (not an SQLite file)"))
+        }
+        Err(e) => Err(other(path, e.to_string())),
+    }
 }
 
 /// `file:PATH?immutable=1`, percent-encoding what a URI would misread.
@@ -581,7 +801,7 @@ mod tests {
         let missing = dir.path().join("missing.db");
         let e = open(&missing, OpenMode::Existing).unwrap_err().to_string();
         assert!(
-            e.contains("missing.db") && e.contains("no such file"),
+            e.contains("missing.db") && e.contains("does not exist"),
             "{e}"
         );
 

@@ -1,8 +1,10 @@
 //! Aggregated views over a [`Window`]: per app, per domain, per country, Xiaomi categories,
 //! timelines, totals, and what the capture could not see.
 //!
-//! Flows count in a window by their start time. "Xiaomi endpoint" means a flow whose vendor
-//! (from the catalog) is `xiaomi`.
+//! Flows count in a window by their start time. A *contact* is a connection: a flow that is not
+//! a plain DNS flow (`flows.lookup`). DNS flows reached a resolver, not the names they asked
+//! about; their queries count as *lookups* (rows of the dns table), in their own column.
+//! "Xiaomi endpoint" means a contact whose vendor (from the catalog) is `xiaomi`.
 
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
@@ -35,12 +37,16 @@ pub struct AppSummary {
     /// Package or user name; "uid N" when the owner is unknown, "unknown" without a uid.
     pub app: String,
     pub uid: Option<u32>,
-    pub flows: i64,
+    /// Connections (non-DNS flows) the app opened.
+    pub contacts: i64,
+    /// DNS queries the app made (rows of the dns table with its uid).
+    pub lookups: i64,
     pub bytes_up: i64,
     pub bytes_down: i64,
     /// Distinct hostnames of Xiaomi endpoints contacted.
     pub xiaomi_endpoints: i64,
-    pub xiaomi_flows: i64,
+    /// Contacts whose endpoint is Xiaomi's.
+    pub xiaomi_contacts: i64,
     pub domains: i64,
     pub categories: Vec<String>,
     pub countries: Vec<String>,
@@ -60,7 +66,10 @@ pub struct DomainSummary {
     pub category_guessed: bool,
     pub purpose: Option<String>,
     pub countries: Vec<String>,
-    pub flows: i64,
+    /// Connections (non-DNS flows) to this endpoint.
+    pub contacts: i64,
+    /// DNS queries for this exact name ("looked up 12 times"); 0 for an address.
+    pub lookups: i64,
     pub bytes_up: i64,
     pub bytes_down: i64,
     pub apps: Vec<String>,
@@ -73,19 +82,21 @@ pub struct DomainSummary {
 pub struct CountrySummary {
     /// ISO country code, "??" when unknown.
     pub country: String,
-    pub flows: i64,
+    /// Connections (non-DNS flows) to endpoints in this country.
+    pub contacts: i64,
     pub bytes_up: i64,
     pub bytes_down: i64,
     pub apps: i64,
     pub domains: i64,
-    pub xiaomi_flows: i64,
+    pub xiaomi_contacts: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategorySummary {
     /// Xiaomi catalog category ("analytics/telemetry", "ads", "push"...), "uncategorised" if none.
     pub category: String,
-    pub flows: i64,
+    /// Connections (non-DNS flows) to Xiaomi endpoints of this category.
+    pub contacts: i64,
     pub bytes_up: i64,
     pub bytes_down: i64,
     pub endpoints: i64,
@@ -98,24 +109,29 @@ pub struct CategorySummary {
 pub struct TimelineBucket {
     /// Bucket start, ms.
     pub start: Millis,
-    pub flows: i64,
+    /// Connections (non-DNS flows) that started in the bucket.
+    pub contacts: i64,
     pub bytes_up: i64,
     pub bytes_down: i64,
-    pub xiaomi_flows: i64,
+    pub xiaomi_contacts: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
-    pub flows: i64,
+    /// Connections (non-DNS flows).
+    pub contacts: i64,
+    /// DNS flows (to resolvers): counted here, never as contacts.
+    pub dns_flows: i64,
     pub bytes_up: i64,
     pub bytes_down: i64,
     pub apps: i64,
     pub domains: i64,
-    pub xiaomi_flows: i64,
+    pub xiaomi_contacts: i64,
     pub xiaomi_endpoints: i64,
     pub cleartext_flows: i64,
     pub leak_flows: i64,
-    pub dns_queries: i64,
+    /// DNS queries (rows of the dns table).
+    pub lookups: i64,
     pub first_contact: Option<Millis>,
     pub last_contact: Option<Millis>,
 }
@@ -152,16 +168,21 @@ pub const ROLLUP_BUCKET_MS: i64 = 3_600_000;
 
 /// Columns every view reads, from the rollup (whole buckets) or from flows (window edges).
 const SOURCE_COLUMNS: &str = "session_id, uid, endpoint, named, vendor, category, purpose, country,
-    flows, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows,
+    flows, dns_flows, flows - dns_flows AS contacts, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows,
     first_contact, last_contact, bucket";
 
 const FLOW_AS_SOURCE: &str = "session_id, coalesce(uid, -1) AS uid,
-    coalesce(hostname, dst_ip) AS endpoint, hostname IS NOT NULL AS named, vendor, category,
-    purpose, coalesce(country, '') AS country, 1 AS flows, bytes_up, bytes_down,
+    endpoint, hostname IS NOT NULL AND NOT lookup AS named, vendor, category,
+    purpose, coalesce(country, '') AS country, 1 AS flows, lookup AS dns_flows,
+    1 - lookup AS contacts, bytes_up, bytes_down,
     cleartext AS cleartext_flows, leaks IS NOT NULL AS leak_flows,
     category_guessed AS guessed_flows, ech AS ech_flows, dst_port = 853 AS dot_flows,
     first_seen AS first_contact, last_seen AS last_contact,
     first_seen - first_seen % 3600000 AS bucket";
+
+/// The app name of a DNS row `d` joined with `apps a`, spelled as [`APP_NAME`] spells it.
+const DNS_APP_NAME: &str =
+    "coalesce(a.name, CASE WHEN d.uid >= 0 THEN 'uid ' || d.uid ELSE 'unknown' END)";
 
 /// The app name of a source row `s` joined with `apps a`.
 const APP_NAME: &str =
@@ -257,15 +278,16 @@ impl Reader {
 
     /// One row per app, most bytes first.
     pub fn per_app(&self, window: &Window) -> Result<Vec<AppSummary>, StoreError> {
-        self.query_source(
+        let mut lookups = self.lookups_by(window, DNS_APP_NAME)?;
+        let mut apps = self.query_source(
             window,
             false,
             |src| {
                 format!(
-                    "SELECT {APP_NAME} AS app_name, max(s.uid), sum(flows), sum(bytes_up),
+                    "SELECT {APP_NAME} AS app_name, max(s.uid), sum(contacts), sum(bytes_up),
                         sum(bytes_down),
-                        count(DISTINCT CASE WHEN vendor = 'xiaomi' THEN endpoint END),
-                        sum(CASE WHEN vendor = 'xiaomi' THEN flows ELSE 0 END),
+                        count(DISTINCT CASE WHEN vendor = 'xiaomi' AND contacts > 0 THEN endpoint END),
+                        sum(CASE WHEN vendor = 'xiaomi' THEN contacts ELSE 0 END),
                         count(DISTINCT CASE WHEN named THEN endpoint END),
                         group_concat(DISTINCT category), group_concat(DISTINCT nullif(country, '')),
                         min(first_contact), max(last_contact), sum(cleartext_flows), sum(leak_flows)
@@ -279,11 +301,12 @@ impl Reader {
                 Ok(AppSummary {
                     app: r.get(0)?,
                     uid: r.get::<_, i64>(1).map(|u| u32::try_from(u).ok())?,
-                    flows: r.get(2)?,
+                    contacts: r.get(2)?,
+                    lookups: 0,
                     bytes_up: r.get(3)?,
                     bytes_down: r.get(4)?,
                     xiaomi_endpoints: r.get(5)?,
-                    xiaomi_flows: r.get(6)?,
+                    xiaomi_contacts: r.get(6)?,
                     domains: r.get(7)?,
                     categories: list(r.get(8)?),
                     countries: list(r.get(9)?),
@@ -293,10 +316,49 @@ impl Reader {
                     leak_flows: r.get(13)?,
                 })
             },
-        )
+        )?;
+        for app in &mut apps {
+            app.lookups = lookups.remove(&app.app).unwrap_or(0);
+        }
+        // Apps that only looked names up, and never connected anywhere but a resolver.
+        let mut only_lookups: Vec<AppSummary> = lookups
+            .into_iter()
+            .map(|(app, lookups)| AppSummary {
+                app,
+                lookups,
+                ..AppSummary::default()
+            })
+            .collect();
+        only_lookups.sort_by(|a, b| a.app.cmp(&b.app));
+        apps.extend(only_lookups);
+        Ok(apps)
     }
 
-    /// One row per hostname (or address when unnamed), most flows first; `limit` caps the list.
+    /// DNS queries in `window` counted per `key`, an SQL expression over `dns d` joined with
+    /// `apps a` (the app's name, or the query name).
+    fn lookups_by(
+        &self,
+        window: &Window,
+        key: &str,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let mut args = Vec::new();
+        let cond = window.condition("d.time", &mut args);
+        let cond = cond.replace("session_id", "d.session_id");
+        let sql = format!(
+            "SELECT {key} AS k, count(*) FROM dns d
+             LEFT JOIN apps a ON a.session_id = d.session_id AND a.uid = d.uid
+             WHERE {cond} GROUP BY k"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// One row per hostname (or address when unnamed), most contacts first; `limit` caps the list.
     pub fn per_domain(
         &self,
         window: &Window,
@@ -332,17 +394,19 @@ impl Reader {
             ),
             None => ("", String::new(), Vec::new()),
         };
-        self.query_source(
+        let lookups = self.lookups_by(window, "lower(rtrim(d.query, '.'))")?;
+        let mut domains = self.query_source(
             window,
             false,
             |src| {
                 format!(
                     "{with}SELECT endpoint, max(named), max(vendor), max(category), max(guessed_flows) > 0,
-                        max(purpose), group_concat(DISTINCT nullif(country, '')), sum(flows),
+                        max(purpose), group_concat(DISTINCT nullif(country, '')), sum(contacts),
                         sum(bytes_up), sum(bytes_down), min(first_contact), max(last_contact),
                         sum(cleartext_flows), group_concat(DISTINCT {APP_NAME})
                      FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
-                     {filter} GROUP BY endpoint ORDER BY sum(flows) DESC, endpoint{limit}"
+                     {filter} GROUP BY endpoint HAVING sum(contacts) > 0
+                     ORDER BY sum(contacts) DESC, endpoint{limit}"
                 )
             },
             leading,
@@ -355,7 +419,8 @@ impl Reader {
                     category_guessed: r.get(4)?,
                     purpose: r.get(5)?,
                     countries: list(r.get(6)?),
-                    flows: r.get(7)?,
+                    contacts: r.get(7)?,
+                    lookups: 0,
                     bytes_up: r.get(8)?,
                     bytes_down: r.get(9)?,
                     first_contact: r.get(10)?,
@@ -364,7 +429,11 @@ impl Reader {
                     apps: list(r.get(13)?),
                 })
             },
-        )
+        )?;
+        for d in &mut domains {
+            d.lookups = lookups.get(&d.domain).copied().unwrap_or(0);
+        }
+        Ok(domains)
     }
 
     pub fn per_country(&self, window: &Window) -> Result<Vec<CountrySummary>, StoreError> {
@@ -373,24 +442,24 @@ impl Reader {
             false,
             |src| {
                 format!(
-                    "SELECT CASE WHEN country = '' THEN '??' ELSE country END AS c, sum(flows),
+                    "SELECT CASE WHEN country = '' THEN '??' ELSE country END AS c, sum(contacts),
                         sum(bytes_up), sum(bytes_down), count(DISTINCT {APP_NAME}),
                         count(DISTINCT CASE WHEN named THEN endpoint END),
-                        sum(CASE WHEN vendor = 'xiaomi' THEN flows ELSE 0 END)
+                        sum(CASE WHEN vendor = 'xiaomi' THEN contacts ELSE 0 END)
                      FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
-                     GROUP BY c ORDER BY sum(flows) DESC, c"
+                     WHERE contacts > 0 GROUP BY c ORDER BY sum(contacts) DESC, c"
                 )
             },
             Vec::new(),
             |r| {
                 Ok(CountrySummary {
                     country: r.get(0)?,
-                    flows: r.get(1)?,
+                    contacts: r.get(1)?,
                     bytes_up: r.get(2)?,
                     bytes_down: r.get(3)?,
                     apps: r.get(4)?,
                     domains: r.get(5)?,
-                    xiaomi_flows: r.get(6)?,
+                    xiaomi_contacts: r.get(6)?,
                 })
             },
         )
@@ -403,18 +472,18 @@ impl Reader {
             false,
             |src| {
                 format!(
-                    "SELECT coalesce(category, 'uncategorised') AS c, sum(flows), sum(bytes_up),
+                    "SELECT coalesce(category, 'uncategorised') AS c, sum(contacts), sum(bytes_up),
                         sum(bytes_down), count(DISTINCT endpoint), count(DISTINCT {APP_NAME}),
                         sum(guessed_flows)
                      FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
-                     WHERE vendor = 'xiaomi' GROUP BY c ORDER BY sum(flows) DESC, c"
+                     WHERE vendor = 'xiaomi' AND contacts > 0 GROUP BY c ORDER BY sum(contacts) DESC, c"
                 )
             },
             Vec::new(),
             |r| {
                 Ok(CategorySummary {
                     category: r.get(0)?,
-                    flows: r.get(1)?,
+                    contacts: r.get(1)?,
                     bytes_up: r.get(2)?,
                     bytes_down: r.get(3)?,
                     endpoints: r.get(4)?,
@@ -436,10 +505,10 @@ impl Reader {
         let map = |r: &rusqlite::Row<'_>| {
             Ok(TimelineBucket {
                 start: r.get(0)?,
-                flows: r.get(1)?,
+                contacts: r.get(1)?,
                 bytes_up: r.get(2)?,
                 bytes_down: r.get(3)?,
-                xiaomi_flows: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                xiaomi_contacts: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
             })
         };
         if bucket % ROLLUP_BUCKET_MS == 0 {
@@ -448,8 +517,8 @@ impl Reader {
                 true,
                 |src| {
                     format!(
-                        "SELECT bucket - bucket % ? AS b, sum(flows), sum(bytes_up), sum(bytes_down),
-                            sum(CASE WHEN vendor = 'xiaomi' THEN flows ELSE 0 END)
+                        "SELECT bucket - bucket % ? AS b, sum(contacts), sum(bytes_up), sum(bytes_down),
+                            sum(CASE WHEN vendor = 'xiaomi' THEN contacts ELSE 0 END)
                          FROM ({src}) GROUP BY b ORDER BY b"
                     )
                 },
@@ -460,8 +529,8 @@ impl Reader {
         let mut args = vec![Value::Integer(bucket)];
         let cond = window.condition("first_seen", &mut args);
         let sql = format!(
-            "SELECT first_seen - first_seen % ? AS b, count(*), sum(bytes_up), sum(bytes_down),
-                sum(vendor = 'xiaomi')
+            "SELECT first_seen - first_seen % ? AS b, sum(NOT lookup), sum(bytes_up), sum(bytes_down),
+                sum(vendor = 'xiaomi' AND NOT lookup)
              FROM flows WHERE {cond} GROUP BY b ORDER BY b"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
@@ -478,29 +547,30 @@ impl Reader {
                 false,
                 |src| {
                     format!(
-                        "SELECT coalesce(sum(flows), 0), coalesce(sum(bytes_up), 0),
+                        "SELECT coalesce(sum(contacts), 0), coalesce(sum(bytes_up), 0),
                             coalesce(sum(bytes_down), 0), count(DISTINCT {APP_NAME}),
                             count(DISTINCT CASE WHEN named THEN endpoint END),
-                            coalesce(sum(CASE WHEN vendor = 'xiaomi' THEN flows END), 0),
-                            count(DISTINCT CASE WHEN vendor = 'xiaomi' THEN endpoint END),
+                            coalesce(sum(CASE WHEN vendor = 'xiaomi' THEN contacts END), 0),
+                            count(DISTINCT CASE WHEN vendor = 'xiaomi' AND contacts > 0 THEN endpoint END),
                             coalesce(sum(cleartext_flows), 0), coalesce(sum(leak_flows), 0),
-                            min(first_contact), max(last_contact)
+                            min(first_contact), max(last_contact), coalesce(sum(dns_flows), 0)
                          FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid"
                     )
                 },
                 Vec::new(),
                 |r| {
                     Ok(Totals {
-                        flows: r.get(0)?,
+                        contacts: r.get(0)?,
+                        dns_flows: r.get(11)?,
                         bytes_up: r.get(1)?,
                         bytes_down: r.get(2)?,
                         apps: r.get(3)?,
                         domains: r.get(4)?,
-                        xiaomi_flows: r.get(5)?,
+                        xiaomi_contacts: r.get(5)?,
                         xiaomi_endpoints: r.get(6)?,
                         cleartext_flows: r.get(7)?,
                         leak_flows: r.get(8)?,
-                        dns_queries: 0,
+                        lookups: 0,
                         first_contact: r.get(9)?,
                         last_contact: r.get(10)?,
                     })
@@ -510,7 +580,7 @@ impl Reader {
             .unwrap_or_default();
         let mut args = Vec::new();
         let cond = window.condition("time", &mut args);
-        totals.dns_queries = self
+        totals.lookups = self
             .conn
             .prepare_cached(&format!("SELECT count(*) FROM dns WHERE {cond}"))
             .and_then(|mut stmt| stmt.query_row(params_from_iter(args), |r| r.get(0)))
@@ -531,10 +601,10 @@ impl Reader {
                 |src| {
                     format!(
                         "SELECT coalesce(sum(dot_flows), 0),
-                            coalesce(sum(CASE WHEN endpoint IN ({marks}) THEN flows END), 0),
+                            coalesce(sum(CASE WHEN endpoint IN ({marks}) THEN contacts END), 0),
                             coalesce(sum(ech_flows), 0),
-                            coalesce(sum(CASE WHEN NOT named THEN flows END), 0),
-                            coalesce(sum(CASE WHEN NOT named THEN bytes_up + bytes_down END), 0)
+                            coalesce(sum(CASE WHEN NOT named THEN contacts END), 0),
+                            coalesce(sum(CASE WHEN NOT named AND dns_flows = 0 THEN bytes_up + bytes_down END), 0)
                          FROM ({src})"
                     )
                 },

@@ -135,7 +135,7 @@ fn timeline(r: &Report) -> String {
     let t0 = first.start;
     let t1 = last.start + r.timeline.bucket_ms;
     let span = (t1 - t0).max(1) as f64;
-    let max = buckets.iter().map(|b| b.flows).max().unwrap_or(1).max(1) as f64;
+    let max = buckets.iter().map(|b| b.contacts).max().unwrap_or(1).max(1) as f64;
     let plot_w = w - left - 10.0;
     let plot_h = h - bottom - 20.0;
     let x_of = |t: i64| left + (t - t0) as f64 / span * plot_w;
@@ -157,18 +157,18 @@ fn timeline(r: &Report) -> String {
     }
     for b in buckets {
         let x = x_of(b.start);
-        let bh = b.flows as f64 / max * plot_h;
-        let mh = b.xiaomi_flows as f64 / max * plot_h;
+        let bh = b.contacts as f64 / max * plot_h;
+        let mh = b.xiaomi_contacts as f64 / max * plot_h;
         let _ = write!(
             s,
             "<rect class=\"all\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\">\
-             <title>{}: {} flows, {} to Xiaomi</title></rect>\
+             <title>{}: {} contacts, {} with Xiaomi</title></rect>\
              <rect class=\"mi\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{mh:.1}\"></rect>",
             20.0 + plot_h - bh,
             (bar_w - 0.5).max(0.8),
             esc(&utc(b.start)),
-            b.flows,
-            b.xiaomi_flows,
+            b.contacts,
+            b.xiaomi_contacts,
             20.0 + plot_h - mh,
             (bar_w - 0.5).max(0.8)
         );
@@ -253,16 +253,22 @@ pub fn render(r: &Report) -> String {
 
     let t = &r.totals;
     o.push_str("<section><h2>Summary</h2><div class=\"cards\">");
-    card(&mut o, &t.flows.to_string(), "flows", false);
+    card(
+        &mut o,
+        &t.contacts.to_string(),
+        "contacts (connections)",
+        false,
+    );
+    card(&mut o, &t.lookups.to_string(), "DNS lookups", false);
     card(&mut o, &human_bytes(t.bytes_up), "sent (up)", false);
     card(&mut o, &human_bytes(t.bytes_down), "received (down)", false);
     card(&mut o, &t.apps.to_string(), "apps", false);
     card(&mut o, &t.domains.to_string(), "domains", false);
     card(
         &mut o,
-        &t.xiaomi_flows.to_string(),
-        "flows to Xiaomi",
-        t.xiaomi_flows > 0,
+        &t.xiaomi_contacts.to_string(),
+        "contacts with Xiaomi",
+        t.xiaomi_contacts > 0,
     );
     card(
         &mut o,
@@ -282,7 +288,6 @@ pub fn render(r: &Report) -> String {
         "flows leaking identifiers",
         t.leak_flows > 0,
     );
-    card(&mut o, &t.dns_queries.to_string(), "DNS queries", false);
     o.push_str("</div>");
     if let (Some(a), Some(b)) = (t.first_contact, t.last_contact) {
         let _ = write!(
@@ -299,14 +304,22 @@ pub fn render(r: &Report) -> String {
         let _ = write!(
             o,
             "<section><h2>Still phoning home after &ldquo;off&rdquo;</h2>\
-             <p>Before: <b>{}</b> ({} flows, {} to Xiaomi). After: <b>{}</b> ({} flows, {} to Xiaomi).</p>",
+             <p>Before: <b>{}</b> ({} contacts, {} with Xiaomi, {} lookups, {}). After: <b>{}</b> \
+             ({} contacts, {} with Xiaomi, {} lookups, {}).</p>",
             esc(&c.before.label),
-            c.before.totals.flows,
-            c.before.totals.xiaomi_flows,
+            c.before.totals.contacts,
+            c.before.totals.xiaomi_contacts,
+            c.before.totals.lookups,
+            esc(&human_duration(c.before.duration_ms)),
             esc(&c.after.label),
-            c.after.totals.flows,
-            c.after.totals.xiaomi_flows
+            c.after.totals.contacts,
+            c.after.totals.xiaomi_contacts,
+            c.after.totals.lookups,
+            esc(&human_duration(c.after.duration_ms))
         );
+        if let Some(note) = &c.note {
+            let _ = write!(o, "<p class=\"warn\"><b>{}</b></p>", esc(note));
+        }
         if c.still_phoning_home.is_empty() {
             o.push_str(
                 "<p>No Xiaomi endpoint was contacted in the &ldquo;after&rdquo; window.</p>",
@@ -316,7 +329,7 @@ pub fn render(r: &Report) -> String {
                 o,
                 "<p>{} Xiaomi endpoint(s) from {} app(s) kept phoning home: {}.</p>\
                  <table><tr><th>Endpoint</th><th>Category</th><th>Purpose</th><th>Apps</th>\
-                 <th class=\"n\">Flows after</th><th class=\"n\">Bytes after</th><th>Last contact (UTC)</th></tr>",
+                 <th class=\"n\">Contacts after</th><th class=\"n\">Bytes after</th><th>Last contact (UTC)</th></tr>",
                 c.still_phoning_home.len(),
                 c.apps_still_phoning_home.len(),
                 esc(&c.apps_still_phoning_home.join(", "))
@@ -336,7 +349,7 @@ pub fn render(r: &Report) -> String {
                     esc(s.category.as_deref().unwrap_or("")),
                     esc(s.purpose.as_deref().unwrap_or("")),
                     esc(&s.apps.join(", ")),
-                    s.flows_after,
+                    s.contacts_after,
                     esc(&human_bytes(s.bytes_after)),
                     esc(&short_utc(s.last_contact))
                 );
@@ -358,22 +371,20 @@ pub fn render(r: &Report) -> String {
                 esc(&c.stopped.join(", "))
             );
         }
-        o.push_str("<h2>Xiaomi flows per hour, per app: before vs after</h2>");
+        o.push_str("<h2>Xiaomi contacts per hour, per app: before vs after</h2>");
         let rows: Vec<Bar> = c
             .apps
             .iter()
-            .filter(|a| a.xiaomi_flows_before + a.xiaomi_flows_after > 0)
+            .filter(|a| a.xiaomi_contacts_before + a.xiaomi_contacts_after > 0)
             .take(20)
             .flat_map(|a| {
-                let hours = |w: &super::super::experiment::Counts, x: i64| {
-                    if w.flows > 0 {
-                        w.flows_per_hour * x as f64 / w.flows as f64
-                    } else {
-                        0.0
-                    }
+                let hours = |w: &super::super::experiment::Counts, x: i64| match w.contacts_per_hour
+                {
+                    Some(rate) if w.contacts > 0 => rate * x as f64 / w.contacts as f64,
+                    _ => 0.0,
                 };
-                let before = hours(&a.before, a.xiaomi_flows_before);
-                let after = hours(&a.after, a.xiaomi_flows_after);
+                let before = hours(&a.before, a.xiaomi_contacts_before);
+                let after = hours(&a.after, a.xiaomi_contacts_after);
                 [
                     Bar {
                         label: format!("{} (before)", a.app),
@@ -389,19 +400,19 @@ pub fn render(r: &Report) -> String {
             })
             .collect();
         o.push_str(&hbars(&rows, 1000));
-        o.push_str("<h2>Xiaomi categories: flows before vs after</h2><table><tr><th>Category</th>\
+        o.push_str("<h2>Xiaomi categories: contacts before vs after</h2><table><tr><th>Category</th>\
                     <th class=\"n\">Before</th><th class=\"n\">After</th><th class=\"n\">Before /h</th>\
                     <th class=\"n\">After /h</th></tr>");
         for cat in &c.categories {
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td>\
-                 <td class=\"n\">{:.1}</td></tr>",
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td></tr>",
                 esc(&cat.category),
-                cat.before.flows,
-                cat.after.flows,
-                cat.before.flows_per_hour,
-                cat.after.flows_per_hour
+                cat.before.contacts,
+                cat.after.contacts,
+                super::text::rate(cat.before.contacts_per_hour),
+                super::text::rate(cat.after.contacts_per_hour)
             );
         }
         o.push_str("</table></section>");
@@ -417,15 +428,16 @@ pub fn render(r: &Report) -> String {
             label: a.app.clone(),
             segments: vec![(a.bytes_up, "up"), (a.bytes_down, "down")],
             note: format!(
-                "{} · {} flows",
+                "{} · {} contacts · {} lookups",
                 human_bytes(a.bytes_up + a.bytes_down),
-                a.flows
+                a.contacts,
+                a.lookups
             ),
         })
         .collect();
     o.push_str(&hbars(&rows, 1000));
     o.push_str(
-        "<table><tr><th>App</th><th class=\"n\">Flows</th><th class=\"n\">Up</th><th class=\"n\">Down</th>\
+        "<table><tr><th>App</th><th class=\"n\">Contacts</th><th class=\"n\">Lookups</th><th class=\"n\">Up</th><th class=\"n\">Down</th>\
          <th class=\"n\">Xiaomi endpoints</th><th>Categories</th><th>Countries</th>\
          <th class=\"n\">Cleartext</th><th class=\"n\">Leaks</th><th>First / last contact (UTC)</th></tr>",
     );
@@ -437,11 +449,12 @@ pub fn render(r: &Report) -> String {
             .collect();
         let _ = write!(
             o,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td>{cats}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"t muted\">{}<br>{}</td></tr>",
             esc(&a.app),
-            a.flows,
+            a.contacts,
+            a.lookups,
             esc(&human_bytes(a.bytes_up)),
             esc(&human_bytes(a.bytes_down)),
             a.xiaomi_endpoints,
@@ -464,10 +477,10 @@ pub fn render(r: &Report) -> String {
         .iter()
         .map(|c| Bar {
             label: c.category.clone(),
-            segments: vec![(c.flows, "mi")],
+            segments: vec![(c.contacts, "mi")],
             note: format!(
-                "{} flows · {} endpoints{}",
-                c.flows,
+                "{} contacts · {} endpoints{}",
+                c.contacts,
                 c.endpoints,
                 if c.guessed_flows > 0 {
                     format!(" · {} guessed", c.guessed_flows)
@@ -485,18 +498,21 @@ pub fn render(r: &Report) -> String {
         .take(25)
         .map(|c| Bar {
             label: c.country.clone(),
-            segments: vec![(c.flows - c.xiaomi_flows, "all"), (c.xiaomi_flows, "mi")],
-            note: format!("{} flows · {} apps", c.flows, c.apps),
+            segments: vec![
+                (c.contacts - c.xiaomi_contacts, "all"),
+                (c.xiaomi_contacts, "mi"),
+            ],
+            note: format!("{} contacts · {} apps", c.contacts, c.apps),
         })
         .collect();
     o.push_str(&hbars(&rows, 1000));
-    o.push_str("<p class=\"legend muted\"><span style=\"background:#74c0fc\"></span>other flows\
-                <span style=\"background:#e8590c\"></span>Xiaomi flows &middot; country of the server address (offline database)</p></section>");
+    o.push_str("<p class=\"legend muted\"><span style=\"background:#74c0fc\"></span>other contacts\
+                <span style=\"background:#e8590c\"></span>Xiaomi contacts &middot; country of the server address (offline database)</p></section>");
 
     let _ = write!(
         o,
         "<section><h2>Top domains</h2><table><tr><th>Domain</th><th>Vendor / category</th><th>Purpose</th>\
-         <th class=\"n\">Flows</th><th class=\"n\">Bytes</th><th>Apps</th><th>Countries</th></tr>"
+         <th class=\"n\">Contacts</th><th class=\"n\">Lookups</th><th class=\"n\">Bytes</th><th>Apps</th><th>Countries</th></tr>"
     );
     for d in r.domains.iter().take(50) {
         let cat = match (&d.vendor, &d.category) {
@@ -511,7 +527,7 @@ pub fn render(r: &Report) -> String {
         };
         let _ = write!(
             o,
-            "<tr><td>{}{}</td><td>{cat}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+            "<tr><td>{}{}</td><td>{cat}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td>{}</td><td>{}</td></tr>",
             esc(&d.domain),
             if d.named {
@@ -520,7 +536,8 @@ pub fn render(r: &Report) -> String {
                 " <span class=\"muted\">(no name)</span>"
             },
             esc(d.purpose.as_deref().unwrap_or("")),
-            d.flows,
+            d.contacts,
+            d.lookups,
             esc(&human_bytes(d.bytes_up + d.bytes_down)),
             esc(&d.apps.join(", ")),
             esc(&d.countries.join(", "))

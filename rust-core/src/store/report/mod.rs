@@ -18,7 +18,7 @@ pub use html::render as render_html;
 pub use text::render as render_text;
 
 /// Identifies the JSON layout; bumped on incompatible changes.
-pub const SCHEMA: &str = "phonehome-report/1";
+pub const SCHEMA: &str = "phonehome-report/2";
 
 /// How many domains the report lists.
 pub const TOP_DOMAINS: u32 = 100;

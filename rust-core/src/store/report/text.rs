@@ -62,18 +62,18 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         o,
-        "{} flows, {} up / {} down, {} apps, {} domains, {} DNS queries",
-        t.flows,
+        "{} contacts (connections, DNS not counted), {} DNS lookups, {} up / {} down, {} apps, {} domains",
+        t.contacts,
+        t.lookups,
         human_bytes(t.bytes_up),
         human_bytes(t.bytes_down),
         t.apps,
-        t.domains,
-        t.dns_queries
+        t.domains
     );
     let _ = writeln!(
         o,
-        "Xiaomi: {} flows to {} endpoints. Cleartext flows: {}. Flows leaking identifiers: {}.",
-        t.xiaomi_flows, t.xiaomi_endpoints, t.cleartext_flows, t.leak_flows
+        "Xiaomi: {} contacts with {} endpoints. Cleartext flows: {}. Flows leaking identifiers: {}.",
+        t.xiaomi_contacts, t.xiaomi_endpoints, t.cleartext_flows, t.leak_flows
     );
 
     if !r.sessions.is_empty() {
@@ -124,15 +124,15 @@ pub fn render(r: &Report) -> String {
     if let Some(c) = &r.comparison {
         let _ = writeln!(o, "\nBEFORE / AFTER");
         for (name, w) in [("before", &c.before), ("after", &c.after)] {
-            let span = match (w.start, w.end) {
-                (Some(a), Some(b)) => human_duration(b - a),
-                _ => "-".into(),
-            };
+            let span = human_duration(w.duration_ms);
             let _ = writeln!(
                 o,
-                "  {name:<7} {}: {} flows ({} Xiaomi) over {span}",
-                w.label, w.totals.flows, w.totals.xiaomi_flows
+                "  {name:<7} {}: {} contacts ({} Xiaomi), {} lookups over {span}",
+                w.label, w.totals.contacts, w.totals.xiaomi_contacts, w.totals.lookups
             );
+        }
+        if let Some(note) = &c.note {
+            let _ = writeln!(o, "  NOTE: {}", wrap(note, 94, "    "));
         }
         let _ = writeln!(
             o,
@@ -142,7 +142,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             o,
             "  {:<36} {:<20} {:>7} {:>10}  apps",
-            "endpoint", "category", "flows", "bytes"
+            "endpoint", "category", "contacts", "bytes"
         );
         for s in c.still_phoning_home.iter().take(30) {
             let _ = writeln!(
@@ -150,7 +150,7 @@ pub fn render(r: &Report) -> String {
                 "  {:<36} {:<20} {:>7} {:>10}  {}{}",
                 fit(&s.endpoint, 36),
                 fit(s.category.as_deref().unwrap_or("-"), 20),
-                s.flows_after,
+                s.contacts_after,
                 human_bytes(s.bytes_after),
                 fit(&s.apps.join(","), 30),
                 if s.seen_before { "" } else { " (new)" }
@@ -163,26 +163,29 @@ pub fn render(r: &Report) -> String {
             );
             let _ = writeln!(o, "{}", wrap(&stopped, 100, "    "));
         }
-        let _ = writeln!(o, "\nAPPS BEFORE -> AFTER (flows per hour; Xiaomi flows)");
+        let _ = writeln!(
+            o,
+            "\nAPPS BEFORE -> AFTER (contacts per hour of each window's real length; Xiaomi contacts)"
+        );
         for a in c.apps.iter().take(20) {
             let _ = writeln!(
                 o,
-                "  {:<36} {:>8.1} -> {:<8.1} Xiaomi {:>5} -> {:<5}",
+                "  {:<36} {:>8} -> {:<8} Xiaomi {:>5} -> {:<5}",
                 fit(&a.app, 36),
-                a.before.flows_per_hour,
-                a.after.flows_per_hour,
-                a.xiaomi_flows_before,
-                a.xiaomi_flows_after
+                rate(a.before.contacts_per_hour),
+                rate(a.after.contacts_per_hour),
+                a.xiaomi_contacts_before,
+                a.xiaomi_contacts_after
             );
         }
-        let _ = writeln!(o, "\nXIAOMI CATEGORIES BEFORE -> AFTER (flows)");
+        let _ = writeln!(o, "\nXIAOMI CATEGORIES BEFORE -> AFTER (contacts)");
         for cat in &c.categories {
             let _ = writeln!(
                 o,
                 "  {:<24} {:>7} -> {:<7}",
                 fit(&cat.category, 24),
-                cat.before.flows,
-                cat.after.flows
+                cat.before.contacts,
+                cat.after.contacts
             );
         }
     }
@@ -190,15 +193,16 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(o, "\nAPPS (by bytes)");
     let _ = writeln!(
         o,
-        "  {:<34} {:>7} {:>9} {:>9} {:>6} {:>5}  countries",
-        "app", "flows", "up", "down", "xiaomi", "clear"
+        "  {:<34} {:>8} {:>7} {:>9} {:>9} {:>6} {:>5}  countries",
+        "app", "contacts", "lookups", "up", "down", "xiaomi", "clear"
     );
     for a in r.apps.iter().take(25) {
         let _ = writeln!(
             o,
-            "  {:<34} {:>7} {:>9} {:>9} {:>6} {:>5}  {}",
+            "  {:<34} {:>8} {:>7} {:>9} {:>9} {:>6} {:>5}  {}",
             fit(&a.app, 34),
-            a.flows,
+            a.contacts,
+            a.lookups,
             human_bytes(a.bytes_up),
             human_bytes(a.bytes_down),
             a.xiaomi_endpoints,
@@ -220,9 +224,9 @@ pub fn render(r: &Report) -> String {
             };
             let _ = writeln!(
                 o,
-                "  {:<24} {:>7} flows {:>9}  {:>3} endpoints {:>3} apps{guessed}",
+                "  {:<24} {:>7} contacts {:>9}  {:>3} endpoints {:>3} apps{guessed}",
                 fit(&c.category, 24),
-                c.flows,
+                c.contacts,
                 human_bytes(c.bytes_up + c.bytes_down),
                 c.endpoints,
                 c.apps
@@ -231,6 +235,11 @@ pub fn render(r: &Report) -> String {
     }
 
     let _ = writeln!(o, "\nTOP DOMAINS");
+    let _ = writeln!(
+        o,
+        "  {:<38} {:>8} {:>7} {:>9}  {:<26} apps",
+        "endpoint", "contacts", "lookups", "bytes", "vendor: category"
+    );
     for d in r.domains.iter().take(20) {
         let tag = match (d.vendor.as_deref(), d.category.as_deref()) {
             (Some(v), Some(c)) => format!("{v}: {c}"),
@@ -239,21 +248,22 @@ pub fn render(r: &Report) -> String {
         };
         let _ = writeln!(
             o,
-            "  {:<40} {:>7} {:>9}  {:<26} {}",
-            fit(&d.domain, 40),
-            d.flows,
+            "  {:<38} {:>8} {:>7} {:>9}  {:<26} {}",
+            fit(&d.domain, 38),
+            d.contacts,
+            d.lookups,
             human_bytes(d.bytes_up + d.bytes_down),
             fit(&tag, 26),
-            fit(&d.apps.join(","), 24)
+            fit(&d.apps.join(","), 22)
         );
     }
 
     if !r.countries.is_empty() {
-        let _ = writeln!(o, "\nCOUNTRIES");
+        let _ = writeln!(o, "\nCOUNTRIES (contacts)");
         let line: Vec<String> = r
             .countries
             .iter()
-            .map(|c| format!("{} {}", c.country, c.flows))
+            .map(|c| format!("{} {}", c.country, c.contacts))
             .collect();
         let _ = writeln!(o, "  {}", line.join("  "));
     }
@@ -266,12 +276,12 @@ pub fn render(r: &Report) -> String {
         for b in &r.timeline.buckets {
             let i = ((b.start - first.start) / step) as usize;
             if i < n {
-                values[i] = b.flows;
+                values[i] = b.contacts;
             }
         }
         let _ = writeln!(
             o,
-            "\nTIMELINE (flows per {} from {})\n  {}",
+            "\nTIMELINE (contacts per {} from {})\n  {}",
             human_duration(step),
             utc(first.start),
             sparkline(&values)
@@ -296,6 +306,11 @@ pub fn render(r: &Report) -> String {
         }
     }
     o
+}
+
+/// A per-hour rate, or "n/a" when the window is too short for one.
+pub(super) fn rate(per_hour: Option<f64>) -> String {
+    per_hour.map_or_else(|| "n/a".into(), |r| format!("{r:.1}"))
 }
 
 #[cfg(test)]

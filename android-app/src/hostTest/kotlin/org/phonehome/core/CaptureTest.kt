@@ -192,7 +192,7 @@ class CaptureTest {
             assertTrue("own IP flagged: ${flow.leaksList}", "own_ip" in flow.leaksList)
             assertEquals(1L, app.leakFlows)
             // The catalog names the Host: Xiaomi's OneTrack telemetry; the app row counts it.
-            assertEquals("Xiaomi", flow.destination.vendor)
+            assertEquals("xiaomi", flow.destination.vendor)
             assertEquals("analytics/telemetry", flow.destination.category)
             assertTrue(flow.destination.purpose.isNotEmpty())
             assertEquals(1L, app.xiaomiFlows)
