@@ -795,6 +795,99 @@ mod tests {
         assert_eq!(id, APPLICATION_ID);
     }
 
+    /// A database written by schema 1 (DNS flows named after their question and classified
+    /// as Xiaomi) migrates: its DNS flows become lookups attributed to the resolver.
+    #[test]
+    fn schema_1_database_migrates_dns_flows_to_lookups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(&format!(
+                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;"
+            ))
+            .unwrap();
+            c.execute_batch(
+                "INSERT INTO sessions (id, kind, started) VALUES (1, 'capture', 0);
+                 INSERT INTO apps VALUES (1, 10123, 'com.android.browser');",
+            )
+            .unwrap();
+            for i in 0..9i64 {
+                let dns = i % 3 != 0;
+                c.execute(
+                    "INSERT INTO flows (session_id, flow_id, uid, app, proto, src_ip, src_port,
+                        dst_ip, dst_port, hostname, hostname_source, l7, vendor, category, purpose,
+                        first_seen, last_seen, bytes_up, bytes_down)
+                     VALUES (1, ?1, 10123, 'com.android.browser', ?2, '10.0.0.2', ?1, ?3, ?4,
+                        'sa.api.intl.miui.com', ?5, ?6, 'xiaomi', 'analytics/telemetry', 'stats',
+                        ?7, ?7, 100, 200)",
+                    rusqlite::params![
+                        i,
+                        if dns { "udp" } else { "tcp" },
+                        if dns { "10.0.0.1" } else { "161.117.0.10" },
+                        if dns { 53 } else { 443 },
+                        if dns { "dns-query" } else { "sni" },
+                        if dns { "dns" } else { "tls" },
+                        i * 1000
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let conn = open(&path, OpenMode::Existing).unwrap();
+        assert_eq!(user_version(&conn, &path).unwrap(), current_version());
+        let rollup = |table: &str| -> Vec<(String, i64, i64, Option<String>)> {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT endpoint, sum(flows), sum(dns_flows), max(vendor) FROM {table}
+                     GROUP BY endpoint ORDER BY endpoint"
+                ))
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let want = vec![
+            ("10.0.0.1".to_string(), 6, 6, None),
+            (
+                "sa.api.intl.miui.com".to_string(),
+                3,
+                0,
+                Some("xiaomi".to_string()),
+            ),
+        ];
+        assert_eq!(rollup("rollup"), want);
+        assert_eq!(rollup("session_rollup"), want);
+        let purposes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM flows WHERE purpose = 'DNS' AND vendor IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(purposes, 6);
+        // The triggers keep counting after the migration: a new DNS flow is a lookup.
+        conn.execute(
+            "INSERT INTO flows (session_id, flow_id, uid, proto, src_ip, src_port, dst_ip,
+                dst_port, hostname, hostname_source, l7, first_seen, last_seen)
+             VALUES (1, 99, 10123, 'udp', '10.0.0.2', 99, '10.0.0.1', 53, 'x.example',
+                'dns-query', 'dns', 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(rollup("session_rollup")[0], ("10.0.0.1".into(), 7, 7, None));
+        let contacts: i64 = conn
+            .query_row(
+                "SELECT contacts FROM app_summary WHERE app = 'com.android.browser'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(contacts, 3);
+    }
+
     #[test]
     fn refuses_foreign_newer_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();

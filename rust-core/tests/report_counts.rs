@@ -1,0 +1,346 @@
+//! A capture whose true counts are known: one app (uid 10123) sends N HTTPS beacons to
+//! sa.api.intl.miui.com, each after an A and an AAAA lookup of the name. Every report format
+//! must say N contacts and 2N lookups, never 3N contacts (issue 8.1). The capture is a pcapng
+//! file made here and fed through `phonehome analyze`, the path a user's own capture takes.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use phonehome::pcap::PcapngWriter;
+
+#[path = "common/phonehome_bin.rs"]
+mod phonehome_bin;
+use phonehome_bin::{phonehome, phonehome_ok};
+
+const BEACONS: u16 = 7;
+const HOST: &str = "sa.api.intl.miui.com";
+const UID: u32 = 10_123;
+const APP: &str = "com.android.browser";
+const PHONE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const RESOLVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(161, 117, 0, 10);
+const T0: i64 = 1_700_000_000_000;
+
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0x45, 0];
+    ip.extend(u16::try_from(20 + payload.len()).unwrap().to_be_bytes());
+    ip.extend([0, 1, 0x40, 0, 64, proto, 0, 0]);
+    ip.extend(src.octets());
+    ip.extend(dst.octets());
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    ip.extend(payload);
+    ip
+}
+
+fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend(sport.to_be_bytes());
+    u.extend(dport.to_be_bytes());
+    u.extend(u16::try_from(8 + data.len()).unwrap().to_be_bytes());
+    u.extend([0, 0]);
+    u.extend(data);
+    u
+}
+
+fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend(sport.to_be_bytes());
+    t.extend(dport.to_be_bytes());
+    t.extend(seq.to_be_bytes());
+    t.extend(ack.to_be_bytes());
+    t.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend(data);
+    t
+}
+
+fn qname(name: &str) -> Vec<u8> {
+    let mut q = Vec::new();
+    for label in name.split('.') {
+        q.push(u8::try_from(label.len()).unwrap());
+        q.extend(label.as_bytes());
+    }
+    q.push(0);
+    q
+}
+
+/// A DNS query for `name` of `qtype`, and its answer (one A record for A, none for AAAA).
+fn dns_exchange(id: u16, qtype: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut question = qname(HOST);
+    question.extend(qtype.to_be_bytes());
+    question.extend(1u16.to_be_bytes());
+    let mut query = id.to_be_bytes().to_vec();
+    query.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    query.extend(&question);
+    let answers: u16 = if qtype == 1 { 1 } else { 0 };
+    let mut answer = id.to_be_bytes().to_vec();
+    answer.extend([0x81, 0x80, 0, 1]);
+    answer.extend(answers.to_be_bytes());
+    answer.extend([0, 0, 0, 0]);
+    answer.extend(&question);
+    if qtype == 1 {
+        answer.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        answer.extend(SERVER.octets());
+    }
+    (query, answer)
+}
+
+fn client_hello() -> Vec<u8> {
+    let name = HOST.as_bytes();
+    let mut sni = Vec::new();
+    sni.extend(u16::try_from(name.len() + 3).unwrap().to_be_bytes());
+    sni.push(0);
+    sni.extend(u16::try_from(name.len()).unwrap().to_be_bytes());
+    sni.extend(name);
+    let mut exts = vec![0, 0];
+    exts.extend(u16::try_from(sni.len()).unwrap().to_be_bytes());
+    exts.extend(sni);
+    let mut body = vec![0x03, 0x03];
+    body.extend([7u8; 32]);
+    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend(u16::try_from(exts.len()).unwrap().to_be_bytes());
+    body.extend(exts);
+    let mut hs = vec![1, 0];
+    hs.extend(u16::try_from(body.len()).unwrap().to_be_bytes());
+    hs.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend(u16::try_from(hs.len()).unwrap().to_be_bytes());
+    record.extend(hs);
+    record
+}
+
+/// Writes the capture: per beacon an A and an AAAA lookup (each its own UDP flow to the
+/// resolver, as Android's resolver does), then one TLS connection.
+fn write_capture(path: &Path) {
+    let mut w = PcapngWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+    let mut put = |t: i64, packet: Vec<u8>| {
+        w.write_packet(t, &packet, Some(UID), Some(APP)).unwrap();
+    };
+    let hello = client_hello();
+    for i in 0..BEACONS {
+        let t = T0 + i64::from(i) * 60_000;
+        for (k, qtype) in [(0u16, 1u16), (1, 28)] {
+            let port = 40_000 + i * 2 + k;
+            let (query, answer) = dns_exchange(port, qtype);
+            put(
+                t + i64::from(k),
+                ipv4(PHONE, RESOLVER, 17, &udp(port, 53, &query)),
+            );
+            put(
+                t + 5 + i64::from(k),
+                ipv4(RESOLVER, PHONE, 17, &udp(53, port, &answer)),
+            );
+        }
+        let port = 50_000 + i;
+        let up = |seq, ack, flags, data: &[u8]| {
+            ipv4(PHONE, SERVER, 6, &tcp(port, 443, seq, ack, flags, data))
+        };
+        let down = |seq, ack, flags| ipv4(SERVER, PHONE, 6, &tcp(443, port, seq, ack, flags, &[]));
+        put(t + 10, up(1000, 0, 0x02, &[]));
+        put(t + 20, down(5000, 1001, 0x12));
+        put(t + 21, up(1001, 5001, 0x10, &[]));
+        put(t + 22, up(1001, 5001, 0x18, &hello));
+        let after = 1001 + u32::try_from(hello.len()).unwrap();
+        put(t + 40, down(5001, after, 0x10));
+        put(t + 50, up(after, 5001, 0x11, &[]));
+        put(t + 60, down(5001, after + 1, 0x11));
+        put(t + 61, up(after + 1, 5002, 0x10, &[]));
+    }
+    w.into_inner().unwrap();
+}
+
+#[test]
+fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("beacons.pcapng");
+    write_capture(&pcap);
+    let db = dir.path().join("b.db");
+    let dbs = db.to_str().unwrap();
+    phonehome_ok(&["analyze", "-q", "--db", dbs, pcap.to_str().unwrap()]);
+    let n = i64::from(BEACONS);
+
+    // The flows themselves: N TLS flows plus 2N DNS flows, the DNS ones attributed to the
+    // resolver ("DNS"), not to Xiaomi.
+    let out = phonehome_ok(&["flows", "--db", dbs]);
+    let flows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dns: Vec<_> = flows.iter().filter(|f| f["dst_port"] == 53).collect();
+    assert_eq!(flows.len() as i64, 3 * n, "{flows:?}");
+    assert_eq!(dns.len() as i64, 2 * n);
+    for f in &dns {
+        assert_eq!(f["purpose"], "DNS", "{f}");
+        assert!(f["vendor"].is_null(), "{f}");
+    }
+
+    let out = phonehome_ok(&["report", "--db", dbs, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &json["totals"];
+    assert_eq!(t["contacts"], n, "{t}");
+    assert_eq!(t["lookups"], 2 * n, "{t}");
+    assert_eq!(t["dns_flows"], 2 * n, "{t}");
+    assert_eq!(t["xiaomi_contacts"], n, "{t}");
+    let apps = json["apps"].as_array().unwrap();
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!(apps[0]["app"], APP);
+    assert_eq!(apps[0]["contacts"], n);
+    assert_eq!(apps[0]["lookups"], 2 * n);
+    assert_eq!(apps[0]["xiaomi_contacts"], n);
+    let domains = json["domains"].as_array().unwrap();
+    assert_eq!(
+        domains.len(),
+        1,
+        "only the beacon host was contacted: {domains:?}"
+    );
+    assert_eq!(domains[0]["domain"], HOST);
+    assert_eq!(domains[0]["contacts"], n);
+    assert_eq!(domains[0]["lookups"], 2 * n);
+    let categories: i64 = json["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contacts"].as_i64().unwrap())
+        .sum();
+    assert_eq!(categories, n);
+    let countries: i64 = json["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contacts"].as_i64().unwrap())
+        .sum();
+    assert_eq!(countries, n);
+    let timeline: i64 = json["timeline"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["contacts"].as_i64().unwrap())
+        .sum();
+    assert_eq!(timeline, n);
+
+    let out = phonehome_ok(&["report", "--db", dbs]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "{n} contacts (connections, DNS not counted), {} DNS lookups",
+            2 * n
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Xiaomi: {n} contacts with 1 endpoints")),
+        "{text}"
+    );
+    let domain_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(HOST))
+        .unwrap();
+    let cells: Vec<&str> = domain_line.split_whitespace().collect();
+    assert_eq!(
+        (cells[1], cells[2]),
+        (&*n.to_string(), &*(2 * n).to_string()),
+        "{domain_line}"
+    );
+    let app_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(APP))
+        .unwrap();
+    let cells: Vec<&str> = app_line.split_whitespace().collect();
+    assert_eq!(
+        (cells[1], cells[2]),
+        (&*n.to_string(), &*(2 * n).to_string()),
+        "{app_line}"
+    );
+
+    let html = dir.path().join("r.html");
+    phonehome_ok(&[
+        "report",
+        "--db",
+        dbs,
+        "--format",
+        "html",
+        "--out",
+        html.to_str().unwrap(),
+    ]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains(&format!("<b>{n}</b><span>contacts (connections)</span>")),
+        "summary card"
+    );
+    assert!(page.contains(&format!("<b>{}</b><span>DNS lookups</span>", 2 * n)));
+    assert!(page.contains(&format!("<b>{n}</b><span>contacts with Xiaomi</span>")));
+    assert!(
+        !page.contains(&format!("<b>{}</b>", 3 * n)),
+        "3N appears in the HTML"
+    );
+}
+
+/// report, flows, export, mark and retention never write into a file that is not a PhoneHome
+/// database, and never create one (issue 8.7).
+#[test]
+fn commands_refuse_files_that_are_not_phonehome_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let foreign = dir.path().join("other.sqlite");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE notes(x); INSERT INTO notes VALUES ('keep me');")
+            .unwrap();
+    }
+    let random = dir.path().join("random.db");
+    let mut bytes = Vec::new();
+    let mut x: u32 = 12_345;
+    for _ in 0..8192 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        bytes.push((x >> 16) as u8);
+    }
+    std::fs::write(&random, &bytes).unwrap();
+    let missing = dir.path().join("missing.db");
+    let out_csv = dir.path().join("out.csv");
+    let copy = dir.path().join("copy.db");
+
+    for (file, says) in [
+        (&empty, "not a PhoneHome database"),
+        (&foreign, "not a PhoneHome database"),
+        (&random, "not a PhoneHome database"),
+        (&missing, "does not exist"),
+    ] {
+        let before = std::fs::read(file).ok();
+        let f = file.to_str().unwrap();
+        let commands: [Vec<&str>; 6] = [
+            vec!["report", "--db", f],
+            vec!["flows", "--db", f],
+            vec![
+                "export",
+                "--db",
+                f,
+                "--format",
+                "csv",
+                "--out",
+                out_csv.to_str().unwrap(),
+            ],
+            vec!["export", "--db", f, "--out", copy.to_str().unwrap()],
+            vec!["mark", "--db", f, "a label"],
+            vec!["retention", "--db", f, "--keep-days", "3", "--prune"],
+        ];
+        for args in commands {
+            let out = phonehome(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains(&format!("{f}: {says}")), "{args:?}: {err}");
+            assert_eq!(std::fs::read(file).ok(), before, "{args:?} changed {f}");
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let side = format!("{f}{suffix}");
+                assert!(!Path::new(&side).exists(), "{args:?} created {side}");
+            }
+        }
+    }
+}
