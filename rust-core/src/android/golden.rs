@@ -79,6 +79,7 @@ pub fn snapshot() -> Snapshot {
                 leak_flows: 1,
                 last_seen_ms: 1_763_700_060_000,
                 unattributed: false,
+                lookups: 0,
             },
             AppRow {
                 app: None,

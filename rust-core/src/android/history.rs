@@ -39,8 +39,8 @@ fn identity(summary: &AppSummary) -> Option<proto::AppIdentity> {
 fn app_row(summary: &AppSummary) -> proto::AppRow {
     proto::AppRow {
         app: identity(summary),
-        flows: count(summary.flows),
-        xiaomi_flows: count(summary.xiaomi_flows),
+        flows: count(summary.contacts),
+        xiaomi_flows: count(summary.xiaomi_contacts),
         xiaomi_hosts: u32::try_from(summary.xiaomi_endpoints).unwrap_or(0),
         bytes_up: count(summary.bytes_up),
         bytes_down: count(summary.bytes_down),
@@ -48,6 +48,7 @@ fn app_row(summary: &AppSummary) -> proto::AppRow {
         leak_flows: count(summary.leak_flows),
         last_seen_ms: summary.last_contact,
         unattributed: summary.uid.is_none(),
+        lookups: count(summary.lookups),
     }
 }
 
@@ -64,7 +65,7 @@ fn endpoint(d: &DomainSummary) -> proto::Endpoint {
             asn: 0,
             as_name: String::new(),
         }),
-        flows: count(d.flows),
+        flows: count(d.contacts),
         bytes_up: count(d.bytes_up),
         bytes_down: count(d.bytes_down),
         first_seen_ms: d.first_contact,
@@ -111,14 +112,14 @@ pub fn snapshot(db: &Path) -> Result<proto::Snapshot, CoreError> {
             running: false,
             session_id: session,
             started_ms: started,
-            flows_opened: count(totals.flows),
+            flows_opened: count(totals.contacts),
             flows_open: 0,
             bytes_up: count(totals.bytes_up),
             bytes_down: count(totals.bytes_down),
             packets_dropped: 0,
-            xiaomi_flows: count(totals.xiaomi_flows),
+            xiaomi_flows: count(totals.xiaomi_contacts),
             xiaomi_bytes: 0,
-            dns_queries: count(totals.dns_queries),
+            dns_queries: count(totals.lookups),
             error: String::new(),
         }),
         apps,
@@ -228,8 +229,8 @@ pub fn answer(db: &Path, request: &proto::QueryRequest) -> Result<proto::QueryRe
                         purpose: e.purpose.clone().unwrap_or_default(),
                         ..Default::default()
                     }),
-                    flows_before: count(e.before.flows),
-                    flows_after: count(e.after.flows),
+                    flows_before: count(e.before.contacts),
+                    flows_after: count(e.after.contacts),
                     bytes_before: count(e.before.bytes_up + e.before.bytes_down),
                     bytes_after: count(e.after.bytes_up + e.after.bytes_down),
                     apps_after: e.apps_after.clone(),

@@ -29,7 +29,10 @@ type AppKey = Option<u32>;
 
 #[derive(Default, Clone)]
 struct AppTotals {
+    /// Contacts: connections (non-DNS flows). A DNS flow is a lookup, counted in `lookups`.
     flows: u64,
+    /// DNS queries the app made.
+    lookups: u64,
     xiaomi_flows: u64,
     xiaomi_hosts: BTreeSet<String>,
     bytes_up: u64,
@@ -41,16 +44,19 @@ struct AppTotals {
 
 impl AppTotals {
     fn add(&mut self, flow: &FlowRecord) {
+        self.bytes_up += flow.bytes_up;
+        self.bytes_down += flow.bytes_down;
+        self.last_seen = self.last_seen.max(flow.last_seen);
+        if flow.is_dns_lookup() {
+            return;
+        }
         self.flows += 1;
         if is_xiaomi(flow) {
             self.xiaomi_flows += 1;
             self.xiaomi_hosts.insert(host_of(flow));
         }
-        self.bytes_up += flow.bytes_up;
-        self.bytes_down += flow.bytes_down;
         self.cleartext_flows += u64::from(flow.cleartext);
         self.leak_flows += u64::from(!flow.leaks.is_empty());
-        self.last_seen = self.last_seen.max(flow.last_seen);
     }
 }
 
@@ -67,24 +73,30 @@ pub struct LiveView {
     identities: Identities,
     markers: Vec<proto::Marker>,
     dns_queries: u64,
+    /// DNS queries per app (the query's owner).
+    lookups: HashMap<AppKey, u64>,
     /// Xiaomi totals include retired flows.
     retired_xiaomi_flows: u64,
     retired_xiaomi_bytes: u64,
 }
 
-/// A flow is Xiaomi's when the catalog named Xiaomi as the vendor of its destination.
+/// A flow is a contact with Xiaomi when the catalog named Xiaomi as the vendor of its
+/// destination and it is not a DNS lookup (a lookup reached the resolver).
 pub fn is_xiaomi(flow: &FlowRecord) -> bool {
-    flow.destination
-        .vendor
-        .as_deref()
-        .is_some_and(|v| v.eq_ignore_ascii_case("xiaomi"))
+    !flow.is_dns_lookup()
+        && flow
+            .destination
+            .vendor
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("xiaomi"))
 }
 
-/// The name a flow is grouped under: its hostname, or the bare destination address.
+/// The endpoint a flow counts for: its host name, or its address when unnamed. A DNS flow
+/// counts for the resolver's address, never for the name it asked about.
 pub fn host_of(flow: &FlowRecord) -> String {
     match &flow.hostname {
-        Some(name) => name.clone(),
-        None => flow.key.dst.ip().to_string(),
+        Some(name) if !flow.is_dns_lookup() => name.clone(),
+        _ => flow.key.dst.ip().to_string(),
     }
 }
 
@@ -100,6 +112,7 @@ impl LiveView {
             identities,
             markers: Vec::new(),
             dns_queries: 0,
+            lookups: HashMap::new(),
             retired_xiaomi_flows: 0,
             retired_xiaomi_bytes: 0,
         }
@@ -120,7 +133,10 @@ impl LiveView {
                 }
                 self.evict();
             }
-            Event::Dns(_) => self.dns_queries += 1,
+            Event::Dns(record) => {
+                self.dns_queries += 1;
+                *self.lookups.entry(record.uid).or_default() += 1;
+            }
             Event::App { uid, name } => {
                 self.names.insert(*uid, name.clone());
             }
@@ -178,6 +194,9 @@ impl LiveView {
         for flow in self.flows.values() {
             totals.entry(flow.uid).or_default().add(flow);
         }
+        for (key, lookups) in &self.lookups {
+            totals.entry(*key).or_default().lookups = *lookups;
+        }
         totals
     }
 
@@ -185,6 +204,7 @@ impl LiveView {
         proto::AppRow {
             app: key.map(|uid| self.identity(uid)),
             flows: t.flows,
+            lookups: t.lookups,
             xiaomi_flows: t.xiaomi_flows,
             xiaomi_hosts: u32::try_from(t.xiaomi_hosts.len()).unwrap_or(u32::MAX),
             bytes_up: t.bytes_up,
@@ -421,7 +441,7 @@ impl EndpointAcc {
         if self.destination.is_none() {
             self.destination = Some(destination(flow));
         }
-        self.flows += 1;
+        self.flows += u64::from(!flow.is_dns_lookup());
         self.bytes_up += flow.bytes_up;
         self.bytes_down += flow.bytes_down;
         self.first_seen = Some(
@@ -567,6 +587,64 @@ mod tests {
         assert_eq!(snap.totals.as_ref().unwrap().xiaomi_bytes, 3 * 1100);
         assert!(snap.apps.iter().any(|a| a.unattributed && a.app.is_none()));
         assert_eq!(snap.recent.len(), 5);
+    }
+
+    /// Three beacons to a Xiaomi host, each after an A and an AAAA lookup of its name (DNS
+    /// flows to the resolver): three contacts, six lookups, in the app row and its detail.
+    #[test]
+    fn dns_flows_are_lookups_not_contacts() {
+        let mut v = view();
+        let host = "sa.api.intl.miui.com";
+        for i in 0..3u64 {
+            let t = 1_000 + i as i64 * 100;
+            v.apply(&Event::Flow(flow(i, Some(10123), host, true, t)));
+            for k in 0..2u64 {
+                let key = FlowKey {
+                    proto: Proto::Udp,
+                    src: format!("10.0.0.2:{}", 40_000 + i * 2 + k).parse().unwrap(),
+                    dst: "10.0.0.1:53".parse().unwrap(),
+                };
+                let mut dns = FlowRecord::new(100 + i * 2 + k, key, t);
+                dns.uid = Some(10123);
+                dns.offer_name(host, NameSource::DnsQuery);
+                dns.app_info.l7 = Some("dns".into());
+                v.apply(&Event::Flow(dns));
+                v.apply(&Event::Dns(crate::flow::DnsRecord {
+                    time: t,
+                    uid: Some(10123),
+                    flow_id: Some(100 + i * 2 + k),
+                    client: key.src,
+                    server: key.dst,
+                    transport: Proto::Udp,
+                    query: host.into(),
+                    qtype: if k == 0 { 1 } else { 28 },
+                    rcode: Some(0),
+                    answers: Vec::new(),
+                    answer_ips: Vec::new(),
+                    ttl: None,
+                }));
+            }
+        }
+        let snap = v.snapshot(true, &EngineCounters::default(), "");
+        let row = &snap.apps[0];
+        assert_eq!((row.flows, row.lookups, row.xiaomi_flows), (3, 6, 3));
+        assert_eq!(row.xiaomi_hosts, 1);
+        assert_eq!(snap.totals.as_ref().unwrap().xiaomi_flows, 3);
+        let detail = v.app_detail(&proto::AppDetailRequest {
+            uid: 10123,
+            unattributed: false,
+        });
+        let beacon = detail.endpoints.iter().find(|e| e.host == host).unwrap();
+        assert_eq!(beacon.flows, 3);
+        let resolver = detail
+            .endpoints
+            .iter()
+            .find(|e| e.host == "10.0.0.1")
+            .unwrap();
+        assert_eq!(
+            resolver.flows, 0,
+            "lookups are not contacts with the resolver either"
+        );
     }
 
     #[test]
