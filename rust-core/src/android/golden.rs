@@ -66,6 +66,7 @@ pub fn snapshot() -> Snapshot {
             xiaomi_bytes: 4_096,
             dns_queries: 150,
             error: String::new(),
+            contacts: 0,
         }),
         apps: vec![
             AppRow {

@@ -258,6 +258,7 @@ impl LiveView {
                 xiaomi_flows,
                 xiaomi_bytes,
                 dns_queries: self.dns_queries,
+                contacts: totals_by_app.values().map(|t| t.flows).sum(),
                 error: error.to_string(),
             }),
             apps,
@@ -629,7 +630,11 @@ mod tests {
         let row = &snap.apps[0];
         assert_eq!((row.flows, row.lookups, row.xiaomi_flows), (3, 6, 3));
         assert_eq!(row.xiaomi_hosts, 1);
-        assert_eq!(snap.totals.as_ref().unwrap().xiaomi_flows, 3);
+        let totals = snap.totals.as_ref().unwrap();
+        assert_eq!(
+            (totals.xiaomi_flows, totals.contacts, totals.dns_queries),
+            (3, 3, 6)
+        );
         let detail = v.app_detail(&proto::AppDetailRequest {
             uid: 10123,
             unattributed: false,

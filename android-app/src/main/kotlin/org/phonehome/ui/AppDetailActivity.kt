@@ -36,6 +36,7 @@ class AppDetailActivity : Activity() {
                     if (unattributed) "–" else uid.toString(),
                     row.flows,
                     row.xiaomiFlows,
+                    row.lookups,
                 )
                 adapter.update(detail.endpointsList)
             }.onFailure { header.text = getString(R.string.error_query, it.message) }

@@ -49,6 +49,7 @@ class AppListAdapter(private val context: Context) : BaseAdapter() {
             row.flows,
             Format.bytes(context, row.bytesUp),
             Format.bytes(context, row.bytesDown),
+            row.lookups,
         )
         val flags = buildList {
             if (row.cleartextFlows > 0) add(context.getString(R.string.flag_cleartext, row.cleartextFlows))

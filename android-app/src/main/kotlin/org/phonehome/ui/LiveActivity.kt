@@ -98,10 +98,11 @@ class LiveActivity : Activity() {
         } else {
             getString(
                 if (running) R.string.status_running else R.string.status_stopped,
-                totals.flowsOpened,
+                totals.contacts,
                 totals.xiaomiFlows,
                 Format.bytes(this, totals.bytesUp),
                 Format.bytes(this, totals.bytesDown),
+                totals.dnsQueries,
             )
         }
         val warnings = buildList {

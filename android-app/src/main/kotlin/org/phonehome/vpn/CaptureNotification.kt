@@ -35,8 +35,9 @@ class CaptureNotification(private val context: Context) {
             context.getString(
                 R.string.notification_counts,
                 snapshot.appsCount,
-                totals.flowsOpened,
+                totals.contacts,
                 totals.xiaomiFlows,
+                totals.dnsQueries,
             )
         }
         val builder = builder()
