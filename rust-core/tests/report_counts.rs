@@ -225,8 +225,29 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         .sum();
     assert_eq!(timeline, n);
 
+    // Contacts per hour per app: all N in the one hour of the capture; no daily series for
+    // six minutes of traffic.
+    let hourly = &json["app_timelines"]["hourly"];
+    assert_eq!(hourly["bucket_ms"], 3_600_000);
+    assert_eq!(hourly["starts"], serde_json::json!([T0 - T0 % 3_600_000]));
+    assert_eq!(hourly["total"], serde_json::json!([n]));
+    assert_eq!(hourly["series"][0]["name"], APP);
+    assert_eq!(hourly["series"][0]["contacts"], serde_json::json!([n]));
+    assert!(json["app_timelines"]["daily"].is_null());
+
     let out = phonehome_ok(&["report", "--db", dbs]);
     let text = String::from_utf8(out.stdout).unwrap();
+    let table = text
+        .split("CONTACTS PER HOUR PER APP (UTC)")
+        .nth(1)
+        .unwrap();
+    let row = table.lines().nth(2).unwrap();
+    assert!(row.trim_start().starts_with("2023-11-14 22:00"), "{table}");
+    assert_eq!(
+        row.split_whitespace().skip(2).collect::<Vec<_>>(),
+        [n.to_string(), n.to_string()],
+        "{table}"
+    );
     assert!(
         text.contains(&format!(
             "{n} contacts (connections, DNS not counted), {} DNS lookups",
@@ -279,6 +300,40 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
     assert!(
         !page.contains(&format!("<b>{}</b>", 3 * n)),
         "3N appears in the HTML"
+    );
+    assert!(page.contains("<h2>Contacts per hour, per app</h2>"));
+    assert!(page.contains(&format!("<title>{APP}: {n} contacts</title></polyline>")));
+
+    // The experiment: a marker after the fourth beacon splits 4 + 3 contacts, but 3.5 and 2.5
+    // minutes of traffic are too short for per-hour rates.
+    let reader = phonehome::store::Reader::open(&db).unwrap();
+    let marker = reader
+        .add_marker_at(1, T0 + 3 * 60_000 + 30_000, "off")
+        .unwrap();
+    drop(reader);
+    let cmp = format!("marker:{}", marker.id);
+    let out = phonehome_ok(&["report", "--db", dbs, "--compare", &cmp, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &json["comparison"];
+    assert_eq!(c["before"]["totals"]["contacts"], 4, "{c}");
+    assert_eq!(c["after"]["totals"]["contacts"], n - 4);
+    assert_eq!(c["before"]["totals"]["lookups"], 8);
+    assert_eq!(c["before"]["meaningful"], false);
+    assert!(
+        c["note"].as_str().unwrap().contains("not meaningful yet"),
+        "{c}"
+    );
+    assert!(c["apps"][0]["before"]["contacts_per_hour"].is_null(), "{c}");
+    assert_eq!(c["still_phoning_home"][0]["contacts_after"], n - 4);
+    let out = phonehome_ok(&["report", "--db", dbs, "--compare", &cmp]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("NOTE: The comparison is not meaningful yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains(": 4 contacts (4 Xiaomi), 8 lookups"),
+        "{text}"
     );
 }
 

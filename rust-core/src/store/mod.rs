@@ -18,6 +18,7 @@ pub mod retention;
 pub mod schema;
 #[doc(hidden)]
 pub mod synth;
+pub mod timeline;
 mod views;
 mod writer;
 

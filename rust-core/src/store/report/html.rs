@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{Report, human_bytes, human_duration, utc};
+use crate::store::timeline::{ContactTimelines, DAY_MS};
 
 /// "2026-11-21 05:47" (UTC; the header says so).
 fn short_utc(ms: i64) -> String {
@@ -222,6 +223,126 @@ fn timeline(r: &Report) -> String {
         esc(&human_duration(r.timeline.bucket_ms))
     ));
     s
+}
+
+const SERIES_COLOURS: &[&str] = &[
+    "#e8590c", "#1971c2", "#2f9e44", "#9c36b5", "#f08c00", "#0c8599", "#c2255c", "#5f3dc4",
+    "#66a80f", "#495057", "#adb5bd",
+];
+
+/// Contacts per hour (per day past two days) per app: one line per app in an inline SVG, and
+/// the numbers in a table.
+fn app_timelines(t: &ContactTimelines) -> String {
+    let b = t.daily.as_ref().unwrap_or(&t.hourly);
+    if b.starts.is_empty() {
+        return String::new();
+    }
+    let per = if b.bucket_ms == DAY_MS { "day" } else { "hour" };
+    let mut o = format!(
+        "<section><h2>Contacts per {per}, per app</h2><p class=\"muted\">Connections (DNS \
+         lookups not counted) started in each {per} (UTC); the same numbers are in the JSON \
+         report (<code>app_timelines</code>).</p>"
+    );
+    let (w, h, left, bottom) = (1000.0f64, 240.0f64, 48.0f64, 30.0f64);
+    let plot_w = w - left - 10.0;
+    let plot_h = h - bottom - 20.0;
+    let n = b.starts.len();
+    let max = b
+        .series
+        .iter()
+        .flat_map(|s| s.contacts.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let x_of = |i: usize| {
+        if n <= 1 {
+            left + plot_w / 2.0
+        } else {
+            left + i as f64 / (n - 1) as f64 * plot_w
+        }
+    };
+    let y_of = |v: i64| 20.0 + plot_h - v as f64 / max * plot_h;
+    let _ = write!(
+        o,
+        "<svg role=\"img\" width=\"100%\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"xMidYMid meet\">"
+    );
+    for i in 0..=4 {
+        let v = (max * f64::from(i) / 4.0).round() as i64;
+        let y = y_of(v);
+        let _ = write!(
+            o,
+            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"></line>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>",
+            w - 10.0,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    for (k, series) in b.series.iter().enumerate() {
+        let colour = SERIES_COLOURS[k.min(SERIES_COLOURS.len() - 1)];
+        let points: Vec<String> = series
+            .contacts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x_of(i), y_of(*v)))
+            .collect();
+        let _ = write!(
+            o,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\">\
+             <title>{}: {} contacts</title></polyline>",
+            points.join(" "),
+            esc(&series.name),
+            series.total
+        );
+        if n == 1 {
+            let _ = write!(
+                o,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{colour}\"></circle>",
+                x_of(0),
+                y_of(series.contacts[0])
+            );
+        }
+    }
+    for (i, start) in [(0, b.starts[0]), (n - 1, b.starts[n - 1])] {
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{}\">{}</text>",
+            x_of(i),
+            h - 8.0,
+            if i == 0 { "start" } else { "end" },
+            esc(&short_utc(start))
+        );
+    }
+    o.push_str("</svg><p class=\"legend muted\">");
+    for (k, series) in b.series.iter().enumerate() {
+        let colour = SERIES_COLOURS[k.min(SERIES_COLOURS.len() - 1)];
+        let _ = write!(
+            o,
+            "<span style=\"background:{colour}\"></span>{} ({})",
+            esc(&series.name),
+            series.total
+        );
+    }
+    o.push_str("</p><table><tr><th>");
+    o.push_str(if per == "day" {
+        "Day (UTC)"
+    } else {
+        "Hour (UTC)"
+    });
+    o.push_str("</th>");
+    for series in &b.series {
+        let _ = write!(o, "<th class=\"n\">{}</th>", esc(&series.name));
+    }
+    o.push_str("<th class=\"n\">Total</th></tr>");
+    for (i, start) in b.starts.iter().enumerate() {
+        let _ = write!(o, "<tr><td class=\"t\">{}</td>", esc(&short_utc(*start)));
+        for series in &b.series {
+            let _ = write!(o, "<td class=\"n\">{}</td>", series.contacts[i]);
+        }
+        let _ = write!(o, "<td class=\"n\">{}</td></tr>", b.total[i]);
+    }
+    o.push_str("</table></section>");
+    o
 }
 
 fn card(o: &mut String, value: &str, label: &str, alert: bool) {
@@ -470,6 +591,8 @@ pub fn render(r: &Report) -> String {
     o.push_str("<section><h2>Timeline</h2>");
     o.push_str(&timeline(r));
     o.push_str("</section>");
+
+    o.push_str(&app_timelines(&r.app_timelines));
 
     o.push_str("<section><h2>Xiaomi endpoints by category</h2>");
     let rows: Vec<Bar> = r

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::experiment::{Comparison, EXPERIMENT_INTRO, GUIDED_STEPS, GuidedStep, WindowSpec};
 use super::read::{Marker, Reader, Session, Window};
+use super::timeline::{ContactTimelines, SeriesKey};
 use super::views::{
     AppSummary, CategorySummary, CountrySummary, DomainSummary, TimelineBucket, Totals, Visibility,
 };
@@ -67,6 +68,8 @@ pub struct Report {
     pub countries: Vec<CountrySummary>,
     pub categories: Vec<CategorySummary>,
     pub timeline: Timeline,
+    /// Contacts per hour (and per day past two days) per app, as aligned arrays.
+    pub app_timelines: ContactTimelines,
     pub visibility: Visibility,
     pub comparison: Option<Comparison>,
     pub experiment: Option<ExperimentGuide>,
@@ -163,6 +166,7 @@ pub fn build(reader: &Reader, scope: &Scope) -> Result<Report, StoreError> {
             bucket_ms,
             buckets: reader.timeline(window, bucket_ms)?,
         },
+        app_timelines: reader.contact_timelines(window, SeriesKey::App)?,
         visibility: reader.visibility(window)?,
         totals,
         comparison,

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::{Report, human_bytes, human_duration, utc};
+use crate::store::timeline::{ContactTimelines, DAY_MS};
 
 /// Cuts `s` to `width` characters, marking the cut with '~'.
 fn fit(s: &str, width: usize) -> String {
@@ -288,6 +289,8 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    series_table(&mut o, &r.app_timelines);
+
     let _ = writeln!(o, "\nWHAT THIS CAPTURE COULD NOT SEE");
     for n in &r.visibility.notes {
         let _ = writeln!(o, "  - {}", wrap(n, 96, "    "));
@@ -306,6 +309,52 @@ pub fn render(r: &Report) -> String {
         }
     }
     o
+}
+
+/// Contacts per hour (per day past two days) per app: one row per bucket, one column per app
+/// (the five with most contacts, the rest summed), and the total.
+fn series_table(o: &mut String, t: &ContactTimelines) {
+    const COLUMNS: usize = 5;
+    const MAX_ROWS: usize = 72;
+    let b = t.daily.as_ref().unwrap_or(&t.hourly);
+    if b.starts.is_empty() {
+        return;
+    }
+    let per = if b.bucket_ms == DAY_MS { "day" } else { "hour" };
+    let _ = writeln!(o, "\nCONTACTS PER {} PER APP (UTC)", per.to_uppercase());
+    let shown = b.series.len().min(COLUMNS);
+    let mut header = format!("  {:<17}", if per == "day" { "day" } else { "hour" });
+    for s in &b.series[..shown] {
+        let _ = write!(header, " {:>14}", fit(&s.name, 14));
+    }
+    if b.series.len() > shown {
+        let _ = write!(header, " {:>8}", "others");
+    }
+    let _ = write!(header, " {:>7}", "total");
+    let _ = writeln!(o, "{header}");
+    let rows = b.starts.len();
+    let skip = rows.saturating_sub(MAX_ROWS);
+    if skip > 0 {
+        let _ = writeln!(o, "  ({skip} earlier {per}s are in the JSON report)");
+    }
+    for (i, start) in b.starts.iter().enumerate().skip(skip) {
+        let when = utc(*start);
+        let when = if per == "day" {
+            when.get(..10).unwrap_or(&when).to_string()
+        } else {
+            when.get(..16).unwrap_or(&when).to_string()
+        };
+        let mut line = format!("  {when:<17}");
+        for s in &b.series[..shown] {
+            let _ = write!(line, " {:>14}", s.contacts[i]);
+        }
+        if b.series.len() > shown {
+            let others: i64 = b.series[shown..].iter().map(|s| s.contacts[i]).sum();
+            let _ = write!(line, " {others:>8}");
+        }
+        let _ = write!(line, " {:>7}", b.total[i]);
+        let _ = writeln!(o, "{line}");
+    }
 }
 
 /// A per-hour rate, or "n/a" when the window is too short for one.
