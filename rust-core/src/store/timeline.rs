@@ -1,5 +1,7 @@
-//! Contacts over time per app (issue 8.6): dense arrays of contacts per hour, and per day
-//! for histories longer than two days, one series per app.
+//! Contacts over time per app (issue 8.6): arrays of contacts per hour, and per day for
+//! histories longer than two days, one series per app. Buckets without any contact are left
+//! out (a history of captures months apart would otherwise be mostly zeros); every array is
+//! aligned with `starts`.
 //!
 //! A contact is a connection (a non-DNS flow, `flows.lookup = 0`), counted in the bucket of its
 //! start. The series are read from `flows` grouped by (bucket, key), so grouping by another
@@ -49,7 +51,7 @@ pub struct Series {
     pub total: i64,
 }
 
-/// Every bucket from the first contact's to the last's, empty ones included.
+/// The buckets that hold at least one contact, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Buckets {
     /// Bucket width, ms.
@@ -117,27 +119,22 @@ impl Reader {
             .map_err(self.err())?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err())?;
-        Ok(dense(bucket_ms, &rows))
+        Ok(aligned(bucket_ms, &rows))
     }
 }
 
-/// Turns sparse (bucket, name, contacts) rows into aligned arrays.
-fn dense(bucket_ms: i64, rows: &[(Millis, String, i64)]) -> Buckets {
-    let (Some(first), Some(last)) = (
-        rows.iter().map(|r| r.0).min(),
-        rows.iter().map(|r| r.0).max(),
-    ) else {
-        return Buckets {
-            bucket_ms,
-            ..Buckets::default()
-        };
-    };
-    let n = usize::try_from((last - first) / bucket_ms + 1).unwrap_or(0);
-    let starts: Vec<Millis> = (0..n).map(|i| first + i as i64 * bucket_ms).collect();
+/// Turns (bucket, name, contacts) rows into arrays aligned on the non-empty buckets.
+fn aligned(bucket_ms: i64, rows: &[(Millis, String, i64)]) -> Buckets {
+    let mut starts: Vec<Millis> = rows.iter().map(|r| r.0).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let n = starts.len();
     let mut by_name: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
     let mut total = vec![0i64; n];
     for (b, name, contacts) in rows {
-        let i = usize::try_from((b - first) / bucket_ms).unwrap_or(0);
+        let Ok(i) = starts.binary_search(b) else {
+            continue;
+        };
         by_name.entry(name).or_insert_with(|| vec![0; n])[i] += contacts;
         total[i] += contacts;
     }
@@ -178,22 +175,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dense_fills_gaps_and_folds_small_series() {
+    fn aligned_skips_empty_buckets_and_folds_small_series() {
         let mut rows = vec![
             (0, "a".to_string(), 2),
             (2 * HOUR_MS, "a".to_string(), 1),
             (2 * HOUR_MS, "b".to_string(), 5),
         ];
-        let b = dense(HOUR_MS, &rows);
-        assert_eq!(b.starts, vec![0, HOUR_MS, 2 * HOUR_MS]);
-        assert_eq!(b.total, vec![2, 0, 6]);
+        let b = aligned(HOUR_MS, &rows);
+        assert_eq!(b.starts, vec![0, 2 * HOUR_MS]);
+        assert_eq!(b.total, vec![2, 6]);
         assert_eq!(b.series[0].name, "b");
-        assert_eq!(b.series[0].contacts, vec![0, 0, 5]);
-        assert_eq!(b.series[1].contacts, vec![2, 0, 1]);
+        assert_eq!(b.series[0].contacts, vec![0, 5]);
+        assert_eq!(b.series[1].contacts, vec![2, 1]);
         for i in 0..12 {
             rows.push((0, format!("z{i:02}"), 1));
         }
-        let b = dense(HOUR_MS, &rows);
+        let b = aligned(HOUR_MS, &rows);
         assert_eq!(b.series.len(), MAX_SERIES + 1);
         let other = b.series.last().unwrap();
         assert_eq!((other.name.as_str(), other.total), (OTHER, 4));

@@ -168,14 +168,15 @@ pub const ROLLUP_BUCKET_MS: i64 = 3_600_000;
 
 /// Columns every view reads, from the rollup (whole buckets) or from flows (window edges).
 const SOURCE_COLUMNS: &str = "session_id, uid, endpoint, named, vendor, category, purpose, country,
-    flows, dns_flows, flows - dns_flows AS contacts, bytes_up, bytes_down, cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows,
+    flows, dns_flows, flows - dns_flows AS contacts, bytes_up, bytes_down,
+    max(cleartext_flows - dns_flows, 0) AS cleartext_flows, leak_flows, guessed_flows, ech_flows, dot_flows,
     first_contact, last_contact, bucket";
 
 const FLOW_AS_SOURCE: &str = "session_id, coalesce(uid, -1) AS uid,
     endpoint, hostname IS NOT NULL AND NOT lookup AS named, vendor, category,
     purpose, coalesce(country, '') AS country, 1 AS flows, lookup AS dns_flows,
     1 - lookup AS contacts, bytes_up, bytes_down,
-    cleartext AS cleartext_flows, leaks IS NOT NULL AS leak_flows,
+    cleartext AND NOT lookup AS cleartext_flows, leaks IS NOT NULL AS leak_flows,
     category_guessed AS guessed_flows, ech AS ech_flows, dst_port = 853 AS dot_flows,
     first_seen AS first_contact, last_seen AS last_contact,
     first_seen - first_seen % 3600000 AS bucket";

@@ -240,7 +240,8 @@ fn app_timelines(t: &ContactTimelines) -> String {
     let per = if b.bucket_ms == DAY_MS { "day" } else { "hour" };
     let mut o = format!(
         "<section><h2>Contacts per {per}, per app</h2><p class=\"muted\">Connections (DNS \
-         lookups not counted) started in each {per} (UTC); the same numbers are in the JSON \
+         lookups not counted) started in each {per} (UTC); {per}s without any contact are \
+         left out. The same numbers are in the JSON \
          report (<code>app_timelines</code>).</p>"
     );
     let (w, h, left, bottom) = (1000.0f64, 240.0f64, 48.0f64, 30.0f64);
@@ -254,11 +255,13 @@ fn app_timelines(t: &ContactTimelines) -> String {
         .max()
         .unwrap_or(1)
         .max(1) as f64;
+    // Position by time, so the hours left out (no contact) show as gaps in time.
+    let (t0, t1) = (b.starts[0], b.starts[n - 1]);
     let x_of = |i: usize| {
-        if n <= 1 {
+        if t1 == t0 {
             left + plot_w / 2.0
         } else {
-            left + i as f64 / (n - 1) as f64 * plot_w
+            left + (b.starts[i] - t0) as f64 / (t1 - t0) as f64 * plot_w
         }
     };
     let y_of = |v: i64| 20.0 + plot_h - v as f64 / max * plot_h;
@@ -334,7 +337,16 @@ fn app_timelines(t: &ContactTimelines) -> String {
         let _ = write!(o, "<th class=\"n\">{}</th>", esc(&series.name));
     }
     o.push_str("<th class=\"n\">Total</th></tr>");
-    for (i, start) in b.starts.iter().enumerate() {
+    const ROWS: usize = 200;
+    let skip = n.saturating_sub(ROWS);
+    if skip > 0 {
+        let _ = write!(
+            o,
+            "<tr><td colspan=\"{}\" class=\"muted\">{skip} earlier {per}s are in the JSON report.</td></tr>",
+            b.series.len() + 2
+        );
+    }
+    for (i, start) in b.starts.iter().enumerate().skip(skip) {
         let _ = write!(o, "<tr><td class=\"t\">{}</td>", esc(&short_utc(*start)));
         for series in &b.series {
             let _ = write!(o, "<td class=\"n\">{}</td>", series.contacts[i]);
@@ -400,7 +412,7 @@ pub fn render(r: &Report) -> String {
     card(
         &mut o,
         &t.cleartext_flows.to_string(),
-        "cleartext flows",
+        "cleartext contacts",
         t.cleartext_flows > 0,
     );
     card(

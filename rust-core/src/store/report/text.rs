@@ -73,7 +73,7 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         o,
-        "Xiaomi: {} contacts with {} endpoints. Cleartext flows: {}. Flows leaking identifiers: {}.",
+        "Xiaomi: {} contacts with {} endpoints. Cleartext contacts: {}. Flows leaking identifiers: {}.",
         t.xiaomi_contacts, t.xiaomi_endpoints, t.cleartext_flows, t.leak_flows
     );
 
