@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{Report, human_bytes, human_duration, utc};
+use crate::flow::Millis;
 use crate::store::timeline::{ContactTimelines, DAY_MS};
 
 /// "2026-11-21 05:47" (UTC; the header says so).
@@ -217,8 +218,8 @@ fn timeline(r: &Report) -> String {
         esc(&utc(t1))
     );
     s.push_str(&format!(
-        "<p class=\"legend muted\"><span style=\"background:#74c0fc\"></span>all flows\
-         <span style=\"background:#e8590c\"></span>flows to Xiaomi endpoints \
+        "<p class=\"legend muted\"><span style=\"background:#74c0fc\"></span>contacts (DNS lookups not counted)\
+         <span style=\"background:#e8590c\"></span>contacts with Xiaomi endpoints \
          &nbsp;(one bar per {}; dashed lines are markers)</p>",
         esc(&human_duration(r.timeline.bucket_ms))
     ));
@@ -257,13 +258,14 @@ fn app_timelines(t: &ContactTimelines) -> String {
         .max(1) as f64;
     // Position by time, so the hours left out (no contact) show as gaps in time.
     let (t0, t1) = (b.starts[0], b.starts[n - 1]);
-    let x_of = |i: usize| {
+    let x_at = |t: Millis| {
         if t1 == t0 {
             left + plot_w / 2.0
         } else {
-            left + (b.starts[i] - t0) as f64 / (t1 - t0) as f64 * plot_w
+            left + (t - t0) as f64 / (t1 - t0) as f64 * plot_w
         }
     };
+    let x_of = |i: usize| x_at(b.starts[i]);
     let y_of = |v: i64| 20.0 + plot_h - v as f64 / max * plot_h;
     let _ = write!(
         o,
@@ -283,12 +285,18 @@ fn app_timelines(t: &ContactTimelines) -> String {
     }
     for (k, series) in b.series.iter().enumerate() {
         let colour = SERIES_COLOURS[k.min(SERIES_COLOURS.len() - 1)];
-        let points: Vec<String> = series
-            .contacts
-            .iter()
-            .enumerate()
-            .map(|(i, v)| format!("{:.1},{:.1}", x_of(i), y_of(*v)))
-            .collect();
+        // Buckets left out had no contact: the line drops to 0 across them instead of
+        // joining two busy hours months apart.
+        let mut points: Vec<String> = Vec::with_capacity(series.contacts.len());
+        for (i, v) in series.contacts.iter().enumerate() {
+            if i > 0 && b.starts[i] - b.starts[i - 1] > b.bucket_ms {
+                let zero = y_of(0);
+                let after = x_at(b.starts[i - 1] + b.bucket_ms);
+                let before = x_at(b.starts[i] - b.bucket_ms);
+                points.push(format!("{after:.1},{zero:.1} {before:.1},{zero:.1}"));
+            }
+            points.push(format!("{:.1},{:.1}", x_of(i), y_of(*v)));
+        }
         let _ = write!(
             o,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\">\
@@ -511,23 +519,29 @@ pub fn render(r: &Report) -> String {
             .filter(|a| a.xiaomi_contacts_before + a.xiaomi_contacts_after > 0)
             .take(20)
             .flat_map(|a| {
-                let hours = |w: &super::super::experiment::Counts, x: i64| match w.contacts_per_hour
-                {
-                    Some(rate) if w.contacts > 0 => rate * x as f64 / w.contacts as f64,
-                    _ => 0.0,
+                // None when the window is too short for a rate: shown as "n/a", not as 0.
+                let hours = |w: &super::super::experiment::Counts, x: i64| {
+                    w.contacts_per_hour.map(|rate| {
+                        if w.contacts > 0 {
+                            rate * x as f64 / w.contacts as f64
+                        } else {
+                            0.0
+                        }
+                    })
                 };
                 let before = hours(&a.before, a.xiaomi_contacts_before);
                 let after = hours(&a.after, a.xiaomi_contacts_after);
+                let note = |r: Option<f64>| r.map_or_else(|| "n/a".into(), |r| format!("{r:.1}/h"));
                 [
                     Bar {
                         label: format!("{} (before)", a.app),
-                        segments: vec![((before * 10.0) as i64, "before")],
-                        note: format!("{before:.1}/h"),
+                        segments: vec![((before.unwrap_or(0.0) * 10.0) as i64, "before")],
+                        note: note(before),
                     },
                     Bar {
                         label: "after".into(),
-                        segments: vec![((after * 10.0) as i64, "after")],
-                        note: format!("{after:.1}/h"),
+                        segments: vec![((after.unwrap_or(0.0) * 10.0) as i64, "after")],
+                        note: note(after),
                     },
                 ]
             })
