@@ -447,11 +447,10 @@ fn forward_events(
         match &event {
             Event::Flow(record) | Event::FlowClosed(record) => {
                 let closed = matches!(event, Event::FlowClosed(_));
+                // A DNS flow went to the resolver, whatever name it asked about.
+                let name = record.hostname.clone().filter(|_| !record.is_dns_lookup());
                 let line = FlowLine {
-                    destination: record
-                        .hostname
-                        .clone()
-                        .unwrap_or_else(|| record.key.dst.ip().to_string()),
+                    destination: name.unwrap_or_else(|| record.key.dst.ip().to_string()),
                     proto: record.key.proto,
                     port: record.key.dst.port(),
                     bytes_up: record.bytes_up,
