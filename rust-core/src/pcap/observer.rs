@@ -501,7 +501,33 @@ impl Observer {
     fn emit_dns(&mut self, record: crate::flow::DnsRecord) {
         self.stats.dns_records += 1;
         self.namer.on_dns(&record);
+        let answered = record.answer_ips.clone();
         self.send(Event::Dns(record));
+        self.name_late_answer(&answered);
+    }
+
+    /// An answer that arrives after a connection to one of its addresses opened names that
+    /// connection if nothing in the flow did (as the live engine does).
+    fn name_late_answer(&mut self, answered: &[std::net::IpAddr]) {
+        if answered.is_empty() {
+            return;
+        }
+        let late: Vec<Tuple> = self
+            .flows
+            .iter()
+            .filter(|(_, s)| {
+                !s.closed
+                    && s.record.hostname.is_none()
+                    && answered.contains(&s.record.key.dst.ip())
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for tuple in late {
+            if let Some(state) = self.flows.get_mut(&tuple) {
+                state.stale = true;
+            }
+            self.after_packet(tuple, self.now, None);
+        }
     }
 
     /// Names the flow, sends an event when its identity changed, closes it when asked.
@@ -591,6 +617,7 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+    use crate::flow::NameSource;
     use crate::pcap::testutil::*;
 
     const PHONE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -802,6 +829,46 @@ mod tests {
         assert_eq!(inner.bytes_up, get.len() as u64);
         let echo = flows.iter().find(|f| f.key.proto == Proto::Udp).unwrap();
         assert_eq!(echo.key.dst, SocketAddr::new(upf.into(), 2152));
+    }
+
+    #[test]
+    fn late_dns_answer_names_an_open_flow() {
+        let resolver = Ipv4Addr::new(198, 18, 0, 1);
+        let mut query = 7u16.to_be_bytes().to_vec();
+        query.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        query.extend(b"\x04late\x07example\x00\x00\x01\x00\x01");
+        let mut answer = query.clone();
+        answer[2..4].copy_from_slice(&[0x81, 0x80]);
+        answer[7] = 1;
+        answer.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        answer.extend(SERVER.octets());
+        let packets = vec![
+            // The app connects to an address it had cached; the lookup's answer comes after.
+            (
+                1000,
+                ipv4(PHONE, SERVER, 6, &tcp(40000, 5000, 100, 0, SYN, b"")),
+            ),
+            (1001, ipv4(PHONE, resolver, 17, &udp(41000, 53, &query))),
+            (1002, ipv4(resolver, PHONE, 17, &udp(53, 41000, &answer))),
+            (
+                1003,
+                ipv4(PHONE, SERVER, 6, &tcp(40000, 5000, 101, 0, RST, b"")),
+            ),
+        ];
+        let events = run(&packets, Owner::default());
+        let named_before_close = events.iter().any(|e| match e {
+            Event::Flow(r) => {
+                r.key.proto == Proto::Tcp && r.hostname.as_deref() == Some("late.example")
+            }
+            _ => false,
+        });
+        assert!(named_before_close, "{events:?}");
+        let tcp = closed(&events)
+            .into_iter()
+            .find(|f| f.key.proto == Proto::Tcp)
+            .unwrap();
+        assert_eq!(tcp.hostname.as_deref(), Some("late.example"));
+        assert_eq!(tcp.hostname_source, Some(NameSource::Dns));
     }
 
     #[test]
