@@ -533,6 +533,8 @@ fn embedded_xiaomi_name(c: &Catalog, host: &str) -> Option<Classification> {
 struct IpRule {
     net: IpAddr,
     prefix: u8,
+    /// Xiaomi, or the partner whose service Xiaomi software uses (named as what it is).
+    vendor: &'static str,
     category: &'static str,
     purpose: &'static str,
 }
@@ -542,80 +544,103 @@ const IP_RULES: &[IpRule] = &[
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(161, 117, 97, 14)),
         prefix: 32,
+        vendor: VENDOR,
         category: "push",
         purpose: "Mi Push hard-coded fallback server (international)",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(161, 117, 180, 178)),
         prefix: 32,
+        vendor: VENDOR,
         category: "push",
         purpose: "Mi Push hard-coded fallback server (international)",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(111, 13, 141, 211)),
         prefix: 32,
+        vendor: VENDOR,
         category: "push",
         purpose: "Mi Push hard-coded fallback server (China)",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(39, 156, 81, 172)),
         prefix: 32,
+        vendor: VENDOR,
         category: "push",
         purpose: "Mi Push hard-coded fallback server (China)",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(111, 202, 1, 250)),
         prefix: 32,
+        vendor: VENDOR,
         category: "push",
         purpose: "Mi Push hard-coded fallback server (China)",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(123, 125, 102, 213)),
         prefix: 32,
+        vendor: VENDOR,
         category: "push",
         purpose: "Mi Push hard-coded fallback server (China)",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(111, 13, 142, 153)),
         prefix: 32,
+        vendor: VENDOR,
         category: "push",
         purpose: "Mi Push server-lookup fallback (China)",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(111, 202, 1, 252)),
         prefix: 32,
+        vendor: VENDOR,
         category: "push",
         purpose: "Mi Push server-lookup fallback (China)",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(120, 133, 33, 222)),
         prefix: 32,
+        vendor: VENDOR,
         category: "other",
         purpose: "Address pinned to Xiaomi by routing rule sets",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(47, 241, 176, 221)),
         prefix: 32,
+        vendor: VENDOR,
         category: "other",
         purpose: "Address pinned to Xiaomi by routing rule sets",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(58, 220, 58, 152)),
         prefix: 31,
+        vendor: VENDOR,
         category: "other",
         purpose: "Address pinned to Xiaomi by routing rule sets",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(58, 220, 59, 2)),
         prefix: 32,
+        vendor: VENDOR,
         category: "other",
         purpose: "Address pinned to Xiaomi by routing rule sets",
     },
     IpRule {
         net: IpAddr::V4(std::net::Ipv4Addr::new(42, 62, 48, 157)),
         prefix: 32,
+        vendor: VENDOR,
         category: "cloud/sync",
         purpose: "Mi Cloud messaging upload server reported in 2014",
+    },
+    // Not Xiaomi's: Alibaba Cloud's HTTPDNS, which a Xiaomi device was seen asking over plain
+    // HTTP for Xiaomi names, bypassing the system resolver (facts.md 1, nDPI's capture).
+    IpRule {
+        net: IpAddr::V4(std::net::Ipv4Addr::new(203, 107, 1, 0)),
+        prefix: 24,
+        vendor: "Alibaba Cloud",
+        category: "DNS",
+        purpose: "Alibaba Cloud HTTPDNS: name lookups over HTTP that bypass the phone's resolver \
+                  (Xiaomi apps were seen using it for Xiaomi hosts)",
     },
 ];
 
@@ -643,7 +668,7 @@ pub fn classify_ip(ip: IpAddr) -> Option<Classification> {
         .iter()
         .find(|r| in_prefix(ip, r.net, r.prefix))
         .map(|r| Classification {
-            vendor: VENDOR.into(),
+            vendor: r.vendor.into(),
             category: r.category.into(),
             category_guessed: false,
             purpose: r.purpose.into(),
@@ -769,6 +794,12 @@ mod tests {
             .is_none()
         );
         assert!(classify(None, "::ffff:161.117.180.178".parse().unwrap(), 443).is_some());
+        // A partner's service is named as what it is, not as Xiaomi.
+        let c = classify(None, "203.107.1.65".parse().unwrap(), 80).unwrap();
+        assert_eq!(
+            (c.vendor.as_str(), c.category.as_str()),
+            ("Alibaba Cloud", "DNS")
+        );
         // A name wins over the address.
         let c = classify(
             Some("api.account.xiaomi.com"),
