@@ -138,6 +138,9 @@ impl Inspector {
         {
             return; // The client's hello named the flow; don't buffer the server's records.
         }
+        if dir == Direction::Up && matches!(self.state, State::Tls { done: true }) {
+            return; // Waiting for the certificate: the client's records teach nothing more.
+        }
         let limit = match self.state {
             State::Undecided | State::Tls { done: false } if dir == Direction::Up => {
                 tls::MAX_HELLO_LEN
@@ -604,6 +607,7 @@ mod tests {
             Some(("legacy.example.org".into(), NameSource::Cert))
         );
         assert!(!ins.wants_more());
+        assert!(ins.up.buf.is_empty() && ins.down.buf.is_empty());
 
         // With an SNI the server's records are not even buffered.
         let mut named = Inspector::new(Proto::Tcp, 443);
