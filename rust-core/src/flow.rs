@@ -107,6 +107,9 @@ pub enum NameSource {
     Dns,
     /// A DNS flow's own question.
     DnsQuery,
+    /// The server certificate's subject CN or first DNS SAN, on a TLS 1.2 or older flow whose
+    /// hello had no SNI (STARTTLS, old clients).
+    Cert,
 }
 
 impl NameSource {
@@ -117,6 +120,7 @@ impl NameSource {
             NameSource::Http => "http",
             NameSource::Dns => "dns",
             NameSource::DnsQuery => "dns-query",
+            NameSource::Cert => "cert",
         }
     }
 
@@ -124,7 +128,7 @@ impl NameSource {
     pub fn trust(self) -> u8 {
         match self {
             NameSource::Sni | NameSource::Quic | NameSource::Http => 3,
-            NameSource::DnsQuery => 2,
+            NameSource::DnsQuery | NameSource::Cert => 2,
             NameSource::Dns => 1,
         }
     }

@@ -14,6 +14,7 @@ pub mod leaks;
 pub mod mipush;
 pub mod quic;
 pub mod tls;
+pub mod x509;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -92,6 +93,10 @@ pub struct Inspector {
     found: BTreeSet<&'static str>,
     /// Up-stream offset from which to look for a STARTTLS hello.
     tls_probe: usize,
+    /// A ClientHello was seen (directly or after STARTTLS).
+    saw_hello: bool,
+    /// The server's certificate was read, or will not come in clear.
+    cert_done: bool,
     /// Nothing more to learn; buffers released.
     finished: bool,
     result: Inspection,
@@ -108,6 +113,8 @@ impl Inspector {
             down: Side::default(),
             found: BTreeSet::new(),
             tls_probe: 0,
+            saw_hello: false,
+            cert_done: false,
             finished: false,
             result: Inspection::default(),
         }
@@ -125,8 +132,14 @@ impl Inspector {
         if data.is_empty() || !self.wants_more() {
             return;
         }
-        if dir == Direction::Down && matches!(self.state, State::Tls { .. }) {
-            return; // Only the client's hello matters; don't buffer the server's records.
+        if dir == Direction::Down
+            && matches!(self.state, State::Tls { .. })
+            && !self.wants_certificate()
+        {
+            return; // The client's hello named the flow; don't buffer the server's records.
+        }
+        if dir == Direction::Up && matches!(self.state, State::Tls { done: true }) {
+            return; // Waiting for the certificate: the client's records teach nothing more.
         }
         let limit = match self.state {
             State::Undecided | State::Tls { done: false } if dir == Direction::Up => {
@@ -216,7 +229,7 @@ impl Inspector {
                         && (!self.up.buf.is_empty() || self.down.buf.len() < SCAN_LIMIT)
                 }
             },
-            State::Tls { done } => !done,
+            State::Tls { done } => !done || self.wants_certificate(),
             State::Quic(initials) => {
                 initials.wants_more() && self.down.datagrams < MAX_UDP_DATAGRAMS
             }
@@ -355,6 +368,9 @@ impl Inspector {
                     self.name_from_dns(dir, &first);
                 }
             }
+            State::Tls { .. } | State::Cleartext if dir == Direction::Down => {
+                self.name_from_certificate();
+            }
             State::Cleartext if dir == Direction::Up => {
                 if self.result.app_info.l7.as_deref() == Some(L7_MIPUSH) {
                     if mipush::carries_model(&self.up.buf) {
@@ -491,7 +507,43 @@ impl Inspector {
         self.tls_probe = buf.len();
     }
 
+    /// A TLS flow whose hello carried no SNI, the server's certificate still unread: TLS 1.2
+    /// and older send it in clear, and its name is the best the flow will give.
+    fn wants_certificate(&self) -> bool {
+        self.saw_hello
+            && self.result.hostname.is_none()
+            && !self.cert_done
+            && self.down.buf.len() < SCAN_LIMIT
+    }
+
+    /// Look for the server's certificate in its stream: from the start for a TLS flow, after
+    /// the last cleartext line (the STARTTLS go-ahead) otherwise.
+    fn name_from_certificate(&mut self) {
+        if !self.saw_hello || self.result.hostname.is_some() || self.cert_done {
+            return;
+        }
+        let down = &self.down.buf;
+        let start = if matches!(self.state, State::Tls { .. }) {
+            Some(0)
+        } else {
+            (0..down.len())
+                .find(|&i| (i == 0 || down[i - 1] == b'\n') && tls::looks_like_record(&down[i..]))
+        };
+        let Some(start) = start else {
+            return;
+        };
+        match tls::server_certificate_name(&down[start..]) {
+            Ok(None) if down.len() < SCAN_LIMIT => {}
+            Ok(Some(name)) => {
+                self.result.hostname = Some((name, NameSource::Cert));
+                self.cert_done = true;
+            }
+            _ => self.cert_done = true,
+        }
+    }
+
     fn apply_hello(&mut self, hello: &tls::ClientHello, source: NameSource) {
+        self.saw_hello = true;
         if let Some(sni) = &hello.sni {
             self.result.hostname = Some((sni.clone(), source));
         }
@@ -536,6 +588,51 @@ mod tests {
         assert!(!r.cleartext);
         assert!(!ins.wants_more());
         assert_eq!(ins.up.buf.capacity(), 0, "buffers are released once done");
+    }
+
+    #[test]
+    fn tls12_without_sni_is_named_by_the_certificate() {
+        let hello = build::records(&build::client_hello(&[build::alpn(&["http/1.1"])]), 16384);
+        let cert = x509::build::certificate(Some("legacy.example.org"), &[]);
+        let flight = build::server_flight(&cert, 16384);
+        let mut ins = Inspector::new(Proto::Tcp, 443);
+        ins.on_stream(Direction::Up, &hello);
+        assert_eq!(ins.result().hostname, None);
+        assert!(ins.wants_more(), "waits for the server's certificate");
+        for seg in flight.chunks(100) {
+            ins.on_stream(Direction::Down, seg);
+        }
+        assert_eq!(
+            ins.result().hostname,
+            Some(("legacy.example.org".into(), NameSource::Cert))
+        );
+        assert!(!ins.wants_more());
+        assert!(ins.up.buf.is_empty() && ins.down.buf.is_empty());
+
+        // With an SNI the server's records are not even buffered.
+        let mut named = Inspector::new(Proto::Tcp, 443);
+        named.on_stream(Direction::Up, &hello_stream("sni.example", 0));
+        named.on_stream(Direction::Down, &flight);
+        assert_eq!(named.result().hostname.as_ref().unwrap().1, NameSource::Sni);
+        assert!(named.down.buf.is_empty());
+    }
+
+    #[test]
+    fn smtp_starttls_is_named_by_the_certificate() {
+        let hello = build::records(&build::client_hello(&[]), 16384);
+        let cert = x509::build::certificate(Some("mx.google.com"), &["smtp.google.com"]);
+        let mut ins = Inspector::new(Proto::Tcp, 25);
+        ins.on_stream(Direction::Down, b"220 mx.google.com ESMTP\r\n");
+        ins.on_stream(Direction::Up, b"EHLO me\r\n");
+        ins.on_stream(Direction::Down, b"250-mx.google.com\r\n250 STARTTLS\r\n");
+        ins.on_stream(Direction::Up, b"STARTTLS\r\n");
+        ins.on_stream(Direction::Down, b"220 2.0.0 Ready to start TLS\r\n");
+        ins.on_stream(Direction::Up, &hello);
+        ins.on_stream(Direction::Down, &build::server_flight(&cert, 16384));
+        assert_eq!(
+            ins.result().hostname,
+            Some(("mx.google.com".into(), NameSource::Cert))
+        );
     }
 
     #[test]

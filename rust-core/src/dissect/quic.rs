@@ -415,12 +415,18 @@ impl ClientInitials {
             return match client_version(data) {
                 Some(v) => {
                     self.version = Some(v);
-                    let chlo = gquic_clear_payload(data, v)?;
-                    self.hello = Some(parse_chlo(chlo)?);
-                    Ok(())
+                    self.clear_chlo(data, v)
                 }
                 None => Err(QuicError::NotLongHeader),
             };
+        }
+        // Q046 has the IETF long header's first bytes but packs both CID lengths into byte 5
+        // and has no length field: the whole datagram is one packet.
+        if let Some(v) = client_version(data)
+            && family(v) == Some(Family::GoogleClear)
+        {
+            self.version = Some(v);
+            return self.clear_chlo(data, v);
         }
         let mut rest = data;
         let mut last_err = None;
@@ -446,12 +452,6 @@ impl ClientInitials {
             let Some(fam) = family(hdr.version) else {
                 return Err(QuicError::UnknownVersion(hdr.version));
             };
-            if fam == Family::GoogleClear {
-                // Q046 uses the IETF long header but a clear CHLO.
-                let chlo = gquic_clear_payload(packet, hdr.version)?;
-                self.hello = Some(parse_chlo(chlo)?);
-                return Ok(());
-            }
             if hdr.packet_type != 0 {
                 continue; // 0-RTT or Handshake: not for us.
             }
@@ -562,9 +562,17 @@ impl ClientInitials {
         self.try_hello(fam)
     }
 
+    /// A clear gQUIC packet: its crypto-stream bytes join the stream, as a CHLO padded past
+    /// one packet (a large token, many tags) arrives in two or more.
+    fn clear_chlo(&mut self, packet: &[u8], version: u32) -> Result<(), QuicError> {
+        let (offset, bytes) = gquic_clear_payload(packet, version)?;
+        self.crypto.insert(offset, bytes)?;
+        self.try_hello(Family::GoogleClear)
+    }
+
     fn try_hello(&mut self, fam: Family) -> Result<(), QuicError> {
         let stream = self.crypto.contiguous();
-        if fam == Family::GoogleEncryptedChlo {
+        if matches!(fam, Family::GoogleEncryptedChlo | Family::GoogleClear) {
             if let Some(total) = chlo_len(stream)?
                 && stream.len() >= total
             {
@@ -581,8 +589,8 @@ impl ClientInitials {
     }
 }
 
-/// The CHLO inside a gQUIC packet sent in clear (Q024..Q046).
-fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
+/// The crypto-stream offset and bytes of a gQUIC packet sent in clear (Q024..Q046).
+fn gquic_clear_payload(data: &[u8], version: u32) -> Result<(u64, &[u8]), QuicError> {
     let minor = u32::from(version.to_be_bytes()[2] - b'0') * 10
         + u32::from(version.to_be_bytes()[3] - b'0');
     let first = *data.first().ok_or(QuicError::Truncated("flags"))?;
@@ -638,7 +646,22 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
     if nonzero != 1 || (sid[0] != 1 && sid[sid_len - 1] != 1) {
         return Err(QuicError::BadChlo("not the crypto stream"));
     }
-    i += sid_len + off_len;
+    i += sid_len;
+    let off_bytes = frames
+        .get(i..i + off_len)
+        .ok_or(QuicError::Truncated("stream offset"))?;
+    // Big-endian from Q039 on, little-endian before (as the stream id and length).
+    let offset = if minor >= 39 {
+        off_bytes
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    } else {
+        off_bytes
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    };
+    i += off_len;
     let len = if ty & 0x20 != 0 {
         let b = frames
             .get(i..i + 2)
@@ -652,9 +675,10 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<&[u8], QuicError> {
     } else {
         frames.len().saturating_sub(i)
     };
-    frames
+    let bytes = frames
         .get(i..i + len)
-        .ok_or(QuicError::Truncated("stream data"))
+        .ok_or(QuicError::Truncated("stream data"))?;
+    Ok((offset, bytes))
 }
 
 /// Length of the CHLO message at the start of `data`, once its tag table is there.
@@ -672,11 +696,14 @@ fn chlo_len(data: &[u8]) -> Result<Option<usize>, QuicError> {
     else {
         return if ntags == 0 { Ok(Some(8)) } else { Ok(None) };
     };
-    let end = u32::from_le_bytes([last[0], last[1], last[2], last[3]]) as usize;
-    let total = 8 + 8 * ntags + end;
-    if total > MAX_HELLO_LEN {
-        return Err(QuicError::CryptoTooLong);
-    }
+    // The last end offset is attacker-chosen up to u32::MAX: on a 32-bit target adding it to
+    // the table size wraps, so every step is checked.
+    let end = usize::try_from(u32::from_le_bytes([last[0], last[1], last[2], last[3]]))
+        .map_err(|_| QuicError::CryptoTooLong)?;
+    let total = (8 + 8 * ntags)
+        .checked_add(end)
+        .filter(|&t| t <= MAX_HELLO_LEN)
+        .ok_or(QuicError::CryptoTooLong)?;
     Ok(Some(total))
 }
 
@@ -695,13 +722,16 @@ fn parse_chlo(data: &[u8]) -> Result<ClientHello, QuicError> {
     };
     for i in 0..ntags {
         let entry = &msg[8 + 8 * i..16 + 8 * i];
-        let end = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]) as usize;
+        let out_of_range = QuicError::BadChlo("tag value out of range");
+        let end = usize::try_from(u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]))
+            .map_err(|_| out_of_range.clone())?;
         if end < prev_end {
             return Err(QuicError::BadChlo("tag offsets decrease"));
         }
-        let value = msg
-            .get(values + prev_end..values + end)
-            .ok_or(QuicError::BadChlo("tag value out of range"))?;
+        let value = values
+            .checked_add(end)
+            .and_then(|stop| msg.get(values + prev_end..stop))
+            .ok_or(out_of_range)?;
         if &entry[..4] == b"SNI\0" {
             hello.sni = tls::host_from_bytes(value);
         }
@@ -819,6 +849,79 @@ mod tests {
             parse_chlo(&bad),
             Err(QuicError::BadChlo("tag offsets decrease"))
         );
+    }
+
+    /// A CHLO whose last end offset is u32::MAX: `8 + 8 * ntags + end` wraps on 32-bit targets
+    /// (run with `--target i686-unknown-linux-gnu`), where unchecked it panicked in debug builds
+    /// and read a wrapped length in release.
+    #[test]
+    fn chlo_end_offset_near_u32_max_is_an_error_not_an_overflow() {
+        let mut m = chlo(&[(b"SNI\0", b"a.example")]);
+        m[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(chlo_len(&m), Err(QuicError::CryptoTooLong));
+        assert!(parse_chlo(&m).is_err());
+        let mut initials = ClientInitials::new();
+        assert!(initials.on_datagram(&gquic_q043(0, &m)).is_err());
+        assert!(!initials.wants_more());
+    }
+
+    /// A Q043 client packet (public header with version, 8-byte CID, 1-byte packet number,
+    /// null-encryption hash) carrying `data` at `offset` of the crypto stream.
+    fn gquic_q043(offset: u16, data: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x09];
+        p.extend([0x11; 8]);
+        p.extend(b"Q043");
+        p.push(1);
+        p.extend([0xaa; 12]);
+        // STREAM: FIN off, data length present, 2-byte offset, 1-byte stream id.
+        p.push(0x80 | 0x20 | (1 << 2));
+        p.push(1);
+        p.extend(offset.to_be_bytes());
+        p.extend((data.len() as u16).to_be_bytes());
+        p.extend(data);
+        p
+    }
+
+    #[test]
+    fn clear_chlo_split_over_two_packets_is_reassembled() {
+        let m = chlo(&[
+            (b"PAD\0", &[b'-'; 900]),
+            (b"SNI\0", b"split.example"),
+            (b"VER\0", b"Q043"),
+        ]);
+        let cut = 700;
+        let mut initials = ClientInitials::new();
+        assert_eq!(initials.on_datagram(&gquic_q043(0, &m[..cut])), Ok(None));
+        assert!(initials.wants_more());
+        let hello = initials
+            .on_datagram(&gquic_q043(cut as u16, &m[cut..]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("split.example"));
+        assert_eq!(initials.version(), Some(u32::from_be_bytes(*b"Q043")));
+    }
+
+    #[test]
+    fn q046_long_header_clear_chlo() {
+        let m = chlo(&[(b"SNI\0", b"www.youtube.com"), (b"VER\0", b"Q046")]);
+        // Long header, Initial, 4-byte packet number; byte 5 = 0x50: 8-byte DCID, no SCID.
+        let mut p = vec![0xc3];
+        p.extend(b"Q046");
+        p.push(0x50);
+        p.extend([0x22; 8]);
+        p.extend(1u32.to_be_bytes());
+        p.extend([0xbb; 12]);
+        p.extend([0x80 | 0x20, 1]); // STREAM, no offset, 1-byte stream id
+        p.extend((m.len() as u16).to_be_bytes());
+        p.extend(&m);
+        p.extend([0; 40]); // padding to the datagram's end
+        let mut initials = ClientInitials::new();
+        let hello = initials.on_datagram(&p).unwrap().unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("www.youtube.com"));
+        assert_eq!(version_name(initials.version().unwrap()), "Q046");
+        for cut in 0..p.len() {
+            let _ = ClientInitials::new().on_datagram(&p[..cut]);
+        }
     }
 
     fn rfc_packet(hex: &str) -> Vec<u8> {

@@ -100,6 +100,66 @@ pub fn client_hello_from_records(stream: &[u8]) -> Result<Option<ClientHello>, T
     }
 }
 
+/// The name on the server's certificate, from the first bytes of a server-to-client TCP
+/// stream (TLS 1.2 and older send the Certificate message in clear; TLS 1.3 encrypts it, which
+/// shows as a ChangeCipherSpec or application record right after the ServerHello). Ok(None)
+/// means "call again with more bytes"; Err means no name will come from this stream.
+pub fn server_certificate_name(stream: &[u8]) -> Result<Option<String>, TlsError> {
+    const SERVER_HELLO: u8 = 2;
+    const CERTIFICATE: u8 = 11;
+    let mut handshake: Vec<u8> = Vec::new();
+    let mut pos = 0usize;
+    loop {
+        let Some(header) = stream.get(pos..pos + 5) else {
+            return Ok(None);
+        };
+        if !looks_like_record(header) {
+            return Err(TlsError::NotTls(header.to_vec()));
+        }
+        if header[0] != CONTENT_HANDSHAKE {
+            return Err(TlsError::UnexpectedRecord(header[0]));
+        }
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let body_end = (pos + 5 + len).min(stream.len());
+        handshake.extend_from_slice(&stream[pos + 5..body_end]);
+        // Walk the messages gathered so far: ServerHello, then Certificate.
+        let mut at = 0usize;
+        while let Some(h) = handshake.get(at..at + 4) {
+            let body_len = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
+            match h[0] {
+                SERVER_HELLO => match at.checked_add(4 + body_len) {
+                    Some(next) if next <= handshake.len() => at = next,
+                    _ => break,
+                },
+                CERTIFICATE => {
+                    // certificate_list<3>, then the first (the server's own) ASN.1Cert<3>.
+                    let Some(first) = handshake.get(at + 4 + 3..at + 4 + 6) else {
+                        break;
+                    };
+                    let cert_len = usize::from(first[0]) << 16
+                        | usize::from(first[1]) << 8
+                        | usize::from(first[2]);
+                    if cert_len > body_len {
+                        return Err(TlsError::Malformed("certificate longer than its message"));
+                    }
+                    let start = at + 4 + 6;
+                    let Some(cert) = handshake.get(start..start + cert_len) else {
+                        break;
+                    };
+                    return super::x509::server_name(cert)
+                        .map(Some)
+                        .ok_or(TlsError::Malformed("certificate without a host name"));
+                }
+                _ => return Err(TlsError::Malformed("no certificate after the ServerHello")),
+            }
+        }
+        if body_end < pos + 5 + len {
+            return Ok(None);
+        }
+        pos += 5 + len;
+    }
+}
+
 /// Total length (header included) of the ClientHello at the start of `hs`, once its header is
 /// there. Errors if it is not a ClientHello or is implausibly long.
 pub fn handshake_len(hs: &[u8]) -> Result<Option<usize>, TlsError> {
@@ -330,6 +390,28 @@ pub(crate) mod build {
         }
         out
     }
+
+    /// A TLS 1.2 server's first flight: ServerHello, Certificate (`cert`, then a CA), in
+    /// records of at most `max` bytes.
+    pub fn server_flight(cert: &[u8], max: usize) -> Vec<u8> {
+        let u24 = |n: usize| [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        let mut hello = vec![3, 3];
+        hello.extend([0x5a; 32]);
+        hello.extend([0, 0xc0, 0x2f, 0]); // no session id, cipher, null compression
+        let mut hs = vec![2];
+        hs.extend(u24(hello.len()));
+        hs.extend(hello);
+        let ca = [0x30, 0x03, 0x02, 0x01, 0x00];
+        let list_len = 3 + cert.len() + 3 + ca.len();
+        hs.push(11);
+        hs.extend(u24(3 + list_len));
+        hs.extend(u24(list_len));
+        hs.extend(u24(cert.len()));
+        hs.extend(cert);
+        hs.extend(u24(ca.len()));
+        hs.extend(ca);
+        records(&hs, max)
+    }
 }
 
 #[cfg(test)]
@@ -428,5 +510,41 @@ mod tests {
         assert!(is_grease(0x1a1a));
         assert!(!is_grease(0x1a2a));
         assert!(!is_grease(0x0304));
+    }
+
+    #[test]
+    fn server_certificate_names_a_tls12_flight() {
+        use super::build::server_flight;
+        use super::server_certificate_name;
+        let cert = crate::dissect::x509::build::certificate(Some("mx.google.com"), &[]);
+        let flight = server_flight(&cert, 300);
+        let want = Some("mx.google.com".to_string());
+        let mut first_named = None;
+        for cut in 0..flight.len() {
+            // A prefix waits for more until the server's own certificate is complete.
+            match server_certificate_name(&flight[..cut]) {
+                Ok(None) => assert!(first_named.is_none(), "cut {cut}"),
+                Ok(name) if name == want => {
+                    first_named.get_or_insert(cut);
+                }
+                other => panic!("cut {cut}: {other:?}"),
+            }
+        }
+        assert!(first_named.is_some_and(|c| c > cert.len()));
+        assert_eq!(
+            server_certificate_name(&flight).unwrap().as_deref(),
+            Some("mx.google.com")
+        );
+        // TLS 1.3: ServerHello then ChangeCipherSpec, the certificate is encrypted.
+        let mut tls13 = records(&flight[5..5 + 42], 16384);
+        tls13.extend([20, 3, 3, 0, 1, 1]);
+        assert!(server_certificate_name(&tls13).is_err());
+        for len in 0..120usize {
+            let junk: Vec<u8> = [22, 3, 3, 0, 0x40]
+                .into_iter()
+                .chain((0..len).map(|i| (i * 71 + 11) as u8))
+                .collect();
+            let _ = server_certificate_name(&junk);
+        }
     }
 }

@@ -627,10 +627,30 @@ impl Core {
             // An answer we could not parse still says how it ended.
             record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
         }
+        let answered = record.answer_ips.clone();
         if record.uid.is_none() && owner_pending {
             self.reporter.dns_awaiting_owner(record, now.ms);
         } else {
             self.reporter.dns(record);
+        }
+        self.name_late_answer(&answered, now.ms);
+    }
+
+    /// An answer that arrives after a connection to one of its addresses opened (an address
+    /// the app had cached, a resolver racing the connect) names that connection if nothing in
+    /// the flow did; the update reaches the store, which upserts whole records.
+    fn name_late_answer(&mut self, answered: &[IpAddr], now: crate::flow::Millis) {
+        if answered.is_empty() {
+            return;
+        }
+        for flow in self.flows.values_mut() {
+            let common = flow.common();
+            if common.record.hostname.is_none() && answered.contains(&common.record.key.dst.ip()) {
+                self.reporter.rename(common, now);
+                if common.record.hostname.is_some() {
+                    self.reporter.changed(common);
+                }
+            }
         }
     }
 

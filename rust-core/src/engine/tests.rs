@@ -1130,3 +1130,44 @@ fn the_syn_ack_waits_for_the_owner_lookup() {
     assert_eq!(first_with_uid, Some(Some(777)));
     assert_eq!(final_flows(&events)[0].uid, Some(777));
 }
+
+#[test]
+fn late_dns_answer_names_an_open_flow() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut h = start(upstream.local_addr().unwrap(), tuning());
+    let app = SocketAddr::new(IpAddr::V4(APP_IP), 6001);
+    // The app sends to an address it had cached, then looks the name up again.
+    h.send(&udp_packet(app, server.local_addr().unwrap(), b"cached"));
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    server.recv_from(&mut buf).unwrap();
+    let query = dns_query(0x4242, "late.example");
+    let resolver_side = SocketAddr::new(IpAddr::V4(APP_IP), 5354);
+    h.send(&udp_packet(
+        resolver_side,
+        SocketAddr::new(IpAddr::V4(DNS_IP), 53),
+        &query,
+    ));
+    upstream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (n, from) = upstream.recv_from(&mut buf).unwrap();
+    upstream
+        .send_to(&dns_answer(&buf[..n], Ipv4Addr::LOCALHOST), from)
+        .unwrap();
+    next_udp(&h, Duration::from_secs(5)).unwrap();
+    let (_, events) = h.stop();
+    let flow = events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::FlowClosed(r) if r.key.src == app => Some(r),
+            _ => None,
+        })
+        .expect("the app's flow was recorded");
+    assert_eq!(flow.hostname.as_deref(), Some("late.example"), "{flow:?}");
+    assert_eq!(flow.hostname_source, Some(crate::flow::NameSource::Dns));
+}

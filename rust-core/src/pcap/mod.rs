@@ -4,6 +4,7 @@
 //! - [`reader`]: pcap and pcapng records, with byte offsets for errors.
 //! - [`link`]: from a link-layer frame to its IP packet (and PCAPdroid's trailer).
 //! - [`ip`]: IP/TCP/UDP headers and fragment reassembly.
+//! - [`gtp`]: GTP-U tunnels, whose T-PDUs are observed as the flows inside.
 //! - [`stream`]: in-order TCP bytes for the dissectors.
 //! - [`dns`]: the DNS log (query/answer pairs) of a capture.
 //! - [`observer`]: flows, naming and events, as the live engine makes them.
@@ -11,6 +12,7 @@
 //! - [`recorder`]: the thread that writes a live session's tapped packets with [`writer`].
 
 pub mod dns;
+pub mod gtp;
 pub mod ip;
 pub mod link;
 pub mod observer;

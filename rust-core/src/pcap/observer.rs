@@ -14,6 +14,7 @@ use crate::flow::{CloseReason, Direction, Event, FlowId, FlowKey, FlowRecord, Mi
 use crate::naming::Namer;
 
 use super::dns::{self, DnsTracker};
+use super::gtp;
 use super::ip::{self, Defrag, IpPacket, TcpHeader};
 use super::link;
 use super::reader::{self, Record};
@@ -46,6 +47,8 @@ pub struct ObserverStats {
     /// IP packets whose headers were malformed or cut short.
     pub malformed: u64,
     pub fragments_reassembled: u64,
+    /// GTP-U T-PDUs opened: their inner packets are observed, the tunnel itself is not a flow.
+    pub gtp_tpdus: u64,
     pub flows: u64,
     pub dns_records: u64,
 }
@@ -217,6 +220,12 @@ impl Observer {
 
     /// Feeds one IP packet.
     pub fn on_ip(&mut self, now: Millis, packet: &[u8], owner: &Owner) {
+        self.on_ip_in(now, packet, owner, false);
+    }
+
+    /// `tunneled`: the packet came out of a GTP-U tunnel, whose inner packets are not opened
+    /// again (one level is what networks use; more would let a crafted packet recurse).
+    fn on_ip_in(&mut self, now: Millis, packet: &[u8], owner: &Owner, tunneled: bool) {
         self.now = self.now.max(now);
         if self.now - self.last_sweep >= SWEEP_EVERY_MS {
             self.sweep();
@@ -241,20 +250,30 @@ impl Observer {
                     wire_len: whole.len(),
                     ..ip
                 };
-                self.on_transport(now, &full, owner);
+                self.on_transport(now, &full, owner, tunneled);
             }
             return;
         }
-        self.on_transport(now, &ip, owner);
+        self.on_transport(now, &ip, owner, tunneled);
     }
 
-    fn on_transport(&mut self, now: Millis, ip: &IpPacket<'_>, owner: &Owner) {
+    fn on_transport(&mut self, now: Millis, ip: &IpPacket<'_>, owner: &Owner, tunneled: bool) {
         match ip.proto {
             ip::PROTO_TCP => match ip::parse_tcp(ip.payload) {
                 Ok((tcp, payload)) => self.on_tcp(now, ip, &tcp, payload, owner),
                 Err(_) => self.stats.malformed += 1,
             },
             ip::PROTO_UDP => match ip::parse_udp(ip.payload) {
+                Ok((sp, dp, payload)) if !tunneled && (sp == gtp::PORT || dp == gtp::PORT) => {
+                    match gtp::tpdu_payload(payload) {
+                        Ok(inner) => {
+                            self.stats.gtp_tpdus += 1;
+                            self.on_ip_in(now, inner, owner, true);
+                        }
+                        // Echo requests and other signalling stay a UDP flow of their own.
+                        Err(_) => self.on_udp(now, ip, sp, dp, payload, owner),
+                    }
+                }
                 Ok((sp, dp, payload)) => self.on_udp(now, ip, sp, dp, payload, owner),
                 Err(_) => self.stats.malformed += 1,
             },
@@ -482,7 +501,33 @@ impl Observer {
     fn emit_dns(&mut self, record: crate::flow::DnsRecord) {
         self.stats.dns_records += 1;
         self.namer.on_dns(&record);
+        let answered = record.answer_ips.clone();
         self.send(Event::Dns(record));
+        self.name_late_answer(&answered);
+    }
+
+    /// An answer that arrives after a connection to one of its addresses opened names that
+    /// connection if nothing in the flow did (as the live engine does).
+    fn name_late_answer(&mut self, answered: &[std::net::IpAddr]) {
+        if answered.is_empty() {
+            return;
+        }
+        let late: Vec<Tuple> = self
+            .flows
+            .iter()
+            .filter(|(_, s)| {
+                !s.closed
+                    && s.record.hostname.is_none()
+                    && answered.contains(&s.record.key.dst.ip())
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for tuple in late {
+            if let Some(state) = self.flows.get_mut(&tuple) {
+                state.stale = true;
+            }
+            self.after_packet(tuple, self.now, None);
+        }
     }
 
     /// Names the flow, sends an event when its identity changed, closes it when asked.
@@ -572,6 +617,7 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+    use crate::flow::NameSource;
     use crate::pcap::testutil::*;
 
     const PHONE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -735,6 +781,94 @@ mod tests {
             ),
             (9999, 64, 1)
         );
+    }
+
+    #[test]
+    fn gtp_tunnel_is_opened_and_the_inner_flow_named() {
+        let (enb, upf) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
+        let tunnel =
+            |inner: Vec<u8>| ipv4(enb, upf, 17, &udp(2152, 2152, &gtpu_with_extension(&inner)));
+        let get = b"GET / HTTP/1.1\r\nHost: tunnelled.example\r\n\r\n";
+        let packets = vec![
+            (
+                1,
+                tunnel(ipv4(PHONE, SERVER, 6, &tcp(40000, 80, 100, 0, SYN, b""))),
+            ),
+            (
+                2,
+                tunnel(ipv4(
+                    PHONE,
+                    SERVER,
+                    6,
+                    &tcp(40000, 80, 101, 1, ACK | PSH, get),
+                )),
+            ),
+            // A GTP echo request is signalling: it stays a flow of the tunnel endpoints.
+            (
+                3,
+                ipv4(
+                    enb,
+                    upf,
+                    17,
+                    &udp(2152, 2152, &[0x32, 1, 0, 4, 0, 0, 0, 0, 0, 1, 0, 0]),
+                ),
+            ),
+        ];
+        let (tx, rx) = mpsc::channel();
+        let mut obs = Observer::new(tx);
+        for (t, p) in &packets {
+            obs.on_ip(*t, p, &Owner::default());
+        }
+        assert_eq!(obs.finish().gtp_tpdus, 2);
+        let events: Vec<Event> = rx.try_iter().collect();
+        let flows = closed(&events);
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        let inner = flows.iter().find(|f| f.key.proto == Proto::Tcp).unwrap();
+        assert_eq!(inner.key.src, SocketAddr::new(PHONE.into(), 40000));
+        assert_eq!(inner.hostname.as_deref(), Some("tunnelled.example"));
+        assert_eq!(inner.bytes_up, get.len() as u64);
+        let echo = flows.iter().find(|f| f.key.proto == Proto::Udp).unwrap();
+        assert_eq!(echo.key.dst, SocketAddr::new(upf.into(), 2152));
+    }
+
+    #[test]
+    fn late_dns_answer_names_an_open_flow() {
+        let resolver = Ipv4Addr::new(198, 18, 0, 1);
+        let mut query = 7u16.to_be_bytes().to_vec();
+        query.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        query.extend(b"\x04late\x07example\x00\x00\x01\x00\x01");
+        let mut answer = query.clone();
+        answer[2..4].copy_from_slice(&[0x81, 0x80]);
+        answer[7] = 1;
+        answer.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        answer.extend(SERVER.octets());
+        let packets = vec![
+            // The app connects to an address it had cached; the lookup's answer comes after.
+            (
+                1000,
+                ipv4(PHONE, SERVER, 6, &tcp(40000, 5000, 100, 0, SYN, b"")),
+            ),
+            (1001, ipv4(PHONE, resolver, 17, &udp(41000, 53, &query))),
+            (1002, ipv4(resolver, PHONE, 17, &udp(53, 41000, &answer))),
+            (
+                1003,
+                ipv4(PHONE, SERVER, 6, &tcp(40000, 5000, 101, 0, RST, b"")),
+            ),
+        ];
+        let events = run(&packets, Owner::default());
+        let named_before_close = events.iter().any(|e| match e {
+            Event::Flow(r) => {
+                r.key.proto == Proto::Tcp && r.hostname.as_deref() == Some("late.example")
+            }
+            _ => false,
+        });
+        assert!(named_before_close, "{events:?}");
+        let tcp = closed(&events)
+            .into_iter()
+            .find(|f| f.key.proto == Proto::Tcp)
+            .unwrap();
+        assert_eq!(tcp.hostname.as_deref(), Some("late.example"));
+        assert_eq!(tcp.hostname_source, Some(NameSource::Dns));
     }
 
     #[test]

@@ -39,3 +39,15 @@ pub fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
     u.extend(data);
     u
 }
+
+/// A GTP-U T-PDU as a 5G UPF sends it: E flag, a PDU session container (QFI 9), then `inner`.
+pub fn gtpu_with_extension(inner: &[u8]) -> Vec<u8> {
+    let mut ext = vec![0, 0, 0, 0x85]; // sequence, N-PDU, next = PDU session container
+    ext.extend([1, 0x10, 0x09, 0]); // one 4-byte unit: type/QFI, next = none
+    let mut g = vec![0x34, 0xff];
+    g.extend(((ext.len() + inner.len()) as u16).to_be_bytes());
+    g.extend(0x0000_1234u32.to_be_bytes());
+    g.extend(ext);
+    g.extend(inner);
+    g
+}
