@@ -279,8 +279,21 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// A run of exactly 15 digits, not part of a longer word, with a valid Luhn digit and not one
-/// repeated digit. A real IMEI's reporting-body prefix (first two digits) is 01..99 except 00.
+/// GSMA reporting-body identifiers: the first two digits of every allocated TAC (type allocation
+/// code, the IMEI's first eight digits). `00` is the test range and never on a sold phone.
+const TAC_REPORTING_BODIES: &[&[u8; 2]] = &[
+    b"01", b"10", b"30", b"33", b"35", b"44", b"45", b"49", b"50", b"51", b"52", b"53", b"54",
+    b"86", b"91", b"98", b"99",
+];
+
+/// Parameter names (lower case, as parts of a key) whose 15-digit values are not IMEIs even when
+/// they pass Luhn: order, payment and transaction numbers.
+const NOT_IMEI_KEY_PARTS: &[&str] = &["order", "trade", "txn", "invoice", "payment", "trans"];
+
+/// A run of exactly 15 digits, not part of a longer word, with a valid Luhn digit, not one
+/// repeated digit, and a TAC from an allocated reporting body. Luhn alone passes one random
+/// 15-digit number in ten (order numbers, timestamps with padding): the prefix rules out most of
+/// them, and a value named like an order or transaction number is never an IMEI.
 fn standalone_imei(lower: &[u8]) -> bool {
     let mut i = 0;
     while i < lower.len() {
@@ -297,14 +310,36 @@ fn standalone_imei(lower: &[u8]) -> bool {
             && lower.get(i).is_none_or(|&b| !is_word(b) && b != b'.');
         if run.len() == 15
             && bounded
-            && &run[..2] != b"00"
+            && TAC_REPORTING_BODIES.iter().any(|rb| run.starts_with(&rb[..]))
             && run.iter().any(|&d| d != run[0])
             && luhn_ok(run)
+            && !named_as_not_imei(&lower[..start])
         {
             return true;
         }
     }
     false
+}
+
+/// The text before a value ends with `key=` (or `"key":"`) where the key names an order or
+/// transaction number.
+fn named_as_not_imei(before: &[u8]) -> bool {
+    let tail = &before[before.len().saturating_sub(40)..];
+    let key_end = tail
+        .iter()
+        .rposition(|&b| !matches!(b, b'=' | b':' | b'"' | b'\'' | b' ' | b'>'))
+        .map_or(0, |i| i + 1);
+    if key_end == tail.len() {
+        return false; // no separator: not a key's value
+    }
+    let key_start = tail[..key_end]
+        .iter()
+        .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
+        .map_or(0, |i| i + 1);
+    let key = &tail[key_start..key_end];
+    NOT_IMEI_KEY_PARTS
+        .iter()
+        .any(|part| memchr::memmem::find(key, part.as_bytes()).is_some())
 }
 
 /// A colon-separated MAC address not embedded in a longer hex-and-colon token (IPv6).
@@ -479,6 +514,25 @@ mod tests {
         );
         assert!(kinds(b"ip=110.23.4.55", Some(&ctx)).is_empty());
         assert_eq!(kinds(b"src 2001:db8::7 ", Some(&ctx)), vec![OWN_IP]);
+    }
+
+    #[test]
+    fn imei_needs_a_tac_or_a_key_and_order_numbers_are_not_imeis() {
+        // 123456789012347 passes Luhn but 12 is no reporting body: not an IMEI on its own...
+        assert!(luhn_ok(b"123456789012347"));
+        assert!(kinds(b"ref 123456789012347 end", None).is_empty());
+        assert!(kinds(b"order_id=123456789012347", None).is_empty());
+        // ...but announced by an IMEI key it is one.
+        assert_eq!(kinds(b"deviceId=123456789012347", None), vec![IMEI]);
+        assert_eq!(kinds(b"imei=123456789012347", None), vec![IMEI]);
+        // A plausible TAC (35: BABT) named as an order or transaction number is not an IMEI.
+        assert!(luhn_ok(b"351234567890124"));
+        assert_eq!(kinds(b"x 351234567890124 y", None), vec![IMEI]);
+        assert!(kinds(b"orderNo=351234567890124", None).is_empty());
+        assert!(kinds(br#"{"trade_no":"351234567890124"}"#, None).is_empty());
+        // The test range 00 never.
+        assert!(luhn_ok(b"001234567890128"));
+        assert!(kinds(b"x 001234567890128 y", None).is_empty());
     }
 
     #[test]
