@@ -63,37 +63,8 @@ const MIUI_KEYS: &[&str] = &[
 pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'static str>) {
     let lower = data.to_ascii_lowercase();
     for (value, key_kind) in keyed_values(&lower) {
-        match key_kind {
-            KeyKind::AndroidId if is_hex(value, 16) => {
-                found.insert(ANDROID_ID);
-            }
-            KeyKind::Oaid
-                if (is_uuid(value)
-                    || is_hex(value, 16)
-                    || is_hex(value, 32)
-                    || is_hex(value, 64))
-                    && !is_all_zero(value) =>
-            {
-                found.insert(OAID);
-            }
-            KeyKind::Gaid if is_uuid(value) && !is_all_zero(value) => {
-                found.insert(GAID);
-            }
-            KeyKind::Imei
-                if value.len() == 15 && value.iter().all(u8::is_ascii_digit) && luhn_ok(value) =>
-            {
-                found.insert(IMEI);
-            }
-            KeyKind::Mac if is_mac(value) || (is_hex(value, 12) && !is_all_zero(value)) => {
-                found.insert(MAC);
-            }
-            KeyKind::Model if !value.is_empty() => {
-                found.insert(MODEL);
-            }
-            KeyKind::Miui if !value.is_empty() => {
-                found.insert(MIUI_VERSION);
-            }
-            _ => {}
+        if let Some(kind) = keyed_kind(value, key_kind) {
+            found.insert(kind);
         }
     }
     if standalone_imei(&lower) {
@@ -134,6 +105,89 @@ pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'sta
             }
         }
     }
+}
+
+/// What a value announced by a key of `key_kind` is, when its shape fits.
+fn keyed_kind(value: &[u8], key_kind: KeyKind) -> Option<&'static str> {
+    match key_kind {
+        KeyKind::AndroidId if is_hex(value, 16) => Some(ANDROID_ID),
+        KeyKind::Oaid
+            if (is_uuid(value) || is_hex(value, 16) || is_hex(value, 32) || is_hex(value, 64))
+                && !is_all_zero(value) =>
+        {
+            Some(OAID)
+        }
+        KeyKind::Gaid if is_uuid(value) && !is_all_zero(value) => Some(GAID),
+        KeyKind::Imei
+            if value.len() == 15 && value.iter().all(u8::is_ascii_digit) && luhn_ok(value) =>
+        {
+            Some(IMEI)
+        }
+        KeyKind::Mac if is_mac(value) || (is_hex(value, 12) && !is_all_zero(value)) => Some(MAC),
+        KeyKind::Model if !value.is_empty() => Some(MODEL),
+        KeyKind::Miui if !value.is_empty() => Some(MIUI_VERSION),
+        _ => None,
+    }
+}
+
+/// Device descriptors (the model, the OS version): they narrow a fingerprint but do not identify
+/// one phone, so they are kept apart from identifiers and left out of identifier counts.
+pub fn is_descriptor(kind: &str) -> bool {
+    kind == MODEL || kind == MIUI_VERSION
+}
+
+/// What an identifier value is replaced with in stored evidence (`gaid=<advertising-id>`).
+pub fn placeholder(kind: &str) -> &'static str {
+    match kind {
+        IMEI => "<imei>",
+        ANDROID_ID => "<android-id>",
+        OAID => "<oaid>",
+        GAID => "<advertising-id>",
+        MAC => "<mac>",
+        OWN_IP => "<own-ip>",
+        _ => "<identifier>",
+    }
+}
+
+/// `text` with every identifier value found in it replaced by its kind's placeholder, so that
+/// evidence (a request's path and query) can be stored without the values. Descriptors stay.
+pub fn redact(text: &str, ctx: Option<&DeviceContext>) -> String {
+    let lower = text.as_bytes().to_ascii_lowercase();
+    let base = lower.as_ptr() as usize;
+    let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
+    for (value, key_kind) in keyed_values(&lower) {
+        if let Some(kind) = keyed_kind(value, key_kind).filter(|k| !is_descriptor(k)) {
+            let start = value.as_ptr() as usize - base;
+            spans.push((start, start + value.len(), kind));
+        }
+    }
+    spans.extend(standalone_imeis(&lower).map(|(s, e)| (s, e, IMEI)));
+    spans.extend(standalone_macs(&lower).map(|s| (s, s + 17, MAC)));
+    if let Some(ctx) = ctx {
+        for ip in &ctx.own_ips {
+            if ip.is_unspecified() || ip.is_loopback() {
+                continue;
+            }
+            let needle = ip.to_string();
+            spans.extend(
+                token_positions(&lower, needle.as_bytes()).map(|s| (s, s + needle.len(), OWN_IP)),
+            );
+        }
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end, kind) in spans {
+        if start < at {
+            continue; // overlaps a span already replaced
+        }
+        // Spans are ASCII (identifier shapes), so these are char boundaries.
+        out.push_str(text.get(at..start).unwrap_or_default());
+        out.push_str(placeholder(kind));
+        at = end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,7 +349,13 @@ const NOT_IMEI_KEY_PARTS: &[&str] = &["order", "trade", "txn", "invoice", "payme
 /// 15-digit number in ten (order numbers, timestamps with padding): the prefix rules out most of
 /// them, and a value named like an order or transaction number is never an IMEI.
 fn standalone_imei(lower: &[u8]) -> bool {
+    standalone_imeis(lower).next().is_some()
+}
+
+/// Where the standalone IMEIs are: (start, end) of each.
+fn standalone_imeis(lower: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut i = 0;
+    std::iter::from_fn(move || {
     while i < lower.len() {
         if !lower[i].is_ascii_digit() {
             i += 1;
@@ -315,10 +375,11 @@ fn standalone_imei(lower: &[u8]) -> bool {
             && luhn_ok(run)
             && !named_as_not_imei(&lower[..start])
         {
-            return true;
+            return Some((start, i));
         }
     }
-    false
+    None
+    })
 }
 
 /// The text before a value ends with `key=` (or `"key":"`) where the key names an order or
@@ -344,22 +405,23 @@ fn named_as_not_imei(before: &[u8]) -> bool {
 
 /// A colon-separated MAC address not embedded in a longer hex-and-colon token (IPv6).
 fn standalone_mac(lower: &[u8]) -> bool {
-    if lower.len() < 17 {
-        return false;
-    }
-    for start in 0..=lower.len() - 17 {
-        let cand = &lower[start..start + 17];
-        if cand[2] != b':' || !is_mac(cand) {
-            continue;
-        }
-        let before = start.checked_sub(1).map(|i| lower[i]);
-        let after = lower.get(start + 17).copied();
-        let embedded = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit() || b == b':');
-        if !embedded(before) && !embedded(after) {
-            return true;
-        }
-    }
-    false
+    standalone_macs(lower).next().is_some()
+}
+
+/// Start offsets of the standalone MAC addresses (17 bytes each).
+fn standalone_macs(lower: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    (0..=lower.len().saturating_sub(17))
+        .filter(move |&start| start + 17 <= lower.len())
+        .filter(move |&start| {
+            let cand = &lower[start..start + 17];
+            if cand[2] != b':' || !is_mac(cand) {
+                return false;
+            }
+            let before = start.checked_sub(1).map(|i| lower[i]);
+            let after = lower.get(start + 17).copied();
+            let embedded = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit() || b == b':');
+            !embedded(before) && !embedded(after)
+        })
 }
 
 /// MIUI ("V12.5.3.0.RJOMIXM") and HyperOS ("OS1.0.5.0.UMCEUXM") version strings.
@@ -427,13 +489,16 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// `needle` present and not glued to more digits/dots on either side ("10.0.0.2" must not match
 /// inside "110.0.0.23").
 fn contains_token(hay: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() {
-        return false;
-    }
+    token_positions(hay, needle).next().is_some()
+}
+
+fn token_positions<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
     let glued =
         |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
-    memchr::memmem::find_iter(hay, needle).any(|i| {
-        !glued(i.checked_sub(1).and_then(|j| hay.get(j))) && !glued(hay.get(i + needle.len()))
+    memchr::memmem::find_iter(hay, needle).filter(move |&i| {
+        !needle.is_empty()
+            && !glued(i.checked_sub(1).and_then(|j| hay.get(j)))
+            && !glued(hay.get(i + needle.len()))
     })
 }
 
@@ -533,6 +598,27 @@ mod tests {
         // The test range 00 never.
         assert!(luhn_ok(b"001234567890128"));
         assert!(kinds(b"x 001234567890128 y", None).is_empty());
+    }
+
+    #[test]
+    fn redaction_replaces_identifier_values_by_their_kind() {
+        let ctx = DeviceContext {
+            own_ips: vec!["10.23.4.5".parse().unwrap()],
+            ..DeviceContext::default()
+        };
+        let path = "/v1/config?gaid=38400000-8CF0-11BD-B23E-10B96E40000D&android_id=9774d56d682e549c\
+                    &imei=490154203237518&mac=a4:c3:f0:85:ac:2d&ip=10.23.4.5&model=M2101K7BG&n=7";
+        assert_eq!(
+            redact(path, Some(&ctx)),
+            "/v1/config?gaid=<advertising-id>&android_id=<android-id>&imei=<imei>&mac=<mac>\
+             &ip=<own-ip>&model=M2101K7BG&n=7"
+        );
+        // Standalone values too; nothing else changes.
+        assert_eq!(
+            redact("/u/490154203237518/A4:C3:F0:85:AC:2D/x", None),
+            "/u/<imei>/<mac>/x"
+        );
+        assert_eq!(redact("/plain?page=2", None), "/plain?page=2");
     }
 
     #[test]
