@@ -49,7 +49,12 @@ impl AppTotals {
         self.bytes_up += flow.bytes_up;
         self.bytes_down += flow.bytes_down;
         self.cleartext_flows += u64::from(flow.cleartext);
-        self.leak_flows += u64::from(!flow.leaks.is_empty());
+        // Identifiers only: a model name or OS version alone does not identify the phone.
+        self.leak_flows += u64::from(
+            flow.leaks
+                .iter()
+                .any(|k| !crate::dissect::leaks::is_descriptor(k)),
+        );
         self.last_seen = self.last_seen.max(flow.last_seen);
     }
 }

@@ -122,14 +122,6 @@ pub fn of_host(host: &str) -> Option<&'static Company> {
     }
 }
 
-/// True when `name` is a registered domain or a private public suffix (both are table keys).
-fn is_table_key(name: &str) -> bool {
-    registered_domain(name).as_deref() == Some(name)
-        || psl::suffix(name.as_bytes()).is_some_and(|s| {
-            s.typ() == Some(psl::Type::Private) && s.as_bytes() == name.as_bytes()
-        })
-}
-
 /// The company holding AS number `asn`.
 pub fn of_asn(asn: u32) -> Option<&'static Company> {
     let t = table();
@@ -174,6 +166,14 @@ pub fn all() -> Vec<&'static Company> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// True when `name` is a registered domain or a private public suffix (both are table keys).
+    fn is_table_key(name: &str) -> bool {
+        registered_domain(name).as_deref() == Some(name)
+            || psl::suffix(name.as_bytes()).is_some_and(|s| {
+                s.typ() == Some(psl::Type::Private) && s.as_bytes() == name.as_bytes()
+            })
+    }
 
     #[test]
     fn table_parses_and_every_reference_names_a_company() {

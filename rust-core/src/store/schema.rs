@@ -314,6 +314,22 @@ SELECT session_id, coalesce(country, '??') AS country,
        count(DISTINCT coalesce(app, uid)) AS apps
 FROM flows GROUP BY session_id, 2;
 "#,
+    // Evidence content (issue 8.4, 8.5): the first cleartext HTTP requests of a flow, and device
+    // descriptors (model, OS version) kept apart from identifiers so that `leaks` (and every
+    // count of leaking flows) means identifiers only. Must come after the contacts migration
+    // (issue 8.1); self-contained, so its position among other migrations does not matter.
+    r#"
+ALTER TABLE flows ADD COLUMN http_requests TEXT;  -- JSON [{method, host, path}], identifier values redacted
+ALTER TABLE flows ADD COLUMN descriptors TEXT;    -- comma-separated descriptor kinds, NULL when none
+UPDATE flows SET
+    descriptors = nullif(
+        CASE WHEN instr(',' || leaks || ',', ',miui_version,') > 0 THEN 'miui_version' ELSE '' END ||
+        CASE WHEN instr(',' || leaks || ',', ',miui_version,') > 0
+              AND instr(',' || leaks || ',', ',model,') > 0 THEN ',' ELSE '' END ||
+        CASE WHEN instr(',' || leaks || ',', ',model,') > 0 THEN 'model' ELSE '' END, ''),
+    leaks = nullif(trim(replace(replace(',' || leaks || ',', ',model,', ','), ',miui_version,', ','), ','), '')
+WHERE instr(',' || leaks || ',', ',model,') > 0 OR instr(',' || leaks || ',', ',miui_version,') > 0;
+"#,
 ];
 
 /// The schema version this build writes.
