@@ -66,6 +66,40 @@ fn connection(w: &mut PcapngWriter<std::fs::File>, t: &mut i64, dst: Ipv4Addr, s
     put(w, packet(phone, dst, sport, dport, c + 1, s + 1, ACK, b""));
 }
 
+fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend(sport.to_be_bytes());
+    u.extend(dport.to_be_bytes());
+    u.extend(((8 + data.len()) as u16).to_be_bytes());
+    u.extend([0, 0]);
+    u.extend(data);
+    let mut ip = vec![0x45, 0];
+    ip.extend(((20 + u.len()) as u16).to_be_bytes());
+    ip.extend([0, 0, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend(src.octets());
+    ip.extend(dst.octets());
+    ip.extend(u);
+    ip
+}
+
+/// A DNS query for `name` (A) and its answer `addr`.
+fn dns_exchange(id: u16, name: &str, addr: Ipv4Addr) -> (Vec<u8>, Vec<u8>) {
+    let mut q = Vec::new();
+    q.extend(id.to_be_bytes());
+    q.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend(label.as_bytes());
+    }
+    q.extend([0, 0, 1, 0, 1]);
+    let mut a = q.clone();
+    a[2..4].copy_from_slice(&[0x81, 0x80]);
+    a[6..8].copy_from_slice(&[0, 1]);
+    a.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+    a.extend(addr.octets());
+    (q, a)
+}
+
 fn geo_file() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/phonehome-geo.bin");
     std::env::var_os("PHONEHOME_GEO").map(PathBuf::from).or(Some(p)).filter(|p| p.is_file())
@@ -85,6 +119,15 @@ fn phonehome(args: &[&str], db: &Path) -> String {
 fn capture(path: &Path) {
     let mut w = PcapngWriter::new(std::fs::File::create(path).unwrap()).unwrap();
     let mut t = 1_700_000_000_000i64;
+    // Two lookups of the Xiaomi name (to the resolver 10.0.0.1): lookups, never contacts.
+    let (phone, resolver) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+    for (i, sport) in [(1u16, 50_001u16), (2, 50_002)] {
+        let (q, a) = dns_exchange(i, "globalapi.ad.xiaomi.com", Ipv4Addr::new(23, 32, 0, 1));
+        t += 5;
+        w.write_packet(t, &udp(phone, resolver, sport, 53, &q), Some(UID), Some(APP)).unwrap();
+        t += 5;
+        w.write_packet(t, &udp(resolver, phone, 53, sport, &a), Some(UID), Some(APP)).unwrap();
+    }
     let ua = "User-Agent: Dalvik/2.1.0 (Linux; U; Android 11; M2101K7BG Build/RKQ1.201022.002)";
     let first = format!(
         "GET /api/v1/MiAdBlacklistConfig?gaid={GAID}&imei={IMEI}&v=3 HTTP/1.1\r\nHost: globalapi.ad.xiaomi.com\r\n{ua}\r\n\r\n"
@@ -117,7 +160,7 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
 
     let jsonl = phonehome(&["flows", "--format", "jsonl"], &db);
     let flows: Vec<serde_json::Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(flows.len(), 3, "{jsonl}");
+    assert_eq!(flows.len(), 5, "3 connections and 2 DNS flows: {jsonl}");
     let by_port = |p: u64| flows.iter().find(|f| f["src_port"] == p).unwrap();
 
     // Point 4: both requests kept, identifier values replaced by their kind, no body.
@@ -159,6 +202,49 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
     let csv = phonehome(&["flows", "--format", "csv"], &db);
     let header = csv.lines().next().unwrap();
     assert!(header.ends_with(",company,provider,descriptors,http_requests"), "{header}");
+
+    // Every report format: Xiaomi 1 contact and 2 lookups (the DNS flows are not contacts),
+    // identifiers per app and endpoint, the redacted requests.
+    let json: serde_json::Value =
+        serde_json::from_str(&phonehome(&["report", "--format", "json"], &db)).unwrap();
+    let company = |name: &str| {
+        json["companies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["company"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {}", json["companies"]))
+            .clone()
+    };
+    let mi = company("Xiaomi");
+    assert_eq!((mi["contacts"].as_u64(), mi["lookups"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(mi["apps"], serde_json::json!([APP]));
+    assert_eq!(mi["per_hour"].as_array().unwrap().len(), 1);
+    assert_eq!(mi["per_hour"][0]["contacts"], 1);
+    let meta = company("Meta");
+    assert_eq!((meta["contacts"].as_u64(), meta["lookups"].as_u64()), (Some(1), Some(0)));
+    let ids = json["identifiers"].as_array().unwrap();
+    assert_eq!(ids.len(), 1, "only the Xiaomi flow carried identifiers: {ids:?}");
+    assert_eq!(ids[0]["endpoint"], "globalapi.ad.xiaomi.com");
+    assert_eq!(ids[0]["identifiers"], serde_json::json!(["gaid", "imei"]));
+    assert_eq!(ids[0]["descriptors"], serde_json::json!(["model"]));
+    assert_eq!(ids[0]["flows"], 1);
+    assert_eq!(json["totals"]["leak_flows"], 1, "the model alone is no identifier");
+    let reqs = json["cleartext_requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(
+        reqs[0]["path"],
+        "/api/v1/MiAdBlacklistConfig?gaid=<advertising-id>&imei=<imei>&v=3"
+    );
+    let text = phonehome(&["report"], &db);
+    let line = text.lines().find(|l| l.trim_start().starts_with("Xiaomi ")).unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cols[..3], ["Xiaomi", "1", "2"], "{line}");
+    assert!(text.contains(&format!("{APP} -> globalapi.ad.xiaomi.com (Xiaomi): gaid, imei; 1 flows")), "{text}");
+    assert!(text.contains("GET http://globalapi.ad.xiaomi.com/api/v1/MiAdBlacklistConfig?gaid=<advertising-id>&imei=<imei>&v=3"), "{text}");
+    let html = phonehome(&["report", "--format", "html"], &db);
+    assert!(html.contains("<h2>Companies</h2>") && html.contains("&lt;advertising-id&gt;"));
+    assert!(!html.contains(GAID) && !text.contains(IMEI));
 
     // The database never holds the identifier values: not in any file SQLite wrote.
     drop(flows);

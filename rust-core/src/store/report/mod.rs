@@ -1,11 +1,13 @@
 //! The report: one [`Report`] value built from the read API, rendered as text (a terminal),
 //! JSON (schema in docs/report-schema.md) or one self-contained HTML file.
 
+mod evidence;
 mod html;
 mod text;
 
 use serde::Serialize;
 
+use super::evidence::{CleartextRequest, CompanySummary, IdentifierUse, MAX_REPORTED_REQUESTS};
 use super::experiment::{Comparison, EXPERIMENT_INTRO, GUIDED_STEPS, GuidedStep, WindowSpec};
 use super::read::{Marker, Reader, Session, Window};
 use super::views::{
@@ -68,6 +70,12 @@ pub struct Report {
     pub categories: Vec<CategorySummary>,
     pub timeline: Timeline,
     pub visibility: Visibility,
+    /// Contacts, lookups, bytes and timelines per company.
+    pub companies: Vec<CompanySummary>,
+    /// Per app and endpoint: the identifier kinds seen in cleartext.
+    pub identifiers: Vec<IdentifierUse>,
+    /// The first cleartext HTTP requests of each flow (at most 200), identifier values redacted.
+    pub cleartext_requests: Vec<CleartextRequest>,
     pub comparison: Option<Comparison>,
     pub experiment: Option<ExperimentGuide>,
 }
@@ -164,6 +172,9 @@ pub fn build(reader: &Reader, scope: &Scope) -> Result<Report, StoreError> {
             buckets: reader.timeline(window, bucket_ms)?,
         },
         visibility: reader.visibility(window)?,
+        companies: reader.per_company(window)?,
+        identifiers: reader.identifier_uses(window)?,
+        cleartext_requests: reader.cleartext_requests(window, MAX_REPORTED_REQUESTS)?,
         totals,
         comparison,
         experiment,

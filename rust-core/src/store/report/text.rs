@@ -278,6 +278,8 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    super::evidence::text(r, &mut o);
+
     let _ = writeln!(o, "\nWHAT THIS CAPTURE COULD NOT SEE");
     for n in &r.visibility.notes {
         let _ = writeln!(o, "  - {}", wrap(n, 96, "    "));
