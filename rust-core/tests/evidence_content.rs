@@ -116,9 +116,22 @@ fn phonehome(args: &[&str], db: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The capture described at the top; `meta_only`: just the graph.facebook.com connection.
 fn capture(path: &Path) {
+    capture_with(path, false)
+}
+
+fn capture_with(path: &Path, meta_only: bool) {
     let mut w = PcapngWriter::new(std::fs::File::create(path).unwrap()).unwrap();
     let mut t = 1_700_000_000_000i64;
+    let ua = "User-Agent: Dalvik/2.1.0 (Linux; U; Android 11; M2101K7BG Build/RKQ1.201022.002)";
+    if meta_only {
+        t += 7_200_000;
+        let fb = format!("GET /ping HTTP/1.1\r\nHost: graph.facebook.com\r\n{ua}\r\n\r\n");
+        connection(&mut w, &mut t, Ipv4Addr::new(31, 13, 64, 35), 40_002, 80, &[fb.as_bytes()]);
+        w.into_inner().unwrap();
+        return;
+    }
     // Two lookups of the Xiaomi name (to the resolver 10.0.0.1): lookups, never contacts.
     let (phone, resolver) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
     for (i, sport) in [(1u16, 50_001u16), (2, 50_002)] {
@@ -128,7 +141,6 @@ fn capture(path: &Path) {
         t += 5;
         w.write_packet(t, &udp(resolver, phone, 53, sport, &a), Some(UID), Some(APP)).unwrap();
     }
-    let ua = "User-Agent: Dalvik/2.1.0 (Linux; U; Android 11; M2101K7BG Build/RKQ1.201022.002)";
     let first = format!(
         "GET /api/v1/MiAdBlacklistConfig?gaid={GAID}&imei={IMEI}&v=3 HTTP/1.1\r\nHost: globalapi.ad.xiaomi.com\r\n{ua}\r\n\r\n"
     );
@@ -262,6 +274,53 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
             );
         }
     }
+}
+
+/// The experiment comparison per company: session 1 (the full capture) vs session 2 (only the
+/// Meta connection, two hours later).
+#[test]
+fn comparison_counts_contacts_and_lookups_per_company() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    for (name, meta_only) in [("before.pcapng", false), ("after.pcapng", true)] {
+        let pcap = dir.path().join(name);
+        capture_with(&pcap, meta_only);
+        let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
+            .args(["analyze", "-q", "--db"])
+            .arg(&db)
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let json: serde_json::Value = serde_json::from_str(&phonehome(
+        &["report", "--compare", "1..2", "--format", "json"],
+        &db,
+    ))
+    .unwrap();
+    let rows = json["comparison_companies"].as_array().unwrap();
+    let row = |name: &str| rows.iter().find(|c| c["company"] == name).unwrap().clone();
+    let mi = row("Xiaomi");
+    assert_eq!(
+        [&mi["contacts_before"], &mi["contacts_after"], &mi["lookups_before"], &mi["lookups_after"]],
+        [1, 0, 2, 0]
+    );
+    let meta = row("Meta");
+    assert_eq!([&meta["contacts_before"], &meta["contacts_after"]], [1, 1]);
+    assert_eq!(meta["apps_after"], serde_json::json!([APP]));
+    // Companies still contacted after come first.
+    assert_eq!(rows[0]["company"], "Meta");
+    let text = phonehome(&["report", "--compare", "1..2"], &db);
+    assert!(text.contains("COMPANIES BEFORE VS AFTER"), "{text}");
+    let line = text
+        .lines()
+        .skip_while(|l| !l.contains("COMPANIES BEFORE VS AFTER"))
+        .find(|l| l.trim_start().starts_with("Xiaomi "))
+        .unwrap();
+    assert_eq!(line.split_whitespace().collect::<Vec<_>>()[..5], ["Xiaomi", "1", "0", "2", "0"]);
+    assert!(json["comparison"].is_object());
+    assert!(phonehome(&["report", "--compare", "1..2", "--format", "html"], &db)
+        .contains("<h2>Companies before vs after</h2>"));
 }
 
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -102,6 +102,58 @@ impl CompanySummary {
     }
 }
 
+/// One company before and after in an experiment comparison [`CompanyChange`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CompanyChange {
+    pub company: String,
+    pub contacts_before: u64,
+    pub contacts_after: u64,
+    pub lookups_before: u64,
+    pub lookups_after: u64,
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+    /// Apps that contacted the company in the "after" window.
+    pub apps_after: Vec<String>,
+}
+
+/// Per company, before vs after; companies contacted after first (most contacts first).
+pub fn company_changes(before: &[CompanySummary], after: &[CompanySummary]) -> Vec<CompanyChange> {
+    let mut by: BTreeMap<&str, CompanyChange> = BTreeMap::new();
+    for (side, list) in [(false, before), (true, after)] {
+        for c in list {
+            let e = by.entry(c.company.as_str()).or_insert_with(|| CompanyChange {
+                company: c.company.clone(),
+                contacts_before: 0,
+                contacts_after: 0,
+                lookups_before: 0,
+                lookups_after: 0,
+                bytes_before: 0,
+                bytes_after: 0,
+                apps_after: Vec::new(),
+            });
+            let bytes = c.bytes_up + c.bytes_down;
+            if side {
+                e.contacts_after = c.contacts;
+                e.lookups_after = c.lookups;
+                e.bytes_after = bytes;
+                e.apps_after = c.apps.clone();
+            } else {
+                e.contacts_before = c.contacts;
+                e.lookups_before = c.lookups;
+                e.bytes_before = bytes;
+            }
+        }
+    }
+    let mut out: Vec<CompanyChange> = by.into_values().collect();
+    out.sort_by(|a, b| {
+        b.contacts_after
+            .cmp(&a.contacts_after)
+            .then(b.contacts_before.cmp(&a.contacts_before))
+            .then(a.company.cmp(&b.company))
+    });
+    out
+}
+
 fn split(s: Option<String>) -> Vec<String> {
     s.filter(|s| !s.is_empty())
         .map(|s| s.split(',').map(str::to_owned).collect())

@@ -22,7 +22,7 @@ pub mod synth;
 mod views;
 mod writer;
 
-pub use evidence::{CleartextRequest, CompanySummary, CountAt, IdentifierUse};
+pub use evidence::{CleartextRequest, CompanyChange, CompanySummary, CountAt, IdentifierUse};
 pub use experiment::{
     AppChange, CategoryChange, Comparison, Counts, EXPERIMENT_INTRO, EndpointChange, GUIDED_STEPS,
     GuidedStep, StepGroup, StillPhoningHome, WINDOW_SYNTAX, WindowSpec, WindowStats,

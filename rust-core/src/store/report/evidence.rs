@@ -10,8 +10,62 @@ fn or_dash(v: Option<&str>) -> &str {
     v.unwrap_or("-")
 }
 
+/// The experiment's per-company comparison for a terminal.
+pub fn comparison_text(r: &Report, o: &mut String) {
+    let Some(changes) = &r.comparison_companies else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "\nCOMPANIES BEFORE VS AFTER (contacts = connections; lookups = DNS queries)"
+    );
+    let _ = writeln!(
+        o,
+        "  {:18} {:>10} {:>10} {:>10} {:>10}  APPS AFTER",
+        "COMPANY", "CONT BEF", "CONT AFT", "LOOK BEF", "LOOK AFT"
+    );
+    for c in changes {
+        let _ = writeln!(
+            o,
+            "  {:18} {:>10} {:>10} {:>10} {:>10}  {}",
+            c.company,
+            c.contacts_before,
+            c.contacts_after,
+            c.lookups_before,
+            c.lookups_after,
+            c.apps_after.join(", ")
+        );
+    }
+}
+
+/// The experiment's per-company comparison as HTML.
+pub fn comparison_html(r: &Report, o: &mut String, esc: fn(&str) -> String) {
+    let Some(changes) = &r.comparison_companies else {
+        return;
+    };
+    o.push_str(
+        "<section><h2>Companies before vs after</h2><table><tr><th>Company</th>\
+         <th>Contacts before</th><th>Contacts after</th><th>Lookups before</th>\
+         <th>Lookups after</th><th>Apps after</th></tr>",
+    );
+    for c in changes {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.company),
+            c.contacts_before,
+            c.contacts_after,
+            c.lookups_before,
+            c.lookups_after,
+            esc(&c.apps_after.join(", "))
+        );
+    }
+    o.push_str("</table></section>");
+}
+
 /// The three sections for a terminal.
 pub fn text(r: &Report, o: &mut String) {
+    comparison_text(r, o);
     let _ = writeln!(
         o,
         "\nCOMPANIES (contacts = connections; lookups = DNS queries for their names)"
@@ -106,6 +160,7 @@ pub fn text(r: &Report, o: &mut String) {
 
 /// The three sections as HTML; `esc` escapes text.
 pub fn html(r: &Report, o: &mut String, esc: fn(&str) -> String) {
+    comparison_html(r, o, esc);
     let time = |t: Option<i64>| t.map(|t| utc(t).chars().take(16).collect()).unwrap_or_else(|| "-".to_string());
     o.push_str(
         "<section><h2>Companies</h2><p class=\"muted\">Contacts are connections to the company's \

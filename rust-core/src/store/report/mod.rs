@@ -7,7 +7,10 @@ mod text;
 
 use serde::Serialize;
 
-use super::evidence::{CleartextRequest, CompanySummary, IdentifierUse, MAX_REPORTED_REQUESTS};
+use super::evidence::{
+    CleartextRequest, CompanyChange, CompanySummary, IdentifierUse, MAX_REPORTED_REQUESTS,
+    company_changes,
+};
 use super::experiment::{Comparison, EXPERIMENT_INTRO, GUIDED_STEPS, GuidedStep, WindowSpec};
 use super::read::{Marker, Reader, Session, Window};
 use super::views::{
@@ -77,6 +80,8 @@ pub struct Report {
     /// The first cleartext HTTP requests of each flow (at most 200), identifier values redacted.
     pub cleartext_requests: Vec<CleartextRequest>,
     pub comparison: Option<Comparison>,
+    /// With `--compare`: contacts and lookups per company before and after.
+    pub comparison_companies: Option<Vec<CompanyChange>>,
     pub experiment: Option<ExperimentGuide>,
 }
 
@@ -153,6 +158,13 @@ pub fn build(reader: &Reader, scope: &Scope) -> Result<Report, StoreError> {
         _ => 0,
     };
     let bucket_ms = bucket_for(span);
+    let comparison_companies = match &comparison {
+        Some(c) => Some(company_changes(
+            &reader.per_company(&c.before.window)?,
+            &reader.per_company(&c.after.window)?,
+        )),
+        None => None,
+    };
     let experiment = comparison.as_ref().map(|_| ExperimentGuide {
         intro: EXPERIMENT_INTRO,
         steps: GUIDED_STEPS,
@@ -175,6 +187,7 @@ pub fn build(reader: &Reader, scope: &Scope) -> Result<Report, StoreError> {
         companies: reader.per_company(window)?,
         identifiers: reader.identifier_uses(window)?,
         cleartext_requests: reader.cleartext_requests(window, MAX_REPORTED_REQUESTS)?,
+        comparison_companies,
         totals,
         comparison,
         experiment,
