@@ -50,7 +50,14 @@ fn cleartext_requests_are_kept_redacted() {
     let lines: Vec<String> = flows
         .iter()
         .flat_map(|f| &f.http_requests)
-        .map(|r| format!("{} {} {}", r.method, r.host.as_deref().unwrap_or("-"), r.path))
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r.method,
+                r.host.as_deref().unwrap_or("-"),
+                r.path
+            )
+        })
         .collect();
     assert_eq!(
         lines,

@@ -20,7 +20,16 @@ const ORDER: &str = "123456789012347";
 const UID: u32 = 10_123;
 const APP: &str = "com.android.browser";
 
-fn packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+/// One end to the other: (source address, port) -> (destination address, port).
+type Ends = ((Ipv4Addr, u16), (Ipv4Addr, u16));
+
+fn packet(
+    ((src, sport), (dst, dport)): Ends,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    data: &[u8],
+) -> Vec<u8> {
     let mut tcp = Vec::new();
     tcp.extend(sport.to_be_bytes());
     tcp.extend(dport.to_be_bytes());
@@ -38,7 +47,14 @@ fn packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32, ack: u
 }
 
 /// One TCP connection: handshake, the client's `requests` (one segment each), a reply, FIN.
-fn connection(w: &mut PcapngWriter<std::fs::File>, t: &mut i64, dst: Ipv4Addr, sport: u16, dport: u16, requests: &[&[u8]]) {
+fn connection(
+    w: &mut PcapngWriter<std::fs::File>,
+    t: &mut i64,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    requests: &[&[u8]],
+) {
     const SYN: u8 = 0x02;
     const ACK: u8 = 0x10;
     const PSH: u8 = 0x08;
@@ -49,21 +65,39 @@ fn connection(w: &mut PcapngWriter<std::fs::File>, t: &mut i64, dst: Ipv4Addr, s
         w.write_packet(*t, &p, Some(UID), Some(APP)).unwrap();
     };
     let (mut c, mut s) = (1000u32, 5000u32);
-    put(w, packet(phone, dst, sport, dport, c, 0, SYN, b""));
-    put(w, packet(dst, phone, dport, sport, s, c + 1, SYN | ACK, b""));
+    put(w, packet(((phone, sport), (dst, dport)), c, 0, SYN, b""));
+    put(
+        w,
+        packet(((dst, dport), (phone, sport)), s, c + 1, SYN | ACK, b""),
+    );
     c += 1;
     s += 1;
-    put(w, packet(phone, dst, sport, dport, c, s, ACK, b""));
+    put(w, packet(((phone, sport), (dst, dport)), c, s, ACK, b""));
     for r in requests {
-        put(w, packet(phone, dst, sport, dport, c, s, ACK | PSH, r));
+        put(
+            w,
+            packet(((phone, sport), (dst, dport)), c, s, ACK | PSH, r),
+        );
         c += r.len() as u32;
         let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        put(w, packet(dst, phone, dport, sport, s, c, ACK | PSH, reply));
+        put(
+            w,
+            packet(((dst, dport), (phone, sport)), s, c, ACK | PSH, reply),
+        );
         s += reply.len() as u32;
     }
-    put(w, packet(phone, dst, sport, dport, c, s, FIN | ACK, b""));
-    put(w, packet(dst, phone, dport, sport, s, c + 1, FIN | ACK, b""));
-    put(w, packet(phone, dst, sport, dport, c + 1, s + 1, ACK, b""));
+    put(
+        w,
+        packet(((phone, sport), (dst, dport)), c, s, FIN | ACK, b""),
+    );
+    put(
+        w,
+        packet(((dst, dport), (phone, sport)), s, c + 1, FIN | ACK, b""),
+    );
+    put(
+        w,
+        packet(((phone, sport), (dst, dport)), c + 1, s + 1, ACK, b""),
+    );
 }
 
 fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
@@ -102,7 +136,10 @@ fn dns_exchange(id: u16, name: &str, addr: Ipv4Addr) -> (Vec<u8>, Vec<u8>) {
 
 fn geo_file() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/phonehome-geo.bin");
-    std::env::var_os("PHONEHOME_GEO").map(PathBuf::from).or(Some(p)).filter(|p| p.is_file())
+    std::env::var_os("PHONEHOME_GEO")
+        .map(PathBuf::from)
+        .or(Some(p))
+        .filter(|p| p.is_file())
 }
 
 fn phonehome(args: &[&str], db: &Path) -> String {
@@ -112,7 +149,11 @@ fn phonehome(args: &[&str], db: &Path) -> String {
         cmd.env("PHONEHOME_GEO", geo);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -128,7 +169,14 @@ fn capture_with(path: &Path, meta_only: bool) {
     if meta_only {
         t += 7_200_000;
         let fb = format!("GET /ping HTTP/1.1\r\nHost: graph.facebook.com\r\n{ua}\r\n\r\n");
-        connection(&mut w, &mut t, Ipv4Addr::new(31, 13, 64, 35), 40_002, 80, &[fb.as_bytes()]);
+        connection(
+            &mut w,
+            &mut t,
+            Ipv4Addr::new(31, 13, 64, 35),
+            40_002,
+            80,
+            &[fb.as_bytes()],
+        );
         w.into_inner().unwrap();
         return;
     }
@@ -137,9 +185,21 @@ fn capture_with(path: &Path, meta_only: bool) {
     for (i, sport) in [(1u16, 50_001u16), (2, 50_002)] {
         let (q, a) = dns_exchange(i, "globalapi.ad.xiaomi.com", Ipv4Addr::new(23, 32, 0, 1));
         t += 5;
-        w.write_packet(t, &udp(phone, resolver, sport, 53, &q), Some(UID), Some(APP)).unwrap();
+        w.write_packet(
+            t,
+            &udp(phone, resolver, sport, 53, &q),
+            Some(UID),
+            Some(APP),
+        )
+        .unwrap();
         t += 5;
-        w.write_packet(t, &udp(resolver, phone, 53, sport, &a), Some(UID), Some(APP)).unwrap();
+        w.write_packet(
+            t,
+            &udp(resolver, phone, 53, sport, &a),
+            Some(UID),
+            Some(APP),
+        )
+        .unwrap();
     }
     let first = format!(
         "GET /api/v1/MiAdBlacklistConfig?gaid={GAID}&imei={IMEI}&v=3 HTTP/1.1\r\nHost: globalapi.ad.xiaomi.com\r\n{ua}\r\n\r\n"
@@ -148,10 +208,31 @@ fn capture_with(path: &Path, meta_only: bool) {
         "POST /track?order_id={ORDER} HTTP/1.1\r\nHost: globalapi.ad.xiaomi.com\r\nContent-Length: 9\r\n\r\nbody-{IMEI}"
     );
     let second = &second[..second.len() - IMEI.len() + 4]; // a 9-byte body: "body-4901"
-    connection(&mut w, &mut t, Ipv4Addr::new(23, 32, 0, 1), 40_001, 80, &[first.as_bytes(), second.as_bytes()]);
+    connection(
+        &mut w,
+        &mut t,
+        Ipv4Addr::new(23, 32, 0, 1),
+        40_001,
+        80,
+        &[first.as_bytes(), second.as_bytes()],
+    );
     let fb = format!("GET /ping HTTP/1.1\r\nHost: graph.facebook.com\r\n{ua}\r\n\r\n");
-    connection(&mut w, &mut t, Ipv4Addr::new(31, 13, 64, 35), 40_002, 80, &[fb.as_bytes()]);
-    connection(&mut w, &mut t, Ipv4Addr::new(8, 8, 4, 4), 40_003, 4000, &[b"\x01\x02\x03opaque"]);
+    connection(
+        &mut w,
+        &mut t,
+        Ipv4Addr::new(31, 13, 64, 35),
+        40_002,
+        80,
+        &[fb.as_bytes()],
+    );
+    connection(
+        &mut w,
+        &mut t,
+        Ipv4Addr::new(8, 8, 4, 4),
+        40_003,
+        4000,
+        &[b"\x01\x02\x03opaque"],
+    );
     w.into_inner().unwrap();
 }
 
@@ -168,10 +249,17 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
         .envs(geo_file().map(|g| ("PHONEHOME_GEO", g)))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let jsonl = phonehome(&["flows", "--format", "jsonl"], &db);
-    let flows: Vec<serde_json::Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let flows: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(flows.len(), 5, "3 connections and 2 DNS flows: {jsonl}");
     let by_port = |p: u64| flows.iter().find(|f| f["src_port"] == p).unwrap();
 
@@ -213,7 +301,10 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
     // The CSV has the same columns.
     let csv = phonehome(&["flows", "--format", "csv"], &db);
     let header = csv.lines().next().unwrap();
-    assert!(header.ends_with(",company,provider,descriptors,http_requests"), "{header}");
+    assert!(
+        header.ends_with(",company,provider,descriptors,http_requests"),
+        "{header}"
+    );
 
     // Every report format: Xiaomi 1 contact and 2 lookups (the DNS flows are not contacts),
     // identifiers per app and endpoint, the redacted requests.
@@ -229,19 +320,32 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
             .clone()
     };
     let mi = company("Xiaomi");
-    assert_eq!((mi["contacts"].as_u64(), mi["lookups"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (mi["contacts"].as_u64(), mi["lookups"].as_u64()),
+        (Some(1), Some(2))
+    );
     assert_eq!(mi["apps"], serde_json::json!([APP]));
     assert_eq!(mi["per_hour"].as_array().unwrap().len(), 1);
     assert_eq!(mi["per_hour"][0]["contacts"], 1);
     let meta = company("Meta");
-    assert_eq!((meta["contacts"].as_u64(), meta["lookups"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (meta["contacts"].as_u64(), meta["lookups"].as_u64()),
+        (Some(1), Some(0))
+    );
     let ids = json["identifiers"].as_array().unwrap();
-    assert_eq!(ids.len(), 1, "only the Xiaomi flow carried identifiers: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "only the Xiaomi flow carried identifiers: {ids:?}"
+    );
     assert_eq!(ids[0]["endpoint"], "globalapi.ad.xiaomi.com");
     assert_eq!(ids[0]["identifiers"], serde_json::json!(["gaid", "imei"]));
     assert_eq!(ids[0]["descriptors"], serde_json::json!(["model"]));
     assert_eq!(ids[0]["flows"], 1);
-    assert_eq!(json["totals"]["leak_flows"], 1, "the model alone is no identifier");
+    assert_eq!(
+        json["totals"]["leak_flows"], 1,
+        "the model alone is no identifier"
+    );
     let reqs = json["cleartext_requests"].as_array().unwrap();
     assert_eq!(reqs.len(), 3);
     assert_eq!(
@@ -249,10 +353,18 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
         "/api/v1/MiAdBlacklistConfig?gaid=<advertising-id>&imei=<imei>&v=3"
     );
     let text = phonehome(&["report"], &db);
-    let line = text.lines().find(|l| l.trim_start().starts_with("Xiaomi ")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("Xiaomi "))
+        .unwrap();
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(&cols[..3], ["Xiaomi", "1", "2"], "{line}");
-    assert!(text.contains(&format!("{APP} -> globalapi.ad.xiaomi.com (Xiaomi): gaid, imei; 1 flows")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{APP} -> globalapi.ad.xiaomi.com (Xiaomi): gaid, imei; 1 flows"
+        )),
+        "{text}"
+    );
     assert!(text.contains("GET http://globalapi.ad.xiaomi.com/api/v1/MiAdBlacklistConfig?gaid=<advertising-id>&imei=<imei>&v=3"), "{text}");
     let html = phonehome(&["report", "--format", "html"], &db);
     assert!(html.contains("<h2>Companies</h2>") && html.contains("&lt;advertising-id&gt;"));
@@ -291,7 +403,11 @@ fn comparison_counts_contacts_and_lookups_per_company() {
             .arg(&pcap)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let json: serde_json::Value = serde_json::from_str(&phonehome(
         &["report", "--compare", "1..2", "--format", "json"],
@@ -302,7 +418,12 @@ fn comparison_counts_contacts_and_lookups_per_company() {
     let row = |name: &str| rows.iter().find(|c| c["company"] == name).unwrap().clone();
     let mi = row("Xiaomi");
     assert_eq!(
-        [&mi["contacts_before"], &mi["contacts_after"], &mi["lookups_before"], &mi["lookups_after"]],
+        [
+            &mi["contacts_before"],
+            &mi["contacts_after"],
+            &mi["lookups_before"],
+            &mi["lookups_after"]
+        ],
         [1, 0, 2, 0]
     );
     let meta = row("Meta");
@@ -317,10 +438,15 @@ fn comparison_counts_contacts_and_lookups_per_company() {
         .skip_while(|l| !l.contains("COMPANIES BEFORE VS AFTER"))
         .find(|l| l.trim_start().starts_with("Xiaomi "))
         .unwrap();
-    assert_eq!(line.split_whitespace().collect::<Vec<_>>()[..5], ["Xiaomi", "1", "0", "2", "0"]);
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>()[..5],
+        ["Xiaomi", "1", "0", "2", "0"]
+    );
     assert!(json["comparison"].is_object());
-    assert!(phonehome(&["report", "--compare", "1..2", "--format", "html"], &db)
-        .contains("<h2>Companies before vs after</h2>"));
+    assert!(
+        phonehome(&["report", "--compare", "1..2", "--format", "html"], &db)
+            .contains("<h2>Companies before vs after</h2>")
+    );
 }
 
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {

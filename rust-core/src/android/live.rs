@@ -695,27 +695,46 @@ mod tests {
             path: "/c?gaid=<advertising-id>".into(),
         }];
         v.apply(&Event::Flow(mi));
-        v.apply(&Event::Flow(flow(2, Some(1000), "graph.facebook.com", false, 1_000)));
+        v.apply(&Event::Flow(flow(
+            2,
+            Some(1000),
+            "graph.facebook.com",
+            false,
+            1_000,
+        )));
         let mut only_model = flow(3, Some(1000), "example.org", false, 1_000);
         only_model.leaks = vec!["model".into()];
         v.apply(&Event::Flow(only_model));
         let snap = v.snapshot(true, &EngineCounters::default(), "");
         let row = snap.apps.iter().find(|a| !a.unattributed).unwrap();
-        assert_eq!(row.companies, vec!["Meta".to_string(), "Xiaomi".to_string()]);
+        assert_eq!(
+            row.companies,
+            vec!["Meta".to_string(), "Xiaomi".to_string()]
+        );
         // The model alone is a descriptor: one leaking flow, not two.
         assert_eq!(row.leak_flows, 1);
         let recent = snap.recent.iter().find(|f| f.id == 1).unwrap();
         let d = recent.destination.as_ref().unwrap();
-        assert_eq!((d.company.as_str(), d.provider.as_str()), ("Xiaomi", "Akamai"));
+        assert_eq!(
+            (d.company.as_str(), d.provider.as_str()),
+            ("Xiaomi", "Akamai")
+        );
         assert_eq!(recent.leaks, vec!["gaid".to_string()]);
         let detail = v.app_detail(&proto::AppDetailRequest {
             uid: 1000,
             unattributed: false,
         });
-        let e = detail.endpoints.iter().find(|e| e.host == "www.mi.com").unwrap();
+        let e = detail
+            .endpoints
+            .iter()
+            .find(|e| e.host == "www.mi.com")
+            .unwrap();
         assert_eq!(e.leaks, vec!["gaid".to_string()]);
         assert_eq!(e.descriptors, vec!["model".to_string()]);
-        assert_eq!(e.http_requests, vec!["GET www.mi.com /c?gaid=<advertising-id>".to_string()]);
+        assert_eq!(
+            e.http_requests,
+            vec!["GET www.mi.com /c?gaid=<advertising-id>".to_string()]
+        );
     }
 
     #[test]

@@ -122,7 +122,15 @@ pub fn run(args: LookupArgs) -> Result<i32, CliError> {
             let width = rows.iter().map(|r| r.query.len()).max().unwrap_or(5).max(5);
             println!(
                 "{:width$}  {:7} {:20} {:5} {:3} {:8} {:24} {:14} {:14} PURPOSE",
-                "QUERY", "VENDOR", "CATEGORY", "GUESS", "CC", "ASN", "AS NAME", "COMPANY", "PROVIDER"
+                "QUERY",
+                "VENDOR",
+                "CATEGORY",
+                "GUESS",
+                "CC",
+                "ASN",
+                "AS NAME",
+                "COMPANY",
+                "PROVIDER"
             );
             for r in &rows {
                 let asn = r

@@ -49,7 +49,10 @@ fn parse(text: &'static str) -> (Table, Vec<&'static str>) {
         asns: HashMap::new(),
     };
     let mut bad = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let mut cols = line.split('\t');
         let (Some(kind), Some(key), Some(value), None) =
             (cols.next(), cols.next(), cols.next(), cols.next())

@@ -284,7 +284,10 @@ mod tests {
         let second = next_request(&stream[first.length.unwrap()..])
             .unwrap()
             .unwrap();
-        assert_eq!((second.method.as_str(), second.target.as_str()), ("GET", "/b"));
+        assert_eq!(
+            (second.method.as_str(), second.target.as_str()),
+            ("GET", "/b")
+        );
         // An incomplete head waits; a chunked body hides where the next request starts.
         assert_eq!(next_request(b"GET /c HTTP/1.1\r\nHost: x"), Ok(None));
         let chunked = b"POST /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n";

@@ -356,29 +356,31 @@ fn standalone_imei(lower: &[u8]) -> bool {
 fn standalone_imeis(lower: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut i = 0;
     std::iter::from_fn(move || {
-    while i < lower.len() {
-        if !lower[i].is_ascii_digit() {
-            i += 1;
-            continue;
+        while i < lower.len() {
+            if !lower[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < lower.len() && lower[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = &lower[start..i];
+            let bounded = (start == 0 || !is_word(lower[start - 1]) && lower[start - 1] != b'.')
+                && lower.get(i).is_none_or(|&b| !is_word(b) && b != b'.');
+            if run.len() == 15
+                && bounded
+                && TAC_REPORTING_BODIES
+                    .iter()
+                    .any(|rb| run.starts_with(&rb[..]))
+                && run.iter().any(|&d| d != run[0])
+                && luhn_ok(run)
+                && !named_as_not_imei(&lower[..start])
+            {
+                return Some((start, i));
+            }
         }
-        let start = i;
-        while i < lower.len() && lower[i].is_ascii_digit() {
-            i += 1;
-        }
-        let run = &lower[start..i];
-        let bounded = (start == 0 || !is_word(lower[start - 1]) && lower[start - 1] != b'.')
-            && lower.get(i).is_none_or(|&b| !is_word(b) && b != b'.');
-        if run.len() == 15
-            && bounded
-            && TAC_REPORTING_BODIES.iter().any(|rb| run.starts_with(&rb[..]))
-            && run.iter().any(|&d| d != run[0])
-            && luhn_ok(run)
-            && !named_as_not_imei(&lower[..start])
-        {
-            return Some((start, i));
-        }
-    }
-    None
+        None
     })
 }
 

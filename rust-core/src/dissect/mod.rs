@@ -377,7 +377,7 @@ impl Inspector {
 
     /// Record the complete request heads buffered so far, identifier values redacted.
     fn record_http_requests(&mut self) {
-        use crate::flow::{HttpRequest, MAX_HTTP_REQUESTS, MAX_HTTP_REQUEST_LEN};
+        use crate::flow::{HttpRequest, MAX_HTTP_REQUEST_LEN, MAX_HTTP_REQUESTS};
         while let Some(at) = self.http_next {
             if self.result.app_info.http_requests.len() >= MAX_HTTP_REQUESTS {
                 self.http_next = None;
@@ -389,8 +389,9 @@ impl Inspector {
             match http::next_request(rest) {
                 Ok(Some(line)) => {
                     let mut path = leaks::redact(&line.target, self.ctx.as_deref());
-                    let room = MAX_HTTP_REQUEST_LEN
-                        .saturating_sub(line.method.len() + line.host.as_ref().map_or(0, String::len));
+                    let room = MAX_HTTP_REQUEST_LEN.saturating_sub(
+                        line.method.len() + line.host.as_ref().map_or(0, String::len),
+                    );
                     if path.len() > room {
                         let mut cut = room;
                         while !path.is_char_boundary(cut) {

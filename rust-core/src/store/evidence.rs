@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::types::Value;
 use serde::Serialize;
 
-use super::read::{Reader, Window};
 use super::StoreError;
+use super::read::{Reader, Window};
 use crate::flow::{HttpRequest, Millis};
 
 /// Not a DNS flow (a lookup to the resolver); the same test as the store's `flows.lookup`.
@@ -121,16 +121,18 @@ pub fn company_changes(before: &[CompanySummary], after: &[CompanySummary]) -> V
     let mut by: BTreeMap<&str, CompanyChange> = BTreeMap::new();
     for (side, list) in [(false, before), (true, after)] {
         for c in list {
-            let e = by.entry(c.company.as_str()).or_insert_with(|| CompanyChange {
-                company: c.company.clone(),
-                contacts_before: 0,
-                contacts_after: 0,
-                lookups_before: 0,
-                lookups_after: 0,
-                bytes_before: 0,
-                bytes_after: 0,
-                apps_after: Vec::new(),
-            });
+            let e = by
+                .entry(c.company.as_str())
+                .or_insert_with(|| CompanyChange {
+                    company: c.company.clone(),
+                    contacts_before: 0,
+                    contacts_after: 0,
+                    lookups_before: 0,
+                    lookups_after: 0,
+                    bytes_before: 0,
+                    bytes_after: 0,
+                    apps_after: Vec::new(),
+                });
             let bytes = c.bytes_up + c.bytes_down;
             if side {
                 e.contacts_after = c.contacts;
@@ -227,7 +229,8 @@ impl Reader {
             let query: String = r.get(0).map_err(self.err())?;
             let n = u64::try_from(r.get::<_, i64>(1).map_err(self.err())?).unwrap_or(0);
             let vendor = crate::catalog::classify_host(&query).map(|c| c.vendor);
-            let Some(name) = crate::company::attribute(Some(&query), vendor.as_deref(), None).company
+            let Some(name) =
+                crate::company::attribute(Some(&query), vendor.as_deref(), None).company
             else {
                 continue;
             };

@@ -610,7 +610,9 @@ mod tests {
                 .unwrap();
             }
             let before: i64 = conn
-                .query_row("SELECT sum(leak_flows) FROM session_rollup", [], |r| r.get(0))
+                .query_row("SELECT sum(leak_flows) FROM session_rollup", [], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             assert_eq!(before, 4);
         }
@@ -636,7 +638,9 @@ mod tests {
         );
         // Identifiers only: flows 1 and 3.
         let after: i64 = conn
-            .query_row("SELECT sum(leak_flows) FROM session_rollup", [], |r| r.get(0))
+            .query_row("SELECT sum(leak_flows) FROM session_rollup", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(after, 2);
     }

@@ -76,7 +76,10 @@ pub fn text(r: &Report, o: &mut String) {
         "COMPANY", "CONTACTS", "LOOKUPS", "UP", "DOWN", "APPS", "FIRST", "LAST"
     );
     for c in &r.companies {
-        let time = |t: Option<i64>| t.map(|t| utc(t).chars().take(16).collect()).unwrap_or_else(|| "-".to_string());
+        let time = |t: Option<i64>| {
+            t.map(|t| utc(t).chars().take(16).collect())
+                .unwrap_or_else(|| "-".to_string())
+        };
         let _ = writeln!(
             o,
             "  {:18} {:>8} {:>8} {:>10} {:>10} {:>4}  {:16} {:16} {}",
@@ -88,12 +91,23 @@ pub fn text(r: &Report, o: &mut String) {
             c.apps.len(),
             time(c.first_contact),
             time(c.last_contact),
-            if c.via_providers.is_empty() { "-".to_string() } else { c.via_providers.join(", ") }
+            if c.via_providers.is_empty() {
+                "-".to_string()
+            } else {
+                c.via_providers.join(", ")
+            }
         );
     }
-    let hourly: Vec<_> = r.companies.iter().filter(|c| !c.per_hour.is_empty()).collect();
+    let hourly: Vec<_> = r
+        .companies
+        .iter()
+        .filter(|c| !c.per_hour.is_empty())
+        .collect();
     if !hourly.is_empty() {
-        let _ = writeln!(o, "\nCONTACTS PER HOUR PER COMPANY (UTC; hours without contacts left out)");
+        let _ = writeln!(
+            o,
+            "\nCONTACTS PER HOUR PER COMPANY (UTC; hours without contacts left out)"
+        );
         for c in hourly.iter().take(20) {
             let cells: Vec<String> = c
                 .per_hour
@@ -161,7 +175,10 @@ pub fn text(r: &Report, o: &mut String) {
 /// The three sections as HTML; `esc` escapes text.
 pub fn html(r: &Report, o: &mut String, esc: fn(&str) -> String) {
     comparison_html(r, o, esc);
-    let time = |t: Option<i64>| t.map(|t| utc(t).chars().take(16).collect()).unwrap_or_else(|| "-".to_string());
+    let time = |t: Option<i64>| {
+        t.map(|t| utc(t).chars().take(16).collect())
+            .unwrap_or_else(|| "-".to_string())
+    };
     o.push_str(
         "<section><h2>Companies</h2><p class=\"muted\">Contacts are connections to the company's \
          endpoints; lookups are DNS queries for its names, counted apart. \"Via\": whose network \
