@@ -365,7 +365,9 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
         )),
         "{text}"
     );
-    assert!(text.contains("GET http://globalapi.ad.xiaomi.com/api/v1/MiAdBlacklistConfig?gaid=<advertising-id>&imei=<imei>&v=3"), "{text}");
+    assert!(text.contains("\n    http://globalapi.ad.xiaomi.com/api/v1/MiAdBlacklistConfig?gaid=<advertising-id>&imei=<imei>&v=3\n"), "{text}");
+    let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest <= 120, "text report is {widest} columns wide");
     let html = phonehome(&["report", "--format", "html"], &db);
     assert!(html.contains("<h2>Companies</h2>") && html.contains("&lt;advertising-id&gt;"));
     assert!(!html.contains(GAID) && !text.contains(IMEI));

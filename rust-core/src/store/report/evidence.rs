@@ -4,7 +4,11 @@
 
 use std::fmt::Write;
 
+use super::text::wrap;
 use super::{Report, human_bytes, utc};
+
+/// The text report's width.
+const WIDTH: usize = 118;
 
 fn or_dash(v: Option<&str>) -> &str {
     v.unwrap_or("-")
@@ -112,17 +116,29 @@ pub fn text(r: &Report, o: &mut String) {
             let cells: Vec<String> = c
                 .per_hour
                 .iter()
-                .map(|b| format!("{} {}", &utc(b.start)[..13], b.contacts))
+                .map(|b| format!("{}h={}", &utc(b.start)[5..13], b.contacts))
                 .collect();
-            let _ = writeln!(o, "  {:18} {}", c.company, cells.join(" | "));
+            let indent = " ".repeat(21);
+            let _ = writeln!(
+                o,
+                "  {:18} {}",
+                c.company,
+                wrap(&cells.join(" "), WIDTH - 21, &indent)
+            );
         }
         for c in hourly.iter().filter(|c| !c.per_day.is_empty()).take(20) {
             let cells: Vec<String> = c
                 .per_day
                 .iter()
-                .map(|b| format!("{} {}", &utc(b.start)[..10], b.contacts))
+                .map(|b| format!("{}={}", &utc(b.start)[..10], b.contacts))
                 .collect();
-            let _ = writeln!(o, "  per day {:10} {}", c.company, cells.join(" | "));
+            let indent = " ".repeat(21);
+            let _ = writeln!(
+                o,
+                "  {:18} {}",
+                format!("{} per day", c.company),
+                wrap(&cells.join(" "), WIDTH - 21, &indent)
+            );
         }
     }
 
@@ -134,9 +150,8 @@ pub fn text(r: &Report, o: &mut String) {
         let _ = writeln!(o, "  none seen");
     }
     for u in &r.identifiers {
-        let _ = writeln!(
-            o,
-            "  {} -> {} ({}): {}; {} flows, {} .. {}{}",
+        let line = format!(
+            "{} -> {} ({}): {}; {} flows, {} .. {}{}",
             u.app,
             u.endpoint,
             or_dash(u.company.as_deref()),
@@ -150,6 +165,7 @@ pub fn text(r: &Report, o: &mut String) {
                 format!("; descriptors: {}", u.descriptors.join(", "))
             }
         );
+        let _ = writeln!(o, "  {}", wrap(&line, WIDTH, "    "));
     }
 
     let _ = writeln!(
@@ -160,15 +176,18 @@ pub fn text(r: &Report, o: &mut String) {
         let _ = writeln!(o, "  none kept");
     }
     for q in &r.cleartext_requests {
-        let _ = writeln!(
-            o,
-            "  {} {} {} http://{}{}",
-            utc(q.time),
-            q.app,
-            q.method,
+        let _ = writeln!(o, "  {} {} {}", utc(q.time), q.app, q.method);
+        let url: Vec<char> = format!(
+            "http://{}{}",
             q.host.as_deref().unwrap_or(&q.endpoint),
             q.path
-        );
+        )
+        .chars()
+        .collect();
+        // Long URLs continue on the next lines, cut at the width (no spaces to wrap at).
+        for piece in url.chunks(WIDTH - 4) {
+            let _ = writeln!(o, "    {}", piece.iter().collect::<String>());
+        }
     }
 }
 

@@ -16,7 +16,7 @@ fn fit(s: &str, width: usize) -> String {
 }
 
 /// Word-wraps `text` to `width` columns; continuation lines start with `indent`.
-fn wrap(text: &str, width: usize, indent: &str) -> String {
+pub(super) fn wrap(text: &str, width: usize, indent: &str) -> String {
     let mut out = String::new();
     let mut line_len = 0;
     for word in text.split_whitespace() {
