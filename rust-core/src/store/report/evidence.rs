@@ -209,7 +209,7 @@ pub fn html(r: &Report, o: &mut String, esc: fn(&str) -> String) {
         let hours: Vec<String> = c
             .per_hour
             .iter()
-            .map(|b| format!("{} {}", &utc(b.start)[11..13], b.contacts))
+            .map(|b| format!("{}h={}", &utc(b.start)[5..13], b.contacts))
             .collect();
         let _ = write!(
             o,
@@ -225,7 +225,7 @@ pub fn html(r: &Report, o: &mut String, esc: fn(&str) -> String) {
             time(c.first_contact),
             time(c.last_contact),
             esc(&c.via_providers.join(", ")),
-            esc(&hours.join(" · "))
+            esc(&hours.join(" "))
         );
     }
     o.push_str("</table></section>");
@@ -237,6 +237,9 @@ pub fn html(r: &Report, o: &mut String, esc: fn(&str) -> String) {
          <th>Company</th><th>Identifiers</th><th>Flows</th><th>First</th><th>Last</th>\
          <th>Descriptors</th></tr>",
     );
+    if r.identifiers.is_empty() {
+        o.push_str("<tr><td colspan=\"8\" class=\"muted\">none seen</td></tr>");
+    }
     for u in &r.identifiers {
         let _ = write!(
             o,
@@ -260,10 +263,13 @@ pub fn html(r: &Report, o: &mut String, esc: fn(&str) -> String) {
          their kind, bodies are never kept.</p><table><tr><th>Time</th><th>App</th>\
          <th>Company</th><th>Method</th><th>URL</th></tr>",
     );
+    if r.cleartext_requests.is_empty() {
+        o.push_str("<tr><td colspan=\"5\" class=\"muted\">none kept</td></tr>");
+    }
     for q in &r.cleartext_requests {
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>http://{}{}</code></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"word-break:break-all\"><code>http://{}{}</code></td></tr>",
             time(Some(q.time)),
             esc(&q.app),
             esc(or_dash(q.company.as_deref())),
