@@ -146,6 +146,26 @@ pub struct AppInfo {
     pub ech: bool,
     /// HTTP request method for cleartext HTTP.
     pub http_method: Option<String>,
+    /// The first requests of a cleartext HTTP flow, as evidence (at most
+    /// [`MAX_HTTP_REQUESTS`], each at most [`MAX_HTTP_REQUEST_LEN`] bytes), with identifier
+    /// values replaced by their kind. Never a body.
+    pub http_requests: Vec<HttpRequest>,
+}
+
+/// Requests kept per cleartext HTTP flow.
+pub const MAX_HTTP_REQUESTS: usize = 8;
+/// Bytes kept of each request's host plus path and query.
+pub const MAX_HTTP_REQUEST_LEN: usize = 1024;
+
+/// One cleartext HTTP request as evidence: `GET globalapi.ad.xiaomi.com
+/// /api/v1/MiAdBlacklistConfig?gaid=<advertising-id>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub host: Option<String>,
+    /// Path and query (or the absolute URL of a proxy request), identifier values replaced by
+    /// `<kind>`, cut to fit [`MAX_HTTP_REQUEST_LEN`] with the host.
+    pub path: String,
 }
 
 /// Classification of the destination (filled by the catalog and the offline geo database).

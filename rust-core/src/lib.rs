@@ -6,6 +6,7 @@
 //! See docs/ARCHITECTURE.md for the map.
 
 pub mod catalog;
+pub mod company;
 pub mod dissect;
 pub mod engine;
 pub mod flow;

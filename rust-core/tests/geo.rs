@@ -55,3 +55,34 @@ fn real_database_knows_well_known_networks() {
     assert_eq!(at("198.18.0.1"), None);
     assert_eq!(at("fd00::1"), None);
 }
+
+/// Every AS number in the company table is held by that company, as the AS data says.
+#[test]
+fn company_table_asns_match_the_as_holders() {
+    let Some(path) = geo_file() else {
+        println!("SKIPPED: no {}", geo::FILE_NAME);
+        return;
+    };
+    let db = GeoDb::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut wrong = Vec::new();
+    for (asn, company) in phonehome::company::asns() {
+        let holder = db.as_name(asn).unwrap_or_default().to_ascii_lowercase();
+        // How the AS data spells each holder.
+        let expect = match company {
+            "Meta" => "facebook",
+            "X" => "twitter",
+            "OVHcloud" => "ovh",
+            other => other,
+        }
+        .to_ascii_lowercase();
+        let first_word = expect.split(' ').next().unwrap_or(&expect).to_owned();
+        let ok = holder.contains(&first_word)
+            || (company == "Akamai" && holder.contains("linode"))
+            || (company == "Yahoo" && holder.contains("oath"))
+            || (company == "ByteDance" && holder.contains("tiktok"));
+        if !ok {
+            wrong.push(format!("AS{asn} {company}: AS data says {holder:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

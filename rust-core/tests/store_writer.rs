@@ -82,7 +82,9 @@ fn upserts_coalesce_and_final_copy_wins() {
     );
     assert_eq!(row.close_reason.as_deref(), Some("fin"));
     assert_eq!((row.first_seen, row.last_seen), (1_000, 3_000));
-    assert_eq!(row.leaks, vec!["android_id", "model"]);
+    // The model is a device descriptor, kept apart from the identifiers.
+    assert_eq!(row.leaks, vec!["android_id"]);
+    assert_eq!(row.descriptors, vec!["model"]);
     assert_eq!(row.src_port, 40000);
     assert_eq!(row.dst_ip, "198.18.0.9");
     let sessions = reader.sessions().unwrap();

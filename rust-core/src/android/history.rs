@@ -49,6 +49,8 @@ fn app_row(summary: &AppSummary) -> proto::AppRow {
         last_seen_ms: summary.last_contact,
         unattributed: summary.uid.is_none(),
         lookups: count(summary.lookups),
+        // Companies per app are in the live view; the history summary does not group by them.
+        companies: Vec::new(),
     }
 }
 
@@ -64,6 +66,11 @@ fn endpoint(d: &DomainSummary) -> proto::Endpoint {
             country: d.countries.join(","),
             asn: 0,
             as_name: String::new(),
+            company: crate::company::attribute(Some(&d.domain), d.vendor.as_deref(), None)
+                .company
+                .unwrap_or_default()
+                .to_string(),
+            provider: String::new(),
         }),
         flows: count(d.contacts),
         bytes_up: count(d.bytes_up),
@@ -74,6 +81,8 @@ fn endpoint(d: &DomainSummary) -> proto::Endpoint {
         leaks: Vec::new(),
         ports: Vec::new(),
         addresses: Vec::new(),
+        descriptors: Vec::new(),
+        http_requests: Vec::new(),
     }
 }
 

@@ -40,6 +40,7 @@ struct AppTotals {
     cleartext_flows: u64,
     leak_flows: u64,
     last_seen: Millis,
+    companies: BTreeSet<&'static str>,
 }
 
 impl AppTotals {
@@ -56,8 +57,22 @@ impl AppTotals {
             self.xiaomi_hosts.insert(host_of(flow));
         }
         self.cleartext_flows += u64::from(flow.cleartext);
-        self.leak_flows += u64::from(!flow.leaks.is_empty());
+        // Identifiers only: a model name or OS version alone does not identify the phone.
+        self.leak_flows += u64::from(
+            flow.leaks
+                .iter()
+                .any(|k| !crate::dissect::leaks::is_descriptor(k)),
+        );
+        if let Some(c) = attribution(flow).company {
+            self.companies.insert(c);
+        }
     }
+}
+
+/// Who owns the flow's endpoint, and whose network served it.
+fn attribution(flow: &FlowRecord) -> crate::company::Attribution {
+    let d = &flow.destination;
+    crate::company::attribute(flow.hostname.as_deref(), d.vendor.as_deref(), d.asn)
 }
 
 /// The live state of one capture session.
@@ -213,6 +228,7 @@ impl LiveView {
             leak_flows: t.leak_flows,
             last_seen_ms: t.last_seen,
             unattributed: key.is_none(),
+            companies: t.companies.iter().map(|c| c.to_string()).collect(),
         }
     }
 
@@ -427,6 +443,8 @@ struct EndpointAcc {
     last_seen: Millis,
     cleartext_flows: u64,
     leaks: BTreeSet<String>,
+    descriptors: BTreeSet<String>,
+    http_requests: Vec<String>,
     ports: BTreeSet<u32>,
     addresses: BTreeSet<String>,
 }
@@ -451,7 +469,21 @@ impl EndpointAcc {
         );
         self.last_seen = self.last_seen.max(flow.last_seen);
         self.cleartext_flows += u64::from(flow.cleartext);
-        self.leaks.extend(flow.leaks.iter().cloned());
+        for kind in &flow.leaks {
+            if crate::dissect::leaks::is_descriptor(kind) {
+                self.descriptors.insert(kind.clone());
+            } else {
+                self.leaks.insert(kind.clone());
+            }
+        }
+        for r in &flow.app_info.http_requests {
+            if self.http_requests.len() >= crate::flow::MAX_HTTP_REQUESTS {
+                break;
+            }
+            let host = r.host.as_deref().unwrap_or("-");
+            self.http_requests
+                .push(format!("{} {host} {}", r.method, r.path));
+        }
         self.ports.insert(u32::from(flow.key.dst.port()));
         self.addresses.insert(flow.key.dst.ip().to_string());
     }
@@ -470,12 +502,15 @@ impl EndpointAcc {
             leaks: self.leaks.into_iter().collect(),
             ports: self.ports.into_iter().collect(),
             addresses: self.addresses.into_iter().collect(),
+            descriptors: self.descriptors.into_iter().collect(),
+            http_requests: self.http_requests,
         }
     }
 }
 
 pub fn destination(flow: &FlowRecord) -> proto::Destination {
     let d = &flow.destination;
+    let who = attribution(flow);
     proto::Destination {
         vendor: d.vendor.clone().unwrap_or_default(),
         category: d.category.clone().unwrap_or_default(),
@@ -484,6 +519,8 @@ pub fn destination(flow: &FlowRecord) -> proto::Destination {
         country: d.country.clone().unwrap_or_default(),
         asn: d.asn.unwrap_or_default(),
         as_name: d.as_name.clone().unwrap_or_default(),
+        company: who.company.unwrap_or_default().to_string(),
+        provider: who.provider.unwrap_or_default().to_string(),
     }
 }
 
@@ -515,7 +552,13 @@ pub fn flow_row(flow: &FlowRecord) -> proto::FlowRow {
         last_seen_ms: flow.last_seen,
         closed: flow.close_reason.is_some(),
         cleartext: flow.cleartext,
-        leaks: flow.leaks.clone(),
+        // Identifiers only, as in the store; descriptors are in the endpoint detail.
+        leaks: flow
+            .leaks
+            .iter()
+            .filter(|k| !crate::dissect::leaks::is_descriptor(k))
+            .cloned()
+            .collect(),
         l7: flow.app_info.l7.clone().unwrap_or_default(),
     }
 }
@@ -717,6 +760,62 @@ mod tests {
         assert_eq!(first.hostname_source, "sni");
         assert_eq!(detail.endpoints[1].flows, 2);
         assert_eq!(detail.row.unwrap().flows, 3);
+    }
+
+    #[test]
+    fn companies_requests_and_descriptors_reach_the_app() {
+        let mut v = view();
+        // www.mi.com served from Akamai's network (AS20940): company Xiaomi, provider Akamai.
+        let mut mi = flow(1, Some(1000), "www.mi.com", true, 1_000);
+        mi.destination.asn = Some(20940);
+        mi.cleartext = true;
+        mi.leaks = vec!["gaid".into(), "model".into()];
+        mi.app_info.http_requests = vec![crate::flow::HttpRequest {
+            method: "GET".into(),
+            host: Some("www.mi.com".into()),
+            path: "/c?gaid=<advertising-id>".into(),
+        }];
+        v.apply(&Event::Flow(mi));
+        v.apply(&Event::Flow(flow(
+            2,
+            Some(1000),
+            "graph.facebook.com",
+            false,
+            1_000,
+        )));
+        let mut only_model = flow(3, Some(1000), "example.org", false, 1_000);
+        only_model.leaks = vec!["model".into()];
+        v.apply(&Event::Flow(only_model));
+        let snap = v.snapshot(true, &EngineCounters::default(), "");
+        let row = snap.apps.iter().find(|a| !a.unattributed).unwrap();
+        assert_eq!(
+            row.companies,
+            vec!["Meta".to_string(), "Xiaomi".to_string()]
+        );
+        // The model alone is a descriptor: one leaking flow, not two.
+        assert_eq!(row.leak_flows, 1);
+        let recent = snap.recent.iter().find(|f| f.id == 1).unwrap();
+        let d = recent.destination.as_ref().unwrap();
+        assert_eq!(
+            (d.company.as_str(), d.provider.as_str()),
+            ("Xiaomi", "Akamai")
+        );
+        assert_eq!(recent.leaks, vec!["gaid".to_string()]);
+        let detail = v.app_detail(&proto::AppDetailRequest {
+            uid: 1000,
+            unattributed: false,
+        });
+        let e = detail
+            .endpoints
+            .iter()
+            .find(|e| e.host == "www.mi.com")
+            .unwrap();
+        assert_eq!(e.leaks, vec!["gaid".to_string()]);
+        assert_eq!(e.descriptors, vec!["model".to_string()]);
+        assert_eq!(
+            e.http_requests,
+            vec!["GET www.mi.com /c?gaid=<advertising-id>".to_string()]
+        );
     }
 
     #[test]

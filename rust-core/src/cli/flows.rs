@@ -27,7 +27,8 @@ Times are milliseconds since the Unix epoch; `src` is always the app's side of t
 JSONL keys: session, flow_id, uid, app, proto, src_ip, src_port, dst_ip, dst_port, hostname,
 hostname_source, first_seen, last_seen, bytes_up, bytes_down, packets_up, packets_down,
 close_reason, vendor, category, category_guessed, purpose, country, asn, as_name, cleartext,
-leaks, l7, alpn, tls_version, ech, http_method. CSV has the same columns (lists joined by ';').
+leaks, l7, alpn, tls_version, ech, http_method, company, provider, descriptors,
+http_requests. CSV has the same columns (lists joined by ';', http_requests as JSON).
 With --dns: session, time, uid, app, flow_id, client_ip, client_port, server_ip, server_port,
 transport, query, qtype, rcode, answers, answer_ips, ttl.
 

@@ -48,6 +48,10 @@ pub struct LookupRow {
     pub country: Option<String>,
     pub asn: Option<u32>,
     pub as_name: Option<String>,
+    /// Who owns the name (by registered domain), or the AS holder for an address.
+    pub company: Option<String>,
+    /// Whose network serves the address (AS holder); only for addresses.
+    pub provider: Option<String>,
 }
 
 /// The row for one query; `db` is the geo database when one was found.
@@ -75,6 +79,13 @@ pub fn lookup_one(query: &str, db: Option<&geo::GeoDb>) -> LookupRow {
         row.asn = g.asn;
         row.as_name = g.as_name;
     }
+    let who = crate::company::attribute(
+        ip.is_none().then_some(query),
+        row.vendor.as_deref(),
+        row.asn,
+    );
+    row.company = who.company.map(str::to_owned);
+    row.provider = who.provider.map(str::to_owned);
     row
 }
 
@@ -110,8 +121,16 @@ pub fn run(args: LookupArgs) -> Result<i32, CliError> {
         LookupFormat::Table => {
             let width = rows.iter().map(|r| r.query.len()).max().unwrap_or(5).max(5);
             println!(
-                "{:width$}  {:7} {:20} {:5} {:3} {:8} {:24} PURPOSE",
-                "QUERY", "VENDOR", "CATEGORY", "GUESS", "CC", "ASN", "AS NAME"
+                "{:width$}  {:7} {:20} {:5} {:3} {:8} {:24} {:14} {:14} PURPOSE",
+                "QUERY",
+                "VENDOR",
+                "CATEGORY",
+                "GUESS",
+                "CC",
+                "ASN",
+                "AS NAME",
+                "COMPANY",
+                "PROVIDER"
             );
             for r in &rows {
                 let asn = r
@@ -120,7 +139,7 @@ pub fn run(args: LookupArgs) -> Result<i32, CliError> {
                     .unwrap_or_else(|| "-".into());
                 let as_name: String = cell(&r.as_name).chars().take(24).collect();
                 println!(
-                    "{:width$}  {:7} {:20} {:5} {:3} {:8} {:24} {}",
+                    "{:width$}  {:7} {:20} {:5} {:3} {:8} {:24} {:14} {:14} {}",
                     r.query,
                     cell(&r.vendor),
                     cell(&r.category),
@@ -128,6 +147,8 @@ pub fn run(args: LookupArgs) -> Result<i32, CliError> {
                     cell(&r.country),
                     asn,
                     as_name,
+                    cell(&r.company),
+                    cell(&r.provider),
                     cell(&r.purpose),
                 );
             }

@@ -109,6 +109,61 @@ pub fn parse_request(data: &[u8]) -> Result<Option<Request>, HttpError> {
     }))
 }
 
+/// One request's line, kept as evidence: the method, the Host header, the target (path and
+/// query, or the absolute URL a proxy request names). Never the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestLine {
+    pub method: String,
+    pub host: Option<String>,
+    pub target: String,
+    /// Bytes of this request in the stream (head plus a body of known length); None when the
+    /// body's end is not known (chunked or unannounced), so no later request can be found.
+    pub length: Option<usize>,
+}
+
+/// The complete request head at the start of `data`. Ok(None): not complete yet.
+pub fn next_request(data: &[u8]) -> Result<Option<RequestLine>, HttpError> {
+    let Some(req) = parse_request(data)? else {
+        return Ok(None);
+    };
+    if !req.complete {
+        return Ok(None);
+    }
+    let head_end = find(data, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| find(data, b"\n\n").map(|i| i + 2))
+        .ok_or(HttpError::BadRequestLine)?;
+    let head = &data[..head_end];
+    let line_end = find(head, b"\n").ok_or(HttpError::BadRequestLine)?;
+    let line = trim_cr(&head[..line_end]);
+    let target = line
+        .split(|&b| b == b' ')
+        .filter(|p| !p.is_empty())
+        .nth(1)
+        .ok_or(HttpError::BadRequestLine)?;
+    let mut content_length = Some(0usize);
+    for header in head[line_end + 1..].split(|&b| b == b'\n').map(trim_cr) {
+        let Some(colon) = header.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = header.split_at(colon);
+        let value = trim(&value[1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            content_length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok());
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            content_length = None;
+        }
+    }
+    Ok(Some(RequestLine {
+        method: req.method,
+        host: req.host,
+        target: String::from_utf8_lossy(target).into_owned(),
+        length: content_length.and_then(|body| head_end.checked_add(body)),
+    }))
+}
+
 fn host_from_target(method: &str, target: &[u8]) -> Option<String> {
     if method == "CONNECT" {
         return host_without_port(target);
@@ -215,6 +270,31 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.host.as_deref(), Some("tunnel.example"));
+    }
+
+    #[test]
+    fn request_lines_one_after_another() {
+        let stream = b"POST /a?x=1 HTTP/1.1\r\nHost: h.example\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: h.example\r\n\r\n";
+        let first = next_request(stream).unwrap().unwrap();
+        assert_eq!(
+            (first.method.as_str(), first.target.as_str()),
+            ("POST", "/a?x=1")
+        );
+        assert_eq!(first.host.as_deref(), Some("h.example"));
+        let second = next_request(&stream[first.length.unwrap()..])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (second.method.as_str(), second.target.as_str()),
+            ("GET", "/b")
+        );
+        // An incomplete head waits; a chunked body hides where the next request starts.
+        assert_eq!(next_request(b"GET /c HTTP/1.1\r\nHost: x"), Ok(None));
+        let chunked = b"POST /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n";
+        assert_eq!(next_request(chunked).unwrap().unwrap().length, None);
+        // A length that overflows is not trusted.
+        let huge = format!("POST /e HTTP/1.1\r\nContent-Length: {}\r\n\r\n", usize::MAX);
+        assert_eq!(next_request(huge.as_bytes()).unwrap().unwrap().length, None);
     }
 
     #[test]

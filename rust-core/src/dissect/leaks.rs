@@ -63,37 +63,8 @@ const MIUI_KEYS: &[&str] = &[
 pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'static str>) {
     let lower = data.to_ascii_lowercase();
     for (value, key_kind) in keyed_values(&lower) {
-        match key_kind {
-            KeyKind::AndroidId if is_hex(value, 16) => {
-                found.insert(ANDROID_ID);
-            }
-            KeyKind::Oaid
-                if (is_uuid(value)
-                    || is_hex(value, 16)
-                    || is_hex(value, 32)
-                    || is_hex(value, 64))
-                    && !is_all_zero(value) =>
-            {
-                found.insert(OAID);
-            }
-            KeyKind::Gaid if is_uuid(value) && !is_all_zero(value) => {
-                found.insert(GAID);
-            }
-            KeyKind::Imei
-                if value.len() == 15 && value.iter().all(u8::is_ascii_digit) && luhn_ok(value) =>
-            {
-                found.insert(IMEI);
-            }
-            KeyKind::Mac if is_mac(value) || (is_hex(value, 12) && !is_all_zero(value)) => {
-                found.insert(MAC);
-            }
-            KeyKind::Model if !value.is_empty() => {
-                found.insert(MODEL);
-            }
-            KeyKind::Miui if !value.is_empty() => {
-                found.insert(MIUI_VERSION);
-            }
-            _ => {}
+        if let Some(kind) = keyed_kind(value, key_kind) {
+            found.insert(kind);
         }
     }
     if standalone_imei(&lower) {
@@ -134,6 +105,89 @@ pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'sta
             }
         }
     }
+}
+
+/// What a value announced by a key of `key_kind` is, when its shape fits.
+fn keyed_kind(value: &[u8], key_kind: KeyKind) -> Option<&'static str> {
+    match key_kind {
+        KeyKind::AndroidId if is_hex(value, 16) => Some(ANDROID_ID),
+        KeyKind::Oaid
+            if (is_uuid(value) || is_hex(value, 16) || is_hex(value, 32) || is_hex(value, 64))
+                && !is_all_zero(value) =>
+        {
+            Some(OAID)
+        }
+        KeyKind::Gaid if is_uuid(value) && !is_all_zero(value) => Some(GAID),
+        KeyKind::Imei
+            if value.len() == 15 && value.iter().all(u8::is_ascii_digit) && luhn_ok(value) =>
+        {
+            Some(IMEI)
+        }
+        KeyKind::Mac if is_mac(value) || (is_hex(value, 12) && !is_all_zero(value)) => Some(MAC),
+        KeyKind::Model if !value.is_empty() => Some(MODEL),
+        KeyKind::Miui if !value.is_empty() => Some(MIUI_VERSION),
+        _ => None,
+    }
+}
+
+/// Device descriptors (the model, the OS version): they narrow a fingerprint but do not identify
+/// one phone, so they are kept apart from identifiers and left out of identifier counts.
+pub fn is_descriptor(kind: &str) -> bool {
+    kind == MODEL || kind == MIUI_VERSION
+}
+
+/// What an identifier value is replaced with in stored evidence (`gaid=<advertising-id>`).
+pub fn placeholder(kind: &str) -> &'static str {
+    match kind {
+        IMEI => "<imei>",
+        ANDROID_ID => "<android-id>",
+        OAID => "<oaid>",
+        GAID => "<advertising-id>",
+        MAC => "<mac>",
+        OWN_IP => "<own-ip>",
+        _ => "<identifier>",
+    }
+}
+
+/// `text` with every identifier value found in it replaced by its kind's placeholder, so that
+/// evidence (a request's path and query) can be stored without the values. Descriptors stay.
+pub fn redact(text: &str, ctx: Option<&DeviceContext>) -> String {
+    let lower = text.as_bytes().to_ascii_lowercase();
+    let base = lower.as_ptr() as usize;
+    let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
+    for (value, key_kind) in keyed_values(&lower) {
+        if let Some(kind) = keyed_kind(value, key_kind).filter(|k| !is_descriptor(k)) {
+            let start = value.as_ptr() as usize - base;
+            spans.push((start, start + value.len(), kind));
+        }
+    }
+    spans.extend(standalone_imeis(&lower).map(|(s, e)| (s, e, IMEI)));
+    spans.extend(standalone_macs(&lower).map(|s| (s, s + 17, MAC)));
+    if let Some(ctx) = ctx {
+        for ip in &ctx.own_ips {
+            if ip.is_unspecified() || ip.is_loopback() {
+                continue;
+            }
+            let needle = ip.to_string();
+            spans.extend(
+                token_positions(&lower, needle.as_bytes()).map(|s| (s, s + needle.len(), OWN_IP)),
+            );
+        }
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end, kind) in spans {
+        if start < at {
+            continue; // overlaps a span already replaced
+        }
+        // Spans are ASCII (identifier shapes), so these are char boundaries.
+        out.push_str(text.get(at..start).unwrap_or_default());
+        out.push_str(placeholder(kind));
+        at = end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,52 +333,97 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// A run of exactly 15 digits, not part of a longer word, with a valid Luhn digit and not one
-/// repeated digit. A real IMEI's reporting-body prefix (first two digits) is 01..99 except 00.
+/// GSMA reporting-body identifiers: the first two digits of every allocated TAC (type allocation
+/// code, the IMEI's first eight digits). `00` is the test range and never on a sold phone.
+const TAC_REPORTING_BODIES: &[&[u8; 2]] = &[
+    b"01", b"10", b"30", b"33", b"35", b"44", b"45", b"49", b"50", b"51", b"52", b"53", b"54",
+    b"86", b"91", b"98", b"99",
+];
+
+/// Parameter names (lower case, as parts of a key) whose 15-digit values are not IMEIs even when
+/// they pass Luhn: order, payment and transaction numbers.
+const NOT_IMEI_KEY_PARTS: &[&str] = &["order", "trade", "txn", "invoice", "payment", "trans"];
+
+/// A run of exactly 15 digits, not part of a longer word, with a valid Luhn digit, not one
+/// repeated digit, and a TAC from an allocated reporting body. Luhn alone passes one random
+/// 15-digit number in ten (order numbers, timestamps with padding): the prefix rules out most of
+/// them, and a value named like an order or transaction number is never an IMEI.
 fn standalone_imei(lower: &[u8]) -> bool {
+    standalone_imeis(lower).next().is_some()
+}
+
+/// Where the standalone IMEIs are: (start, end) of each.
+fn standalone_imeis(lower: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut i = 0;
-    while i < lower.len() {
-        if !lower[i].is_ascii_digit() {
-            i += 1;
-            continue;
+    std::iter::from_fn(move || {
+        while i < lower.len() {
+            if !lower[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < lower.len() && lower[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = &lower[start..i];
+            let bounded = (start == 0 || !is_word(lower[start - 1]) && lower[start - 1] != b'.')
+                && lower.get(i).is_none_or(|&b| !is_word(b) && b != b'.');
+            if run.len() == 15
+                && bounded
+                && TAC_REPORTING_BODIES
+                    .iter()
+                    .any(|rb| run.starts_with(&rb[..]))
+                && run.iter().any(|&d| d != run[0])
+                && luhn_ok(run)
+                && !named_as_not_imei(&lower[..start])
+            {
+                return Some((start, i));
+            }
         }
-        let start = i;
-        while i < lower.len() && lower[i].is_ascii_digit() {
-            i += 1;
-        }
-        let run = &lower[start..i];
-        let bounded = (start == 0 || !is_word(lower[start - 1]) && lower[start - 1] != b'.')
-            && lower.get(i).is_none_or(|&b| !is_word(b) && b != b'.');
-        if run.len() == 15
-            && bounded
-            && &run[..2] != b"00"
-            && run.iter().any(|&d| d != run[0])
-            && luhn_ok(run)
-        {
-            return true;
-        }
+        None
+    })
+}
+
+/// The text before a value ends with `key=` (or `"key":"`) where the key names an order or
+/// transaction number.
+fn named_as_not_imei(before: &[u8]) -> bool {
+    let tail = &before[before.len().saturating_sub(40)..];
+    let key_end = tail
+        .iter()
+        .rposition(|&b| !matches!(b, b'=' | b':' | b'"' | b'\'' | b' ' | b'>'))
+        .map_or(0, |i| i + 1);
+    if key_end == tail.len() {
+        return false; // no separator: not a key's value
     }
-    false
+    let key_start = tail[..key_end]
+        .iter()
+        .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
+        .map_or(0, |i| i + 1);
+    let key = &tail[key_start..key_end];
+    NOT_IMEI_KEY_PARTS
+        .iter()
+        .any(|part| memchr::memmem::find(key, part.as_bytes()).is_some())
 }
 
 /// A colon-separated MAC address not embedded in a longer hex-and-colon token (IPv6).
 fn standalone_mac(lower: &[u8]) -> bool {
-    if lower.len() < 17 {
-        return false;
-    }
-    for start in 0..=lower.len() - 17 {
-        let cand = &lower[start..start + 17];
-        if cand[2] != b':' || !is_mac(cand) {
-            continue;
-        }
-        let before = start.checked_sub(1).map(|i| lower[i]);
-        let after = lower.get(start + 17).copied();
-        let embedded = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit() || b == b':');
-        if !embedded(before) && !embedded(after) {
-            return true;
-        }
-    }
-    false
+    standalone_macs(lower).next().is_some()
+}
+
+/// Start offsets of the standalone MAC addresses (17 bytes each).
+fn standalone_macs(lower: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    (0..=lower.len().saturating_sub(17))
+        .filter(move |&start| start + 17 <= lower.len())
+        .filter(move |&start| {
+            let cand = &lower[start..start + 17];
+            if cand[2] != b':' || !is_mac(cand) {
+                return false;
+            }
+            let before = start.checked_sub(1).map(|i| lower[i]);
+            let after = lower.get(start + 17).copied();
+            let embedded = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit() || b == b':');
+            !embedded(before) && !embedded(after)
+        })
 }
 
 /// MIUI ("V12.5.3.0.RJOMIXM") and HyperOS ("OS1.0.5.0.UMCEUXM") version strings.
@@ -392,13 +491,16 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// `needle` present and not glued to more digits/dots on either side ("10.0.0.2" must not match
 /// inside "110.0.0.23").
 fn contains_token(hay: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() {
-        return false;
-    }
+    token_positions(hay, needle).next().is_some()
+}
+
+fn token_positions<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
     let glued =
         |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
-    memchr::memmem::find_iter(hay, needle).any(|i| {
-        !glued(i.checked_sub(1).and_then(|j| hay.get(j))) && !glued(hay.get(i + needle.len()))
+    memchr::memmem::find_iter(hay, needle).filter(move |&i| {
+        !needle.is_empty()
+            && !glued(i.checked_sub(1).and_then(|j| hay.get(j)))
+            && !glued(hay.get(i + needle.len()))
     })
 }
 
@@ -479,6 +581,46 @@ mod tests {
         );
         assert!(kinds(b"ip=110.23.4.55", Some(&ctx)).is_empty());
         assert_eq!(kinds(b"src 2001:db8::7 ", Some(&ctx)), vec![OWN_IP]);
+    }
+
+    #[test]
+    fn imei_needs_a_tac_or_a_key_and_order_numbers_are_not_imeis() {
+        // 123456789012347 passes Luhn but 12 is no reporting body: not an IMEI on its own...
+        assert!(luhn_ok(b"123456789012347"));
+        assert!(kinds(b"ref 123456789012347 end", None).is_empty());
+        assert!(kinds(b"order_id=123456789012347", None).is_empty());
+        // ...but announced by an IMEI key it is one.
+        assert_eq!(kinds(b"deviceId=123456789012347", None), vec![IMEI]);
+        assert_eq!(kinds(b"imei=123456789012347", None), vec![IMEI]);
+        // A plausible TAC (35: BABT) named as an order or transaction number is not an IMEI.
+        assert!(luhn_ok(b"351234567890124"));
+        assert_eq!(kinds(b"x 351234567890124 y", None), vec![IMEI]);
+        assert!(kinds(b"orderNo=351234567890124", None).is_empty());
+        assert!(kinds(br#"{"trade_no":"351234567890124"}"#, None).is_empty());
+        // The test range 00 never.
+        assert!(luhn_ok(b"001234567890128"));
+        assert!(kinds(b"x 001234567890128 y", None).is_empty());
+    }
+
+    #[test]
+    fn redaction_replaces_identifier_values_by_their_kind() {
+        let ctx = DeviceContext {
+            own_ips: vec!["10.23.4.5".parse().unwrap()],
+            ..DeviceContext::default()
+        };
+        let path = "/v1/config?gaid=38400000-8CF0-11BD-B23E-10B96E40000D&android_id=9774d56d682e549c\
+                    &imei=490154203237518&mac=a4:c3:f0:85:ac:2d&ip=10.23.4.5&model=M2101K7BG&n=7";
+        assert_eq!(
+            redact(path, Some(&ctx)),
+            "/v1/config?gaid=<advertising-id>&android_id=<android-id>&imei=<imei>&mac=<mac>\
+             &ip=<own-ip>&model=M2101K7BG&n=7"
+        );
+        // Standalone values too; nothing else changes.
+        assert_eq!(
+            redact("/u/490154203237518/A4:C3:F0:85:AC:2D/x", None),
+            "/u/<imei>/<mac>/x"
+        );
+        assert_eq!(redact("/plain?page=2", None), "/plain?page=2");
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct Inspector {
     saw_hello: bool,
     /// The server's certificate was read, or will not come in clear.
     cert_done: bool,
+    /// Up-stream offset of the next HTTP request to record; None once no more can be found.
+    http_next: Option<usize>,
     /// Nothing more to learn; buffers released.
     finished: bool,
     result: Inspection,
@@ -115,6 +117,7 @@ impl Inspector {
             tls_probe: 0,
             saw_hello: false,
             cert_done: false,
+            http_next: Some(0),
             finished: false,
             result: Inspection::default(),
         }
@@ -155,6 +158,9 @@ impl Inspector {
             self.decide_stream(dir);
         }
         self.advance_stream(dir);
+        if dir == Direction::Up && matches!(self.state, State::Http { .. }) {
+            self.record_http_requests();
+        }
         self.scan_stream(dir);
         self.finish_if_done();
     }
@@ -382,6 +388,45 @@ impl Inspector {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Record the complete request heads buffered so far, identifier values redacted.
+    fn record_http_requests(&mut self) {
+        use crate::flow::{HttpRequest, MAX_HTTP_REQUEST_LEN, MAX_HTTP_REQUESTS};
+        while let Some(at) = self.http_next {
+            if self.result.app_info.http_requests.len() >= MAX_HTTP_REQUESTS {
+                self.http_next = None;
+                return;
+            }
+            let Some(rest) = self.up.buf.get(at..).filter(|r| !r.is_empty()) else {
+                return; // wait for the next request's bytes
+            };
+            match http::next_request(rest) {
+                Ok(Some(line)) => {
+                    let mut path = leaks::redact(&line.target, self.ctx.as_deref());
+                    let room = MAX_HTTP_REQUEST_LEN.saturating_sub(
+                        line.method.len() + line.host.as_ref().map_or(0, String::len),
+                    );
+                    if path.len() > room {
+                        let mut cut = room;
+                        while !path.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        path.truncate(cut);
+                    }
+                    self.result.app_info.http_requests.push(HttpRequest {
+                        method: line.method,
+                        host: line.host,
+                        path,
+                    });
+                    self.http_next = line.length.and_then(|len| at.checked_add(len));
+                }
+                Ok(None) if rest.len() < http::MAX_HEAD_LEN && self.up.buf.len() < SCAN_LIMIT => {
+                    return;
+                }
+                _ => self.http_next = None,
+            }
         }
     }
 
@@ -655,8 +700,49 @@ mod tests {
         assert_eq!(r.app_info.http_method.as_deref(), Some("GET"));
         assert!(r.cleartext);
         assert_eq!(r.leaks, vec!["model", "oaid"]);
+        // The request is kept as evidence, the identifier's value replaced by its kind.
+        assert_eq!(
+            r.app_info.http_requests,
+            vec![crate::flow::HttpRequest {
+                method: "GET".into(),
+                host: Some("tracking.intl.miui.com".into()),
+                path: "/api?oaid=<oaid>&m=M2101K7BG".into(),
+            }]
+        );
         // Still scanning: more cleartext may follow.
         assert!(ins.wants_more());
+    }
+
+    #[test]
+    fn http_requests_are_capped_in_number_and_length() {
+        let mut ins = Inspector::new(Proto::Tcp, 80);
+        let long = "a".repeat(3000);
+        let mut stream = Vec::new();
+        for i in 0..10 {
+            stream.extend_from_slice(
+                format!("GET /r{i}?q={long} HTTP/1.1\r\nHost: h.example\r\n\r\n").as_bytes(),
+            );
+        }
+        for piece in stream.chunks(1400) {
+            ins.on_stream(Direction::Up, piece);
+        }
+        let reqs = &ins.result().app_info.http_requests;
+        // 16 KB of stream are buffered: 5 requests of ~3 KB fit; never more than 8.
+        assert!(!reqs.is_empty() && reqs.len() <= crate::flow::MAX_HTTP_REQUESTS);
+        for (i, r) in reqs.iter().enumerate() {
+            assert!(r.path.starts_with(&format!("/r{i}?q=aaa")), "{}", r.path);
+            assert_eq!(r.method.len() + "h.example".len() + r.path.len(), 1024);
+        }
+        let mut ins = Inspector::new(Proto::Tcp, 80);
+        for i in 0..10 {
+            ins.on_stream(
+                Direction::Up,
+                format!("GET /s{i} HTTP/1.1\r\nHost: h.example\r\n\r\n").as_bytes(),
+            );
+        }
+        let reqs = &ins.result().app_info.http_requests;
+        assert_eq!(reqs.len(), crate::flow::MAX_HTTP_REQUESTS);
+        assert_eq!(reqs[7].path, "/s7");
     }
 
     #[test]

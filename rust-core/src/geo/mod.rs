@@ -213,7 +213,8 @@ impl GeoDb {
         self.len() == 0
     }
 
-    fn as_name(&self, asn: u32) -> Option<String> {
+    /// The holder of AS number `asn`, as the AS data names it.
+    pub fn as_name(&self, asn: u32) -> Option<String> {
         let i = self.as_names.binary_search_by_key(&asn, |t| t.0).ok()?;
         let (_, off, len) = self.as_names[i];
         self.names

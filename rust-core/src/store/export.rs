@@ -48,6 +48,10 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "tls_version",
     "ech",
     "http_method",
+    "company",
+    "provider",
+    "descriptors",
+    "http_requests",
 ];
 
 pub const DNS_COLUMNS: &[&str] = &[
@@ -116,6 +120,15 @@ fn flow_record(f: &FlowRow) -> Vec<String> {
         opt(&f.tls_version),
         f.ech.to_string(),
         opt(&f.http_method),
+        opt(&f.company),
+        opt(&f.provider),
+        f.descriptors.join(";"),
+        // One cell: the requests as a JSON array (empty when none).
+        if f.http_requests.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&f.http_requests).unwrap_or_default()
+        },
     ]
 }
 

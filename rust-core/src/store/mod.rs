@@ -10,6 +10,7 @@
 //!
 //! See docs/ARCHITECTURE-store.md.
 
+mod evidence;
 pub mod experiment;
 pub mod export;
 mod read;
@@ -22,6 +23,7 @@ pub mod timeline;
 mod views;
 mod writer;
 
+pub use evidence::{CleartextRequest, CompanyChange, CompanySummary, CountAt, IdentifierUse};
 pub use experiment::{
     AppChange, CategoryChange, Comparison, Counts, EXPERIMENT_INTRO, EndpointChange, GUIDED_STEPS,
     GuidedStep, StepGroup, StillPhoningHome, WINDOW_SYNTAX, WindowSpec, WindowStats,

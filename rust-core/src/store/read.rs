@@ -140,6 +140,16 @@ pub struct FlowRow {
     pub tls_version: Option<String>,
     pub ech: bool,
     pub http_method: Option<String>,
+    /// The company owning the name the app asked for (by AS holder when never named); see
+    /// `crate::company`. Derived when read, so older recordings get it too.
+    pub company: Option<String>,
+    /// The company whose network served the flow (a CDN, a cloud), by AS holder.
+    pub provider: Option<String>,
+    /// Device descriptors seen in cleartext (`model`, `miui_version`): not identifiers, and not
+    /// in `leaks`.
+    pub descriptors: Vec<String>,
+    /// The first cleartext HTTP requests, identifier values replaced by `<kind>`.
+    pub http_requests: Vec<crate::flow::HttpRequest>,
 }
 
 /// One stored DNS exchange.
@@ -166,7 +176,7 @@ pub struct DnsRow {
 const FLOW_SELECT: &str = "SELECT session_id, flow_id, uid, app, proto, src_ip, src_port, dst_ip,
     dst_port, hostname, hostname_source, first_seen, last_seen, bytes_up, bytes_down, packets_up,
     packets_down, close_reason, vendor, category, category_guessed, purpose, country, asn, as_name,
-    cleartext, leaks, l7, alpn, tls_version, ech, http_method FROM flows";
+    cleartext, leaks, l7, alpn, tls_version, ech, http_method, http_requests, descriptors FROM flows";
 
 fn split(text: Option<String>) -> Vec<String> {
     match text {
@@ -176,6 +186,11 @@ fn split(text: Option<String>) -> Vec<String> {
 }
 
 fn flow_from_row(r: &Row<'_>) -> rusqlite::Result<FlowRow> {
+    let hostname: Option<String> = r.get(9)?;
+    let vendor: Option<String> = r.get(18)?;
+    let asn: Option<u32> = r.get(23)?;
+    let who = crate::company::attribute(hostname.as_deref(), vendor.as_deref(), asn);
+    let http_requests: Option<String> = r.get(32)?;
     Ok(FlowRow {
         session: r.get(0)?,
         flow_id: r.get(1)?,
@@ -186,7 +201,7 @@ fn flow_from_row(r: &Row<'_>) -> rusqlite::Result<FlowRow> {
         src_port: r.get(6)?,
         dst_ip: r.get(7)?,
         dst_port: r.get(8)?,
-        hostname: r.get(9)?,
+        hostname,
         hostname_source: r.get(10)?,
         first_seen: r.get(11)?,
         last_seen: r.get(12)?,
@@ -195,12 +210,12 @@ fn flow_from_row(r: &Row<'_>) -> rusqlite::Result<FlowRow> {
         packets_up: r.get(15)?,
         packets_down: r.get(16)?,
         close_reason: r.get(17)?,
-        vendor: r.get(18)?,
+        vendor,
         category: r.get(19)?,
         category_guessed: r.get(20)?,
         purpose: r.get(21)?,
         country: r.get(22)?,
-        asn: r.get(23)?,
+        asn,
         as_name: r.get(24)?,
         cleartext: r.get(25)?,
         leaks: split(r.get(26)?),
@@ -209,6 +224,14 @@ fn flow_from_row(r: &Row<'_>) -> rusqlite::Result<FlowRow> {
         tls_version: r.get(29)?,
         ech: r.get(30)?,
         http_method: r.get(31)?,
+        company: who.company.map(str::to_owned),
+        provider: who.provider.map(str::to_owned),
+        descriptors: split(r.get(33)?),
+        // Written by this code as JSON; a row that does not parse keeps no requests rather than
+        // failing the whole read.
+        http_requests: http_requests
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -511,6 +511,22 @@ SELECT session_id, coalesce(country, '??') AS country,
        count(DISTINCT coalesce(app, uid)) AS apps
 FROM flows GROUP BY session_id, 2;
 "#,
+    // Evidence content (issue 8.4, 8.5): the first cleartext HTTP requests of a flow, and device
+    // descriptors (model, OS version) kept apart from identifiers so that `leaks` (and every
+    // count of leaking flows) means identifiers only. Must come after the contacts migration
+    // (issue 8.1); self-contained, so its position among other migrations does not matter.
+    r#"
+ALTER TABLE flows ADD COLUMN http_requests TEXT;  -- JSON [{method, host, path}], identifier values redacted
+ALTER TABLE flows ADD COLUMN descriptors TEXT;    -- comma-separated descriptor kinds, NULL when none
+UPDATE flows SET
+    descriptors = nullif(
+        CASE WHEN instr(',' || leaks || ',', ',miui_version,') > 0 THEN 'miui_version' ELSE '' END ||
+        CASE WHEN instr(',' || leaks || ',', ',miui_version,') > 0
+              AND instr(',' || leaks || ',', ',model,') > 0 THEN ',' ELSE '' END ||
+        CASE WHEN instr(',' || leaks || ',', ',model,') > 0 THEN 'model' ELSE '' END, ''),
+    leaks = nullif(trim(replace(replace(',' || leaks || ',', ',model,', ','), ',miui_version,', ','), ','), '')
+WHERE instr(',' || leaks || ',', ',model,') > 0 OR instr(',' || leaks || ',', ',miui_version,') > 0;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -781,6 +797,73 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database written by the schema before descriptors and HTTP requests existed: its model
+    /// and OS-version findings move out of `leaks`, and the leak counts follow.
+    #[test]
+    fn migration_moves_descriptors_out_of_leaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(&format!(
+                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;"
+            ))
+            .unwrap();
+            conn.execute_batch("INSERT INTO sessions (id, kind, started) VALUES (1, 'analyze', 0)")
+                .unwrap();
+            for (id, leaks) in [
+                (1, Some("miui_version,model,oaid")),
+                (2, Some("model")),
+                (3, Some("imei")),
+                (4, Some("miui_version,model")),
+                (5, None),
+            ] {
+                conn.execute(
+                    "INSERT INTO flows (session_id, flow_id, proto, src_ip, src_port, dst_ip,
+                        dst_port, hostname, first_seen, last_seen, leaks)
+                     VALUES (1, ?1, 'tcp', '10.0.0.2', 40000 + ?1, '192.0.2.1', 80, 'h.example',
+                        1000, 2000, ?2)",
+                    rusqlite::params![id, leaks],
+                )
+                .unwrap();
+            }
+            let before: i64 = conn
+                .query_row("SELECT sum(leak_flows) FROM session_rollup", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(before, 4);
+        }
+        let conn = open(&path, OpenMode::Existing).unwrap();
+        assert_eq!(user_version(&conn, &path).unwrap(), current_version());
+        let rows: Vec<(i64, Option<String>, Option<String>)> = conn
+            .prepare("SELECT flow_id, leaks, descriptors FROM flows ORDER BY flow_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            rows,
+            vec![
+                (1, s("oaid"), s("miui_version,model")),
+                (2, None, s("model")),
+                (3, s("imei"), None),
+                (4, None, s("miui_version,model")),
+                (5, None, None),
+            ]
+        );
+        // Identifiers only: flows 1 and 3.
+        let after: i64 = conn
+            .query_row("SELECT sum(leak_flows) FROM session_rollup", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(after, 2);
+    }
 
     #[test]
     fn creates_and_reopens_at_current_version() {

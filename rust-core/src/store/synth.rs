@@ -304,6 +304,7 @@ impl Synth {
                 tls_version: Some("TLSv1.3".into()),
                 ech: host.ech,
                 http_method: None,
+                http_requests: Vec::new(),
             };
         }
         flow.destination = Destination {

@@ -397,7 +397,20 @@ impl Worker {
                     .uid
                     .and_then(|uid| new_apps.get(&uid).or_else(|| self.apps.get(&uid)));
                 let alpn = join(&f.app_info.alpn);
-                let leaks = join(&f.leaks);
+                // Identifiers and device descriptors go to separate columns: `leaks` and every
+                // count of leaking flows mean identifiers only.
+                let (descriptors, identifiers): (Vec<String>, Vec<String>) = f
+                    .leaks
+                    .iter()
+                    .cloned()
+                    .partition(|k| crate::dissect::leaks::is_descriptor(k));
+                let leaks = join(&identifiers);
+                let descriptors = join(&descriptors);
+                let http_requests = if f.app_info.http_requests.is_empty() {
+                    None
+                } else {
+                    serde_json::to_string(&f.app_info.http_requests).ok()
+                };
                 // Views match vendor "xiaomi" exactly; the catalog's spelling may vary.
                 let vendor = f.destination.vendor.as_deref().map(str::to_ascii_lowercase);
                 flow_stmt
@@ -434,6 +447,8 @@ impl Worker {
                         f.close_reason.map(|r| r.as_str()),
                         f.cleartext,
                         leaks,
+                        http_requests,
+                        descriptors,
                     ])
                     .map_err(&err)?;
             }
@@ -515,9 +530,9 @@ const UPSERT_FLOW: &str =
     "INSERT INTO flows (session_id, flow_id, uid, app, proto, src_ip, src_port,
     dst_ip, dst_port, hostname, hostname_source, l7, alpn, tls_version, ech, http_method, vendor,
     category, category_guessed, purpose, country, asn, as_name, first_seen, last_seen, bytes_up,
-    bytes_down, packets_up, packets_down, close_reason, cleartext, leaks)
+    bytes_down, packets_up, packets_down, close_reason, cleartext, leaks, http_requests, descriptors)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-    ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)
+    ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)
 ON CONFLICT (session_id, flow_id) DO UPDATE SET
     uid = coalesce(excluded.uid, uid), app = coalesce(excluded.app, app),
     hostname = excluded.hostname, hostname_source = excluded.hostname_source,
@@ -529,7 +544,9 @@ ON CONFLICT (session_id, flow_id) DO UPDATE SET
     bytes_up = excluded.bytes_up, bytes_down = excluded.bytes_down,
     packets_up = excluded.packets_up, packets_down = excluded.packets_down,
     close_reason = coalesce(close_reason, excluded.close_reason),
-    cleartext = excluded.cleartext, leaks = excluded.leaks
+    cleartext = excluded.cleartext, leaks = excluded.leaks,
+    http_requests = coalesce(excluded.http_requests, http_requests),
+    descriptors = excluded.descriptors
 WHERE close_reason IS NULL OR excluded.close_reason IS NOT NULL";
 
 fn join(items: &[String]) -> Option<String> {

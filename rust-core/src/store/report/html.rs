@@ -694,6 +694,8 @@ pub fn render(r: &Report) -> String {
     }
     o.push_str("</table></section>");
 
+    super::evidence::html(r, &mut o, esc);
+
     o.push_str("<section><h2>What this capture could not see</h2><ul class=\"notes\">");
     for n in &r.visibility.notes {
         let _ = write!(o, "<li>{}</li>", esc(n));

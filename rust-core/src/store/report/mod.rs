@@ -1,11 +1,16 @@
 //! The report: one [`Report`] value built from the read API, rendered as text (a terminal),
 //! JSON (schema in docs/report-schema.md) or one self-contained HTML file.
 
+mod evidence;
 mod html;
 mod text;
 
 use serde::Serialize;
 
+use super::evidence::{
+    CleartextRequest, CompanyChange, CompanySummary, IdentifierUse, MAX_REPORTED_REQUESTS,
+    company_changes,
+};
 use super::experiment::{Comparison, EXPERIMENT_INTRO, GUIDED_STEPS, GuidedStep, WindowSpec};
 use super::read::{Marker, Reader, Session, Window};
 use super::timeline::{ContactTimelines, SeriesKey};
@@ -71,7 +76,15 @@ pub struct Report {
     /// Contacts per hour (and per day past two days) per app, as aligned arrays.
     pub app_timelines: ContactTimelines,
     pub visibility: Visibility,
+    /// Contacts, lookups, bytes and timelines per company.
+    pub companies: Vec<CompanySummary>,
+    /// Per app and endpoint: the identifier kinds seen in cleartext.
+    pub identifiers: Vec<IdentifierUse>,
+    /// The first cleartext HTTP requests of each flow (at most 200), identifier values redacted.
+    pub cleartext_requests: Vec<CleartextRequest>,
     pub comparison: Option<Comparison>,
+    /// With `--compare`: contacts and lookups per company before and after.
+    pub comparison_companies: Option<Vec<CompanyChange>>,
     pub experiment: Option<ExperimentGuide>,
 }
 
@@ -148,6 +161,13 @@ pub fn build(reader: &Reader, scope: &Scope) -> Result<Report, StoreError> {
         _ => 0,
     };
     let bucket_ms = bucket_for(span);
+    let comparison_companies = match &comparison {
+        Some(c) => Some(company_changes(
+            &reader.per_company(&c.before.window)?,
+            &reader.per_company(&c.after.window)?,
+        )),
+        None => None,
+    };
     let experiment = comparison.as_ref().map(|_| ExperimentGuide {
         intro: EXPERIMENT_INTRO,
         steps: GUIDED_STEPS,
@@ -168,6 +188,10 @@ pub fn build(reader: &Reader, scope: &Scope) -> Result<Report, StoreError> {
         },
         app_timelines: reader.contact_timelines(window, SeriesKey::App)?,
         visibility: reader.visibility(window)?,
+        companies: reader.per_company(window)?,
+        identifiers: reader.identifier_uses(window)?,
+        cleartext_requests: reader.cleartext_requests(window, MAX_REPORTED_REQUESTS)?,
+        comparison_companies,
         totals,
         comparison,
         experiment,

@@ -17,7 +17,7 @@ fn fit(s: &str, width: usize) -> String {
 }
 
 /// Word-wraps `text` to `width` columns; continuation lines start with `indent`.
-fn wrap(text: &str, width: usize, indent: &str) -> String {
+pub(super) fn wrap(text: &str, width: usize, indent: &str) -> String {
     let mut out = String::new();
     let mut line_len = 0;
     for word in text.split_whitespace() {
@@ -290,6 +290,7 @@ pub fn render(r: &Report) -> String {
     }
 
     series_table(&mut o, &r.app_timelines);
+    super::evidence::text(r, &mut o);
 
     let _ = writeln!(o, "\nWHAT THIS CAPTURE COULD NOT SEE");
     for n in &r.visibility.notes {

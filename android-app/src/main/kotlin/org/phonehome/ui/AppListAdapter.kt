@@ -54,6 +54,7 @@ class AppListAdapter(private val context: Context) : BaseAdapter() {
         val flags = buildList {
             if (row.cleartextFlows > 0) add(context.getString(R.string.flag_cleartext, row.cleartextFlows))
             if (row.leakFlows > 0) add(context.getString(R.string.flag_identifiers, row.leakFlows))
+            if (row.companiesCount > 0) add(context.getString(R.string.flag_companies, row.companiesList.joinToString(", ")))
         }.joinToString(" · ")
         view.findViewById<TextView>(R.id.app_name).text = name
         view.findViewById<TextView>(R.id.app_packages).text = if (row.hasApp()) Format.packages(row.app) else ""

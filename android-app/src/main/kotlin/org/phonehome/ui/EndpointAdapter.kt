@@ -9,7 +9,10 @@ import android.widget.TextView
 import org.phonehome.R
 import org.phonehome.proto.Endpoint
 
-/** The destinations of one app: host, classification, purpose, country, bytes, times, flags. */
+/**
+ * The destinations of one app: host, classification (company, provider), purpose, country, bytes,
+ * times, flags, and the cleartext requests kept (identifier values already replaced by the core).
+ */
 class EndpointAdapter(private val context: Context) : BaseAdapter() {
     private var rows: List<Endpoint> = emptyList()
 
@@ -37,7 +40,12 @@ class EndpointAdapter(private val context: Context) : BaseAdapter() {
         val flags = buildList {
             if (e.cleartextFlows > 0) add(context.getString(R.string.flag_cleartext, e.cleartextFlows))
             if (e.leaksCount > 0) add(context.getString(R.string.flag_leaks, e.leaksList.joinToString(", ")))
-        }.joinToString(" · ")
+            if (e.descriptorsCount > 0) add(context.getString(R.string.flag_descriptors, e.descriptorsList.joinToString(", ")))
+        }.joinToString(" · ").let { flags ->
+            if (e.httpRequestsCount == 0) flags
+            else listOf(flags, context.getString(R.string.flag_requests, e.httpRequestsList.joinToString("\n")))
+                .filter { it.isNotEmpty() }.joinToString("\n")
+        }
         view.findViewById<TextView>(R.id.endpoint_host).text = e.host
         view.findViewById<TextView>(R.id.endpoint_class).text = classification
         val purpose = view.findViewById<TextView>(R.id.endpoint_purpose)

@@ -35,14 +35,16 @@ object Format {
         return if (more > 0) "$shown +$more" else shown
     }
 
-    /** "Xiaomi · analytics/telemetry (guess) · SG". */
+    /** "Xiaomi · analytics/telemetry (guess) · via Akamai · SG"; the company when not the vendor. */
     fun destination(context: Context, d: Destination): String {
         val category = when {
             d.category.isEmpty() -> ""
             d.categoryGuessed -> context.getString(R.string.category_guessed, d.category)
             else -> d.category
         }
-        return listOf(d.vendor, category, d.country).filter { it.isNotEmpty() }.joinToString(" · ")
+        val company = if (d.company.equals(d.vendor, ignoreCase = true)) "" else d.company
+        val provider = if (d.provider.isEmpty() || d.provider == d.company) "" else context.getString(R.string.via_provider, d.provider)
+        return listOf(d.vendor, company, category, provider, d.country).filter { it.isNotEmpty() }.joinToString(" · ")
     }
 
     fun isXiaomi(d: Destination): Boolean = d.vendor.equals("xiaomi", ignoreCase = true)
