@@ -12,8 +12,10 @@
 
 pub mod dns;
 pub mod ip;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod link;
 pub mod observer;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod reader;
 pub mod recorder;
 pub mod stream;
