@@ -178,6 +178,8 @@ pub struct EngineStats {
     /// Packets from the tun that were malformed, fragmented, of an unsupported protocol, or
     /// could not be relayed.
     pub packets_dropped: u64,
+    /// Flows dropped because handling them panicked (a bug; each is logged). The engine goes on.
+    pub flows_failed: u64,
 }
 
 /// A running engine. Dropping it stops the engine.

@@ -1130,3 +1130,45 @@ fn the_syn_ack_waits_for_the_owner_lookup() {
     assert_eq!(first_with_uid, Some(Some(777)));
     assert_eq!(final_flows(&events)[0].uid, Some(777));
 }
+
+#[test]
+fn a_flow_that_panics_is_dropped_counted_and_the_engine_goes_on() {
+    let (doomed, _doomed_server) = echo_server_on("127.0.0.1:0");
+    let (server, server_thread) = echo_server_on("127.0.0.1:0");
+    super::core::PROVOKE_PANIC_PORT.store(doomed.port(), std::sync::atomic::Ordering::Relaxed);
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let mut app = App::new(h.app.as_raw_fd());
+    app.connect(doomed, 40101);
+    // The doomed flow's first service panics; give the engine its SYN first.
+    app.run_until(Duration::from_millis(300), |_| false);
+    let handle = app.connect(server, 40102);
+    let data = pattern(100_000);
+    let (mut sent, mut echoed, mut closed) = (0, Vec::new(), false);
+    let ok = app.run_until(Duration::from_secs(30), |sockets| {
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if socket.can_send() && sent < data.len() {
+            sent += socket.send_slice(&data[sent..]).unwrap();
+        }
+        read_available(socket, &mut echoed);
+        if sent == data.len() && !closed {
+            socket.close();
+            closed = true;
+        }
+        echoed.len() == data.len() && !socket.may_recv()
+    });
+    assert!(ok, "the engine stopped relaying after a flow panicked");
+    assert!(echoed == data, "echoed bytes differ");
+    assert_eq!(server_thread.join().unwrap(), data.len() as u64);
+    app.run_until(Duration::from_millis(300), |_| false);
+    let (stats, events) = h.stop();
+    assert_eq!(stats.flows_failed, 1);
+    let flows = final_flows(&events);
+    let reason_to = |dst: SocketAddr| {
+        flows
+            .iter()
+            .find(|f| f.key.dst == dst)
+            .and_then(|f| f.close_reason)
+    };
+    assert_eq!(reason_to(doomed), Some(CloseReason::Error), "{flows:?}");
+    assert_eq!(reason_to(server), Some(CloseReason::Fin), "{flows:?}");
+}
