@@ -254,6 +254,8 @@ impl Core {
                 return;
             }
         };
+        #[cfg(test)]
+        kill_if_provoked(parsed.dst_addr().port());
         match parsed.transport {
             Transport::Tcp { syn, ack, rst, .. } => {
                 self.tcp_packet(parsed, buf, syn && !ack && !rst, rst, now)
@@ -842,5 +844,18 @@ pub(super) static PROVOKE_PANIC_PORT: std::sync::atomic::AtomicU16 =
 fn panic_if_provoked(port: u16) {
     if port != 0 && PROVOKE_PANIC_PORT.load(std::sync::atomic::Ordering::Relaxed) == port {
         panic!("provoked by the test for port {port}");
+    }
+}
+
+/// Test hook: a packet to this port panics outside any flow (0: none), killing the engine
+/// thread, so the tests can show that its death is reported rather than hidden.
+#[cfg(test)]
+pub(crate) static PROVOKE_ENGINE_DEATH_PORT: std::sync::atomic::AtomicU16 =
+    std::sync::atomic::AtomicU16::new(0);
+
+#[cfg(test)]
+fn kill_if_provoked(port: u16) {
+    if port != 0 && PROVOKE_ENGINE_DEATH_PORT.load(std::sync::atomic::Ordering::Relaxed) == port {
+        panic!("engine death provoked by the test for port {port}");
     }
 }

@@ -40,6 +40,8 @@ mod udp;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use self::core::PROVOKE_ENGINE_DEATH_PORT;
 
 /// The engine's own handling of one packet read from the tun, short of flows and sockets:
 /// classification, and the replies the engine builds from the app's bytes (RST, ICMP errors,

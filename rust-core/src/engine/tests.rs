@@ -1172,3 +1172,31 @@ fn a_flow_that_panics_is_dropped_counted_and_the_engine_goes_on() {
     assert_eq!(reason_to(doomed), Some(CloseReason::Error), "{flows:?}");
     assert_eq!(reason_to(server), Some(CloseReason::Fin), "{flows:?}");
 }
+
+#[test]
+fn a_dead_engine_thread_is_reported_not_hidden() {
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    super::PROVOKE_ENGINE_DEATH_PORT.store(65001, std::sync::atomic::Ordering::Relaxed);
+    let app = SocketAddr::new(IpAddr::V4(APP_IP), 5000);
+    h.send(&udp_packet(app, "127.0.0.1:65001".parse().unwrap(), b"x"));
+    let engine = h.engine.take().unwrap();
+    // Polled, not timed: the thread dies when it reads the packet.
+    let mut answer = engine.stats();
+    for _ in 0..500 {
+        if answer.is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        answer = engine.stats();
+    }
+    assert!(answer.is_err(), "the engine still answers after its thread panicked");
+    #[cfg(feature = "jni")]
+    {
+        let (running, error) =
+            crate::android::session::engine_state(answer, &mut EngineStats::default());
+        assert!(!running, "the Android snapshot would still say running");
+        assert!(error.contains("engine stopped"), "{error}");
+    }
+    let err = engine.stop().unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+}
