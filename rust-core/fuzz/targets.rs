@@ -11,7 +11,9 @@ use phonehome::dissect::{http, leaks, mipush};
 use phonehome::flow::{Direction, Proto};
 use phonehome::pcap::{CaptureReader, observe_reader};
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr};
+use smoltcp::wire::{
+    IpAddress, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -52,7 +54,10 @@ pub fn dns(data: &[u8]) {
     let lenient = dns::parse_lenient(data);
     if let Ok(m) = &parsed {
         // A strict parse must also succeed leniently, with the same question.
-        assert_eq!(lenient.as_ref().ok().and_then(|l| l.query_name()), m.query_name());
+        assert_eq!(
+            lenient.as_ref().ok().and_then(|l| l.query_name()),
+            m.query_name()
+        );
         let _ = m.answer_addresses();
         for rr in &m.answers {
             let _ = rr.data_text();
@@ -78,7 +83,9 @@ pub fn http(data: &[u8]) {
     if let Ok(Some(req)) = http::parse_request(data) {
         assert!(!req.method.is_empty());
         if let Some(host) = req.host {
-            assert!(!host.is_empty() && !host.contains(':') || host.parse::<std::net::IpAddr>().is_ok());
+            assert!(
+                !host.is_empty() && !host.contains(':') || host.parse::<std::net::IpAddr>().is_ok()
+            );
         }
     }
     let _ = http::host_without_port(data);
@@ -97,19 +104,32 @@ pub fn http(data: &[u8]) {
 /// First byte: protocol and direction pattern; next two: destination port; the rest is cut into
 /// chunks at 0xff 0xfe markers.
 pub fn inspector(data: &[u8]) {
-    let [mode, p0, p1, rest @ ..] = data else { return };
-    let proto = if mode & 1 == 0 { Proto::Tcp } else { Proto::Udp };
+    let [mode, p0, p1, rest @ ..] = data else {
+        return;
+    };
+    let proto = if mode & 1 == 0 {
+        Proto::Tcp
+    } else {
+        Proto::Udp
+    };
     let port = match mode >> 1 & 3 {
         0 => 443,
         1 => 53,
         2 => 5222,
         _ => u16::from_be_bytes([*p0, *p1]),
     };
-    let ctx = Arc::new(DeviceContext { own_ips: vec!["10.1.2.3".parse().unwrap()], ..DeviceContext::default() });
+    let ctx = Arc::new(DeviceContext {
+        own_ips: vec!["10.1.2.3".parse().unwrap()],
+        ..DeviceContext::default()
+    });
     let mut ins = Inspector::new(proto, port).with_context(ctx);
     let mut i = 0;
     for (n, chunk) in rest.split(|&b| b == 0xfe).enumerate() {
-        let dir = if (mode >> (3 + n % 5)) & 1 == 0 { Direction::Up } else { Direction::Down };
+        let dir = if (mode >> (3 + n % 5)) & 1 == 0 {
+            Direction::Up
+        } else {
+            Direction::Down
+        };
         match proto {
             Proto::Udp => ins.on_datagram(dir, chunk),
             _ => ins.on_stream(dir, chunk),
@@ -130,12 +150,21 @@ pub fn inspector(data: &[u8]) {
 /// The first input byte picks the header's byte order, resolution and link type, so the fuzzer
 /// spends its time on records, link layers, IP, TCP reassembly and the dissectors.
 pub fn pcap(data: &[u8]) {
-    let Some((&pick, records)) = data.split_first() else { return };
+    let Some((&pick, records)) = data.split_first() else {
+        return;
+    };
     let big_endian = pick & 0x80 != 0;
-    let magic: u32 = if pick & 0x40 != 0 { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+    let magic: u32 = if pick & 0x40 != 0 {
+        0xa1b2_3c4d
+    } else {
+        0xa1b2_c3d4
+    };
     let link = LINKS[usize::from(pick) % LINKS.len()];
     let mut file = Vec::with_capacity(24 + records.len());
-    for (i, word) in [magic, 0x0002_0004, 0, 0, 65_535, link].into_iter().enumerate() {
+    for (i, word) in [magic, 0x0002_0004, 0, 0, 65_535, link]
+        .into_iter()
+        .enumerate()
+    {
         if i == 1 {
             // version 2.4 as two u16
             let (major, minor) = (2u16, 4u16);
@@ -148,7 +177,11 @@ pub fn pcap(data: &[u8]) {
             }
             continue;
         }
-        file.extend(if big_endian { word.to_be_bytes() } else { word.to_le_bytes() });
+        file.extend(if big_endian {
+            word.to_be_bytes()
+        } else {
+            word.to_le_bytes()
+        });
     }
     file.extend_from_slice(records);
 
@@ -162,14 +195,26 @@ pub fn pcap(data: &[u8]) {
 /// pcapng files through the reader and the observer: any blocks after a valid section header
 /// (little- or big-endian by the first input byte).
 pub fn pcapng(data: &[u8]) {
-    let Some((&pick, blocks)) = data.split_first() else { return };
+    let Some((&pick, blocks)) = data.split_first() else {
+        return;
+    };
     let big_endian = pick & 1 != 0;
-    let w32 = |x: u32| if big_endian { x.to_be_bytes() } else { x.to_le_bytes() };
+    let w32 = |x: u32| {
+        if big_endian {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        }
+    };
     let mut file = Vec::with_capacity(28 + blocks.len());
     file.extend(w32(0x0a0d_0d0a));
     file.extend(w32(28));
     file.extend(w32(0x1a2b_3c4d));
-    file.extend(if big_endian { [0, 1, 0, 0] } else { [1, 0, 0, 0] });
+    file.extend(if big_endian {
+        [0, 1, 0, 0]
+    } else {
+        [1, 0, 0, 0]
+    });
     file.extend([0xff; 8]);
     file.extend(w32(28));
     file.extend_from_slice(blocks);
@@ -185,7 +230,9 @@ pub fn pcapng(data: &[u8]) {
 /// payloads (frames, CRYPTO reassembly, the TLS hello and the CHLO), since random bytes never
 /// pass the AEAD check. The input is split into pieces at 0xff 0xff markers.
 pub fn quic(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let pieces: Vec<&[u8]> = split(rest);
     let mut datagrams = ClientInitials::new();
     for p in &pieces {
@@ -227,17 +274,36 @@ pub fn wire(data: &[u8]) {
     if let Ok(p) = Ipv4Packet::new_checked(data)
         && let Ok(repr) = Ipv4Repr::parse(&p, &caps)
     {
-        transport(p.payload(), IpAddress::Ipv4(repr.src_addr), IpAddress::Ipv4(repr.dst_addr), &caps);
+        transport(
+            p.payload(),
+            IpAddress::Ipv4(repr.src_addr),
+            IpAddress::Ipv4(repr.dst_addr),
+            &caps,
+        );
     }
     if let Ok(p) = Ipv6Packet::new_checked(data)
         && let Ok(repr) = Ipv6Repr::parse(&p)
     {
-        transport(p.payload(), IpAddress::Ipv6(repr.src_addr), IpAddress::Ipv6(repr.dst_addr), &caps);
+        transport(
+            p.payload(),
+            IpAddress::Ipv6(repr.src_addr),
+            IpAddress::Ipv6(repr.dst_addr),
+            &caps,
+        );
     }
-    transport(data, IpAddress::v4(10, 0, 0, 1), IpAddress::v4(10, 0, 0, 2), &caps);
+    transport(
+        data,
+        IpAddress::v4(10, 0, 0, 1),
+        IpAddress::v4(10, 0, 0, 2),
+        &caps,
+    );
 }
 
 /// The engine's own packet entry: a classification must stay inside the packet.
 pub fn engine_packet(data: &[u8]) {
-    assert!(phonehome::engine::fuzz_packet_entry(data).is_ok(), "{:?}", phonehome::engine::fuzz_packet_entry(data));
+    assert!(
+        phonehome::engine::fuzz_packet_entry(data).is_ok(),
+        "{:?}",
+        phonehome::engine::fuzz_packet_entry(data)
+    );
 }

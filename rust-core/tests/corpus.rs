@@ -248,7 +248,9 @@ fn print_table(title: &str, tallies: &BTreeMap<String, Tally>) {
 #[test]
 fn naming_agrees_with_ndpi_and_pcapdroid() {
     let Some(corpus) = corpus_dir() else {
-        return skip("corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        return skip(
+            "corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository",
+        );
     };
     let ndpi = read_expected(&corpus.join("ndpi/expected.tsv"));
     let pcapdroid = read_expected(&corpus.join("pcapdroid/expected.tsv"));
@@ -333,7 +335,9 @@ fn naming_agrees_with_ndpi_and_pcapdroid() {
 #[test]
 fn damaged_capture_keeps_flows_read_before_the_damage() {
     let Some(corpus) = corpus_dir() else {
-        return skip("corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        return skip(
+            "corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository",
+        );
     };
     let original = std::fs::read(corpus.join("ndpi/pcaps/xiaomi.pcap")).expect("xiaomi.pcap");
     let dir = std::env::temp_dir().join(format!("phonehome-damaged-{}", std::process::id()));
@@ -385,7 +389,9 @@ fn damaged_capture_keeps_flows_read_before_the_damage() {
 #[test]
 fn xiaomi_capture_is_classified() {
     let Some(corpus) = corpus_dir() else {
-        return skip("corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository");
+        return skip(
+            "corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository",
+        );
     };
     let flows = flows_of(&corpus.join("ndpi/pcaps/xiaomi.pcap"));
     let push: Vec<&FlowRecord> = flows.iter().filter(|f| f.key.dst.port() == 5222).collect();

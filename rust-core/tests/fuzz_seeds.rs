@@ -12,7 +12,10 @@ mod targets;
 
 use std::path::Path;
 
-const TARGETS: [(&str, fn(&[u8])); 9] = [
+/// A seed directory's name and the function its fuzz target calls.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 9] = [
     ("dns", targets::dns),
     ("http", targets::http),
     ("inspector", targets::inspector),
@@ -34,7 +37,10 @@ fn every_seed_runs_through_its_fuzz_target() {
     listed.sort();
     let mut known: Vec<String> = TARGETS.iter().map(|(n, _)| (*n).to_owned()).collect();
     known.sort();
-    assert_eq!(listed, known, "a seed directory without a target here, or the reverse");
+    assert_eq!(
+        listed, known,
+        "a seed directory without a target here, or the reverse"
+    );
     for (name, run) in TARGETS {
         let mut count = 0;
         for entry in std::fs::read_dir(seeds.join(name)).unwrap() {

@@ -150,7 +150,10 @@ fn root_or_skip(test: &str) -> bool {
         panic!("{message}");
     }
     // Straight to stderr, so scripts/test.sh sees it and counts a skip, not a pass.
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIPPED {message}\n").as_bytes());
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {message}\n").as_bytes(),
+    );
     false
 }
 

@@ -191,7 +191,10 @@ fn chromium_check(html: &Path) {
             panic!("{message}");
         }
         // Straight to stderr, so scripts/test.sh sees it and counts a skip, not a pass.
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIPPED {message}\n").as_bytes());
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED {message}\n").as_bytes(),
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -373,7 +373,10 @@ pub fn answer_or_history(
 
 /// Whether the engine still runs, from its answer to a stats request: an engine that cannot
 /// answer has ended (its thread died), and the snapshot must say so instead of "running".
-pub(crate) fn engine_state(answer: io::Result<EngineStats>, last: &mut EngineStats) -> (bool, String) {
+pub(crate) fn engine_state(
+    answer: io::Result<EngineStats>,
+    last: &mut EngineStats,
+) -> (bool, String) {
     match answer {
         Ok(stats) => {
             *last = stats;

@@ -1189,7 +1189,10 @@ fn a_dead_engine_thread_is_reported_not_hidden() {
         std::thread::sleep(Duration::from_millis(10));
         answer = engine.stats();
     }
-    assert!(answer.is_err(), "the engine still answers after its thread panicked");
+    assert!(
+        answer.is_err(),
+        "the engine still answers after its thread panicked"
+    );
     #[cfg(feature = "jni")]
     {
         let (running, error) =
