@@ -11,6 +11,7 @@
 //! - [`recorder`]: the thread that writes a live session's tapped packets with [`writer`].
 
 pub mod dns;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod ip;
 #[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod link;
