@@ -23,7 +23,8 @@ else
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-cargo +nightly fuzz build -O
+# -a: debug assertions, so overflow checks are on (-O alone turns them off).
+cargo +nightly fuzz build -O -a
 failed=0
 
 for t in "${targets[@]}"; do
@@ -33,7 +34,7 @@ for t in "${targets[@]}"; do
     echo "== fuzz $t for ${secs}s"
     # -rss_limit_mb bounds memory; -max_len covers a large ClientHello or DNS-over-TCP message.
     set +e
-    cargo +nightly fuzz run -O "$t" "corpus/$t" "${seeds[@]}" -- \
+    cargo +nightly fuzz run -O -a "$t" "corpus/$t" "${seeds[@]}" -- \
         -max_total_time="$secs" -max_len=70000 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         >"corpus/$t.log" 2>&1
     status=$?

@@ -3,7 +3,7 @@
 //! For every flow that nDPI names (kinds tls, quic, http, dns in `ndpi/expected.tsv`) our engine
 //! must name it the same; PCAPdroid's expected connections (`pcapdroid/expected.tsv`) must exist
 //! with the same names. The corpus is `$PHONEHOME_CORPUS`, else `shared/corpus` beside the
-//! repository; without it the test says so and checks nothing.
+//! repository; without it the tests are reported as skipped (and fail in CI).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +15,19 @@ use phonehome::pcap::observe_file;
 
 /// Agreement each kind must reach.
 const THRESHOLD: f64 = 0.99;
+
+/// A test that cannot run here: fails in CI (which puts the corpus beside the checkout), else
+/// says so on the real stderr (the harness hides captured output), where scripts/test.sh counts
+/// it as skipped rather than passed.
+fn skip(message: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        panic!("{message}");
+    }
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {message}\n").as_bytes(),
+    );
+}
 
 fn corpus_dir() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PHONEHOME_CORPUS") {
@@ -235,10 +248,9 @@ fn print_table(title: &str, tallies: &BTreeMap<String, Tally>) {
 #[test]
 fn naming_agrees_with_ndpi_and_pcapdroid() {
     let Some(corpus) = corpus_dir() else {
-        println!(
-            "SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository"
+        return skip(
+            "corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository",
         );
-        return;
     };
     let ndpi = read_expected(&corpus.join("ndpi/expected.tsv"));
     let pcapdroid = read_expected(&corpus.join("pcapdroid/expected.tsv"));
@@ -299,12 +311,7 @@ fn naming_agrees_with_ndpi_and_pcapdroid() {
         .chain(pd_tally.values())
         .map(|t| t.named)
         .sum();
-    if named == 0 {
-        println!(
-            "NOTE: no flow was named at all: the dissectors are not in this build yet; naming thresholds not checked"
-        );
-        return;
-    }
+    assert!(named > 0, "no flow was named at all");
     for (kind, t) in &ndpi_tally {
         let share = t.agree as f64 / t.total.max(1) as f64;
         assert!(
@@ -328,10 +335,9 @@ fn naming_agrees_with_ndpi_and_pcapdroid() {
 #[test]
 fn damaged_capture_keeps_flows_read_before_the_damage() {
     let Some(corpus) = corpus_dir() else {
-        println!(
-            "SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository"
+        return skip(
+            "corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository",
         );
-        return;
     };
     let original = std::fs::read(corpus.join("ndpi/pcaps/xiaomi.pcap")).expect("xiaomi.pcap");
     let dir = std::env::temp_dir().join(format!("phonehome-damaged-{}", std::process::id()));
@@ -383,10 +389,9 @@ fn damaged_capture_keeps_flows_read_before_the_damage() {
 #[test]
 fn xiaomi_capture_is_classified() {
     let Some(corpus) = corpus_dir() else {
-        println!(
-            "SKIPPED: corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository"
+        return skip(
+            "corpus not found; set PHONEHOME_CORPUS or put shared/corpus beside the repository",
         );
-        return;
     };
     let flows = flows_of(&corpus.join("ndpi/pcaps/xiaomi.pcap"));
     let push: Vec<&FlowRecord> = flows.iter().filter(|f| f.key.dst.port() == 5222).collect();

@@ -252,13 +252,7 @@ impl Session {
 
     pub fn snapshot(&mut self) -> proto::Snapshot {
         let (running, mut error) = match &self.engine {
-            Some(engine) => match engine.stats() {
-                Ok(stats) => {
-                    self.last_stats = stats;
-                    (true, String::new())
-                }
-                Err(err) => (true, format!("engine: {err}")),
-            },
+            Some(engine) => engine_state(engine.stats(), &mut self.last_stats),
             None => (false, String::new()),
         };
         if let Some(failed) = self.store.as_ref().and_then(StoreWriter::failed) {
@@ -374,6 +368,24 @@ pub fn answer_or_history(
             super::history::answer(db, request).unwrap_or(response)
         }
         _ => response,
+    }
+}
+
+/// Whether the engine still runs, from its answer to a stats request: an engine that cannot
+/// answer has ended (its thread died), and the snapshot must say so instead of "running".
+pub(crate) fn engine_state(
+    answer: io::Result<EngineStats>,
+    last: &mut EngineStats,
+) -> (bool, String) {
+    match answer {
+        Ok(stats) => {
+            *last = stats;
+            (true, String::new())
+        }
+        Err(err) => (
+            false,
+            format!("the engine stopped ({err}); traffic is no longer captured"),
+        ),
     }
 }
 

@@ -383,6 +383,7 @@ impl Capture {
         let stats = stopped.map_err(|e| format!("stopping the engine: {e}"))?;
         Ok(Summary {
             packets_dropped: stats.packets_dropped,
+            flows_failed: stats.flows_failed,
             pcapng,
             ..summary
         })
@@ -523,6 +524,8 @@ struct Row {
 struct Summary {
     rows: HashMap<(String, Proto, u16), Row>,
     packets_dropped: u64,
+    /// Flows the engine dropped because handling them panicked (each logged).
+    flows_failed: u64,
     /// `--pcapng`: the file, what was written, and copies dropped because the writer was behind.
     pcapng: Option<(PathBuf, RecorderStats, u64)>,
 }
@@ -577,6 +580,13 @@ impl Summary {
                 out,
                 "{} packets dropped by the engine",
                 self.packets_dropped
+            );
+        }
+        if self.flows_failed > 0 {
+            let _ = writeln!(
+                out,
+                "{} flows dropped after an internal error in the engine (see the log)",
+                self.flows_failed
             );
         }
         if let Some((path, written, dropped)) = &self.pcapng {

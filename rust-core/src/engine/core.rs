@@ -254,6 +254,8 @@ impl Core {
                 return;
             }
         };
+        #[cfg(test)]
+        kill_if_provoked(parsed.dst_addr().port());
         match parsed.transport {
             Transport::Tcp { syn, ack, rst, .. } => {
                 self.tcp_packet(parsed, buf, syn && !ack && !rst, rst, now)
@@ -563,7 +565,19 @@ impl Core {
             let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else {
                 continue;
             };
-            let outcome = flow.service(&mut self.shards[flow.shard], &mut self.reporter, now);
+            // The supervision boundary: a bug that panics while one flow is serviced costs that
+            // flow (dropped, counted, logged), not the engine and every other flow with it.
+            let serviced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                #[cfg(test)]
+                panic_if_provoked(flow.common.record.key.dst.port());
+                flow.service(&mut self.shards[flow.shard], &mut self.reporter, now)
+            }));
+            let Ok(outcome) = serviced else {
+                self.reporter.stats.flows_failed += 1;
+                log::error!("flow {id} panicked while being serviced: dropped (engine goes on)");
+                self.close_tcp(id, CloseReason::Error, now);
+                continue;
+            };
             if self.over_budget && outcome == Outcome::Open && flow.touched() >= TRIM_MIN {
                 flow.trim(&mut self.shards[flow.shard]);
             }
@@ -837,5 +851,31 @@ fn connect_reason(e: &std::io::Error) -> CloseReason {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => CloseReason::Refused,
         _ => CloseReason::ConnectFailed,
+    }
+}
+
+/// Test hook: TCP flows to this port panic when serviced (0: none), so the tests can show the
+/// supervision boundary in `service_touched` holds.
+#[cfg(test)]
+pub(super) static PROVOKE_PANIC_PORT: std::sync::atomic::AtomicU16 =
+    std::sync::atomic::AtomicU16::new(0);
+
+#[cfg(test)]
+fn panic_if_provoked(port: u16) {
+    if port != 0 && PROVOKE_PANIC_PORT.load(std::sync::atomic::Ordering::Relaxed) == port {
+        panic!("provoked by the test for port {port}");
+    }
+}
+
+/// Test hook: a packet to this port panics outside any flow (0: none), killing the engine
+/// thread, so the tests can show that its death is reported rather than hidden.
+#[cfg(test)]
+pub(crate) static PROVOKE_ENGINE_DEATH_PORT: std::sync::atomic::AtomicU16 =
+    std::sync::atomic::AtomicU16::new(0);
+
+#[cfg(test)]
+fn kill_if_provoked(port: u16) {
+    if port != 0 && PROVOKE_ENGINE_DEATH_PORT.load(std::sync::atomic::Ordering::Relaxed) == port {
+        panic!("engine death provoked by the test for port {port}");
     }
 }

@@ -40,6 +40,40 @@ mod udp;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use self::core::PROVOKE_ENGINE_DEATH_PORT;
+
+/// The engine's own handling of one packet read from the tun, short of flows and sockets:
+/// classification, and the replies the engine builds from the app's bytes (RST, ICMP errors,
+/// UDP and echo replies). For the `engine_packet` fuzz target and the seed test on 32-bit:
+/// Ok(whether the packet was classified), Err when a classification points outside the packet.
+#[doc(hidden)]
+pub fn fuzz_packet_entry(buf: &[u8]) -> Result<bool, &'static str> {
+    let mut out = Vec::new();
+    let router = std::net::IpAddr::V4(Ipv4Addr::new(10, 111, 222, 1));
+    let _ = packet::build_rst(&mut out, buf);
+    let _ = packet::build_unreachable(&mut out, router, buf, true);
+    let _ = packet::build_unreachable(&mut out, router, buf, false);
+    let Ok(parsed) = packet::parse(buf) else {
+        return Ok(false);
+    };
+    if parsed.ip_len > buf.len() {
+        return Err("IP length beyond the packet");
+    }
+    let payload = buf
+        .get(parsed.payload.0..parsed.payload.1)
+        .ok_or("payload range outside the packet")?;
+    match parsed.transport {
+        packet::Transport::Udp { .. } => {
+            let _ = packet::build_udp(&mut out, parsed.dst_addr(), parsed.src_addr(), payload);
+        }
+        packet::Transport::Echo { ident, .. } => {
+            let _ = packet::build_echo_reply(&mut out, parsed.dst, parsed.src, ident, payload);
+        }
+        packet::Transport::Tcp { .. } => {}
+    }
+    Ok(true)
+}
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -146,6 +180,8 @@ pub struct EngineStats {
     /// Packets from the tun that were malformed, fragmented, of an unsupported protocol, or
     /// could not be relayed.
     pub packets_dropped: u64,
+    /// Flows dropped because handling them panicked (a bug; each is logged). The engine goes on.
+    pub flows_failed: u64,
 }
 
 /// A running engine. Dropping it stops the engine.

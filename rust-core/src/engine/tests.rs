@@ -1171,3 +1171,76 @@ fn late_dns_answer_names_an_open_flow() {
     assert_eq!(flow.hostname.as_deref(), Some("late.example"), "{flow:?}");
     assert_eq!(flow.hostname_source, Some(crate::flow::NameSource::Dns));
 }
+
+#[test]
+fn a_flow_that_panics_is_dropped_counted_and_the_engine_goes_on() {
+    let (doomed, _doomed_server) = echo_server_on("127.0.0.1:0");
+    let (server, server_thread) = echo_server_on("127.0.0.1:0");
+    super::core::PROVOKE_PANIC_PORT.store(doomed.port(), std::sync::atomic::Ordering::Relaxed);
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    let mut app = App::new(h.app.as_raw_fd());
+    app.connect(doomed, 40101);
+    // The doomed flow's first service panics; give the engine its SYN first.
+    app.run_until(Duration::from_millis(300), |_| false);
+    let handle = app.connect(server, 40102);
+    let data = pattern(100_000);
+    let (mut sent, mut echoed, mut closed) = (0, Vec::new(), false);
+    let ok = app.run_until(Duration::from_secs(30), |sockets| {
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if socket.can_send() && sent < data.len() {
+            sent += socket.send_slice(&data[sent..]).unwrap();
+        }
+        read_available(socket, &mut echoed);
+        if sent == data.len() && !closed {
+            socket.close();
+            closed = true;
+        }
+        echoed.len() == data.len() && !socket.may_recv()
+    });
+    assert!(ok, "the engine stopped relaying after a flow panicked");
+    assert!(echoed == data, "echoed bytes differ");
+    assert_eq!(server_thread.join().unwrap(), data.len() as u64);
+    app.run_until(Duration::from_millis(300), |_| false);
+    let (stats, events) = h.stop();
+    assert_eq!(stats.flows_failed, 1);
+    let flows = final_flows(&events);
+    let reason_to = |dst: SocketAddr| {
+        flows
+            .iter()
+            .find(|f| f.key.dst == dst)
+            .and_then(|f| f.close_reason)
+    };
+    assert_eq!(reason_to(doomed), Some(CloseReason::Error), "{flows:?}");
+    assert_eq!(reason_to(server), Some(CloseReason::Fin), "{flows:?}");
+}
+
+#[test]
+fn a_dead_engine_thread_is_reported_not_hidden() {
+    let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
+    super::PROVOKE_ENGINE_DEATH_PORT.store(65001, std::sync::atomic::Ordering::Relaxed);
+    let app = SocketAddr::new(IpAddr::V4(APP_IP), 5000);
+    h.send(&udp_packet(app, "127.0.0.1:65001".parse().unwrap(), b"x"));
+    let engine = h.engine.take().unwrap();
+    // Polled, not timed: the thread dies when it reads the packet.
+    let mut answer = engine.stats();
+    for _ in 0..500 {
+        if answer.is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        answer = engine.stats();
+    }
+    assert!(
+        answer.is_err(),
+        "the engine still answers after its thread panicked"
+    );
+    #[cfg(feature = "jni")]
+    {
+        let (running, error) =
+            crate::android::session::engine_state(answer, &mut EngineStats::default());
+        assert!(!running, "the Android snapshot would still say running");
+        assert!(error.contains("engine stopped"), "{error}");
+    }
+    let err = engine.stop().unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+}

@@ -92,8 +92,10 @@ mod tests {
         assert_eq!(tpdu_payload(&zero), Err(GtpError::BadExtension));
         let long = [0x34, T_PDU, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0x85, 0xff];
         assert!(tpdu_payload(&long).is_err());
-        for len in 0..64usize {
-            let junk: Vec<u8> = (0..len).map(|i| (i * 53 + 0x34) as u8).collect();
+        for len in 0..64u8 {
+            let junk: Vec<u8> = (0..len)
+                .map(|i| i.wrapping_mul(53).wrapping_add(0x34))
+                .collect();
             let _ = tpdu_payload(&junk);
         }
     }

@@ -100,24 +100,30 @@ fn parse_v6(b: &[u8]) -> Result<IpPacket<'_>, IpError> {
         match next {
             0 | 43 | 60 => {
                 let h = b
-                    .get(at..at + 2)
+                    .get(at..)
+                    .and_then(|r| r.get(..2))
                     .ok_or(IpError("IPv6 extension header cut short"))?;
                 next = h[0];
-                at += (usize::from(h[1]) + 1) * 8;
+                // (len + 1) * 8 <= 2048: at stays far below usize::MAX.
+                at = at.saturating_add(usize::from(h[1]).saturating_add(1).saturating_mul(8));
             }
             51 => {
-                let h = b.get(at..at + 2).ok_or(IpError("IPv6 AH cut short"))?;
+                let h = b
+                    .get(at..)
+                    .and_then(|r| r.get(..2))
+                    .ok_or(IpError("IPv6 AH cut short"))?;
                 next = h[0];
-                at += (usize::from(h[1]) + 2) * 4;
+                at = at.saturating_add(usize::from(h[1]).saturating_add(2).saturating_mul(4));
             }
             44 => {
                 let h = b
-                    .get(at..at + 8)
+                    .get(at..)
+                    .and_then(|r| r.get(..8))
                     .ok_or(IpError("IPv6 fragment header cut short"))?;
                 next = h[0];
                 let off_flags = u16::from_be_bytes([h[2], h[3]]);
                 let more = off_flags & 1 != 0;
-                let offset = usize::from(off_flags >> 3) * 8;
+                let offset = usize::from(off_flags >> 3).saturating_mul(8);
                 if more || offset > 0 {
                     fragment = Some(Fragment {
                         id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
@@ -125,7 +131,7 @@ fn parse_v6(b: &[u8]) -> Result<IpPacket<'_>, IpError> {
                         more,
                     });
                 }
-                at += 8;
+                at = at.saturating_add(8);
             }
             _ => break,
         }
@@ -236,7 +242,9 @@ impl Defrag {
             id: frag.id,
         };
         let end = frag.offset.checked_add(packet.payload.len())?;
-        if end > Self::MAX_DATAGRAM || self.held + packet.payload.len() > Self::MAX_BYTES {
+        if end > Self::MAX_DATAGRAM
+            || self.held.saturating_add(packet.payload.len()) > Self::MAX_BYTES
+        {
             return None;
         }
         let entry = self.pending.entry(key).or_insert_with(|| Pending {
@@ -252,8 +260,9 @@ impl Defrag {
         entry
             .parts
             .insert(pos, (frag.offset, packet.payload.to_vec()));
-        entry.held += packet.payload.len();
-        self.held += packet.payload.len();
+        // Bounded by MAX_BYTES (checked above).
+        entry.held = entry.held.saturating_add(packet.payload.len());
+        self.held = self.held.saturating_add(packet.payload.len());
 
         let total = entry.total?;
         // Complete when the sorted parts cover [0, total) without a gap.
@@ -262,18 +271,21 @@ impl Defrag {
             if *off > covered {
                 return None;
             }
-            covered = covered.max(off + data.len());
+            covered = covered.max(off.saturating_add(data.len()));
         }
         if covered < total {
             return None;
         }
         let done = self.pending.remove(&key)?;
-        self.held -= done.held;
+        self.held = self.held.saturating_sub(done.held);
         let mut out = vec![0u8; total];
         for (off, data) in &done.parts {
-            let stop = (off + data.len()).min(total);
-            if *off < stop {
-                out[*off..stop].copy_from_slice(&data[..stop - off]);
+            let stop = off.saturating_add(data.len()).min(total);
+            if let (Some(to), Some(from)) = (
+                out.get_mut(*off..stop),
+                data.get(..stop.saturating_sub(*off)),
+            ) {
+                to.copy_from_slice(from);
             }
         }
         Some(out)
@@ -283,19 +295,21 @@ impl Defrag {
         if self.pending.is_empty() {
             return;
         }
-        let mut freed = 0;
+        let mut freed = 0usize;
         self.pending.retain(|_, p| {
-            let keep = now - p.first_seen < Self::TIMEOUT_MS;
+            // Capture clocks can jump (and saturate at the ends of i64): never overflow here.
+            let keep = now.saturating_sub(p.first_seen) < Self::TIMEOUT_MS;
             if !keep {
-                freed += p.held;
+                freed = freed.saturating_add(p.held);
             }
             keep
         });
-        self.held -= freed;
+        self.held = self.held.saturating_sub(freed);
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 
@@ -331,6 +345,18 @@ mod tests {
         assert_eq!(d.push(&parse_ip(&a).unwrap(), 0), None);
         assert_eq!(d.push(&parse_ip(&b).unwrap(), Defrag::TIMEOUT_MS + 1), None);
         assert_eq!(d.pending.len(), 1);
+    }
+
+    /// Capture times saturate at the ends of i64 on corrupt timestamps: `now - first_seen`
+    /// overflowed (a panic with overflow checks on) when the clock jumped from one end to the other.
+    #[test]
+    fn a_clock_jump_across_i64_expires_without_overflow() {
+        let a = v4(PROTO_UDP, 9, 0x2000, &[1; 8]);
+        let b = v4(PROTO_UDP, 10, 0x2000, &[2; 8]);
+        let mut d = Defrag::default();
+        assert_eq!(d.push(&parse_ip(&a).unwrap(), Millis::MIN), None);
+        assert_eq!(d.push(&parse_ip(&b).unwrap(), Millis::MAX), None);
+        assert_eq!(d.pending.len(), 1, "the first datagram expired");
     }
 
     #[test]

@@ -39,24 +39,24 @@ pub enum LinkError {
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+    let pair = b.get(at..)?.get(..2)?;
+    Some(u16::from_be_bytes([pair[0], pair[1]]))
 }
 
 /// Unwraps 802.1Q / 802.1ad tags; returns the inner ethertype and the payload offset.
 fn skip_vlan(frame: &[u8], mut ethertype: u16, mut at: usize) -> Option<(u16, usize)> {
-    let mut tags = 0;
-    while matches!(
-        ethertype,
-        ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_VLAN_OLD_QINQ
-    ) {
-        tags += 1;
-        if tags > 4 {
-            return None;
+    // At most four stacked tags; a fifth is treated as garbage.
+    for _ in 0..=4 {
+        if !matches!(
+            ethertype,
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_VLAN_OLD_QINQ
+        ) {
+            return Some((ethertype, at));
         }
-        ethertype = be16(frame, at + 2)?;
-        at += 4;
+        ethertype = be16(frame, at.checked_add(2)?)?;
+        at = at.checked_add(4)?;
     }
-    Some((ethertype, at))
+    None
 }
 
 fn ip_by_ethertype(ethertype: u16, payload: &[u8]) -> Result<&[u8], LinkError> {
@@ -91,7 +91,7 @@ fn pcapdroid_trailer(frame: &[u8]) -> Option<Trailer> {
     if frame.len() < 14 + 20 + PCAPDROID_TRAILER_LEN {
         return None;
     }
-    let t = &frame[frame.len() - PCAPDROID_TRAILER_LEN..];
+    let t = &frame[frame.len().checked_sub(PCAPDROID_TRAILER_LEN)?..];
     if u32::from_be_bytes([t[0], t[1], t[2], t[3]]) != PCAPDROID_TRAILER_MAGIC {
         return None;
     }
@@ -167,6 +167,7 @@ pub fn decode(link: u32, frame: &[u8]) -> Result<Frame<'_>, LinkError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

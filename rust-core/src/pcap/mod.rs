@@ -12,10 +12,14 @@
 //! - [`recorder`]: the thread that writes a live session's tapped packets with [`writer`].
 
 pub mod dns;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod gtp;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod ip;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod link;
 pub mod observer;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod reader;
 pub mod recorder;
 pub mod stream;

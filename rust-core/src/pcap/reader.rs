@@ -7,6 +7,7 @@
 //! and a reader that keeps every packet read before a truncated or corrupt tail.
 
 use std::io::{self, Read};
+use std::ops::Range;
 
 /// Link types the observer decodes (see [`super::link`]); others are reported and skipped.
 pub mod linktype {
@@ -123,8 +124,10 @@ pub struct CaptureReader<R: Read> {
     failed: bool,
 }
 
+// Callers check the bounds first; the slicing here only restates them.
 fn u16_at(b: &[u8], at: usize, be: bool) -> u16 {
-    let v = [b[at], b[at + 1]];
+    let mut v = [0u8; 2];
+    v.copy_from_slice(&b[at..][..2]);
     if be {
         u16::from_be_bytes(v)
     } else {
@@ -133,7 +136,8 @@ fn u16_at(b: &[u8], at: usize, be: bool) -> u16 {
 }
 
 fn u32_at(b: &[u8], at: usize, be: bool) -> u32 {
-    let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[at..][..4]);
     if be {
         u32::from_be_bytes(v)
     } else {
@@ -154,7 +158,7 @@ fn read_full<R: Read>(
         match src.read(&mut buf[filled..]) {
             Ok(0) if filled == 0 => return Ok(false),
             Ok(0) => return Err(ReadError::Truncated { offset, what }),
-            Ok(n) => filled += n,
+            Ok(n) => filled = filled.saturating_add(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(source) => return Err(ReadError::Io { offset, source }),
         }
@@ -171,29 +175,38 @@ fn units_per_sec(tsresol: u8) -> Option<u64> {
     }
 }
 
+/// Nanoseconds since the epoch, saturating at the ends of i64 (a corrupt offset or timestamp
+/// gives a wrong time, never a panic).
 fn to_ns(ts: u64, units_per_sec: u64, offset_sec: i64) -> i64 {
-    let secs = ts / units_per_sec;
-    let frac = ts % units_per_sec;
-    let ns = u128::from(frac) * 1_000_000_000 / u128::from(units_per_sec);
-    let total = (i128::from(secs) + i128::from(offset_sec)) * 1_000_000_000 + ns as i128;
-    total.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    let units = units_per_sec.max(1);
+    let secs = ts.checked_div(units).unwrap_or(0);
+    let frac = ts.checked_rem(units).unwrap_or(0);
+    // frac < units <= u64::MAX, so frac * 10^9 fits in u128 and the quotient is below 10^9.
+    let ns = (u128::from(frac).saturating_mul(1_000_000_000))
+        .checked_div(u128::from(units))
+        .unwrap_or(0);
+    let total = i128::from(secs)
+        .saturating_add(i128::from(offset_sec))
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i128::try_from(ns).unwrap_or(0));
+    i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// Walks pcapng options (`code`, `value`) in `b`, stopping at opt_endofopt or a malformed option.
-fn options(b: &[u8], be: bool) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut at = 0usize;
+/// Walks the pcapng options in `b` from `start`, yielding each option's code and the range of
+/// its value in `b`; stops at opt_endofopt or a malformed option.
+fn options(b: &[u8], start: usize, be: bool) -> impl Iterator<Item = (u16, Range<usize>)> {
+    let mut at = Some(start);
     std::iter::from_fn(move || {
-        if at + 4 > b.len() {
+        let here = at?;
+        let value_start = here.checked_add(4).filter(|v| *v <= b.len())?;
+        let code = u16_at(b, here, be);
+        let len = usize::from(u16_at(b, here.checked_add(2)?, be));
+        let value_end = value_start.checked_add(len).filter(|e| *e <= b.len())?;
+        if code == 0 {
             return None;
         }
-        let code = u16_at(b, at, be);
-        let len = usize::from(u16_at(b, at + 2, be));
-        if code == 0 || at + 4 + len > b.len() {
-            return None;
-        }
-        let value = &b[at + 4..at + 4 + len];
-        at += 4 + len.div_ceil(4) * 4;
-        Some((code, value))
+        at = value_start.checked_add(len.checked_next_multiple_of(4)?);
+        Some((code, value_start..value_end))
     })
 }
 
@@ -320,9 +333,11 @@ impl<R: Read> CaptureReader<R> {
                 what: "pcap packet data",
             });
         }
-        self.offset = at + 16 + incl as u64;
+        self.offset = at.saturating_add(16).saturating_add(incl as u64);
         let ns_per_unit: i64 = if nanos { 1 } else { 1000 };
-        let ts_ns = i64::from(sec) * 1_000_000_000 + i64::from(frac) * ns_per_unit;
+        let ts_ns = i64::from(sec)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(frac).saturating_mul(ns_per_unit));
         Ok(Some(Parsed::Packet {
             ts_ns,
             linktype,
@@ -380,18 +395,24 @@ impl<R: Read> CaptureReader<R> {
         big_endian: bool,
         what: &'static str,
     ) -> Result<(), ReadError> {
-        self.buf.resize(total - already_read, 0);
+        // Callers pass total >= already_read + 4; checked anyway, as a corrupt length, not a panic.
+        let rest = total.saturating_sub(already_read);
+        let trailer_at = rest.checked_sub(4).ok_or_else(|| ReadError::Corrupt {
+            offset: at,
+            message: format!("pcapng block length {total} is too short"),
+        })?;
+        self.buf.resize(rest, 0);
         if !read_full(&mut self.src, &mut self.buf, at, what)? {
             return Err(ReadError::Truncated { offset: at, what });
         }
-        let trailer = u32_at(&self.buf, total - already_read - 4, big_endian) as usize;
+        let trailer = u32_at(&self.buf, trailer_at, big_endian) as usize;
         if trailer != total {
             return Err(ReadError::Corrupt {
                 offset: at,
                 message: format!("pcapng block length mismatch ({total} vs {trailer})"),
             });
         }
-        self.offset = at + total as u64;
+        self.offset = at.saturating_add(total as u64);
         Ok(())
     }
 
@@ -429,7 +450,7 @@ impl<R: Read> CaptureReader<R> {
                 });
             }
             self.read_block_rest(at, total, 8, be, "pcapng block body")?;
-            let body_len = total - 12;
+            let body_len = total.saturating_sub(12);
             if let Some(parsed) = self.parse_block(block_type, body_len, at, be)? {
                 return Ok(Some(parsed));
             }
@@ -464,8 +485,8 @@ impl<R: Read> CaptureReader<R> {
                     offset_sec: 0,
                     snaplen: u32_at(body, 4, be),
                 };
-                for (code, value) in options(&body[8..], be) {
-                    match (code, value) {
+                for (code, range) in options(body, 8, be) {
+                    match (code, &body[range]) {
                         (9, [resol]) => {
                             iface.units_per_sec =
                                 units_per_sec(*resol).filter(|u| *u > 0).ok_or_else(|| {
@@ -498,28 +519,20 @@ impl<R: Read> CaptureReader<R> {
                     corrupt(&format!("packet names unknown interface {interface}"))
                 })?;
                 let ts = (u64::from(u32_at(body, 4, be)) << 32) | u64::from(u32_at(body, 8, be));
-                let caplen = u32_at(body, 12, be) as usize;
                 let orig_len = u32_at(body, 16, be);
-                if 20 + caplen > body.len() {
-                    return Err(corrupt("packet data overruns its block"));
-                }
-                let opts_start = 20 + caplen.div_ceil(4) * 4;
-                let comment = body
-                    .get(opts_start..)
-                    .and_then(|opts| {
-                        options(opts, be)
-                            .find(|(code, _)| *code == 1)
-                            .map(|(_, v)| {
-                                let start =
-                                    opts_start + (v.as_ptr() as usize - opts.as_ptr() as usize);
-                                start..start + v.len()
-                            })
-                    })
-                    .filter(|r| std::str::from_utf8(&body[r.clone()]).is_ok());
+                let data_end = packet_data_end(body, u32_at(body, 12, be))
+                    .ok_or_else(|| corrupt("packet data overruns its block"))?;
+                // The data is padded to 32 bits; 20 is a multiple of 4, so padding the end pads it.
+                let comment = data_end.checked_next_multiple_of(4).and_then(|opts_start| {
+                    options(body, opts_start, be)
+                        .find(|(code, _)| *code == 1)
+                        .map(|(_, r)| r)
+                        .filter(|r| std::str::from_utf8(&body[r.clone()]).is_ok())
+                });
                 Ok(Some(Parsed::Packet {
                     ts_ns: to_ns(ts, iface.units_per_sec, iface.offset_sec),
                     linktype: iface.linktype,
-                    data: 20..20 + caplen,
+                    data: 20..data_end,
                     orig_len,
                     interface,
                     comment,
@@ -536,14 +549,16 @@ impl<R: Read> CaptureReader<R> {
                     .copied()
                     .ok_or_else(|| corrupt("packet before any interface"))?;
                 let orig_len = u32_at(body, 0, be);
-                let mut caplen = (orig_len as usize).min(body.len() - 4);
+                let mut caplen = (orig_len as usize).min(body.len().saturating_sub(4));
                 if iface.snaplen > 0 {
                     caplen = caplen.min(iface.snaplen as usize);
                 }
+                // caplen <= body.len() - 4, so the end stays inside the body.
+                let data_end = caplen.saturating_add(4);
                 Ok(Some(Parsed::Packet {
                     ts_ns: 0,
                     linktype: iface.linktype,
-                    data: 4..4 + caplen,
+                    data: 4..data_end,
                     orig_len,
                     interface: 0,
                     comment: None,
@@ -560,14 +575,12 @@ impl<R: Read> CaptureReader<R> {
                     corrupt(&format!("packet names unknown interface {interface}"))
                 })?;
                 let ts = (u64::from(u32_at(body, 4, be)) << 32) | u64::from(u32_at(body, 8, be));
-                let caplen = u32_at(body, 12, be) as usize;
-                if 20 + caplen > body.len() {
-                    return Err(corrupt("packet data overruns its block"));
-                }
+                let data_end = packet_data_end(body, u32_at(body, 12, be))
+                    .ok_or_else(|| corrupt("packet data overruns its block"))?;
                 Ok(Some(Parsed::Packet {
                     ts_ns: to_ns(ts, iface.units_per_sec, iface.offset_sec),
                     linktype: iface.linktype,
-                    data: 20..20 + caplen,
+                    data: 20..data_end,
                     orig_len: u32_at(body, 16, be),
                     interface,
                     comment: None,
@@ -588,7 +601,8 @@ impl<R: Read> CaptureReader<R> {
                 let pkg_len = usize::from(body[12]);
                 let app_len = usize::from(body[13]);
                 let names = body
-                    .get(14..14 + pkg_len + app_len)
+                    .get(14..)
+                    .and_then(|rest| rest.get(..pkg_len.checked_add(app_len)?))
                     .ok_or_else(|| corrupt("PCAPdroid uid map overruns its block"))?;
                 let package = String::from_utf8_lossy(&names[..pkg_len]).into_owned();
                 let app = String::from_utf8_lossy(&names[pkg_len..]).into_owned();
@@ -620,6 +634,15 @@ impl<R: Read> CaptureReader<R> {
             }),
         }
     }
+}
+
+/// The end of an EPB's or obsolete PB's packet data (after its 20-byte header), or None when
+/// `caplen` runs past the block. Checked: on a 32-bit target `20 + caplen` from the file wraps.
+fn packet_data_end(body: &[u8], caplen: u32) -> Option<usize> {
+    usize::try_from(caplen)
+        .ok()?
+        .checked_add(20)
+        .filter(|end| *end <= body.len())
 }
 
 /// A record located in the reader's buffer (ranges, so the borrow starts after parsing).
@@ -655,6 +678,7 @@ pub fn parse_uid_comment(comment: &str) -> Option<(u32, Option<&str>)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 
@@ -905,6 +929,27 @@ mod tests {
             (113, &b"sll"[..], 3_000_000_000, Some("u-1000 com.example"))
         );
         assert_eq!(r.next_record().unwrap(), None);
+    }
+
+    /// A caplen near u32::MAX: `20 + caplen` wrapped on 32-bit targets and the slice panicked.
+    #[test]
+    fn pcapng_caplen_at_u32_max_is_corrupt_not_a_panic() {
+        for caplen in [u32::MAX, u32::MAX - 19, u32::MAX - 3] {
+            let mut file = shb(false);
+            file.extend(idb(false, 101, None));
+            let at = file.len() as u64;
+            let mut packet = epb(false, 0, 1, b"data", None);
+            packet[8 + 12..8 + 16].copy_from_slice(&caplen.to_le_bytes());
+            file.extend(packet);
+            let e = CaptureReader::new(&file[..])
+                .unwrap()
+                .next_record()
+                .unwrap_err();
+            assert!(e.to_string().contains("overruns its block"), "{e}");
+            assert_eq!(e.offset(), at);
+        }
+        assert_eq!(packet_data_end(&[0u8; 24], 4), Some(24));
+        assert_eq!(packet_data_end(&[0u8; 24], 5), None);
     }
 
     #[test]
