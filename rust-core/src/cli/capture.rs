@@ -435,7 +435,10 @@ fn owner_lookup(namespace: &Namespace) -> Box<dyn OwnerLookup> {
             None
         }
     };
-    Box::new(KernelOwner::new(diag, ProcNet::new(namespace.proc_net_dir())))
+    Box::new(KernelOwner::new(
+        diag,
+        ProcNet::new(namespace.proc_net_dir()),
+    ))
 }
 
 /// What the event thread has seen that the end of the capture waits for.

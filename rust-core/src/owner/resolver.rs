@@ -140,10 +140,8 @@ impl Worker {
 
     /// Look up the owners of a batch; each request comes back with whether it was found.
     fn resolve(&mut self, batch: Vec<Request>) -> Vec<(Request, bool)> {
-        let keys: Vec<(Proto, SocketAddr, SocketAddr)> = batch
-            .iter()
-            .map(|r| (r.proto, r.local, r.remote))
-            .collect();
+        let keys: Vec<(Proto, SocketAddr, SocketAddr)> =
+            batch.iter().map(|r| (r.proto, r.local, r.remote)).collect();
         let uids = self.lookup.owner_uids(&keys);
         let mut answered = false;
         let mut out = Vec::with_capacity(batch.len());
