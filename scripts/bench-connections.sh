@@ -23,14 +23,18 @@ ROUNDS=${BENCH_ROUNDS:-3}
 N=${BENCH_CONNS:-500}
 MTU=${BENCH_MTU:-1500}
 cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
-# A process and its descendants named like it (tun2proxy forks into its namespace).
+# A process and its descendants running the same program (tun2proxy re-executes itself in
+# its namespace, as /proc/self/fd/N, so the name differs but the executable does not).
+descendants() {
+    ps -eo pid=,ppid= | awk -v root="$1" '
+        {parent[$1] = $2}
+        END {for (p in parent) {q = p; while (q > 1 && q != root) q = parent[q]; if (q == root && p != root) print p}}'
+}
 tree_ticks() {
-    local pids=$1 name p
-    name=$(cat "/proc/$1/comm")
-    for p in $(ps -eo pid=,ppid=,comm= | awk -v root="$1" -v n="$name" '
-        {parent[$1] = $2; comm[$1] = $3}
-        END {for (p in parent) {q = p; while (q > 1 && q != root) q = parent[q]; if (q == root && comm[p] == n && p != root) print p}}'); do
-        pids="$pids $p"
+    local pids=$1 exe p
+    exe=$(readlink "/proc/$1/exe")
+    for p in $(descendants "$1"); do
+        [ "$(readlink "/proc/$p/exe" 2> /dev/null)" = "$exe" ] && pids="$pids $p"
     done
     cpu_ticks "$pids"
 }
@@ -130,7 +134,8 @@ for round in $(seq "$ROUNDS"); do
         fi
         # It may outlive its command; give it a moment, then end it.
         for _ in $(seq 100); do kill -0 $t2p 2> /dev/null || break; sleep 0.05; done
-        kill $t2p 2> /dev/null || true
+        # SIGTERM is not enough for it while its namespace child lives.
+        for p in $(descendants $t2p) $t2p; do kill -9 "$p" 2> /dev/null || true; done
         wait $t2p 2> /dev/null || true
     fi
 done
@@ -168,7 +173,7 @@ for kind in tcp udp dns; do
     echo
 done
 printf '%-34s %16s %16s %16s\n' "CPU per TCP connection (ms)" "-" \
-    "$(cpu_ms ph | median)" "$(cpu_ms t2p | median)"
+    "$(cpu_ms ph | median | xargs -r printf '%.3f')" "$(cpu_ms t2p | median | xargs -r printf '%.3f')"
 ph=$(added tcp ph p50 | median); t2=$(added tcp t2p p50 | median)
 if [ -n "$t2" ] && [ -n "$ph" ]; then
     printf '%-34s %16s\n' "added TCP p50, phonehome/tun2proxy" "$(echo "$ph / $t2" | bc -l | xargs printf '%.2f')"
