@@ -176,3 +176,8 @@ printf '%-48s %10s %10.1f\n' "RSS with $IDLE_CONNS idle connections (MB)" "-" "$
 printf '%-48s %10s %10.1f  %s\n' "peak RSS, $ACTIVE_FLOWS active flows (MB, sampled)" "-" "$(echo "$(get rss_active_peak_kb) / 1024" | bc -l)" "< 40"
 printf '%-48s %10s %10.1f\n' "peak RSS, whole run (MB, VmHWM)" "-" "$(echo "$(get rss_hwm_kb) / 1024" | bc -l)"
 cat "$OUT/active.txt" | sed 's/^/  /' >&2
+
+# New-connection cost (TCP, UDP, DNS), with tun2proxy on the same rig, interleaved rounds.
+if [ "${BENCH_CONNECTIONS:-1}" != 0 ]; then
+    PHONEHOME="$PH" BENCH_MTU="${BENCH_CONN_MTU:-1500}" bash "$HERE/bench-connections.sh"
+fi

@@ -375,6 +375,61 @@ fn different_uids_are_attributed() {
     }
 }
 
+/// Issue 8 point 2: a process that exits right after its lookup still has its query
+/// attributed. 200 short-lived `dig`s of 4 non-root users start at once; the engine holds each
+/// answer until the owner of the query's socket is known, so every query carries its uid.
+#[test]
+fn every_dns_query_of_short_lived_processes_has_its_uid() {
+    if !root_or_skip("every_dns_query_of_short_lived_processes_has_its_uid") {
+        return;
+    }
+    const UIDS: [u32; 4] = [4242, 4243, 4244, 65534];
+    let rig = Rig::new("dnsuid");
+    let out = rig.capture(
+        &format!(
+            "for i in $(seq 0 49); do
+               for uid in {uids}; do
+                 setpriv --reuid=$uid --regid=$uid --clear-groups \
+                   dig +short +time=5 +tries=2 q$i-u$uid.phonehome.test A > /dev/null &
+               done
+             done
+             wait",
+            uids = UIDS.map(|u| u.to_string()).join(" ")
+        ),
+        T,
+    );
+    out.assert_success("200 lookups");
+    let conn = rusqlite::Connection::open_with_flags(
+        rig.db_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn.prepare("SELECT query, uid FROM dns").unwrap();
+    let rows: Vec<(String, Option<u32>)> = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut right = 0;
+    let mut wrong = Vec::new();
+    for i in 0..50 {
+        for uid in UIDS {
+            let name = format!("q{i}-u{uid}.phonehome.test");
+            let uids: Vec<Option<u32>> = rows
+                .iter()
+                .filter(|(q, _)| *q == name)
+                .map(|(_, u)| *u)
+                .collect();
+            if !uids.is_empty() && uids.iter().all(|u| *u == Some(uid)) {
+                right += 1;
+            } else {
+                wrong.push((name, uids));
+            }
+        }
+    }
+    assert_eq!(right, 200, "queries without their uid: {wrong:?}");
+}
+
 #[test]
 fn user_option_runs_cmd_as_that_user() {
     if !root_or_skip("user_option_runs_cmd_as_that_user") {

@@ -24,7 +24,7 @@ use crate::flow::{Event, FlowId, Proto};
 use crate::linux::child::{self, SandboxFiles};
 use crate::linux::netns::{Namespace, NamespaceError, NetConfig};
 use crate::linux::{resolv, user};
-use crate::owner::{OwnerLookup, ProcNet};
+use crate::owner::{KernelOwner, OwnerLookup, ProcNet, SockDiag};
 use crate::pcap::recorder::{Recorder, RecorderNotes, RecorderStats};
 use crate::store::{SessionInfo, StoreWriter};
 
@@ -421,9 +421,25 @@ fn fail(code: i32, message: impl Into<String>) -> CliError {
     }
 }
 
-/// Owner = the UID of the socket, read from the capture namespace's own /proc/net tables.
+/// Owner = the UID of the socket, asked of the kernel by sock_diag from inside the capture
+/// namespace (the netlink socket is opened on its thread), or read from the namespace's own
+/// /proc/net tables where netlink cannot answer.
 fn owner_lookup(namespace: &Namespace) -> Box<dyn OwnerLookup> {
-    Box::new(ProcNet::new(namespace.proc_net_dir()))
+    let diag = match namespace.run(SockDiag::open) {
+        Ok(Ok(diag)) => Some(diag),
+        Ok(Err(err)) => {
+            log::warn!("no sock_diag socket ({err}): owners are read from /proc/net");
+            None
+        }
+        Err(err) => {
+            log::warn!("no sock_diag socket ({err}): owners are read from /proc/net");
+            None
+        }
+    };
+    Box::new(KernelOwner::new(
+        diag,
+        ProcNet::new(namespace.proc_net_dir()),
+    ))
 }
 
 /// What the event thread has seen that the end of the capture waits for.

@@ -64,8 +64,9 @@ pub struct Core {
     pub(super) owner: Option<OwnerClient>,
     next_sweep: Option<Instant>,
     next_flush: Option<i64>,
-    /// Flows whose SYN-ACK waits for the owner lookup, with the time it is released anyway.
-    held: Vec<(FlowId, Instant)>,
+    /// Flows whose SYN-ACK (TCP) or DNS answers (UDP) wait for the owner lookup, with the time
+    /// they are released anyway.
+    pub(super) held: Vec<(FlowId, Instant)>,
     /// Relayed byte total at the last ring-memory check, and when it ran.
     trim_mark: u64,
     last_trim: Instant,
@@ -209,9 +210,17 @@ impl Core {
     /// Answer the app's SYN (release the held SYN-ACK) once the outbound connect succeeded and
     /// the owner lookup answered. Holding it until then keeps the app's socket in SYN_SENT, so
     /// the lookup sees it even for flows that would be over in a millisecond.
+    /// A DNS flow's answers held for the same reason go out once the owner is known.
     fn release_if_ready(&mut self, id: FlowId) {
-        let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else {
-            return;
+        let flow = match self.flows.get_mut(&id) {
+            Some(Flow::Tcp(flow)) => flow,
+            Some(Flow::Udp(flow)) => {
+                if flow.common.owner_done {
+                    self.release_answers(id);
+                }
+                return;
+            }
+            _ => return,
         };
         if flow.phase == Phase::Connecting && flow.connected && flow.common.owner_done {
             flow.phase = Phase::Relaying;
@@ -222,7 +231,7 @@ impl Core {
         }
     }
 
-    /// Release held SYN-ACKs whose owner lookup is taking too long.
+    /// Release held SYN-ACKs and DNS answers whose owner lookup is taking too long.
     fn release_overdue(&mut self, now: Now) {
         let mut due = Vec::new();
         self.held.retain(|&(id, deadline)| {
@@ -234,8 +243,10 @@ impl Core {
             }
         });
         for id in due {
-            if let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) {
-                flow.common.owner_done = true;
+            match self.flows.get_mut(&id) {
+                Some(Flow::Tcp(flow)) => flow.common.owner_done = true,
+                Some(Flow::Udp(flow)) => flow.common.owner_done = true,
+                _ => {}
             }
             self.release_if_ready(id);
         }
@@ -838,8 +849,8 @@ impl Core {
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
-/// Longest a connected flow's SYN-ACK waits for its owner lookup.
-const OWNER_HOLD: Duration = Duration::from_millis(200);
+/// Longest a connected flow's SYN-ACK, or a DNS answer, waits for its owner lookup.
+pub(super) const OWNER_HOLD: Duration = Duration::from_millis(200);
 /// Over budget, a flow returns its ring pages once it touched this much since its last trim.
 const TRIM_MIN: usize = 8 * 1024;
 /// Minimum TCP ring size in segments of the tun MTU.

@@ -14,7 +14,7 @@ use mio::Interest;
 
 use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
 
-use super::core::{Core, Flow};
+use super::core::{Core, Flow, OWNER_HOLD};
 use super::dns;
 use super::outbound;
 use super::packet::{self, Parsed};
@@ -25,6 +25,10 @@ pub struct UdpFlow {
     pub socket: mio::net::UdpSocket,
     /// Set for flows to the DNS service: queries waiting for an answer.
     pub dns: Option<Vec<PendingQuery>>,
+    /// Answers (tun packets) to the app held until its owner is known: the app's socket stays
+    /// open while it waits for the answer, so the owner lookup still finds a process that
+    /// exits right after its lookup. Released by the owner's answer or after `OWNER_HOLD`.
+    pub held_answers: Vec<Vec<u8>>,
 }
 
 pub struct PendingQuery {
@@ -127,6 +131,7 @@ impl Core {
                 common,
                 socket,
                 dns: is_dns.then(Vec::new),
+                held_answers: Vec::new(),
             })),
         );
         self.udp_index.insert((src, dst), id);
@@ -166,7 +171,17 @@ impl Core {
             let payload = &self.datagram[..n];
             let mut out = self.to_tun.take_buffer();
             if packet::build_udp(&mut out, key.dst, key.src, payload) {
-                self.to_tun.push(out);
+                let hold = flow.dns.is_some()
+                    && !flow.common.owner_done
+                    && flow.held_answers.len() < MAX_PENDING;
+                if hold {
+                    if flow.held_answers.is_empty() {
+                        self.held.push((id, now.mono + OWNER_HOLD));
+                    }
+                    flow.held_answers.push(out);
+                } else {
+                    self.to_tun.push(out);
+                }
                 self.reporter.packet(&mut flow.common, Direction::Down, now);
                 self.reporter
                     .bytes(&mut flow.common, Direction::Down, n, now);
@@ -259,7 +274,17 @@ impl Core {
         }
     }
 
+    /// Send the DNS answers held for the owner lookup.
+    pub(super) fn release_answers(&mut self, id: FlowId) {
+        if let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) {
+            for answer in flow.held_answers.drain(..) {
+                self.to_tun.push(answer);
+            }
+        }
+    }
+
     pub(super) fn close_udp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
+        self.release_answers(id);
         let pending = match self.flows.get_mut(&id) {
             Some(Flow::Udp(flow)) => flow.dns.take().unwrap_or_default(),
             _ => return,

@@ -148,6 +148,14 @@ pub fn prepare(
             {
                 return Err(io::Error::last_os_error());
             }
+            // capture blocks SIGINT/SIGTERM/SIGHUP/SIGCHLD in every thread to take them with
+            // sigwaitinfo, and a blocked mask survives exec: CMD would ignore SIGTERM and a
+            // shell's `wait` for background jobs would never see them end.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
             // Set last: credential changes clear the parent-death signal.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
                 return Err(io::Error::last_os_error());

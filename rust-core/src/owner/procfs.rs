@@ -6,8 +6,10 @@
 //! IPv4-mapped IPv6 addresses in the `6` files.
 
 use std::ffi::CStr;
+use std::fs::File;
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::flow::Proto;
@@ -39,6 +41,27 @@ pub struct ProcNet {
     base: PathBuf,
     tcp: Table,
     udp: Table,
+    /// Reused for every read (tables of thousands of sockets are hundreds of kB).
+    buffer: Vec<u8>,
+}
+
+/// Size of each read(2) of a table. Every read of `/proc/net/tcp` resumes the kernel's walk of
+/// its whole hash table, so few large reads cost less than many small ones.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Reads the file into `buffer` (replacing its contents) in large reads.
+fn read_whole(path: &Path, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut file = File::open(path)?;
+    buffer.clear();
+    loop {
+        let start = buffer.len();
+        buffer.resize(start + READ_CHUNK, 0);
+        let n = file.read(&mut buffer[start..])?;
+        buffer.truncate(start + n);
+        if n == 0 {
+            return Ok(());
+        }
+    }
 }
 
 impl ProcNet {
@@ -48,10 +71,11 @@ impl ProcNet {
             base,
             tcp: Table::default(),
             udp: Table::default(),
+            buffer: Vec::new(),
         }
     }
 
-    fn read_table(&self, proto: Proto) -> Vec<SocketEntry> {
+    fn read_table(&mut self, proto: Proto) -> Vec<SocketEntry> {
         let names: [&str; 2] = match proto {
             Proto::Tcp => ["tcp", "tcp6"],
             Proto::Udp => ["udp", "udp6"],
@@ -60,11 +84,24 @@ impl ProcNet {
         let mut entries = Vec::new();
         for name in names {
             // A missing file (IPv6 disabled) is an empty table.
-            if let Ok(text) = std::fs::read_to_string(self.base.join(name)) {
+            if read_whole(&self.base.join(name), &mut self.buffer).is_ok() {
+                let text = String::from_utf8_lossy(&self.buffer);
                 entries.extend(text.lines().skip(1).filter_map(parse_line));
             }
         }
         entries
+    }
+
+    /// Re-read the table of `proto` now.
+    fn refresh(&mut self, proto: Proto, now: Instant) {
+        let entries = self.read_table(proto);
+        let table = if proto == Proto::Tcp {
+            &mut self.tcp
+        } else {
+            &mut self.udp
+        };
+        table.entries = entries;
+        table.read_at = Some(now);
     }
 
     fn find(
@@ -86,14 +123,7 @@ impl ProcNet {
             Proto::Icmp => return None,
         };
         if table_is_stale {
-            let entries = self.read_table(proto);
-            let table = if proto == Proto::Tcp {
-                &mut self.tcp
-            } else {
-                &mut self.udp
-            };
-            table.entries = entries;
-            table.read_at = Some(now);
+            self.refresh(proto, now);
         }
         let table = if proto == Proto::Tcp {
             &self.tcp
@@ -188,6 +218,27 @@ impl OwnerLookup for ProcNet {
     fn owner_uid(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
         self.find(proto, local, remote, FRESH)
             .or_else(|| self.find(proto, local, remote, REREAD_ON_MISS))
+    }
+
+    /// Each table the batch needs is read once, fresh, for all of its lookups.
+    fn owner_uids(&mut self, requests: &[(Proto, SocketAddr, SocketAddr)]) -> Vec<Option<u32>> {
+        let now = Instant::now();
+        for proto in [Proto::Tcp, Proto::Udp] {
+            if requests.iter().any(|(p, _, _)| *p == proto) {
+                self.refresh(proto, now);
+            }
+        }
+        requests
+            .iter()
+            .map(|&(proto, local, remote)| {
+                let table = match proto {
+                    Proto::Tcp => &self.tcp,
+                    Proto::Udp => &self.udp,
+                    Proto::Icmp => return None,
+                };
+                lookup(&table.entries, proto, local, remote)
+            })
+            .collect()
     }
 
     fn app_name(&mut self, uid: u32) -> Option<String> {

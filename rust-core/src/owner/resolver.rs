@@ -108,41 +108,60 @@ impl Worker {
             };
             match next {
                 Ok(request) => {
-                    if !self.resolve(&request) {
-                        retries.push_back((Instant::now() + RETRY_AFTER, request));
+                    // Everything pending now is one batch: a table-reading lookup reads each
+                    // table once for all of it.
+                    let mut batch = vec![request];
+                    batch.extend(requests.try_iter());
+                    let now = Instant::now();
+                    for (request, found) in self.resolve(batch) {
+                        if !found {
+                            retries.push_back((now + RETRY_AFTER, request));
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+            let mut due = Vec::new();
             while retries.front().is_some_and(|(at, _)| *at <= Instant::now()) {
-                if let Some((_, request)) = retries.pop_front()
-                    && !self.resolve(&request)
-                    && self.results.send((request.flow, None)).is_ok()
-                {
-                    self.waker.wake();
+                if let Some((_, request)) = retries.pop_front() {
+                    due.push(request);
+                }
+            }
+            if !due.is_empty() {
+                for (request, found) in self.resolve(due) {
+                    if !found && self.results.send((request.flow, None)).is_ok() {
+                        self.waker.wake();
+                    }
                 }
             }
         }
     }
 
-    /// Look up one flow's owner; false on a miss.
-    fn resolve(&mut self, request: &Request) -> bool {
-        let Some(uid) = self
-            .lookup
-            .owner_uid(request.proto, request.local, request.remote)
-        else {
-            return false;
-        };
-        if self.named.insert(uid)
-            && let Some(name) = self.lookup.app_name(uid)
-        {
-            let _ = self.events.send(Event::App { uid, name });
+    /// Look up the owners of a batch; each request comes back with whether it was found.
+    fn resolve(&mut self, batch: Vec<Request>) -> Vec<(Request, bool)> {
+        let keys: Vec<(Proto, SocketAddr, SocketAddr)> =
+            batch.iter().map(|r| (r.proto, r.local, r.remote)).collect();
+        let uids = self.lookup.owner_uids(&keys);
+        let mut answered = false;
+        let mut out = Vec::with_capacity(batch.len());
+        for (request, uid) in batch.into_iter().zip(uids) {
+            let Some(uid) = uid else {
+                out.push((request, false));
+                continue;
+            };
+            if self.named.insert(uid)
+                && let Some(name) = self.lookup.app_name(uid)
+            {
+                let _ = self.events.send(Event::App { uid, name });
+            }
+            answered |= self.results.send((request.flow, Some(uid))).is_ok();
+            out.push((request, true));
         }
-        if self.results.send((request.flow, Some(uid))).is_ok() {
+        if answered {
             self.waker.wake();
         }
-        true
+        out
     }
 }
 
