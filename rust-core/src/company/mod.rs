@@ -131,6 +131,9 @@ pub fn of_asn(asn: u32) -> Option<&'static Company> {
     t.asns.get(&asn).and_then(|name| t.companies.get(name))
 }
 
+/// The company table's name for the vendor the Xiaomi catalog calls `catalog::VENDOR`.
+const XIAOMI: &str = "Xiaomi";
+
 /// A company by its name in the table.
 pub fn by_name(name: &str) -> Option<&'static Company> {
     table().companies.get(name)
@@ -143,7 +146,7 @@ pub fn attribute(hostname: Option<&str>, vendor: Option<&str>, asn: Option<u32>)
     let name = hostname.filter(|h| h.parse::<std::net::IpAddr>().is_err());
     let xiaomi = vendor
         .is_some_and(|v| v.eq_ignore_ascii_case(crate::catalog::VENDOR))
-        .then(|| by_name(crate::catalog::VENDOR).map(|c| c.name))
+        .then(|| by_name(XIAOMI).map(|c| c.name))
         .flatten();
     let company = match name {
         Some(host) => of_host(host).map(|c| c.name).or(xiaomi),
