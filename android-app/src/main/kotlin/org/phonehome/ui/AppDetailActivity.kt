@@ -15,6 +15,7 @@ class AppDetailActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_list)
+        EdgeToEdge.fit(this)
         title = intent.getStringExtra(EXTRA_NAME) ?: getString(R.string.title_app_detail)
         adapter = EndpointAdapter(this)
         header = findViewById(R.id.header)
