@@ -1219,6 +1219,9 @@ fn a_new_dns_upstream_takes_the_next_query_in_the_same_engine() {
         .unwrap()
         .set_dns_upstream(second.local_addr().unwrap())
         .unwrap();
+    // Commands are handled in order: once a later one is answered, the swap has happened (a
+    // packet already in the tun when the command arrives may still go to the old upstream).
+    h.engine.as_ref().unwrap().stats().unwrap();
     let after = dns_query(0x0202, "after.example");
     h.send(&udp_packet(
         SocketAddr::new(IpAddr::V4(APP_IP), 5002),
