@@ -44,10 +44,10 @@ object Core {
 
     /** Loads the library and opens the history (the database queries read without a capture). */
     fun load() {
+        NativeCore.load() // idempotent, and cheap after the first time
         if (ready) return
         synchronized(this) {
             if (ready) return
-            NativeCore.load()
             // Before any lookup: the core settles on its country/ASN database at the first one.
             loadGeo()
             historyPath?.let { if (!NativeCore.isRunning()) NativeCore.openHistory(it) }
