@@ -52,6 +52,9 @@ android {
         // (required for 16 KB page devices).
         jniLibs { useLegacyPackaging = false }
     }
+
+    // The geo file is read in place from the APK (an offset into base.apk), so it must be stored.
+    androidResources { noCompress += "bin" }
 }
 
 kotlin {
@@ -74,7 +77,9 @@ dependencies {
 /**
  * Builds rust-core's JNI library (`libphonehome.so`) with cargo-ndk for every ABI into a
  * directory the variant packages as jniLibs. Needs `cargo install cargo-ndk` and
- * `rustup target add aarch64-linux-android armv7-linux-androideabi x86_64-linux-android`.
+ * `rustup target add aarch64-linux-android armv7-linux-androideabi x86_64-linux-android`, and
+ * `cargo` on the PATH of the Gradle daemon (Android Studio started from a desktop launcher may
+ * not see ~/.cargo/bin: start it from a shell, or `./gradlew --stop` after changing PATH).
  */
 abstract class CargoNdkTask : DefaultTask() {
     @get:Inject abstract val execOperations: ExecOperations
@@ -94,8 +99,13 @@ abstract class CargoNdkTask : DefaultTask() {
             // SQLite's `long double` pulls __extenddftf2 into x86_64 builds, which the NDK's
             // runtime lacks (rusqlite#1380): compile SQLite with plain doubles.
             environment("LIBSQLITE3_FLAGS", "-DLONGDOUBLE_TYPE=double")
-            // 16 KB page alignment on every NDK (r28+ does it by default).
-            environment("RUSTFLAGS", "-C link-arg=-Wl,-z,max-page-size=16384")
+            // 16 KB page alignment on every NDK (r28+ does it by default), after the user's own
+            // flags, which are kept.
+            val userFlags = System.getenv("RUSTFLAGS").orEmpty().trim()
+            environment("RUSTFLAGS", listOf(userFlags, "-C link-arg=-Wl,-z,max-page-size=16384").filter { it.isNotEmpty() }.joinToString(" "))
+            // Debug APKs get an optimised core too: at opt-level 0 the packet path is too slow
+            // to use a phone through it. Debug assertions and symbols stay.
+            if (!release.get()) environment("CARGO_PROFILE_DEV_OPT_LEVEL", "2")
             val command = mutableListOf("cargo", "ndk")
             abis.get().forEach { command += listOf("-t", it) }
             command += listOf("-P", minSdk.get().toString(), "-o", outputDir.get().asFile.absolutePath)
@@ -105,6 +115,30 @@ abstract class CargoNdkTask : DefaultTask() {
         }
     }
 }
+
+/**
+ * The offline country/ASN file (`phonehome-geo.bin`) as an APK asset, made by
+ * scripts/fetch-geo.sh (npm + python3; data CC0-1.0 and CC BY 4.0, see the About screen).
+ * Stored uncompressed (`noCompress` below) so the core can read it from the APK at an offset
+ * without a copy. Set `-Pphonehome.noGeo` to build without it (the app then shows no countries).
+ */
+abstract class GeoAssetTask : DefaultTask() {
+    @get:Inject abstract val execOperations: ExecOperations
+    @get:OutputDirectory abstract val outputDir: DirectoryProperty
+    @get:InputFile @get:PathSensitive(PathSensitivity.RELATIVE) abstract val script: RegularFileProperty
+
+    @TaskAction
+    fun build() {
+        val out = outputDir.get().asFile.resolve(GEO_ASSET)
+        if (project.hasProperty("phonehome.noGeo")) {
+            out.delete()
+            return
+        }
+        execOperations.exec { commandLine("bash", script.get().asFile.absolutePath, out.absolutePath) }
+    }
+}
+
+val GEO_ASSET = "phonehome-geo.bin"
 
 androidComponents {
     onVariants { variant ->
@@ -124,5 +158,9 @@ androidComponents {
             )
         }
         variant.sources.jniLibs?.addGeneratedSourceDirectory(cargoNdk, CargoNdkTask::outputDir)
+        val geo = tasks.register<GeoAssetTask>("geoAsset$name") {
+            script.set(rootProject.layout.projectDirectory.file("scripts/fetch-geo.sh"))
+        }
+        variant.sources.assets?.addGeneratedSourceDirectory(geo, GeoAssetTask::outputDir)
     }
 }

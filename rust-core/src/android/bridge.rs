@@ -5,7 +5,7 @@
 //! become a `org.phonehome.core.CoreException` (a RuntimeException) in Kotlin, never an abort of
 //! the VPN process. One capture runs at a time, kept in `CORE`.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -316,6 +316,62 @@ pub fn mark<'local>(
                 .as_mut()
                 .ok_or_else(not_running)?
                 .mark(&label)?;
+            bytes(env, &marker)
+        })
+        .resolve::<ThrowCoreException>()
+}
+
+/// `loadGeo(fd: Int, offset: Long, length: Long): Int` — the APK's country/ASN asset, as its
+/// AssetFileDescriptor gives it (the app keeps and closes `fd`). Returns the number of ranges.
+#[jni_mangle("org.phonehome.core.NativeCore")]
+pub fn load_geo<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    fd: jint,
+    offset: jlong,
+    length: jlong,
+) -> jint {
+    unowned
+        .with_env(|_env| -> Result<jint> {
+            init_logging();
+            let (Ok(offset), Ok(length)) = (u64::try_from(offset), u64::try_from(length)) else {
+                return Err(CoreError::bad_request(format!(
+                    "geo asset offset {offset} / length {length} is negative"
+                ))
+                .into());
+            };
+            if fd < 0 {
+                return Err(
+                    CoreError::bad_request(format!("geo fd {fd} is not a descriptor")).into(),
+                );
+            }
+            // SAFETY: the app keeps `fd` open for the duration of this call and closes it after.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let ranges = super::geo_asset::load(fd, offset, length)?;
+            log::info!("country/ASN database: {ranges} ranges");
+            Ok(jint::try_from(ranges).unwrap_or(jint::MAX))
+        })
+        .resolve::<ThrowCoreException>()
+}
+
+/// `changeNetwork(dnsUpstream: String, network: String): ByteArray` — the running capture sends
+/// DNS to the new upstream from now on (same session, same flows); returns the timeline `Marker`.
+#[jni_mangle("org.phonehome.core.NativeCore")]
+pub fn change_network<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    dns_upstream: JString<'local>,
+    network: JString<'local>,
+) -> JByteArray<'local> {
+    unowned
+        .with_env(|env| -> Result<JByteArray<'local>> {
+            let upstream = dns_upstream.try_to_string(env)?;
+            let network = network.try_to_string(env)?;
+            let marker = core()
+                .running
+                .as_mut()
+                .ok_or_else(not_running)?
+                .change_network(&upstream, &network)?;
             bytes(env, &marker)
         })
         .resolve::<ThrowCoreException>()

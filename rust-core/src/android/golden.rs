@@ -141,6 +141,7 @@ pub fn endpoint_response() -> QueryResponse {
                 flows: 1,
                 ..Default::default()
             }],
+            contacts_per_hour: Vec::new(),
         })),
     }
 }

@@ -183,6 +183,7 @@ pub fn answer(db: &Path, request: &proto::QueryRequest) -> Result<proto::QueryRe
             Resp::AppDetail(proto::AppDetail {
                 row: Some(row),
                 endpoints,
+                contacts_per_hour: Vec::new(),
             })
         }
         Some(Req::DomainDetail(r)) => {

@@ -95,6 +95,30 @@ pub struct LiveView {
     retired_xiaomi_bytes: u64,
 }
 
+const HOUR_MS: Millis = 3_600_000;
+
+/// Contacts per clock hour from their start times: every hour from the first to the last,
+/// empty ones included, so a chart of it has an honest time axis.
+fn contacts_per_hour(starts: impl Iterator<Item = Millis>) -> Vec<proto::HourCount> {
+    let mut hours: BTreeMap<Millis, u64> = BTreeMap::new();
+    for start in starts {
+        *hours.entry(start - start.rem_euclid(HOUR_MS)).or_default() += 1;
+    }
+    let (Some(&first), Some(&last)) = (hours.keys().next(), hours.keys().next_back()) else {
+        return Vec::new();
+    };
+    // A clock jump could spread a few flows over years: keep the axis to the last week.
+    let first = first.max(last.saturating_sub(7 * 24 * HOUR_MS));
+    (0..)
+        .map(|i| first + i * HOUR_MS)
+        .take_while(|&hour| hour <= last)
+        .map(|hour| proto::HourCount {
+            hour_start_ms: hour,
+            contacts: hours.get(&hour).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
 /// A flow is a contact with Xiaomi when the catalog named Xiaomi as the vendor of its
 /// destination and it is not a DNS lookup (a lookup reached the resolver).
 pub fn is_xiaomi(flow: &FlowRecord) -> bool {
@@ -313,9 +337,16 @@ impl LiveView {
                 .then(b.flows.cmp(&a.flows))
                 .then(a.host.cmp(&b.host))
         });
+        let contacts_per_hour = contacts_per_hour(
+            self.flows
+                .values()
+                .filter(|f| f.uid == key && !f.is_dns_lookup())
+                .map(|f| f.first_seen),
+        );
         proto::AppDetail {
             row: Some(row),
             endpoints,
+            contacts_per_hour,
         }
     }
 
@@ -725,6 +756,32 @@ mod tests {
         assert_eq!(snap.apps[0].flows, MAX_FLOWS as u64 + 50);
         assert_eq!(snap.apps[0].xiaomi_hosts, 1);
         assert_eq!(snap.totals.unwrap().xiaomi_flows, MAX_FLOWS as u64 + 50);
+    }
+
+    #[test]
+    fn contacts_per_hour_has_every_hour_and_only_this_apps_flows() {
+        let mut v = view();
+        let hour = 3_600_000;
+        for (id, uid, start) in [
+            (1, Some(1000), 10 * hour + 5),
+            (2, Some(1000), 10 * hour + hour - 1),
+            (3, Some(1000), 12 * hour),
+            (4, Some(2000), 11 * hour),
+        ] {
+            v.apply(&Event::Flow(flow(id, uid, "example.org", false, start)));
+        }
+        let detail = v.app_detail(&proto::AppDetailRequest {
+            uid: 1000,
+            unattributed: false,
+        });
+        let hours: Vec<(i64, u64)> = detail
+            .contacts_per_hour
+            .iter()
+            .map(|h| (h.hour_start_ms, h.contacts))
+            .collect();
+        assert_eq!(hours, vec![(10 * hour, 2), (11 * hour, 0), (12 * hour, 1)]);
+        let total: u64 = hours.iter().map(|h| h.1).sum();
+        assert_eq!(total, detail.row.unwrap().flows);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/phonehome.v1.rs"));
 }
 
+pub mod geo_asset;
 pub mod history;
 pub mod live;
 pub mod session;

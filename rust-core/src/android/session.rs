@@ -172,6 +172,9 @@ fn parse_upstream(text: &str) -> Result<SocketAddr, CoreError> {
         })
 }
 
+/// How a network change starts its entry in the session's timeline.
+pub const NETWORK_CHANGE_LABEL: &str = "network change: ";
+
 /// A running capture.
 pub struct Session {
     engine: Option<Engine>,
@@ -284,6 +287,31 @@ impl Session {
             .ok_or_else(|| CoreError::new("not-running", "the capture is stopping"))?;
         let marker = Reader::open(&self.db_path)?.add_marker_at(session, now_ms(), label)?;
         Ok(lock(&self.live).add_marker(marker.id, marker.time, &marker.label))
+    }
+
+    /// The phone moved to another network (Wi-Fi <-> mobile): DNS goes to `upstream` from now on,
+    /// in place, so the session and its open flows carry on. The change is written into the
+    /// session's timeline as a marker whose label starts with [`NETWORK_CHANGE_LABEL`]: stored
+    /// with the session, shown among its moments, and told apart from the user's own markers
+    /// by that prefix. `network` names the new network for that entry ("wifi", "cellular").
+    pub fn change_network(
+        &mut self,
+        upstream: &str,
+        network: &str,
+    ) -> Result<proto::Marker, CoreError> {
+        let upstream = parse_upstream(upstream)?;
+        self.engine
+            .as_ref()
+            .ok_or_else(|| CoreError::new("not-running", "the capture is stopping"))?
+            .set_dns_upstream(upstream)
+            .map_err(|e| CoreError::new("engine", format!("new DNS upstream: {e}")))?;
+        let network = network.trim();
+        let label = if network.is_empty() {
+            format!("{NETWORK_CHANGE_LABEL}DNS upstream {upstream}")
+        } else {
+            format!("{NETWORK_CHANGE_LABEL}{network}, DNS upstream {upstream}")
+        };
+        self.mark(&label)
     }
 
     /// Writes a consistent copy of the database into `out` (a file the user picked) and closes it.

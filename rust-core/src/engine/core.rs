@@ -160,6 +160,22 @@ impl Core {
             }
     }
 
+    /// DNS-over-TLS (port 853) to the tunnel's own DNS address: nothing there serves TLS.
+    pub(super) fn is_private_dns_probe(&self, dst: SocketAddr) -> bool {
+        dst.port() == DNS_OVER_TLS_PORT
+            && match dst.ip() {
+                IpAddr::V4(ip) => ip == self.config.dns_v4,
+                IpAddr::V6(ip) => Some(ip) == self.config.dns_v6,
+            }
+    }
+
+    /// A new resolver (the phone changed networks): queries from now on go there; flows, the
+    /// session and the queries already sent to the old one carry on.
+    pub(super) fn set_dns_upstream(&mut self, upstream: SocketAddr) {
+        log::info!("DNS upstream {} -> {upstream}", self.config.dns_upstream);
+        self.config.dns_upstream = upstream;
+    }
+
     /// Start owner attribution for a new flow.
     pub(super) fn ask_owner(&mut self, id: FlowId, key: FlowKey) {
         match &self.owner {
@@ -321,6 +337,17 @@ impl Core {
     fn open_tcp(&mut self, parsed: Parsed, syn: Vec<u8>, now: Now) {
         let src = parsed.src_addr();
         let dst = parsed.dst_addr();
+        if self.is_private_dns_probe(dst) {
+            // Android's Private DNS "Automatic" probes DNS-over-TLS on the resolver it was
+            // given, which is ours. Relayed, the probe hangs ~20 s before Android falls back to
+            // port 53; a RST now makes the fallback immediate (strict mode is warned about).
+            self.refuse_syn(
+                &syn,
+                &std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            );
+            self.to_tun.recycle(syn);
+            return;
+        }
         let is_dns = self.is_dns_service(dst);
         let target = if is_dns {
             self.config.dns_upstream
@@ -847,6 +874,8 @@ impl Core {
     }
 }
 
+/// DNS-over-TLS, what Android's Private DNS probes.
+const DNS_OVER_TLS_PORT: u16 = 853;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest a connected flow's SYN-ACK, or a DNS answer, waits for its owner lookup.

@@ -4,6 +4,7 @@
 //! nothing but its timers.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -26,6 +27,7 @@ const WAKER: Token = Token(1);
 
 enum Command {
     Stats(Sender<EngineStats>),
+    SetDnsUpstream(SocketAddr),
     Stop,
 }
 
@@ -46,6 +48,13 @@ impl Control {
         answer
             .recv()
             .map_err(|_| io::Error::other("engine thread ended"))
+    }
+
+    pub fn set_dns_upstream(&self, upstream: SocketAddr) -> io::Result<()> {
+        self.commands
+            .send(Command::SetDnsUpstream(upstream))
+            .map_err(|_| io::Error::other("engine thread ended"))?;
+        self.waker.wake()
     }
 
     pub fn stop(mut self) -> io::Result<EngineStats> {
@@ -129,6 +138,7 @@ fn run(
                             Command::Stats(reply) => {
                                 let _ = reply.send(core.stats());
                             }
+                            Command::SetDnsUpstream(upstream) => core.set_dns_upstream(upstream),
                             Command::Stop => stopping = true,
                         }
                     }

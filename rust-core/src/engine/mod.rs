@@ -228,6 +228,14 @@ impl Engine {
 
     /// Closes every open flow (reason engine-stop), sends their final events, closes the tun fd
     /// and joins the loop thread.
+    /// Sends DNS to `upstream` from now on, in place: no flow, session or record is reset.
+    pub fn set_dns_upstream(&self, upstream: SocketAddr) -> io::Result<()> {
+        match &self.control {
+            Some(control) => control.set_dns_upstream(upstream),
+            None => Err(io::Error::other("engine stopped")),
+        }
+    }
+
     pub fn stop(mut self) -> io::Result<EngineStats> {
         match self.control.take() {
             Some(control) => control.stop(),

@@ -3,7 +3,7 @@
 //! servers on 127.0.0.1 play the internet.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
@@ -1243,4 +1243,119 @@ fn a_dead_engine_thread_is_reported_not_hidden() {
     }
     let err = engine.stop().unwrap_err();
     assert!(err.to_string().contains("panicked"), "{err}");
+}
+
+/// A bare TCP SYN from the test app at `src_port` to `dst`.
+fn syn_packet(src_port: u16, dst: SocketAddrV4) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{IpProtocol, IpRepr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+    let (src, dst_ip) = (IpAddress::Ipv4(APP_IP), IpAddress::Ipv4(*dst.ip()));
+    let tcp = TcpRepr {
+        src_port,
+        dst_port: dst.port(),
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(7000),
+        ack_number: None,
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: Some(1400),
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload: b"",
+    };
+    let ip = IpRepr::new(src, dst_ip, IpProtocol::Tcp, tcp.buffer_len(), 64);
+    let mut out = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut out[..], &ChecksumCapabilities::default());
+    let header = ip.header_len();
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(&mut out[header..]),
+        &src,
+        &dst_ip,
+        &ChecksumCapabilities::default(),
+    );
+    out
+}
+
+#[test]
+fn private_dns_probe_to_the_tunnel_resolver_is_reset_at_once_and_not_relayed() {
+    use smoltcp::wire::{TcpPacket, TcpSeqNumber};
+    // A listener where the probe would be relayed if the engine treated 853 like port 53
+    // (upstream) or like any address: it must see no connection.
+    let relay_target = TcpListener::bind("127.0.0.1:0").unwrap();
+    relay_target.set_nonblocking(true).unwrap();
+    let mut h = start(relay_target.local_addr().unwrap(), tuning());
+    h.send(&syn_packet(40853, SocketAddrV4::new(DNS_IP, 853)));
+    let reply = h
+        .recv(Duration::from_secs(5))
+        .expect("a reset for the probe");
+    let ip = smoltcp::wire::Ipv4Packet::new_checked(&reply[..]).unwrap();
+    assert_eq!(ip.src_addr(), DNS_IP);
+    let rst = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(rst.rst(), "{rst:?}");
+    assert_eq!((rst.src_port(), rst.dst_port()), (853, 40853));
+    assert_eq!(rst.ack_number(), TcpSeqNumber(7001));
+    assert!(
+        relay_target.accept().is_err(),
+        "the probe reached a relay target"
+    );
+    let (_, events) = h.stop();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Flow(_))),
+        "a refused probe is no flow: {events:?}"
+    );
+}
+
+#[test]
+fn a_new_dns_upstream_takes_the_next_query_in_the_same_engine() {
+    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let second = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for upstream in [&first, &second] {
+        upstream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+    }
+    let mut h = start(first.local_addr().unwrap(), tuning());
+    let service = SocketAddr::new(IpAddr::V4(DNS_IP), 53);
+    let mut buf = [0u8; 512];
+
+    let before = dns_query(0x0101, "before.example");
+    h.send(&udp_packet(
+        SocketAddr::new(IpAddr::V4(APP_IP), 5001),
+        service,
+        &before,
+    ));
+    let (n, _) = first.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &before[..]);
+
+    h.engine
+        .as_ref()
+        .unwrap()
+        .set_dns_upstream(second.local_addr().unwrap())
+        .unwrap();
+    // Commands are handled in order: once a later one is answered, the swap has happened (a
+    // packet already in the tun when the command arrives may still go to the old upstream).
+    h.engine.as_ref().unwrap().stats().unwrap();
+    let after = dns_query(0x0202, "after.example");
+    h.send(&udp_packet(
+        SocketAddr::new(IpAddr::V4(APP_IP), 5002),
+        service,
+        &after,
+    ));
+    let (n, from) = second.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &after[..]);
+    second
+        .send_to(&dns_answer(&after, Ipv4Addr::new(198, 18, 2, 2)), from)
+        .unwrap();
+    let (_, _, answer) =
+        next_udp(&h, Duration::from_secs(5)).expect("answer from the new upstream");
+    assert_eq!(dns::message_id(&answer), Some(0x0202));
+    first.set_nonblocking(true).unwrap();
+    assert!(
+        first.recv_from(&mut buf).is_err(),
+        "the old upstream got the new query"
+    );
+    let (_, events) = h.stop();
+    let names: Vec<_> = dns_records(&events).into_iter().map(|r| r.query).collect();
+    assert!(names.contains(&"after.example".to_string()), "{names:?}");
 }

@@ -305,6 +305,12 @@ fn discover() -> Option<GeoDb> {
     None
 }
 
+/// Makes `db` the process-wide database (the Android app reads it from its APK, where no search
+/// path reaches). False when one was already in place, or the search already ran and found none.
+pub fn install(db: GeoDb) -> bool {
+    GLOBAL.set(Some(db)).is_ok()
+}
+
 /// The process-wide database, found by [`search_paths`] on first use; None when absent.
 pub fn global() -> Option<&'static GeoDb> {
     GLOBAL.get_or_init(discover).as_ref()
@@ -316,11 +322,11 @@ pub fn lookup(ip: IpAddr) -> Option<GeoInfo> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Builds a file by hand in the documented layout.
-    fn tiny() -> Vec<u8> {
+    pub(crate) fn tiny() -> Vec<u8> {
         let mut f = MAGIC.to_vec();
         let name = "Example Net";
         for n in [2u32, 1, 2, 1, 1, name.len() as u32] {

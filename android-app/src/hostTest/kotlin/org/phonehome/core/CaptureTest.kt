@@ -268,4 +268,28 @@ class CaptureTest {
         }
         assertFalse(HostLibrary.isOpen(tun))
     }
+
+    @Test
+    fun aNetworkChangeKeepsTheSessionAndEntersItsTimeline() {
+        val db = tempDatabase()
+        val tun = NativeTestHooks.openTun(tunName)
+        Core.start(tun, db.path, config(), ProcNetCallback(answerUnsupported = false))
+        try {
+            assertEquals(BLOB_BYTES, fetch())
+            // Wi-Fi -> mobile: a new resolver, told to the running core in place.
+            val change = Core.changeNetwork("192.0.2.53:53", "cellular")
+            assertEquals("network change: cellular, DNS upstream 192.0.2.53:53", change.label)
+            assertTrue("the capture goes on", NativeCore.isRunning())
+            assertEquals(BLOB_BYTES, fetch())
+            awaitSnapshot("both flows and the change in one live session") { s ->
+                s.markersList.any { it.id == change.id } &&
+                    s.appsList.any { it.hasApp() && it.app.uid == CLIENT_UID && it.flows >= 2 }
+            }
+        } finally {
+            Core.stop()
+        }
+        assertEquals("1", sqlite(db, "SELECT count(*) FROM sessions"))
+        assertEquals("2", sqlite(db, "SELECT count(*) FROM flows WHERE uid = $CLIENT_UID"))
+        assertEquals("network change: cellular, DNS upstream 192.0.2.53:53", sqlite(db, "SELECT label FROM markers"))
+    }
 }

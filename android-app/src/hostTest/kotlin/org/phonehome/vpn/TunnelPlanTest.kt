@@ -36,9 +36,13 @@ class TunnelPlanTest {
 
     @Test
     fun upstreamPrefersTheUsersChoiceThenTheNetworksIpv4Resolver() {
-        assertEquals("9.9.9.9", DnsUpstream.choose(" 9.9.9.9 ", listOf(ip("192.0.2.53"))))
-        assertEquals("192.0.2.53:53", DnsUpstream.choose("", listOf(ip("2001:db8::53"), ip("192.0.2.53"))))
-        assertEquals("[2001:db8:0:0:0:0:0:53]:53", DnsUpstream.choose("", listOf(ip("2001:db8::53"))))
-        assertEquals(DnsUpstream.FALLBACK, DnsUpstream.choose("", emptyList()))
+        val fallback = "198.51.100.9:53"
+        assertEquals("9.9.9.9", DnsUpstream.choose(" 9.9.9.9 ", listOf(ip("192.0.2.53")), fallback))
+        assertEquals("192.0.2.53:53", DnsUpstream.choose("", listOf(ip("2001:db8::53"), ip("192.0.2.53")), fallback))
+        assertEquals("[2001:db8:0:0:0:0:0:53]:53", DnsUpstream.choose("", listOf(ip("2001:db8::53")), fallback))
+        // No resolver from the network: the fallback the user set, and the screens can say so.
+        assertEquals(fallback, DnsUpstream.choose("", emptyList(), fallback))
+        assertEquals(true, DnsUpstream.isFallback("", emptyList()))
+        assertEquals(false, DnsUpstream.isFallback("", listOf(ip("192.0.2.53"))))
     }
 }

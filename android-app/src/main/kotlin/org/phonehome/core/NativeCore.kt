@@ -52,6 +52,21 @@ object NativeCore {
     @JvmStatic
     external fun mark(label: String): ByteArray
 
+    /**
+     * Makes the APK's country/ASN asset the core's database: [fd] of the APK (kept and closed by
+     * the caller), the asset's [offset] and [length] in it. Returns the number of ranges.
+     */
+    @JvmStatic
+    external fun loadGeo(fd: Int, offset: Long, length: Long): Int
+
+    /**
+     * The phone changed networks: the running capture sends DNS to [dnsUpstream] ("ip:port")
+     * from now on, in the same session; [network] names the network for the timeline entry.
+     * Returns the `Marker` of that entry.
+     */
+    @JvmStatic
+    external fun changeNetwork(dnsUpstream: String, network: String): ByteArray
+
     /** Writes the report (`ExportRequest`) of the database at [dbPath] into [fd] and closes it. */
     @JvmStatic
     external fun export(fd: Int, dbPath: String, request: ByteArray): Long

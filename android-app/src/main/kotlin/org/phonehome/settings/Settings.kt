@@ -18,6 +18,11 @@ class Settings(context: Context) {
         get() = prefs.getString(KEY_DNS, "") ?: ""
         set(value) = prefs.edit().putString(KEY_DNS, value.trim()).apply()
 
+    /** Where DNS goes when the network names no resolver ("ip" or "ip:port"). */
+    var fallbackDns: String
+        get() = prefs.getString(KEY_FALLBACK_DNS, null)?.takeIf { it.isNotBlank() } ?: DEFAULT_FALLBACK_DNS
+        set(value) = prefs.edit().putString(KEY_FALLBACK_DNS, value.trim()).apply()
+
     /** Days of history kept; 0 keeps everything. */
     var retentionDays: Int
         get() = prefs.getInt(KEY_RETENTION, 30)
@@ -39,14 +44,21 @@ class Settings(context: Context) {
 
     /** The SQLite database the core writes (the history of every session). */
     val databasePath: String
-        get() = File(filesDir, "phonehome.db").absolutePath
+        get() = File(filesDir, DATABASE).absolutePath
 
-    private companion object {
-        const val KEY_IPV6 = "ipv6"
-        const val KEY_DNS = "dns_upstream"
-        const val KEY_RETENTION = "retention_days"
-        const val KEY_BOOT = "start_at_boot"
-        const val KEY_EXCLUDED = "excluded_apps"
-        const val KEY_STOPPED = "stopped_by_user"
+    companion object {
+        private const val DATABASE = "phonehome.db"
+
+        /** [databasePath] without reading the preferences (for the Application's start). */
+        fun databasePath(context: Context): String = File(context.filesDir, DATABASE).absolutePath
+
+        private const val KEY_IPV6 = "ipv6"
+        private const val KEY_DNS = "dns_upstream"
+        private const val KEY_FALLBACK_DNS = "fallback_dns"
+        const val DEFAULT_FALLBACK_DNS = "9.9.9.9:53"
+        private const val KEY_RETENTION = "retention_days"
+        private const val KEY_BOOT = "start_at_boot"
+        private const val KEY_EXCLUDED = "excluded_apps"
+        private const val KEY_STOPPED = "stopped_by_user"
     }
 }

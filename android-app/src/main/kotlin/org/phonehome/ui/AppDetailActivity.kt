@@ -2,6 +2,7 @@ package org.phonehome.ui
 
 import android.app.Activity
 import android.os.Bundle
+import android.view.View
 import android.widget.ListView
 import android.widget.TextView
 import org.phonehome.R
@@ -15,6 +16,7 @@ class AppDetailActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_list)
+        EdgeToEdge.fit(this)
         title = intent.getStringExtra(EXTRA_NAME) ?: getString(R.string.title_app_detail)
         adapter = EndpointAdapter(this)
         header = findViewById(R.id.header)
@@ -39,6 +41,13 @@ class AppDetailActivity : Activity() {
                     row.lookups,
                 )
                 adapter.update(detail.endpointsList)
+                val perHour = detail.contactsPerHourList.map { it.contacts }
+                val visibility = if (perHour.isEmpty()) View.GONE else View.VISIBLE
+                findViewById<TextView>(R.id.chart_title).visibility = visibility
+                findViewById<HourlyChart>(R.id.chart).apply {
+                    this.visibility = visibility
+                    show(perHour)
+                }
             }.onFailure { header.text = getString(R.string.error_query, it.message) }
         }
     }

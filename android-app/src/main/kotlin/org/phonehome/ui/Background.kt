@@ -3,7 +3,6 @@ package org.phonehome.ui
 import android.os.Handler
 import android.os.Looper
 import java.util.concurrent.Executors
-import org.phonehome.core.CoreException
 
 /**
  * Native calls (queries, export) off the UI thread, results back on it. One thread: calls into
@@ -15,15 +14,12 @@ object Background {
 
     fun <T> run(work: () -> T, done: (Result<T>) -> Unit) {
         executor.execute {
+            // Any Throwable, not only the core's own errors: an UnsatisfiedLinkError (library
+            // missing after an update), an OutOfMemoryError on a huge answer or a bug must reach
+            // the screen as a message, not kill the process from this thread.
             val result = try {
                 Result.success(work())
-            } catch (e: CoreException) {
-                Result.failure(e)
-            } catch (e: java.io.IOException) { // includes undecodable protobuf bytes
-                Result.failure(e)
-            } catch (e: SecurityException) {
-                Result.failure(e)
-            } catch (e: IllegalStateException) {
+            } catch (e: Throwable) {
                 Result.failure(e)
             }
             main.post { done(result) }

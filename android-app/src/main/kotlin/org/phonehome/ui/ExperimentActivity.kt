@@ -28,6 +28,7 @@ class ExperimentActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_experiment)
+        EdgeToEdge.fit(this)
         val container = findViewById<LinearLayout>(R.id.steps)
         val titles = resources.getStringArray(R.array.experiment_steps)
         val paths = resources.getStringArray(R.array.experiment_paths)

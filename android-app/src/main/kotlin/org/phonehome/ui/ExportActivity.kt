@@ -25,6 +25,7 @@ class ExportActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_export)
+        EdgeToEdge.fit(this)
         status = findViewById(R.id.export_status)
         compareMarkerId = intent.getLongExtra(EXTRA_COMPARE_MARKER, 0)
         if (compareMarkerId != 0L) {
@@ -58,7 +59,9 @@ class ExportActivity : Activity() {
         val dbPath = Settings(this).databasePath
         status.setText(R.string.export_running)
         Background.run({
-            val pfd = contentResolver.openFileDescriptor(uri, "w") ?: throw java.io.IOException("cannot open $uri")
+            // "wt": a file the user picked again must be cut to the new length, not overwritten
+            // in place with the old tail left behind.
+            val pfd = contentResolver.openFileDescriptor(uri, "wt") ?: throw java.io.IOException("cannot open $uri")
             Core.export(pfd.detachFd(), dbPath, format, compareMarkerId = compareMarkerId)
         }) { result ->
             status.text = result.fold(

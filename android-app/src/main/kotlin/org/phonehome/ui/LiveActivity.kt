@@ -21,9 +21,7 @@ import android.widget.Switch
 import android.widget.TextView
 import org.phonehome.R
 import org.phonehome.core.Core
-import org.phonehome.core.NativeCore
 import org.phonehome.proto.Snapshot
-import org.phonehome.settings.Settings
 import org.phonehome.vpn.CaptureService
 
 /** The Live screen: apps sorted by contacts to Xiaomi, live counters, filter and search. */
@@ -38,8 +36,7 @@ class LiveActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_live)
-        NativeCore.load()
-        NativeCore.openHistory(Settings(this).databasePath)
+        EdgeToEdge.fit(this)
         adapter = AppListAdapter(this)
         status = findViewById(R.id.status)
         warning = findViewById(R.id.warning)
@@ -64,7 +61,7 @@ class LiveActivity : Activity() {
                 adapter.query = s?.toString().orEmpty()
             }
         })
-        startStop.setOnClickListener { if (NativeCore.isLoadedAndRunning()) CaptureService.stop(this) else requestStart() }
+        startStop.setOnClickListener { if (Core.isRunning()) CaptureService.stop(this) else requestStart() }
     }
 
     override fun onResume() {
@@ -109,6 +106,7 @@ class LiveActivity : Activity() {
             state.error?.let { add(it) }
             if (totals != null && totals.error.isNotEmpty()) add(totals.error)
             if (running && state.privateDnsStrict) add(getString(R.string.warning_private_dns))
+            if (running && state.dnsFallback) add(getString(R.string.status_dns_fallback, state.dnsUpstream))
         }
         warning.text = warnings.joinToString("\n")
         warning.visibility = if (warnings.isEmpty()) View.GONE else View.VISIBLE
@@ -153,6 +151,8 @@ class LiveActivity : Activity() {
             R.id.menu_export -> ExportActivity::class.java
             R.id.menu_settings -> SettingsActivity::class.java
             R.id.menu_miui -> MiuiActivity::class.java
+            R.id.menu_report -> ReportActivity::class.java
+            R.id.menu_about -> AboutActivity::class.java
             else -> return super.onOptionsItemSelected(item)
         }
         startActivity(Intent(this, target))

@@ -1,6 +1,7 @@
 package org.phonehome.ui
 
 import android.app.Activity
+import android.content.ActivityNotFoundException
 import android.content.ComponentName
 import android.content.Intent
 import android.net.Uri
@@ -19,7 +20,8 @@ class MiuiActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_miui)
-        bind(R.id.miui_autostart, autostart())
+        EdgeToEdge.fit(this)
+        bind(R.id.miui_autostart, autostart(), autostartAction(), permissionEditor(), appDetails())
         bind(R.id.miui_battery, batteryNoRestrictions(), appDetails())
         bind(R.id.miui_battery_optimization, Intent(Settings.ACTION_IGNORE_BATTERY_OPTIMIZATION_SETTINGS))
         bind(R.id.miui_always_on, Intent(Settings.ACTION_VPN_SETTINGS))
@@ -37,7 +39,10 @@ class MiuiActivity : Activity() {
                     startActivity(intent)
                 } catch (e: SecurityException) {
                     // Some MIUI builds do not export the screen; the app page is always reachable.
-                    startActivity(appDetails())
+                    openAppDetails()
+                } catch (e: ActivityNotFoundException) {
+                    // Resolved a moment ago, gone now (a security-center update): same fallback.
+                    openAppDetails()
                 }
             }
         }
@@ -46,6 +51,22 @@ class MiuiActivity : Activity() {
     private fun autostart() = Intent().setComponent(
         ComponentName("com.miui.securitycenter", "com.miui.permcenter.autostart.AutoStartManagementActivity"),
     )
+
+    /** The action some MIUI/HyperOS builds answer instead of the component above. */
+    private fun autostartAction() = Intent("miui.intent.action.OP_AUTO_START").addCategory(Intent.CATEGORY_DEFAULT)
+
+    /** The per-app permission editor, which holds the Autostart switch on other builds. */
+    private fun permissionEditor() = Intent("miui.intent.action.APP_PERM_EDITOR")
+        .setClassName("com.miui.securitycenter", "com.miui.permcenter.permissions.PermissionsEditorActivity")
+        .putExtra("extra_pkgname", packageName)
+
+    private fun openAppDetails() {
+        try {
+            startActivity(appDetails())
+        } catch (e: ActivityNotFoundException) {
+            findViewById<Button>(R.id.miui_app_details).isEnabled = false
+        }
+    }
 
     private fun batteryNoRestrictions() = Intent()
         .setComponent(ComponentName("com.miui.powerkeeper", "com.miui.powerkeeper.ui.HiddenAppsConfigActivity"))

@@ -18,6 +18,7 @@ class SettingsActivity : Activity() {
     private lateinit var settings: Settings
     private lateinit var ipv6: Switch
     private lateinit var dns: EditText
+    private lateinit var fallbackDns: EditText
     private lateinit var retention: EditText
     private lateinit var boot: Switch
     private lateinit var excludedSummary: TextView
@@ -25,14 +26,17 @@ class SettingsActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_settings)
+        EdgeToEdge.fit(this)
         settings = Settings(this)
         ipv6 = findViewById(R.id.setting_ipv6)
         dns = findViewById(R.id.setting_dns)
+        fallbackDns = findViewById(R.id.setting_fallback_dns)
         retention = findViewById(R.id.setting_retention)
         boot = findViewById(R.id.setting_boot)
         excludedSummary = findViewById(R.id.setting_excluded_summary)
         ipv6.isChecked = settings.ipv6
         dns.setText(settings.dnsUpstream)
+        fallbackDns.setText(settings.fallbackDns)
         retention.setText(settings.retentionDays.toString())
         boot.isChecked = settings.startAtBoot
         showExcluded()
@@ -42,6 +46,7 @@ class SettingsActivity : Activity() {
     override fun onPause() {
         settings.ipv6 = ipv6.isChecked
         settings.dnsUpstream = dns.text.toString()
+        settings.fallbackDns = fallbackDns.text.toString()
         retention.text.toString().toIntOrNull()?.let { settings.retentionDays = it }
         settings.startAtBoot = boot.isChecked
         super.onPause()
@@ -52,9 +57,22 @@ class SettingsActivity : Activity() {
         excludedSummary.text = if (excluded.isEmpty()) getString(R.string.setting_excluded_none) else excluded.sorted().joinToString("\n")
     }
 
+    /** Labels load off the main thread: with hundreds of packages loadLabel takes seconds (ANR). */
     private fun chooseExcluded() {
-        val apps = installedApps().filter { it.packageName != packageName }
-        val labels = apps.map { "${it.loadLabel(packageManager)}\n${it.packageName}" }.toTypedArray()
+        val button = findViewById<Button>(R.id.setting_excluded)
+        button.isEnabled = false
+        Background.run({ labelledApps() }) { result ->
+            button.isEnabled = true
+            if (isFinishing || isDestroyed) return@run
+            result.onSuccess { showChooser(it) }.onFailure {
+                excludedSummary.text = getString(R.string.error_settings_apps, it.message)
+            }
+        }
+    }
+
+    private fun showChooser(labelled: List<Pair<ApplicationInfo, String>>) {
+        val apps = labelled.map { it.first }
+        val labels = labelled.map { "${it.second}\n${it.first.packageName}" }.toTypedArray()
         val chosen = settings.excludedApps.toMutableSet()
         val checked = apps.map { it.packageName in chosen }.toBooleanArray()
         AlertDialog.Builder(this)
@@ -70,6 +88,12 @@ class SettingsActivity : Activity() {
             .show()
     }
 
+    private fun labelledApps(): List<Pair<ApplicationInfo, String>> =
+        installedApps()
+            .filter { it.packageName != packageName }
+            .map { it to it.loadLabel(packageManager).toString() }
+            .sortedBy { it.second.lowercase() }
+
     private fun installedApps(): List<ApplicationInfo> {
         val all = if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.TIRAMISU) {
             packageManager.getInstalledApplications(PackageManager.ApplicationInfoFlags.of(0))
@@ -77,6 +101,6 @@ class SettingsActivity : Activity() {
             @Suppress("DEPRECATION")
             packageManager.getInstalledApplications(0)
         }
-        return all.sortedBy { it.loadLabel(packageManager).toString().lowercase() }
+        return all
     }
 }

@@ -1,0 +1,59 @@
+package org.phonehome.ui
+
+import android.app.Activity
+import android.os.Bundle
+import android.os.ParcelFileDescriptor
+import android.view.View
+import android.webkit.WebView
+import android.widget.TextView
+import java.io.File
+import org.phonehome.R
+import org.phonehome.core.Core
+import org.phonehome.proto.ExportFormat
+import org.phonehome.settings.Settings
+
+/**
+ * The core's HTML report, the same self-contained file `phonehome report --format html` and
+ * Export write, shown in the framework WebView with the network and scripts off: the report
+ * needs neither, and a page about trackers must not fetch anything.
+ */
+class ReportActivity : Activity() {
+    private lateinit var web: WebView
+    private lateinit var status: TextView
+
+    override fun onCreate(savedInstanceState: Bundle?) {
+        super.onCreate(savedInstanceState)
+        setContentView(R.layout.activity_report)
+        EdgeToEdge.fit(this)
+        status = findViewById(R.id.report_status)
+        web = findViewById(R.id.report)
+        web.settings.apply {
+            blockNetworkLoads = true
+            blockNetworkImage = true
+            javaScriptEnabled = false
+            allowFileAccess = false
+            allowContentAccess = false
+        }
+        val dbPath = Settings(this).databasePath
+        val out = File(cacheDir, "report.html")
+        Background.run({
+            val fd = ParcelFileDescriptor.open(
+                out,
+                ParcelFileDescriptor.MODE_CREATE or ParcelFileDescriptor.MODE_TRUNCATE or ParcelFileDescriptor.MODE_WRITE_ONLY,
+            )
+            Core.export(fd.detachFd(), dbPath, ExportFormat.EXPORT_FORMAT_HTML)
+            out.readText()
+        }) { result ->
+            if (isDestroyed) return@run
+            result.onSuccess { html ->
+                status.visibility = View.GONE
+                web.loadDataWithBaseURL(null, html, "text/html", "utf-8", null)
+            }.onFailure { status.text = getString(R.string.error_query, it.message) }
+        }
+    }
+
+    override fun onDestroy() {
+        web.destroy()
+        super.onDestroy()
+    }
+}
