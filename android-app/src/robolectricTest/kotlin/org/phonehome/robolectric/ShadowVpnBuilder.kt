@@ -13,7 +13,10 @@ import org.robolectric.annotation.RealObject
  */
 @Implements(VpnService.Builder::class)
 class ShadowVpnBuilder {
-    @RealObject lateinit var real: VpnService.Builder
+    @field:RealObject
+    private var realBuilder: VpnService.Builder? = null
+    private val real: VpnService.Builder
+        get() = realBuilder ?: throw IllegalStateException("Robolectric injected no real Builder")
 
     val addresses = mutableListOf<String>()
     val routes = mutableListOf<String>()
