@@ -38,7 +38,17 @@ RULES=${ANDROID_RULES:-$ROOT/android-app/proguard-rules.pro}
 AAPT=${AAPT_OUT:-$HOST/target/aapt}
 DEX=${DEX_OUT:-$HOST/target/dex}
 LIB="$ROOT/target/debug/libphonehome.so"
-MVN=(mvn -B -ntp -f "$HOST/pom.xml" -Dphonehome.lib="$LIB")
+# The tests' JVM: android-all 16 is class-file version 65, so JDK 21+ (these machines carry
+# Temurin 25 beside Debian's JDK 17, which compiles).
+TEST_JVM=${TEST_JVM:-}
+if [ -z "$TEST_JVM" ]; then
+    for java in /usr/lib/jvm/*/bin/java; do
+        major=$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+        if [ "${major:-0}" -ge 21 ] 2>/dev/null; then TEST_JVM=$java; break; fi
+    done
+fi
+[ -n "$TEST_JVM" ] || die "no JDK 21+ under /usr/lib/jvm for the Robolectric tests (set TEST_JVM)"
+MVN=(mvn -B -ntp -f "$HOST/pom.xml" -Dphonehome.lib="$LIB" -Dtest.jvm="$TEST_JVM")
 
 SERVER_PID=
 cleanup() {

@@ -5,8 +5,9 @@
 #      the corpus agreement test over ../shared/corpus, and the end-to-end tests with real TUN
 #      devices in network namespaces (root; without root they say so and are skipped);
 #   3. a short run of every fuzz target (FUZZ_SECONDS each, default 15);
-#   4. the Android checks: cross-check for aarch64-linux-android, Kotlin compiled against the
-#      Android framework, JVM tests driving the host cdylib, golden bytes.
+#   4. the Android checks (scripts/check-android.sh): cargo check for the three Android ABIs,
+#      aapt2 link, Kotlin against the framework, JVM + Robolectric tests, R8 and the JNI surface,
+#      a signed APK skeleton, the 16 KB check; then planted faults that those checks must catch.
 # Ends with one line "N passed, N failed" over all suites.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ fi
 run cargo cargo test --workspace --no-fail-fast
 run fuzz scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
 run android scripts/check-android.sh
+run android-planted scripts/android-host/test-check-fails.sh
 
 # Totals: cargo's "test result" lines, Maven Surefire's "Tests run" summary, fuzz targets run.
 passed=0; failed=0; skipped=0
@@ -40,6 +42,10 @@ done < <(cat "$log_dir"/*.log | sed -n 's/.*test result: [a-zA-Z]*\. \([0-9]*\) 
 while read -r r f e s; do
     passed=$((passed + r - f - e - s)); failed=$((failed + f + e)); skipped=$((skipped + s))
 done < <(cat "$log_dir"/android.log 2>/dev/null | sed -n 's/^\[[A-Z]*\] Tests run: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\), Skipped: \([0-9]*\)$/\1 \2 \3 \4/p')
+# The Android shell checks (16 KB check, planted faults) close with "NAME: N passed, N failed".
+while read -r p f; do
+    passed=$((passed + p)); failed=$((failed + f))
+done < <(cat "$log_dir"/android*.log 2>/dev/null | sed -n 's/^[a-z0-9 -]*: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
 # Each fuzz target run counts as one test; a build failure counts as one failure.
 fuzz_ok=$(grep -c '^fuzz-smoke: ok ' "$log_dir"/fuzz.log)
 fuzz_bad=$(grep -c '^fuzz-smoke: FAILED ' "$log_dir"/fuzz.log)

@@ -33,7 +33,6 @@ make_apk "$W/good.apk" "$W/good.so" 16384 1
 make_apk "$W/small-segments.apk" "$W/small.so" 16384 1
 make_apk "$W/4k-offset.apk" "$W/good.so" 4096 1
 make_apk "$W/deflated.apk" "$W/good.so" 16384 0
-# 4 KB alignment that is not also 16 KB: shift by one 4 KB page when it happens to be.
 python3 "$CHECK" "$W/good.apk"
 expect_fail() { # APK WORDS-THE-ERROR-MUST-SAY
     local out

@@ -24,7 +24,7 @@ import org.robolectric.annotation.Config
 
 /** The VpnService on the JVM: what it asks Android's Builder for, and what it does when that fails. */
 @RunWith(RobolectricTestRunner::class)
-@Config(sdk = [36], shadows = [ShadowNativeCore::class, ShadowVpnBuilder::class], instrumentedPackages = ["org.phonehome.core"])
+@Config(sdk = [36], shadows = [ShadowNativeCore::class, ShadowVpnBuilder::class, ShadowIoUtils::class], instrumentedPackages = ["org.phonehome.core"])
 class CaptureServiceTest {
     private val app = RuntimeEnvironment.getApplication()
 
@@ -35,6 +35,7 @@ class CaptureServiceTest {
         // The service's state is a process-wide static; each test starts from a fresh process.
         CaptureService::class.java.getDeclaredField("state").apply { isAccessible = true }
             .set(null, CaptureService.State(running = false, privateDnsStrict = false, error = null))
+        Harness.watchCrashes()
     }
 
     private fun start(): ServiceController<CaptureService> {
@@ -51,8 +52,8 @@ class CaptureServiceTest {
         Settings(app).ipv6 = true
         ShadowVpnBuilder.establishResult = ShadowVpnBuilder.Establish.TUN
         start()
-        Shots.settle { "start" in FakeCore.calls }
-        val builder = assertNotNull(ShadowVpnBuilder.last).let { ShadowVpnBuilder.last!! }
+        Shots.settle("the core started on the tunnel") { FakeCore.startedFd != null }
+        val builder = ShadowVpnBuilder.last!!
         val plan = TunnelPlan(ipv6 = true)
         assertEquals(listOf("${plan.addressV4}/${plan.prefixV4}", "${plan.addressV6}/${plan.prefixV6}"), builder.addresses)
         assertEquals(listOf("0.0.0.0/0", "::/0"), builder.routes)
@@ -60,19 +61,21 @@ class CaptureServiceTest {
         assertEquals(TunnelPlan.MTU, builder.mtu)
         assertTrue("disallowed ${builder.disallowed}", app.packageName in builder.disallowed)
         assertTrue(CaptureService.state.running)
+        assertTrue("crashes: ${Harness.crashes}", Harness.crashes.isEmpty())
     }
 
     @Test
     fun ipv4OnlyRoutesOnlyIpv4() {
         Settings(app).ipv6 = false
         start()
-        Shots.settle { ShadowVpnBuilder.last != null }
+        Shots.settle("establish() called") { ShadowVpnBuilder.last != null }
         assertEquals(listOf("0.0.0.0/0"), ShadowVpnBuilder.last!!.routes)
         assertEquals(listOf(TunnelPlan(ipv6 = false).dnsV4), ShadowVpnBuilder.last!!.dnsServers)
     }
 
     @Test
     fun runsInTheForegroundAsSpecialUseOnItsChannel() {
+        ShadowVpnBuilder.establishResult = ShadowVpnBuilder.Establish.TUN
         val service = start().get()
         val shadow = shadowOf(service)
         assertNotNull("no foreground notification", shadow.lastForegroundNotification)
@@ -83,16 +86,17 @@ class CaptureServiceTest {
         val channel = app.getSystemService(NotificationManager::class.java).getNotificationChannel(channelId)
         assertNotNull("notification channel $channelId was never created", channel)
         assertEquals(app.getString(R.string.notification_channel), channel.name.toString())
+        assertEquals(ServiceInfo.FOREGROUND_SERVICE_TYPE_SPECIAL_USE, shadow.foregroundServiceType)
     }
 
     @Test
     fun establishReturningNullStopsWithTheReason() {
         ShadowVpnBuilder.establishResult = ShadowVpnBuilder.Establish.NULL
         val service = start().get()
-        Shots.settle { CaptureService.state.error != null }
+        Shots.settle("an error in the service state") { CaptureService.state.error != null }
         assertEquals(app.getString(R.string.error_not_prepared), CaptureService.state.error)
         assertFalse("start" in FakeCore.calls)
-        Shots.settle { shadowOf(service).isStoppedBySelf }
+        Shots.settle("the service stopped itself") { shadowOf(service).isStoppedBySelf }
     }
 
     /** establish() throws (permission revoked meanwhile, Always-on by another app): no crash, a reason shown. */
@@ -100,10 +104,11 @@ class CaptureServiceTest {
     fun establishThrowingStopsWithTheReason() {
         ShadowVpnBuilder.establishResult = ShadowVpnBuilder.Establish.THROW
         val service = start().get()
-        Shots.settle { CaptureService.state.error != null }
+        Shots.settle("an error in the service state, or a crash") { CaptureService.state.error != null || Harness.crashes.isNotEmpty() }
+        assertTrue("establish() throwing crashed the app: ${Harness.crashes}", Harness.crashes.isEmpty())
         assertFalse(CaptureService.state.running)
         assertFalse("start" in FakeCore.calls)
-        Shots.settle { shadowOf(service).isStoppedBySelf }
+        Shots.settle("the service stopped itself") { shadowOf(service).isStoppedBySelf }
     }
 
     @Test
@@ -111,7 +116,7 @@ class CaptureServiceTest {
         ShadowVpnBuilder.establishResult = ShadowVpnBuilder.Establish.TUN
         FakeCore.startError = "database is locked"
         start()
-        Shots.settle { CaptureService.state.error != null }
+        Shots.settle("an error in the service state") { CaptureService.state.error != null }
         assertEquals(app.getString(R.string.error_core_start, "database is locked"), CaptureService.state.error)
         assertFalse(CaptureService.state.running)
     }

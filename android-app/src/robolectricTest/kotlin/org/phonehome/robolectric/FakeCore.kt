@@ -20,6 +20,8 @@ object FakeCore {
     @Volatile var startError: String? = null
     @Volatile var running = false
     @Volatile var startedFd: Int? = null
+    /** As with the real library: a native called before NativeCore.load() is UnsatisfiedLinkError. */
+    @Volatile var loaded = false
     val calls: MutableList<String> = java.util.Collections.synchronizedList(mutableListOf())
 
     fun reset() {
@@ -28,6 +30,7 @@ object FakeCore {
         startError = null
         running = false
         startedFd = null
+        loaded = false
         calls.clear()
     }
 }
@@ -39,13 +42,21 @@ class ShadowNativeCore {
         @JvmStatic @Implementation
         fun load(path: String?) {
             FakeCore.calls += "load"
+            FakeCore.loaded = true
+        }
+
+        private fun linked(method: String) {
+            if (!FakeCore.loaded) {
+                throw UnsatisfiedLinkError("No implementation found for org.phonehome.core.NativeCore.$method (NativeCore.load() was never called)")
+            }
         }
 
         @JvmStatic @Implementation
-        fun isLoadedAndRunning(): Boolean = FakeCore.running
+        fun isLoadedAndRunning(): Boolean = FakeCore.loaded && FakeCore.running
 
         @JvmStatic @Implementation
         fun start(tunFd: Int, dbPath: String, config: ByteArray, callback: CoreCallback) {
+            linked("start")
             FakeCore.calls += "start"
             FakeCore.startError?.let { throw CoreException(it) }
             FakeCore.startedFd = tunFd
@@ -54,35 +65,48 @@ class ShadowNativeCore {
 
         @JvmStatic @Implementation
         fun stop(): ByteArray {
+            linked("stop")
             FakeCore.calls += "stop"
             FakeCore.running = false
             return FakeCore.snapshot.toByteArray()
         }
 
         @JvmStatic @Implementation
-        fun isRunning(): Boolean = FakeCore.running
+        fun isRunning(): Boolean {
+            linked("isRunning")
+            return FakeCore.running
+        }
 
         @JvmStatic @Implementation
         fun openHistory(dbPath: String) {
+            linked("openHistory")
             FakeCore.calls += "openHistory"
         }
 
         @JvmStatic @Implementation
-        fun snapshot(): ByteArray = FakeCore.snapshot.toByteArray()
+        fun snapshot(): ByteArray {
+            linked("snapshot")
+            return FakeCore.snapshot.toByteArray()
+        }
 
         @JvmStatic @Implementation
         fun query(request: ByteArray): ByteArray {
+            linked("query")
             FakeCore.calls += "query"
             return QueryResponse.newBuilder().setAppDetail(FakeCore.appDetail).build().toByteArray()
         }
 
         @JvmStatic @Implementation
         fun mark(label: String): ByteArray {
+            linked("mark")
             FakeCore.calls += "mark:$label"
             return org.phonehome.proto.Marker.newBuilder().setId(1).setLabel(label).build().toByteArray()
         }
 
         @JvmStatic @Implementation
-        fun export(fd: Int, dbPath: String, request: ByteArray): Long = 0
+        fun export(fd: Int, dbPath: String, request: ByteArray): Long {
+            linked("export")
+            return 0
+        }
     }
 }

@@ -5,11 +5,21 @@ import android.content.pm.PackageManager
 import android.graphics.Rect
 import android.view.View
 import android.view.ViewGroup
-import org.junit.Assert.assertTrue
 import org.robolectric.RuntimeEnvironment
 
 /** What every screen test checks, whatever the screen. */
 object Harness {
+    /**
+     * Exceptions that reached a thread's top: on Android each one kills the app's process.
+     * [watchCrashes] in @Before; tests assert [crashes] stays empty.
+     */
+    val crashes: MutableList<String> = java.util.Collections.synchronizedList(mutableListOf())
+
+    fun watchCrashes() {
+        crashes.clear()
+        Thread.setDefaultUncaughtExceptionHandler { thread, e -> crashes += "${thread.name}: $e" }
+    }
+
     /** The languages the app ships (res/values-*), plus the default. */
     val locales = listOf("en", "nl", "de")
 
@@ -40,25 +50,21 @@ object Harness {
         return out
     }
 
-    /** No visible view of the content starts above the action bar's bottom edge. */
-    fun assertNothingUnderActionBar(activity: Activity, screen: String) {
+    /** The views of the content that start above the action bar's bottom edge (drawn under it). */
+    fun underActionBar(activity: Activity, screen: String): List<String> {
         val decor = activity.window.decorView
         val barId = activity.resources.getIdentifier("action_bar_container", "id", "android")
         val bar = decor.findViewById<View>(barId)
-        assertTrue("$screen: the window has no action bar", bar != null && bar.visibility == View.VISIBLE && bar.height > 0)
+        if (bar == null || bar.visibility != View.VISIBLE || bar.height == 0) return listOf("$screen: the window has no action bar")
         val barRect = Rect()
         bar.getGlobalVisibleRect(barRect)
         val leaves = visibleLeaves(activity)
-        assertTrue("$screen: nothing visible on the screen", leaves.isNotEmpty())
-        for (view in leaves) {
-            val rect = Rect()
-            if (!view.getGlobalVisibleRect(rect)) continue
+        if (leaves.isEmpty()) return listOf("$screen: nothing visible on the screen")
+        return leaves.mapNotNull { view ->
             val location = IntArray(2)
             view.getLocationInWindow(location)
-            assertTrue(
-                "$screen: ${describe(view)} at y=${location[1]} lies under the action bar (bottom ${barRect.bottom})",
-                location[1] >= barRect.bottom,
-            )
+            if (location[1] >= barRect.bottom) null
+            else "$screen: ${describe(view)} at y=${location[1]} lies under the action bar (bottom ${barRect.bottom})"
         }
     }
 

@@ -30,7 +30,7 @@ object Shots {
     }
 
     /** Runs the main looper (and lets Background's thread finish) until [done] or 5 s pass. */
-    fun settle(done: () -> Boolean = { true }) {
+    fun settle(what: String = "the screen", done: () -> Boolean = { true }) {
         val deadline = System.nanoTime() + 5_000_000_000L
         do {
             shadowOf(Looper.getMainLooper()).idle()
@@ -41,6 +41,6 @@ object Shots {
             }
             Thread.sleep(20)
         } while (System.nanoTime() < deadline)
-        throw AssertionError("the screen did not settle within 5 s")
+        throw AssertionError("$what: not reached within 5 s")
     }
 }
