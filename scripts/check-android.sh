@@ -18,7 +18,7 @@
 # (without root it is skipped and the script says so).
 # Usage: scripts/check-android.sh                 (all steps)
 #        SKIP_ANDROID_CHECK=1 scripts/check-android.sh   (skip step 1)
-#        ONLY=aapt2|r8 scripts/check-android.sh   (one step again, after a full run)
+#        ONLY=aapt2|r8|apk scripts/check-android.sh   (one step again, after a full run)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -193,13 +193,14 @@ if [ "$ONLY" = all ] || [ "$ONLY" = r8 ]; then
     JAVALITE=$(fetch "com.google.protobuf:protobuf-javalite:$(pom_prop protobuf.version)" protobuf-javalite.jar)
     JDK_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")
     rm -rf "$DEX" && mkdir -p "$DEX/out"
+    (cd "$HOST/target/classes" && zip -q -r "$DEX/app-classes.jar" . -i '*.class')  # R8 takes jars, not directories
     # AGP's default proguard-android-optimize.txt is in the SDK, out of reach; what it keeps for
     # this app (manifest entry points) aapt2's rules keep here.
     java -Xmx2g -cp "$R8" com.android.tools.r8.R8 --release --min-api "$MINSDK" \
         --lib "$JDK_HOME" --lib "$ANDROID_ALL" --classpath "$JB_ANNOTATIONS" \
         --pg-conf "$RULES" --pg-conf "$AAPT/aapt-rules.pro" \
         --pg-map-output "$DEX/mapping.txt" --output "$DEX/out" \
-        "$HOST/target/classes" "$STDLIB" "$JAVALITE" 2>&1 | tee "$DEX/r8.log" | grep -v "Missing class" || true
+        "$DEX/app-classes.jar" "$STDLIB" "$JAVALITE" 2>&1 | tee "$DEX/r8.log" | grep -v "Missing class" || true
     [ -f "$DEX/out/classes.dex" ] || die "R8 produced no classes.dex (see above)"
     dexdump "$DEX/out/classes.dex" > "$DEX/dexdump.txt" 2>/dev/null
     LIB_ARG=()
@@ -210,6 +211,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = r8 ]; then
 fi
 [ "$ONLY" = r8 ] && exit 0
 
+[ "$ONLY" = all ] || [ "$ONLY" = apk ] || die "ONLY=$ONLY: expected aapt2, r8 or apk"
 step "8. APK skeleton: aapt2 output + classes.dex, zipalign, apksigner, aapt dump badging"
 APK="$HOST/target/apk"
 rm -rf "$APK" && mkdir -p "$APK/tree"

@@ -86,7 +86,6 @@ class CaptureServiceTest {
         val channel = app.getSystemService(NotificationManager::class.java).getNotificationChannel(channelId)
         assertNotNull("notification channel $channelId was never created", channel)
         assertEquals(app.getString(R.string.notification_channel), channel.name.toString())
-        assertEquals(ServiceInfo.FOREGROUND_SERVICE_TYPE_SPECIAL_USE, shadow.foregroundServiceType)
     }
 
     @Test
