@@ -76,7 +76,11 @@ if [ "$ONLY" = all ] && [ "${SKIP_ANDROID_CHECK:-0}" != 1 ]; then
         var=${abi//-/_}
         # SQLite's long double pulls __extenddftf2 into x86_64 builds (rusqlite#1380): as the
         # Gradle build does, compile it with plain doubles.
-        env "CC_$var=$cc" "AR_$var=${cc%gcc}ar" LIBSQLITE3_FLAGS=-DLONGDOUBLE_TYPE=double \
+        # cc-rs asks for -mfloat-abi=softfp on armv7 Android, which Debian's armhf headers refuse;
+        # this only type-checks (nothing is linked), so the hard-float headers serve.
+        cflags=
+        [ "$abi" = armv7-linux-androideabi ] && cflags=-mfloat-abi=hard
+        env "CC_$var=$cc" "AR_$var=${cc%gcc}ar" "CFLAGS_$var=$cflags" LIBSQLITE3_FLAGS=-DLONGDOUBLE_TYPE=double \
             cargo check -p phonehome-core --target "$abi" --no-default-features --features jni
         echo "cargo check $abi: $((SECONDS - T0)) s"
     done

@@ -41,9 +41,11 @@ class ScreensTest {
         val activities = Harness.activities()
         assertTrue("the manifest lists ${activities.size} activities", activities.size >= 6)
         FakeCore.snapshot = Canned.running
+        val crashed = mutableListOf<String>()
         for (locale in Harness.locales) {
             Harness.setLocale(locale)
             for (cls in activities) {
+                Harness.crashes.clear()
                 val screen = "${cls.simpleName}-direct-$locale"
                 FakeCore.loaded = false // a new process: libphonehome.so is not loaded yet
                 val activity = Robolectric.buildActivity(cls, Intent(RuntimeEnvironment.getApplication(), cls)).setup().get()
@@ -51,10 +53,11 @@ class ScreensTest {
                 Shots.save(activity, screen)
                 assertTrue("$screen finished itself", !activity.isFinishing)
                 assertTrue("$screen shows nothing", Harness.visibleLeaves(activity).isNotEmpty())
-                assertTrue("$screen crashed the app: ${Harness.crashes}", Harness.crashes.isEmpty())
+                if (Harness.crashes.isNotEmpty()) crashed += "$screen crashed the app: ${Harness.crashes}"
                 activity.finish()
             }
         }
+        assertTrue(crashed.joinToString("\n"), crashed.isEmpty())
     }
 
     /** Since targetSdk 35 windows are edge-to-edge: the layout itself must keep clear of the bars. */

@@ -41,6 +41,6 @@ object Shots {
             }
             Thread.sleep(20)
         } while (System.nanoTime() < deadline)
-        throw AssertionError("$what: not reached within 5 s")
+        throw AssertionError("$what: not reached within 5 s; uncaught exceptions: ${Harness.crashes}")
     }
 }
