@@ -24,7 +24,7 @@ import org.robolectric.annotation.Config
 
 /** The VpnService on the JVM: what it asks Android's Builder for, and what it does when that fails. */
 @RunWith(RobolectricTestRunner::class)
-@Config(sdk = [36], shadows = [ShadowNativeCore::class, ShadowVpnBuilder::class, ShadowIoUtils::class], instrumentedPackages = ["org.phonehome.core"])
+@Config(sdk = [36], shadows = [ShadowNativeCore::class, ShadowVpnBuilder::class, ShadowTunFd::class], instrumentedPackages = ["org.phonehome.core"])
 class CaptureServiceTest {
     private val app = RuntimeEnvironment.getApplication()
 

@@ -26,7 +26,7 @@ import org.robolectric.annotation.GraphicsMode
  */
 @RunWith(RobolectricTestRunner::class)
 @GraphicsMode(GraphicsMode.Mode.NATIVE)
-@Config(sdk = [36], shadows = [ShadowNativeCore::class, ShadowVpnBuilder::class, ShadowIoUtils::class], instrumentedPackages = ["org.phonehome.core"])
+@Config(sdk = [36], shadows = [ShadowNativeCore::class, ShadowVpnBuilder::class, ShadowTunFd::class], instrumentedPackages = ["org.phonehome.core"])
 class ScreensTest {
     @Before
     fun reset() {
