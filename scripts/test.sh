@@ -6,8 +6,9 @@
 #      devices in network namespaces (root; without root they say so and are skipped);
 #      the library and fuzz seeds again on i686 (32-bit);
 #   3. a short run of every fuzz target (FUZZ_SECONDS each, default 15);
-#   4. the Android checks: cross-check for aarch64-linux-android, Kotlin compiled against the
-#      Android framework, JVM tests driving the host cdylib, golden bytes.
+#   4. the Android checks (scripts/check-android.sh): cargo check for the three Android ABIs,
+#      aapt2 link, Kotlin against the framework, JVM + Robolectric tests, R8 and the JNI surface,
+#      a signed APK skeleton, the 16 KB check; then planted faults that those checks must catch.
 # Ends with one line "N passed, N failed, N skipped" over all suites (a test that cannot run
 # here says "SKIPPED" and counts as skipped).
 set -uo pipefail
@@ -37,6 +38,7 @@ run cargo cargo test --workspace --no-fail-fast
 run i686 cargo test -p phonehome-core --no-default-features --target i686-unknown-linux-gnu --lib --test fuzz_seeds
 run fuzz scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
 run android scripts/check-android.sh
+run android-planted scripts/android-host/test-check-fails.sh
 
 # Totals: cargo's "test result" lines, Maven Surefire's "Tests run" summary, fuzz targets run.
 passed=0; failed=0; skipped=0
@@ -50,6 +52,10 @@ done < <(cat "$log_dir"/android.log 2>/dev/null | sed -n 's/^\[[A-Z]*\] Tests ru
 # wrote "SKIPPED ..." to stderr (maybe mid-line, between parallel tests): it counts as skipped.
 cargo_skips=$(cat "$log_dir"/cargo.log "$log_dir"/i686.log 2>/dev/null | grep -o 'SKIPPED ' | wc -l)
 passed=$((passed - cargo_skips)); skipped=$((skipped + cargo_skips))
+# The Android shell checks (16 KB check, planted faults) close with "NAME: N passed, N failed".
+while read -r p f; do
+    passed=$((passed + p)); failed=$((failed + f))
+done < <(cat "$log_dir"/android*.log 2>/dev/null | sed -n 's/^[a-z0-9 -]*: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
 # Each fuzz target run counts as one test; a build failure counts as one failure.
 fuzz_ok=$(grep -c '^fuzz-smoke: ok ' "$log_dir"/fuzz.log)
 fuzz_bad=$(grep -c '^fuzz-smoke: FAILED ' "$log_dir"/fuzz.log)
