@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use phonehome::store::synth::Synth;
+use phonehome::store::timeline::SeriesKey;
 use phonehome::store::{
     FlowFilter, Reader, SessionInfo, StoreError, StoreWriter, Window, WindowSpec,
 };
@@ -211,6 +212,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             time("per_category(all)", || reader.per_category(&all))?;
             time("timeline(all, 1 h)", || reader.timeline(&all, 3_600_000))?;
             time("visibility(all)", || reader.visibility(&all))?;
+            time("contact_timelines(all, app)", || {
+                reader.contact_timelines(&all, SeriesKey::App)
+            })?;
+            time("contact_timelines(all, company)", || {
+                reader.contact_timelines(&all, SeriesKey::Company)
+            })?;
+            time("per_company(all)", || reader.per_company(&all))?;
             time("per_app(last session)", || reader.per_app(&last))?;
             time("per_domain(last session, top 50)", || {
                 reader.per_domain(&last, Some(50))

@@ -70,9 +70,10 @@ fn qname(name: &str) -> Vec<u8> {
     q
 }
 
-/// A DNS query for `name` of `qtype`, and its answer (one A record for A, none for AAAA).
-fn dns_exchange(id: u16, qtype: u16) -> (Vec<u8>, Vec<u8>) {
-    let mut question = qname(HOST);
+/// A DNS query for `host` of `qtype`, and its answer (one A record, `server`, for A; none for
+/// AAAA).
+fn dns_exchange(id: u16, qtype: u16, host: &str, server: Ipv4Addr) -> (Vec<u8>, Vec<u8>) {
+    let mut question = qname(host);
     question.extend(qtype.to_be_bytes());
     question.extend(1u16.to_be_bytes());
     let mut query = id.to_be_bytes().to_vec();
@@ -86,13 +87,13 @@ fn dns_exchange(id: u16, qtype: u16) -> (Vec<u8>, Vec<u8>) {
     answer.extend(&question);
     if qtype == 1 {
         answer.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        answer.extend(SERVER.octets());
+        answer.extend(server.octets());
     }
     (query, answer)
 }
 
-fn client_hello() -> Vec<u8> {
-    let name = HOST.as_bytes();
+fn client_hello(host: &str) -> Vec<u8> {
+    let name = host.as_bytes();
     let mut sni = Vec::new();
     sni.extend(u16::try_from(name.len() + 3).unwrap().to_be_bytes());
     sni.push(0);
@@ -115,19 +116,53 @@ fn client_hello() -> Vec<u8> {
     record
 }
 
+/// Beacons to one host: `count` of them, the i-th at `T0 + i * every_ms`.
+struct Beacons {
+    host: &'static str,
+    server: Ipv4Addr,
+    count: u16,
+    every_ms: i64,
+}
+
+/// Writes the capture: N beacons to [`HOST`], one a minute.
+fn write_capture(path: &Path) {
+    write_beacons(
+        path,
+        &[Beacons {
+            host: HOST,
+            server: SERVER,
+            count: BEACONS,
+            every_ms: 60_000,
+        }],
+    );
+}
+
 /// Writes the capture: per beacon an A and an AAAA lookup (each its own UDP flow to the
 /// resolver, as Android's resolver does), then one TLS connection.
-fn write_capture(path: &Path) {
+fn write_beacons(path: &Path, hosts: &[Beacons]) {
     let mut w = PcapngWriter::new(std::fs::File::create(path).unwrap()).unwrap();
-    let mut put = |t: i64, packet: Vec<u8>| {
+    let mut packets = Vec::new();
+    let mut put = |t: i64, packet: Vec<u8>| packets.push((t, packet));
+    for (h, b) in (0u16..).zip(hosts) {
+        write_host(&mut put, h * 1000, b);
+    }
+    // One capture in time order, as a real one is.
+    packets.sort_by_key(|p| p.0);
+    for (t, packet) in packets {
         w.write_packet(t, &packet, Some(UID), Some(APP)).unwrap();
-    };
-    let hello = client_hello();
-    for i in 0..BEACONS {
-        let t = T0 + i64::from(i) * 60_000;
+    }
+    w.into_inner().unwrap();
+}
+
+/// The packets of one host's beacons; `ports` keeps the hosts' ports apart.
+fn write_host(put: &mut impl FnMut(i64, Vec<u8>), ports: u16, b: &Beacons) {
+    let (host, server) = (b.host, b.server);
+    let hello = client_hello(host);
+    for i in 0..b.count {
+        let t = T0 + i64::from(i) * b.every_ms;
         for (k, qtype) in [(0u16, 1u16), (1, 28)] {
-            let port = 40_000 + i * 2 + k;
-            let (query, answer) = dns_exchange(port, qtype);
+            let port = 40_000 + ports + i * 2 + k;
+            let (query, answer) = dns_exchange(port, qtype, host, server);
             put(
                 t + i64::from(k),
                 ipv4(PHONE, RESOLVER, 17, &udp(port, 53, &query)),
@@ -137,11 +172,11 @@ fn write_capture(path: &Path) {
                 ipv4(RESOLVER, PHONE, 17, &udp(53, port, &answer)),
             );
         }
-        let port = 50_000 + i;
+        let port = 50_000 + ports + i;
         let up = |seq, ack, flags, data: &[u8]| {
-            ipv4(PHONE, SERVER, 6, &tcp(port, 443, seq, ack, flags, data))
+            ipv4(PHONE, server, 6, &tcp(port, 443, seq, ack, flags, data))
         };
-        let down = |seq, ack, flags| ipv4(SERVER, PHONE, 6, &tcp(443, port, seq, ack, flags, &[]));
+        let down = |seq, ack, flags| ipv4(server, PHONE, 6, &tcp(443, port, seq, ack, flags, &[]));
         put(t + 10, up(1000, 0, 0x02, &[]));
         put(t + 20, down(5000, 1001, 0x12));
         put(t + 21, up(1001, 5001, 0x10, &[]));
@@ -152,7 +187,6 @@ fn write_capture(path: &Path) {
         put(t + 60, down(5001, after + 1, 0x11));
         put(t + 61, up(after + 1, 5002, 0x10, &[]));
     }
-    w.into_inner().unwrap();
 }
 
 #[test]
@@ -238,7 +272,7 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
     let out = phonehome_ok(&["report", "--db", dbs]);
     let text = String::from_utf8(out.stdout).unwrap();
     let table = text
-        .split("CONTACTS PER HOUR PER APP (UTC)")
+        .split("CONTACTS PER HOUR PER APP (UTC; DNS lookups not counted)")
         .nth(1)
         .unwrap();
     let row = table.lines().nth(2).unwrap();
@@ -335,6 +369,171 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         text.contains(": 4 contacts (4 Xiaomi), 8 lookups"),
         "{text}"
     );
+}
+
+const META_HOST: &str = "graph.facebook.com";
+const META_SERVER: Ipv4Addr = Ipv4Addr::new(31, 13, 64, 35);
+const META_BEACONS: u16 = 3;
+
+/// N beacons to a Xiaomi host (one a minute) and M to a Meta host (one per `meta_every_ms`),
+/// each after its two lookups; returns the JSON, text and HTML reports.
+fn company_reports(meta_every_ms: i64) -> (serde_json::Value, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("two-companies.pcapng");
+    write_beacons(
+        &pcap,
+        &[
+            Beacons {
+                host: HOST,
+                server: SERVER,
+                count: BEACONS,
+                every_ms: 60_000,
+            },
+            Beacons {
+                host: META_HOST,
+                server: META_SERVER,
+                count: META_BEACONS,
+                every_ms: meta_every_ms,
+            },
+        ],
+    );
+    let db = dir.path().join("c.db");
+    let dbs = db.to_str().unwrap();
+    phonehome_ok(&["analyze", "-q", "--db", dbs, pcap.to_str().unwrap()]);
+    let out = phonehome_ok(&["report", "--db", dbs, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = String::from_utf8(phonehome_ok(&["report", "--db", dbs]).stdout).unwrap();
+    let html = String::from_utf8(phonehome_ok(&["report", "--db", dbs, "--format", "html"]).stdout)
+        .unwrap();
+    if let Ok(keep) = std::env::var("PHONEHOME_KEEP_REPORT") {
+        std::fs::write(format!("{keep}-{meta_every_ms}.html"), &html).unwrap();
+    }
+    (json, text, html)
+}
+
+/// The series of a ContactTimelines bucket set as (name, contacts, total).
+fn series(buckets: &serde_json::Value) -> Vec<(String, Vec<i64>, i64)> {
+    buckets["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let contacts = s["contacts"].as_array().unwrap();
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                contacts.iter().map(|c| c.as_i64().unwrap()).collect(),
+                s["total"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Contacts per hour per company (issue 8.6): 7 Xiaomi beacons in the hour of 22:00 and 3 Meta
+/// beacons 30 minutes apart (22:13, 22:43, 23:13) are two series with totals 7 and 3 in every
+/// format; the 20 DNS lookups (flows to the resolver) are in none of them.
+#[test]
+fn contacts_per_hour_per_company_count_connections_not_lookups() {
+    let (json, text, html) = company_reports(30 * 60_000);
+    let (n, m) = (i64::from(BEACONS), i64::from(META_BEACONS));
+    assert_eq!(json["totals"]["lookups"], 2 * (n + m), "{}", json["totals"]);
+    let hourly = &json["company_timelines"]["hourly"];
+    let hour = T0 - T0 % 3_600_000;
+    assert_eq!(hourly["bucket_ms"], 3_600_000);
+    assert_eq!(
+        hourly["starts"],
+        serde_json::json!([hour, hour + 3_600_000])
+    );
+    assert_eq!(hourly["total"], serde_json::json!([n + 2, 1]));
+    assert_eq!(
+        series(hourly),
+        [
+            ("Xiaomi".to_owned(), vec![n, 0], n),
+            ("Meta".to_owned(), vec![2, 1], m),
+        ],
+        "{hourly}"
+    );
+    assert!(json["company_timelines"]["daily"].is_null());
+
+    let table = text
+        .split("CONTACTS PER HOUR PER COMPANY (UTC; DNS lookups not counted)")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no per-company table: {text}"));
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["hour", "Xiaomi", "Meta", "total"], "{table}");
+    let (a, b) = (n.to_string(), (n + 2).to_string());
+    assert_eq!(lines[1], ["2023-11-14", "22:00", &a, "2", &b], "{table}");
+    assert_eq!(lines[2], ["2023-11-14", "23:00", "0", "1", "1"], "{table}");
+
+    let chart = html
+        .split("<h2>Contacts per hour, per company</h2>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no per-company chart"));
+    let chart = chart.split("</section>").next().unwrap();
+    assert!(chart.contains("<code>company_timelines</code>"));
+    assert!(chart.contains(&format!("<title>Xiaomi: {n} contacts</title></polyline>")));
+    assert!(chart.contains(&format!("<title>Meta: {m} contacts</title></polyline>")));
+    assert_eq!(chart.matches("<polyline").count(), 2, "{chart}");
+    assert!(chart.contains(
+        "<th class=\"n\">Xiaomi</th><th class=\"n\">Meta</th><th class=\"n\">Total</th>"
+    ));
+    assert!(chart.contains(&format!(
+        "<td class=\"n\">{n}</td><td class=\"n\">2</td><td class=\"n\">{}</td></tr>",
+        n + 2
+    )));
+}
+
+/// Past two days of contacts the per-company series come per day too: Meta's 3 beacons 30
+/// hours apart fall on three days (14, 16 and 17 November), Xiaomi's 7 on the first.
+#[test]
+fn contacts_per_day_per_company_past_two_days() {
+    let (json, text, html) = company_reports(30 * 3_600_000);
+    let (n, m) = (i64::from(BEACONS), i64::from(META_BEACONS));
+    let day = T0 - T0 % 86_400_000;
+    let daily = &json["company_timelines"]["daily"];
+    assert_eq!(daily["bucket_ms"], 86_400_000);
+    assert_eq!(
+        daily["starts"],
+        serde_json::json!([day, day + 2 * 86_400_000, day + 3 * 86_400_000])
+    );
+    assert_eq!(
+        series(daily),
+        [
+            ("Xiaomi".to_owned(), vec![n, 0, 0], n),
+            ("Meta".to_owned(), vec![1, 1, 1], m),
+        ],
+        "{daily}"
+    );
+    assert_eq!(
+        json["company_timelines"]["hourly"]["total"],
+        serde_json::json!([n + 1, 1, 1])
+    );
+    let table = text
+        .split("CONTACTS PER DAY PER COMPANY (UTC; DNS lookups not counted)")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no per-company table: {text}"));
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(2)
+        .take(3)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let (a, b) = (n.to_string(), (n + 1).to_string());
+    assert_eq!(
+        rows,
+        [
+            vec!["2023-11-14", &a, "1", &b],
+            vec!["2023-11-16", "0", "1", "1"],
+            vec!["2023-11-17", "0", "1", "1"],
+        ],
+        "{table}"
+    );
+    assert!(html.contains("<h2>Contacts per day, per company</h2>"));
+    assert!(html.contains(&format!("<title>Meta: {m} contacts</title></polyline>")));
 }
 
 /// report, flows, export, mark and retention never write into a file that is not a PhoneHome

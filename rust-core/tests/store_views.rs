@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use phonehome::flow::{DnsRecord, Event, FlowKey, FlowRecord, NameSource, Proto};
 use phonehome::store::synth::Synth;
+use phonehome::store::timeline::{MAX_SERIES, OTHER, SeriesKey, UNATTRIBUTED};
 use phonehome::store::{FlowFilter, FlowRow, Reader, Retention, SessionInfo, StoreWriter, Window};
 
 const HOUR: i64 = 3_600_000;
@@ -196,6 +197,53 @@ fn check(reader: &Reader, w: &Window) {
             .map(|b| (b.start, b.contacts))
             .collect();
         assert_eq!(tl, by_bucket, "bucket {bucket}");
+    }
+
+    // Contacts per hour per company: the flows' own company (the `flows` view attributes each
+    // flow), per hour, and the per-company table's totals.
+    let mut by_company: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
+    for f in &flows {
+        let name = f.company.clone().unwrap_or(UNATTRIBUTED.into());
+        *by_company
+            .entry(name)
+            .or_default()
+            .entry(f.first_seen - f.first_seen % HOUR)
+            .or_default() += 1;
+    }
+    let hourly = reader
+        .contact_timelines(w, SeriesKey::Company)
+        .unwrap()
+        .hourly;
+    let starts: BTreeSet<i64> = by_company
+        .values()
+        .flat_map(|h| h.keys().copied())
+        .collect();
+    assert_eq!(
+        hourly.starts,
+        starts.into_iter().collect::<Vec<_>>(),
+        "{w:?}"
+    );
+    assert_eq!(
+        hourly.series.iter().map(|s| s.total).sum::<i64>(),
+        flows.len() as i64
+    );
+    assert_eq!(hourly.total.iter().sum::<i64>(), flows.len() as i64);
+    let table: BTreeMap<String, u64> = reader
+        .per_company(w)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.company, c.contacts))
+        .collect();
+    let named: Vec<_> = hourly.series.iter().filter(|s| s.name != OTHER).collect();
+    assert_eq!(named.len(), by_company.len().min(MAX_SERIES), "{w:?}");
+    for series in named {
+        let want: Vec<i64> = hourly
+            .starts
+            .iter()
+            .map(|b| by_company[&series.name].get(b).copied().unwrap_or(0))
+            .collect();
+        assert_eq!(series.contacts, want, "{} in {w:?}", series.name);
+        assert_eq!(table[&series.name], series.total as u64, "{}", series.name);
     }
 }
 

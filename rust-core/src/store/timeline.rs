@@ -1,11 +1,13 @@
-//! Contacts over time per app (issue 8.6): arrays of contacts per hour, and per day for
-//! histories longer than two days, one series per app. Buckets without any contact are left
+//! Contacts over time per app and per company (issue 8.6): arrays of contacts per hour, and per
+//! day for histories longer than two days, one series per app or company. Buckets without any contact are left
 //! out (a history of captures months apart would otherwise be mostly zeros); every array is
 //! aligned with `starts`.
 //!
 //! A contact is a connection (a non-DNS flow, `flows.lookup = 0`), counted in the bucket of its
-//! start. The series are read from `flows` grouped by (bucket, key), so grouping by another
-//! column (a company) is one more [`SeriesKey`] variant: its SQL expression is the only change.
+//! start. Per-app series are grouped in SQL. There is no company column: a company is attributed
+//! at read time by [`crate::company::attribute`] (so recordings made before the company table
+//! existed get one too), so per-company series read (bucket, hostname, vendor, asn) groups and
+//! fold them by company in Rust.
 
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
@@ -18,7 +20,7 @@ use crate::flow::Millis;
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// Series beyond this many (the apps with the fewest contacts) are summed into "other".
+/// Series beyond this many (the apps or companies with the fewest contacts) are summed into "other".
 pub const MAX_SERIES: usize = 10;
 
 /// Name of the series that sums the smaller ones.
@@ -29,20 +31,18 @@ pub const OTHER: &str = "(other)";
 pub enum SeriesKey {
     /// The app's name, as the per-app view spells it.
     App,
+    /// The endpoint's company, as the per-company table names it ([`UNATTRIBUTED`] for none).
+    Company,
 }
 
-impl SeriesKey {
-    /// The SQL expression over `flows f` joined with `apps a`.
-    fn sql(self) -> &'static str {
-        match self {
-            SeriesKey::App => {
-                "coalesce(a.name, CASE WHEN f.uid >= 0 THEN 'uid ' || f.uid ELSE 'unknown' END)"
-            }
-        }
-    }
-}
+/// Series name of the contacts with endpoints of no known company (as in the per-company table).
+pub const UNATTRIBUTED: &str = "unattributed";
 
-/// One app's contacts per bucket, aligned with [`Buckets::starts`].
+/// The SQL expression of an app's name over `flows f` joined with `apps a`.
+const APP_NAME: &str =
+    "coalesce(a.name, CASE WHEN f.uid >= 0 THEN 'uid ' || f.uid ELSE 'unknown' END)";
+
+/// One app's or company's contacts per bucket, aligned with [`Buckets::starts`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Series {
     pub name: String,
@@ -58,7 +58,7 @@ pub struct Buckets {
     pub bucket_ms: i64,
     /// Bucket starts, ms since the Unix epoch (UTC).
     pub starts: Vec<Millis>,
-    /// Contacts of all apps per bucket.
+    /// All contacts per bucket (of every app or company).
     pub total: Vec<i64>,
     /// Most contacts first; at most [`MAX_SERIES`], then [`OTHER`].
     pub series: Vec<Series>,
@@ -101,29 +101,50 @@ impl Reader {
         let cond = window
             .condition("f.first_seen", &mut args)
             .replace("session_id", "f.session_id");
-        let sql = format!(
-            "SELECT f.first_seen - f.first_seen % ? AS b, {} AS k, count(*)
-             FROM flows f LEFT JOIN apps a ON a.session_id = f.session_id AND a.uid = f.uid
-             WHERE {cond} AND NOT f.lookup GROUP BY b, k ORDER BY b",
-            key.sql()
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
-            .map_err(self.err())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())?;
+        let rows = match key {
+            SeriesKey::App => {
+                let sql = format!(
+                    "SELECT f.first_seen - f.first_seen % ? AS b, {APP_NAME} AS k, count(*)
+                     FROM flows f LEFT JOIN apps a ON a.session_id = f.session_id AND a.uid = f.uid
+                     WHERE {cond} AND NOT f.lookup GROUP BY b, k ORDER BY b"
+                );
+                let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+                stmt.query_map(params_from_iter(args), |r| {
+                    Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
+                })
+                .map_err(self.err())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.err())?
+            }
+            SeriesKey::Company => {
+                let sql = format!(
+                    "SELECT f.first_seen - f.first_seen % ? AS b, f.hostname, f.vendor, f.asn,
+                        count(*)
+                     FROM flows f WHERE {cond} AND NOT f.lookup
+                     GROUP BY b, f.hostname, f.vendor, f.asn ORDER BY b"
+                );
+                let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+                stmt.query_map(params_from_iter(args), |r| {
+                    let hostname: Option<String> = r.get(1)?;
+                    let vendor: Option<String> = r.get(2)?;
+                    let asn: Option<u32> = r.get(3)?;
+                    let company =
+                        crate::company::attribute(hostname.as_deref(), vendor.as_deref(), asn)
+                            .company
+                            .unwrap_or(UNATTRIBUTED);
+                    Ok((r.get(0)?, company.to_owned(), r.get(4)?))
+                })
+                .map_err(self.err())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.err())?
+            }
+        };
         Ok(aligned(bucket_ms, &rows))
     }
 }
 
-/// Turns (bucket, name, contacts) rows into arrays aligned on the non-empty buckets.
+/// Turns (bucket, name, contacts) rows into arrays aligned on the non-empty buckets; rows of the
+/// same bucket and name (a company's several hosts) add up.
 fn aligned(bucket_ms: i64, rows: &[(Millis, String, i64)]) -> Buckets {
     let mut starts: Vec<Millis> = rows.iter().map(|r| r.0).collect();
     starts.sort_unstable();

@@ -231,19 +231,19 @@ const SERIES_COLOURS: &[&str] = &[
     "#66a80f", "#495057", "#adb5bd",
 ];
 
-/// Contacts per hour (per day past two days) per app: one line per app in an inline SVG, and
-/// the numbers in a table.
-fn app_timelines(t: &ContactTimelines) -> String {
+/// Contacts per hour (per day past two days) per app or company (`of`): one line per series in
+/// an inline SVG, and the numbers in a table. `field` names the JSON field with the same arrays.
+fn series_timelines(t: &ContactTimelines, of: &str, field: &str) -> String {
     let b = t.daily.as_ref().unwrap_or(&t.hourly);
     if b.starts.is_empty() {
         return String::new();
     }
     let per = if b.bucket_ms == DAY_MS { "day" } else { "hour" };
     let mut o = format!(
-        "<section><h2>Contacts per {per}, per app</h2><p class=\"muted\">Connections (DNS \
+        "<section><h2>Contacts per {per}, per {of}</h2><p class=\"muted\">Connections (DNS \
          lookups not counted) started in each {per} (UTC); {per}s without any contact are \
          left out. The same numbers are in the JSON \
-         report (<code>app_timelines</code>).</p>"
+         report (<code>{field}</code>).</p>"
     );
     let (w, h, left, bottom) = (1000.0f64, 240.0f64, 48.0f64, 30.0f64);
     let plot_w = w - left - 10.0;
@@ -618,7 +618,12 @@ pub fn render(r: &Report) -> String {
     o.push_str(&timeline(r));
     o.push_str("</section>");
 
-    o.push_str(&app_timelines(&r.app_timelines));
+    o.push_str(&series_timelines(&r.app_timelines, "app", "app_timelines"));
+    o.push_str(&series_timelines(
+        &r.company_timelines,
+        "company",
+        "company_timelines",
+    ));
 
     o.push_str("<section><h2>Xiaomi endpoints by category</h2>");
     let rows: Vec<Bar> = r

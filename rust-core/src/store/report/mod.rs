@@ -75,6 +75,8 @@ pub struct Report {
     pub timeline: Timeline,
     /// Contacts per hour (and per day past two days) per app, as aligned arrays.
     pub app_timelines: ContactTimelines,
+    /// Contacts per hour (and per day past two days) per company, as aligned arrays.
+    pub company_timelines: ContactTimelines,
     pub visibility: Visibility,
     /// Contacts, lookups, bytes and timelines per company.
     pub companies: Vec<CompanySummary>,
@@ -187,6 +189,7 @@ pub fn build(reader: &Reader, scope: &Scope) -> Result<Report, StoreError> {
             buckets: reader.timeline(window, bucket_ms)?,
         },
         app_timelines: reader.contact_timelines(window, SeriesKey::App)?,
+        company_timelines: reader.contact_timelines(window, SeriesKey::Company)?,
         visibility: reader.visibility(window)?,
         companies: reader.per_company(window)?,
         identifiers: reader.identifier_uses(window)?,

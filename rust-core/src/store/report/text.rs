@@ -289,7 +289,8 @@ pub fn render(r: &Report) -> String {
         );
     }
 
-    series_table(&mut o, &r.app_timelines);
+    series_table(&mut o, &r.app_timelines, "app");
+    series_table(&mut o, &r.company_timelines, "company");
     super::evidence::text(r, &mut o);
 
     let _ = writeln!(o, "\nWHAT THIS CAPTURE COULD NOT SEE");
@@ -312,9 +313,9 @@ pub fn render(r: &Report) -> String {
     o
 }
 
-/// Contacts per hour (per day past two days) per app: one row per bucket, one column per app
-/// (the five with most contacts, the rest summed), and the total.
-fn series_table(o: &mut String, t: &ContactTimelines) {
+/// Contacts per hour (per day past two days) per app or company (`of`): one row per bucket, one
+/// column per series (the five with most contacts, the rest summed), and the total.
+fn series_table(o: &mut String, t: &ContactTimelines, of: &str) {
     const COLUMNS: usize = 5;
     const MAX_ROWS: usize = 72;
     let b = t.daily.as_ref().unwrap_or(&t.hourly);
@@ -322,7 +323,12 @@ fn series_table(o: &mut String, t: &ContactTimelines) {
         return;
     }
     let per = if b.bucket_ms == DAY_MS { "day" } else { "hour" };
-    let _ = writeln!(o, "\nCONTACTS PER {} PER APP (UTC)", per.to_uppercase());
+    let _ = writeln!(
+        o,
+        "\nCONTACTS PER {} PER {} (UTC; DNS lookups not counted)",
+        per.to_uppercase(),
+        of.to_uppercase()
+    );
     let shown = b.series.len().min(COLUMNS);
     let mut header = format!("  {:<17}", if per == "day" { "day" } else { "hour" });
     for s in &b.series[..shown] {
