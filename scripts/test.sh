@@ -24,8 +24,10 @@ run() {   # run NAME CMD...: run a suite, keep its output for the summary
     if [ "$rc" -ne 0 ]; then
         echo "===== $name FAILED (exit $rc)"
         status=1
+        failed_suites=$((failed_suites + 1))
     fi
 }
+failed_suites=0
 
 geo="${CARGO_TARGET_DIR:-target}/phonehome-geo.bin"
 if [ ! -s "$geo" ]; then
@@ -35,7 +37,8 @@ run fmt cargo fmt --all --check
 run clippy cargo clippy --workspace --all-targets -- -D warnings
 run cargo cargo test --workspace --no-fail-fast
 # The parsers and the fuzz seeds on a 32-bit target, where `u32 as usize` + offset can wrap.
-run i686 cargo test -p phonehome-core --no-default-features --target i686-unknown-linux-gnu --lib --test fuzz_seeds
+CC_i686_unknown_linux_gnu=i686-linux-gnu-gcc CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_LINKER=i686-linux-gnu-gcc \
+    run i686 cargo test -p phonehome-core --no-default-features --target i686-unknown-linux-gnu --lib --test fuzz_seeds
 run fuzz scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
 run android scripts/check-android.sh
 run android-planted scripts/android-host/test-check-fails.sh
@@ -61,6 +64,9 @@ fuzz_ok=$(grep -c '^fuzz-smoke: ok ' "$log_dir"/fuzz.log)
 fuzz_bad=$(grep -c '^fuzz-smoke: FAILED ' "$log_dir"/fuzz.log)
 passed=$((passed + fuzz_ok)); failed=$((failed + fuzz_bad))
 if [ "$fuzz_ok" -eq 0 ] && [ "$fuzz_bad" -eq 0 ]; then failed=$((failed + 1)); fi
+# A suite that failed without a failing test of its own (a build error, fmt, clippy, a shell
+# check) still counts once, so the line never says 0 failed for a red run.
+[ "$status" -ne 0 ] && [ "$failed" -lt "$failed_suites" ] && failed=$failed_suites
 [ "$failed" -gt 0 ] && status=1
 rm -rf "$log_dir"
 echo
