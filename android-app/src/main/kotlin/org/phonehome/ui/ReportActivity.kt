@@ -3,7 +3,6 @@ package org.phonehome.ui
 import android.app.Activity
 import android.os.Bundle
 import android.os.ParcelFileDescriptor
-import android.view.View
 import android.webkit.WebView
 import android.widget.TextView
 import java.io.File
@@ -46,8 +45,13 @@ class ReportActivity : Activity() {
         }) { result ->
             if (isDestroyed) return@run
             result.onSuccess { html ->
-                status.visibility = View.GONE
-                web.loadDataWithBaseURL(null, html, "text/html", "utf-8", null)
+                if (html.isBlank()) {
+                    status.text = getString(R.string.report_empty)
+                } else {
+                    // The line stays: it says what the page below is, and how large.
+                    status.text = getString(R.string.report_shown, (html.length + 1023) / 1024)
+                    web.loadDataWithBaseURL(null, html, "text/html", "utf-8", null)
+                }
             }.onFailure { status.text = getString(R.string.error_query, it.message) }
         }
     }

@@ -20,7 +20,7 @@ object Canned {
 
     val running: Snapshot = Snapshot.newBuilder()
         .setTotals(
-            Totals.newBuilder().setRunning(true).setSessionId(1).setFlowsOpened(56).setXiaomiFlows(17)
+            Totals.newBuilder().setRunning(true).setSessionId(1).setFlowsOpened(56).setContacts(56).setXiaomiFlows(17)
                 .setBytesUp(14_645).setBytesDown(769_301),
         )
         .addApps(weather).addApps(browser).addApps(unattributed)

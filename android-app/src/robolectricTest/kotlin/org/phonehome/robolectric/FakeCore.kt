@@ -104,6 +104,20 @@ class ShadowNativeCore {
         }
 
         @JvmStatic @Implementation
+        fun loadGeo(fd: Int, offset: Long, length: Long): Int {
+            linked("loadGeo")
+            FakeCore.calls += "loadGeo"
+            return 0
+        }
+
+        @JvmStatic @Implementation
+        fun changeNetwork(dnsUpstream: String, network: String): ByteArray {
+            linked("changeNetwork")
+            FakeCore.calls += "changeNetwork:$dnsUpstream"
+            return org.phonehome.proto.Marker.newBuilder().setId(2).setLabel("network change: $network").build().toByteArray()
+        }
+
+        @JvmStatic @Implementation
         fun export(fd: Int, dbPath: String, request: ByteArray): Long {
             linked("export")
             return 0
