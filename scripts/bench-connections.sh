@@ -67,31 +67,8 @@ fi
 PH=${PHONEHOME:-$ROOT/target/release/phonehome}
 T2P=${TUN2PROXY:-$(command -v tun2proxy-bin || echo "$HOME/.cargo/bin/tun2proxy-bin")}
 [ -x "$T2P" ] || T2P=""
-TAG=phc$$
-UP=$TAG-up
-SRV=$TAG-srv
-OUT=$(mktemp -d)
-chmod 755 "$OUT"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
-    for ns in $UP $SRV; do
-        for p in $(ip netns pids $ns 2> /dev/null); do kill -9 "$p" 2> /dev/null || true; done
-        ip netns del $ns 2> /dev/null || true
-    done
-    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $OUT" >&2; else rm -rf "$OUT"; fi
-}
-trap cleanup EXIT
-
-ip netns add $UP
-ip netns add $SRV
-ip -n $UP link set lo up
-ip -n $SRV link set lo up
-ip -n $UP link add eth0 type veth peer name eth0 netns $SRV
-ip -n $UP addr add 198.18.0.2/24 dev eth0
-ip -n $SRV addr add 198.18.0.1/24 dev eth0
-ip -n $UP link set eth0 up
-ip -n $SRV link set eth0 up
+. "$ROOT/scripts/bench-rig.sh"
+bench_rig phc$$
 ip netns exec $SRV bash -c "exec python3 '$TOOLS' echo-server 7" &
 PIDS+=($!)
 ip netns exec $SRV bash -c "exec python3 '$TOOLS' udp-echo-server 7" &

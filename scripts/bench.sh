@@ -99,33 +99,8 @@ if [ -z "${PHONEHOME:-}" ]; then
 fi
 
 LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)
-TAG=phb$$
-UP=$TAG-up
-SRV=$TAG-srv
-OUT=$(mktemp -d)
-chmod 755 "$OUT"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
-    for ns in $UP $SRV; do
-        for p in $(ip netns pids $ns 2> /dev/null); do kill -9 "$p" 2> /dev/null || true; done
-        ip netns del $ns 2> /dev/null || true
-    done
-    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $OUT" >&2; else rm -rf "$OUT"; fi
-}
-trap cleanup EXIT
-
-ip netns add $UP
-ip netns add $SRV
-ip -n $UP link set lo up
-ip -n $SRV link set lo up
-ip -n $UP link add eth0 type veth peer name eth0 netns $SRV
-ip -n $UP addr add 198.18.0.2/24 dev eth0
-ip -n $SRV addr add 198.18.0.1/24 dev eth0
-ip -n $UP -6 addr add fd00:198:18::2/64 dev eth0 nodad
-ip -n $SRV -6 addr add fd00:198:18::1/64 dev eth0 nodad
-ip -n $UP link set eth0 up
-ip -n $SRV link set eth0 up
+. "$ROOT/scripts/bench-rig.sh"
+bench_rig phb$$
 
 ip netns exec $SRV iperf3 -s > /dev/null 2>&1 &
 PIDS+=($!)
