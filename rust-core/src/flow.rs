@@ -142,7 +142,9 @@ pub struct AppInfo {
     pub alpn: Vec<String>,
     /// Highest TLS version offered, e.g. "TLSv1.3".
     pub tls_version: Option<String>,
-    /// The ClientHello carried Encrypted Client Hello; `hostname` is then the outer (public) name.
+    /// The ClientHello carried a real Encrypted Client Hello (its config_id names an ECHConfig
+    /// a DNS answer gave this destination or outer name; GREASE ECH is not one); `hostname` is
+    /// then the outer (public) name.
     pub ech: bool,
     /// HTTP request method for cleartext HTTP.
     pub http_method: Option<String>,
@@ -267,6 +269,9 @@ pub struct DnsRecord {
     pub answer_ips: Vec<IpAddr>,
     /// Smallest TTL among the answers, seconds.
     pub ttl: Option<u32>,
+    /// ECH configurations of HTTPS/SVCB answers: what tells a real Encrypted Client Hello to
+    /// this name from Chrome's GREASE one.
+    pub ech_configs: Vec<crate::dissect::dns::EchConfig>,
 }
 
 /// Everything the engine tells the store and the live view.

@@ -5,10 +5,15 @@
 //! Trust order (DESIGN.md 3): a name seen in the flow (SNI, QUIC SNI, HTTP Host) beats a DNS
 //! flow's own question, which beats the DNS answer that produced the destination address.
 //! [`FlowRecord::offer_name`] enforces it; this module only offers.
+//!
+//! The same answers tell real Encrypted Client Hello from GREASE: a client can only encrypt its
+//! hello with an ECHConfig it was given (an HTTPS/SVCB record's `ech`), so an outer ECH extension
+//! whose config_id no such answer gave the destination is GREASE, and its SNI is the real name.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use crate::dissect::dns::EchConfig;
 use crate::dissect::{Inspection, L7_MIPUSH};
 use crate::flow::{DnsRecord, FlowRecord, Millis, NameSource};
 
@@ -24,6 +29,10 @@ const STALE_GRACE_MS: Millis = 600_000;
 const MAX_NAMES_PER_IP: usize = 4;
 /// Addresses remembered before expired entries are purged.
 const MAX_IPS: usize = 65_536;
+/// ECH configurations remembered per name (one, or two while a server rotates its keys).
+const MAX_ECH_PER_NAME: usize = 4;
+/// Names with ECH configurations remembered before expired ones are purged.
+const MAX_ECH_NAMES: usize = 4_096;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct CachedName {
@@ -32,33 +41,51 @@ struct CachedName {
     expires: Millis,
 }
 
-/// The IP -> names cache and the naming policy. One per engine (or observer) run; owned by the
-/// thread that handles flows, so no locking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CachedEch {
+    config: EchConfig,
+    learned: Millis,
+    expires: Millis,
+}
+
+impl CachedEch {
+    fn offers(&self, config_id: u8, now: Millis) -> bool {
+        self.config.config_id == config_id
+            && self.learned <= now
+            && now <= self.expires.saturating_add(STALE_GRACE_MS)
+    }
+}
+
+/// The IP -> names cache, the ECH configurations DNS gave, and the naming policy. One per
+/// engine (or observer) run; owned by the thread that handles flows, so no locking.
 #[derive(Debug, Default)]
 pub struct Namer {
     by_ip: HashMap<IpAddr, Vec<CachedName>>,
+    /// ECH configurations by the name whose HTTPS/SVCB answer carried them.
+    ech_by_name: HashMap<String, Vec<CachedEch>>,
+    /// The same configurations by their public_name (the outer SNI of a real ECH hello).
+    ech_by_public_name: HashMap<String, Vec<CachedEch>>,
 }
 
 impl Namer {
     pub fn new() -> Namer {
-        Namer {
-            by_ip: HashMap::new(),
-        }
+        Namer::default()
     }
 
     /// Learn the names behind the addresses of a DNS answer. The name remembered is the one the
     /// client asked for (the start of the CNAME chain), which is what the app wanted to reach.
     pub fn on_dns(&mut self, record: &DnsRecord) {
-        if record.answer_ips.is_empty()
-            || record.query.is_empty()
-            || record.rcode.is_some_and(|rc| rc != 0)
-        {
+        if record.query.is_empty() || record.rcode.is_some_and(|rc| rc != 0) {
             return;
         }
         let ttl_ms = record
             .ttl
-            .map_or(DEFAULT_TTL_MS, |t| Millis::from(t) * 1000)
+            .map_or(DEFAULT_TTL_MS, |t| Millis::from(t).saturating_mul(1000))
             .max(MIN_TTL_MS);
+        self.learn_ech(record, ttl_ms);
+        if record.answer_ips.is_empty() {
+            return;
+        }
         let entry = CachedName {
             name: record.query.to_ascii_lowercase(),
             learned: record.time,
@@ -75,6 +102,70 @@ impl Namer {
                 names.remove(0);
             }
         }
+    }
+
+    /// Remember the ECH configurations of an HTTPS/SVCB answer under the name asked for and
+    /// under their public names.
+    fn learn_ech(&mut self, record: &DnsRecord, ttl_ms: Millis) {
+        if record.ech_configs.is_empty() {
+            return;
+        }
+        let now = record.time;
+        for map in [&mut self.ech_by_name, &mut self.ech_by_public_name] {
+            if map.len() >= MAX_ECH_NAMES {
+                map.retain(|_, configs| {
+                    configs.retain(|e| e.expires.saturating_add(STALE_GRACE_MS) >= now);
+                    !configs.is_empty()
+                });
+                if map.len() >= MAX_ECH_NAMES {
+                    map.clear(); // Only reachable under a flood of distinct names.
+                }
+            }
+        }
+        let query = record.query.to_ascii_lowercase();
+        for config in &record.ech_configs {
+            let entry = CachedEch {
+                config: config.clone(),
+                learned: now,
+                expires: now.saturating_add(ttl_ms),
+            };
+            for (map, key) in [
+                (&mut self.ech_by_name, &query),
+                (&mut self.ech_by_public_name, &config.public_name),
+            ] {
+                let configs = map.entry(key.clone()).or_default();
+                configs.retain(|e| e.config != entry.config);
+                configs.push(entry.clone());
+                if configs.len() > MAX_ECH_PER_NAME {
+                    configs.remove(0);
+                }
+            }
+        }
+    }
+
+    /// Whether an outer ECH extension naming `config_id` is a real Encrypted Client Hello: DNS
+    /// gave that config to a name of the destination address, or the outer SNI is the config's
+    /// public_name. Anything else is GREASE (a random id from a client without a config).
+    pub fn ech_is_real(
+        &self,
+        dst: IpAddr,
+        outer_name: Option<&str>,
+        config_id: u8,
+        now: Millis,
+    ) -> bool {
+        let offered = |configs: Option<&Vec<CachedEch>>| {
+            configs.is_some_and(|c| c.iter().any(|e| e.offers(config_id, now)))
+        };
+        let by_public_name = outer_name.is_some_and(|n| offered(self.ech_by_public_name.get(n)));
+        let for_destination = || {
+            self.by_ip.get(&dst).is_some_and(|names| {
+                names
+                    .iter()
+                    .filter(|n| n.learned <= now && now <= n.expires.saturating_add(STALE_GRACE_MS))
+                    .any(|n| offered(self.ech_by_name.get(&n.name)))
+            })
+        };
+        by_public_name || for_destination()
     }
 
     /// The name a DNS answer gave `ip`, as of `now`: the newest unexpired one, else the newest
@@ -117,6 +208,12 @@ impl Namer {
         }
         if inspection.app_info.l7.is_some() {
             flow.app_info = inspection.app_info.clone();
+            if flow.app_info.ech {
+                let outer = inspection.hostname.as_ref().map(|(name, _)| name.as_str());
+                flow.app_info.ech = inspection
+                    .ech_config_id
+                    .is_some_and(|id| self.ech_is_real(flow.key.dst.ip(), outer, id, now));
+            }
         }
         // Callers pass an empty Inspection once the Inspector is gone: never forget a finding.
         flow.cleartext |= inspection.cleartext;
@@ -226,6 +323,7 @@ mod tests {
             answers: ips.iter().map(|s| s.to_string()).collect(),
             answer_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
             ttl: Some(ttl),
+            ech_configs: Vec::new(),
         }
     }
 
@@ -341,6 +439,89 @@ mod tests {
         assert_eq!(flow.leaks, vec!["model"]);
         assert_eq!(flow.app_info.l7.as_deref(), Some(L7_MIPUSH));
         assert_eq!(flow.destination.vendor.as_deref(), Some("xiaomi"));
+    }
+
+    /// A DNS HTTPS answer from its wire form, as the engine and the observer record it.
+    fn https_record(qname: &str, hint: [u8; 4], configs: &[(u8, &str)], time: Millis) -> DnsRecord {
+        use crate::dissect::dns;
+        let ech = dns::build::ech_config_list(configs);
+        let msg = dns::parse(&dns::build::https_answer(qname, hint, &ech)).unwrap();
+        let ex = dns::Exchange {
+            time,
+            client: "10.0.0.2:40000".parse().unwrap(),
+            server: "198.18.0.53:53".parse().unwrap(),
+            transport: Proto::Udp,
+        };
+        dns::record_from(ex, None, Some(&msg)).unwrap()
+    }
+
+    /// What the inspector makes of a TLS ClientHello with these extensions.
+    fn inspect_hello(exts: &[(u16, Vec<u8>)]) -> Inspection {
+        use crate::dissect::Inspector;
+        use crate::dissect::tls::build;
+        use crate::flow::Direction;
+        let mut ins = Inspector::new(Proto::Tcp, 443);
+        ins.on_stream(
+            Direction::Up,
+            &build::records(&build::client_hello(exts), 16384),
+        );
+        ins.result().clone()
+    }
+
+    #[test]
+    fn ech_is_real_only_with_a_config_dns_gave() {
+        use crate::dissect::tls::build::{ech_outer, sni};
+        let mut namer = Namer::new();
+        namer.on_dns(&https_record(
+            "crypto.cloudflare.com",
+            [162, 159, 137, 85],
+            &[(0x45, "cloudflare-ech.com")],
+            0,
+        ));
+        // With the config, the client encrypts to its id under the public name.
+        let real = inspect_hello(&[sni("cloudflare-ech.com"), ech_outer(0x45)]);
+        assert!(real.app_info.ech);
+        let mut flow = flow_to("162.159.137.85:443", 1_000);
+        namer.name_flow(&mut flow, &real, 1_000);
+        assert!(flow.app_info.ech);
+        assert_eq!(flow.hostname.as_deref(), Some("cloudflare-ech.com"));
+        assert_eq!(flow.hostname_source, Some(NameSource::Sni));
+        // The same public name at an address no answer named: the outer SNI is the config's.
+        let mut elsewhere = flow_to("104.18.10.10:443", 1_000);
+        namer.name_flow(&mut elsewhere, &real, 1_000);
+        assert!(elsewhere.app_info.ech);
+        // GREASE to the same server: a random id, the real name in the SNI.
+        let grease = inspect_hello(&[sni("crypto.cloudflare.com"), ech_outer(0x9c)]);
+        let mut flow = flow_to("162.159.137.85:443", 1_000);
+        namer.name_flow(&mut flow, &grease, 1_000);
+        assert!(!flow.app_info.ech);
+        assert_eq!(flow.hostname.as_deref(), Some("crypto.cloudflare.com"));
+        // GREASE that happens to pick a known id, to a host DNS gave no config.
+        let lucky = inspect_hello(&[sni("www.example.org"), ech_outer(0x45)]);
+        let mut flow = flow_to("198.18.9.9:443", 1_000);
+        namer.name_flow(&mut flow, &lucky, 1_000);
+        assert!(!flow.app_info.ech);
+        assert_eq!(flow.hostname.as_deref(), Some("www.example.org"));
+        // Without any HTTPS answer, every ECH extension is GREASE.
+        let mut flow = flow_to("162.159.137.85:443", 1_000);
+        Namer::new().name_flow(&mut flow, &real, 1_000);
+        assert!(!flow.app_info.ech);
+    }
+
+    #[test]
+    fn ech_configs_are_forgotten_after_ttl_and_grace() {
+        let mut namer = Namer::new();
+        namer.on_dns(&https_record(
+            "svc.example",
+            [198, 18, 7, 7],
+            &[(7, "public.example")],
+            0,
+        ));
+        let dst: IpAddr = "198.18.7.7".parse().unwrap();
+        assert!(namer.ech_is_real(dst, None, 7, 1_000));
+        assert!(!namer.ech_is_real(dst, None, 8, 1_000));
+        let gone = 300_000 + STALE_GRACE_MS + 1;
+        assert!(!namer.ech_is_real(dst, Some("public.example"), 7, gone));
     }
 
     #[test]

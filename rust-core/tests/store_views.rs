@@ -320,6 +320,7 @@ fn rollup_follows_renames_late_owners_and_pruning() {
         answers: vec!["198.18.1.1".into()],
         answer_ips: vec![key.dst.ip()],
         ttl: Some(60),
+        ech_configs: Vec::new(),
     }))
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700)); // let a batch commit unnamed

@@ -62,18 +62,30 @@ pub enum RData {
     Aaaa(Ipv6Addr),
     /// CNAME target (also used for the names of NS and PTR records).
     Name(String),
-    /// HTTPS or SVCB (RFC 9460): the target and the address hints.
+    /// HTTPS or SVCB (RFC 9460): the target, the address hints and the ECH configurations.
     Svcb {
         priority: u16,
         target: String,
         alpn: Vec<String>,
         ipv4hint: Vec<Ipv4Addr>,
         ipv6hint: Vec<Ipv6Addr>,
+        ech: Vec<EchConfig>,
     },
     /// Anything else, kept as its length only.
     Other {
         len: usize,
     },
+}
+
+/// What a ClientHello's outer ECH extension is matched against: one ECHConfig of an `ech`
+/// SvcParam (draft-ietf-tls-esni 4, RFC 9460 14.3.2). A client that offers ECH names its
+/// `config_id` in the outer hello and sends `public_name` as its outer SNI; GREASE ECH (sent
+/// when the client has no config) carries a random id and the real name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EchConfig {
+    pub config_id: u8,
+    /// Lower case, as in a host name.
+    pub public_name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,26 +163,9 @@ impl DnsMessage {
     /// (which a resolver may add) are ignored. Returns the addresses and the smallest TTL on the
     /// chain that produced them.
     pub fn answer_addresses(&self) -> (Vec<IpAddr>, Option<u32>) {
-        let Some(qname) = self.query_name() else {
+        let chain = self.question_chain();
+        if chain.is_empty() {
             return (Vec::new(), None);
-        };
-        let mut chain: HashSet<&str> = HashSet::new();
-        chain.insert(qname);
-        // The chain may be listed in any order: grow it to a fixed point (bounded by the count).
-        for _ in 0..self.answers.len() {
-            let mut grew = false;
-            for rr in &self.answers {
-                if let RData::Name(target) = &rr.data
-                    && rr.rtype == TYPE_CNAME
-                    && chain.contains(rr.name.as_str())
-                    && chain.insert(target.as_str())
-                {
-                    grew = true;
-                }
-            }
-            if !grew {
-                break;
-            }
         }
         let mut ips = Vec::new();
         let mut ttl: Option<u32> = None;
@@ -200,6 +195,53 @@ impl DnsMessage {
         let mut seen = HashSet::new();
         ips.retain(|ip| seen.insert(*ip));
         (ips, ttl)
+    }
+
+    /// The ECH configurations of the HTTPS/SVCB answers to the first question (owner on its
+    /// CNAME chain), each once.
+    pub fn ech_configs(&self) -> Vec<EchConfig> {
+        let chain = self.question_chain();
+        let mut out: Vec<EchConfig> = Vec::new();
+        for rr in self
+            .answers
+            .iter()
+            .filter(|rr| chain.contains(rr.name.as_str()))
+        {
+            if let RData::Svcb { ech, .. } = &rr.data {
+                for config in ech {
+                    if !out.contains(config) {
+                        out.push(config.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The question name and the CNAME targets reachable from it; empty without a question.
+    fn question_chain(&self) -> HashSet<&str> {
+        let mut chain: HashSet<&str> = HashSet::new();
+        let Some(qname) = self.query_name() else {
+            return chain;
+        };
+        chain.insert(qname);
+        // The chain may be listed in any order: grow it to a fixed point (bounded by the count).
+        for _ in 0..self.answers.len() {
+            let mut grew = false;
+            for rr in &self.answers {
+                if let RData::Name(target) = &rr.data
+                    && rr.rtype == TYPE_CNAME
+                    && chain.contains(rr.name.as_str())
+                    && chain.insert(target.as_str())
+                {
+                    grew = true;
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        chain
     }
 }
 
@@ -357,6 +399,7 @@ pub fn record_from(
         answers: Vec::new(),
         answer_ips: Vec::new(),
         ttl: None,
+        ech_configs: Vec::new(),
     };
     if let Some(a) = answer {
         record.rcode = Some(a.rcode);
@@ -365,6 +408,7 @@ pub fn record_from(
         let (ips, ttl) = a.answer_addresses();
         record.answer_ips = ips;
         record.ttl = ttl;
+        record.ech_configs = a.ech_configs();
     }
     Some(record)
 }
@@ -548,6 +592,7 @@ fn parse_svcb(msg: &[u8], start: usize, rdlen: usize) -> Option<RData> {
     let mut alpn = Vec::new();
     let mut ipv4hint = Vec::new();
     let mut ipv6hint = Vec::new();
+    let mut ech = Vec::new();
     let mut pos = used;
     while pos < rdata.len() {
         let key = u16::from_be_bytes([*rdata.get(pos)?, *rdata.get(pos + 1)?]);
@@ -581,6 +626,7 @@ fn parse_svcb(msg: &[u8], start: usize, rdlen: usize) -> Option<RData> {
                     ipv6hint.push(Ipv6Addr::from(b));
                 }
             }
+            SVC_PARAM_ECH => ech = ech_config_list(value)?,
             _ => {}
         }
         pos += 4 + len;
@@ -591,7 +637,138 @@ fn parse_svcb(msg: &[u8], start: usize, rdlen: usize) -> Option<RData> {
         alpn,
         ipv4hint,
         ipv6hint,
+        ech,
     })
+}
+
+/// SvcParamKey of `ech` (RFC 9460 14.3.2): its value is an ECHConfigList.
+const SVC_PARAM_ECH: u16 = 5;
+/// ECHConfig version of draft-ietf-tls-esni-13 onwards (the one deployed).
+const ECH_VERSION: u16 = 0xfe0d;
+
+/// An ECHConfigList (draft-ietf-tls-esni 4): `ECHConfig configs<4..2^16-1>`, each
+/// `version<2> length<2> contents`. Configs of other versions are skipped, as clients do.
+fn ech_config_list(value: &[u8]) -> Option<Vec<EchConfig>> {
+    let mut list = Cursor::new(value);
+    let mut configs = Cursor::new(list.vector16()?);
+    let mut out = Vec::new();
+    while !configs.is_empty() {
+        let version = configs.u16()?;
+        let contents = configs.vector16()?;
+        if version == ECH_VERSION {
+            out.push(ech_config_contents(contents)?);
+        }
+    }
+    Some(out)
+}
+
+/// ECHConfigContents: HpkeKeyConfig (config_id, kem_id, public_key<2>, cipher_suites<2>),
+/// maximum_name_length, public_name<1>, extensions<2>.
+fn ech_config_contents(contents: &[u8]) -> Option<EchConfig> {
+    let mut c = Cursor::new(contents);
+    let config_id = c.u8()?;
+    c.u16()?; // kem_id
+    c.vector16()?; // public_key
+    c.vector16()?; // cipher_suites
+    c.u8()?; // maximum_name_length
+    let public_name = c.vector8()?;
+    c.vector16()?; // extensions
+    let public_name = crate::dissect::tls::host_from_bytes(public_name)?;
+    Some(EchConfig {
+        config_id,
+        public_name,
+    })
+}
+
+/// Bounds-checked reads from a slice, for the nested vectors of SvcParam values.
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn new(data: &'a [u8]) -> Cursor<'a> {
+        Cursor { rest: data }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.rest.len() {
+            return None;
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+    }
+
+    fn vector8(&mut self) -> Option<&'a [u8]> {
+        let n = self.u8()?;
+        self.take(usize::from(n))
+    }
+
+    fn vector16(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()?;
+        self.take(usize::from(n))
+    }
+}
+
+/// Builders of DNS messages for tests here and in the naming code.
+#[cfg(test)]
+pub(crate) mod build {
+    /// An ECHConfigList (draft-ietf-tls-esni 4) with one version-0xfe0d ECHConfig per
+    /// (config_id, public_name): X25519 (KEM 0x0020) with a 32-byte key, HKDF-SHA256 with
+    /// AES-128-GCM, maximum_name_length 0, no extensions, as Cloudflare publishes.
+    pub fn ech_config_list(configs: &[(u8, &str)]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for (id, public_name) in configs {
+            let mut c = vec![*id, 0x00, 0x20, 0, 32];
+            c.extend([0x7f; 32]);
+            c.extend([0, 4, 0, 1, 0, 1]); // cipher_suites: HKDF-SHA256, AES-128-GCM
+            c.push(0); // maximum_name_length
+            c.push(public_name.len() as u8);
+            c.extend(public_name.as_bytes());
+            c.extend([0, 0]); // extensions
+            list.extend([0xfe, 0x0d]);
+            list.extend((c.len() as u16).to_be_bytes());
+            list.extend(c);
+        }
+        let mut out = (list.len() as u16).to_be_bytes().to_vec();
+        out.extend(list);
+        out
+    }
+
+    /// An answer to "`qname` HTTPS": one record `1 . alpn=h3,h2 ipv4hint=<hint> ech=<ech>`.
+    pub fn https_answer(qname: &str, hint: [u8; 4], ech: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x4e, 0x11, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        for label in qname.split('.') {
+            m.push(label.len() as u8);
+            m.extend(label.as_bytes());
+        }
+        m.push(0);
+        m.extend([0, 65, 0, 1]);
+        let mut rdata = vec![0, 1, 0]; // priority 1, target "."
+        rdata.extend([0, 1, 0, 6, 2, b'h', b'3', 2, b'h', b'2']);
+        rdata.extend([0, 4, 0, 4]);
+        rdata.extend(hint);
+        rdata.extend([0, 5]);
+        rdata.extend((ech.len() as u16).to_be_bytes());
+        rdata.extend(ech);
+        m.extend([0xc0, 12, 0, 65, 0, 1, 0, 0, 0x01, 0x2c]);
+        m.extend((rdata.len() as u16).to_be_bytes());
+        m.extend(rdata);
+        m
+    }
 }
 
 #[cfg(test)]
@@ -711,6 +888,72 @@ mod tests {
         assert_eq!(ips[2], "fd00::1".parse::<IpAddr>().unwrap());
         assert_eq!(ttl, Some(30));
         assert_eq!(msg.answers[0].data_text(), "HTTPS 1 .");
+    }
+
+    #[test]
+    fn https_record_ech_configs_are_read() {
+        // Two configs (a key rotation) and one of an unknown version, which is skipped.
+        let mut ech =
+            build::ech_config_list(&[(0x45, "Cloudflare-ECH.com"), (0x46, "cloudflare-ech.com")]);
+        let unknown = [0xfe, 0x0a, 0, 3, 1, 2, 3];
+        ech.extend(unknown);
+        let total = u16::from_be_bytes([ech[0], ech[1]]) + unknown.len() as u16;
+        ech[..2].copy_from_slice(&total.to_be_bytes());
+        let msg = parse(&build::https_answer(
+            "crypto.cloudflare.com",
+            [162, 159, 137, 85],
+            &ech,
+        ))
+        .unwrap();
+        let configs = msg.ech_configs();
+        assert_eq!(
+            configs,
+            vec![
+                EchConfig {
+                    config_id: 0x45,
+                    public_name: "cloudflare-ech.com".into()
+                },
+                EchConfig {
+                    config_id: 0x46,
+                    public_name: "cloudflare-ech.com".into()
+                },
+            ]
+        );
+        let ex = Exchange {
+            time: 5,
+            client: "10.0.0.2:40000".parse().unwrap(),
+            server: "198.18.0.53:53".parse().unwrap(),
+            transport: Proto::Udp,
+        };
+        let rec = record_from(ex, None, Some(&msg)).unwrap();
+        assert_eq!(rec.ech_configs, configs);
+        assert_eq!(
+            rec.answer_ips,
+            vec!["162.159.137.85".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn malformed_ech_configs_are_errors_not_panics() {
+        let good = build::ech_config_list(&[(7, "public.example")]);
+        for cut in 0..good.len() {
+            let mut ech = good[..cut].to_vec();
+            if cut >= 2 {
+                // Keep the outer length consistent with what is left, so the inner ones lie.
+                let inner = (cut - 2) as u16;
+                ech[..2].copy_from_slice(&inner.to_be_bytes());
+            }
+            let m = build::https_answer("svc.example", [198, 18, 7, 7], &ech);
+            match cut {
+                // An empty list (below the spec's minimum) just offers nothing.
+                2 => assert_eq!(parse(&m).map(|m| m.ech_configs()), Ok(Vec::new())),
+                _ => assert!(parse(&m).is_err(), "cut {cut}"),
+            }
+        }
+        // An empty public_name is not a name.
+        let empty_name = build::ech_config_list(&[(7, "")]);
+        let m = build::https_answer("svc.example", [198, 18, 7, 7], &empty_name);
+        assert!(parse(&m).is_err());
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Inspection {
     /// Set once the flow is known to carry no TLS/QUIC (cleartext).
     pub cleartext: bool,
     pub leaks: Vec<String>,
+    /// The config_id of the hello's outer ECH extension: the [`crate::naming::Namer`] calls
+    /// the ECH real only if a DNS answer gave this destination (or this outer name) that
+    /// config, and sets `app_info.ech` accordingly.
+    pub ech_config_id: Option<u8>,
 }
 
 /// What the flow was found to speak.
@@ -596,6 +600,7 @@ impl Inspector {
         info.alpn = hello.alpn.clone();
         info.tls_version = tls::version_name(hello.version).map(str::to_string);
         info.ech = hello.ech;
+        self.result.ech_config_id = hello.ech_config_id;
     }
 }
 

@@ -43,9 +43,12 @@ pub struct ClientHello {
     /// The highest version offered: from supported_versions (GREASE ignored), else the legacy
     /// version field.
     pub version: u16,
-    /// The encrypted_client_hello extension is present (a real ECH or GREASE: indistinguishable
-    /// on the wire by design).
+    /// The encrypted_client_hello extension is present: a real ECH or GREASE, indistinguishable
+    /// in the hello alone by design.
     pub ech: bool,
+    /// The config_id of an outer ECH extension. Real only if it names an ECHConfig the client
+    /// was given (a DNS HTTPS record's `ech`); GREASE ECH carries a random one.
+    pub ech_config_id: Option<u8>,
 }
 
 /// "TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3", or None for unknown versions.
@@ -233,11 +236,26 @@ pub fn parse_handshake(hs: &[u8]) -> Result<ClientHello, TlsError> {
                     hello.version = best;
                 }
             }
-            EXT_ECH => hello.ech = true,
+            EXT_ECH => {
+                hello.ech = true;
+                hello.ech_config_id = ech_outer_config_id(&mut ext);
+            }
             _ => {}
         }
     }
     Ok(hello)
+}
+
+/// The config_id of an ECHClientHello of type outer (draft-ietf-tls-esni 5): type<1> = 0,
+/// cipher_suite (kdf_id<2>, aead_id<2>), config_id<1>, enc<2>, payload<2>. None for the
+/// inner type or a malformed extension (the hello itself stays readable).
+fn ech_outer_config_id(ext: &mut Reader) -> Option<u8> {
+    const OUTER: u8 = 0;
+    if ext.u8("ECH type").ok()? != OUTER {
+        return None;
+    }
+    ext.skip(4, "ECH cipher suite").ok()?;
+    ext.u8("ECH config id").ok()
 }
 
 /// GREASE values (RFC 8701) are 0x?a?a with both bytes equal.
@@ -380,6 +398,16 @@ pub(crate) mod build {
         (43, d)
     }
 
+    /// An outer encrypted_client_hello extension (HKDF-SHA256, AES-128-GCM) naming
+    /// `config_id`, with a 32-byte enc and a 144-byte payload, as Chrome sends (real or GREASE).
+    pub fn ech_outer(config_id: u8) -> (u16, Vec<u8>) {
+        let mut d = vec![0, 0, 1, 0, 1, config_id, 0, 32];
+        d.extend([0x3c; 32]);
+        d.extend([0, 144]);
+        d.extend([0x5e; 144]);
+        (super::EXT_ECH, d)
+    }
+
     /// Wrap a handshake message in TLS records of at most `max` bytes each.
     pub fn records(hs: &[u8], max: usize) -> Vec<u8> {
         let mut out = Vec::new();
@@ -416,7 +444,7 @@ pub(crate) mod build {
 
 #[cfg(test)]
 mod tests {
-    use super::build::{alpn, client_hello, records, sni, versions};
+    use super::build::{alpn, client_hello, ech_outer, records, sni, versions};
     use super::{
         EXT_ECH, TlsError, client_hello_from_records, is_grease, parse_handshake, version_name,
     };
@@ -449,14 +477,16 @@ mod tests {
     }
 
     #[test]
-    fn ech_marks_the_outer_name() {
-        let ch = parse_handshake(&client_hello(&[
-            sni("public.example"),
-            (EXT_ECH, vec![0, 0, 1]),
-        ]))
-        .unwrap();
+    fn ech_outer_extension_gives_its_config_id() {
+        let ch = parse_handshake(&client_hello(&[sni("public.example"), ech_outer(0x2a)])).unwrap();
         assert!(ch.ech);
+        assert_eq!(ch.ech_config_id, Some(0x2a));
         assert_eq!(ch.sni.as_deref(), Some("public.example"));
+        // The inner type (inside the encrypted hello) and a cut extension have no outer id.
+        let inner = parse_handshake(&client_hello(&[(EXT_ECH, vec![1])])).unwrap();
+        assert_eq!((inner.ech, inner.ech_config_id), (true, None));
+        let cut = parse_handshake(&client_hello(&[(EXT_ECH, vec![0, 0, 1])])).unwrap();
+        assert_eq!((cut.ech, cut.ech_config_id), (true, None));
     }
 
     #[test]

@@ -329,6 +329,7 @@ mod tests {
             answers: vec!["198.18.0.1".into()],
             answer_ips: vec!["198.18.0.1".parse().unwrap()],
             ttl: Some(60),
+            ech_configs: Vec::new(),
         }
     }
 

@@ -282,6 +282,7 @@ impl Synth {
                 answers: vec![dst_ip.to_string()],
                 answer_ips: vec![dst_ip],
                 ttl: Some(300),
+                ech_configs: Vec::new(),
             }));
         }
         let mut flow = FlowRecord::new(id, key, start);
