@@ -13,6 +13,7 @@ pub mod http;
 pub mod leaks;
 pub mod mipush;
 pub mod quic;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod tls;
 pub mod x509;
 

@@ -73,34 +73,22 @@ pub fn looks_like_record(data: &[u8]) -> bool {
 /// "not complete yet, call again with more bytes".
 pub fn client_hello_from_records(stream: &[u8]) -> Result<Option<ClientHello>, TlsError> {
     let mut handshake: Vec<u8> = Vec::new();
-    let mut pos = 0;
-    loop {
-        let Some(header) = stream.get(pos..pos + 5) else {
-            return Ok(None);
-        };
-        if !looks_like_record(header) {
-            return Err(TlsError::NotTls(header.to_vec()));
-        }
-        if header[0] != CONTENT_HANDSHAKE {
-            return Err(TlsError::UnexpectedRecord(header[0]));
-        }
-        let len = u16::from_be_bytes([header[3], header[4]]) as usize;
-        if len == 0 {
+    for fragment in HandshakeRecords::new(stream) {
+        let fragment = fragment?;
+        if fragment.whole && fragment.body.is_empty() {
             return Err(TlsError::Malformed("empty handshake record"));
         }
-        // A record may be split over segments: use what we have of it.
-        let body_end = (pos + 5 + len).min(stream.len());
-        handshake.extend_from_slice(&stream[pos + 5..body_end]);
+        handshake.extend_from_slice(fragment.body);
         if let Some(total) = handshake_len(&handshake)?
-            && handshake.len() >= total
+            && let Some(hello) = handshake.get(..total)
         {
-            return parse_handshake(&handshake[..total]).map(Some);
+            return parse_handshake(hello).map(Some);
         }
-        if body_end < pos + 5 + len {
+        if !fragment.whole {
             return Ok(None);
         }
-        pos += 5 + len;
     }
+    Ok(None)
 }
 
 /// The name on the server's certificate, from the first bytes of a server-to-client TCP
@@ -108,58 +96,128 @@ pub fn client_hello_from_records(stream: &[u8]) -> Result<Option<ClientHello>, T
 /// shows as a ChangeCipherSpec or application record right after the ServerHello). Ok(None)
 /// means "call again with more bytes"; Err means no name will come from this stream.
 pub fn server_certificate_name(stream: &[u8]) -> Result<Option<String>, TlsError> {
+    let mut handshake: Vec<u8> = Vec::new();
+    for fragment in HandshakeRecords::new(stream) {
+        let fragment = fragment?;
+        handshake.extend_from_slice(fragment.body);
+        if let Some(name) = certificate_name_in(&handshake)? {
+            return Ok(Some(name));
+        }
+        if !fragment.whole {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Walk the server's handshake messages gathered so far: ServerHello, then Certificate, whose
+/// first entry is the server's own. Ok(None): not all there yet.
+fn certificate_name_in(handshake: &[u8]) -> Result<Option<String>, TlsError> {
     const SERVER_HELLO: u8 = 2;
     const CERTIFICATE: u8 = 11;
-    let mut handshake: Vec<u8> = Vec::new();
-    let mut pos = 0usize;
-    loop {
-        let Some(header) = stream.get(pos..pos + 5) else {
-            return Ok(None);
-        };
+    let mut at = 0usize;
+    while let Some((kind, body_len, body)) = handshake_message(handshake, at) {
+        match kind {
+            SERVER_HELLO => match body.checked_add(body_len) {
+                Some(next) if next <= handshake.len() => at = next,
+                _ => return Ok(None),
+            },
+            CERTIFICATE => {
+                // certificate_list<3>, then the first ASN.1Cert<3>.
+                let Some(first) = handshake.get(body.saturating_add(3)..body.saturating_add(6))
+                else {
+                    return Ok(None);
+                };
+                let cert_len = u24(first);
+                if cert_len > body_len {
+                    return Err(TlsError::Malformed("certificate longer than its message"));
+                }
+                let start = body.saturating_add(6);
+                let Some(cert) = handshake.get(start..start.saturating_add(cert_len)) else {
+                    return Ok(None);
+                };
+                return super::x509::server_name(cert)
+                    .map(Some)
+                    .ok_or(TlsError::Malformed("certificate without a host name"));
+            }
+            _ => return Err(TlsError::Malformed("no certificate after the ServerHello")),
+        }
+    }
+    Ok(None)
+}
+
+/// The handshake message header at `at`: its type, body length and body offset.
+fn handshake_message(handshake: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+    let body = at.checked_add(4)?;
+    let header = handshake.get(at..body)?;
+    Some((*header.first()?, u24(header.get(1..)?), body))
+}
+
+/// A big-endian 24-bit length (the first three bytes; 0 if fewer).
+fn u24(b: &[u8]) -> usize {
+    match b {
+        [a, b, c, ..] => usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c),
+        _ => 0,
+    }
+}
+
+/// One TLS record's body, or the part of the last record that has arrived.
+struct Fragment<'a> {
+    body: &'a [u8],
+    whole: bool,
+}
+
+/// The handshake records at the start of a TCP stream, in order, for the client's hello and
+/// the server's first flight alike. Ends after the first record not yet complete, or with an
+/// error at the first record that is not a handshake record.
+struct HandshakeRecords<'a> {
+    stream: &'a [u8],
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> HandshakeRecords<'a> {
+    fn new(stream: &'a [u8]) -> HandshakeRecords<'a> {
+        HandshakeRecords {
+            stream,
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl<'a> Iterator for HandshakeRecords<'a> {
+    type Item = Result<Fragment<'a>, TlsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let rest = self.stream.get(self.pos..)?;
+        let (header, after) = (rest.get(..5)?, rest.get(5..)?);
         if !looks_like_record(header) {
-            return Err(TlsError::NotTls(header.to_vec()));
+            self.done = true;
+            return Some(Err(TlsError::NotTls(header.to_vec())));
         }
         if header[0] != CONTENT_HANDSHAKE {
-            return Err(TlsError::UnexpectedRecord(header[0]));
+            self.done = true;
+            return Some(Err(TlsError::UnexpectedRecord(header[0])));
         }
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        let body_end = (pos + 5 + len).min(stream.len());
-        handshake.extend_from_slice(&stream[pos + 5..body_end]);
-        // Walk the messages gathered so far: ServerHello, then Certificate.
-        let mut at = 0usize;
-        while let Some(h) = handshake.get(at..at + 4) {
-            let body_len = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
-            match h[0] {
-                SERVER_HELLO => match at.checked_add(4 + body_len) {
-                    Some(next) if next <= handshake.len() => at = next,
-                    _ => break,
-                },
-                CERTIFICATE => {
-                    // certificate_list<3>, then the first (the server's own) ASN.1Cert<3>.
-                    let Some(first) = handshake.get(at + 4 + 3..at + 4 + 6) else {
-                        break;
-                    };
-                    let cert_len = usize::from(first[0]) << 16
-                        | usize::from(first[1]) << 8
-                        | usize::from(first[2]);
-                    if cert_len > body_len {
-                        return Err(TlsError::Malformed("certificate longer than its message"));
-                    }
-                    let start = at + 4 + 6;
-                    let Some(cert) = handshake.get(start..start + cert_len) else {
-                        break;
-                    };
-                    return super::x509::server_name(cert)
-                        .map(Some)
-                        .ok_or(TlsError::Malformed("certificate without a host name"));
-                }
-                _ => return Err(TlsError::Malformed("no certificate after the ServerHello")),
+        Some(Ok(match after.get(..len) {
+            Some(body) => {
+                // 5 + a u16 length, within the stream: cannot wrap.
+                self.pos = self.pos.saturating_add(5).saturating_add(len);
+                Fragment { body, whole: true }
             }
-        }
-        if body_end < pos + 5 + len {
-            return Ok(None);
-        }
-        pos += 5 + len;
+            None => {
+                self.done = true;
+                Fragment {
+                    body: after,
+                    whole: false,
+                }
+            }
+        }))
     }
 }
 
@@ -172,7 +230,7 @@ pub fn handshake_len(hs: &[u8]) -> Result<Option<usize>, TlsError> {
     if h[0] != HANDSHAKE_CLIENT_HELLO {
         return Err(TlsError::NotClientHello(h[0]));
     }
-    let total = 4 + ((h[1] as usize) << 16 | (h[2] as usize) << 8 | h[3] as usize);
+    let total = u24(&h[1..]).saturating_add(4);
     if total > MAX_HELLO_LEN {
         return Err(TlsError::TooLong(total));
     }
@@ -310,7 +368,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn remaining(&self) -> usize {
-        self.data.len() - self.pos
+        self.data.len().saturating_sub(self.pos)
     }
 
     fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], TlsError> {
@@ -319,9 +377,9 @@ impl<'a> Reader<'a> {
                 .get(self.pos..self.pos.saturating_add(n))
                 .ok_or(TlsError::Truncated {
                     what,
-                    offset: self.base + self.pos,
+                    offset: self.base.saturating_add(self.pos),
                 })?;
-        self.pos += n;
+        self.pos = self.pos.saturating_add(n); // within `data`: cannot saturate
         Ok(out)
     }
 
@@ -339,7 +397,7 @@ impl<'a> Reader<'a> {
     }
 
     fn sub(&mut self, n: usize, what: &'static str) -> Result<Reader<'a>, TlsError> {
-        let base = self.base + self.pos;
+        let base = self.base.saturating_add(self.pos);
         let data = self.bytes(n, what)?;
         Ok(Reader { data, pos: 0, base })
     }
@@ -347,6 +405,7 @@ impl<'a> Reader<'a> {
 
 /// Builders of ClientHellos for tests here and in the other dissectors.
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub(crate) mod build {
     /// A ClientHello handshake message with the given extensions (type, data).
     pub fn client_hello(exts: &[(u16, Vec<u8>)]) -> Vec<u8> {
@@ -443,6 +502,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::build::{alpn, client_hello, ech_outer, records, sni, versions};
     use super::{
