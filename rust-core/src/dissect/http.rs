@@ -84,10 +84,10 @@ pub fn parse_request(data: &[u8]) -> Result<Option<Request>, HttpError> {
     let method = String::from_utf8_lossy(method).into_owned();
     let mut host = None;
     let mut complete = false;
-    let mut rest = &head[line_end + 1..];
+    let mut rest = head.get(line_end.saturating_add(1)..).unwrap_or_default();
     while let Some(end) = find(rest, b"\n") {
         let header = trim_cr(&rest[..end]);
-        rest = &rest[end + 1..];
+        rest = rest.get(end.saturating_add(1)..).unwrap_or_default();
         if header.is_empty() {
             complete = true;
             break;
@@ -130,8 +130,8 @@ pub fn next_request(data: &[u8]) -> Result<Option<RequestLine>, HttpError> {
         return Ok(None);
     }
     let head_end = find(data, b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| find(data, b"\n\n").map(|i| i + 2))
+        .map(|i| i.saturating_add(4))
+        .or_else(|| find(data, b"\n\n").map(|i| i.saturating_add(2)))
         .ok_or(HttpError::BadRequestLine)?;
     let head = &data[..head_end];
     let line_end = find(head, b"\n").ok_or(HttpError::BadRequestLine)?;
@@ -142,7 +142,12 @@ pub fn next_request(data: &[u8]) -> Result<Option<RequestLine>, HttpError> {
         .nth(1)
         .ok_or(HttpError::BadRequestLine)?;
     let mut content_length = Some(0usize);
-    for header in head[line_end + 1..].split(|&b| b == b'\n').map(trim_cr) {
+    for header in head
+        .get(line_end.saturating_add(1)..)
+        .unwrap_or_default()
+        .split(|&b| b == b'\n')
+        .map(trim_cr)
+    {
         let Some(colon) = header.iter().position(|&b| b == b':') else {
             continue;
         };
@@ -178,7 +183,7 @@ fn host_from_target(method: &str, target: &[u8]) -> Option<String> {
         .unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     let authority = match authority.iter().rposition(|&b| b == b'@') {
-        Some(at) => &authority[at + 1..],
+        Some(at) => authority.get(at.saturating_add(1)..).unwrap_or_default(),
         None => authority,
     };
     host_without_port(authority)
@@ -220,11 +225,12 @@ fn trim(v: &[u8]) -> &[u8] {
     let end = v
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+        .map_or(start, |e| e.saturating_add(1));
     &v[start..end]
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -58,22 +58,22 @@ fn nested_model(msg: &[u8], depth: usize) -> bool {
         let Some((key, used)) = varint(&msg[pos..]) else {
             break;
         };
-        pos += used;
+        pos = pos.saturating_add(used);
         let (field, wire) = (key >> 3, key & 7);
         match wire {
             0 => {
                 let Some((_, used)) = varint(&msg[pos..]) else {
                     break;
                 };
-                pos += used;
+                pos = pos.saturating_add(used);
             }
-            1 => pos += 8,
-            5 => pos += 4,
+            1 => pos = pos.saturating_add(8),
+            5 => pos = pos.saturating_add(4),
             2 => {
                 let Some((len, used)) = varint(&msg[pos..]) else {
                     break;
                 };
-                pos += used;
+                pos = pos.saturating_add(used);
                 let Some(value) = usize::try_from(len)
                     .ok()
                     .and_then(|l| msg.get(pos..pos.checked_add(l)?))
@@ -81,7 +81,7 @@ fn nested_model(msg: &[u8], depth: usize) -> bool {
                     break;
                 };
                 fields.push((field, value));
-                pos += value.len();
+                pos = pos.saturating_add(value.len());
             }
             _ => break,
         }
@@ -95,21 +95,26 @@ fn nested_model(msg: &[u8], depth: usize) -> bool {
     if model && version {
         return true;
     }
-    fields.iter().any(|(_, v)| nested_model(v, depth + 1))
+    fields
+        .iter()
+        .any(|(_, v)| nested_model(v, depth.saturating_add(1)))
 }
 
 fn varint(data: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
+    let mut shift = 0u32;
     for (i, &b) in data.iter().enumerate().take(10) {
-        value |= u64::from(b & 0x7f) << (7 * i);
+        value |= u64::from(b & 0x7f).checked_shl(shift)?;
         if b & 0x80 == 0 {
-            return Some((value, i + 1));
+            return Some((value, i.saturating_add(1)));
         }
+        shift = shift.saturating_add(7);
     }
     None
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

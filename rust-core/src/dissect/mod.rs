@@ -9,12 +9,15 @@
 //! the flow's life.
 
 pub mod dns;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod http;
 pub mod leaks;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod mipush;
 pub mod quic;
 #[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod tls;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod x509;
 
 use std::collections::BTreeSet;

@@ -125,6 +125,7 @@ fn host(value: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub(crate) mod build {
     /// DER element with a definite length.
     pub fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
@@ -193,6 +194,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::build::certificate;
     use super::server_name;
