@@ -333,13 +333,15 @@ pub fn parse_lenient(msg: &[u8]) -> Result<DnsMessage, DnsError> {
 /// the messages and how many bytes they used; a partial message at the end is left for later.
 pub fn split_tcp(stream: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(len_bytes) = stream.get(pos..pos + 2) {
-        let len = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
-        match stream.get(pos + 2..pos + 2 + len) {
+    let mut pos = 0usize;
+    while let Some(len_bytes) = stream.get(pos..pos.saturating_add(2)) {
+        let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+        let start = pos.saturating_add(2);
+        let end = start.saturating_add(len);
+        match stream.get(start..end) {
             Some(m) => {
                 out.push(m);
-                pos += 2 + len;
+                pos = end;
             }
             None => break,
         }
@@ -355,12 +357,12 @@ pub fn parse_tcp(framed: &[u8]) -> Result<DnsMessage, DnsError> {
             offset: 0,
         });
     };
-    let declared = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
-    match framed.get(2..2 + declared) {
+    let declared = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+    match framed.get(2..declared.saturating_add(2)) {
         Some(m) => parse(m),
         None => Err(DnsError::TcpLength {
             declared,
-            available: framed.len() - 2,
+            available: framed.len().saturating_sub(2),
         }),
     }
 }
@@ -420,15 +422,13 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DnsError> {
-        let out = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.msg.get(self.pos..end))
-            .ok_or(DnsError::Truncated {
-                what,
-                offset: self.pos,
-            })?;
-        self.pos += n;
+        let truncated = DnsError::Truncated {
+            what,
+            offset: self.pos,
+        };
+        let end = self.pos.checked_add(n).ok_or(truncated.clone())?;
+        let out = self.msg.get(self.pos..end).ok_or(truncated)?;
+        self.pos = end;
         Ok(out)
     }
 
@@ -482,7 +482,7 @@ impl<'a> Reader<'a> {
             },
             TYPE_CNAME | TYPE_NS | TYPE_PTR => {
                 let (target, end) = read_name(self.msg, start)?;
-                if end != start + rdlen {
+                if Some(end) != start.checked_add(rdlen) {
                     return Err(bad);
                 }
                 RData::Name(target)
@@ -516,27 +516,28 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
         match len & 0xc0 {
             0x00 => {
                 if len == 0 {
-                    let end = end_after.unwrap_or(pos + 1);
+                    let end = end_after.unwrap_or(pos.saturating_add(1));
                     return Ok((out, end));
                 }
-                let label =
-                    msg.get(pos + 1..pos + 1 + len as usize)
-                        .ok_or(DnsError::Truncated {
-                            what: "name label",
-                            offset: pos,
-                        })?;
-                wire_len += 1 + label.len();
-                if wire_len + 1 > MAX_NAME_WIRE_LEN {
+                // Offsets within `msg`: the saturating adds cannot saturate.
+                let label_start = pos.saturating_add(1);
+                let label_end = label_start.saturating_add(usize::from(len));
+                let label = msg.get(label_start..label_end).ok_or(DnsError::Truncated {
+                    what: "name label",
+                    offset: pos,
+                })?;
+                wire_len = wire_len.saturating_add(1).saturating_add(label.len());
+                if wire_len.saturating_add(1) > MAX_NAME_WIRE_LEN {
                     return Err(DnsError::NameTooLong { offset: start });
                 }
                 if !out.is_empty() {
                     out.push('.');
                 }
                 push_label(&mut out, label);
-                pos += 1 + len as usize;
+                pos = label_end;
             }
             0xc0 => {
-                let lo = *msg.get(pos + 1).ok_or(DnsError::Truncated {
+                let lo = *msg.get(pos.saturating_add(1)).ok_or(DnsError::Truncated {
                     what: "name pointer",
                     offset: pos,
                 })?;
@@ -547,12 +548,12 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
                         target,
                     });
                 }
-                jumps += 1;
+                jumps = jumps.saturating_add(1);
                 if jumps > MAX_POINTER_JUMPS {
                     return Err(DnsError::TooManyPointers { offset: start });
                 }
                 if end_after.is_none() {
-                    end_after = Some(pos + 2);
+                    end_after = Some(pos.saturating_add(2));
                 }
                 pos = target;
             }
@@ -585,7 +586,7 @@ fn push_label(out: &mut String, label: &[u8]) {
 
 /// SVCB/HTTPS RDATA: priority, target name (never compressed, RFC 9460 2.2), then SvcParams.
 fn parse_svcb(msg: &[u8], start: usize, rdlen: usize) -> Option<RData> {
-    let rdata = msg.get(start..start + rdlen)?;
+    let rdata = msg.get(start..start.checked_add(rdlen)?)?;
     let priority = u16::from_be_bytes([*rdata.first()?, *rdata.get(1)?]);
     // Decode the target from the RDATA alone so a pointer cannot escape the record.
     let (target, used) = read_name(rdata, 2).ok()?;
@@ -593,19 +594,15 @@ fn parse_svcb(msg: &[u8], start: usize, rdlen: usize) -> Option<RData> {
     let mut ipv4hint = Vec::new();
     let mut ipv6hint = Vec::new();
     let mut ech = Vec::new();
-    let mut pos = used;
-    while pos < rdata.len() {
-        let key = u16::from_be_bytes([*rdata.get(pos)?, *rdata.get(pos + 1)?]);
-        let len = u16::from_be_bytes([*rdata.get(pos + 2)?, *rdata.get(pos + 3)?]) as usize;
-        let value = rdata.get(pos + 4..pos + 4 + len)?;
+    let mut params = Cursor::new(rdata.get(used..)?);
+    while !params.is_empty() {
+        let key = params.u16()?;
+        let value = params.vector16()?;
         match key {
             1 => {
-                let mut i = 0;
-                while i < value.len() {
-                    let l = value[i] as usize;
-                    let id = value.get(i + 1..i + 1 + l)?;
-                    alpn.push(String::from_utf8_lossy(id).into_owned());
-                    i += 1 + l;
+                let mut ids = Cursor::new(value);
+                while !ids.is_empty() {
+                    alpn.push(String::from_utf8_lossy(ids.vector8()?).into_owned());
                 }
             }
             4 => {
@@ -629,7 +626,6 @@ fn parse_svcb(msg: &[u8], start: usize, rdlen: usize) -> Option<RData> {
             SVC_PARAM_ECH => ech = ech_config_list(value)?,
             _ => {}
         }
-        pos += 4 + len;
     }
     Some(RData::Svcb {
         priority,
@@ -725,6 +721,7 @@ impl<'a> Cursor<'a> {
 
 /// Builders of DNS messages for tests here and in the naming code.
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub(crate) mod build {
     /// An ECHConfigList (draft-ietf-tls-esni 4) with one version-0xfe0d ECHConfig per
     /// (config_id, public_name): X25519 (KEM 0x0020) with a 32-byte key, HKDF-SHA256 with
@@ -772,6 +769,7 @@ pub(crate) mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

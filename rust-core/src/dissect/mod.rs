@@ -8,6 +8,7 @@
 //! [`SCAN_LIMIT`] bytes per direction for the identifier scan) and never stores payload beyond
 //! the flow's life.
 
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod dns;
 #[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod http;
