@@ -157,12 +157,12 @@ pub fn redact(text: &str, ctx: Option<&DeviceContext>) -> String {
     let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
     for (value, key_kind) in keyed_values(&lower) {
         if let Some(kind) = keyed_kind(value, key_kind).filter(|k| !is_descriptor(k)) {
-            let start = value.as_ptr() as usize - base;
-            spans.push((start, start + value.len(), kind));
+            let start = (value.as_ptr() as usize).saturating_sub(base);
+            spans.push((start, start.saturating_add(value.len()), kind));
         }
     }
     spans.extend(standalone_imeis(&lower).map(|(s, e)| (s, e, IMEI)));
-    spans.extend(standalone_macs(&lower).map(|s| (s, s + 17, MAC)));
+    spans.extend(standalone_macs(&lower).map(|s| (s, s.saturating_add(17), MAC)));
     if let Some(ctx) = ctx {
         for ip in &ctx.own_ips {
             if ip.is_unspecified() || ip.is_loopback() {
@@ -170,7 +170,8 @@ pub fn redact(text: &str, ctx: Option<&DeviceContext>) -> String {
             }
             let needle = ip.to_string();
             spans.extend(
-                token_positions(&lower, needle.as_bytes()).map(|s| (s, s + needle.len(), OWN_IP)),
+                token_positions(&lower, needle.as_bytes())
+                    .map(|s| (s, s.saturating_add(needle.len()), OWN_IP)),
             );
         }
     }
@@ -210,12 +211,12 @@ fn keyed_values(lower: &[u8]) -> Vec<(&[u8], KeyKind)> {
     let mut i = 0;
     while i < lower.len() {
         if !is_key_char(lower[i]) {
-            i += 1;
+            i = i.saturating_add(1);
             continue;
         }
         let start = i;
         while i < lower.len() && is_key_char(lower[i]) {
-            i += 1;
+            i = i.saturating_add(1);
         }
         let token = &lower[start..i];
         if token.len() < 3 || token.len() > 32 {
@@ -257,9 +258,9 @@ fn value_after(lower: &[u8], mut pos: usize) -> Option<&[u8]> {
         match lower.get(pos) {
             Some(b'=' | b':' | b'>') => {
                 saw_sep = true;
-                pos += 1;
+                pos = pos.saturating_add(1);
             }
-            Some(b'"' | b'\'' | b' ' | b'\\') => pos += 1,
+            Some(b'"' | b'\'' | b' ' | b'\\') => pos = pos.saturating_add(1),
             _ => break,
         }
     }
@@ -267,8 +268,8 @@ fn value_after(lower: &[u8], mut pos: usize) -> Option<&[u8]> {
         return None;
     }
     let start = pos;
-    while pos < lower.len() && pos - start < 96 && is_value_char(lower[pos]) {
-        pos += 1;
+    while pos < lower.len() && pos.saturating_sub(start) < 96 && is_value_char(lower[pos]) {
+        pos = pos.saturating_add(1);
     }
     Some(&lower[start..pos])
 }
@@ -321,14 +322,14 @@ fn is_mac(v: &[u8]) -> bool {
 pub fn luhn_ok(digits: &[u8]) -> bool {
     let mut sum = 0u32;
     for (i, d) in digits.iter().rev().enumerate() {
-        let mut v = u32::from(d - b'0');
+        let mut v = u32::from(d.wrapping_sub(b'0'));
         if i % 2 == 1 {
-            v *= 2;
+            v = v.saturating_mul(2);
             if v > 9 {
-                v -= 9;
+                v = v.saturating_sub(9);
             }
         }
-        sum += v;
+        sum = sum.saturating_add(v);
     }
     sum.is_multiple_of(10)
 }
@@ -358,16 +359,20 @@ fn standalone_imeis(lower: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     std::iter::from_fn(move || {
         while i < lower.len() {
             if !lower[i].is_ascii_digit() {
-                i += 1;
+                i = i.saturating_add(1);
                 continue;
             }
             let start = i;
             while i < lower.len() && lower[i].is_ascii_digit() {
-                i += 1;
+                i = i.saturating_add(1);
             }
             let run = &lower[start..i];
-            let bounded = (start == 0 || !is_word(lower[start - 1]) && lower[start - 1] != b'.')
-                && lower.get(i).is_none_or(|&b| !is_word(b) && b != b'.');
+            let beside = |b: &u8| !is_word(*b) && *b != b'.';
+            let bounded = start
+                .checked_sub(1)
+                .and_then(|j| lower.get(j))
+                .is_none_or(beside)
+                && lower.get(i).is_none_or(beside);
             if run.len() == 15
                 && bounded
                 && TAC_REPORTING_BODIES
@@ -391,14 +396,14 @@ fn named_as_not_imei(before: &[u8]) -> bool {
     let key_end = tail
         .iter()
         .rposition(|&b| !matches!(b, b'=' | b':' | b'"' | b'\'' | b' ' | b'>'))
-        .map_or(0, |i| i + 1);
+        .map_or(0, |i| i.saturating_add(1));
     if key_end == tail.len() {
         return false; // no separator: not a key's value
     }
     let key_start = tail[..key_end]
         .iter()
         .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
-        .map_or(0, |i| i + 1);
+        .map_or(0, |i| i.saturating_add(1));
     let key = &tail[key_start..key_end];
     NOT_IMEI_KEY_PARTS
         .iter()
@@ -413,14 +418,14 @@ fn standalone_mac(lower: &[u8]) -> bool {
 /// Start offsets of the standalone MAC addresses (17 bytes each).
 fn standalone_macs(lower: &[u8]) -> impl Iterator<Item = usize> + '_ {
     (0..=lower.len().saturating_sub(17))
-        .filter(move |&start| start + 17 <= lower.len())
+        .filter(move |&start| start.saturating_add(17) <= lower.len())
         .filter(move |&start| {
-            let cand = &lower[start..start + 17];
+            let cand = &lower[start..start.saturating_add(17)];
             if cand[2] != b':' || !is_mac(cand) {
                 return false;
             }
             let before = start.checked_sub(1).map(|i| lower[i]);
-            let after = lower.get(start + 17).copied();
+            let after = lower.get(start.saturating_add(17)).copied();
             let embedded = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit() || b == b':');
             !embedded(before) && !embedded(after)
         })
@@ -435,37 +440,37 @@ fn miui_version_shape(data: &[u8]) -> bool {
         } else if data[i..].starts_with(b"OS") {
             2
         } else {
-            i += 1;
+            i = i.saturating_add(1);
             continue;
         };
-        if i > 0 && is_word(data[i - 1]) {
-            i += 1;
+        if i.checked_sub(1).is_some_and(|j| is_word(data[j])) {
+            i = i.saturating_add(1);
             continue;
         }
-        let mut p = i + prefix;
-        let mut groups = 0;
+        let mut p = i.saturating_add(prefix);
+        let mut groups = 0u32;
         loop {
             let digits_start = p;
-            while p < data.len() && data[p].is_ascii_digit() && p - digits_start < 3 {
-                p += 1;
+            while p < data.len() && data[p].is_ascii_digit() && p.saturating_sub(digits_start) < 3 {
+                p = p.saturating_add(1);
             }
             if p == digits_start || data.get(p) != Some(&b'.') {
                 break;
             }
-            groups += 1;
-            p += 1;
+            groups = groups.saturating_add(1);
+            p = p.saturating_add(1);
         }
         if groups == 4 {
             let letters_start = p;
             while p < data.len() && data[p].is_ascii_uppercase() {
-                p += 1;
+                p = p.saturating_add(1);
             }
-            let n = p - letters_start;
+            let n = p.saturating_sub(letters_start);
             if (5..=9).contains(&n) && data.get(p).is_none_or(|b| !b.is_ascii_alphanumeric()) {
                 return true;
             }
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
     false
 }
@@ -478,7 +483,7 @@ fn android_user_agent_model(lower: &[u8]) -> bool {
         let Some(semi) = before.iter().rposition(|&b| b == b';') else {
             return false;
         };
-        let model = before[semi + 1..].trim_ascii();
+        let model = before[semi.saturating_add(1)..].trim_ascii();
         let android = memchr::memmem::rfind(&before[..semi], b"android").is_some();
         android && !model.is_empty() && model.iter().all(|&b| b.is_ascii_graphic() || b == b' ')
     })
@@ -500,11 +505,12 @@ fn token_positions<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = 
     memchr::memmem::find_iter(hay, needle).filter(move |&i| {
         !needle.is_empty()
             && !glued(i.checked_sub(1).and_then(|j| hay.get(j)))
-            && !glued(hay.get(i + needle.len()))
+            && !glued(hay.get(i.saturating_add(needle.len())))
     })
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -12,6 +12,7 @@
 pub mod dns;
 #[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod http;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod leaks;
 #[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod mipush;
