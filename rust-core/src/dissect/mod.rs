@@ -16,6 +16,7 @@ pub mod http;
 pub mod leaks;
 #[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod mipush;
+#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod quic;
 #[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod tls;

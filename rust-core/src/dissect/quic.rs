@@ -38,6 +38,8 @@ const MAX_DATAGRAMS: u32 = 16;
 /// A QUIC connection ID is at most 20 bytes (RFC 9000 17.2).
 const MAX_CID_LEN: usize = 20;
 
+// Evaluated at compile time on constants only: an overflow would fail the build.
+#[allow(clippy::arithmetic_side_effects)]
 const fn hex20(s: &[u8; 40]) -> [u8; 20] {
     const fn nibble(c: u8) -> u8 {
         match c {
@@ -112,6 +114,13 @@ fn initial_salt(version: u32) -> Option<(&'static [u8; 20], bool)> {
     Some((salt, v2))
 }
 
+/// The number two ASCII digits spell ("46"); the caller has checked that they are digits.
+fn two_digits(tens: u8, ones: u8) -> u32 {
+    u32::from(tens.wrapping_sub(b'0'))
+        .saturating_mul(10)
+        .saturating_add(u32::from(ones.wrapping_sub(b'0')))
+}
+
 /// The family of a version, or None when unknown.
 pub fn family(version: u32) -> Option<Family> {
     let b = version.to_be_bytes();
@@ -119,8 +128,7 @@ pub fn family(version: u32) -> Option<Family> {
         Q050 => Some(Family::GoogleEncryptedChlo),
         T050 | T051 => Some(Family::GoogleTls),
         _ if b[0] == b'Q' && b[1] == b'0' && b[2].is_ascii_digit() && b[3].is_ascii_digit() => {
-            let n = (b[2] - b'0') * 10 + (b[3] - b'0');
-            (n <= 46).then_some(Family::GoogleClear)
+            (two_digits(b[2], b[3]) <= 46).then_some(Family::GoogleClear)
         }
         _ if initial_salt(version).is_some() => Some(Family::Ietf),
         _ => None,
@@ -171,9 +179,11 @@ struct Keys {
 }
 
 fn expand_label(secret: &Hkdf<Sha256>, label: &[u8], out: &mut [u8]) -> Result<(), QuicError> {
-    let mut info = Vec::with_capacity(4 + 6 + label.len());
-    info.extend_from_slice(&(out.len() as u16).to_be_bytes());
-    info.push((6 + label.len()) as u8);
+    let out_len = u16::try_from(out.len()).map_err(|_| QuicError::Decrypt)?;
+    let label_len = u8::try_from(label.len().saturating_add(6)).map_err(|_| QuicError::Decrypt)?;
+    let mut info = Vec::with_capacity(label.len().saturating_add(10));
+    info.extend_from_slice(&out_len.to_be_bytes());
+    info.push(label_len);
     info.extend_from_slice(b"tls13 ");
     info.extend_from_slice(label);
     info.push(0);
@@ -219,12 +229,13 @@ struct LongHeader<'a> {
 fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
     let first = *data.get(*pos)?;
     let len = 1usize << (first >> 6);
-    let bytes = data.get(*pos..*pos + len)?;
+    let end = pos.checked_add(len)?;
+    let bytes = data.get(*pos..end)?;
     let mut v = u64::from(first & 0x3f);
     for b in &bytes[1..] {
         v = v << 8 | u64::from(*b);
     }
-    *pos += len;
+    *pos = end;
     Some(v)
 }
 
@@ -245,14 +256,14 @@ fn parse_long_header(data: &[u8]) -> Result<LongHeader<'_>, QuicError> {
         return Err(QuicError::BadCid(dcid_len));
     }
     let dcid = data
-        .get(pos + 1..pos + 1 + dcid_len)
+        .get(pos.saturating_add(1)..pos.saturating_add(1).saturating_add(dcid_len))
         .ok_or(QuicError::Truncated("DCID"))?;
-    pos += 1 + dcid_len;
+    pos = pos.saturating_add(1).saturating_add(dcid_len);
     let scid_len = *data.get(pos).ok_or(QuicError::Truncated("SCID length"))? as usize;
     if scid_len > MAX_CID_LEN {
         return Err(QuicError::BadCid(scid_len));
     }
-    pos += 1 + scid_len;
+    pos = pos.saturating_add(1).saturating_add(scid_len);
     let packet_type = (first >> 4) & 0x03;
     let is_initial = if version == VERSION_2 {
         packet_type == 1
@@ -286,26 +297,27 @@ fn parse_long_header(data: &[u8]) -> Result<LongHeader<'_>, QuicError> {
 /// Remove header protection and decrypt one Initial packet `packet[..hdr.end]`.
 fn decrypt_initial(packet: &[u8], hdr: &LongHeader, keys: &Keys) -> Result<Vec<u8>, QuicError> {
     let sample = packet
-        .get(hdr.pn_offset + 4..hdr.pn_offset + 20)
+        .get(hdr.pn_offset.saturating_add(4)..hdr.pn_offset.saturating_add(20))
         .ok_or(QuicError::Truncated("sample"))?;
     let mut mask = GenericArray::clone_from_slice(sample);
     keys.hp.encrypt_block(&mut mask);
     let first = packet[0] ^ (mask[0] & 0x0f);
-    let pn_len = usize::from(first & 0x03) + 1;
-    let payload_start = hdr.pn_offset + pn_len;
-    if payload_start + 16 > hdr.end {
+    let pn_len = usize::from(first & 0x03).saturating_add(1);
+    let payload_start = hdr.pn_offset.saturating_add(pn_len);
+    if payload_start.saturating_add(16) > hdr.end {
         return Err(QuicError::Truncated("packet number and tag"));
     }
     let mut header = packet[..payload_start].to_vec();
     header[0] = first;
     let mut pn: u64 = 0;
-    for i in 0..pn_len {
-        header[hdr.pn_offset + i] ^= mask[1 + i];
-        pn = pn << 8 | u64::from(header[hdr.pn_offset + i]);
+    let pn_bytes = header.get_mut(hdr.pn_offset..).unwrap_or_default();
+    for (byte, m) in pn_bytes.iter_mut().zip(mask.iter().skip(1)) {
+        *byte ^= m;
+        pn = pn << 8 | u64::from(*byte);
     }
     let mut nonce = keys.iv;
-    for (i, b) in pn.to_be_bytes().iter().enumerate() {
-        nonce[4 + i] ^= b;
+    for (n, b) in nonce.iter_mut().skip(4).zip(pn.to_be_bytes()) {
+        *n ^= b;
     }
     keys.key
         .decrypt(
@@ -399,7 +411,7 @@ impl ClientInitials {
         if !self.wants_more() {
             return Ok(self.hello.as_ref());
         }
-        self.datagrams += 1;
+        self.datagrams = self.datagrams.saturating_add(1);
         let result = self.process(data);
         if let Err(QuicError::CryptoTooLong | QuicError::Tls(_) | QuicError::BadChlo(_)) = &result {
             self.failed = true;
@@ -541,7 +553,7 @@ impl ClientInitials {
                     let bytes = plain
                         .get(pos..pos.checked_add(len).ok_or(bad.clone())?)
                         .ok_or(bad)?;
-                    pos += len;
+                    pos = pos.saturating_add(len); // `bytes` ended there
                     self.crypto.insert(offset, bytes)?;
                 }
                 0x1c | 0x1d => {
@@ -591,8 +603,8 @@ impl ClientInitials {
 
 /// The crypto-stream offset and bytes of a gQUIC packet sent in clear (Q024..Q046).
 fn gquic_clear_payload(data: &[u8], version: u32) -> Result<(u64, &[u8]), QuicError> {
-    let minor = u32::from(version.to_be_bytes()[2] - b'0') * 10
-        + u32::from(version.to_be_bytes()[3] - b'0');
+    let [_, _, tens, ones] = version.to_be_bytes();
+    let minor = two_digits(tens, ones);
     let first = *data.first().ok_or(QuicError::Truncated("flags"))?;
     let mut pos;
     if first & 0x80 != 0 {
@@ -601,28 +613,30 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<(u64, &[u8]), QuicEr
         let dcil = if cil >> 4 == 0 {
             0
         } else {
-            usize::from(cil >> 4) + 3
+            usize::from(cil >> 4).saturating_add(3)
         };
         let scil = if cil & 0x0f == 0 {
             0
         } else {
-            usize::from(cil & 0x0f) + 3
+            usize::from(cil & 0x0f).saturating_add(3)
         };
-        pos = 6 + dcil + scil + usize::from(first & 0x03) + 1;
+        pos = [dcil, scil, usize::from(first & 0x03), 1]
+            .iter()
+            .fold(6usize, |acc, n| acc.saturating_add(*n));
     } else {
         // Public header: flags, 8-byte CID, version, packet number. (Flag 0x04 is part of the
         // old CID-length field or the server-only diversification nonce: never a nonce here.)
         pos = 1 + 8 + 4;
-        pos += match first & 0x30 {
+        pos = pos.saturating_add(match first & 0x30 {
             0x00 => 1,
             0x10 => 2,
             0x20 => 4,
             _ => 6,
-        };
+        });
     }
-    pos += 12; // Message authentication hash of the null encryption.
+    pos = pos.saturating_add(12); // Message authentication hash of the null encryption.
     if minor < 34 {
-        pos += 1; // Private flags.
+        pos = pos.saturating_add(1); // Private flags.
     }
     // Skip padding, then expect a STREAM frame on stream 1 (the crypto stream).
     let frames = data.get(pos..).ok_or(QuicError::Truncated("frames"))?;
@@ -634,21 +648,26 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<(u64, &[u8]), QuicEr
     if ty & 0x80 == 0 {
         return Err(QuicError::BadChlo("first frame is not STREAM"));
     }
-    let sid_len = usize::from(ty & 0x03) + 1;
+    let sid_len = usize::from(ty & 0x03).saturating_add(1);
     let off_bits = usize::from((ty >> 2) & 0x07);
-    let off_len = if off_bits == 0 { 0 } else { off_bits + 1 };
-    i += 1;
+    let off_len = if off_bits == 0 {
+        0
+    } else {
+        off_bits.saturating_add(1)
+    };
+    // Offsets within `frames` plus a few bytes: the saturating adds cannot saturate.
+    i = i.saturating_add(1);
     let sid = frames
-        .get(i..i + sid_len)
+        .get(i..i.saturating_add(sid_len))
         .ok_or(QuicError::Truncated("stream id"))?;
     // Stream 1 in either byte order (little-endian before Q039).
     let nonzero = sid.iter().filter(|&&b| b != 0).count();
-    if nonzero != 1 || (sid[0] != 1 && sid[sid_len - 1] != 1) {
+    if nonzero != 1 || (sid.first() != Some(&1) && sid.last() != Some(&1)) {
         return Err(QuicError::BadChlo("not the crypto stream"));
     }
-    i += sid_len;
+    i = i.saturating_add(sid_len);
     let off_bytes = frames
-        .get(i..i + off_len)
+        .get(i..i.saturating_add(off_len))
         .ok_or(QuicError::Truncated("stream offset"))?;
     // Big-endian from Q039 on, little-endian before (as the stream id and length).
     let offset = if minor >= 39 {
@@ -661,12 +680,12 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<(u64, &[u8]), QuicEr
             .rev()
             .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
     };
-    i += off_len;
+    i = i.saturating_add(off_len);
     let len = if ty & 0x20 != 0 {
         let b = frames
-            .get(i..i + 2)
+            .get(i..i.saturating_add(2))
             .ok_or(QuicError::Truncated("stream data length"))?;
-        i += 2;
+        i = i.saturating_add(2);
         usize::from(if minor >= 39 {
             u16::from_be_bytes([b[0], b[1]])
         } else {
@@ -676,7 +695,7 @@ fn gquic_clear_payload(data: &[u8], version: u32) -> Result<(u64, &[u8]), QuicEr
         frames.len().saturating_sub(i)
     };
     let bytes = frames
-        .get(i..i + len)
+        .get(i..i.saturating_add(len))
         .ok_or(QuicError::Truncated("stream data"))?;
     Ok((offset, bytes))
 }
@@ -690,8 +709,9 @@ fn chlo_len(data: &[u8]) -> Result<Option<usize>, QuicError> {
         return Err(QuicError::BadChlo("message tag is not CHLO"));
     }
     let ntags = usize::from(u16::from_le_bytes([head[4], head[5]]));
+    let table = tag_table_end(ntags);
     let Some(last) = data
-        .get(8 + 8 * ntags - 4..8 + 8 * ntags)
+        .get(table.saturating_sub(4)..table)
         .filter(|_| ntags > 0)
     else {
         return if ntags == 0 { Ok(Some(8)) } else { Ok(None) };
@@ -700,11 +720,17 @@ fn chlo_len(data: &[u8]) -> Result<Option<usize>, QuicError> {
     // the table size wraps, so every step is checked.
     let end = usize::try_from(u32::from_le_bytes([last[0], last[1], last[2], last[3]]))
         .map_err(|_| QuicError::CryptoTooLong)?;
-    let total = (8 + 8 * ntags)
+    let total = table
         .checked_add(end)
         .filter(|&t| t <= MAX_HELLO_LEN)
         .ok_or(QuicError::CryptoTooLong)?;
     Ok(Some(total))
+}
+
+/// Where a CHLO's tag table of `ntags` entries ends: 8-byte header, 8 bytes per tag. At most
+/// 524,288 for a u16 count, so it fits a 32-bit usize.
+fn tag_table_end(ntags: usize) -> usize {
+    ntags.saturating_mul(8).saturating_add(8)
 }
 
 /// A gQUIC CHLO: tag/end-offset table then values. Reads `SNI` (and nothing else we need).
@@ -714,14 +740,14 @@ fn parse_chlo(data: &[u8]) -> Result<ClientHello, QuicError> {
         .get(..total)
         .ok_or(QuicError::Truncated("CHLO values"))?;
     let ntags = usize::from(u16::from_le_bytes([msg[4], msg[5]]));
-    let values = 8 + 8 * ntags;
+    let values = tag_table_end(ntags);
     let mut prev_end = 0usize;
     let mut hello = ClientHello {
         version: 0,
         ..ClientHello::default()
     };
-    for i in 0..ntags {
-        let entry = &msg[8 + 8 * i..16 + 8 * i];
+    let entries = msg.get(8..values).unwrap_or_default();
+    for entry in entries.chunks_exact(8) {
         let out_of_range = QuicError::BadChlo("tag value out of range");
         let end = usize::try_from(u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]))
             .map_err(|_| out_of_range.clone())?;
@@ -730,7 +756,7 @@ fn parse_chlo(data: &[u8]) -> Result<ClientHello, QuicError> {
         }
         let value = values
             .checked_add(end)
-            .and_then(|stop| msg.get(values + prev_end..stop))
+            .and_then(|stop| msg.get(values.checked_add(prev_end)?..stop))
             .ok_or(out_of_range)?;
         if &entry[..4] == b"SNI\0" {
             hello.sni = tls::host_from_bytes(value);
@@ -741,6 +767,7 @@ fn parse_chlo(data: &[u8]) -> Result<ClientHello, QuicError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 
