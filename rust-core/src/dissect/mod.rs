@@ -7,20 +7,18 @@
 //! [`Inspection`]. It buffers a bounded prefix only (a ClientHello at most [`tls::MAX_HELLO_LEN`],
 //! [`SCAN_LIMIT`] bytes per direction for the identifier scan) and never stores payload beyond
 //! the flow's life.
+//!
+//! Lengths and offsets read from input must not wrap on 32-bit phones: clippy's
+//! `arithmetic_side_effects` and `cast_possible_truncation` are on for this module and all
+//! its parsers.
+#![warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
-#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod dns;
-#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod http;
-#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod leaks;
-#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod mipush;
-#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod quic;
-#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod tls;
-#[warn(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 pub mod x509;
 
 use std::collections::BTreeSet;
@@ -182,7 +180,7 @@ impl Inspector {
             return;
         }
         let side = self.side_mut(dir);
-        side.datagrams += 1;
+        side.datagrams = side.datagrams.saturating_add(1);
         if matches!(self.state, State::Undecided) {
             self.decide_datagram(dir, data);
         }
@@ -212,7 +210,7 @@ impl Inspector {
             let side = self.side_mut(dir);
             let budget = SCAN_LIMIT.saturating_sub(side.datagram_bytes);
             let window = &data[..data.len().min(budget)];
-            side.datagram_bytes += window.len();
+            side.datagram_bytes = side.datagram_bytes.saturating_add(window.len());
             leaks::scan(window, ctx.as_deref(), &mut self.found);
             self.sync_leaks();
         }
@@ -239,7 +237,10 @@ impl Inspector {
     fn still_learning(&self) -> bool {
         match &self.state {
             State::Undecided => match self.proto {
-                Proto::Udp => self.up.datagrams + self.down.datagrams < 2 * MAX_UDP_DATAGRAMS,
+                Proto::Udp => {
+                    self.up.datagrams.saturating_add(self.down.datagrams)
+                        < MAX_UDP_DATAGRAMS.saturating_mul(2)
+                }
                 // A flow where only the server talks: stop once its scan budget is used.
                 _ => {
                     self.up.buf.len() < tls::MAX_HELLO_LEN
@@ -254,7 +255,8 @@ impl Inspector {
             State::Http { .. } | State::Dns { .. } | State::Cleartext => match self.proto {
                 Proto::Udp => {
                     (self.up.datagram_bytes < SCAN_LIMIT || self.down.datagram_bytes < SCAN_LIMIT)
-                        && self.up.datagrams + self.down.datagrams < 2 * MAX_UDP_DATAGRAMS
+                        && self.up.datagrams.saturating_add(self.down.datagrams)
+                            < MAX_UDP_DATAGRAMS.saturating_mul(2)
                 }
                 _ => self.up.scanned < SCAN_LIMIT || self.down.scanned < SCAN_LIMIT,
             },
@@ -417,12 +419,14 @@ impl Inspector {
                 Ok(Some(line)) => {
                     let mut path = leaks::redact(&line.target, self.ctx.as_deref());
                     let room = MAX_HTTP_REQUEST_LEN.saturating_sub(
-                        line.method.len() + line.host.as_ref().map_or(0, String::len),
+                        line.method
+                            .len()
+                            .saturating_add(line.host.as_ref().map_or(0, String::len)),
                     );
                     if path.len() > room {
                         let mut cut = room;
                         while !path.is_char_boundary(cut) {
-                            cut -= 1;
+                            cut = cut.saturating_sub(1); // 0 is a boundary: the loop ends
                         }
                         path.truncate(cut);
                     }
@@ -543,10 +547,10 @@ impl Inspector {
         let buf = &self.up.buf;
         let mut from = self.tls_probe;
         while let Some(i) = (from..buf.len()).find(|&i| {
-            (i == 0 || buf[i - 1] == b'\n')
+            (i == 0 || buf.get(i.wrapping_sub(1)) == Some(&b'\n'))
                 && buf[i] == 22
-                && buf.get(i + 1) == Some(&3)
-                && buf.get(i + 5).is_none_or(|&t| t == 1)
+                && buf.get(i.saturating_add(1)) == Some(&3)
+                && buf.get(i.saturating_add(5)).is_none_or(|&t| t == 1)
         }) {
             match tls::client_hello_from_records(&buf[i..]) {
                 Ok(Some(hello)) => {
@@ -557,7 +561,7 @@ impl Inspector {
                     self.tls_probe = i; // Incomplete: look here again with more bytes.
                     return;
                 }
-                Err(_) => from = i + 1,
+                Err(_) => from = i.saturating_add(1),
             }
         }
         self.tls_probe = buf.len();
@@ -582,8 +586,10 @@ impl Inspector {
         let start = if matches!(self.state, State::Tls { .. }) {
             Some(0)
         } else {
-            (0..down.len())
-                .find(|&i| (i == 0 || down[i - 1] == b'\n') && tls::looks_like_record(&down[i..]))
+            (0..down.len()).find(|&i| {
+                (i == 0 || down.get(i.wrapping_sub(1)) == Some(&b'\n'))
+                    && tls::looks_like_record(&down[i..])
+            })
         };
         let Some(start) = start else {
             return;
@@ -612,6 +618,7 @@ impl Inspector {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
     use crate::dissect::tls::build;
