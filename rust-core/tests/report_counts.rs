@@ -251,13 +251,20 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         .map(|c| c["contacts"].as_i64().unwrap())
         .sum();
     assert_eq!(countries, n);
-    let timeline: i64 = json["timeline"]["buckets"]
+    let buckets: Vec<i64> = json["timeline"]["buckets"]
         .as_array()
         .unwrap()
         .iter()
         .map(|b| b["contacts"].as_i64().unwrap())
-        .sum();
-    assert_eq!(timeline, n);
+        .collect();
+    assert_eq!(buckets.iter().sum::<i64>(), n);
+    // The session counts the same way: N contacts, 2N lookups (3N flows in all).
+    let session = &json["sessions"][0];
+    assert_eq!(
+        (&session["contacts"], &session["lookups"], &session["flows"]),
+        (&n.into(), &(2 * n).into(), &(3 * n).into()),
+        "{session}"
+    );
 
     // Contacts per hour per app: all N in the one hour of the capture; no daily series for
     // six minutes of traffic.
@@ -293,6 +300,23 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         text.contains(&format!("Xiaomi: {n} contacts with 1 endpoints")),
         "{text}"
     );
+    let session_row = text
+        .split("\nSESSIONS\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap();
+    let words: Vec<&str> = session_row.split_whitespace().collect();
+    assert_eq!(
+        words[5..9],
+        [
+            &*n.to_string(),
+            "contacts",
+            &*(2 * n).to_string(),
+            "lookups"
+        ],
+        "{session_row}"
+    );
+    assert!(!session_row.contains("flows"), "{session_row}");
     let domain_line = text
         .lines()
         .find(|l| l.trim_start().starts_with(HOST))
@@ -336,6 +360,23 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         "3N appears in the HTML"
     );
     assert!(page.contains("<h2>Contacts per hour, per app</h2>"));
+    let sessions = page.split("<h2>Sessions and markers</h2>").nth(1).unwrap();
+    assert!(
+        sessions.contains("<th class=\"n\">Contacts</th><th class=\"n\">Lookups</th>")
+            && sessions.contains(&format!(
+                "<td class=\"n\">{n}</td><td class=\"n\">{}</td></tr>",
+                2 * n
+            )),
+        "{sessions}"
+    );
+    // The timeline's y axis: whole, distinct counts from 0 up to at least the busiest bucket
+    // (a maximum of 1 or 2 once gave 0, 0, 1, 1, 1 or 0, 1, 1, 2, 2).
+    let max = *buckets.iter().max().unwrap();
+    assert!(max <= 2, "the beacons come one a minute: {buckets:?}");
+    let ticks = y_axis_labels(&page, "<h2>Timeline</h2>");
+    assert_eq!(ticks, (0..=max).collect::<Vec<_>>(), "{buckets:?}");
+    let ticks = y_axis_labels(&page, "<h2>Contacts per hour, per app</h2>");
+    assert_eq!(ticks, [0, 2, 4, 6, 8], "the hour's {n} contacts");
     assert!(page.contains(&format!("<title>{APP}: {n} contacts</title></polyline>")));
 
     // The experiment: a marker after the fourth beacon splits 4 + 3 contacts, but 3.5 and 2.5
@@ -369,6 +410,20 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         text.contains(": 4 contacts (4 Xiaomi), 8 lookups"),
         "{text}"
     );
+}
+
+/// The y-axis labels of the first chart after `heading`, lowest first: the numbers the chart
+/// writes right-aligned left of its plot.
+fn y_axis_labels(page: &str, heading: &str) -> Vec<i64> {
+    let chart = page.split(heading).nth(1).unwrap();
+    let svg = &chart[..chart.find("</svg>").unwrap()];
+    let mut labels: Vec<i64> = svg
+        .split("text-anchor=\"end\">")
+        .skip(1)
+        .filter_map(|rest| rest[..rest.find('<').unwrap()].parse().ok())
+        .collect();
+    labels.sort_unstable();
+    labels
 }
 
 const META_HOST: &str = "graph.facebook.com";

@@ -7,6 +7,46 @@ use super::{esc, short_utc};
 use crate::flow::Millis;
 use crate::store::timeline::{ContactTimelines, DAY_MS};
 
+/// The y axis of a chart of counts: whole-number ticks at a round step (1, 2, 2.5 or 5 times a
+/// power of ten, 2.5 only from 25 up), at most five intervals, up to the first tick at or above
+/// the largest count. Ticks at fractions of a small maximum would round to repeated labels
+/// (0, 1, 1, 2, 2 for a maximum of 2).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct CountAxis {
+    pub(super) step: i64,
+    /// The highest tick: the chart's full height.
+    pub(super) top: i64,
+}
+
+impl CountAxis {
+    pub(super) fn new(max: i64) -> CountAxis {
+        const INTERVALS: i64 = 5;
+        let max = max.max(1);
+        let mut scale = 1i64;
+        let step = loop {
+            let found = [10, 20, 25, 50]
+                .into_iter()
+                .filter(|m| *m != 25 || scale >= 10)
+                .map(|m| m * scale / 10)
+                .find(|step| *step > 0 && step.saturating_mul(INTERVALS) >= max);
+            match found {
+                Some(step) => break step,
+                None => scale = scale.saturating_mul(10),
+            }
+        };
+        let intervals = max / step + i64::from(max % step != 0);
+        CountAxis {
+            step,
+            top: step.saturating_mul(intervals),
+        }
+    }
+
+    /// 0, step, 2 step, ... top.
+    pub(super) fn ticks(&self) -> impl Iterator<Item = i64> + '_ {
+        (0..=self.top / self.step).map(|i| i * self.step)
+    }
+}
+
 /// One labelled row of a horizontal bar chart: segments (value, css class) stacked.
 pub(super) struct Bar {
     pub(super) label: String,
@@ -77,7 +117,8 @@ pub(super) fn timeline(r: &Report) -> String {
     let t0 = first.start;
     let t1 = last.start + r.timeline.bucket_ms;
     let span = (t1 - t0).max(1) as f64;
-    let max = buckets.iter().map(|b| b.contacts).max().unwrap_or(1).max(1) as f64;
+    let axis = CountAxis::new(buckets.iter().map(|b| b.contacts).max().unwrap_or(0));
+    let max = axis.top as f64;
     let plot_w = w - left - 10.0;
     let plot_h = h - bottom - 20.0;
     let x_of = |t: i64| left + (t - t0) as f64 / span * plot_w;
@@ -85,13 +126,12 @@ pub(super) fn timeline(r: &Report) -> String {
     let mut s = format!(
         "<svg role=\"img\" width=\"100%\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"xMidYMid meet\">"
     );
-    for i in 0..=4 {
-        let y = 20.0 + plot_h * f64::from(i) / 4.0;
-        let v = max * (1.0 - f64::from(i) / 4.0);
+    for v in axis.ticks() {
+        let y = 20.0 + plot_h - v as f64 / max * plot_h;
         let _ = write!(
             s,
             "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"></line>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>",
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>",
             w - 10.0,
             left - 4.0,
             y + 4.0
@@ -189,13 +229,14 @@ pub(super) fn series_timelines(t: &ContactTimelines, of: &str, field: &str) -> S
     let plot_w = w - left - 10.0;
     let plot_h = h - bottom - 20.0;
     let n = b.starts.len();
-    let max = b
-        .series
-        .iter()
-        .flat_map(|s| s.contacts.iter().copied())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
+    let axis = CountAxis::new(
+        b.series
+            .iter()
+            .flat_map(|s| s.contacts.iter().copied())
+            .max()
+            .unwrap_or(0),
+    );
+    let max = axis.top as f64;
     // Position by time, so the hours left out (no contact) show as gaps in time.
     let (t0, t1) = (b.starts[0], b.starts[n - 1]);
     let x_at = |t: Millis| {
@@ -211,8 +252,7 @@ pub(super) fn series_timelines(t: &ContactTimelines, of: &str, field: &str) -> S
         o,
         "<svg role=\"img\" width=\"100%\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"xMidYMid meet\">"
     );
-    for i in 0..=4 {
-        let v = (max * f64::from(i) / 4.0).round() as i64;
+    for v in axis.ticks() {
         let y = y_of(v);
         let _ = write!(
             o,
@@ -303,4 +343,40 @@ pub(super) fn series_timelines(t: &ContactTimelines, of: &str, field: &str) -> S
     }
     o.push_str("</table></section>");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticks(max: i64) -> Vec<i64> {
+        CountAxis::new(max).ticks().collect()
+    }
+
+    #[test]
+    fn small_maxima_get_whole_distinct_ticks() {
+        assert_eq!(ticks(0), [0, 1]);
+        assert_eq!(ticks(1), [0, 1]);
+        assert_eq!(ticks(2), [0, 1, 2]);
+        assert_eq!(ticks(3), [0, 1, 2, 3]);
+        assert_eq!(ticks(5), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(ticks(6), [0, 2, 4, 6]);
+        assert_eq!(ticks(7), [0, 2, 4, 6, 8]);
+        assert_eq!(ticks(11), [0, 5, 10, 15]);
+        assert_eq!(ticks(100), [0, 20, 40, 60, 80, 100]);
+        assert_eq!(ticks(101), [0, 25, 50, 75, 100, 125]);
+        assert_eq!(ticks(1_234), [0, 250, 500, 750, 1_000, 1_250]);
+    }
+
+    #[test]
+    fn every_axis_covers_its_maximum_with_at_most_five_intervals() {
+        for max in (0..=2_000).chain([i64::from(u32::MAX), i64::MAX / 4]) {
+            let t = ticks(max);
+            assert!(t.windows(2).all(|w| w[0] < w[1]), "{max}: {t:?}");
+            assert!(*t.last().unwrap() >= max && t.len() <= 6, "{max}: {t:?}");
+            // Never more than one step of headroom.
+            let axis = CountAxis::new(max);
+            assert!(axis.top - axis.step < max.max(1), "{max}: {axis:?}");
+        }
+    }
 }

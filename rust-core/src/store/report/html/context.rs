@@ -39,7 +39,7 @@ pub(super) fn experiment(o: &mut String, g: &ExperimentGuide) {
 pub(super) fn sessions_and_markers(o: &mut String, r: &Report) {
     o.push_str(
         "<section><h2>Sessions and markers</h2><table><tr><th>#</th><th>Kind</th><th>Started</th>\
-                <th>Duration</th><th>Device</th><th>Note</th><th class=\"n\">Flows</th></tr>",
+                <th>Duration</th><th>Device</th><th>Note</th><th class=\"n\">Contacts</th><th class=\"n\">Lookups</th></tr>",
     );
     for s in &r.sessions {
         let duration = match (s.running, s.ended) {
@@ -59,14 +59,15 @@ pub(super) fn sessions_and_markers(o: &mut String, r: &Report) {
         .join(" · ");
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             s.id,
             esc(&s.kind),
             esc(&utc(s.started)),
             esc(&duration),
             esc(&device),
             esc(s.note.as_deref().unwrap_or("")),
-            s.flows
+            s.contacts,
+            s.lookups
         );
     }
     o.push_str("</table>");

@@ -12,7 +12,6 @@ mod context;
 mod overview;
 mod traffic;
 
-
 use super::{Report, utc};
 
 const STYLE: &str = include_str!("style.css");
