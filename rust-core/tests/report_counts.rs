@@ -12,6 +12,10 @@ use phonehome::pcap::PcapngWriter;
 mod phonehome_bin;
 use phonehome_bin::{phonehome, phonehome_ok};
 
+#[path = "support/packets.rs"]
+mod packets;
+use packets::{dns_exchange, ipv4, tcp, udp};
+
 const BEACONS: u16 = 7;
 const HOST: &str = "sa.api.intl.miui.com";
 const UID: u32 = 10_123;
@@ -20,77 +24,6 @@ const PHONE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const RESOLVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(161, 117, 0, 10);
 const T0: i64 = 1_700_000_000_000;
-
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
-    let mut ip = vec![0x45, 0];
-    ip.extend(u16::try_from(20 + payload.len()).unwrap().to_be_bytes());
-    ip.extend([0, 1, 0x40, 0, 64, proto, 0, 0]);
-    ip.extend(src.octets());
-    ip.extend(dst.octets());
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    ip.extend(payload);
-    ip
-}
-
-fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend(sport.to_be_bytes());
-    u.extend(dport.to_be_bytes());
-    u.extend(u16::try_from(8 + data.len()).unwrap().to_be_bytes());
-    u.extend([0, 0]);
-    u.extend(data);
-    u
-}
-
-fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend(sport.to_be_bytes());
-    t.extend(dport.to_be_bytes());
-    t.extend(seq.to_be_bytes());
-    t.extend(ack.to_be_bytes());
-    t.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    t.extend(data);
-    t
-}
-
-fn qname(name: &str) -> Vec<u8> {
-    let mut q = Vec::new();
-    for label in name.split('.') {
-        q.push(u8::try_from(label.len()).unwrap());
-        q.extend(label.as_bytes());
-    }
-    q.push(0);
-    q
-}
-
-/// A DNS query for `host` of `qtype`, and its answer (one A record, `server`, for A; none for
-/// AAAA).
-fn dns_exchange(id: u16, qtype: u16, host: &str, server: Ipv4Addr) -> (Vec<u8>, Vec<u8>) {
-    let mut question = qname(host);
-    question.extend(qtype.to_be_bytes());
-    question.extend(1u16.to_be_bytes());
-    let mut query = id.to_be_bytes().to_vec();
-    query.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    query.extend(&question);
-    let answers: u16 = if qtype == 1 { 1 } else { 0 };
-    let mut answer = id.to_be_bytes().to_vec();
-    answer.extend([0x81, 0x80, 0, 1]);
-    answer.extend(answers.to_be_bytes());
-    answer.extend([0, 0, 0, 0]);
-    answer.extend(&question);
-    if qtype == 1 {
-        answer.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        answer.extend(server.octets());
-    }
-    (query, answer)
-}
 
 fn client_hello(host: &str) -> Vec<u8> {
     let name = host.as_bytes();
