@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -44,8 +44,14 @@ impl<S: EventSink> Fanout<S> {
                 };
                 // Until every sender is gone, or a stop was asked: then only what is queued.
                 // The stop matters when a sender outlives the engine (a helper thread's clone).
+                // What is queued is taken without a timed wait (no clock read per event).
                 loop {
-                    match events.recv_timeout(STOP_POLL) {
+                    let next = match events.try_recv() {
+                        Ok(event) => Ok(event),
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => events.recv_timeout(STOP_POLL),
+                    };
+                    match next {
                         Ok(event) => pass(event),
                         Err(RecvTimeoutError::Disconnected) => break,
                         Err(RecvTimeoutError::Timeout) => {}
