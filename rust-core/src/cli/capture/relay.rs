@@ -117,6 +117,8 @@ impl Capture {
         }
         let stopped = self.recording.stop();
         drop(self.sandbox);
+        // The tally goes first: its notes sender must be gone before the recorder can end.
+        let summary = stopped.sink.map(Tally::summary);
         // The engine and the fan-out are gone: the recorder writes what is left.
         let pcapng = match self.pcapng {
             Some(PcapngCopy {
@@ -131,7 +133,7 @@ impl Capture {
             }
             None => None,
         };
-        let summary = stopped.sink.map_err(|e| e.to_string())?.summary();
+        let summary = summary.map_err(|e| e.to_string())?;
         let stats = stopped
             .engine
             .map_err(|e| format!("stopping the engine: {e}"))?;
