@@ -1,6 +1,6 @@
 //! One capture as the app runs it: the engine on the tun fd, the SQLite writer, and the fan-out
-//! between them ([`crate::recording`], shared with `phonehome capture`) that keeps the live view. Free of JNI so it is tested in plain Rust;
-//! `bridge` wraps it for Kotlin.
+//! between them ([`crate::recording`], shared with `phonehome capture`) that keeps the live
+//! view. Free of JNI so it is tested in plain Rust; `bridge` wraps it for Kotlin.
 //!
 //! Threads: the engine's loop (packets), the engine's owner helper (JNI callbacks), the fan-out
 //! (events -> live view + store), the store's writer (SQLite). The JNI caller only takes the
