@@ -42,6 +42,8 @@ struct AppTotals {
     last_seen: Millis,
     /// Contacts per company of the endpoint.
     companies: BTreeMap<&'static str, u64>,
+    /// Contacts per clock hour of their start, retired flows included.
+    hours: BTreeMap<Millis, u64>,
 }
 
 impl AppTotals {
@@ -53,6 +55,11 @@ impl AppTotals {
             return;
         }
         self.flows += 1;
+        let start = flow.first_seen;
+        *self
+            .hours
+            .entry(start - start.rem_euclid(HOUR_MS))
+            .or_default() += 1;
         if is_xiaomi(flow) {
             self.xiaomi_flows += 1;
             self.xiaomi_hosts.insert(host_of(flow));
@@ -98,18 +105,8 @@ pub struct LiveView {
 
 const HOUR_MS: Millis = 3_600_000;
 
-/// Contacts per clock hour from their start times: every hour from the first to the last,
-/// empty ones included, so a chart of it has an honest time axis.
-fn contacts_per_hour(starts: impl Iterator<Item = Millis>) -> Vec<proto::HourCount> {
-    let mut hours: BTreeMap<Millis, u64> = BTreeMap::new();
-    for start in starts {
-        *hours.entry(start - start.rem_euclid(HOUR_MS)).or_default() += 1;
-    }
-    every_hour(&hours)
-}
-
 /// Contacts by hour start (multiples of an hour) as the chart's series: every hour from the
-/// first to the last, empty ones included.
+/// first to the last, empty ones included, so a chart of it has an honest time axis.
 pub(super) fn every_hour(hours: &BTreeMap<Millis, u64>) -> Vec<proto::HourCount> {
     let (Some(&first), Some(&last)) = (hours.keys().next(), hours.keys().next_back()) else {
         return Vec::new();
@@ -357,16 +354,10 @@ impl LiveView {
                 .then(b.flows.cmp(&a.flows))
                 .then(a.host.cmp(&b.host))
         });
-        let contacts_per_hour = contacts_per_hour(
-            self.flows
-                .values()
-                .filter(|f| f.uid == key && !f.is_dns_lookup())
-                .map(|f| f.first_seen),
-        );
         proto::AppDetail {
             row: Some(row),
             endpoints,
-            contacts_per_hour,
+            contacts_per_hour: every_hour(&app.hours),
             companies: company_contacts(app.companies.iter().map(|(c, n)| (c.to_string(), *n))),
         }
     }
@@ -777,6 +768,14 @@ mod tests {
         assert_eq!(snap.apps[0].flows, MAX_FLOWS as u64 + 50);
         assert_eq!(snap.apps[0].xiaomi_hosts, 1);
         assert_eq!(snap.totals.unwrap().xiaomi_flows, MAX_FLOWS as u64 + 50);
+        // The detail's hours and companies count the evicted contacts too, as the row does.
+        let detail = v.app_detail(&proto::AppDetailRequest {
+            uid: 1000,
+            unattributed: false,
+        });
+        let per_hour: u64 = detail.contacts_per_hour.iter().map(|h| h.contacts).sum();
+        assert_eq!(per_hour, MAX_FLOWS as u64 + 50);
+        assert_eq!(detail.companies[0].contacts, MAX_FLOWS as u64 + 50);
     }
 
     #[test]

@@ -155,6 +155,12 @@ class ScreensTest {
             Shots.save(detail, "AppDetailActivity-nav-$locale")
             val header = detail.findViewById<TextView>(R.id.header).text.toString()
             assertTrue("$locale: header '$header'", "com.miui.weather2" in header && "10123" in header && Regex("\\b42\\b").containsMatchIn(header) && Regex("\\b17\\b").containsMatchIn(header))
+            val companies = detail.findViewById<TextView>(R.id.companies)
+            assertEquals("$locale: the companies line", View.VISIBLE, companies.visibility)
+            assertTrue("$locale: companies '${companies.text}'", Regex("Xiaomi: 17\\b.*Google: 4\\b").containsMatchIn(companies.text))
+            val chart = detail.findViewById<View>(R.id.chart)
+            assertEquals("$locale: the chart", View.VISIBLE, chart.visibility)
+            assertTrue("$locale: chart says '${chart.contentDescription}'", Regex("^42\\b.*\\b4\\b.*\\b20\\b").containsMatchIn(chart.contentDescription))
             detail.finish()
 
             // The Live menu as the app inflates it; each item goes through the app's own handler.
