@@ -114,9 +114,10 @@ class ScreensTest {
             Harness.setLocale(locale)
             val activity = Robolectric.buildActivity(LiveActivity::class.java).setup().get()
             val list = activity.findViewById<ListView>(R.id.apps)
-            Shots.settle("3 rows on Live ($locale)") { list.adapter.count == 3 && list.childCount == 3 }
+            Shots.settle("3 rows on Live ($locale)") { list.adapter.count == 3 && list.childCount >= 2 }
             Shots.save(activity, "LiveActivity-xiaomi-line-$locale")
-            val rows = (0 until list.childCount).map { list.adapter.getItem(it) as AppRow to list.getChildAt(it) }
+            // Every row as the adapter makes it, also those below the bottom of the window.
+            val rows = (0 until list.adapter.count).map { list.adapter.getItem(it) as AppRow to list.adapter.getView(it, null, list) }
             for ((app, row) in rows) {
                 val xiaomi = row.findViewById<TextView>(R.id.app_xiaomi)
                 val counts = row.findViewById<TextView>(R.id.app_counts)
