@@ -190,6 +190,7 @@ mod tests {
             answers: Vec::new(),
             answer_ips: Vec::new(),
             ttl: None,
+            ech_configs: Vec::new(),
         }
     }
 
