@@ -425,21 +425,25 @@ fn fail(code: i32, message: impl Into<String>) -> CliError {
 /// namespace (the netlink socket is opened on its thread), or read from the namespace's own
 /// /proc/net tables where netlink cannot answer.
 fn owner_lookup(namespace: &Namespace) -> Box<dyn OwnerLookup> {
-    let diag = match namespace.run(SockDiag::open) {
-        Ok(Ok(diag)) => Some(diag),
-        Ok(Err(err)) => {
+    // Two sockets of the namespace: a blocking one for the helper thread, a non-blocking one
+    // the engine thread asks first.
+    let opened = namespace.run(|| (SockDiag::open(), SockDiag::open_nonblocking()));
+    let (diag, immediate) = match opened {
+        Ok((Ok(diag), immediate)) => (Some(diag), immediate.ok()),
+        Ok((Err(err), _)) => {
             log::warn!("no sock_diag socket ({err}): owners are read from /proc/net");
-            None
+            (None, None)
         }
         Err(err) => {
             log::warn!("no sock_diag socket ({err}): owners are read from /proc/net");
-            None
+            (None, None)
         }
     };
-    Box::new(KernelOwner::new(
-        diag,
-        ProcNet::new(namespace.proc_net_dir()),
-    ))
+    let owner = KernelOwner::new(diag, ProcNet::new(namespace.proc_net_dir()));
+    Box::new(match immediate {
+        Some(immediate) => owner.with_immediate(immediate),
+        None => owner,
+    })
 }
 
 /// What the event thread has seen that the end of the capture waits for.
@@ -452,6 +456,23 @@ struct Progress {
     unowned: AtomicUsize,
 }
 
+/// The events as they come, taken in bursts: once the channel is empty, pause briefly before
+/// waiting, so the events of a burst (a short connection opens and closes within a
+/// millisecond) cost one wake-up of this thread rather than one each.
+fn in_bursts(events: &Receiver<Event>) -> impl Iterator<Item = Event> + '_ {
+    std::iter::from_fn(move || match events.try_recv() {
+        Ok(event) => Some(event),
+        Err(mpsc::TryRecvError::Empty) => {
+            std::thread::sleep(BURST_PAUSE);
+            events.recv().ok()
+        }
+        Err(mpsc::TryRecvError::Disconnected) => None,
+    })
+}
+
+/// See `in_bursts`.
+const BURST_PAUSE: Duration = Duration::from_millis(10);
+
 /// Passes every engine event to the store and keeps what the summary needs.
 fn forward_events(
     events: Receiver<Event>,
@@ -460,7 +481,7 @@ fn forward_events(
     progress: &Progress,
 ) -> Summary {
     let mut flows: HashMap<FlowId, FlowLine> = HashMap::new();
-    for event in events {
+    for event in in_bursts(&events) {
         match &event {
             Event::Flow(record) | Event::FlowClosed(record) => {
                 let closed = matches!(event, Event::FlowClosed(_));

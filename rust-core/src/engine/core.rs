@@ -176,15 +176,30 @@ impl Core {
         self.config.dns_upstream = upstream;
     }
 
-    /// Start owner attribution for a new flow.
+    /// Attribute a new flow on the spot when the lookup can answer without waiting, before its
+    /// first event: the SYN-ACK (or a DNS answer) then waits for no other thread.
+    pub(super) fn owner_now(&mut self, common: &mut FlowCommon) {
+        let key = common.record.key;
+        if let Some(owner) = &mut self.owner
+            && let Some(uid) = owner.owner_now(key.proto, key.src, key.dst)
+        {
+            common.record.uid = Some(uid);
+            common.owner_done = true;
+        }
+    }
+
+    /// Start owner attribution for a new flow that `owner_now` could not attribute.
     pub(super) fn ask_owner(&mut self, id: FlowId, key: FlowKey) {
+        let Some(flow) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let common = flow.common();
+        if common.owner_done {
+            return;
+        }
         match &self.owner {
             Some(owner) => owner.request(id, key.proto, key.src, key.dst),
-            None => {
-                if let Some(flow) = self.flows.get_mut(&id) {
-                    flow.common().owner_done = true;
-                }
-            }
+            None => common.owner_done = true,
         }
     }
 
@@ -407,6 +422,7 @@ impl Core {
         // Deliver the SYN now, before another listener for the same destination could take it.
         shard.ingress(smol_now);
 
+        self.owner_now(&mut common);
         self.reporter.opened(&mut common, now.ms);
         let rx_start = match parsed.transport {
             Transport::Tcp { seq, .. } => seq.wrapping_add(1),
