@@ -196,6 +196,7 @@ impl Capture {
             mtu,
             addr_v4: TUN_V4,
             addr_v6: Some(TUN_V6),
+            offload: true,
         };
         let (namespace, tun) = Namespace::create(&net).map_err(|e| match e {
             NamespaceError::NotPermitted(_) => e.to_string(),
@@ -266,6 +267,7 @@ impl Capture {
                 ..DeviceContext::default()
             })),
             packet_tap: recording.as_ref().map(|r| r.tap.clone()),
+            tun_offload: net.offload,
             ..Tuning::default()
         };
         let engine = Engine::start_tuned(tun, config, tuning, owner, events_tx)

@@ -89,14 +89,17 @@ pub struct QueueDevice {
     pub rx: PacketQueue,
     pub tx: PacketQueue,
     mtu: usize,
+    /// The tun completes TCP checksums (`offload::output_header` marks them partial).
+    tcp_checksum_offload: bool,
 }
 
 impl QueueDevice {
-    pub fn new(mtu: usize, recycler: BufferRecycler) -> QueueDevice {
+    pub fn new(mtu: usize, tcp_checksum_offload: bool, recycler: BufferRecycler) -> QueueDevice {
         QueueDevice {
             rx: PacketQueue::new(recycler.clone()),
             tx: PacketQueue::new(recycler),
             mtu,
+            tcp_checksum_offload,
         }
     }
 }
@@ -159,10 +162,15 @@ impl phy::Device for QueueDevice {
         caps.max_transmission_unit = self.mtu;
         caps.max_burst_size = None;
         // Packets come from the local kernel, which computed their checksums: verifying them
-        // again costs CPU for nothing. Outgoing checksums must be right.
+        // again costs CPU for nothing (with offload they are partial anyway). Outgoing checksums
+        // must be right, or left to the tun's offload.
         let mut checksum = ChecksumCapabilities::default();
         checksum.ipv4 = Checksum::Tx;
-        checksum.tcp = Checksum::Tx;
+        checksum.tcp = if self.tcp_checksum_offload {
+            Checksum::None
+        } else {
+            Checksum::Tx
+        };
         checksum.udp = Checksum::Tx;
         checksum.icmpv4 = Checksum::Tx;
         checksum.icmpv6 = Checksum::Tx;
