@@ -19,7 +19,7 @@ use super::report::{FlowCommon, Now, Reporter};
 use super::shard::{Shard, shard_of};
 use super::tcp::{Outcome, Phase, TcpDns, TcpFlow};
 use super::udp::UdpFlow;
-use super::{EngineConfig, EngineStats, Tuning, outbound};
+use super::{EngineConfig, EngineStats, Tuning, offload, outbound};
 
 /// mio tokens below this are the loop's own (tun, waker); flow tokens are `id + FIRST_FLOW_TOKEN`.
 pub const FIRST_FLOW_TOKEN: usize = 2;
@@ -84,18 +84,20 @@ impl Core {
     ) -> Core {
         let epoch = Instant::now();
         let recycler = BufferRecycler::default();
+        let segment_mtu = offload::shard_mtu(config.mtu, tuning.tun_offload);
         let shards = (0..tuning.shards.max(1))
             .map(|_| {
                 Shard::new(
-                    config.mtu,
+                    segment_mtu,
+                    tuning.tun_offload,
                     smoltcp::time::Instant::from_micros(0),
                     recycler.clone(),
                 )
             })
             .collect();
-        // A ring must hold several segments: with a large MTU (fewer packets per byte, the
-        // cheapest way to go fast on a tun) 128 KiB would be two segments in flight.
-        let ring = |size: usize| size.max(RING_SEGMENTS * config.mtu);
+        // A ring must hold several segments: with a large MTU or offload (fewer packets per
+        // byte, the cheapest way to go fast on a tun) 128 KiB would be two segments in flight.
+        let ring = |size: usize| size.max(RING_SEGMENTS * segment_mtu);
         let pool = BufferPool::new(
             ring(tuning.tcp_rx_buffer),
             ring(tuning.tcp_tx_buffer),
@@ -593,9 +595,14 @@ impl Core {
     /// on a real link).
     pub fn flush_tun(&mut self) {
         let Some(fd) = self.tun_fd else { return };
-        while let Some(packet) = self.to_tun.pop() {
-            // SAFETY: packet is valid for packet.len() bytes; fd is the engine's open tun.
-            let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
+        while let Some(mut packet) = self.to_tun.pop() {
+            let n = if self.tuning.tun_offload {
+                let header = offload::output_header(&mut packet, self.config.mtu);
+                offload::write(fd, &header, &packet)
+            } else {
+                // SAFETY: packet is valid for packet.len() bytes; fd is the engine's open tun.
+                unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) }
+            };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() != std::io::ErrorKind::WouldBlock

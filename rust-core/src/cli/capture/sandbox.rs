@@ -27,6 +27,9 @@ const TUN_NAME: &str = "phonehome0";
 const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 
 /// The namespace CMD runs in, and the files it sees in place of the host's.
+/// The TUN is opened with segmentation offload (`linux::tun::open`); the engine is told so.
+pub(super) const TUN_OFFLOAD: bool = true;
+
 pub(super) struct Sandbox {
     namespace: Namespace,
     files: SandboxFiles,
@@ -41,6 +44,7 @@ impl Sandbox {
             mtu,
             addr_v4: TUN_V4,
             addr_v6: Some(TUN_V6),
+            offload: TUN_OFFLOAD,
         };
         let (namespace, tun) = Namespace::create(&net).map_err(|e| match e {
             NamespaceError::NotPermitted(_) => e.to_string(),
