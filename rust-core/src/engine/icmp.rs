@@ -6,23 +6,21 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use mio::Interest;
-
 use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
 
 use super::core::{Core, Flow};
-use super::outbound;
+use super::host::{DatagramSocket, Host};
 use super::packet::{self, Parsed};
 use super::report::{FlowCommon, Now};
 
-pub struct EchoFlow {
+pub struct EchoFlow<D> {
     pub common: FlowCommon,
-    pub socket: mio::net::UdpSocket,
+    pub socket: D,
     /// The identifier the app used.
     pub ident: u16,
 }
 
-impl Core {
+impl<H: Host> Core<H> {
     pub(super) fn echo_packet(&mut self, parsed: Parsed, ident: u16, buf: &[u8], now: Now) {
         let key = (parsed.src, parsed.dst, ident);
         let id = match self.echo_index.get(&key) {
@@ -57,17 +55,14 @@ impl Core {
 
     fn open_echo(&mut self, parsed: Parsed, ident: u16, now: Now) -> Option<FlowId> {
         let dst = SocketAddr::new(parsed.dst, 0);
-        let mut socket = match outbound::ping_connect(&self.config.outbound, dst) {
+        let id = self.new_flow_id();
+        let socket = match self.host.ping_connect(id, dst) {
             Ok(socket) => socket,
             Err(e) => {
                 log::debug!("no ping socket for {}: {e}", parsed.dst);
                 return None;
             }
         };
-        let id = self.new_flow_id();
-        self.registry
-            .register(&mut socket, Core::token(id), Interest::READABLE)
-            .ok()?;
         let key = FlowKey {
             proto: Proto::Icmp,
             src: SocketAddr::new(parsed.src, ident),
@@ -118,13 +113,17 @@ impl Core {
     }
 
     pub(super) fn close_echo(&mut self, id: FlowId, reason: CloseReason, now: Now) {
-        let Some(Flow::Echo(mut flow)) = self.flows.remove(&id) else {
+        let Some(Flow::Echo(flow)) = self.flows.remove(&id) else {
             return;
         };
-        let key = flow.common.record.key;
-        self.echo_index
-            .remove(&(key.src.ip(), key.dst.ip(), flow.ident));
-        let _ = self.registry.deregister(&mut flow.socket);
-        self.reporter.closed(&mut flow.common, reason, now.ms);
+        let EchoFlow {
+            mut common,
+            socket,
+            ident,
+        } = *flow;
+        let key = common.record.key;
+        self.echo_index.remove(&(key.src.ip(), key.dst.ip(), ident));
+        self.host.close_datagram(socket);
+        self.reporter.closed(&mut common, reason, now.ms);
     }
 }

@@ -7,8 +7,7 @@
 //! Connect-first: the smoltcp socket holds its SYN-ACK (`pause_synack`) until the outbound
 //! connect succeeds; on failure the app gets a RST, so happy-eyeballs moves on at once.
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State;
@@ -17,7 +16,7 @@ use crate::flow::{CloseReason, Direction};
 
 use super::buffers::TcpBuffers;
 use super::dns::StreamSplitter;
-use super::outbound;
+use super::host::StreamSocket;
 use super::report::{FlowCommon, Now, Reporter};
 use super::shard::Shard;
 
@@ -31,12 +30,12 @@ pub enum Phase {
     Aborting(CloseReason),
 }
 
-pub struct TcpFlow {
+pub struct TcpFlow<S> {
     pub common: FlowCommon,
     pub shard: usize,
     pub handle: SocketHandle,
     pub buffers: Option<TcpBuffers>,
-    pub stream: mio::net::TcpStream,
+    pub stream: S,
     pub phase: Phase,
     /// The server socket had readiness we have not consumed (edge-triggered: mio will not
     /// report it again until we hit WouldBlock).
@@ -84,19 +83,10 @@ enum ReadResult {
     Failed(io::Error),
 }
 
-impl TcpFlow {
+impl<S: StreamSocket> TcpFlow<S> {
     /// The outbound connect finished (success or failure). Returns the failure if any.
     pub fn check_connect(&mut self) -> Option<io::Result<()>> {
-        match self.stream.take_error() {
-            Ok(Some(e)) | Err(e) => return Some(Err(e)),
-            Ok(None) => {}
-        }
-        match self.stream.peer_addr() {
-            Ok(_) => Some(Ok(())),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => None,
-            Err(e) => Some(Err(e)),
-        }
+        self.stream.connect_result()
     }
 
     /// Move whatever can move between the two sockets and follow closes. `shard` is this flow's
@@ -151,7 +141,7 @@ impl TcpFlow {
         }
         // The app's FIN, once everything before it reached the server.
         if !self.up_closed && app_sent_fin(socket.state()) && socket.recv_queue() == 0 {
-            let _ = self.stream.shutdown(Shutdown::Write);
+            let _ = self.stream.shutdown_write();
             self.up_closed = true;
         }
 
@@ -218,7 +208,7 @@ impl TcpFlow {
             }
             State::Closed => {
                 // Not a clean close: the app reset, or smoltcp gave up on it.
-                outbound::set_linger_zero(&self.stream);
+                self.stream.reset_on_close();
                 Outcome::Closed(CloseReason::ResetByClient)
             }
             _ => Outcome::Open,
@@ -234,7 +224,7 @@ impl TcpFlow {
     }
 }
 
-impl TcpFlow {
+impl<S> TcpFlow<S> {
     /// Note a segment from the app (sequence number and payload length).
     pub fn saw_segment(&mut self, seq: u32, payload_len: usize) {
         self.rx_max_end = later(self.rx_max_end, seq.wrapping_add(payload_len as u32));

@@ -10,19 +10,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::Interest;
-
 use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
 
 use super::core::{Core, Flow, OWNER_HOLD};
 use super::dns;
-use super::outbound;
+use super::host::{DatagramSocket, Host};
 use super::packet::{self, Parsed};
 use super::report::{FlowCommon, Now};
 
-pub struct UdpFlow {
+pub struct UdpFlow<D> {
     pub common: FlowCommon,
-    pub socket: mio::net::UdpSocket,
+    pub socket: D,
     /// Set for flows to the DNS service: queries waiting for an answer.
     pub dns: Option<Vec<PendingQuery>>,
     /// Answers (tun packets) to the app held until its owner is known: the app's socket stays
@@ -40,7 +38,7 @@ pub struct PendingQuery {
 /// Queries kept per flow; beyond this the oldest is answered SERVFAIL at once.
 const MAX_PENDING: usize = 64;
 
-impl Core {
+impl<H: Host> Core<H> {
     pub(super) fn udp_packet(&mut self, parsed: Parsed, buf: &[u8], now: Now) {
         let src = parsed.src_addr();
         let dst = parsed.dst_addr();
@@ -103,21 +101,14 @@ impl Core {
         } else {
             dst
         };
-        let mut socket = match outbound::udp_connect(&self.config.outbound, target) {
+        let id = self.new_flow_id();
+        let socket = match self.host.udp_connect(id, target) {
             Ok(socket) => socket,
             Err(e) => {
                 log::debug!("UDP socket to {target}: {e}");
                 return None;
             }
         };
-        let id = self.new_flow_id();
-        if let Err(e) = self
-            .registry
-            .register(&mut socket, Core::token(id), Interest::READABLE)
-        {
-            log::warn!("cannot register UDP socket: {e}");
-            return None;
-        }
         let key = FlowKey {
             proto: Proto::Udp,
             src,
@@ -292,12 +283,15 @@ impl Core {
         for query in pending {
             self.dns_failed(id, query, now);
         }
-        let Some(Flow::Udp(mut flow)) = self.flows.remove(&id) else {
+        let Some(Flow::Udp(flow)) = self.flows.remove(&id) else {
             return;
         };
-        let key = flow.common.record.key;
+        let UdpFlow {
+            mut common, socket, ..
+        } = *flow;
+        let key = common.record.key;
         self.udp_index.remove(&(key.src, key.dst));
-        let _ = self.registry.deregister(&mut flow.socket);
-        self.reporter.closed(&mut flow.common, reason, now.ms);
+        self.host.close_datagram(socket);
+        self.reporter.closed(&mut common, reason, now.ms);
     }
 }
