@@ -804,9 +804,11 @@ impl<H: Host> Core<H> {
         let tuning = self.tuning.clone();
         let mut expired = Vec::new();
         for (&id, flow) in &mut self.flows {
-            let idle = now
-                .mono
-                .saturating_duration_since(flow.common().last_activity);
+            let since = match flow {
+                Flow::Tcp(f) if f.phase == Phase::Connecting => f.common.opened,
+                _ => flow.common().last_activity,
+            };
+            let idle = now.mono.saturating_duration_since(since);
             let limit = match flow {
                 Flow::Tcp(f) if f.phase == Phase::Connecting => tuning.connect_timeout,
                 Flow::Tcp(f) if f.up_closed || f.down_closed => tuning.tcp_half_closed_timeout,

@@ -41,6 +41,8 @@ mod tcp;
 mod udp;
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub(crate) use self::core::PROVOKE_ENGINE_DEATH_PORT;

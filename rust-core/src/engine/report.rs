@@ -49,6 +49,9 @@ pub struct FlowCommon {
     pub inspector: Option<Inspector>,
     /// Last packet or byte either way (monotonic), for idle expiry.
     pub last_activity: Instant,
+    /// When the flow opened, for the connect timeout (the app's SYN retransmissions are
+    /// activity, but do not extend the time a connect may take).
+    pub opened: Instant,
     /// The dissector took bytes since the last naming pass.
     pub inspector_changed: bool,
     /// The owner lookup answered or gave up (or there is no lookup).
@@ -73,6 +76,7 @@ impl FlowCommon {
             record: FlowRecord::new(id, key, now.ms),
             inspector: Some(inspector),
             last_activity: now.mono,
+            opened: now.mono,
             inspector_changed: false,
             owner_done: false,
             last_emit: now.ms,

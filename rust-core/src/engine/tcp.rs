@@ -20,6 +20,9 @@ use super::host::StreamSocket;
 use super::report::{FlowCommon, Now, Reporter};
 use super::shard::Shard;
 
+/// How long data sent to the app may go unacknowledged before the flow is reset.
+pub const APP_ACK_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(120);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Outbound connect in progress; the app's SYN waits in smoltcp.
@@ -197,8 +200,17 @@ impl<S: StreamSocket> TcpFlow<S> {
         if moved {
             shard.dirty = true;
         }
+        // smoltcp's timeout counts from the app's last packet whatever the socket holds, so it
+        // would reset every connection idle for longer (a push channel between heartbeats). It
+        // is only meant for data the app does not acknowledge (an app that vanished): armed
+        // while bytes wait in the send ring, idle expiry takes care of the rest.
+        let socket = shard.socket(self.handle);
+        let waiting = socket.send_queue() > 0;
+        if waiting != socket.timeout().is_some() {
+            socket.set_timeout(waiting.then_some(APP_ACK_TIMEOUT));
+        }
 
-        let state = shard.socket(self.handle).state();
+        let state = socket.state();
         match state {
             // Both FINs exchanged: the app is in FIN-WAIT/TIME-WAIT or got our last ACK.
             // Dropping the socket now skips smoltcp's 10 s TIME-WAIT.
