@@ -302,11 +302,21 @@ impl<H: Host> Core<H> {
                 self.tcp_packet(parsed, buf, syn && !ack && !rst, rst, now)
             }
             Transport::Udp { .. } => {
-                self.udp_packet(parsed, &buf, now);
+                let key = (parsed.src_addr(), parsed.dst_addr());
+                self.supervised(
+                    |core| core.udp_index.get(&key).copied(),
+                    |core| core.udp_packet(parsed, &buf, now),
+                    now,
+                );
                 self.to_tun.recycle(buf);
             }
             Transport::Echo { ident, .. } => {
-                self.echo_packet(parsed, ident, &buf, now);
+                let key = (parsed.src, parsed.dst, ident);
+                self.supervised(
+                    |core| core.echo_index.get(&key).copied(),
+                    |core| core.echo_packet(parsed, ident, &buf, now),
+                    now,
+                );
                 self.to_tun.recycle(buf);
             }
         }
@@ -484,9 +494,34 @@ impl<H: Host> Core<H> {
                 }
                 self.touched.push(id);
             }
-            Some(Flow::Udp(_)) if readable => self.udp_readable(id, now),
-            Some(Flow::Echo(_)) if readable => self.echo_readable(id, now),
+            Some(Flow::Udp(_)) if readable => {
+                self.supervised(|_| Some(id), |core| core.udp_readable(id, now), now)
+            }
+            Some(Flow::Echo(_)) if readable => {
+                self.supervised(|_| Some(id), |core| core.echo_readable(id, now), now)
+            }
             _ => {}
+        }
+    }
+
+    /// The supervision boundary of datagram flows (TCP flows have theirs in `service_touched`):
+    /// a bug that panics while one flow's datagram is handled costs that flow (closed with
+    /// reason `error`, counted in `flows_failed`, logged), not the engine. `flow` finds the
+    /// flow after the panic (it may have been opened by the handling that panicked).
+    fn supervised(
+        &mut self,
+        flow: impl FnOnce(&Self) -> Option<FlowId>,
+        handle: impl FnOnce(&mut Self),
+        now: Now,
+    ) {
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(self)));
+        if handled.is_err() {
+            self.reporter.stats.flows_failed += 1;
+            let id = flow(self);
+            log::error!("flow {id:?} panicked while its datagram was handled: dropped");
+            if let Some(id) = id {
+                self.close_flow(id, CloseReason::Error, now);
+            }
         }
     }
 
@@ -901,8 +936,18 @@ pub(super) static PROVOKE_PANIC_PORT: std::sync::atomic::AtomicU16 =
     std::sync::atomic::AtomicU16::new(0);
 
 #[cfg(test)]
-fn panic_if_provoked(port: u16) {
-    if port != 0 && PROVOKE_PANIC_PORT.load(std::sync::atomic::Ordering::Relaxed) == port {
+thread_local! {
+    /// The same for an engine driven on the test's own thread (`engine::sim`), so parallel
+    /// tests do not see each other's port.
+    pub(super) static PROVOKE_PANIC_PORT_HERE: std::cell::Cell<u16> =
+        const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+pub(super) fn panic_if_provoked(port: u16) {
+    let provoked = PROVOKE_PANIC_PORT.load(std::sync::atomic::Ordering::Relaxed) == port
+        || PROVOKE_PANIC_PORT_HERE.with(|p| p.get()) == port;
+    if port != 0 && provoked {
         panic!("provoked by the test for port {port}");
     }
 }

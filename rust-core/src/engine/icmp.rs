@@ -36,6 +36,8 @@ impl<H: Host> Core<H> {
         let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else {
             return;
         };
+        #[cfg(test)]
+        super::core::panic_if_provoked(ident);
         // The ICMP message from its header on: the kernel rewrites the identifier and checksum.
         let l4_start = parsed.payload.0 - 8;
         let message = &buf[l4_start..parsed.payload.1];

@@ -761,7 +761,7 @@ fn dns_over_tcp_is_forwarded_and_recorded() {
     );
 }
 
-fn echo_request(src: IpAddr, dst: IpAddr, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+pub(super) fn echo_request(src: IpAddr, dst: IpAddr, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpProtocol, IpRepr};
     let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {

@@ -62,6 +62,8 @@ impl<H: Host> Core<H> {
         let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
             return;
         };
+        #[cfg(test)]
+        super::core::panic_if_provoked(dst.port());
         self.reporter.packet(&mut flow.common, Direction::Up, now);
         if flow.common.inspect_datagram(Direction::Up, payload) {
             self.reporter.rename(&mut flow.common, now.ms);
@@ -159,6 +161,9 @@ impl<H: Host> Core<H> {
                 }
             };
             let key = flow.common.record.key;
+            // Test hook: replies from port P panic when the tests provoke port P + 1.
+            #[cfg(test)]
+            super::core::panic_if_provoked(key.dst.port().wrapping_add(1));
             let payload = &self.datagram[..n];
             let mut out = self.to_tun.take_buffer();
             if packet::build_udp(&mut out, key.dst, key.src, payload) {
