@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
+use crate::flow_rules::{self, IdleClass, IdleTimeouts};
 
 use super::buffers::BufferPool;
 use super::device::{BufferRecycler, PacketQueue};
@@ -394,8 +395,7 @@ impl<H: Host> Core<H> {
                 self.refuse_syn(&syn, &e);
                 self.to_tun.recycle(syn);
                 self.reporter.opened(&mut common, now.ms);
-                self.reporter
-                    .closed(&mut common, connect_reason(&e), now.ms);
+                self.reporter.closed(&mut common, connect_reason(&e));
                 return;
             }
         };
@@ -639,7 +639,7 @@ impl<H: Host> Core<H> {
             let Ok(outcome) = serviced else {
                 self.reporter.stats.flows_failed += 1;
                 log::error!("flow {id} panicked while being serviced: dropped (engine goes on)");
-                self.close_tcp(id, CloseReason::Error, now);
+                self.close_tcp(id, CloseReason::Error);
                 continue;
             };
             if self.over_budget && outcome == Outcome::Open && flow.touched() >= TRIM_MIN {
@@ -660,7 +660,7 @@ impl<H: Host> Core<H> {
             match outcome {
                 Outcome::Open => {}
                 Outcome::Again => self.touched.push(id),
-                Outcome::Closed(reason) => self.close_tcp(id, reason, now),
+                Outcome::Closed(reason) => self.close_tcp(id, reason),
             }
         }
         // Keep the allocation.
@@ -755,7 +755,7 @@ impl<H: Host> Core<H> {
         }
     }
 
-    pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
+    pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason) {
         let Some(Flow::Tcp(flow)) = self.flows.remove(&id) else {
             return;
         };
@@ -773,7 +773,7 @@ impl<H: Host> Core<H> {
         if let Some(buffers) = buffers {
             self.shards[shard].remove(handle, &mut self.pool, buffers);
         }
-        self.reporter.closed(&mut common, reason, now.ms);
+        self.reporter.closed(&mut common, reason);
     }
 
     /// Close a flow of any kind (idle expiry, engine stop).
@@ -789,10 +789,10 @@ impl<H: Host> Core<H> {
                     self.to_tun.push(out);
                 }
                 flow.stream.reset_on_close();
-                self.close_tcp(id, reason, now);
+                self.close_tcp(id, reason);
             }
             Some(Flow::Udp(_)) => self.close_udp(id, reason, now),
-            Some(Flow::Echo(_)) => self.close_echo(id, reason, now),
+            Some(Flow::Echo(_)) => self.close_echo(id, reason),
             None => {}
         }
     }
@@ -836,7 +836,15 @@ impl<H: Host> Core<H> {
     }
 
     fn sweep(&mut self, now: Now) {
-        let tuning = self.tuning.clone();
+        let tuning = &self.tuning;
+        let idle_limits = IdleTimeouts {
+            tcp: tuning.tcp_idle_timeout,
+            tcp_half_closed: tuning.tcp_half_closed_timeout,
+            udp: tuning.udp_idle_timeout,
+            dns: tuning.dns_flow_timeout,
+            echo: tuning.echo_idle_timeout,
+        };
+        let connect_timeout = tuning.connect_timeout;
         let mut expired = Vec::new();
         for (&id, flow) in &mut self.flows {
             let since = match flow {
@@ -845,12 +853,14 @@ impl<H: Host> Core<H> {
             };
             let idle = now.mono.saturating_duration_since(since);
             let limit = match flow {
-                Flow::Tcp(f) if f.phase == Phase::Connecting => tuning.connect_timeout,
-                Flow::Tcp(f) if f.up_closed || f.down_closed => tuning.tcp_half_closed_timeout,
-                Flow::Tcp(_) => tuning.tcp_idle_timeout,
-                Flow::Udp(f) if f.dns.is_some() => tuning.dns_flow_timeout,
-                Flow::Udp(_) => tuning.udp_idle_timeout,
-                Flow::Echo(_) => tuning.echo_idle_timeout,
+                Flow::Tcp(f) if f.phase == Phase::Connecting => connect_timeout,
+                Flow::Tcp(f) => idle_limits.limit(IdleClass::Tcp {
+                    half_closed: f.up_closed || f.down_closed,
+                }),
+                Flow::Udp(f) => idle_limits.limit(IdleClass::Udp {
+                    dns: flow_rules::is_dns_server(&f.common.record.key),
+                }),
+                Flow::Echo(_) => idle_limits.limit(IdleClass::Echo),
             };
             if idle >= limit {
                 let reason = match flow {

@@ -6,7 +6,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
+use crate::flow::{CloseReason, Direction, FlowId};
+use crate::flow_rules;
 
 use super::core::{Core, Flow};
 use super::host::{DatagramSocket, Host};
@@ -44,9 +45,12 @@ impl<H: Host> Core<H> {
         self.reporter.packet(&mut flow.common, Direction::Up, now);
         match flow.socket.send(message) {
             Ok(_) => {
-                let data = parsed.payload.1 - parsed.payload.0;
-                self.reporter
-                    .bytes(&mut flow.common, Direction::Up, data, now);
+                self.reporter.bytes(
+                    &mut flow.common,
+                    Direction::Up,
+                    flow_rules::echo_bytes(message.len()),
+                    now,
+                );
             }
             Err(e) => {
                 log::debug!("ping {}: {e}", parsed.dst);
@@ -65,11 +69,7 @@ impl<H: Host> Core<H> {
                 return None;
             }
         };
-        let key = FlowKey {
-            proto: Proto::Icmp,
-            src: SocketAddr::new(parsed.src, ident),
-            dst,
-        };
+        let key = flow_rules::echo_key(parsed.src, ident, parsed.dst);
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         self.reporter.opened(&mut common, now.ms);
         self.flows.insert(
@@ -106,15 +106,19 @@ impl<H: Host> Core<H> {
             if packet::build_echo_reply(&mut out, src, dst, flow.ident, &self.datagram[..n]) {
                 self.to_tun.push(out);
                 self.reporter.packet(&mut flow.common, Direction::Down, now);
-                self.reporter
-                    .bytes(&mut flow.common, Direction::Down, n.saturating_sub(8), now);
+                self.reporter.bytes(
+                    &mut flow.common,
+                    Direction::Down,
+                    flow_rules::echo_bytes(n),
+                    now,
+                );
             } else {
                 self.to_tun.recycle(out);
             }
         }
     }
 
-    pub(super) fn close_echo(&mut self, id: FlowId, reason: CloseReason, now: Now) {
+    pub(super) fn close_echo(&mut self, id: FlowId, reason: CloseReason) {
         let Some(Flow::Echo(flow)) = self.flows.remove(&id) else {
             return;
         };
@@ -126,6 +130,6 @@ impl<H: Host> Core<H> {
         let key = common.record.key;
         self.echo_index.remove(&(key.src.ip(), key.dst.ip(), ident));
         self.host.close_datagram(socket);
-        self.reporter.closed(&mut common, reason, now.ms);
+        self.reporter.closed(&mut common, reason);
     }
 }

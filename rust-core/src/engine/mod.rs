@@ -153,6 +153,8 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Tuning {
+        // Shared with the capture replay, so both end idle flows alike.
+        let idle = crate::flow_rules::IdleTimeouts::default();
         Tuning {
             shards: 64,
             tcp_rx_buffer: 128 * 1024,
@@ -161,12 +163,12 @@ impl Default for Tuning {
             tcp_buffer_budget: 4 << 20,
             batch: 64,
             connect_timeout: Duration::from_secs(20),
-            tcp_idle_timeout: Duration::from_secs(2 * 3600),
-            tcp_half_closed_timeout: Duration::from_secs(120),
-            udp_idle_timeout: Duration::from_secs(120),
-            dns_flow_timeout: Duration::from_secs(20),
+            tcp_idle_timeout: idle.tcp,
+            tcp_half_closed_timeout: idle.tcp_half_closed,
+            udp_idle_timeout: idle.udp,
+            dns_flow_timeout: idle.dns,
             dns_timeout: Duration::from_secs(5),
-            echo_idle_timeout: Duration::from_secs(30),
+            echo_idle_timeout: idle.echo,
             device: None,
             packet_tap: None,
         }

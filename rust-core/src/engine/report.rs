@@ -208,10 +208,11 @@ impl Reporter {
         self.changed(flow);
     }
 
-    pub fn closed(&mut self, flow: &mut FlowCommon, reason: CloseReason, now: Millis) {
+    /// The flow ended. Its `last_seen` stays the time of its last packet or byte, as in a
+    /// replay of its capture: an idle or stopped flow was not seen at its close.
+    pub fn closed(&mut self, flow: &mut FlowCommon, reason: CloseReason) {
         self.stats.flows_open = self.stats.flows_open.saturating_sub(1);
         flow.record.close_reason = Some(reason);
-        flow.record.last_seen = flow.record.last_seen.max(now);
         flow.dirty = false;
         self.send(Event::FlowClosed(flow.record.clone()));
         if flow.record.uid.is_none() {

@@ -218,7 +218,9 @@ impl<S: StreamSocket> TcpFlow<S> {
             State::Closed if self.up_closed && self.down_closed => {
                 Outcome::Closed(CloseReason::Fin)
             }
-            State::Closed => {
+            // A RST in SYN-RECEIVED (the app gave up between our SYN-ACK and its ACK, as
+            // happy-eyeballs does) sends a passive socket back to LISTEN.
+            State::Closed | State::Listen => {
                 // Not a clean close: the app reset, or smoltcp gave up on it.
                 self.stream.reset_on_close();
                 Outcome::Closed(CloseReason::ResetByClient)

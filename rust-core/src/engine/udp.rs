@@ -297,6 +297,6 @@ impl<H: Host> Core<H> {
         let key = common.record.key;
         self.udp_index.remove(&(key.src, key.dst));
         self.host.close_datagram(socket);
-        self.reporter.closed(&mut common, reason, now.ms);
+        self.reporter.closed(&mut common, reason);
     }
 }
