@@ -38,6 +38,45 @@ pub struct PendingQuery {
 /// Queries kept per flow; beyond this the oldest is answered SERVFAIL at once.
 const MAX_PENDING: usize = 64;
 
+/// A DNS flow's own bookkeeping, which knows nothing of the engine: which query an answer
+/// belongs to, which queries waited too long.
+impl<D> UdpFlow<D> {
+    /// `query` went upstream. Returns the query it pushed out of the bound, if any, for the
+    /// caller to fail.
+    pub fn query_sent(&mut self, query: &[u8], now: Instant) -> Option<PendingQuery> {
+        let (Some(pending), Some(id)) = (&mut self.dns, dns::message_id(query)) else {
+            return None;
+        };
+        pending.retain(|q| q.id != id);
+        pending.push(PendingQuery {
+            id,
+            query: query.to_vec(),
+            sent: now,
+        });
+        (pending.len() > MAX_PENDING).then(|| pending.remove(0))
+    }
+
+    /// The query `answer` answers, taken off the pending list.
+    pub fn answered(&mut self, answer: &[u8]) -> Option<PendingQuery> {
+        let pending = self.dns.as_mut()?;
+        let id = dns::message_id(answer)?;
+        let at = pending.iter().position(|q| q.id == id)?;
+        Some(pending.swap_remove(at))
+    }
+
+    /// The queries that waited `timeout` or longer, taken off the pending list.
+    pub fn overdue(&mut self, now: Instant, timeout: std::time::Duration) -> Vec<PendingQuery> {
+        let Some(pending) = &mut self.dns else {
+            return Vec::new();
+        };
+        let (overdue, waiting) = std::mem::take(pending)
+            .into_iter()
+            .partition(|q| now.saturating_duration_since(q.sent) >= timeout);
+        *pending = waiting;
+        overdue
+    }
+}
+
 impl<H: Host> Core<H> {
     pub(super) fn udp_packet(&mut self, parsed: Parsed, buf: &[u8], now: Now) {
         let src = parsed.src_addr();
@@ -71,17 +110,8 @@ impl<H: Host> Core<H> {
         match flow.socket.send(payload) {
             Ok(n) => {
                 self.reporter.bytes(&mut flow.common, Direction::Up, n, now);
-                if let (Some(pending), Some(query_id)) = (&mut flow.dns, dns::message_id(payload)) {
-                    pending.retain(|q| q.id != query_id);
-                    pending.push(PendingQuery {
-                        id: query_id,
-                        query: payload.to_vec(),
-                        sent: now.mono,
-                    });
-                    if pending.len() > MAX_PENDING {
-                        let oldest = pending.remove(0);
-                        self.dns_failed(id, oldest, now);
-                    }
+                if let Some(oldest) = flow.query_sent(payload, now.mono) {
+                    self.dns_failed(id, oldest, now);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.dropped(),
@@ -188,14 +218,7 @@ impl<H: Host> Core<H> {
             if flow.common.inspect_datagram(Direction::Down, payload) {
                 self.reporter.rename(&mut flow.common, now.ms);
             }
-            let answered = match (&mut flow.dns, dns::message_id(payload)) {
-                (Some(pending), Some(answer_id)) => pending
-                    .iter()
-                    .position(|q| q.id == answer_id)
-                    .map(|at| pending.swap_remove(at)),
-                _ => None,
-            };
-            if let Some(query) = answered {
+            if let Some(query) = flow.answered(payload) {
                 let answer = self.datagram[..n].to_vec();
                 self.record_dns(id, &query.query, Some(&answer), now);
             }
@@ -207,15 +230,8 @@ impl<H: Host> Core<H> {
         let timeout = self.tuning.dns_timeout;
         let mut failed = Vec::new();
         for (&id, flow) in &mut self.flows {
-            if let Flow::Udp(udp) = flow
-                && let Some(pending) = &mut udp.dns
-            {
-                while let Some(at) = pending
-                    .iter()
-                    .position(|q| now.mono.saturating_duration_since(q.sent) >= timeout)
-                {
-                    failed.push((id, pending.swap_remove(at)));
-                }
+            if let Flow::Udp(udp) = flow {
+                failed.extend(udp.overdue(now.mono, timeout).into_iter().map(|q| (id, q)));
             }
         }
         for (id, query) in failed {
