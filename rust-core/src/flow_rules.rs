@@ -60,6 +60,10 @@ impl IdleTimeouts {
     }
 }
 
+/// A DNS query with no answer after this long is logged without one (and, live, answered
+/// SERVFAIL).
+pub const DNS_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A UDP flow to a DNS server (port 53), which idles out sooner: one query, one answer.
 pub fn is_dns_server(key: &FlowKey) -> bool {
     key.proto == Proto::Udp && key.dst.port() == 53

@@ -167,7 +167,7 @@ impl Default for Tuning {
             tcp_half_closed_timeout: idle.tcp_half_closed,
             udp_idle_timeout: idle.udp,
             dns_flow_timeout: idle.dns,
-            dns_timeout: Duration::from_secs(5),
+            dns_timeout: crate::flow_rules::DNS_ANSWER_TIMEOUT,
             echo_idle_timeout: idle.echo,
             device: None,
             packet_tap: None,
