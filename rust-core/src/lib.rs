@@ -15,6 +15,7 @@ pub mod geo;
 pub mod naming;
 pub mod owner;
 pub mod pcap;
+pub mod recording;
 pub mod store;
 
 #[cfg(target_os = "linux")]
