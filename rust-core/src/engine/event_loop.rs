@@ -14,11 +14,13 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::flow::Event;
+use crate::flow::FlowId;
 use crate::owner::OwnerLookup;
-use crate::owner::resolver::{OwnerClient, OwnerResolver};
+use crate::owner::resolver::OwnerResolver;
 
-use super::core::{Core, OWNER_HOLD};
+use super::core::{Core, OWNER_HOLD, OwnerRequest};
 use super::mio_host::{self, MioHost};
+use super::offload;
 use super::report::{Now, Reporter};
 use super::{EngineConfig, EngineStats, Tuning};
 
@@ -90,9 +92,16 @@ pub fn spawn(
         .name("phonehome-engine".into())
         .spawn(move || {
             let reporter = Reporter::new(events);
-            let host = MioHost::new(registry, config.outbound.clone(), Some(tun.as_raw_fd()));
+            let offload_mtu = tuning.tun_offload.then_some(config.mtu);
+            let host = MioHost::new(
+                registry,
+                config.outbound.clone(),
+                Some(tun.as_raw_fd()),
+                offload_mtu,
+                resolver,
+            );
             let core = Core::new(config, tuning, host, reporter, true, Now::read());
-            run(tun, poll, core, resolver, command_rx)
+            run(tun, poll, core, command_rx)
         })?;
     Ok(Control {
         commands,
@@ -102,14 +111,17 @@ pub fn spawn(
 }
 
 /// Hand the engine's new owner requests to the resolver thread.
-fn ask_owners(core: &mut Core<MioHost>, owners: &OwnerClient) {
-    for request in core.take_owner_requests() {
+fn ask_owners(core: &mut Core<MioHost>) {
+    let requests: Vec<OwnerRequest> = core.take_owner_requests().collect();
+    for request in requests {
+        let owners = &core.host.owners;
         owners.request(request.flow, request.proto, request.local, request.remote);
     }
 }
 
-fn owner_answers(core: &mut Core<MioHost>, owners: &OwnerClient) {
-    for (flow, uid) in owners.results() {
+fn owner_answers(core: &mut Core<MioHost>) {
+    let answers: Vec<(FlowId, Option<u32>)> = core.host.owners.results().collect();
+    for (flow, uid) in answers {
         core.on_owner(flow, uid);
     }
 }
@@ -117,11 +129,11 @@ fn owner_answers(core: &mut Core<MioHost>, owners: &OwnerClient) {
 /// Before the final events: let the owner lookups still running answer, for at most
 /// `OWNER_HOLD`, so the last flows of a session are attributed too. The resolver's answers
 /// wake the poll.
-fn await_owners(poll: &mut Poll, core: &mut Core<MioHost>, owners: &OwnerClient) {
+fn await_owners(poll: &mut Poll, core: &mut Core<MioHost>) {
     let deadline = std::time::Instant::now() + OWNER_HOLD;
     let mut events = Events::with_capacity(16);
     loop {
-        owner_answers(core, owners);
+        owner_answers(core);
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if !core.owners_pending() || left.is_zero() {
             return;
@@ -138,7 +150,6 @@ fn run(
     tun: OwnedFd,
     mut poll: Poll,
     mut core: Core<MioHost>,
-    owners: OwnerClient,
     commands: Receiver<Command>,
 ) -> io::Result<EngineStats> {
     let fd = tun.as_raw_fd();
@@ -146,7 +157,8 @@ fn run(
         .register(&mut SourceFd(&fd), TUN, Interest::READABLE)?;
     let mut events = Events::with_capacity(256);
     let batch = core.tuning.batch.max(1);
-    let mtu = core.config.mtu;
+    // With offload a read may be a 64 KiB TCP super-packet whatever the MTU.
+    let mtu = offload::shard_mtu(core.config.mtu, core.tuning.tun_offload);
     // Try a read first: packets may have queued before registration.
     let mut tun_readable = true;
     let mut stopping = false;
@@ -177,7 +189,7 @@ fn run(
                             Command::Stop => stopping = true,
                         }
                     }
-                    owner_answers(&mut core, &owners);
+                    owner_answers(&mut core);
                 }
                 token => {
                     if let Some(flow) = mio_host::flow_of(token) {
@@ -192,8 +204,8 @@ fn run(
             }
         }
         if stopping {
-            ask_owners(&mut core, &owners);
-            await_owners(&mut poll, &mut core, &owners);
+            ask_owners(&mut core);
+            await_owners(&mut poll, &mut core);
             let now = Now::read();
             core.shutdown(now);
             core.flush_tun(now);
@@ -214,11 +226,11 @@ fn run(
             };
         }
         // Lookups start before the SYNs are served: the SYN-ACK waits for them.
-        ask_owners(&mut core, &owners);
+        ask_owners(&mut core);
         core.process(now);
         core.on_timers(now);
         core.process(now);
-        ask_owners(&mut core, &owners);
+        ask_owners(&mut core);
         core.flush_tun(now);
     }
 }
@@ -241,8 +253,17 @@ fn read_tun(
         // Read into spare capacity: zero-filling a large-MTU buffer per packet costs more than
         // the packet.
         buf.reserve(mtu);
-        // SAFETY: buf has capacity for buf.capacity() bytes (it is empty).
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
+        let n = if core.tuning.tun_offload {
+            offload::read(fd, &mut buf)
+        } else {
+            // SAFETY: buf has capacity for buf.capacity() bytes (it is empty).
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
+            if n > 0 {
+                // SAFETY: read initialized the first n bytes (n <= capacity).
+                unsafe { buf.set_len(n as usize) };
+            }
+            n
+        };
         if n < 0 {
             core.to_tun.recycle(buf);
             let e = io::Error::last_os_error();
@@ -258,10 +279,12 @@ fn read_tun(
             // serving the outbound side until stopped; nothing more will come.
             return Ok(false);
         }
-        // SAFETY: read initialized the first n bytes (n <= capacity).
-        unsafe { buf.set_len(n as usize) };
         if let Some(tap) = &core.tuning.packet_tap {
             tap.offer(now.ms, &buf);
+        }
+        if core.tuning.tun_offload {
+            // So smoltcp sends the app 64 KiB segments, which the kernel splits (offload.rs).
+            offload::raise_syn_mss(&mut buf, offload::SYN_MSS);
         }
         bytes += n as usize;
         core.on_packet(buf, now);

@@ -7,7 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::flow::FlowId;
+use crate::flow::{FlowId, Proto};
 
 /// A relayed TCP flow's socket to the server. Non-blocking: reads and writes may return
 /// `WouldBlock`, after which the host reports readiness again through `Core::on_ready`.
@@ -32,9 +32,12 @@ pub trait Host {
     type Stream: StreamSocket;
     type Datagram: DatagramSocket;
 
-    /// Write one packet to the app (the tun). An error drops it (TCP retransmits, as on a
-    /// real link); the engine counts it.
-    fn transmit(&mut self, packet: &[u8]) -> io::Result<()>;
+    /// Write one packet to the app (the tun); the host may rewrite it for the device (offload
+    /// checksums). An error drops it (TCP retransmits, as on a real link); the engine counts it.
+    fn transmit(&mut self, packet: &mut [u8]) -> io::Result<()>;
+    /// The owner of the app's end of a flow if a lookup can tell it at once without waiting
+    /// (non-blocking sock_diag); None: the engine asks through its owner requests.
+    fn owner_now(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr) -> Option<u32>;
     /// Start a non-blocking connect to `dst` for `flow`.
     fn tcp_connect(&mut self, flow: FlowId, dst: SocketAddr) -> io::Result<Self::Stream>;
     fn udp_connect(&mut self, flow: FlowId, dst: SocketAddr) -> io::Result<Self::Datagram>;

@@ -8,11 +8,12 @@ use std::os::fd::RawFd;
 
 use mio::{Interest, Registry, Token};
 
-use crate::flow::FlowId;
+use crate::flow::{FlowId, Proto};
+use crate::owner::resolver::OwnerClient;
 
 use super::Outbound;
 use super::host::{DatagramSocket, Host, StreamSocket};
-use super::outbound;
+use super::{offload, outbound};
 
 /// mio tokens below this are the loop's own (tun, waker); flow tokens are `id + FIRST_FLOW_TOKEN`.
 pub const FIRST_FLOW_TOKEN: usize = 2;
@@ -31,14 +32,26 @@ pub struct MioHost {
     outbound: Outbound,
     /// The tun; None leaves packets unwritten (counted as dropped).
     tun: Option<RawFd>,
+    /// The tun's MTU when it has segmentation offload (a virtio-net header on every packet).
+    offload_mtu: Option<usize>,
+    /// The owner lookups: at once where they cannot block, else on the resolver thread.
+    pub owners: OwnerClient,
 }
 
 impl MioHost {
-    pub fn new(registry: Registry, outbound: Outbound, tun: Option<RawFd>) -> MioHost {
+    pub fn new(
+        registry: Registry,
+        outbound: Outbound,
+        tun: Option<RawFd>,
+        offload_mtu: Option<usize>,
+        owners: OwnerClient,
+    ) -> MioHost {
         MioHost {
             registry,
             outbound,
             tun,
+            offload_mtu,
+            owners,
         }
     }
 }
@@ -47,12 +60,18 @@ impl Host for MioHost {
     type Stream = mio::net::TcpStream;
     type Datagram = mio::net::UdpSocket;
 
-    fn transmit(&mut self, packet: &[u8]) -> io::Result<()> {
+    fn transmit(&mut self, packet: &mut [u8]) -> io::Result<()> {
         let Some(fd) = self.tun else {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         };
-        // SAFETY: packet is valid for packet.len() bytes; fd is the engine's open tun.
-        let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
+        let n = match self.offload_mtu {
+            Some(mtu) => {
+                let header = offload::output_header(packet, mtu);
+                offload::write(fd, &header, packet)
+            }
+            // SAFETY: packet is valid for packet.len() bytes; fd is the engine's open tun.
+            None => unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) },
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::WouldBlock && e.raw_os_error() != Some(libc::ENOBUFS) {
@@ -61,6 +80,10 @@ impl Host for MioHost {
             return Err(e);
         }
         Ok(())
+    }
+
+    fn owner_now(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+        self.owners.owner_now(proto, local, remote)
     }
 
     fn tcp_connect(&mut self, flow: FlowId, dst: SocketAddr) -> io::Result<Self::Stream> {

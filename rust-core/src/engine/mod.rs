@@ -32,6 +32,7 @@ mod event_loop;
 mod host;
 mod icmp;
 mod mio_host;
+mod offload;
 mod outbound;
 mod packet;
 mod report;
@@ -149,6 +150,10 @@ pub struct Tuning {
     /// Copies of every packet read from and written to the tun, for a recorder thread (e.g.
     /// `phonehome capture --pcapng`). None (the default) copies nothing.
     pub packet_tap: Option<PacketTap>,
+    /// The tun was opened with `IFF_VNET_HDR` and TCP segmentation offload (the Linux capture
+    /// TUN): every read and write carries a `virtio_net_hdr`, and TCP moves in segments of up
+    /// to 64 KiB whatever the MTU. Never on Android (its VpnService fd has no such header).
+    pub tun_offload: bool,
 }
 
 impl Default for Tuning {
@@ -171,6 +176,7 @@ impl Default for Tuning {
             echo_idle_timeout: idle.echo,
             device: None,
             packet_tap: None,
+            tun_offload: false,
         }
     }
 }

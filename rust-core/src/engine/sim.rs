@@ -77,9 +77,13 @@ impl Host for SimHost {
     type Stream = SimStream;
     type Datagram = SimDatagram;
 
-    fn transmit(&mut self, packet: &[u8]) -> io::Result<()> {
+    fn transmit(&mut self, packet: &mut [u8]) -> io::Result<()> {
         self.0.borrow_mut().to_app.push_back(packet.to_vec());
         Ok(())
+    }
+
+    fn owner_now(&mut self, _: Proto, _: SocketAddr, _: SocketAddr) -> Option<u32> {
+        None
     }
 
     fn tcp_connect(&mut self, flow: FlowId, dst: SocketAddr) -> io::Result<SimStream> {

@@ -147,6 +147,7 @@ impl<H: Host> Core<H> {
             dst,
         };
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
+        self.owner_now(&mut common);
         self.reporter.opened(&mut common, now.ms);
         self.flows.insert(
             id,
