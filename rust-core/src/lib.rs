@@ -10,6 +10,7 @@ pub mod company;
 pub mod dissect;
 pub mod engine;
 pub mod flow;
+pub mod flow_rules;
 pub mod geo;
 pub mod naming;
 pub mod owner;

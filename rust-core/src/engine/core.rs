@@ -1,36 +1,44 @@
-//! The engine's state and its reactions, without the loop: fed packets from the tun, readiness
-//! of outbound sockets and the time; it queues packets for the tun. `event_loop` drives it with
-//! mio; tests drive it directly.
+//! The flow engine's state and its reactions, without the loop: fed packets from the tun,
+//! readiness of outbound sockets, owner answers and the time, it writes packets and opens
+//! sockets through its [`Host`] and asks for owner lookups through a queue. It reads no clock
+//! and never waits: `event_loop` drives it with mio and the wall clock, `engine::sim` on
+//! virtual time.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::{Interest, Registry, Token};
-
 use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
-use crate::owner::resolver::OwnerClient;
+use crate::flow_rules::{self, IdleClass, IdleTimeouts};
 
 use super::buffers::BufferPool;
 use super::device::{BufferRecycler, PacketQueue};
+use super::host::{Host, StreamSocket};
 use super::icmp::EchoFlow;
 use super::packet::{self, Drop, Parsed, Transport};
 use super::report::{FlowCommon, Now, Reporter};
 use super::shard::{Shard, shard_of};
 use super::tcp::{Outcome, Phase, TcpDns, TcpFlow};
 use super::udp::UdpFlow;
-use super::{EngineConfig, EngineStats, Tuning, offload, outbound};
+use super::{EngineConfig, EngineStats, Tuning, offload};
 
-/// mio tokens below this are the loop's own (tun, waker); flow tokens are `id + FIRST_FLOW_TOKEN`.
-pub const FIRST_FLOW_TOKEN: usize = 2;
-
-pub enum Flow {
-    Tcp(Box<TcpFlow>),
-    Udp(Box<UdpFlow>),
-    Echo(Box<EchoFlow>),
+pub enum Flow<H: Host> {
+    Tcp(Box<TcpFlow<H::Stream>>),
+    Udp(Box<UdpFlow<H::Datagram>>),
+    Echo(Box<EchoFlow<H::Datagram>>),
 }
 
-impl Flow {
+/// An owner lookup the engine wants: which process has the app's end of this flow. The driver
+/// runs it off the packet path and answers with [`Core::on_owner`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerRequest {
+    pub flow: FlowId,
+    pub proto: Proto,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl<H: Host> Flow<H> {
     pub fn common(&mut self) -> &mut FlowCommon {
         match self {
             Flow::Tcp(f) => &mut f.common,
@@ -38,30 +46,39 @@ impl Flow {
             Flow::Echo(f) => &mut f.common,
         }
     }
+
+    fn owner_done(&self) -> bool {
+        match self {
+            Flow::Tcp(f) => f.common.owner_done,
+            Flow::Udp(f) => f.common.owner_done,
+            Flow::Echo(f) => f.common.owner_done,
+        }
+    }
 }
 
-pub struct Core {
+pub struct Core<H: Host> {
     pub(super) config: EngineConfig,
     pub(super) tuning: Tuning,
     epoch: Instant,
-    pub(super) registry: Registry,
+    pub(super) host: H,
     pub(super) shards: Vec<Shard>,
     pub(super) pool: BufferPool,
-    pub(super) flows: HashMap<FlowId, Flow>,
+    pub(super) flows: HashMap<FlowId, Flow<H>>,
     pub(super) tcp_index: HashMap<(SocketAddr, SocketAddr), FlowId>,
     pub(super) udp_index: HashMap<(SocketAddr, SocketAddr), FlowId>,
     pub(super) echo_index: HashMap<(IpAddr, IpAddr, u16), FlowId>,
     next_id: FlowId,
     pub(super) reporter: Reporter,
-    /// Packets for the tun: shard output and the engine's own (UDP, ICMP, RST).
+    /// Packets for the tun: shard output and the engine's own (UDP, ICMP, RST), written
+    /// through the host by `flush_tun`.
     pub(super) to_tun: PacketQueue,
-    /// Where `flush_tun` writes them; None leaves them queued (for a caller without a tun).
-    pub(super) tun_fd: Option<std::os::fd::RawFd>,
     /// Flows to service after the next shard poll.
     touched: Vec<FlowId>,
     /// Reusable receive buffer for UDP and ICMP.
     pub(super) datagram: Vec<u8>,
-    pub(super) owner: Option<OwnerClient>,
+    /// Whether the driver answers owner lookups; without, every flow is done at once.
+    owner_lookups: bool,
+    owner_requests: Vec<OwnerRequest>,
     next_sweep: Option<Instant>,
     next_flush: Option<i64>,
     /// Flows whose SYN-ACK (TCP) or DNS answers (UDP) wait for the owner lookup, with the time
@@ -74,15 +91,18 @@ pub struct Core {
     over_budget: bool,
 }
 
-impl Core {
+impl<H: Host> Core<H> {
+    /// `owner_lookups`: the driver takes [`Core::take_owner_requests`] and answers each with
+    /// [`Core::on_owner`]. `now` is the engine's epoch.
     pub fn new(
         config: EngineConfig,
         tuning: Tuning,
-        registry: Registry,
+        host: H,
         reporter: Reporter,
-        owner: Option<OwnerClient>,
-    ) -> Core {
-        let epoch = Instant::now();
+        owner_lookups: bool,
+        now: Now,
+    ) -> Core<H> {
+        let epoch = now.mono;
         let recycler = BufferRecycler::default();
         let segment_mtu = offload::shard_mtu(config.mtu, tuning.tun_offload);
         let shards = (0..tuning.shards.max(1))
@@ -107,7 +127,7 @@ impl Core {
             config,
             tuning,
             epoch,
-            registry,
+            host,
             shards,
             pool,
             flows: HashMap::new(),
@@ -117,10 +137,10 @@ impl Core {
             next_id: 1,
             reporter,
             to_tun: PacketQueue::new(recycler),
-            tun_fd: None,
             touched: Vec::new(),
             datagram: vec![0; 65536],
-            owner,
+            owner_lookups,
+            owner_requests: Vec::new(),
             next_sweep: None,
             next_flush: None,
             held: Vec::new(),
@@ -144,10 +164,6 @@ impl Core {
         let id = self.next_id;
         self.next_id += 1;
         id
-    }
-
-    pub(super) fn token(id: FlowId) -> Token {
-        Token(id as usize + FIRST_FLOW_TOKEN)
     }
 
     pub(super) fn dropped(&mut self) {
@@ -182,9 +198,7 @@ impl Core {
     /// first event: the SYN-ACK (or a DNS answer) then waits for no other thread.
     pub(super) fn owner_now(&mut self, common: &mut FlowCommon) {
         let key = common.record.key;
-        if let Some(owner) = &mut self.owner
-            && let Some(uid) = owner.owner_now(key.proto, key.src, key.dst)
-        {
+        if let Some(uid) = self.host.owner_now(key.proto, key.src, key.dst) {
             common.record.uid = Some(uid);
             common.owner_done = true;
         }
@@ -199,45 +213,48 @@ impl Core {
         if common.owner_done {
             return;
         }
-        match &self.owner {
-            Some(owner) => owner.request(id, key.proto, key.src, key.dst),
-            None => common.owner_done = true,
+        if self.owner_lookups {
+            self.owner_requests.push(OwnerRequest {
+                flow: id,
+                proto: key.proto,
+                local: key.src,
+                remote: key.dst,
+            });
+        } else {
+            common.owner_done = true;
         }
     }
 
-    /// Before the final events: let owner lookups still running answer (bounded), so the last
-    /// flows of a session are attributed too.
-    fn await_owners(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.flows.values_mut().any(|f| !f.common().owner_done) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-            self.owner_results();
-        }
+    /// Owner lookups asked for since the last call, for the driver to run.
+    pub fn take_owner_requests(&mut self) -> std::vec::Drain<'_, OwnerRequest> {
+        self.owner_requests.drain(..)
     }
 
-    /// Apply owner lookups that finished.
-    pub fn owner_results(&mut self) {
-        let Some(owner) = &self.owner else { return };
-        let results: Vec<(FlowId, Option<u32>)> = owner.results().collect();
-        for (id, uid) in results {
-            match self.flows.get_mut(&id) {
-                Some(flow) => {
-                    let common = flow.common();
-                    common.owner_done = true;
-                    if let Some(uid) = uid {
-                        common.record.uid = Some(uid);
-                        self.reporter.owner_found(common);
-                    }
-                    self.release_if_ready(id);
+    /// Some open flow still waits for its owner lookup: before the final events of a session
+    /// the driver lets those answer (bounded), so the last flows are attributed too.
+    pub fn owners_pending(&self) -> bool {
+        self.flows.values().any(|f| !f.owner_done())
+    }
+
+    /// An owner lookup finished: the uid, or None when it found no owner.
+    pub fn on_owner(&mut self, id: FlowId, uid: Option<u32>) {
+        match self.flows.get_mut(&id) {
+            Some(flow) => {
+                let common = flow.common();
+                common.owner_done = true;
+                if let Some(uid) = uid {
+                    common.record.uid = Some(uid);
+                    self.reporter.owner_found(common);
                 }
-                None => {
-                    if let Some(uid) = uid {
-                        self.reporter.late_owner(id, uid);
-                    }
+                self.release_if_ready(id);
+            }
+            None => {
+                if let Some(uid) = uid {
+                    self.reporter.late_owner(id, uid);
                 }
             }
-            self.reporter.owner_known(id, uid);
         }
+        self.reporter.owner_known(id, uid);
     }
 
     /// Answer the app's SYN (release the held SYN-ACK) once the outbound connect succeeded and
@@ -305,11 +322,21 @@ impl Core {
                 self.tcp_packet(parsed, buf, syn && !ack && !rst, rst, now)
             }
             Transport::Udp { .. } => {
-                self.udp_packet(parsed, &buf, now);
+                let key = (parsed.src_addr(), parsed.dst_addr());
+                self.supervised(
+                    |core| core.udp_index.get(&key).copied(),
+                    |core| core.udp_packet(parsed, &buf, now),
+                    now,
+                );
                 self.to_tun.recycle(buf);
             }
             Transport::Echo { ident, .. } => {
-                self.echo_packet(parsed, ident, &buf, now);
+                let key = (parsed.src, parsed.dst, ident);
+                self.supervised(
+                    |core| core.echo_index.get(&key).copied(),
+                    |core| core.echo_packet(parsed, ident, &buf, now),
+                    now,
+                );
                 self.to_tun.recycle(buf);
             }
         }
@@ -380,20 +407,20 @@ impl Core {
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         common.record.packets_up = 1;
 
-        let stream = match outbound::tcp_connect(&self.config.outbound, target) {
+        let stream = match self.host.tcp_connect(id, target) {
             Ok(stream) => stream,
             Err(e) => {
                 log::debug!("connect {target} failed at once: {e}");
                 self.refuse_syn(&syn, &e);
                 self.to_tun.recycle(syn);
                 self.reporter.opened(&mut common, now.ms);
-                self.reporter
-                    .closed(&mut common, connect_reason(&e), now.ms);
+                self.reporter.closed(&mut common, connect_reason(&e));
                 return;
             }
         };
         let Some(buffers) = self.pool.acquire() else {
             log::warn!("out of memory for socket buffers; refusing {src} -> {dst}");
+            self.host.close_stream(stream);
             self.refuse_syn(&syn, &std::io::Error::from(std::io::ErrorKind::OutOfMemory));
             self.to_tun.recycle(syn);
             return;
@@ -403,23 +430,11 @@ impl Core {
         let shard = &mut self.shards[shard_index];
         let Some(handle) = shard.listen(dst, &buffers, smol_now) else {
             self.pool.release(buffers);
+            self.host.close_stream(stream);
             self.dropped();
             self.to_tun.recycle(syn);
             return;
         };
-        let mut stream = stream;
-        if let Err(e) = self.registry.register(
-            &mut stream,
-            Self::token(id),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            log::warn!("cannot register outbound socket: {e}");
-            self.shards[shard_index].remove(handle, &mut self.pool, buffers);
-            self.dropped();
-            self.to_tun.recycle(syn);
-            return;
-        }
-        let shard = &mut self.shards[shard_index];
         shard.device.rx.push(syn);
         // Deliver the SYN now, before another listener for the same destination could take it.
         shard.ingress(smol_now);
@@ -472,11 +487,8 @@ impl Core {
         }
     }
 
-    /// Readiness of a flow's outbound socket.
-    pub fn on_ready(&mut self, token: Token, readable: bool, writable: bool, now: Now) {
-        let Some(id) = token.0.checked_sub(FIRST_FLOW_TOKEN).map(|id| id as FlowId) else {
-            return;
-        };
+    /// Readiness of flow `id`'s outbound socket.
+    pub fn on_ready(&mut self, id: FlowId, readable: bool, writable: bool, now: Now) {
         match self.flows.get_mut(&id) {
             Some(Flow::Tcp(flow)) => {
                 flow.out_readable |= readable;
@@ -502,9 +514,34 @@ impl Core {
                 }
                 self.touched.push(id);
             }
-            Some(Flow::Udp(_)) if readable => self.udp_readable(id, now),
-            Some(Flow::Echo(_)) if readable => self.echo_readable(id, now),
+            Some(Flow::Udp(_)) if readable => {
+                self.supervised(|_| Some(id), |core| core.udp_readable(id, now), now)
+            }
+            Some(Flow::Echo(_)) if readable => {
+                self.supervised(|_| Some(id), |core| core.echo_readable(id, now), now)
+            }
             _ => {}
+        }
+    }
+
+    /// The supervision boundary of datagram flows (TCP flows have theirs in `service_touched`):
+    /// a bug that panics while one flow's datagram is handled costs that flow (closed with
+    /// reason `error`, counted in `flows_failed`, logged), not the engine. `flow` finds the
+    /// flow after the panic (it may have been opened by the handling that panicked).
+    fn supervised(
+        &mut self,
+        flow: impl FnOnce(&Self) -> Option<FlowId>,
+        handle: impl FnOnce(&mut Self),
+        now: Now,
+    ) {
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(self)));
+        if handled.is_err() {
+            self.reporter.stats.flows_failed += 1;
+            let id = flow(self);
+            log::error!("flow {id:?} panicked while its datagram was handled: dropped");
+            if let Some(id) = id {
+                self.close_flow(id, CloseReason::Error, now);
+            }
         }
     }
 
@@ -587,32 +624,18 @@ impl Core {
             }
             // Write each shard's output at once: a poll of a shard with many busy flows emits
             // hundreds of segments, and holding every shard's until the end inflates memory.
-            self.flush_tun();
+            self.flush_tun(now);
         }
     }
 
     /// Write every queued packet to the tun. A full tun drops the packet (TCP retransmits, as
     /// on a real link).
-    pub fn flush_tun(&mut self) {
-        let Some(fd) = self.tun_fd else { return };
+    pub fn flush_tun(&mut self, now: Now) {
         while let Some(mut packet) = self.to_tun.pop() {
-            let n = if self.tuning.tun_offload {
-                let header = offload::output_header(&mut packet, self.config.mtu);
-                offload::write(fd, &header, &packet)
-            } else {
-                // SAFETY: packet is valid for packet.len() bytes; fd is the engine's open tun.
-                unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) }
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::WouldBlock
-                    && e.raw_os_error() != Some(libc::ENOBUFS)
-                {
-                    log::debug!("tun write: {e}");
-                }
+            if self.host.transmit(&mut packet).is_err() {
                 self.reporter.stats.packets_dropped += 1;
             } else if let Some(tap) = &self.tuning.packet_tap {
-                tap.offer(super::report::Now::read().ms, &packet);
+                tap.offer(now.ms, &packet);
             }
             self.to_tun.recycle(packet);
         }
@@ -636,7 +659,7 @@ impl Core {
             let Ok(outcome) = serviced else {
                 self.reporter.stats.flows_failed += 1;
                 log::error!("flow {id} panicked while being serviced: dropped (engine goes on)");
-                self.close_tcp(id, CloseReason::Error, now);
+                self.close_tcp(id, CloseReason::Error);
                 continue;
             };
             if self.over_budget && outcome == Outcome::Open && flow.touched() >= TRIM_MIN {
@@ -657,7 +680,7 @@ impl Core {
             match outcome {
                 Outcome::Open => {}
                 Outcome::Again => self.touched.push(id),
-                Outcome::Closed(reason) => self.close_tcp(id, reason, now),
+                Outcome::Closed(reason) => self.close_tcp(id, reason),
             }
         }
         // Keep the allocation.
@@ -752,17 +775,25 @@ impl Core {
         }
     }
 
-    pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
-        let Some(Flow::Tcp(mut flow)) = self.flows.remove(&id) else {
+    pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason) {
+        let Some(Flow::Tcp(flow)) = self.flows.remove(&id) else {
             return;
         };
-        let key = flow.common.record.key;
+        let TcpFlow {
+            mut common,
+            stream,
+            buffers,
+            shard,
+            handle,
+            ..
+        } = *flow;
+        let key = common.record.key;
         self.tcp_index.remove(&(key.src, key.dst));
-        let _ = self.registry.deregister(&mut flow.stream);
-        if let Some(buffers) = flow.buffers.take() {
-            self.shards[flow.shard].remove(flow.handle, &mut self.pool, buffers);
+        self.host.close_stream(stream);
+        if let Some(buffers) = buffers {
+            self.shards[shard].remove(handle, &mut self.pool, buffers);
         }
-        self.reporter.closed(&mut flow.common, reason, now.ms);
+        self.reporter.closed(&mut common, reason);
     }
 
     /// Close a flow of any kind (idle expiry, engine stop).
@@ -777,11 +808,11 @@ impl Core {
                 while let Some(out) = shard.device.tx.pop() {
                     self.to_tun.push(out);
                 }
-                outbound::set_linger_zero(&flow.stream);
-                self.close_tcp(id, reason, now);
+                flow.stream.reset_on_close();
+                self.close_tcp(id, reason);
             }
             Some(Flow::Udp(_)) => self.close_udp(id, reason, now),
-            Some(Flow::Echo(_)) => self.close_echo(id, reason, now),
+            Some(Flow::Echo(_)) => self.close_echo(id, reason),
             None => {}
         }
     }
@@ -827,19 +858,31 @@ impl Core {
     }
 
     fn sweep(&mut self, now: Now) {
-        let tuning = self.tuning.clone();
+        let tuning = &self.tuning;
+        let idle_limits = IdleTimeouts {
+            tcp: tuning.tcp_idle_timeout,
+            tcp_half_closed: tuning.tcp_half_closed_timeout,
+            udp: tuning.udp_idle_timeout,
+            dns: tuning.dns_flow_timeout,
+            echo: tuning.echo_idle_timeout,
+        };
+        let connect_timeout = tuning.connect_timeout;
         let mut expired = Vec::new();
         for (&id, flow) in &mut self.flows {
-            let idle = now
-                .mono
-                .saturating_duration_since(flow.common().last_activity);
+            let since = match flow {
+                Flow::Tcp(f) if f.phase == Phase::Connecting => f.common.opened,
+                _ => flow.common().last_activity,
+            };
+            let idle = now.mono.saturating_duration_since(since);
             let limit = match flow {
-                Flow::Tcp(f) if f.phase == Phase::Connecting => tuning.connect_timeout,
-                Flow::Tcp(f) if f.up_closed || f.down_closed => tuning.tcp_half_closed_timeout,
-                Flow::Tcp(_) => tuning.tcp_idle_timeout,
-                Flow::Udp(f) if f.dns.is_some() => tuning.dns_flow_timeout,
-                Flow::Udp(_) => tuning.udp_idle_timeout,
-                Flow::Echo(_) => tuning.echo_idle_timeout,
+                Flow::Tcp(f) if f.phase == Phase::Connecting => connect_timeout,
+                Flow::Tcp(f) => idle_limits.limit(IdleClass::Tcp {
+                    half_closed: f.up_closed || f.down_closed,
+                }),
+                Flow::Udp(f) => idle_limits.limit(IdleClass::Udp {
+                    dns: flow_rules::is_dns_server(&f.common.record.key),
+                }),
+                Flow::Echo(_) => idle_limits.limit(IdleClass::Echo),
             };
             if idle >= limit {
                 let reason = match flow {
@@ -890,7 +933,6 @@ impl Core {
 
     /// Close every flow (reason engine-stop) and flush their final events.
     pub fn shutdown(&mut self, now: Now) {
-        self.await_owners(OWNER_HOLD);
         let ids: Vec<FlowId> = self.flows.keys().copied().collect();
         for id in ids {
             self.close_flow(id, CloseReason::EngineStop, now);
@@ -937,8 +979,18 @@ pub(super) static PROVOKE_PANIC_PORT: std::sync::atomic::AtomicU16 =
     std::sync::atomic::AtomicU16::new(0);
 
 #[cfg(test)]
-fn panic_if_provoked(port: u16) {
-    if port != 0 && PROVOKE_PANIC_PORT.load(std::sync::atomic::Ordering::Relaxed) == port {
+thread_local! {
+    /// The same for an engine driven on the test's own thread (`engine::sim`), so parallel
+    /// tests do not see each other's port.
+    pub(super) static PROVOKE_PANIC_PORT_HERE: std::cell::Cell<u16> =
+        const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+pub(super) fn panic_if_provoked(port: u16) {
+    let provoked = PROVOKE_PANIC_PORT.load(std::sync::atomic::Ordering::Relaxed) == port
+        || PROVOKE_PANIC_PORT_HERE.with(|p| p.get()) == port;
+    if port != 0 && provoked {
         panic!("provoked by the test for port {port}");
     }
 }

@@ -71,16 +71,12 @@ impl StreamSplitter {
             return;
         }
         self.pending.extend_from_slice(data);
-        let mut at = 0;
-        while self.pending.len() - at >= 2 {
-            let len = usize::from(u16::from_be_bytes([self.pending[at], self.pending[at + 1]]));
-            if self.pending.len() - at - 2 < len {
-                break;
-            }
-            on_message(&self.pending[at + 2..at + 2 + len]);
-            at += 2 + len;
+        // The framing the pcap observer uses too.
+        let (messages, used) = crate::dissect::dns::split_tcp(&self.pending);
+        for message in messages {
+            on_message(message);
         }
-        self.pending.drain(..at);
+        self.pending.drain(..used);
     }
 }
 

@@ -14,10 +14,12 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::flow::Event;
+use crate::flow::FlowId;
 use crate::owner::OwnerLookup;
 use crate::owner::resolver::OwnerResolver;
 
-use super::core::Core;
+use super::core::{Core, OWNER_HOLD, OwnerRequest};
+use super::mio_host::{self, MioHost};
 use super::offload;
 use super::report::{Now, Reporter};
 use super::{EngineConfig, EngineStats, Tuning};
@@ -90,7 +92,15 @@ pub fn spawn(
         .name("phonehome-engine".into())
         .spawn(move || {
             let reporter = Reporter::new(events);
-            let core = Core::new(config, tuning, registry, reporter, Some(resolver));
+            let offload_mtu = tuning.tun_offload.then_some(config.mtu);
+            let host = MioHost::new(
+                registry,
+                config.outbound.clone(),
+                Some(tun.as_raw_fd()),
+                offload_mtu,
+                resolver,
+            );
+            let core = Core::new(config, tuning, host, reporter, true, Now::read());
             run(tun, poll, core, command_rx)
         })?;
     Ok(Control {
@@ -100,16 +110,51 @@ pub fn spawn(
     })
 }
 
+/// Hand the engine's new owner requests to the resolver thread.
+fn ask_owners(core: &mut Core<MioHost>) {
+    let requests: Vec<OwnerRequest> = core.take_owner_requests().collect();
+    for request in requests {
+        let owners = &core.host.owners;
+        owners.request(request.flow, request.proto, request.local, request.remote);
+    }
+}
+
+fn owner_answers(core: &mut Core<MioHost>) {
+    let answers: Vec<(FlowId, Option<u32>)> = core.host.owners.results().collect();
+    for (flow, uid) in answers {
+        core.on_owner(flow, uid);
+    }
+}
+
+/// Before the final events: let the owner lookups still running answer, for at most
+/// `OWNER_HOLD`, so the last flows of a session are attributed too. The resolver's answers
+/// wake the poll.
+fn await_owners(poll: &mut Poll, core: &mut Core<MioHost>) {
+    let deadline = std::time::Instant::now() + OWNER_HOLD;
+    let mut events = Events::with_capacity(16);
+    loop {
+        owner_answers(core);
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !core.owners_pending() || left.is_zero() {
+            return;
+        }
+        if let Err(e) = poll.poll(&mut events, Some(left))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            return;
+        }
+    }
+}
+
 fn run(
     tun: OwnedFd,
     mut poll: Poll,
-    mut core: Core,
+    mut core: Core<MioHost>,
     commands: Receiver<Command>,
 ) -> io::Result<EngineStats> {
     let fd = tun.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&fd), TUN, Interest::READABLE)?;
-    core.tun_fd = Some(fd);
     let mut events = Events::with_capacity(256);
     let batch = core.tuning.batch.max(1);
     // With offload a read may be a 64 KiB TCP super-packet whatever the MTU.
@@ -144,19 +189,26 @@ fn run(
                             Command::Stop => stopping = true,
                         }
                     }
-                    core.owner_results();
+                    owner_answers(&mut core);
                 }
-                token => core.on_ready(
-                    token,
-                    event.is_readable() || event.is_read_closed() || event.is_error(),
-                    event.is_writable() || event.is_write_closed() || event.is_error(),
-                    now,
-                ),
+                token => {
+                    if let Some(flow) = mio_host::flow_of(token) {
+                        core.on_ready(
+                            flow,
+                            event.is_readable() || event.is_read_closed() || event.is_error(),
+                            event.is_writable() || event.is_write_closed() || event.is_error(),
+                            now,
+                        )
+                    }
+                }
             }
         }
         if stopping {
+            ask_owners(&mut core);
+            await_owners(&mut poll, &mut core);
+            let now = Now::read();
             core.shutdown(now);
-            core.flush_tun();
+            core.flush_tun(now);
             return Ok(core.stats());
         }
         if tun_readable && !tun_failed {
@@ -173,15 +225,24 @@ fn run(
                 }
             };
         }
+        // Lookups start before the SYNs are served: the SYN-ACK waits for them.
+        ask_owners(&mut core);
         core.process(now);
         core.on_timers(now);
         core.process(now);
-        core.flush_tun();
+        ask_owners(&mut core);
+        core.flush_tun(now);
     }
 }
 
 /// Read up to `batch` packets. Returns whether the tun may still have more (no EAGAIN yet).
-fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> io::Result<bool> {
+fn read_tun(
+    fd: RawFd,
+    core: &mut Core<MioHost>,
+    batch: usize,
+    mtu: usize,
+    now: Now,
+) -> io::Result<bool> {
     // Also bounded in bytes: 64 packets of a 64 KiB MTU would hold 4 MiB at once.
     let mut bytes = 0;
     for _ in 0..batch {

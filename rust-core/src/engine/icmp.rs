@@ -6,23 +6,22 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use mio::Interest;
-
-use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
+use crate::flow::{CloseReason, Direction, FlowId};
+use crate::flow_rules;
 
 use super::core::{Core, Flow};
-use super::outbound;
+use super::host::{DatagramSocket, Host};
 use super::packet::{self, Parsed};
 use super::report::{FlowCommon, Now};
 
-pub struct EchoFlow {
+pub struct EchoFlow<D> {
     pub common: FlowCommon,
-    pub socket: mio::net::UdpSocket,
+    pub socket: D,
     /// The identifier the app used.
     pub ident: u16,
 }
 
-impl Core {
+impl<H: Host> Core<H> {
     pub(super) fn echo_packet(&mut self, parsed: Parsed, ident: u16, buf: &[u8], now: Now) {
         let key = (parsed.src, parsed.dst, ident);
         let id = match self.echo_index.get(&key) {
@@ -38,15 +37,20 @@ impl Core {
         let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else {
             return;
         };
+        #[cfg(test)]
+        super::core::panic_if_provoked(ident);
         // The ICMP message from its header on: the kernel rewrites the identifier and checksum.
         let l4_start = parsed.payload.0 - 8;
         let message = &buf[l4_start..parsed.payload.1];
         self.reporter.packet(&mut flow.common, Direction::Up, now);
         match flow.socket.send(message) {
             Ok(_) => {
-                let data = parsed.payload.1 - parsed.payload.0;
-                self.reporter
-                    .bytes(&mut flow.common, Direction::Up, data, now);
+                self.reporter.bytes(
+                    &mut flow.common,
+                    Direction::Up,
+                    flow_rules::echo_bytes(message.len()),
+                    now,
+                );
             }
             Err(e) => {
                 log::debug!("ping {}: {e}", parsed.dst);
@@ -57,22 +61,15 @@ impl Core {
 
     fn open_echo(&mut self, parsed: Parsed, ident: u16, now: Now) -> Option<FlowId> {
         let dst = SocketAddr::new(parsed.dst, 0);
-        let mut socket = match outbound::ping_connect(&self.config.outbound, dst) {
+        let id = self.new_flow_id();
+        let socket = match self.host.ping_connect(id, dst) {
             Ok(socket) => socket,
             Err(e) => {
                 log::debug!("no ping socket for {}: {e}", parsed.dst);
                 return None;
             }
         };
-        let id = self.new_flow_id();
-        self.registry
-            .register(&mut socket, Core::token(id), Interest::READABLE)
-            .ok()?;
-        let key = FlowKey {
-            proto: Proto::Icmp,
-            src: SocketAddr::new(parsed.src, ident),
-            dst,
-        };
+        let key = flow_rules::echo_key(parsed.src, ident, parsed.dst);
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         self.reporter.opened(&mut common, now.ms);
         self.flows.insert(
@@ -109,22 +106,30 @@ impl Core {
             if packet::build_echo_reply(&mut out, src, dst, flow.ident, &self.datagram[..n]) {
                 self.to_tun.push(out);
                 self.reporter.packet(&mut flow.common, Direction::Down, now);
-                self.reporter
-                    .bytes(&mut flow.common, Direction::Down, n.saturating_sub(8), now);
+                self.reporter.bytes(
+                    &mut flow.common,
+                    Direction::Down,
+                    flow_rules::echo_bytes(n),
+                    now,
+                );
             } else {
                 self.to_tun.recycle(out);
             }
         }
     }
 
-    pub(super) fn close_echo(&mut self, id: FlowId, reason: CloseReason, now: Now) {
-        let Some(Flow::Echo(mut flow)) = self.flows.remove(&id) else {
+    pub(super) fn close_echo(&mut self, id: FlowId, reason: CloseReason) {
+        let Some(Flow::Echo(flow)) = self.flows.remove(&id) else {
             return;
         };
-        let key = flow.common.record.key;
-        self.echo_index
-            .remove(&(key.src.ip(), key.dst.ip(), flow.ident));
-        let _ = self.registry.deregister(&mut flow.socket);
-        self.reporter.closed(&mut flow.common, reason, now.ms);
+        let EchoFlow {
+            mut common,
+            socket,
+            ident,
+        } = *flow;
+        let key = common.record.key;
+        self.echo_index.remove(&(key.src.ip(), key.dst.ip(), ident));
+        self.host.close_datagram(socket);
+        self.reporter.closed(&mut common, reason);
     }
 }

@@ -29,7 +29,9 @@ mod core;
 mod device;
 mod dns;
 mod event_loop;
+mod host;
 mod icmp;
+mod mio_host;
 mod offload;
 mod outbound;
 mod packet;
@@ -39,6 +41,8 @@ mod tap;
 mod tcp;
 mod udp;
 
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -154,6 +158,8 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Tuning {
+        // Shared with the capture replay, so both end idle flows alike.
+        let idle = crate::flow_rules::IdleTimeouts::default();
         Tuning {
             shards: 64,
             tcp_rx_buffer: 128 * 1024,
@@ -162,12 +168,12 @@ impl Default for Tuning {
             tcp_buffer_budget: 4 << 20,
             batch: 64,
             connect_timeout: Duration::from_secs(20),
-            tcp_idle_timeout: Duration::from_secs(2 * 3600),
-            tcp_half_closed_timeout: Duration::from_secs(120),
-            udp_idle_timeout: Duration::from_secs(120),
-            dns_flow_timeout: Duration::from_secs(20),
-            dns_timeout: Duration::from_secs(5),
-            echo_idle_timeout: Duration::from_secs(30),
+            tcp_idle_timeout: idle.tcp,
+            tcp_half_closed_timeout: idle.tcp_half_closed,
+            udp_idle_timeout: idle.udp,
+            dns_flow_timeout: idle.dns,
+            dns_timeout: crate::flow_rules::DNS_ANSWER_TIMEOUT,
+            echo_idle_timeout: idle.echo,
             device: None,
             packet_tap: None,
             tun_offload: false,

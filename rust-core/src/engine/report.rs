@@ -49,6 +49,9 @@ pub struct FlowCommon {
     pub inspector: Option<Inspector>,
     /// Last packet or byte either way (monotonic), for idle expiry.
     pub last_activity: Instant,
+    /// When the flow opened, for the connect timeout (the app's SYN retransmissions are
+    /// activity, but do not extend the time a connect may take).
+    pub opened: Instant,
     /// The dissector took bytes since the last naming pass.
     pub inspector_changed: bool,
     /// The owner lookup answered or gave up (or there is no lookup).
@@ -73,6 +76,7 @@ impl FlowCommon {
             record: FlowRecord::new(id, key, now.ms),
             inspector: Some(inspector),
             last_activity: now.mono,
+            opened: now.mono,
             inspector_changed: false,
             owner_done: false,
             last_emit: now.ms,
@@ -204,10 +208,11 @@ impl Reporter {
         self.changed(flow);
     }
 
-    pub fn closed(&mut self, flow: &mut FlowCommon, reason: CloseReason, now: Millis) {
+    /// The flow ended. Its `last_seen` stays the time of its last packet or byte, as in a
+    /// replay of its capture: an idle or stopped flow was not seen at its close.
+    pub fn closed(&mut self, flow: &mut FlowCommon, reason: CloseReason) {
         self.stats.flows_open = self.stats.flows_open.saturating_sub(1);
         flow.record.close_reason = Some(reason);
-        flow.record.last_seen = flow.record.last_seen.max(now);
         flow.dirty = false;
         self.send(Event::FlowClosed(flow.record.clone()));
         if flow.record.uid.is_none() {

@@ -82,10 +82,10 @@ impl Shard {
         let mut socket = tcp::Socket::new(rx, tx);
         socket.pause_synack(true);
         socket.set_nagle_enabled(false);
-        // The app leg is local: keep-alive would only add wake-ups. The timeout bounds how long
-        // unacknowledged data may wait for an app that vanished.
+        // The app leg is local: keep-alive would only add wake-ups. The flow arms a timeout
+        // while data waits for the app's ACK (`TcpFlow::service`).
         socket.set_keep_alive(None);
-        socket.set_timeout(Some(Duration::from_secs(120)));
+        socket.set_timeout(None);
         socket.set_ack_delay(Some(Duration::from_millis(10)));
         let endpoint = IpListenEndpoint {
             addr: Some(to_ip_address(dst)),

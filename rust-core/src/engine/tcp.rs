@@ -7,8 +7,7 @@
 //! Connect-first: the smoltcp socket holds its SYN-ACK (`pause_synack`) until the outbound
 //! connect succeeds; on failure the app gets a RST, so happy-eyeballs moves on at once.
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State;
@@ -17,9 +16,12 @@ use crate::flow::{CloseReason, Direction};
 
 use super::buffers::TcpBuffers;
 use super::dns::StreamSplitter;
-use super::outbound;
+use super::host::StreamSocket;
 use super::report::{FlowCommon, Now, Reporter};
 use super::shard::Shard;
+
+/// How long data sent to the app may go unacknowledged before the flow is reset.
+pub const APP_ACK_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(120);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -31,12 +33,12 @@ pub enum Phase {
     Aborting(CloseReason),
 }
 
-pub struct TcpFlow {
+pub struct TcpFlow<S> {
     pub common: FlowCommon,
     pub shard: usize,
     pub handle: SocketHandle,
     pub buffers: Option<TcpBuffers>,
-    pub stream: mio::net::TcpStream,
+    pub stream: S,
     pub phase: Phase,
     /// The server socket had readiness we have not consumed (edge-triggered: mio will not
     /// report it again until we hit WouldBlock).
@@ -84,19 +86,10 @@ enum ReadResult {
     Failed(io::Error),
 }
 
-impl TcpFlow {
+impl<S: StreamSocket> TcpFlow<S> {
     /// The outbound connect finished (success or failure). Returns the failure if any.
     pub fn check_connect(&mut self) -> Option<io::Result<()>> {
-        match self.stream.take_error() {
-            Ok(Some(e)) | Err(e) => return Some(Err(e)),
-            Ok(None) => {}
-        }
-        match self.stream.peer_addr() {
-            Ok(_) => Some(Ok(())),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => None,
-            Err(e) => Some(Err(e)),
-        }
+        self.stream.connect_result()
     }
 
     /// Move whatever can move between the two sockets and follow closes. `shard` is this flow's
@@ -151,7 +144,7 @@ impl TcpFlow {
         }
         // The app's FIN, once everything before it reached the server.
         if !self.up_closed && app_sent_fin(socket.state()) && socket.recv_queue() == 0 {
-            let _ = self.stream.shutdown(Shutdown::Write);
+            let _ = self.stream.shutdown_write();
             self.up_closed = true;
         }
 
@@ -207,8 +200,17 @@ impl TcpFlow {
         if moved {
             shard.dirty = true;
         }
+        // smoltcp's timeout counts from the app's last packet whatever the socket holds, so it
+        // would reset every connection idle for longer (a push channel between heartbeats). It
+        // is only meant for data the app does not acknowledge (an app that vanished): armed
+        // while bytes wait in the send ring, idle expiry takes care of the rest.
+        let socket = shard.socket(self.handle);
+        let waiting = socket.send_queue() > 0;
+        if waiting != socket.timeout().is_some() {
+            socket.set_timeout(waiting.then_some(APP_ACK_TIMEOUT));
+        }
 
-        let state = shard.socket(self.handle).state();
+        let state = socket.state();
         match state {
             // Both FINs exchanged: the app is in FIN-WAIT/TIME-WAIT or got our last ACK.
             // Dropping the socket now skips smoltcp's 10 s TIME-WAIT.
@@ -216,9 +218,11 @@ impl TcpFlow {
             State::Closed if self.up_closed && self.down_closed => {
                 Outcome::Closed(CloseReason::Fin)
             }
-            State::Closed => {
+            // A RST in SYN-RECEIVED (the app gave up between our SYN-ACK and its ACK, as
+            // happy-eyeballs does) sends a passive socket back to LISTEN.
+            State::Closed | State::Listen => {
                 // Not a clean close: the app reset, or smoltcp gave up on it.
-                outbound::set_linger_zero(&self.stream);
+                self.stream.reset_on_close();
                 Outcome::Closed(CloseReason::ResetByClient)
             }
             _ => Outcome::Open,
@@ -234,7 +238,7 @@ impl TcpFlow {
     }
 }
 
-impl TcpFlow {
+impl<S> TcpFlow<S> {
     /// Note a segment from the app (sequence number and payload length).
     pub fn saw_segment(&mut self, seq: u32, payload_len: usize) {
         self.rx_max_end = later(self.rx_max_end, seq.wrapping_add(payload_len as u32));

@@ -422,12 +422,10 @@ fn refused_connect_resets_the_app() {
     let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
     let mut app = App::new(h.app.as_raw_fd());
     let handle = app.connect(closed_port, 40002);
-    let start = Instant::now();
     let reset = app.run_until(Duration::from_secs(5), |sockets| {
         sockets.get_mut::<tcp::Socket>(handle).state() == tcp::State::Closed
     });
     assert!(reset, "the app never saw the refusal");
-    assert!(start.elapsed() < Duration::from_secs(2));
     let (_, events) = h.stop();
     let flows = final_flows(&events);
     assert_eq!(flows.len(), 1, "{flows:#?}");
@@ -668,40 +666,6 @@ fn dns_is_forwarded_recorded_and_servfailed_on_silence() {
 }
 
 #[test]
-fn idle_udp_flows_expire() {
-    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let tuning = Tuning {
-        udp_idle_timeout: Duration::from_millis(200),
-        ..tuning()
-    };
-    let h = start("127.0.0.1:9".parse().unwrap(), tuning);
-    h.send(&udp_packet(
-        SocketAddr::new(IpAddr::V4(APP_IP), 6000),
-        server.local_addr().unwrap(),
-        b"once",
-    ));
-    let closed = h
-        .events
-        .recv_timeout(Duration::from_secs(1))
-        .ok()
-        .and_then(|first| {
-            assert!(matches!(first, Event::Flow(_)), "{first:?}");
-            // The sweep runs each second; the flow is idle after 200 ms.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Event::FlowClosed(r)) = h.events.recv_timeout(Duration::from_millis(100))
-                {
-                    return Some(r);
-                }
-            }
-            None
-        });
-    let closed = closed.expect("the idle flow was closed");
-    assert_eq!(closed.close_reason, Some(CloseReason::Idle));
-    assert_eq!(h.engine.as_ref().unwrap().stats().unwrap().flows_open, 0);
-}
-
-#[test]
 fn garbage_is_counted_and_dropped() {
     let mut h = start("127.0.0.1:9".parse().unwrap(), tuning());
     h.send(&[0x45, 0, 0, 10]);
@@ -797,7 +761,7 @@ fn dns_over_tcp_is_forwarded_and_recorded() {
     );
 }
 
-fn echo_request(src: IpAddr, dst: IpAddr, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+pub(super) fn echo_request(src: IpAddr, dst: IpAddr, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpProtocol, IpRepr};
     let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
@@ -1062,73 +1026,6 @@ fn an_app_that_aborts_a_pending_connect_and_retries_gets_through() {
             (41002, Some(CloseReason::EngineStop))
         ]
     );
-}
-
-/// An owner lookup that answers only when the test says so.
-struct GatedOwner {
-    gate: std::sync::mpsc::Receiver<()>,
-}
-
-impl crate::owner::OwnerLookup for GatedOwner {
-    fn owner_uid(&mut self, _: Proto, _: SocketAddr, _: SocketAddr) -> Option<u32> {
-        let _ = self.gate.recv_timeout(Duration::from_secs(5));
-        Some(777)
-    }
-    fn app_name(&mut self, _: u32) -> Option<String> {
-        None
-    }
-}
-
-#[test]
-fn the_syn_ack_waits_for_the_owner_lookup() {
-    // While the lookup runs, the app's socket must stay in SYN_SENT (so procfs or
-    // getConnectionOwnerUid can still see it): the SYN-ACK is held, up to 200 ms.
-    let (server, server_thread) = echo_server_on("127.0.0.1:0");
-    let (engine_end, app_end) = socketpair();
-    let (tx, events) = channel();
-    let (open_gate, gate) = channel();
-    let config = EngineConfig {
-        dns_v4: DNS_IP,
-        dns_v6: None,
-        dns_upstream: "127.0.0.1:9".parse().unwrap(),
-        mtu: 1500,
-        outbound: Outbound::default(),
-    };
-    let engine = Engine::start_tuned(
-        engine_end,
-        config,
-        tuning(),
-        Box::new(GatedOwner { gate }),
-        tx,
-    )
-    .unwrap();
-    let mut app = App::new(app_end.as_raw_fd());
-    let handle = app.connect(server, 42001);
-    let early = app.run_until(Duration::from_millis(100), |sockets| {
-        sockets.get_mut::<tcp::Socket>(handle).state() == tcp::State::Established
-    });
-    assert!(!early, "the SYN-ACK was not held for the owner lookup");
-    open_gate.send(()).unwrap();
-    let established = app.run_until(Duration::from_secs(5), |sockets| {
-        let socket = sockets.get_mut::<tcp::Socket>(handle);
-        if socket.state() == tcp::State::Established {
-            socket.close();
-            return true;
-        }
-        false
-    });
-    assert!(established);
-    app.run_until(Duration::from_millis(300), |_| false);
-    assert_eq!(server_thread.join().unwrap(), 0);
-    engine.stop().unwrap();
-    let events: Vec<Event> = events.try_iter().collect();
-    // The very first update after the open already carries the owner.
-    let first_with_uid = events.iter().find_map(|e| match e {
-        Event::Flow(r) | Event::FlowClosed(r) if r.uid.is_some() => Some(r.uid),
-        _ => None,
-    });
-    assert_eq!(first_with_uid, Some(Some(777)));
-    assert_eq!(final_flows(&events)[0].uid, Some(777));
 }
 
 #[test]

@@ -10,19 +10,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::Interest;
-
 use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
 
 use super::core::{Core, Flow, OWNER_HOLD};
 use super::dns;
-use super::outbound;
+use super::host::{DatagramSocket, Host};
 use super::packet::{self, Parsed};
 use super::report::{FlowCommon, Now};
 
-pub struct UdpFlow {
+pub struct UdpFlow<D> {
     pub common: FlowCommon,
-    pub socket: mio::net::UdpSocket,
+    pub socket: D,
     /// Set for flows to the DNS service: queries waiting for an answer.
     pub dns: Option<Vec<PendingQuery>>,
     /// Answers (tun packets) to the app held until its owner is known: the app's socket stays
@@ -40,7 +38,46 @@ pub struct PendingQuery {
 /// Queries kept per flow; beyond this the oldest is answered SERVFAIL at once.
 const MAX_PENDING: usize = 64;
 
-impl Core {
+/// A DNS flow's own bookkeeping, which knows nothing of the engine: which query an answer
+/// belongs to, which queries waited too long.
+impl<D> UdpFlow<D> {
+    /// `query` went upstream. Returns the query it pushed out of the bound, if any, for the
+    /// caller to fail.
+    pub fn query_sent(&mut self, query: &[u8], now: Instant) -> Option<PendingQuery> {
+        let (Some(pending), Some(id)) = (&mut self.dns, dns::message_id(query)) else {
+            return None;
+        };
+        pending.retain(|q| q.id != id);
+        pending.push(PendingQuery {
+            id,
+            query: query.to_vec(),
+            sent: now,
+        });
+        (pending.len() > MAX_PENDING).then(|| pending.remove(0))
+    }
+
+    /// The query `answer` answers, taken off the pending list.
+    pub fn answered(&mut self, answer: &[u8]) -> Option<PendingQuery> {
+        let pending = self.dns.as_mut()?;
+        let id = dns::message_id(answer)?;
+        let at = pending.iter().position(|q| q.id == id)?;
+        Some(pending.swap_remove(at))
+    }
+
+    /// The queries that waited `timeout` or longer, taken off the pending list.
+    pub fn overdue(&mut self, now: Instant, timeout: std::time::Duration) -> Vec<PendingQuery> {
+        let Some(pending) = &mut self.dns else {
+            return Vec::new();
+        };
+        let (overdue, waiting) = std::mem::take(pending)
+            .into_iter()
+            .partition(|q| now.saturating_duration_since(q.sent) >= timeout);
+        *pending = waiting;
+        overdue
+    }
+}
+
+impl<H: Host> Core<H> {
     pub(super) fn udp_packet(&mut self, parsed: Parsed, buf: &[u8], now: Now) {
         let src = parsed.src_addr();
         let dst = parsed.dst_addr();
@@ -64,6 +101,8 @@ impl Core {
         let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
             return;
         };
+        #[cfg(test)]
+        super::core::panic_if_provoked(dst.port());
         self.reporter.packet(&mut flow.common, Direction::Up, now);
         if flow.common.inspect_datagram(Direction::Up, payload) {
             self.reporter.rename(&mut flow.common, now.ms);
@@ -71,17 +110,8 @@ impl Core {
         match flow.socket.send(payload) {
             Ok(n) => {
                 self.reporter.bytes(&mut flow.common, Direction::Up, n, now);
-                if let (Some(pending), Some(query_id)) = (&mut flow.dns, dns::message_id(payload)) {
-                    pending.retain(|q| q.id != query_id);
-                    pending.push(PendingQuery {
-                        id: query_id,
-                        query: payload.to_vec(),
-                        sent: now.mono,
-                    });
-                    if pending.len() > MAX_PENDING {
-                        let oldest = pending.remove(0);
-                        self.dns_failed(id, oldest, now);
-                    }
+                if let Some(oldest) = flow.query_sent(payload, now.mono) {
+                    self.dns_failed(id, oldest, now);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.dropped(),
@@ -103,21 +133,14 @@ impl Core {
         } else {
             dst
         };
-        let mut socket = match outbound::udp_connect(&self.config.outbound, target) {
+        let id = self.new_flow_id();
+        let socket = match self.host.udp_connect(id, target) {
             Ok(socket) => socket,
             Err(e) => {
                 log::debug!("UDP socket to {target}: {e}");
                 return None;
             }
         };
-        let id = self.new_flow_id();
-        if let Err(e) = self
-            .registry
-            .register(&mut socket, Core::token(id), Interest::READABLE)
-        {
-            log::warn!("cannot register UDP socket: {e}");
-            return None;
-        }
         let key = FlowKey {
             proto: Proto::Udp,
             src,
@@ -169,6 +192,9 @@ impl Core {
                 }
             };
             let key = flow.common.record.key;
+            // Test hook: replies from port P panic when the tests provoke port P + 1.
+            #[cfg(test)]
+            super::core::panic_if_provoked(key.dst.port().wrapping_add(1));
             let payload = &self.datagram[..n];
             let mut out = self.to_tun.take_buffer();
             if packet::build_udp(&mut out, key.dst, key.src, payload) {
@@ -193,14 +219,7 @@ impl Core {
             if flow.common.inspect_datagram(Direction::Down, payload) {
                 self.reporter.rename(&mut flow.common, now.ms);
             }
-            let answered = match (&mut flow.dns, dns::message_id(payload)) {
-                (Some(pending), Some(answer_id)) => pending
-                    .iter()
-                    .position(|q| q.id == answer_id)
-                    .map(|at| pending.swap_remove(at)),
-                _ => None,
-            };
-            if let Some(query) = answered {
+            if let Some(query) = flow.answered(payload) {
                 let answer = self.datagram[..n].to_vec();
                 self.record_dns(id, &query.query, Some(&answer), now);
             }
@@ -212,15 +231,8 @@ impl Core {
         let timeout = self.tuning.dns_timeout;
         let mut failed = Vec::new();
         for (&id, flow) in &mut self.flows {
-            if let Flow::Udp(udp) = flow
-                && let Some(pending) = &mut udp.dns
-            {
-                while let Some(at) = pending
-                    .iter()
-                    .position(|q| now.mono.saturating_duration_since(q.sent) >= timeout)
-                {
-                    failed.push((id, pending.swap_remove(at)));
-                }
+            if let Flow::Udp(udp) = flow {
+                failed.extend(udp.overdue(now.mono, timeout).into_iter().map(|q| (id, q)));
             }
         }
         for (id, query) in failed {
@@ -293,12 +305,15 @@ impl Core {
         for query in pending {
             self.dns_failed(id, query, now);
         }
-        let Some(Flow::Udp(mut flow)) = self.flows.remove(&id) else {
+        let Some(Flow::Udp(flow)) = self.flows.remove(&id) else {
             return;
         };
-        let key = flow.common.record.key;
+        let UdpFlow {
+            mut common, socket, ..
+        } = *flow;
+        let key = common.record.key;
         self.udp_index.remove(&(key.src, key.dst));
-        let _ = self.registry.deregister(&mut flow.socket);
-        self.reporter.closed(&mut flow.common, reason, now.ms);
+        self.host.close_datagram(socket);
+        self.reporter.closed(&mut common, reason);
     }
 }

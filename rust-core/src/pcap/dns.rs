@@ -9,7 +9,7 @@ use crate::dissect::dns::{self, DnsMessage, Exchange};
 use crate::flow::{DnsRecord, FlowId, FlowKey, Millis, Proto};
 
 /// A query still unanswered after this long is logged as unanswered.
-pub const ANSWER_TIMEOUT_MS: Millis = 5_000;
+pub const ANSWER_TIMEOUT_MS: Millis = crate::flow_rules::DNS_ANSWER_TIMEOUT.as_millis() as Millis;
 /// Queries waiting for answers, at most; the oldest are logged unanswered beyond it.
 const MAX_PENDING: usize = 4096;
 

@@ -11,6 +11,7 @@ use std::sync::mpsc::Sender;
 
 use crate::dissect::Inspector;
 use crate::flow::{CloseReason, Direction, Event, FlowId, FlowKey, FlowRecord, Millis, Proto};
+use crate::flow_rules::{self, IdleClass, IdleTimeouts};
 use crate::naming::Namer;
 
 use super::dns::{self, DnsTracker};
@@ -20,10 +21,6 @@ use super::link;
 use super::reader::{self, Record};
 use super::stream::Reassembler;
 
-/// Idle time after which a flow is closed (reason `idle`), by capture time.
-const UDP_IDLE_MS: Millis = 120_000;
-const ICMP_IDLE_MS: Millis = 60_000;
-const TCP_IDLE_MS: Millis = 30 * 60_000;
 /// How long a closed TCP flow keeps its slot, so its last ACKs do not open a new flow.
 const CLOSED_LINGER_MS: Millis = 60_000;
 const SWEEP_EVERY_MS: Millis = 5_000;
@@ -51,6 +48,8 @@ pub struct ObserverStats {
     pub gtp_tpdus: u64,
     pub flows: u64,
     pub dns_records: u64,
+    /// ICMP messages other than echo (errors, neighbour discovery): not flows, as live.
+    pub icmp_not_echo: u64,
 }
 
 /// Ports servers listen on (below 1024, and common higher ones), to tell the client of a flow
@@ -108,6 +107,11 @@ struct FlowState {
     down: Reassembler,
     fin_up: bool,
     fin_down: bool,
+    /// Both FINs were seen, the later one sent this way: the flow closes with the next packet
+    /// the other way (the ACK of that FIN), as the live engine's socket does.
+    last_fin: Option<Direction>,
+    /// Opened by the client's SYN and not answered yet: a RST from the server now is a refusal.
+    awaiting_synack: bool,
     closed: bool,
     /// The flow is new, its inspector was fed, or its owner changed since it was last named.
     stale: bool,
@@ -320,6 +324,8 @@ impl Observer {
                 down: Reassembler::default(),
                 fin_up: false,
                 fin_down: false,
+                last_fin: None,
+                awaiting_synack: proto == Proto::Tcp && restart,
                 closed: false,
                 stale: true,
                 dns_stream: (proto == Proto::Tcp && dns::is_dns(&key)).then(Default::default),
@@ -389,6 +395,9 @@ impl Observer {
         };
         if tcp.syn {
             stream.on_syn(tcp.seq);
+            if tcp.ack_flag && dir == Direction::Down {
+                state.awaiting_synack = false;
+            }
         }
         let seq = if tcp.syn {
             tcp.seq.wrapping_add(1)
@@ -436,14 +445,17 @@ impl Observer {
             return;
         };
         let close = if tcp.rst {
-            Some(if dir == Direction::Up {
-                CloseReason::ResetByClient
-            } else {
-                CloseReason::ResetByServer
+            Some(match dir {
+                Direction::Up => CloseReason::ResetByClient,
+                Direction::Down if state.awaiting_synack => CloseReason::Refused,
+                Direction::Down => CloseReason::ResetByServer,
             })
-        } else if state.fin_up && state.fin_down {
+        } else if state.last_fin.is_some_and(|last| last != dir) {
             Some(CloseReason::Fin)
         } else {
+            if state.fin_up && state.fin_down && state.last_fin.is_none() {
+                state.last_fin = Some(dir);
+            }
             None
         };
         self.after_packet(tuple, now, close);
@@ -487,13 +499,23 @@ impl Observer {
     }
 
     fn on_icmp(&mut self, now: Millis, ip: &IpPacket<'_>, owner: &Owner) {
-        let src = SocketAddr::new(ip.src, 0);
-        let dst = SocketAddr::new(ip.dst, 0);
-        let Some((tuple, dir)) = self.flow_for(now, Proto::Icmp, src, dst, false, || true) else {
+        let Some((request, ident)) = flow_rules::echo_of(ip.src.is_ipv6(), ip.payload) else {
+            self.stats.icmp_not_echo += 1;
+            return;
+        };
+        // Keyed as the live engine keys echo flows: the identifier on the requester's side.
+        let (src, dst) = if request {
+            (SocketAddr::new(ip.src, ident), SocketAddr::new(ip.dst, 0))
+        } else {
+            (SocketAddr::new(ip.src, 0), SocketAddr::new(ip.dst, ident))
+        };
+        let Some((tuple, dir)) = self.flow_for(now, Proto::Icmp, src, dst, false, || request)
+        else {
             return;
         };
         if let Some(state) = self.flows.get_mut(&tuple) {
-            Self::account(state, now, dir, ip.payload.len(), owner);
+            let bytes = flow_rules::echo_bytes(ip.payload.len());
+            Self::account(state, now, dir, bytes, owner);
         }
         self.after_packet(tuple, now, None);
     }
@@ -564,16 +586,22 @@ impl Observer {
         self.last_sweep = self.now;
         let now = self.now;
         let mut to_close = Vec::new();
+        let limits = IdleTimeouts::default();
         self.flows.retain(|tuple, state| {
             let idle = now - state.record.last_seen;
             if state.closed {
                 return idle < CLOSED_LINGER_MS;
             }
-            let limit = match tuple.proto {
-                Proto::Tcp => TCP_IDLE_MS,
-                Proto::Udp => UDP_IDLE_MS,
-                Proto::Icmp => ICMP_IDLE_MS,
+            let class = match tuple.proto {
+                Proto::Tcp => IdleClass::Tcp {
+                    half_closed: state.fin_up || state.fin_down,
+                },
+                Proto::Udp => IdleClass::Udp {
+                    dns: flow_rules::is_dns_server(&state.record.key),
+                },
+                Proto::Icmp => IdleClass::Echo,
             };
+            let limit = Millis::try_from(limits.limit(class).as_millis()).unwrap_or(Millis::MAX);
             if idle >= limit {
                 to_close.push(state.record.clone());
                 return false;
@@ -674,7 +702,8 @@ mod tests {
             (1003, s2c(501, 106, ACK | PSH, b"world!")),
             (1004, c2s(106, 507, FIN | ACK, b"")),
             (1005, s2c(507, 107, FIN | ACK, b"")),
-            (1006, c2s(107, 508, ACK, b"")), // the last ACK must not open a new flow
+            (1006, c2s(107, 508, ACK, b"")), // the last ACK closes the flow
+            (1007, c2s(107, 508, ACK, b"")), // a repeat must not open a new flow
         ];
         let events = run(
             &packets,
@@ -690,10 +719,11 @@ mod tests {
         assert_eq!(f.key.src, SocketAddr::new(PHONE.into(), 40000));
         assert_eq!(f.key.dst, SocketAddr::new(SERVER.into(), 443));
         assert_eq!(f.close_reason, Some(CloseReason::Fin));
-        assert_eq!((f.packets_up, f.packets_down), (3, 3));
+        // As the live engine counts them: up to the ACK of the second FIN.
+        assert_eq!((f.packets_up, f.packets_down), (4, 3));
         // Application bytes, as the live relay counts them.
         assert_eq!((f.bytes_up, f.bytes_down), (5, 6));
-        assert_eq!((f.first_seen, f.last_seen), (1000, 1005));
+        assert_eq!((f.first_seen, f.last_seen), (1000, 1006));
         assert_eq!(f.uid, Some(10_123));
         assert!(matches!(events.first(), Some(Event::Flow(r)) if r.id == f.id));
     }
@@ -716,6 +746,49 @@ mod tests {
     }
 
     #[test]
+    fn a_syn_answered_by_a_reset_is_refused() {
+        let packets = vec![
+            (
+                1000,
+                ipv4(PHONE, SERVER, 6, &tcp(40000, 443, 100, 0, SYN, b"")),
+            ),
+            (
+                1001,
+                ipv4(SERVER, PHONE, 6, &tcp(443, 40000, 0, 101, RST | ACK, b"")),
+            ),
+        ];
+        let events = run(&packets, Owner::default());
+        assert_eq!(closed(&events)[0].close_reason, Some(CloseReason::Refused));
+    }
+
+    #[test]
+    fn echo_flows_are_keyed_and_counted_as_live_and_other_icmp_is_no_flow() {
+        let echo = |kind: u8, ident: u16| {
+            let mut m = vec![kind, 0, 0, 0];
+            m.extend_from_slice(&ident.to_be_bytes());
+            m.extend_from_slice(&[0, 1]);
+            m.extend_from_slice(b"0123456789");
+            m
+        };
+        let packets = vec![
+            (1000, ipv4(PHONE, SERVER, 1, &echo(8, 0x4242))),
+            (1001, ipv4(SERVER, PHONE, 1, &echo(0, 0x4242))),
+            (1002, ipv4(PHONE, SERVER, 1, &echo(8, 0x4343))),
+            (1003, ipv4(SERVER, PHONE, 1, &[3, 3, 0, 0, 0, 0, 0, 0])),
+        ];
+        let events = run(&packets, Owner::default());
+        let flows = closed(&events);
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        let first = flows.iter().find(|f| f.key.src.port() == 0x4242).unwrap();
+        assert_eq!(
+            first.key,
+            flow_rules::echo_key(PHONE.into(), 0x4242, SERVER.into())
+        );
+        assert_eq!((first.packets_up, first.packets_down), (1, 1));
+        assert_eq!((first.bytes_up, first.bytes_down), (10, 10));
+    }
+
+    #[test]
     fn client_guess_from_ports() {
         assert!(sender_looks_like_client(51000, 443, true));
         assert!(!sender_looks_like_client(443, 51000, true));
@@ -731,7 +804,7 @@ mod tests {
             (0, ipv4(SERVER, PHONE, 17, &udp(53, 33000, b"reply"))),
             (10, ipv4(PHONE, SERVER, 17, &udp(33001, 53, b"query"))),
             (
-                10 + UDP_IDLE_MS + SWEEP_EVERY_MS,
+                10 + IdleTimeouts::default().udp.as_millis() as Millis + SWEEP_EVERY_MS,
                 ipv4(PHONE, SERVER, 17, &udp(33001, 53, b"again")),
             ),
         ];

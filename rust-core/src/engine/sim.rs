@@ -1,0 +1,941 @@
+//! The flow engine on virtual time, as quinn-proto's `Pair` tests a connection: a [`Core`] with
+//! a [`Host`] in memory, a smoltcp interface playing the app on the other side of the "tun", and
+//! servers that are plain state the test drives (connect results, bytes, EOF, resets). No
+//! thread, socket, sleep or wall clock: time moves only when the test says so, so timeouts are
+//! tested exactly (one millisecond before, at the deadline) and every run is the same.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+
+use super::core::{Core, OWNER_HOLD, OwnerRequest};
+use super::host::{DatagramSocket, Host, StreamSocket};
+use super::packet::{self, Transport};
+use super::report::{Now, Reporter};
+use super::{EngineConfig, Outbound, Tuning};
+use crate::flow::{CloseReason, DnsRecord, Event, FlowId, FlowRecord, Proto};
+
+const APP_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const DNS_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 53);
+const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), 443);
+const UPSTREAM: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53)), 53);
+/// Wall-clock milliseconds at virtual time zero (any fixed value).
+const START_MS: i64 = 1_700_000_000_000;
+
+/// A server's end of one relayed TCP flow, as the test sees and drives it.
+#[derive(Debug, Default)]
+struct ServerStream {
+    /// None: the connect is in progress.
+    connect: Option<Result<(), io::ErrorKind>>,
+    /// Bytes the engine wrote to the server.
+    received: Vec<u8>,
+    /// Bytes the server sends, read by the engine.
+    to_send: VecDeque<u8>,
+    /// The server closed its side (read returns 0 once `to_send` is empty).
+    eof: bool,
+    /// The next read fails with this.
+    read_error: Option<io::ErrorKind>,
+    /// The app's FIN reached the server.
+    write_shut: bool,
+    /// The engine asked for a reset on close (SO_LINGER 0).
+    reset: bool,
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct ServerDatagrams {
+    /// Datagrams the engine sent.
+    received: Vec<Vec<u8>>,
+    /// Datagrams waiting to be read by the engine.
+    to_send: VecDeque<Vec<u8>>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Net {
+    to_app: VecDeque<Vec<u8>>,
+    streams: HashMap<FlowId, (SocketAddr, Rc<RefCell<ServerStream>>)>,
+    datagrams: HashMap<FlowId, (SocketAddr, Rc<RefCell<ServerDatagrams>>)>,
+}
+
+#[derive(Clone, Default)]
+struct SimHost(Rc<RefCell<Net>>);
+
+struct SimStream(Rc<RefCell<ServerStream>>);
+struct SimDatagram(Rc<RefCell<ServerDatagrams>>);
+
+impl Host for SimHost {
+    type Stream = SimStream;
+    type Datagram = SimDatagram;
+
+    fn transmit(&mut self, packet: &mut [u8]) -> io::Result<()> {
+        self.0.borrow_mut().to_app.push_back(packet.to_vec());
+        Ok(())
+    }
+
+    fn owner_now(&mut self, _: Proto, _: SocketAddr, _: SocketAddr) -> Option<u32> {
+        None
+    }
+
+    fn tcp_connect(&mut self, flow: FlowId, dst: SocketAddr) -> io::Result<SimStream> {
+        let server = Rc::new(RefCell::new(ServerStream::default()));
+        self.0
+            .borrow_mut()
+            .streams
+            .insert(flow, (dst, Rc::clone(&server)));
+        Ok(SimStream(server))
+    }
+
+    fn udp_connect(&mut self, flow: FlowId, dst: SocketAddr) -> io::Result<SimDatagram> {
+        let server = Rc::new(RefCell::new(ServerDatagrams::default()));
+        self.0
+            .borrow_mut()
+            .datagrams
+            .insert(flow, (dst, Rc::clone(&server)));
+        Ok(SimDatagram(server))
+    }
+
+    fn ping_connect(&mut self, flow: FlowId, dst: SocketAddr) -> io::Result<SimDatagram> {
+        self.udp_connect(flow, dst)
+    }
+
+    fn close_stream(&mut self, stream: SimStream) {
+        stream.0.borrow_mut().closed = true;
+    }
+
+    fn close_datagram(&mut self, socket: SimDatagram) {
+        socket.0.borrow_mut().closed = true;
+    }
+}
+
+impl io::Read for SimStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut server = self.0.borrow_mut();
+        if let Some(kind) = server.read_error.take() {
+            return Err(kind.into());
+        }
+        if server.to_send.is_empty() {
+            return if server.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(server.to_send.len());
+        for (slot, byte) in buf.iter_mut().zip(server.to_send.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl io::Write for SimStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().received.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl StreamSocket for SimStream {
+    fn connect_result(&mut self) -> Option<io::Result<()>> {
+        self.0.borrow().connect.map(|r| r.map_err(io::Error::from))
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().write_shut = true;
+        Ok(())
+    }
+
+    fn reset_on_close(&mut self) {
+        self.0.borrow_mut().reset = true;
+    }
+}
+
+impl DatagramSocket for SimDatagram {
+    fn send(&mut self, datagram: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().received.push(datagram.to_vec());
+        Ok(datagram.len())
+    }
+
+    fn recv(&mut self, into: &mut [u8]) -> io::Result<usize> {
+        let Some(datagram) = self.0.borrow_mut().to_send.pop_front() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let n = datagram.len().min(into.len());
+        into[..n].copy_from_slice(&datagram[..n]);
+        Ok(n)
+    }
+}
+
+/// The app's network interface: packets from the engine in, packets to it out.
+#[derive(Default)]
+struct AppDevice {
+    rx: VecDeque<Vec<u8>>,
+    tx: VecDeque<Vec<u8>>,
+}
+
+struct AppRx(Vec<u8>);
+struct AppTx<'a>(&'a mut VecDeque<Vec<u8>>);
+
+impl phy::RxToken for AppRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for AppTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = vec![0u8; len];
+        let r = f(&mut buf);
+        self.0.push_back(buf);
+        r
+    }
+}
+
+impl phy::Device for AppDevice {
+    type RxToken<'a> = AppRx;
+    type TxToken<'a> = AppTx<'a>;
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(AppRx, AppTx<'_>)> {
+        let packet = self.rx.pop_front()?;
+        Some((AppRx(packet), AppTx(&mut self.tx)))
+    }
+    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<AppTx<'_>> {
+        Some(AppTx(&mut self.tx))
+    }
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+/// The engine, the app and the servers, on one virtual clock.
+struct Sim {
+    core: Core<SimHost>,
+    host: SimHost,
+    events: Receiver<Event>,
+    seen: Vec<Event>,
+    owner_requests: Vec<OwnerRequest>,
+    app: Interface,
+    app_sockets: SocketSet<'static>,
+    app_device: AppDevice,
+    /// Packets the engine sent to the app that were not TCP (UDP, ICMP), for the test to read.
+    datagrams_to_app: Vec<Vec<u8>>,
+    /// The app vanished: its packets are neither delivered nor sent.
+    app_gone: bool,
+    epoch: Instant,
+    elapsed: Duration,
+}
+
+fn tuning() -> Tuning {
+    Tuning {
+        shards: 4,
+        ..Tuning::default()
+    }
+}
+
+impl Sim {
+    fn new(tuning: Tuning) -> Sim {
+        let config = EngineConfig {
+            dns_v4: DNS_IP,
+            dns_v6: None,
+            dns_upstream: UPSTREAM,
+            mtu: 1500,
+            outbound: Outbound::default(),
+        };
+        let (events_tx, events) = channel();
+        let host = SimHost::default();
+        let epoch = Instant::now();
+        let now = Now {
+            mono: epoch,
+            ms: START_MS,
+        };
+        let core = Core::new(
+            config,
+            tuning,
+            host.clone(),
+            Reporter::new(events_tx),
+            true,
+            now,
+        );
+        let mut app_device = AppDevice::default();
+        let mut app = Interface::new(
+            Config::new(HardwareAddress::Ip),
+            &mut app_device,
+            smoltcp::time::Instant::from_millis(0),
+        );
+        app.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::Ipv4(APP_IP), 15)).unwrap();
+        });
+        app.routes_mut()
+            .add_default_ipv4_route(Ipv4Address::new(198, 18, 0, 1))
+            .unwrap();
+        Sim {
+            core,
+            host,
+            events,
+            seen: Vec::new(),
+            owner_requests: Vec::new(),
+            app,
+            app_sockets: SocketSet::new(Vec::new()),
+            app_device,
+            datagrams_to_app: Vec::new(),
+            app_gone: false,
+            epoch,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.epoch + self.elapsed,
+            ms: START_MS + self.elapsed.as_millis() as i64,
+        }
+    }
+
+    fn app_now(&self) -> smoltcp::time::Instant {
+        smoltcp::time::Instant::from_micros(self.elapsed.as_micros() as i64)
+    }
+
+    /// Run the app and the engine until neither has anything more to say at this instant, as
+    /// the event loop would: packets in, readiness of every server socket, timers, packets out.
+    fn settle(&mut self) {
+        for _ in 0..64 {
+            let now = self.now();
+            let app_now = self.app_now();
+            if self.app_gone {
+                self.app_device.rx.clear();
+            } else {
+                self.app
+                    .poll(app_now, &mut self.app_device, &mut self.app_sockets);
+            }
+            let from_app: Vec<Vec<u8>> = self.app_device.tx.drain(..).collect();
+            let quiet = from_app.is_empty();
+            for packet in from_app {
+                self.core.on_packet(packet, now);
+            }
+            self.owner_requests.extend(self.core.take_owner_requests());
+            self.ready_all(now);
+            self.core.process(now);
+            self.core.on_timers(now);
+            self.core.process(now);
+            self.core.flush_tun(now);
+            let to_app: Vec<Vec<u8>> = self.host.0.borrow_mut().to_app.drain(..).collect();
+            let quiet = quiet && to_app.is_empty();
+            for packet in to_app {
+                match packet::parse(&packet).map(|p| p.transport) {
+                    Ok(Transport::Tcp { .. }) => self.app_device.rx.push_back(packet),
+                    _ => self.datagrams_to_app.push(packet),
+                }
+            }
+            self.seen.extend(self.events.try_iter());
+            if quiet {
+                return;
+            }
+        }
+        panic!("the engine and the app did not settle");
+    }
+
+    /// Every server socket reports readiness, as an edge-triggered poll would after any change.
+    fn ready_all(&mut self, now: Now) {
+        let (streams, datagrams): (Vec<FlowId>, Vec<FlowId>) = {
+            let net = self.host.0.borrow();
+            (
+                net.streams
+                    .iter()
+                    .filter(|(_, (_, s))| !s.borrow().closed)
+                    .map(|(id, _)| *id)
+                    .collect(),
+                net.datagrams
+                    .iter()
+                    .filter(|(_, (_, d))| !d.borrow().closed && !d.borrow().to_send.is_empty())
+                    .map(|(id, _)| *id)
+                    .collect(),
+            )
+        };
+        for id in streams {
+            self.core.on_ready(id, true, true, now);
+        }
+        for id in datagrams {
+            self.core.on_ready(id, true, false, now);
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.elapsed += by;
+        self.settle();
+    }
+
+    fn answer_owner(&mut self, flow: FlowId, uid: Option<u32>) {
+        self.core.on_owner(flow, uid);
+        self.settle();
+    }
+
+    fn connect(&mut self, dst: SocketAddr, local_port: u16) -> SocketHandle {
+        let rx = tcp::SocketBuffer::new(vec![0u8; 64 * 1024]);
+        let tx = tcp::SocketBuffer::new(vec![0u8; 64 * 1024]);
+        let mut socket = tcp::Socket::new(rx, tx);
+        let IpAddr::V4(ip) = dst.ip() else {
+            unreachable!("the simulation is IPv4")
+        };
+        socket
+            .connect(
+                self.app.context(),
+                (IpAddress::Ipv4(ip), dst.port()),
+                (IpAddress::Ipv4(APP_IP), local_port),
+            )
+            .unwrap();
+        let handle = self.app_sockets.add(socket);
+        self.settle();
+        handle
+    }
+
+    fn app_socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.app_sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    fn app_state(&mut self, handle: SocketHandle) -> tcp::State {
+        self.app_socket(handle).state()
+    }
+
+    fn app_received(&mut self, handle: SocketHandle) -> Vec<u8> {
+        let socket = self.app_socket(handle);
+        let mut got = Vec::new();
+        while socket.can_recv() {
+            socket
+                .recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+        }
+        got
+    }
+
+    /// The only server stream opened so far, with its flow.
+    fn server(&self) -> (FlowId, Rc<RefCell<ServerStream>>) {
+        let net = self.host.0.borrow();
+        assert_eq!(net.streams.len(), 1, "one outbound connection");
+        let (&id, (_, server)) = net.streams.iter().next().unwrap();
+        (id, Rc::clone(server))
+    }
+
+    fn server_datagrams(&self) -> (FlowId, SocketAddr, Rc<RefCell<ServerDatagrams>>) {
+        let net = self.host.0.borrow();
+        assert_eq!(net.datagrams.len(), 1, "one outbound datagram socket");
+        let (&id, (dst, server)) = net.datagrams.iter().next().unwrap();
+        (id, *dst, Rc::clone(server))
+    }
+
+    /// Final records, upserted by id as the store does.
+    fn closed_flows(&self) -> Vec<FlowRecord> {
+        let mut flows: Vec<FlowRecord> = Vec::new();
+        for event in &self.seen {
+            if let Event::FlowClosed(record) = event {
+                match flows.iter_mut().find(|f| f.id == record.id) {
+                    Some(known) => *known = record.clone(),
+                    None => flows.push(record.clone()),
+                }
+            }
+        }
+        flows
+    }
+
+    fn dns_records(&self) -> Vec<DnsRecord> {
+        self.seen
+            .iter()
+            .filter_map(|e| match e {
+                Event::Dns(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Open a TCP flow to SERVER and take it to established: connect succeeds, owner `uid`.
+    fn established(
+        &mut self,
+        uid: Option<u32>,
+    ) -> (SocketHandle, FlowId, Rc<RefCell<ServerStream>>) {
+        let handle = self.connect(SERVER, 40000);
+        let (id, server) = self.server();
+        server.borrow_mut().connect = Some(Ok(()));
+        self.answer_owner(id, uid);
+        assert_eq!(self.app_state(handle), tcp::State::Established);
+        (handle, id, server)
+    }
+}
+
+fn udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    assert!(packet::build_udp(&mut out, src, dst, payload));
+    out
+}
+
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    use simple_dns::{CLASS, Name, Packet, QCLASS, QTYPE, Question, TYPE};
+    let mut packet = Packet::new_query(id);
+    packet.questions.push(Question::new(
+        Name::new_unchecked(name),
+        QTYPE::TYPE(TYPE::A),
+        QCLASS::CLASS(CLASS::IN),
+        false,
+    ));
+    packet.build_bytes_vec().unwrap()
+}
+
+/// (src, dst, payload) of a UDP packet the engine sent to the app.
+fn udp_of(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+    let parsed = packet::parse(packet).ok()?;
+    match parsed.transport {
+        Transport::Udp { .. } => Some((
+            parsed.src_addr(),
+            parsed.dst_addr(),
+            packet[parsed.payload.0..parsed.payload.1].to_vec(),
+        )),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_syn_ack_waits_for_the_connect_and_then_the_owner() {
+    let mut sim = Sim::new(tuning());
+    let handle = sim.connect(SERVER, 40000);
+    let (id, server) = sim.server();
+    assert_eq!(
+        sim.owner_requests.len(),
+        1,
+        "the owner lookup starts with the SYN"
+    );
+    assert_eq!(
+        sim.owner_requests[0].local,
+        SocketAddr::new(APP_IP.into(), 40000)
+    );
+    sim.advance(Duration::from_millis(50));
+    assert_eq!(sim.app_state(handle), tcp::State::SynSent, "no connect yet");
+    server.borrow_mut().connect = Some(Ok(()));
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(
+        sim.app_state(handle),
+        tcp::State::SynSent,
+        "owner not known yet"
+    );
+    sim.answer_owner(id, Some(10123));
+    assert_eq!(sim.app_state(handle), tcp::State::Established);
+    sim.core.shutdown(sim.now());
+    sim.settle();
+    // The first event after the open already carries the owner.
+    let first_with_uid = sim.seen.iter().skip(1).find_map(|e| match e {
+        Event::Flow(r) | Event::FlowClosed(r) => Some(r.uid),
+        _ => None,
+    });
+    assert_eq!(first_with_uid, Some(Some(10123)));
+    let flows = sim.closed_flows();
+    assert_eq!(flows[0].uid, Some(10123));
+    assert_eq!(flows[0].close_reason, Some(CloseReason::EngineStop));
+}
+
+#[test]
+fn an_owner_that_answers_before_the_connect_releases_the_syn_ack_on_connect() {
+    let mut sim = Sim::new(tuning());
+    let handle = sim.connect(SERVER, 40000);
+    let (id, server) = sim.server();
+    sim.answer_owner(id, Some(10123));
+    assert_eq!(sim.app_state(handle), tcp::State::SynSent);
+    server.borrow_mut().connect = Some(Ok(()));
+    sim.settle();
+    assert_eq!(sim.app_state(handle), tcp::State::Established);
+}
+
+#[test]
+fn an_owner_that_never_answers_holds_the_syn_ack_for_owner_hold_exactly() {
+    let mut sim = Sim::new(tuning());
+    let handle = sim.connect(SERVER, 40000);
+    let (_, server) = sim.server();
+    server.borrow_mut().connect = Some(Ok(()));
+    sim.settle();
+    sim.advance(OWNER_HOLD - Duration::from_millis(1));
+    assert_eq!(sim.app_state(handle), tcp::State::SynSent);
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.app_state(handle), tcp::State::Established);
+    // Unattributed, but relayed.
+    sim.app_socket(handle).send_slice(b"hello").unwrap();
+    sim.settle();
+    assert_eq!(server.borrow().received, b"hello");
+}
+
+#[test]
+fn an_owner_that_answers_after_the_close_resends_the_final_record_with_the_uid() {
+    let mut sim = Sim::new(tuning());
+    let handle = sim.connect(SERVER, 40000);
+    let (id, server) = sim.server();
+    server.borrow_mut().connect = Some(Ok(()));
+    sim.settle();
+    sim.advance(OWNER_HOLD);
+    assert_eq!(sim.app_state(handle), tcp::State::Established);
+    sim.app_socket(handle).abort();
+    sim.settle();
+    assert_eq!(sim.closed_flows()[0].uid, None);
+    sim.answer_owner(id, Some(10077));
+    let flows = sim.closed_flows();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].uid, Some(10077));
+    assert_eq!(flows[0].close_reason, Some(CloseReason::ResetByClient));
+}
+
+#[test]
+fn a_connect_that_never_completes_times_out_with_a_reset() {
+    let mut t = tuning();
+    t.connect_timeout = Duration::from_secs(20);
+    let mut sim = Sim::new(t);
+    let handle = sim.connect(SERVER, 40000);
+    let (id, server) = sim.server();
+    sim.answer_owner(id, None);
+    // The app retransmits its SYN meanwhile; the sweep runs every second.
+    for _ in 0..19 {
+        sim.advance(Duration::from_secs(1));
+    }
+    assert_eq!(sim.app_state(handle), tcp::State::SynSent);
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(
+        sim.app_state(handle),
+        tcp::State::Closed,
+        "reset after the timeout"
+    );
+    assert!(server.borrow().closed);
+    assert_eq!(
+        sim.closed_flows()[0].close_reason,
+        Some(CloseReason::ConnectFailed)
+    );
+}
+
+#[test]
+fn a_refused_connect_resets_the_app_at_once() {
+    let mut sim = Sim::new(tuning());
+    let handle = sim.connect(SERVER, 40000);
+    let (_, server) = sim.server();
+    server.borrow_mut().connect = Some(Err(io::ErrorKind::ConnectionRefused));
+    sim.settle();
+    assert_eq!(sim.app_state(handle), tcp::State::Closed);
+    assert_eq!(
+        sim.closed_flows()[0].close_reason,
+        Some(CloseReason::Refused)
+    );
+}
+
+#[test]
+fn an_idle_flow_expires_after_the_tcp_idle_timeout_with_resets_both_ways() {
+    let mut t = tuning();
+    t.tcp_idle_timeout = Duration::from_secs(7200);
+    let mut sim = Sim::new(t);
+    let (handle, _, server) = sim.established(Some(10001));
+    sim.advance(Duration::from_secs(7198));
+    assert_eq!(sim.app_state(handle), tcp::State::Established);
+    assert!(sim.closed_flows().is_empty());
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(sim.app_state(handle), tcp::State::Closed);
+    let server = server.borrow();
+    assert!(
+        server.closed && server.reset,
+        "the server is reset, not left open"
+    );
+    assert_eq!(sim.closed_flows()[0].close_reason, Some(CloseReason::Idle));
+}
+
+#[test]
+fn a_half_closed_app_still_gets_the_answer_and_the_flow_ends_with_fins() {
+    let mut sim = Sim::new(tuning());
+    let (handle, _, server) = sim.established(Some(10001));
+    sim.app_socket(handle)
+        .send_slice(b"GET / HTTP/1.0\r\n\r\n")
+        .unwrap();
+    sim.app_socket(handle).close();
+    sim.settle();
+    assert!(
+        server.borrow().write_shut,
+        "the app's FIN reached the server"
+    );
+    assert_eq!(server.borrow().received, b"GET / HTTP/1.0\r\n\r\n");
+    server
+        .borrow_mut()
+        .to_send
+        .extend(b"HTTP/1.0 200 OK\r\n\r\nbody".iter());
+    server.borrow_mut().eof = true;
+    sim.settle();
+    assert_eq!(sim.app_received(handle), b"HTTP/1.0 200 OK\r\n\r\nbody");
+    sim.advance(Duration::from_millis(10));
+    let flows = sim.closed_flows();
+    assert_eq!(flows[0].close_reason, Some(CloseReason::Fin));
+    assert_eq!((flows[0].bytes_up, flows[0].bytes_down), (18, 23));
+    assert!(!server.borrow().reset);
+}
+
+#[test]
+fn a_half_closed_flow_expires_after_the_half_closed_timeout() {
+    let mut t = tuning();
+    t.tcp_half_closed_timeout = Duration::from_secs(120);
+    let mut sim = Sim::new(t);
+    let (handle, _, server) = sim.established(Some(10001));
+    sim.app_socket(handle).close();
+    sim.settle();
+    assert!(server.borrow().write_shut);
+    sim.advance(Duration::from_secs(119));
+    assert!(sim.closed_flows().is_empty());
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.closed_flows()[0].close_reason, Some(CloseReason::Idle));
+}
+
+#[test]
+fn an_app_reset_resets_the_server() {
+    let mut sim = Sim::new(tuning());
+    let (handle, _, server) = sim.established(Some(10001));
+    sim.app_socket(handle).abort();
+    sim.settle();
+    let server = server.borrow();
+    assert!(server.closed && server.reset);
+    assert_eq!(
+        sim.closed_flows()[0].close_reason,
+        Some(CloseReason::ResetByClient)
+    );
+}
+
+#[test]
+fn a_server_reset_resets_the_app() {
+    let mut sim = Sim::new(tuning());
+    let (handle, _, server) = sim.established(Some(10001));
+    server.borrow_mut().read_error = Some(io::ErrorKind::ConnectionReset);
+    sim.settle();
+    assert_eq!(sim.app_state(handle), tcp::State::Closed);
+    assert!(server.borrow().closed);
+    assert_eq!(
+        sim.closed_flows()[0].close_reason,
+        Some(CloseReason::ResetByServer)
+    );
+}
+
+#[test]
+fn an_unanswered_dns_query_gets_servfail_at_the_dns_timeout() {
+    let mut t = tuning();
+    t.dns_timeout = Duration::from_secs(5);
+    let mut sim = Sim::new(t);
+    let app = SocketAddr::new(APP_IP.into(), 5353);
+    let service = SocketAddr::new(DNS_IP.into(), 53);
+    let query = dns_query(0x1234, "tracker.example");
+    sim.core
+        .on_packet(udp_packet(app, service, &query), sim.now());
+    sim.settle();
+    let (id, upstream, server) = sim.server_datagrams();
+    assert_eq!(upstream, UPSTREAM);
+    assert_eq!(server.borrow().received, vec![query.clone()]);
+    sim.answer_owner(id, Some(10050));
+    sim.advance(Duration::from_millis(4999));
+    assert!(sim.datagrams_to_app.is_empty());
+    sim.advance(Duration::from_millis(1001));
+    assert_eq!(sim.datagrams_to_app.len(), 1);
+    let (src, dst, answer) = udp_of(&sim.datagrams_to_app[0]).unwrap();
+    assert_eq!((src, dst), (service, app));
+    assert_eq!(crate::dissect::dns::parse(&answer).unwrap().rcode, 2);
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].query, "tracker.example");
+    assert_eq!((records[0].rcode, records[0].uid), (None, Some(10050)));
+}
+
+#[test]
+fn a_dns_answer_waits_for_the_owner_then_goes_out() {
+    let mut sim = Sim::new(tuning());
+    let app = SocketAddr::new(APP_IP.into(), 5353);
+    let service = SocketAddr::new(DNS_IP.into(), 53);
+    let query = dns_query(7, "a.example");
+    sim.core
+        .on_packet(udp_packet(app, service, &query), sim.now());
+    sim.settle();
+    let (id, _, server) = sim.server_datagrams();
+    let mut answer = super::dns::servfail(&query).unwrap();
+    answer[3] = 0x80; // NOERROR, no answers: enough for the hold
+    server.borrow_mut().to_send.push_back(answer.clone());
+    sim.settle();
+    assert!(sim.datagrams_to_app.is_empty(), "held for the owner lookup");
+    sim.answer_owner(id, Some(10050));
+    assert_eq!(sim.datagrams_to_app.len(), 1);
+    assert_eq!(udp_of(&sim.datagrams_to_app[0]).unwrap().2, answer);
+}
+
+#[test]
+fn pending_dns_queries_are_bounded_and_the_oldest_is_failed_first() {
+    let mut sim = Sim::new(tuning());
+    let app = SocketAddr::new(APP_IP.into(), 5353);
+    let service = SocketAddr::new(DNS_IP.into(), 53);
+    for id in 0..65u16 {
+        let query = dns_query(id, &format!("n{id}.example"));
+        sim.core
+            .on_packet(udp_packet(app, service, &query), sim.now());
+    }
+    sim.settle();
+    let (flow, _, _) = sim.server_datagrams();
+    sim.answer_owner(flow, None);
+    // One over the bound: the first query is answered SERVFAIL at once, the rest still wait.
+    assert_eq!(sim.datagrams_to_app.len(), 1);
+    let (_, _, answer) = udp_of(&sim.datagrams_to_app[0]).unwrap();
+    assert_eq!(super::dns::message_id(&answer), Some(0));
+    assert_eq!(sim.dns_records()[0].query, "n0.example");
+}
+
+#[test]
+fn an_idle_udp_flow_expires_and_its_socket_closes() {
+    let mut t = tuning();
+    t.udp_idle_timeout = Duration::from_secs(120);
+    let mut sim = Sim::new(t);
+    let app = SocketAddr::new(APP_IP.into(), 6000);
+    let dst = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 9).into(), 3478);
+    sim.core.on_packet(udp_packet(app, dst, b"stun"), sim.now());
+    sim.settle();
+    let (id, _, server) = sim.server_datagrams();
+    sim.answer_owner(id, Some(10001));
+    sim.advance(Duration::from_secs(119));
+    assert!(!server.borrow().closed);
+    sim.advance(Duration::from_secs(2));
+    assert!(server.borrow().closed);
+    let flows = sim.closed_flows();
+    assert_eq!(flows[0].close_reason, Some(CloseReason::Idle));
+    assert_eq!((flows[0].key.proto, flows[0].bytes_up), (Proto::Udp, 4));
+}
+
+#[test]
+fn data_the_app_never_acknowledges_resets_the_flow_after_the_ack_timeout() {
+    let mut sim = Sim::new(tuning());
+    let (_, _, server) = sim.established(Some(10001));
+    sim.app_gone = true;
+    server.borrow_mut().to_send.extend([7u8; 1000]);
+    sim.settle();
+    assert!(
+        server.borrow().to_send.is_empty(),
+        "taken into the send ring"
+    );
+    sim.advance(Duration::from_secs(60));
+    assert!(sim.closed_flows().is_empty(), "retransmitting");
+    sim.advance(super::tcp::APP_ACK_TIMEOUT.into());
+    let flows = sim.closed_flows();
+    assert_eq!(flows.len(), 1);
+    assert!(server.borrow().reset, "the server is reset");
+}
+
+/// Run `test` with flows to `port` panicking when handled (the supervision hook).
+fn with_panics_at<R>(port: u16, test: impl FnOnce() -> R) -> R {
+    super::core::PROVOKE_PANIC_PORT_HERE.with(|p| p.set(port));
+    let result = test();
+    super::core::PROVOKE_PANIC_PORT_HERE.with(|p| p.set(0));
+    result
+}
+
+#[test]
+fn a_udp_flow_that_panics_is_dropped_counted_and_the_others_go_on() {
+    with_panics_at(4999, || {
+        let mut sim = Sim::new(tuning());
+        let app = SocketAddr::new(APP_IP.into(), 6000);
+        let doomed = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 9).into(), 4999);
+        let fine = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 9).into(), 5000);
+        sim.core
+            .on_packet(udp_packet(app, doomed, b"boom"), sim.now());
+        sim.core
+            .on_packet(udp_packet(app, fine, b"fine"), sim.now());
+        sim.settle();
+        assert_eq!(sim.core.stats().flows_failed, 1);
+        let flows = sim.closed_flows();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(
+            (flows[0].key.dst, flows[0].close_reason),
+            (doomed, Some(CloseReason::Error))
+        );
+        let net = sim.host.0.borrow();
+        let relayed: Vec<(SocketAddr, bool, Vec<Vec<u8>>)> = {
+            let mut all: Vec<_> = net
+                .datagrams
+                .values()
+                .map(|(dst, d)| (*dst, d.borrow().closed, d.borrow().received.clone()))
+                .collect();
+            all.sort();
+            all
+        };
+        assert_eq!(
+            relayed,
+            vec![
+                (doomed, true, vec![]),
+                (fine, false, vec![b"fine".to_vec()])
+            ]
+        );
+    });
+}
+
+#[test]
+fn a_udp_reply_that_panics_drops_its_flow() {
+    with_panics_at(5101, || {
+        let mut sim = Sim::new(tuning());
+        let app = SocketAddr::new(APP_IP.into(), 6000);
+        let dst = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 9).into(), 5100);
+        sim.core.on_packet(udp_packet(app, dst, b"ask"), sim.now());
+        sim.settle();
+        let (_, _, server) = sim.server_datagrams();
+        server.borrow_mut().to_send.push_back(b"reply".to_vec());
+        sim.settle();
+        assert_eq!(sim.core.stats().flows_failed, 1);
+        assert!(server.borrow().closed);
+        assert_eq!(sim.closed_flows()[0].close_reason, Some(CloseReason::Error));
+    });
+}
+
+#[test]
+fn an_echo_flow_that_panics_is_dropped_and_counted() {
+    with_panics_at(4998, || {
+        let mut sim = Sim::new(tuning());
+        let dst: IpAddr = Ipv4Addr::new(203, 0, 113, 9).into();
+        let request = super::tests::echo_request(APP_IP.into(), dst, 4998, 1, b"ping");
+        sim.core.on_packet(request, sim.now());
+        sim.settle();
+        assert_eq!(sim.core.stats().flows_failed, 1);
+        let flows = sim.closed_flows();
+        assert_eq!(
+            (flows[0].key.proto, flows[0].close_reason),
+            (Proto::Icmp, Some(CloseReason::Error))
+        );
+        // The engine goes on: the next echo flow is relayed.
+        let request = super::tests::echo_request(APP_IP.into(), dst, 77, 1, b"ping");
+        sim.core.on_packet(request, sim.now());
+        sim.settle();
+        assert_eq!(sim.core.stats().flows_opened, 2);
+        assert_eq!(sim.core.stats().flows_failed, 1);
+    });
+}
+
+#[test]
+fn a_tcp_flow_that_panics_is_dropped_counted_and_the_others_go_on() {
+    with_panics_at(4443, || {
+        let mut sim = Sim::new(tuning());
+        let doomed = SocketAddr::new(SERVER.ip(), 4443);
+        sim.connect(doomed, 40001);
+        let (id, server) = sim.server();
+        server.borrow_mut().connect = Some(Ok(()));
+        sim.answer_owner(id, None);
+        assert_eq!(sim.core.stats().flows_failed, 1);
+        assert_eq!(sim.closed_flows()[0].close_reason, Some(CloseReason::Error));
+        assert!(server.borrow().closed);
+        sim.host.0.borrow_mut().streams.clear();
+        let (handle, _, server) = sim.established(None);
+        sim.app_socket(handle).send_slice(b"still relayed").unwrap();
+        sim.settle();
+        assert_eq!(server.borrow().received, b"still relayed");
+    });
+}

@@ -1,0 +1,121 @@
+//! One set of rules for what a flow is, shared by the live relay (`engine`) and the capture
+//! replay (`pcap::Observer`), so a live session and its pcapng give the same rows: how an ICMP
+//! echo flow is keyed, what its bytes are, and when an idle flow ends.
+//!
+//! Where observe mode must differ, it is said here, once (and listed in docs/ARCHITECTURE.md):
+//! - the clock is the capture's timestamps, not the loop's (no wall clock, no waiting);
+//! - a flow whose start is not in the capture gets its client guessed from the ports;
+//! - no connect happens, so there is no connect timeout and no "refused": a SYN the server
+//!   answers with RST closes as reset by the server;
+//! - a flow still open at the end closes as `end-of-capture` where the live engine says
+//!   `engine-stop`;
+//! - owners come from the capture (PCAPdroid trailers, pcapng comments), not from lookups.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::flow::{FlowKey, Proto};
+
+/// How long a flow may be idle (no packet either way) before it ends with reason `idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdleTimeouts {
+    pub tcp: Duration,
+    /// A TCP flow with one direction closed (FIN seen).
+    pub tcp_half_closed: Duration,
+    pub udp: Duration,
+    /// UDP to a DNS server: one query, one answer.
+    pub dns: Duration,
+    pub echo: Duration,
+}
+
+impl Default for IdleTimeouts {
+    fn default() -> IdleTimeouts {
+        IdleTimeouts {
+            tcp: Duration::from_secs(2 * 3600),
+            tcp_half_closed: Duration::from_secs(120),
+            udp: Duration::from_secs(120),
+            dns: Duration::from_secs(20),
+            echo: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a flow's idle limit depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleClass {
+    Tcp { half_closed: bool },
+    Udp { dns: bool },
+    Echo,
+}
+
+impl IdleTimeouts {
+    pub fn limit(&self, class: IdleClass) -> Duration {
+        match class {
+            IdleClass::Tcp { half_closed: false } => self.tcp,
+            IdleClass::Tcp { half_closed: true } => self.tcp_half_closed,
+            IdleClass::Udp { dns: false } => self.udp,
+            IdleClass::Udp { dns: true } => self.dns,
+            IdleClass::Echo => self.echo,
+        }
+    }
+}
+
+/// A DNS query with no answer after this long is logged without one (and, live, answered
+/// SERVFAIL).
+pub const DNS_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A UDP flow to a DNS server (port 53), which idles out sooner: one query, one answer.
+pub fn is_dns_server(key: &FlowKey) -> bool {
+    key.proto == Proto::Udp && key.dst.port() == 53
+}
+
+/// An ICMP echo flow: one per (app address, identifier, destination), as a ping socket is. The
+/// identifier stands in the client's port, the server's port is 0.
+pub fn echo_key(client: IpAddr, ident: u16, server: IpAddr) -> FlowKey {
+    FlowKey {
+        proto: Proto::Icmp,
+        src: SocketAddr::new(client, ident),
+        dst: SocketAddr::new(server, 0),
+    }
+}
+
+/// Length of the ICMP echo header (type, code, checksum, identifier, sequence).
+pub const ECHO_HEADER: usize = 8;
+
+/// The bytes an echo message counts for: its data, as UDP counts its payload.
+pub fn echo_bytes(icmp_message_len: usize) -> usize {
+    icmp_message_len.saturating_sub(ECHO_HEADER)
+}
+
+/// An ICMP echo message's kind and identifier: Some((is_request, ident)) for echo request and
+/// reply (ICMPv4 8/0, ICMPv6 128/129), None for every other ICMP message (errors, neighbour
+/// discovery), which is not a flow.
+pub fn echo_of(v6: bool, icmp_message: &[u8]) -> Option<(bool, u16)> {
+    let kind = *icmp_message.first()?;
+    let ident = u16::from_be_bytes([*icmp_message.get(4)?, *icmp_message.get(5)?]);
+    let (request, reply) = if v6 { (128, 129) } else { (8, 0) };
+    match kind {
+        k if k == request => Some((true, ident)),
+        k if k == reply => Some((false, ident)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_messages_are_told_from_other_icmp() {
+        let request = [8, 0, 0, 0, 0x12, 0x34, 0, 1, b'x'];
+        assert_eq!(echo_of(false, &request), Some((true, 0x1234)));
+        assert_eq!(echo_of(false, &[0, 0, 0, 0, 0, 7, 0, 1]), Some((false, 7)));
+        assert_eq!(echo_of(true, &[129, 0, 0, 0, 0, 7, 0, 1]), Some((false, 7)));
+        // Destination unreachable, router solicitation, cut short.
+        assert_eq!(echo_of(false, &[3, 3, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(echo_of(true, &[133, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(echo_of(false, &[8, 0, 0]), None);
+        assert_eq!(echo_bytes(request.len()), 1);
+        assert_eq!(echo_bytes(3), 0);
+    }
+}
