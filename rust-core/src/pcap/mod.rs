@@ -30,7 +30,6 @@ pub use reader::{CaptureReader, Packet, ReadError, Record, Section};
 pub use writer::PcapngWriter;
 
 use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -50,9 +49,10 @@ pub struct FileReport {
 
 /// Opens a capture file and reads its header. Err when it cannot be opened or is not a
 /// capture at all.
-pub fn open(path: &Path) -> Result<CaptureReader<BufReader<File>>, ReadError> {
+/// The file is read unbuffered: the reader keeps a 1 MiB buffer of its own.
+pub fn open(path: &Path) -> Result<CaptureReader<File>, ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Io { offset: 0, source })?;
-    CaptureReader::new(BufReader::with_capacity(1 << 20, file))
+    CaptureReader::new(file)
 }
 
 /// What the cleartext scan knows of the phone: what the caller gives (`analyze`'s flags), with

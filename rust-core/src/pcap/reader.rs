@@ -8,17 +8,22 @@
 //!   PCAPdroid fills with the phone's model, Android version and its own version;
 //! - PCAPdroid's uid -> app custom block and its `u-<uid>` packet comments.
 //!
-//! The crate's streaming readers parse a block once the whole of it is in their buffer; this
-//! module first reads the record's length from its header and fills the buffer to it, so that
-//! "not enough bytes" means a truncated file and a parse error means a corrupt record.
+//! The crate's block and record parsers are given one whole record: this module reads the
+//! record's length from its header and fills its buffer to it first, so that running out of
+//! bytes means a truncated file and a parse error a corrupt record. (Not the crate's streaming
+//! readers: on a 32-bit target their `available + needed` and running byte count overflow on a
+//! corrupt length or a 4 GiB file.)
 
 use std::io::{self, Read};
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
 
-use pcap_parser::pcapng::Block;
-use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{LegacyPcapReader, OptionCode, PcapBlockOwned, PcapError, PcapNGReader};
+use pcap_parser::nom;
+use pcap_parser::pcap::{
+    LegacyPcapBlock, parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified,
+    parse_pcap_header,
+};
+use pcap_parser::pcapng::{Block, parse_block_be, parse_block_le};
+use pcap_parser::{OptionCode, PcapError};
 
 /// Link types the observer decodes (see [`super::link`]); others are reported and skipped.
 pub mod linktype {
@@ -131,61 +136,48 @@ struct Interface {
     snaplen: u32,
 }
 
-/// A `Read` that fills the buffer it is given as far as the source goes, so that a short read
-/// means the end of the file, and that keeps the I/O error for the message (the parser owns its
-/// reader and reports only that a read failed).
-struct Filling<R> {
-    src: R,
-    error: Arc<Mutex<Option<io::Error>>>,
+/// The bytes read from the file and not yet consumed: `data[start..end]`.
+struct Buffer {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The source returned end of file.
+    eof: bool,
 }
 
-impl<R: Read> Read for Filling<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut filled = 0;
-        while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
-            match self.src.read(rest) {
-                Ok(0) => break,
-                Ok(n) => filled = filled.saturating_add(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let kind = e.kind();
-                    if let Ok(mut slot) = self.error.lock() {
-                        *slot = Some(e);
-                    }
-                    return Err(kind.into());
+impl Buffer {
+    fn available(&self) -> &[u8] {
+        self.data.get(self.start..self.end).unwrap_or_default()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = self.start.saturating_add(n).min(self.end);
+    }
+
+    /// Reads more from `src` (moving what is left to the front, growing to hold `need` bytes).
+    fn refill<R: Read>(&mut self, src: &mut R, need: usize) -> io::Result<()> {
+        self.data.copy_within(self.start..self.end, 0);
+        self.end = self.end.saturating_sub(self.start);
+        self.start = 0;
+        if self.data.len() < need {
+            self.data.resize(need, 0);
+        }
+        loop {
+            let Some(space) = self.data.get_mut(self.end..).filter(|s| !s.is_empty()) else {
+                return Ok(());
+            };
+            match src.read(space) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
                 }
+                Ok(n) => {
+                    self.end = self.end.saturating_add(n).min(self.data.len());
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-        }
-        Ok(filled)
-    }
-}
-
-type Source<R> = Filling<io::Chain<io::Cursor<[u8; 4]>, R>>;
-
-enum Parser<R: Read> {
-    Pcap(LegacyPcapReader<Source<R>>),
-    Pcapng(PcapNGReader<Source<R>>),
-}
-
-impl<R: Read> Parser<R> {
-    fn get(&mut self) -> &mut dyn PcapReaderIterator {
-        match self {
-            Parser::Pcap(p) => p,
-            Parser::Pcapng(p) => p,
-        }
-    }
-
-    fn data(&self) -> &[u8] {
-        match self {
-            Parser::Pcap(p) => p.data(),
-            Parser::Pcapng(p) => p.data(),
-        }
-    }
-
-    fn exhausted(&self) -> bool {
-        match self {
-            Parser::Pcap(p) => p.reader_exhausted(),
-            Parser::Pcapng(p) => p.reader_exhausted(),
         }
     }
 }
@@ -273,14 +265,14 @@ fn block_name(block_type: u32) -> &'static str {
 }
 
 pub struct CaptureReader<R: Read> {
-    parser: Parser<R>,
+    src: R,
+    buf: Buffer,
     format: Format,
     /// Bytes of the file before the parser's buffer.
     offset: u64,
     /// The last record's length, consumed when the next one is asked for (its data is borrowed
     /// from the buffer until then).
     pending: usize,
-    capacity: usize,
     big_endian: bool,
     /// pcap: the file's link type, and the record header length (16, or 24 when modified).
     pcap_linktype: u32,
@@ -289,8 +281,6 @@ pub struct CaptureReader<R: Read> {
     interfaces: Vec<Interface>,
     section: Section,
     sections_seen: u32,
-    /// The I/O error behind a failed read.
-    io_error: Arc<Mutex<Option<io::Error>>>,
     /// A corrupt record ends the file: nothing after it is trusted.
     failed: bool,
 }
@@ -397,64 +387,18 @@ fn uid_map(data: &[u8], big_endian: bool) -> Result<Option<Step>, &'static str> 
 
 impl<R: Read> CaptureReader<R> {
     /// Reads the file header (pcap) or first section header (pcapng).
-    pub fn new(mut src: R) -> Result<CaptureReader<R>, ReadError> {
-        let mut magic = [0u8; 4];
-        let io_error = Arc::new(Mutex::new(None));
-        let mut probe = Filling {
-            src: &mut src,
-            error: Arc::clone(&io_error),
-        };
-        match probe.read(&mut magic) {
-            Ok(4) => {}
-            Ok(_) => {
-                return Err(ReadError::Truncated {
-                    offset: 0,
-                    what: "empty file",
-                });
-            }
-            Err(_) => return Err(io_failure(0, &io_error)),
-        }
-        let le = u32::from_le_bytes(magic);
-        let be = u32::from_be_bytes(magic);
-        let format = if le == PCAPNG_SHB {
-            Format::Pcapng
-        } else if [PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PCAP_MAGIC_MODIFIED].contains(&le)
-            || [PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO].contains(&be)
-        {
-            Format::Pcap
-        } else {
-            return Err(ReadError::NotACapture { magic: be });
-        };
-        let source = Filling {
-            src: io::Cursor::new(magic).chain(src),
-            error: Arc::clone(&io_error),
-        };
-        let (parser, what) = match format {
-            Format::Pcap => (
-                LegacyPcapReader::new(BUFFER, source).map(Parser::Pcap),
-                "pcap file header",
-            ),
-            Format::Pcapng => (
-                PcapNGReader::new(BUFFER, source).map(Parser::Pcapng),
-                "pcapng section header",
-            ),
-        };
-        let parser = parser.map_err(|e| match e {
-            PcapError::Incomplete(_) | PcapError::UnexpectedEof => {
-                ReadError::Truncated { offset: 0, what }
-            }
-            PcapError::ReadError => io_failure(0, &io_error),
-            other => ReadError::Corrupt {
-                offset: 0,
-                message: format!("bad {what}: {}", parse_detail(&other)),
-            },
-        })?;
+    pub fn new(src: R) -> Result<CaptureReader<R>, ReadError> {
         let mut reader = CaptureReader {
-            parser,
-            format,
+            src,
+            buf: Buffer {
+                data: vec![0; BUFFER],
+                start: 0,
+                end: 0,
+                eof: false,
+            },
+            format: Format::Pcap,
             offset: 0,
             pending: 0,
-            capacity: BUFFER,
             big_endian: false,
             pcap_linktype: 0,
             pcap_nanos: false,
@@ -462,12 +406,74 @@ impl<R: Read> CaptureReader<R> {
             interfaces: Vec::new(),
             section: Section::default(),
             sections_seen: 0,
-            io_error,
             failed: false,
         };
-        // The file header, or the first section header (the parser checked it is one).
-        reader.step(true)?;
+        while reader.buf.available().len() < 4 && !reader.buf.eof {
+            reader
+                .buf
+                .refill(&mut reader.src, 4)
+                .map_err(|source| ReadError::Io { offset: 0, source })?;
+        }
+        let Some(magic) = reader.buf.available().get(..4) else {
+            return Err(ReadError::Truncated {
+                offset: 0,
+                what: "empty file",
+            });
+        };
+        let le = u32_at(magic, 0, false).unwrap_or(0);
+        let be = u32_at(magic, 0, true).unwrap_or(0);
+        if le == PCAPNG_SHB {
+            reader.format = Format::Pcapng;
+            // The first block is a section header (checked when it is parsed).
+            match reader.step()? {
+                Step::Other if reader.sections_seen == 1 => {}
+                _ => {
+                    return Err(ReadError::Corrupt {
+                        offset: 0,
+                        message: "bad pcapng section header".into(),
+                    });
+                }
+            }
+        } else if [PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PCAP_MAGIC_MODIFIED].contains(&le)
+            || [PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO].contains(&be)
+        {
+            reader.read_pcap_header()?;
+        } else {
+            return Err(ReadError::NotACapture { magic: be });
+        }
         Ok(reader)
+    }
+
+    fn read_pcap_header(&mut self) -> Result<(), ReadError> {
+        while self.buf.available().len() < 24 && !self.buf.eof {
+            self.buf
+                .refill(&mut self.src, 24)
+                .map_err(|source| ReadError::Io { offset: 0, source })?;
+        }
+        let header = match parse_pcap_header(self.buf.available()) {
+            Ok((_, header)) => header,
+            Err(nom::Err::Incomplete(_)) => {
+                return Err(ReadError::Truncated {
+                    offset: 0,
+                    what: "pcap file header",
+                });
+            }
+            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                return Err(ReadError::Corrupt {
+                    offset: 0,
+                    message: format!("bad pcap file header: {}", parse_detail(&e)),
+                });
+            }
+        };
+        // The link type's upper bits carry FCS flags (LINKTYPE_FCS...); the type is the low 16.
+        self.pcap_linktype = u32::try_from(header.network.0 & 0xffff).unwrap_or(0);
+        self.pcap_nanos = header.is_nanosecond_precision();
+        self.big_endian = header.is_bigendian();
+        if header.is_modified_format() {
+            self.pcap_header = 24;
+        }
+        self.pending = header.size();
+        Ok(())
     }
 
     pub fn format(&self) -> Format {
@@ -491,7 +497,7 @@ impl<R: Read> CaptureReader<R> {
             return Ok(None);
         }
         loop {
-            match self.step(false) {
+            match self.step() {
                 Err(e) => {
                     self.failed = true;
                     return Err(e);
@@ -502,7 +508,7 @@ impl<R: Read> CaptureReader<R> {
                     return Ok(Some(Record::UidMap { uid, package, app }));
                 }
                 Ok(Step::Packet(p)) => {
-                    let buf = self.parser.data();
+                    let buf = self.buf.available();
                     let (Some(data), comment) =
                         (buf.get(p.data), p.comment.and_then(|r| buf.get(r)))
                     else {
@@ -526,12 +532,12 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
-    /// Fills the parser's buffer with the whole of the next record. Ok(false) at a clean end.
-    fn fill(&mut self, at: u64) -> Result<bool, ReadError> {
+    /// Fills the buffer with the whole of the next record; its length, or None at a clean end.
+    fn fill(&mut self, at: u64) -> Result<Option<usize>, ReadError> {
         loop {
-            let data = self.parser.data();
+            let data = self.buf.available();
             let (need, what) = match framing(data, self.format, self.big_endian, self.pcap_header) {
-                Ok(Framing::Record(len)) if data.len() >= len => return Ok(true),
+                Ok(Framing::Record(len)) if data.len() >= len => return Ok(Some(len)),
                 Ok(Framing::Record(len)) => (len, self.what(false)),
                 Ok(Framing::Header(len)) => (len, self.what(true)),
                 Err(message) => {
@@ -541,19 +547,16 @@ impl<R: Read> CaptureReader<R> {
                     });
                 }
             };
-            if self.parser.exhausted() {
+            if self.buf.eof {
                 return if data.is_empty() {
-                    Ok(false)
+                    Ok(None)
                 } else {
                     Err(ReadError::Truncated { offset: at, what })
                 };
             }
-            if need > self.capacity && self.parser.get().grow(need) {
-                self.capacity = need;
-            }
-            if self.parser.get().refill().is_err() {
-                return Err(io_failure(at, &self.io_error));
-            }
+            self.buf
+                .refill(&mut self.src, need)
+                .map_err(|source| ReadError::Io { offset: at, source })?;
         }
     }
 
@@ -566,11 +569,10 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
-    /// Reads and interprets one record. `first`: the file or section header the parser has
-    /// already checked (and, for pcap, hands out before any buffer is read).
-    fn step(&mut self, first: bool) -> Result<Step, ReadError> {
+    /// Reads and interprets one record.
+    fn step(&mut self) -> Result<Step, ReadError> {
         if self.pending > 0 {
-            self.parser.get().consume(self.pending);
+            self.buf.consume(self.pending);
             self.offset = self.offset.saturating_add(self.pending as u64);
             self.pending = 0;
         }
@@ -579,89 +581,90 @@ impl<R: Read> CaptureReader<R> {
             offset: at,
             message,
         };
-        let mut block_type = 0;
-        let mut block_len = 0;
-        if !(first && self.format == Format::Pcap) {
-            if !self.fill(at)? {
-                return Ok(Step::End);
-            }
-            if self.format == Format::Pcapng {
-                let data = self.parser.data();
-                // A section header carries its own byte order.
-                let be = if u32_at(data, 0, false) == Some(PCAPNG_SHB) {
-                    u32_at(data, 8, false) == Some(PCAPNG_BYTE_ORDER_MAGIC.swap_bytes())
-                } else {
-                    self.big_endian
-                };
-                block_type = u32_at(data, 0, be).unwrap_or(0);
-                let total = u32_at(data, 4, be).unwrap_or(0);
-                let trailer = usize::try_from(total)
-                    .ok()
-                    .and_then(|t| t.checked_sub(4))
-                    .and_then(|t| u32_at(data, t, be));
-                block_len = usize::try_from(total).unwrap_or(0);
-                if trailer != Some(total) {
-                    return Err(corrupt(format!(
-                        "pcapng block length mismatch ({total} vs {})",
-                        trailer.unwrap_or(0)
-                    )));
-                }
-                if block_type == 6 && total < 32 {
-                    return Err(corrupt("enhanced packet block too short".into()));
-                }
-            }
-        }
-        let base = self.parser.data().as_ptr() as usize;
+        let Some(len) = self.fill(at)? else {
+            return Ok(Step::End);
+        };
+        let record = self.buf.available().get(..len).unwrap_or_default();
+        let base = record.as_ptr() as usize;
         let big_endian = self.big_endian;
-        let (len, block) = match self.parser.get().next() {
-            Ok(next) => next,
-            Err(PcapError::Eof) => return Ok(Step::End),
+        let outside = || corrupt("packet data outside its block".into());
+        if self.format == Format::Pcap {
+            let parsed: nom::IResult<&[u8], LegacyPcapBlock<'_>, PcapError<&[u8]>> =
+                if self.pcap_header == 24 {
+                    parse_pcap_frame_modified(record)
+                } else if big_endian {
+                    parse_pcap_frame_be(record)
+                } else {
+                    parse_pcap_frame(record)
+                };
+            let Ok((_, frame)) = parsed else {
+                return Err(corrupt("malformed pcap record".into()));
+            };
+            let ns_per_unit: i64 = if self.pcap_nanos { 1 } else { 1000 };
+            let step = Step::Packet(Located {
+                ts_ns: i64::from(frame.ts_sec)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(i64::from(frame.ts_usec).saturating_mul(ns_per_unit)),
+                linktype: self.pcap_linktype,
+                data: range_in(base, frame.data).ok_or_else(outside)?,
+                orig_len: frame.origlen,
+                interface: 0,
+                comment: None,
+            });
+            self.pending = len;
+            return Ok(step);
+        }
+        // A section header carries its own byte order.
+        let be = if u32_at(record, 0, false) == Some(PCAPNG_SHB) {
+            u32_at(record, 8, false) == Some(PCAPNG_BYTE_ORDER_MAGIC.swap_bytes())
+        } else {
+            big_endian
+        };
+        let block_type = u32_at(record, 0, be).unwrap_or(0);
+        let total = u32_at(record, 4, be).unwrap_or(0);
+        let trailer = len.checked_sub(4).and_then(|t| u32_at(record, t, be));
+        if trailer != Some(total) {
+            return Err(corrupt(format!(
+                "pcapng block length mismatch ({total} vs {})",
+                trailer.unwrap_or(0)
+            )));
+        }
+        if block_type == 6 && total < 32 {
+            return Err(corrupt("enhanced packet block too short".into()));
+        }
+        let parsed = if be {
+            parse_block_be(record)
+        } else {
+            parse_block_le(record)
+        };
+        let block = match parsed {
+            Ok((_, block)) => block,
             // A block the observer has no use for (statistics, name resolution, secrets...) is
             // skipped when its content is malformed: its length was sound.
             Err(_)
-                if block_len > 0
-                    && !matches!(
-                        block_type,
-                        PCAPNG_SHB | 1 | 2 | 3 | 6 | 0x0bad | 0x4000_0bad
-                    ) =>
+                if !matches!(
+                    block_type,
+                    PCAPNG_SHB | 1 | 2 | 3 | 6 | 0x0bad | 0x4000_0bad
+                ) =>
             {
-                self.pending = block_len;
+                self.pending = len;
                 return Ok(Step::Other);
             }
             Err(e) => {
                 let message = if matches!(block_type, 6 | PCAPNG_OBSOLETE_PACKET) {
                     "packet data overruns its block".to_owned()
                 } else {
-                    format!("malformed {}: {}", block_name(block_type), parse_detail(&e))
+                    let detail = match &e {
+                        nom::Err::Error(e) | nom::Err::Failure(e) => parse_detail(e),
+                        nom::Err::Incomplete(_) => "a field overruns the block".into(),
+                    };
+                    format!("malformed {}: {detail}", block_name(block_type))
                 };
                 return Err(corrupt(message));
             }
         };
-        let outside = || corrupt("packet data outside its block".into());
         let step = match block {
-            PcapBlockOwned::LegacyHeader(header) => {
-                self.pcap_linktype = u32::try_from(header.network.0 & 0xffff).unwrap_or(0);
-                self.pcap_nanos = header.is_nanosecond_precision();
-                self.big_endian = header.is_bigendian();
-                if header.is_modified_format() {
-                    self.pcap_header = 24;
-                }
-                Step::Other
-            }
-            PcapBlockOwned::Legacy(record) => {
-                let ns_per_unit: i64 = if self.pcap_nanos { 1 } else { 1000 };
-                Step::Packet(Located {
-                    ts_ns: i64::from(record.ts_sec)
-                        .saturating_mul(1_000_000_000)
-                        .saturating_add(i64::from(record.ts_usec).saturating_mul(ns_per_unit)),
-                    linktype: self.pcap_linktype,
-                    data: range_in(base, record.data).ok_or_else(outside)?,
-                    orig_len: record.origlen,
-                    interface: 0,
-                    comment: None,
-                })
-            }
-            PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+            Block::SectionHeader(shb) => {
                 self.big_endian = shb.big_endian();
                 self.interfaces.clear();
                 if self.sections_seen == 0 {
@@ -679,7 +682,7 @@ impl<R: Read> CaptureReader<R> {
                 self.sections_seen = self.sections_seen.saturating_add(1);
                 Step::Other
             }
-            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+            Block::InterfaceDescription(idb) => {
                 let units_per_sec = units_per_sec(idb.if_tsresol)
                     .filter(|u| *u > 0)
                     .ok_or_else(|| corrupt("interface timestamp resolution too fine".into()))?;
@@ -691,7 +694,7 @@ impl<R: Read> CaptureReader<R> {
                 });
                 Step::Other
             }
-            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+            Block::EnhancedPacket(epb) => {
                 let iface = usize::try_from(epb.if_id)
                     .ok()
                     .and_then(|i| self.interfaces.get(i))
@@ -721,7 +724,7 @@ impl<R: Read> CaptureReader<R> {
             }
             // Interface 0, no timestamp; the captured length is what the block holds, up to
             // the original length and the snap length.
-            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+            Block::SimplePacket(spb) => {
                 let iface = self
                     .interfaces
                     .first()
@@ -742,13 +745,13 @@ impl<R: Read> CaptureReader<R> {
                     comment: None,
                 })
             }
-            PcapBlockOwned::NG(Block::Custom(custom)) if custom.pen == PCAPDROID_PEN => {
+            Block::Custom(custom) if custom.pen == PCAPDROID_PEN => {
                 uid_map(custom.data, big_endian)
                     .map_err(|m| corrupt(m.into()))?
                     .unwrap_or(Step::Other)
             }
             // The obsolete Packet Block: a 16-bit interface, 16-bit drop count, then as an EPB.
-            PcapBlockOwned::NG(Block::Unknown(unknown)) if block_type == PCAPNG_OBSOLETE_PACKET => {
+            Block::Unknown(unknown) if block_type == PCAPNG_OBSOLETE_PACKET => {
                 let body = unknown.data;
                 let field = |at| u32_at(body, at, big_endian).unwrap_or(0);
                 let interface = u32::from(u16_at(body, 0, big_endian).unwrap_or(0));
@@ -774,21 +777,11 @@ impl<R: Read> CaptureReader<R> {
                     comment: None,
                 })
             }
-            PcapBlockOwned::NG(_) => Step::Other,
+            _ => Step::Other,
         };
         self.pending = len;
         Ok(step)
     }
-}
-
-/// The I/O error a failed read kept.
-fn io_failure(offset: u64, kept: &Mutex<Option<io::Error>>) -> ReadError {
-    let source = kept
-        .lock()
-        .ok()
-        .and_then(|mut e| e.take())
-        .unwrap_or_else(|| io::Error::other("read failed"));
-    ReadError::Io { offset, source }
 }
 
 /// What the parser found wrong, without the input bytes it quotes.
@@ -1091,6 +1084,26 @@ mod tests {
             assert!(e.to_string().contains("overruns its block"), "{e}");
             assert_eq!(e.offset(), at);
         }
+    }
+
+    /// Lengths inside a sound block that run past it: a decryption-secrets block (of no use to
+    /// the observer) is skipped, a packet block is corrupt; neither panics (the crate's own
+    /// streaming reader overflowed `available + needed` on 32-bit targets here).
+    #[test]
+    fn inner_lengths_past_their_block_are_skipped_or_corrupt() {
+        let mut file = shb(false);
+        file.extend(idb(false, 101, None));
+        let mut secrets = 0x544c_534bu32.to_le_bytes().to_vec();
+        secrets.extend((u32::MAX - 8).to_le_bytes());
+        secrets.extend([0u8; 8]);
+        file.extend(block(false, 0x0a, &secrets));
+        file.extend(epb(false, 0, 1, b"after", None));
+        let mut r = CaptureReader::new(&file[..]).unwrap();
+        let Some(Record::Packet(p)) = r.next_record().unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.data, b"after");
+        assert!(r.next_record().unwrap().is_none());
     }
 
     #[test]
