@@ -11,11 +11,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use phonehome::store::synth::Synth;
 use phonehome::store::timeline::SeriesKey;
 use phonehome::store::{
     FlowFilter, Reader, SessionInfo, StoreError, StoreWriter, Window, WindowSpec,
 };
+
+#[path = "../tests/support/synth.rs"]
+mod synth;
+use synth::Synth;
 
 fn feed(
     db: &Path,

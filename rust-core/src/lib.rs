@@ -14,6 +14,7 @@ pub mod geo;
 pub mod naming;
 pub mod owner;
 pub mod pcap;
+pub mod recording;
 pub mod store;
 
 #[cfg(target_os = "linux")]

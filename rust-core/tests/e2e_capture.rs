@@ -254,6 +254,20 @@ fn dns_goes_through_the_engine() {
             "{q} not in the database's DNS log {queries:?}"
         );
     }
+    // The summary counts what the database holds: one contact (curl's connection), and every
+    // query as a lookup, not as a contact with the resolver.
+    assert!(
+        out.stderr.contains("\n1 contacts with 1 destinations, "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("\n{} DNS lookups in ", queries.len())),
+        "{} lookups in the database: {}",
+        queries.len(),
+        out.stderr
+    );
 }
 
 #[test]
@@ -474,7 +488,24 @@ fn exits_with_cmd_status_after_flushing_every_flow() {
     let (kind, ended, note) = common::db_session(&rig.db_path());
     assert_eq!(kind, "capture");
     assert!(ended.is_some(), "session not marked ended");
-    assert!(note.is_some_and(|n| n.starts_with("sh -c for n in")));
+    // Only the program's name: CMD's arguments can carry identifiers (see `--note`).
+    assert_eq!(note.as_deref(), Some("sh"));
+}
+
+#[test]
+fn the_note_is_the_users_text_never_the_command_line() {
+    if !root_or_skip("the_note_is_the_users_text_never_the_command_line") {
+        return;
+    }
+    let rig = Rig::new("note");
+    let out = rig.capture_args(
+        &["--note", "baseline, diagnostics on"],
+        "echo imei=490154203237518 > /dev/null",
+        T,
+    );
+    out.assert_success("capture --note");
+    let (_, _, note) = common::db_session(&rig.db_path());
+    assert_eq!(note.as_deref(), Some("baseline, diagnostics on"));
 }
 
 #[test]

@@ -20,8 +20,8 @@ fn cleartext_requests_are_kept_redacted() {
     }
     let rig = Rig::new("httpev");
     // 10.215.173.1 is the capture namespace's own address. Both URLs go over one connection.
-    // The script is a file: the session's note records the command line, which must not
-    // carry the identifiers this test looks for.
+    // The script is a file, so the identifiers this test looks for are only in the requests
+    // (the session's note is the program's name, never its arguments).
     let script = rig.db_path().with_file_name("requests.sh");
     std::fs::write(
         &script,

@@ -14,6 +14,10 @@ use std::process::Command;
 
 use phonehome::pcap::PcapngWriter;
 
+#[path = "support/packets.rs"]
+mod packets;
+use packets::{ACK, FIN, PSH, SYN, dns_exchange, ipv4, tcp, udp};
+
 const GAID: &str = "38400000-8cf0-11bd-b23e-10b96e40000d";
 const IMEI: &str = "490154203237518";
 const ORDER: &str = "123456789012347";
@@ -30,20 +34,7 @@ fn packet(
     flags: u8,
     data: &[u8],
 ) -> Vec<u8> {
-    let mut tcp = Vec::new();
-    tcp.extend(sport.to_be_bytes());
-    tcp.extend(dport.to_be_bytes());
-    tcp.extend(seq.to_be_bytes());
-    tcp.extend(ack.to_be_bytes());
-    tcp.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    tcp.extend(data);
-    let mut ip = vec![0x45, 0];
-    ip.extend(((20 + tcp.len()) as u16).to_be_bytes());
-    ip.extend([0, 0, 0x40, 0, 64, 6, 0, 0]);
-    ip.extend(src.octets());
-    ip.extend(dst.octets());
-    ip.extend(tcp);
-    ip
+    ipv4(src, dst, 6, &tcp(sport, dport, seq, ack, flags, data))
 }
 
 /// One TCP connection: handshake, the client's `requests` (one segment each), a reply, FIN.
@@ -55,10 +46,6 @@ fn connection(
     dport: u16,
     requests: &[&[u8]],
 ) {
-    const SYN: u8 = 0x02;
-    const ACK: u8 = 0x10;
-    const PSH: u8 = 0x08;
-    const FIN: u8 = 0x01;
     let phone = Ipv4Addr::new(10, 0, 0, 2);
     let mut put = |w: &mut PcapngWriter<std::fs::File>, p: Vec<u8>| {
         *t += 10;
@@ -98,40 +85,6 @@ fn connection(
         w,
         packet(((phone, sport), (dst, dport)), c + 1, s + 1, ACK, b""),
     );
-}
-
-fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend(sport.to_be_bytes());
-    u.extend(dport.to_be_bytes());
-    u.extend(((8 + data.len()) as u16).to_be_bytes());
-    u.extend([0, 0]);
-    u.extend(data);
-    let mut ip = vec![0x45, 0];
-    ip.extend(((20 + u.len()) as u16).to_be_bytes());
-    ip.extend([0, 0, 0x40, 0, 64, 17, 0, 0]);
-    ip.extend(src.octets());
-    ip.extend(dst.octets());
-    ip.extend(u);
-    ip
-}
-
-/// A DNS query for `name` (A) and its answer `addr`.
-fn dns_exchange(id: u16, name: &str, addr: Ipv4Addr) -> (Vec<u8>, Vec<u8>) {
-    let mut q = Vec::new();
-    q.extend(id.to_be_bytes());
-    q.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend(label.as_bytes());
-    }
-    q.extend([0, 0, 1, 0, 1]);
-    let mut a = q.clone();
-    a[2..4].copy_from_slice(&[0x81, 0x80]);
-    a[6..8].copy_from_slice(&[0, 1]);
-    a.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-    a.extend(addr.octets());
-    (q, a)
 }
 
 fn geo_file() -> Option<PathBuf> {
@@ -183,11 +136,11 @@ fn capture_with(path: &Path, meta_only: bool) {
     // Two lookups of the Xiaomi name (to the resolver 10.0.0.1): lookups, never contacts.
     let (phone, resolver) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
     for (i, sport) in [(1u16, 50_001u16), (2, 50_002)] {
-        let (q, a) = dns_exchange(i, "globalapi.ad.xiaomi.com", Ipv4Addr::new(23, 32, 0, 1));
+        let (q, a) = dns_exchange(i, 1, "globalapi.ad.xiaomi.com", Ipv4Addr::new(23, 32, 0, 1));
         t += 5;
         w.write_packet(
             t,
-            &udp(phone, resolver, sport, 53, &q),
+            &ipv4(phone, resolver, 17, &udp(sport, 53, &q)),
             Some(UID),
             Some(APP),
         )
@@ -195,7 +148,7 @@ fn capture_with(path: &Path, meta_only: bool) {
         t += 5;
         w.write_packet(
             t,
-            &udp(resolver, phone, 53, sport, &a),
+            &ipv4(resolver, phone, 17, &udp(53, sport, &a)),
             Some(UID),
             Some(APP),
         )

@@ -12,6 +12,10 @@ use phonehome::pcap::PcapngWriter;
 mod phonehome_bin;
 use phonehome_bin::{phonehome, phonehome_ok};
 
+#[path = "support/packets.rs"]
+mod packets;
+use packets::{dns_exchange, ipv4, tcp, udp};
+
 const BEACONS: u16 = 7;
 const HOST: &str = "sa.api.intl.miui.com";
 const UID: u32 = 10_123;
@@ -20,77 +24,6 @@ const PHONE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const RESOLVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(161, 117, 0, 10);
 const T0: i64 = 1_700_000_000_000;
-
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
-    let mut ip = vec![0x45, 0];
-    ip.extend(u16::try_from(20 + payload.len()).unwrap().to_be_bytes());
-    ip.extend([0, 1, 0x40, 0, 64, proto, 0, 0]);
-    ip.extend(src.octets());
-    ip.extend(dst.octets());
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    ip.extend(payload);
-    ip
-}
-
-fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend(sport.to_be_bytes());
-    u.extend(dport.to_be_bytes());
-    u.extend(u16::try_from(8 + data.len()).unwrap().to_be_bytes());
-    u.extend([0, 0]);
-    u.extend(data);
-    u
-}
-
-fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend(sport.to_be_bytes());
-    t.extend(dport.to_be_bytes());
-    t.extend(seq.to_be_bytes());
-    t.extend(ack.to_be_bytes());
-    t.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    t.extend(data);
-    t
-}
-
-fn qname(name: &str) -> Vec<u8> {
-    let mut q = Vec::new();
-    for label in name.split('.') {
-        q.push(u8::try_from(label.len()).unwrap());
-        q.extend(label.as_bytes());
-    }
-    q.push(0);
-    q
-}
-
-/// A DNS query for `host` of `qtype`, and its answer (one A record, `server`, for A; none for
-/// AAAA).
-fn dns_exchange(id: u16, qtype: u16, host: &str, server: Ipv4Addr) -> (Vec<u8>, Vec<u8>) {
-    let mut question = qname(host);
-    question.extend(qtype.to_be_bytes());
-    question.extend(1u16.to_be_bytes());
-    let mut query = id.to_be_bytes().to_vec();
-    query.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    query.extend(&question);
-    let answers: u16 = if qtype == 1 { 1 } else { 0 };
-    let mut answer = id.to_be_bytes().to_vec();
-    answer.extend([0x81, 0x80, 0, 1]);
-    answer.extend(answers.to_be_bytes());
-    answer.extend([0, 0, 0, 0]);
-    answer.extend(&question);
-    if qtype == 1 {
-        answer.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        answer.extend(server.octets());
-    }
-    (query, answer)
-}
 
 fn client_hello(host: &str) -> Vec<u8> {
     let name = host.as_bytes();
@@ -251,13 +184,20 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         .map(|c| c["contacts"].as_i64().unwrap())
         .sum();
     assert_eq!(countries, n);
-    let timeline: i64 = json["timeline"]["buckets"]
+    let buckets: Vec<i64> = json["timeline"]["buckets"]
         .as_array()
         .unwrap()
         .iter()
         .map(|b| b["contacts"].as_i64().unwrap())
-        .sum();
-    assert_eq!(timeline, n);
+        .collect();
+    assert_eq!(buckets.iter().sum::<i64>(), n);
+    // The session counts the same way: N contacts, 2N lookups (3N flows in all).
+    let session = &json["sessions"][0];
+    assert_eq!(
+        (&session["contacts"], &session["lookups"], &session["flows"]),
+        (&n.into(), &(2 * n).into(), &(3 * n).into()),
+        "{session}"
+    );
 
     // Contacts per hour per app: all N in the one hour of the capture; no daily series for
     // six minutes of traffic.
@@ -293,6 +233,23 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         text.contains(&format!("Xiaomi: {n} contacts with 1 endpoints")),
         "{text}"
     );
+    let session_row = text
+        .split("\nSESSIONS\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap();
+    let words: Vec<&str> = session_row.split_whitespace().collect();
+    assert_eq!(
+        words[5..9],
+        [
+            &*n.to_string(),
+            "contacts",
+            &*(2 * n).to_string(),
+            "lookups"
+        ],
+        "{session_row}"
+    );
+    assert!(!session_row.contains("flows"), "{session_row}");
     let domain_line = text
         .lines()
         .find(|l| l.trim_start().starts_with(HOST))
@@ -336,6 +293,23 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         "3N appears in the HTML"
     );
     assert!(page.contains("<h2>Contacts per hour, per app</h2>"));
+    let sessions = page.split("<h2>Sessions and markers</h2>").nth(1).unwrap();
+    assert!(
+        sessions.contains("<th class=\"n\">Contacts</th><th class=\"n\">Lookups</th>")
+            && sessions.contains(&format!(
+                "<td class=\"n\">{n}</td><td class=\"n\">{}</td></tr>",
+                2 * n
+            )),
+        "{sessions}"
+    );
+    // The timeline's y axis: whole, distinct counts from 0 up to at least the busiest bucket
+    // (a maximum of 1 or 2 once gave 0, 0, 1, 1, 1 or 0, 1, 1, 2, 2).
+    let max = *buckets.iter().max().unwrap();
+    assert!(max <= 2, "the beacons come one a minute: {buckets:?}");
+    let ticks = y_axis_labels(&page, "<h2>Timeline</h2>");
+    assert_eq!(ticks, (0..=max).collect::<Vec<_>>(), "{buckets:?}");
+    let ticks = y_axis_labels(&page, "<h2>Contacts per hour, per app</h2>");
+    assert_eq!(ticks, [0, 2, 4, 6, 8], "the hour's {n} contacts");
     assert!(page.contains(&format!("<title>{APP}: {n} contacts</title></polyline>")));
 
     // The experiment: a marker after the fourth beacon splits 4 + 3 contacts, but 3.5 and 2.5
@@ -369,6 +343,20 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         text.contains(": 4 contacts (4 Xiaomi), 8 lookups"),
         "{text}"
     );
+}
+
+/// The y-axis labels of the first chart after `heading`, lowest first: the numbers the chart
+/// writes right-aligned left of its plot.
+fn y_axis_labels(page: &str, heading: &str) -> Vec<i64> {
+    let chart = page.split(heading).nth(1).unwrap();
+    let svg = &chart[..chart.find("</svg>").unwrap()];
+    let mut labels: Vec<i64> = svg
+        .split("text-anchor=\"end\">")
+        .skip(1)
+        .filter_map(|rest| rest[..rest.find('<').unwrap()].parse().ok())
+        .collect();
+    labels.sort_unstable();
+    labels
 }
 
 const META_HOST: &str = "graph.facebook.com";

@@ -7,12 +7,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use phonehome::store::synth::Synth;
 use phonehome::store::{FlowFilter, Reader, SessionInfo, StoreWriter, Window};
 
 #[path = "common/phonehome_bin.rs"]
 mod phonehome_bin;
 use phonehome_bin::phonehome_ok;
+
+#[path = "support/synth.rs"]
+mod synth;
+use synth::Synth;
 
 const HARNESS_DB: &str = "PHONEHOME_HARNESS_DB";
 

@@ -6,12 +6,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use phonehome::store::synth::Synth;
 use phonehome::store::{Reader, SessionInfo, StoreWriter, WindowSpec};
 
 #[path = "common/phonehome_bin.rs"]
 mod phonehome_bin;
 use phonehome_bin::{phonehome, phonehome_ok};
+
+#[path = "support/synth.rs"]
+mod synth;
+use synth::Synth;
 
 const T0: i64 = 1_763_700_000_000;
 const STEP: i64 = 15_000;

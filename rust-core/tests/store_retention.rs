@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use phonehome::store::synth::Synth;
 use phonehome::store::{
     FlowFilter, Reader, Retention, SessionInfo, StoreWriter, Window, WriterOptions, now_ms,
 };
@@ -12,6 +11,10 @@ use phonehome::store::{
 #[path = "common/phonehome_bin.rs"]
 mod phonehome_bin;
 use phonehome_bin::{phonehome, phonehome_ok};
+
+#[path = "support/synth.rs"]
+mod synth;
+use synth::Synth;
 
 fn record(
     db: &Path,

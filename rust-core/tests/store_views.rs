@@ -5,9 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use phonehome::flow::{DnsRecord, Event, FlowKey, FlowRecord, NameSource, Proto};
-use phonehome::store::synth::Synth;
 use phonehome::store::timeline::{MAX_SERIES, OTHER, SeriesKey, UNATTRIBUTED};
 use phonehome::store::{FlowFilter, FlowRow, Reader, Retention, SessionInfo, StoreWriter, Window};
+
+#[path = "support/synth.rs"]
+mod synth;
+use synth::Synth;
 
 const HOUR: i64 = 3_600_000;
 const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR + 17 * 60_000; // hh:17

@@ -3,7 +3,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use phonehome::flow::{CloseReason, Event, FlowKey, FlowRecord, NameSource, Proto};
-use phonehome::store::synth::Synth;
 use phonehome::store::{
     DnsFilter, FLOW_COLUMNS, FlowFilter, Reader, SessionInfo, StoreWriter, Window,
 };
@@ -11,6 +10,10 @@ use phonehome::store::{
 #[path = "common/phonehome_bin.rs"]
 mod phonehome_bin;
 use phonehome_bin::{phonehome, phonehome_ok};
+
+#[path = "support/synth.rs"]
+mod synth;
+use synth::Synth;
 
 fn key(port: u16) -> FlowKey {
     FlowKey {

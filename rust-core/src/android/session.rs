@@ -1,8 +1,8 @@
-//! One capture as the app runs it: the engine on the tun fd, the SQLite writer, and the tee
-//! thread between them that keeps the live view. Free of JNI so it is tested in plain Rust;
-//! `bridge` wraps it for Kotlin.
+//! One capture as the app runs it: the engine on the tun fd, the SQLite writer, and the fan-out
+//! between them ([`crate::recording`], shared with `phonehome capture`) that keeps the live
+//! view. Free of JNI so it is tested in plain Rust; `bridge` wraps it for Kotlin.
 //!
-//! Threads: the engine's loop (packets), the engine's owner helper (JNI callbacks), the tee
+//! Threads: the engine's loop (packets), the engine's owner helper (JNI callbacks), the fan-out
 //! (events -> live view + store), the store's writer (SQLite). The JNI caller only takes the
 //! live view's lock for the time a snapshot or query takes.
 
@@ -12,16 +12,14 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dissect::DeviceContext;
-use crate::engine::{Engine, EngineConfig, EngineStats, Outbound, Tuning};
+use crate::engine::{EngineConfig, EngineStats, Outbound, Tuning};
 use crate::flow::{Event, Millis};
 use crate::owner::OwnerLookup;
+use crate::recording::{self, BuildFacts, EventSink, Recording, StartError};
 use crate::store::report::{self, Scope};
 use crate::store::{
     Reader, Retention, SessionInfo, StoreError, StoreWriter, WindowSpec, WriterOptions,
@@ -103,7 +101,7 @@ pub fn engine_config(config: &proto::StartConfig) -> Result<EngineConfig, CoreEr
             ))
         })?),
     };
-    let dns_upstream = parse_upstream(&config.dns_upstream)?;
+    let dns_upstream = upstream(&config.dns_upstream)?;
     let mtu = match config.mtu {
         0 => 1500,
         m @ 1280..=65535 => m as usize,
@@ -127,9 +125,7 @@ pub fn engine_config(config: &proto::StartConfig) -> Result<EngineConfig, CoreEr
 }
 
 /// What the cleartext identifier scan looks for: the VPN addresses, `Build.MODEL`, and the
-/// MIUI/HyperOS version. `Build.VERSION.INCREMENTAL` is taken as that version on a Xiaomi-made
-/// phone or when it has the ROM version's shape ("V14.0.3.0.TKHEUXM", "OS1.0.5.0.UMCEUXM");
-/// elsewhere it is a build number that says nothing about the ROM.
+/// MIUI/HyperOS version (see [`recording::device_context`]).
 pub fn device_context(config: &proto::StartConfig) -> Result<DeviceContext, CoreError> {
     let own_ips = config
         .own_ips
@@ -140,36 +136,29 @@ pub fn device_context(config: &proto::StartConfig) -> Result<DeviceContext, Core
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let xiaomi = ["xiaomi", "redmi", "poco"]
-        .contains(&config.manufacturer.trim().to_ascii_lowercase().as_str());
-    let incremental = config.build_incremental.trim();
-    let rom_shaped = |prefix: &str| {
-        incremental
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.chars().next())
-            .is_some_and(|c| c.is_ascii_digit())
-    };
-    let os_version = (!incremental.is_empty() && (xiaomi || rom_shaped("V") || rom_shaped("OS")))
-        .then(|| incremental.to_string());
-    Ok(DeviceContext {
+    Ok(recording::device_context(BuildFacts {
         own_ips,
-        model: non_empty(config.model.trim()),
-        os_version,
+        model: config.model.clone(),
+        manufacturer: config.manufacturer.clone(),
+        build_incremental: config.build_incremental.clone(),
+    }))
+}
+
+fn upstream(text: &str) -> Result<SocketAddr, CoreError> {
+    recording::parse_upstream(text).ok_or_else(|| {
+        CoreError::bad_request(format!(
+            "start config dns_upstream {text:?} is not an address"
+        ))
     })
 }
 
-/// "1.1.1.1", "1.1.1.1:53", "[2001:db8::1]:53" or "2001:db8::1".
-fn parse_upstream(text: &str) -> Result<SocketAddr, CoreError> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
+/// The live view as the fan-out's observer: every event reaches it before the store.
+struct LiveSink(Arc<Mutex<LiveView>>);
+
+impl EventSink for LiveSink {
+    fn apply(&mut self, event: &Event) {
+        lock(&self.0).apply(event);
     }
-    text.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| {
-            CoreError::bad_request(format!(
-                "start config dns_upstream {text:?} is not an address"
-            ))
-        })
 }
 
 /// How a network change starts its entry in the session's timeline.
@@ -177,17 +166,15 @@ pub const NETWORK_CHANGE_LABEL: &str = "network change: ";
 
 /// A running capture.
 pub struct Session {
-    engine: Option<Engine>,
+    recording: Option<Recording<LiveSink>>,
     store: Option<StoreWriter>,
-    tee: Option<JoinHandle<()>>,
-    tee_stop: Arc<AtomicBool>,
     live: Arc<Mutex<LiveView>>,
     db_path: PathBuf,
     last_stats: EngineStats,
 }
 
 impl Session {
-    /// Opens the database, starts the tee and the engine. The engine owns `tun` from here on
+    /// Opens the database, starts the fan-out and the engine. The engine owns `tun` from here on
     /// (closed on stop, or right away if the start fails).
     pub fn start(
         tun: OwnedFd,
@@ -226,27 +213,27 @@ impl Session {
             now_ms(),
             identities,
         )));
-        let (events_tx, events_rx) = mpsc::channel();
-        let tee_stop = Arc::new(AtomicBool::new(false));
-        let tee = spawn_tee(events_rx, store.sender(), live.clone(), tee_stop.clone())
-            .map_err(|e| CoreError::new("io", format!("cannot start the event thread: {e}")))?;
-        let engine = match Engine::start_tuned(tun, engine_config, tuning, owner, events_tx) {
-            Ok(engine) => engine,
+        let recording = match Recording::start(
+            tun,
+            engine_config,
+            tuning,
+            owner,
+            &store,
+            LiveSink(live.clone()),
+        ) {
+            Ok(recording) => recording,
             Err(err) => {
-                tee_stop.store(true, Ordering::Release);
-                let _ = tee.join();
                 let _ = store.finish();
-                return Err(CoreError::new(
-                    "engine",
-                    format!("engine did not start: {err}"),
-                ));
+                let code = match err {
+                    StartError::Fanout(_) => "io",
+                    StartError::Engine(_) => "engine",
+                };
+                return Err(CoreError::new(code, err.to_string()));
             }
         };
         Ok(Session {
-            engine: Some(engine),
+            recording: Some(recording),
             store: Some(store),
-            tee: Some(tee),
-            tee_stop,
             live,
             db_path: db_path.to_path_buf(),
             last_stats: EngineStats::default(),
@@ -254,8 +241,8 @@ impl Session {
     }
 
     pub fn snapshot(&mut self) -> proto::Snapshot {
-        let (running, mut error) = match &self.engine {
-            Some(engine) => engine_state(engine.stats(), &mut self.last_stats),
+        let (running, mut error) = match &self.recording {
+            Some(recording) => engine_state(recording.engine().stats(), &mut self.last_stats),
             None => (false, String::new()),
         };
         if let Some(failed) = self.store.as_ref().and_then(StoreWriter::failed) {
@@ -299,10 +286,11 @@ impl Session {
         upstream: &str,
         network: &str,
     ) -> Result<proto::Marker, CoreError> {
-        let upstream = parse_upstream(upstream)?;
-        self.engine
+        let upstream = self::upstream(upstream)?;
+        self.recording
             .as_ref()
             .ok_or_else(|| CoreError::new("not-running", "the capture is stopping"))?
+            .engine()
             .set_dns_upstream(upstream)
             .map_err(|e| CoreError::new("engine", format!("new DNS upstream: {e}")))?;
         let network = network.trim();
@@ -319,24 +307,22 @@ impl Session {
         export_database(&self.db_path, out, request)
     }
 
-    /// Stops the engine (closing the tun fd), lets the tee hand every last event to the store,
-    /// and closes the session in the database. The final snapshot is there even when a step
-    /// failed (its `totals.error` then says which).
+    /// Stops the engine (closing the tun fd), lets the fan-out hand every last event to the
+    /// store, and closes the session in the database. The final snapshot is there even when a
+    /// step failed (its `totals.error` then says which).
     pub fn stop(mut self) -> (proto::Snapshot, Option<CoreError>) {
         let mut first_error = None;
-        if let Some(engine) = self.engine.take() {
-            match engine.stop() {
+        if let Some(recording) = self.recording.take() {
+            let stopped = recording.stop();
+            match stopped.engine {
                 Ok(stats) => self.last_stats = stats,
                 Err(err) => {
                     first_error = Some(CoreError::new("engine", format!("engine stop: {err}")))
                 }
             }
-        }
-        self.tee_stop.store(true, Ordering::Release);
-        if let Some(tee) = self.tee.take()
-            && tee.join().is_err()
-        {
-            first_error.get_or_insert(CoreError::new("panic", "the event thread panicked"));
+            if let Err(err) = stopped.sink {
+                first_error.get_or_insert(CoreError::new("panic", err.to_string()));
+            }
         }
         if let Some(store) = self.store.take()
             && let Err(err) = store.finish()
@@ -354,12 +340,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(engine) = self.engine.take() {
-            let _ = engine.stop();
-        }
-        self.tee_stop.store(true, Ordering::Release);
-        if let Some(tee) = self.tee.take() {
-            let _ = tee.join();
+        if let Some(recording) = self.recording.take() {
+            let _ = recording.stop();
         }
         if let Some(store) = self.store.take() {
             let _ = store.finish();
@@ -429,38 +411,6 @@ fn counters(stats: &EngineStats) -> EngineCounters {
         bytes_down: stats.bytes_down,
         packets_dropped: stats.packets_dropped,
     }
-}
-
-/// The tee: every engine event goes to the live view and on to the store. It runs until the
-/// engine's senders are gone, or until `stop` is set and the channel is drained.
-fn spawn_tee(
-    events: Receiver<Event>,
-    store: Sender<Event>,
-    live: Arc<Mutex<LiveView>>,
-    stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("phonehome-tee".into())
-        .spawn(move || {
-            loop {
-                match events.recv_timeout(Duration::from_millis(200)) {
-                    Ok(event) => {
-                        lock(&live).apply(&event);
-                        let _ = store.send(event);
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                    Err(RecvTimeoutError::Timeout) => {
-                        if stop.load(Ordering::Acquire) {
-                            break;
-                        }
-                    }
-                }
-            }
-            while let Ok(event) = events.try_recv() {
-                lock(&live).apply(&event);
-                let _ = store.send(event);
-            }
-        })
 }
 
 /// Writes what `request` asks for into `out` (a file the user picked), which is closed

@@ -122,5 +122,7 @@ pub fn observe_file(
     Ok(observe_reader(open(path)?, events, progress))
 }
 
+/// The packet builders the integration tests use too: one copy.
 #[cfg(test)]
+#[path = "../../tests/support/packets.rs"]
 pub(crate) mod testutil;

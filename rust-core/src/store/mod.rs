@@ -17,8 +17,6 @@ mod read;
 pub mod report;
 pub mod retention;
 pub mod schema;
-#[doc(hidden)]
-pub mod synth;
 pub mod timeline;
 mod views;
 mod writer;

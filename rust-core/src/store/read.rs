@@ -30,7 +30,12 @@ pub struct Session {
     /// analyses carry the capture's own times).
     pub first_flow: Option<Millis>,
     pub last_flow: Option<Millis>,
+    /// Every flow recorded, DNS flows included.
     pub flows: i64,
+    /// Connections to an endpoint: the flows that are not DNS lookups.
+    pub contacts: i64,
+    /// DNS queries (rows of the dns table), never contacts.
+    pub lookups: i64,
     /// The writer committed within the last few seconds and has not ended the session.
     pub running: bool,
 }
@@ -313,10 +318,11 @@ impl Reader {
         let sql = format!(
             "SELECT s.id, s.kind, s.started, s.ended, s.device, s.os, s.app_version, s.note,
                     s.heartbeat,
-                    r.first, r.last, coalesce(r.flows, 0)
+                    r.first, r.last, coalesce(r.flows, 0), coalesce(r.contacts, 0),
+                    (SELECT count(*) FROM dns d WHERE d.session_id = s.id)
              FROM sessions s LEFT JOIN (
                  SELECT session_id, min(first_contact) AS first, max(last_contact) AS last,
-                        sum(flows) AS flows
+                        sum(flows) AS flows, sum(flows - dns_flows) AS contacts
                  FROM session_rollup GROUP BY session_id) r ON r.session_id = s.id
              WHERE {condition} ORDER BY s.id"
         );
@@ -337,6 +343,8 @@ impl Reader {
                     first_flow: r.get(9)?,
                     last_flow: r.get(10)?,
                     flows: r.get(11)?,
+                    contacts: r.get(12)?,
+                    lookups: r.get(13)?,
                     running: ended.is_none()
                         && heartbeat.is_some_and(|h| now - h < RUNNING_WITHIN_MS),
                 })

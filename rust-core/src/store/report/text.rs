@@ -95,11 +95,12 @@ pub fn render(r: &Report) -> String {
                 .join(", ");
             let _ = writeln!(
                 o,
-                "  #{:<4} {:<8} {}  {:>8} flows  {:<12} {}",
+                "  #{:<4} {:<8} {}  {:>7} contacts {:>7} lookups  {:<12} {}",
                 s.id,
                 s.kind,
                 utc(s.started),
-                s.flows,
+                s.contacts,
+                s.lookups,
                 state,
                 fit(&device, 30)
             );

@@ -1,10 +1,15 @@
 //! Synthetic but realistic capture events (MIUI system apps talking to Xiaomi endpoints, plus
 //! ordinary apps), for tests and benchmarks. Deterministic: a seed gives the same events.
 //! Everything goes through [`Event`]s, exactly as the engine would send them.
+//!
+//! A test fixture, not part of the library: tests include it with
+//! `#[path = "support/synth.rs"] mod synth;`, examples with `#[path = "../tests/support/synth.rs"]`.
+
+#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::flow::{
+use phonehome::flow::{
     AppInfo, CloseReason, Destination, DnsRecord, Event, FlowId, FlowKey, FlowRecord, Millis,
     NameSource, Proto,
 };
