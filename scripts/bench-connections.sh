@@ -142,9 +142,11 @@ for kind in tcp udp dns; do
         done
         echo
     done
-    printf '%-34s %16s' "$kind added p50 (ms)" "-"
-    for sys in ph t2p; do printf ' %16s' "$(added $kind $sys p50 | median) ($(added $kind $sys p50 | range))"; done
-    echo
+    for what in p50 p99; do
+        printf '%-34s %16s' "$kind added $what (ms)" "-"
+        for sys in ph t2p; do printf ' %16s' "$(added $kind $sys $what | median) ($(added $kind $sys $what | range))"; done
+        echo
+    done
     printf '%-34s' "$kind per second"
     for sys in direct ph t2p; do printf ' %16s' "$(series $kind $sys per_s | median)"; done
     echo
@@ -155,7 +157,28 @@ ph=$(added tcp ph p50 | median); t2=$(added tcp t2p p50 | median)
 if [ -n "$t2" ] && [ -n "$ph" ]; then
     printf '%-34s %16s\n' "added TCP p50, phonehome/tun2proxy" "$(echo "$ph / $t2" | bc -l | xargs printf '%.2f')"
 fi
+ph=$(added tcp ph p99 | median); t2=$(added tcp t2p p99 | median)
+if [ -n "$t2" ] && [ -n "$ph" ] && [ "$(echo "$t2 > 0" | bc)" = 1 ]; then
+    printf '%-34s %16s\n' "added TCP p99, phonehome/tun2proxy" "$(echo "$ph / $t2" | bc -l | xargs printf '%.2f')"
+fi
+ph=$(series tcp ph per_s | median); t2=$(series tcp t2p per_s | median)
+if [ -n "$t2" ] && [ -n "$ph" ]; then
+    printf '%-34s %16s\n' "TCP connections/s, ph/tun2proxy" "$(echo "$ph / $t2" | bc -l | xargs printf '%.2f')"
+fi
 pc=$(cpu_ms ph | median); tc=$(cpu_ms t2p | median)
 if [ -n "$tc" ] && [ -n "$pc" ] && [ "$(echo "$tc > 0" | bc)" = 1 ]; then
     printf '%-34s %16s\n' "CPU per connection, ph/tun2proxy" "$(echo "$pc / $tc" | bc -l | xargs printf '%.2f')"
 fi
+# Owner attribution of these short flows, from PhoneHome's own databases: every TCP and UDP flow
+# of the benchmark (not the DNS service's flows to the resolver) should carry the uid.
+for r in $(seq "$ROUNDS"); do
+    db="$OUT/ph.$r.db"
+    [ -s "$db" ] || continue
+    python3 - "$db" "$r" << 'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+for proto in ("tcp", "udp"):
+    n, owned = c.execute("SELECT count(*), count(uid) FROM flows WHERE proto = ?", (proto,)).fetchone()
+    print("round %s: %s flows with an owner: %d of %d" % (sys.argv[2], proto, owned, n))
+PY
+done

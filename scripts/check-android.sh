@@ -67,23 +67,28 @@ declare -A CROSS_CC=([aarch64-linux-android]=aarch64-linux-gnu-gcc
     [armv7-linux-androideabi]=arm-linux-gnueabihf-gcc [x86_64-linux-android]=gcc)
 
 if [ "$ONLY" = all ] && [ "${SKIP_ANDROID_CHECK:-0}" != 1 ]; then
+    step "1. cargo check --target ${ABIS[*]} (features jni)"
+    T0=$SECONDS
+    # One cargo invocation for the three ABIs: it builds the host build scripts and proc macros
+    # once and keeps both cores busy across the three crate graphs.
+    TARGET_ARGS=()
+    TARGET_ENV=(LIBSQLITE3_FLAGS=-DLONGDOUBLE_TYPE=double)
     for abi in "${ABIS[@]}"; do
-        step "1. cargo check --target $abi (features jni)"
-        T0=$SECONDS
         rustup target list --installed | grep -qx "$abi" || rustup target add "$abi"
         cc=${CROSS_CC[$abi]}
         command -v "$cc" >/dev/null || die "$cc is missing (.ci/run installs it)"
         var=${abi//-/_}
         # SQLite's long double pulls __extenddftf2 into x86_64 builds (rusqlite#1380): as the
-        # Gradle build does, compile it with plain doubles.
+        # Gradle build does, compile it with plain doubles (LIBSQLITE3_FLAGS above).
         # cc-rs asks for -mfloat-abi=softfp on armv7 Android, which Debian's armhf headers refuse;
         # this only type-checks (nothing is linked), so the hard-float headers serve.
         cflags=
         [ "$abi" = armv7-linux-androideabi ] && cflags=-mfloat-abi=hard
-        env "CC_$var=$cc" "AR_$var=${cc%gcc}ar" "CFLAGS_$var=$cflags" LIBSQLITE3_FLAGS=-DLONGDOUBLE_TYPE=double \
-            cargo check -p phonehome-core --target "$abi" --no-default-features --features jni
-        echo "cargo check $abi: $((SECONDS - T0)) s"
+        TARGET_ENV+=("CC_$var=$cc" "AR_$var=${cc%gcc}ar" "CFLAGS_$var=$cflags")
+        TARGET_ARGS+=(--target "$abi")
     done
+    env "${TARGET_ENV[@]}" cargo check -p phonehome-core "${TARGET_ARGS[@]}" --no-default-features --features jni
+    echo "cargo check, ${#ABIS[@]} ABIs: $((SECONDS - T0)) s"
 fi
 
 if [ "$ONLY" = all ]; then

@@ -42,6 +42,8 @@ fn main() -> ExitCode {
         mtu,
         addr_v4: Ipv4Addr::new(10, 215, 173, 1),
         addr_v6: Some(Ipv6Addr::new(0xfd00, 0x5048, 0, 0, 0, 0, 0, 1)),
+        // As `phonehome capture`; PH_OFFLOAD=0 measures the TUN without segmentation offload.
+        offload: std::env::var("PH_OFFLOAD").map_or(true, |v| v != "0"),
     };
     let (namespace, tun) = match Namespace::create(&net) {
         Ok(created) => created,
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
             .unwrap_or(defaults.shards),
         tcp_rx_buffer: kib("PH_RX", defaults.tcp_rx_buffer),
         tcp_tx_buffer: kib("PH_TX", defaults.tcp_tx_buffer),
+        tun_offload: net.offload,
         ..defaults
     };
     let engine = match Engine::start_tuned(tun, config, tuning, owner, events_tx) {

@@ -79,6 +79,7 @@ fn capture_namespace_has_tun_addresses_and_default_routes() {
         mtu: 1400,
         addr_v4: "10.215.173.1".parse().unwrap(),
         addr_v6: Some("fd00:5048::1".parse().unwrap()),
+        offload: false,
     };
     let (ns, tun) = Namespace::create(&config).unwrap();
     assert_eq!(ns.tun_name(), "phtest0");

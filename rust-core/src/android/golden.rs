@@ -142,6 +142,7 @@ pub fn endpoint_response() -> QueryResponse {
                 ..Default::default()
             }],
             contacts_per_hour: Vec::new(),
+            companies: Vec::new(),
         })),
     }
 }

@@ -2,6 +2,7 @@
 //! the same `Snapshot` and query answers, read from the SQLite history instead of the live view.
 //! The latest session is shown; comparisons use the store's before/after of a marker.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::flow::Millis;
@@ -84,6 +85,18 @@ fn endpoint(d: &DomainSummary) -> proto::Endpoint {
         descriptors: Vec::new(),
         http_requests: Vec::new(),
     }
+}
+
+/// Contacts per company of the endpoints listed (as their company column names them), so the
+/// screen's company lines add up with its endpoint list.
+fn companies(endpoints: &[proto::Endpoint]) -> Vec<proto::CompanyContacts> {
+    let mut by: BTreeMap<String, u64> = BTreeMap::new();
+    for e in endpoints {
+        if let Some(d) = e.destination.as_ref().filter(|d| !d.company.is_empty()) {
+            *by.entry(d.company.clone()).or_default() += e.flows;
+        }
+    }
+    super::live::company_contacts(by)
 }
 
 fn marker(m: &crate::store::Marker) -> proto::Marker {
@@ -178,12 +191,24 @@ pub fn answer(db: &Path, request: &proto::QueryRequest) -> Result<proto::QueryRe
                     .as_ref()
                     .is_some_and(|d| is_xiaomi(Some(&d.vendor)))
             });
+            let hours: BTreeMap<Millis, u64> = if summary.app.is_empty() {
+                BTreeMap::new()
+            } else {
+                reader
+                    .app_contacts_per_hour(&window, &summary.app)?
+                    .into_iter()
+                    .map(|(hour, contacts)| (hour, count(contacts)))
+                    .collect()
+            };
+            let companies = companies(&endpoints);
             let mut row = app_row(&summary);
             row.unattributed = wanted.is_none();
+            row.companies = companies.iter().map(|c| c.company.clone()).collect();
             Resp::AppDetail(proto::AppDetail {
                 row: Some(row),
                 endpoints,
-                contacts_per_hour: Vec::new(),
+                contacts_per_hour: super::live::every_hour(&hours),
+                companies,
             })
         }
         Some(Req::DomainDetail(r)) => {
@@ -284,6 +309,82 @@ mod tests {
             f.destination.category = Some("analytics/telemetry".into());
         }
         f
+    }
+
+    #[test]
+    fn app_detail_from_history_has_companies_and_contacts_per_hour() {
+        let dir = std::env::temp_dir().join(format!("ph-history-hours-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("h.db");
+        let _ = std::fs::remove_file(&db);
+        let writer = StoreWriter::start(
+            &db,
+            SessionInfo {
+                kind: "android".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let hour = 3_600_000;
+        let now = crate::android::session::now_ms();
+        let h = now - now.rem_euclid(hour) - 3 * hour;
+        let tx = writer.sender();
+        tx.send(Event::App {
+            uid: 1000,
+            name: "com.miui.weather2".into(),
+        })
+        .unwrap();
+        let xiaomi = "data.mistat.intl.xiaomi.com";
+        let mut lookup = flow(5, 1000, "graph.facebook.com", false, h + hour + 10);
+        lookup.app_info.l7 = Some("dns".into());
+        for f in [
+            flow(1, 1000, xiaomi, true, h + 10),
+            flow(2, 1000, xiaomi, true, h + hour - 1),
+            flow(3, 1000, "graph.facebook.com", false, h + 20),
+            flow(4, 1000, xiaomi, true, h + 2 * hour),
+            // A lookup is no contact; another app's contact is not this app's.
+            lookup,
+            flow(6, 10100, "graph.facebook.com", false, h + hour + 20),
+        ] {
+            tx.send(Event::FlowClosed(f)).unwrap();
+        }
+        drop(tx);
+        writer.finish().unwrap();
+
+        let request = proto::QueryRequest {
+            kind: Some(proto::query_request::Kind::AppDetail(
+                proto::AppDetailRequest {
+                    uid: 1000,
+                    unattributed: false,
+                },
+            )),
+        };
+        let Some(proto::query_response::Kind::AppDetail(d)) = answer(&db, &request).unwrap().kind
+        else {
+            panic!()
+        };
+        let hours: Vec<(i64, u64)> = d
+            .contacts_per_hour
+            .iter()
+            .map(|c| (c.hour_start_ms, c.contacts))
+            .collect();
+        assert_eq!(hours, vec![(h, 3), (h + hour, 0), (h + 2 * hour, 1)]);
+        assert_eq!(
+            hours.iter().map(|c| c.1).sum::<u64>(),
+            d.row.as_ref().unwrap().flows,
+            "the hours add up to the app's contacts"
+        );
+        let companies: Vec<(String, u64)> = d
+            .companies
+            .iter()
+            .map(|c| (c.company.clone(), c.contacts))
+            .collect();
+        assert_eq!(
+            companies,
+            vec![("Xiaomi".to_string(), 3), ("Meta".to_string(), 1)]
+        );
+        assert_eq!(d.row.unwrap().companies, vec!["Xiaomi", "Meta"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -40,7 +40,10 @@ struct AppTotals {
     cleartext_flows: u64,
     leak_flows: u64,
     last_seen: Millis,
-    companies: BTreeSet<&'static str>,
+    /// Contacts per company of the endpoint.
+    companies: BTreeMap<&'static str, u64>,
+    /// Contacts per clock hour of their start, retired flows included.
+    hours: BTreeMap<Millis, u64>,
 }
 
 impl AppTotals {
@@ -52,6 +55,11 @@ impl AppTotals {
             return;
         }
         self.flows += 1;
+        let start = flow.first_seen;
+        *self
+            .hours
+            .entry(start - start.rem_euclid(HOUR_MS))
+            .or_default() += 1;
         if is_xiaomi(flow) {
             self.xiaomi_flows += 1;
             self.xiaomi_hosts.insert(host_of(flow));
@@ -64,7 +72,7 @@ impl AppTotals {
                 .any(|k| !crate::dissect::leaks::is_descriptor(k)),
         );
         if let Some(c) = attribution(flow).company {
-            self.companies.insert(c);
+            *self.companies.entry(c).or_default() += 1;
         }
     }
 }
@@ -97,13 +105,9 @@ pub struct LiveView {
 
 const HOUR_MS: Millis = 3_600_000;
 
-/// Contacts per clock hour from their start times: every hour from the first to the last,
-/// empty ones included, so a chart of it has an honest time axis.
-fn contacts_per_hour(starts: impl Iterator<Item = Millis>) -> Vec<proto::HourCount> {
-    let mut hours: BTreeMap<Millis, u64> = BTreeMap::new();
-    for start in starts {
-        *hours.entry(start - start.rem_euclid(HOUR_MS)).or_default() += 1;
-    }
+/// Contacts by hour start (multiples of an hour) as the chart's series: every hour from the
+/// first to the last, empty ones included, so a chart of it has an honest time axis.
+pub(super) fn every_hour(hours: &BTreeMap<Millis, u64>) -> Vec<proto::HourCount> {
     let (Some(&first), Some(&last)) = (hours.keys().next(), hours.keys().next_back()) else {
         return Vec::new();
     };
@@ -117,6 +121,18 @@ fn contacts_per_hour(starts: impl Iterator<Item = Millis>) -> Vec<proto::HourCou
             contacts: hours.get(&hour).copied().unwrap_or(0),
         })
         .collect()
+}
+
+/// Contacts per company, most first (then by name).
+pub(super) fn company_contacts(
+    counts: impl IntoIterator<Item = (String, u64)>,
+) -> Vec<proto::CompanyContacts> {
+    let mut out: Vec<proto::CompanyContacts> = counts
+        .into_iter()
+        .map(|(company, contacts)| proto::CompanyContacts { company, contacts })
+        .collect();
+    out.sort_by(|a, b| b.contacts.cmp(&a.contacts).then(a.company.cmp(&b.company)));
+    out
 }
 
 /// A flow is a contact with Xiaomi when the catalog named Xiaomi as the vendor of its
@@ -252,7 +268,7 @@ impl LiveView {
             leak_flows: t.leak_flows,
             last_seen_ms: t.last_seen,
             unattributed: key.is_none(),
-            companies: t.companies.iter().map(|c| c.to_string()).collect(),
+            companies: t.companies.keys().map(|c| c.to_string()).collect(),
         }
     }
 
@@ -315,7 +331,8 @@ impl LiveView {
             Some(request.uid)
         };
         let totals = self.app_totals();
-        let row = self.app_row(key, &totals.get(&key).cloned().unwrap_or_default());
+        let app = totals.get(&key).cloned().unwrap_or_default();
+        let row = self.app_row(key, &app);
         let mut endpoints: BTreeMap<String, EndpointAcc> = BTreeMap::new();
         for flow in self.flows.values().filter(|f| f.uid == key) {
             endpoints.entry(host_of(flow)).or_default().add(flow);
@@ -337,16 +354,11 @@ impl LiveView {
                 .then(b.flows.cmp(&a.flows))
                 .then(a.host.cmp(&b.host))
         });
-        let contacts_per_hour = contacts_per_hour(
-            self.flows
-                .values()
-                .filter(|f| f.uid == key && !f.is_dns_lookup())
-                .map(|f| f.first_seen),
-        );
         proto::AppDetail {
             row: Some(row),
             endpoints,
-            contacts_per_hour,
+            contacts_per_hour: every_hour(&app.hours),
+            companies: company_contacts(app.companies.iter().map(|(c, n)| (c.to_string(), *n))),
         }
     }
 
@@ -756,6 +768,14 @@ mod tests {
         assert_eq!(snap.apps[0].flows, MAX_FLOWS as u64 + 50);
         assert_eq!(snap.apps[0].xiaomi_hosts, 1);
         assert_eq!(snap.totals.unwrap().xiaomi_flows, MAX_FLOWS as u64 + 50);
+        // The detail's hours and companies count the evicted contacts too, as the row does.
+        let detail = v.app_detail(&proto::AppDetailRequest {
+            uid: 1000,
+            unattributed: false,
+        });
+        let per_hour: u64 = detail.contacts_per_hour.iter().map(|h| h.contacts).sum();
+        assert_eq!(per_hour, MAX_FLOWS as u64 + 50);
+        assert_eq!(detail.companies[0].contacts, MAX_FLOWS as u64 + 50);
     }
 
     #[test]
@@ -848,6 +868,25 @@ mod tests {
         assert_eq!(
             row.companies,
             vec!["Meta".to_string(), "Xiaomi".to_string()]
+        );
+        // A second contact with Xiaomi, and a lookup of a Meta name: a lookup is no contact.
+        v.apply(&Event::Flow(flow(4, Some(1000), "www.mi.com", true, 2_000)));
+        let mut lookup = flow(5, Some(1000), "graph.facebook.com", false, 2_000);
+        lookup.app_info.l7 = Some("dns".into());
+        assert!(lookup.is_dns_lookup());
+        v.apply(&Event::Flow(lookup));
+        let companies: Vec<(String, u64)> = v
+            .app_detail(&proto::AppDetailRequest {
+                uid: 1000,
+                unattributed: false,
+            })
+            .companies
+            .into_iter()
+            .map(|c| (c.company, c.contacts))
+            .collect();
+        assert_eq!(
+            companies,
+            vec![("Xiaomi".to_string(), 2), ("Meta".to_string(), 1)]
         );
         // The model alone is a descriptor: one leaking flow, not two.
         assert_eq!(row.leak_flows, 1);

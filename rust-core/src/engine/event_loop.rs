@@ -18,6 +18,7 @@ use crate::owner::OwnerLookup;
 use crate::owner::resolver::OwnerResolver;
 
 use super::core::Core;
+use super::offload;
 use super::report::{Now, Reporter};
 use super::{EngineConfig, EngineStats, Tuning};
 
@@ -111,7 +112,8 @@ fn run(
     core.tun_fd = Some(fd);
     let mut events = Events::with_capacity(256);
     let batch = core.tuning.batch.max(1);
-    let mtu = core.config.mtu;
+    // With offload a read may be a 64 KiB TCP super-packet whatever the MTU.
+    let mtu = offload::shard_mtu(core.config.mtu, core.tuning.tun_offload);
     // Try a read first: packets may have queued before registration.
     let mut tun_readable = true;
     let mut stopping = false;
@@ -190,8 +192,17 @@ fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> i
         // Read into spare capacity: zero-filling a large-MTU buffer per packet costs more than
         // the packet.
         buf.reserve(mtu);
-        // SAFETY: buf has capacity for buf.capacity() bytes (it is empty).
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
+        let n = if core.tuning.tun_offload {
+            offload::read(fd, &mut buf)
+        } else {
+            // SAFETY: buf has capacity for buf.capacity() bytes (it is empty).
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
+            if n > 0 {
+                // SAFETY: read initialized the first n bytes (n <= capacity).
+                unsafe { buf.set_len(n as usize) };
+            }
+            n
+        };
         if n < 0 {
             core.to_tun.recycle(buf);
             let e = io::Error::last_os_error();
@@ -207,10 +218,12 @@ fn read_tun(fd: RawFd, core: &mut Core, batch: usize, mtu: usize, now: Now) -> i
             // serving the outbound side until stopped; nothing more will come.
             return Ok(false);
         }
-        // SAFETY: read initialized the first n bytes (n <= capacity).
-        unsafe { buf.set_len(n as usize) };
         if let Some(tap) = &core.tuning.packet_tap {
             tap.offer(now.ms, &buf);
+        }
+        if core.tuning.tun_offload {
+            // So smoltcp sends the app 64 KiB segments, which the kernel splits (offload.rs).
+            offload::raise_syn_mss(&mut buf, offload::SYN_MSS);
         }
         bytes += n as usize;
         core.on_packet(buf, now);

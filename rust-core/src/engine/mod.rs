@@ -30,6 +30,7 @@ mod device;
 mod dns;
 mod event_loop;
 mod icmp;
+mod offload;
 mod outbound;
 mod packet;
 mod report;
@@ -145,6 +146,10 @@ pub struct Tuning {
     /// Copies of every packet read from and written to the tun, for a recorder thread (e.g.
     /// `phonehome capture --pcapng`). None (the default) copies nothing.
     pub packet_tap: Option<PacketTap>,
+    /// The tun was opened with `IFF_VNET_HDR` and TCP segmentation offload (the Linux capture
+    /// TUN): every read and write carries a `virtio_net_hdr`, and TCP moves in segments of up
+    /// to 64 KiB whatever the MTU. Never on Android (its VpnService fd has no such header).
+    pub tun_offload: bool,
 }
 
 impl Default for Tuning {
@@ -165,6 +170,7 @@ impl Default for Tuning {
             echo_idle_timeout: Duration::from_secs(30),
             device: None,
             packet_tap: None,
+            tun_offload: false,
         }
     }
 }

@@ -30,8 +30,9 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(mtu: usize, now: Instant, recycler: BufferRecycler) -> Shard {
-        let mut device = QueueDevice::new(mtu, recycler);
+    /// `tun_offload`: `mtu` is the offload segment size and the tun completes TCP checksums.
+    pub fn new(mtu: usize, tun_offload: bool, now: Instant, recycler: BufferRecycler) -> Shard {
+        let mut device = QueueDevice::new(mtu, tun_offload, recycler);
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = seed();
         let mut iface = Interface::new(config, &mut device, now);

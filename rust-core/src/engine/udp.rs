@@ -124,6 +124,7 @@ impl Core {
             dst,
         };
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
+        self.owner_now(&mut common);
         self.reporter.opened(&mut common, now.ms);
         self.flows.insert(
             id,

@@ -46,27 +46,72 @@ impl fmt::Display for GeoError {
 
 impl std::error::Error for GeoError {}
 
-/// Sorted range starts and the value of the range each one opens.
-struct Table<K, V> {
-    starts: Vec<K>,
-    values: Vec<V>,
+/// The file's bytes. Mapped from the file, only the pages lookups touch become resident (a
+/// few dozen per table: a binary search), instead of the whole ~17 MB table set in the heap.
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
 }
 
-impl<K: Ord + Copy, V: Copy> Table<K, V> {
-    fn find(&self, key: K) -> Option<V> {
-        let idx = self.starts.partition_point(|s| *s <= key);
-        idx.checked_sub(1).and_then(|i| self.values.get(i).copied())
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(vec) => vec,
+        }
+    }
+}
+
+/// Where one table lies in the file: `len` sorted range starts of `key` bytes each (u32 or
+/// u128), then `len` values of `value` bytes each (a country code or a u32 ASN), little-endian.
+#[derive(Clone, Copy)]
+struct Table {
+    starts: usize,
+    values: usize,
+    len: usize,
+    key: usize,
+    value: usize,
+}
+
+impl Table {
+    fn key_at(&self, data: &[u8], i: usize) -> u128 {
+        let at = self.starts + i * self.key;
+        let mut b = [0u8; 16];
+        b[..self.key].copy_from_slice(&data[at..at + self.key]);
+        u128::from_le_bytes(b)
+    }
+
+    /// The value of the range holding `key`.
+    fn find<'a>(&self, data: &'a [u8], key: u128) -> Option<&'a [u8]> {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key_at(data, mid) <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let i = lo.checked_sub(1)?;
+        data.get(self.values + i * self.value..self.values + (i + 1) * self.value)
+    }
+
+    fn sorted(&self, data: &[u8]) -> bool {
+        (1..self.len).all(|i| self.key_at(data, i - 1) < self.key_at(data, i))
     }
 }
 
 pub struct GeoDb {
-    country_v4: Table<u32, [u8; 2]>,
-    country_v6: Table<u128, [u8; 2]>,
-    asn_v4: Table<u32, u32>,
-    asn_v6: Table<u128, u32>,
-    /// (asn, range in `names`), sorted by asn.
-    as_names: Vec<(u32, u32, u32)>,
-    names: String,
+    bytes: Bytes,
+    country_v4: Table,
+    country_v6: Table,
+    asn_v4: Table,
+    asn_v6: Table,
+    /// (asn, offset in the names, length) u32 triples, sorted by asn.
+    as_names: usize,
+    as_count: usize,
+    names: usize,
+    names_len: usize,
 }
 
 struct Cursor<'a> {
@@ -98,36 +143,34 @@ impl<'a> Cursor<'a> {
         Ok(n)
     }
 
-    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
-        let b = self.take(n.checked_mul(4).ok_or("size overflow")?)?;
-        Ok(b.chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    }
-
-    fn u128s(&mut self, n: usize) -> Result<Vec<u128>, String> {
-        let b = self.take(n.checked_mul(16).ok_or("size overflow")?)?;
-        Ok(b.chunks_exact(16)
-            .map(|c| {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(c);
-                u128::from_le_bytes(a)
-            })
-            .collect())
-    }
-
-    fn pairs(&mut self, n: usize) -> Result<Vec<[u8; 2]>, String> {
-        let b = self.take(n.checked_mul(2).ok_or("size overflow")?)?;
-        Ok(b.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
+    /// Skips over a table of `len` entries and returns where it lies.
+    fn table(&mut self, len: usize, key: usize, value: usize) -> Result<Table, String> {
+        let starts = self.at;
+        self.take(len.checked_mul(key).ok_or("size overflow")?)?;
+        let values = self.at;
+        self.take(len.checked_mul(value).ok_or("size overflow")?)?;
+        Ok(Table {
+            starts,
+            values,
+            len,
+            key,
+            value,
+        })
     }
 }
 
-fn sorted<K: Ord>(v: &[K]) -> bool {
-    v.windows(2).all(|w| w[0] < w[1])
+fn word(data: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
 }
 
 impl GeoDb {
+    /// A database from bytes in memory (a copy is kept).
     pub fn parse(data: &[u8]) -> Result<GeoDb, String> {
+        GeoDb::from_bytes(Bytes::Owned(data.to_vec()))
+    }
+
+    fn from_bytes(bytes: Bytes) -> Result<GeoDb, String> {
+        let data = bytes.as_slice();
         let mut c = Cursor { data, at: 0 };
         if c.take(8)? != MAGIC {
             return Err(
@@ -142,38 +185,29 @@ impl GeoDb {
             c.count()?,
             c.count()?,
         );
-        let country_v4 = Table {
-            starts: c.u32s(nc4)?,
-            values: c.pairs(nc4)?,
-        };
-        let country_v6 = Table {
-            starts: c.u128s(nc6)?,
-            values: c.pairs(nc6)?,
-        };
-        let asn_v4 = Table {
-            starts: c.u32s(na4)?,
-            values: c.u32s(na4)?,
-        };
-        let asn_v6 = Table {
-            starts: c.u128s(na6)?,
-            values: c.u32s(na6)?,
-        };
-        let triples = c.u32s(nn.checked_mul(3).ok_or("size overflow")?)?;
-        let as_names: Vec<(u32, u32, u32)> = triples
-            .chunks_exact(3)
-            .map(|t| (t[0], t[1], t[2]))
-            .collect();
+        let country_v4 = c.table(nc4, 4, 2)?;
+        let country_v6 = c.table(nc6, 16, 2)?;
+        let asn_v4 = c.table(na4, 4, 4)?;
+        let asn_v6 = c.table(na6, 16, 4)?;
+        let as_names = c.at;
+        c.take(nn.checked_mul(12).ok_or("size overflow")?)?;
+        let names_at = c.at;
         let names =
-            String::from_utf8(c.take(blob)?.to_vec()).map_err(|_| "AS names are not UTF-8")?;
-        if !(sorted(&country_v4.starts)
-            && sorted(&country_v6.starts)
-            && sorted(&asn_v4.starts)
-            && sorted(&asn_v6.starts)
-            && as_names.windows(2).all(|w| w[0].0 < w[1].0))
+            std::str::from_utf8(c.take(blob)?).map_err(|_| "AS names are not UTF-8".to_string())?;
+        let triple = |i: usize| {
+            let at = as_names + 12 * i;
+            (word(data, at), word(data, at + 4), word(data, at + 8))
+        };
+        if !(country_v4.sorted(data)
+            && country_v6.sorted(data)
+            && asn_v4.sorted(data)
+            && asn_v6.sorted(data)
+            && (1..nn).all(|i| triple(i - 1).0 < triple(i).0))
         {
             return Err("tables are not sorted".into());
         }
-        for &(_, off, len) in &as_names {
+        for i in 0..nn {
+            let (_, off, len) = triple(i);
             let (off, len) = (off as usize, len as usize);
             if off.checked_add(len).is_none_or(|end| end > names.len())
                 || !names.is_char_boundary(off)
@@ -182,31 +216,43 @@ impl GeoDb {
                 return Err("AS name outside the name table".into());
             }
         }
+        if let Bytes::Mapped(map) = &bytes {
+            // The checks read every page; lookups need a few. Dropping the pages from this
+            // mapping leaves them to the page cache, and RSS to what lookups touch.
+            // SAFETY: a read-only private file mapping: MADV_DONTNEED only unmaps its pages,
+            // and later reads fault the same file contents back in.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
         Ok(GeoDb {
             country_v4,
             country_v6,
             asn_v4,
             asn_v6,
             as_names,
-            names,
+            as_count: nn,
+            names: names_at,
+            names_len: blob,
+            bytes,
         })
     }
 
+    /// Maps the file (read in place, see [`Bytes`]).
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
         let err = |message: String| GeoError {
             path: path.to_owned(),
             message,
         };
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        GeoDb::parse(&data).map_err(err)
+        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+        // SAFETY: the mapping is read-only and private. The file is the installed database,
+        // replaced by rename (scripts/fetch-geo.sh), not rewritten in place; a truncation
+        // while mapped would fault, as any reader of a vanishing file would fail.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(e.to_string()))?;
+        GeoDb::from_bytes(Bytes::Mapped(map)).map_err(err)
     }
 
     /// Ranges in the four tables (for reports and tests).
     pub fn len(&self) -> usize {
-        self.country_v4.starts.len()
-            + self.country_v6.starts.len()
-            + self.asn_v4.starts.len()
-            + self.asn_v6.starts.len()
+        self.country_v4.len + self.country_v6.len + self.asn_v4.len + self.asn_v6.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -215,11 +261,24 @@ impl GeoDb {
 
     /// The holder of AS number `asn`, as the AS data names it.
     pub fn as_name(&self, asn: u32) -> Option<String> {
-        let i = self.as_names.binary_search_by_key(&asn, |t| t.0).ok()?;
-        let (_, off, len) = self.as_names[i];
-        self.names
-            .get(off as usize..(off + len) as usize)
-            .map(str::to_owned)
+        let data = self.bytes.as_slice();
+        let (mut lo, mut hi) = (0, self.as_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = self.as_names + 12 * mid;
+            match word(data, at).cmp(&asn) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    let (off, len) = (word(data, at + 4) as usize, word(data, at + 8) as usize);
+                    let names = data.get(self.names..self.names + self.names_len)?;
+                    return std::str::from_utf8(names.get(off..off + len)?)
+                        .ok()
+                        .map(str::to_owned);
+                }
+            }
+        }
+        None
     }
 
     /// Country and AS of `ip`; None when the database knows neither (private, reserved space).
@@ -228,20 +287,21 @@ impl GeoDb {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
+        let data = self.bytes.as_slice();
         let (country, asn) = match ip {
             IpAddr::V4(v4) => {
-                let k = u32::from(v4);
-                (self.country_v4.find(k), self.asn_v4.find(k))
+                let k = u128::from(u32::from(v4));
+                (self.country_v4.find(data, k), self.asn_v4.find(data, k))
             }
             IpAddr::V6(v6) => {
                 let k = u128::from(v6);
-                (self.country_v6.find(k), self.asn_v6.find(k))
+                (self.country_v6.find(data, k), self.asn_v6.find(data, k))
             }
         };
         let country = country
             .filter(|c| c.iter().all(u8::is_ascii_alphabetic))
-            .map(|c| String::from_utf8_lossy(&c).into_owned());
-        let asn = asn.filter(|a| *a != 0);
+            .map(|c| String::from_utf8_lossy(c).into_owned());
+        let asn = asn.map(|a| word(a, 0)).filter(|a| *a != 0);
         if country.is_none() && asn.is_none() {
             return None;
         }
@@ -369,6 +429,28 @@ pub(crate) mod tests {
         // IPv4-mapped IPv6 uses the v4 table.
         let mapped = db.lookup("::ffff:1.0.0.5".parse().unwrap()).unwrap();
         assert_eq!(mapped.country.as_deref(), Some("AU"));
+    }
+
+    #[test]
+    fn a_mapped_file_answers_as_bytes_in_memory_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, tiny()).unwrap();
+        let mapped = GeoDb::open(&path).unwrap();
+        let owned = GeoDb::parse(&tiny()).unwrap();
+        for ip in [
+            "1.0.0.5",
+            "1.0.0.200",
+            "1.0.2.1",
+            "2001:db8::1",
+            "::ffff:1.0.0.5",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(mapped.lookup(ip), owned.lookup(ip), "{ip}");
+        }
+        assert_eq!(mapped.as_name(64500).as_deref(), Some("Example Net"));
+        assert_eq!(mapped.as_name(64501), None);
+        assert_eq!(mapped.len(), 6);
     }
 
     #[test]

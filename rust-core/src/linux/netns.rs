@@ -28,6 +28,9 @@ pub struct NetConfig {
     pub addr_v4: Ipv4Addr,
     /// The namespace's IPv6 address (a /128); None for an IPv4-only namespace.
     pub addr_v6: Option<Ipv6Addr>,
+    /// Open the TUN with segmentation offload ([`tun::open`]): every read and write on its fd
+    /// then carries a `virtio_net_hdr` (the engine's `Tuning::tun_offload`).
+    pub offload: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,10 +196,11 @@ fn setup_in_this_thread(config: &NetConfig) -> Result<Ready, NamespaceError> {
     }
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
-    let (tun, tun_name) = tun::open(&config.tun_name).map_err(|source| NamespaceError::Io {
-        what: "creating the TUN device".into(),
-        source,
-    })?;
+    let (tun, tun_name) =
+        tun::open(&config.tun_name, config.offload).map_err(|source| NamespaceError::Io {
+            what: "creating the TUN device".into(),
+            source,
+        })?;
     let name = tun_name.as_str();
     let mtu = config.mtu.to_string();
     ip(&["link", "set", "lo", "up"])?;

@@ -1,5 +1,7 @@
-//! Opening a Linux TUN device with the same framing as Android's VpnService fd: one raw IP packet
-//! per read or write, no packet-information header (`IFF_NO_PI`), non-blocking.
+//! Opening a Linux TUN device: one IP packet per read or write, no packet-information header
+//! (`IFF_NO_PI`), non-blocking. Without offload that is the framing of Android's VpnService fd;
+//! with offload each packet is preceded by a `virtio_net_hdr` and TCP may move in 64 KiB
+//! super-packets (`engine::offload`).
 
 use std::ffi::CStr;
 use std::io;
@@ -10,7 +12,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 ///
 /// `name` may hold a `%d` pattern (`"ph%d"`) to let the kernel pick a free number. The interface
 /// is created down; bring it up and address it with [`super::netns`].
-pub fn open(name: &str) -> io::Result<(OwnedFd, String)> {
+///
+/// `offload`: `IFF_VNET_HDR` and `TUNSETOFFLOAD` with checksum and TCP segmentation offload
+/// (IPv4 and IPv6), as wireguard-go and tailscale do. Both exist since Linux 2.6.27.
+pub fn open(name: &str, offload: bool) -> io::Result<(OwnedFd, String)> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/')
     {
         return Err(io::Error::new(
@@ -40,7 +45,8 @@ pub fn open(name: &str) -> io::Result<(OwnedFd, String)> {
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    let vnet = if offload { libc::IFF_VNET_HDR } else { 0 };
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | vnet) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one `ifreq`, which outlives the call.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
         let err = io::Error::last_os_error();
@@ -48,6 +54,24 @@ pub fn open(name: &str) -> io::Result<(OwnedFd, String)> {
             err.kind(),
             format!("TUNSETIFF {name}: {err}"),
         ));
+    }
+    if offload {
+        let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        // SAFETY: TUNSETOFFLOAD takes its argument by value.
+        if unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                features as libc::c_ulong,
+            )
+        } < 0
+        {
+            let err = io::Error::last_os_error();
+            return Err(io::Error::new(
+                err.kind(),
+                format!("TUNSETOFFLOAD {name}: {err}"),
+            ));
+        }
     }
     // SAFETY: the kernel writes a NUL-terminated name of at most IFNAMSIZ bytes.
     let actual = unsafe { CStr::from_ptr(req.ifr_name.as_ptr()) }
@@ -63,7 +87,7 @@ mod tests {
     #[test]
     fn rejects_bad_names_before_touching_the_kernel() {
         for bad in ["", "a/b", "exactly-16-bytes"] {
-            let err = open(bad).err().map(|e| e.kind());
+            let err = open(bad, true).err().map(|e| e.kind());
             assert_eq!(err, Some(io::ErrorKind::InvalidInput), "{bad:?}");
         }
     }

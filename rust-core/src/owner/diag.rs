@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::flow::Proto;
 
-use super::{OwnerLookup, ProcNet};
+use super::{ImmediateOwner, OwnerLookup, ProcNet};
 
 /// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h).
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -52,11 +52,22 @@ pub struct SockDiag {
 impl SockDiag {
     /// Opens the socket in the calling thread's network namespace.
     pub fn open() -> io::Result<SockDiag> {
+        SockDiag::open_with(0)
+    }
+
+    /// A socket whose queries never wait: the kernel answers a query within the send, so an
+    /// answer that is not there at once is treated as none (for the engine thread,
+    /// [`ImmediateDiag`]).
+    pub fn open_nonblocking() -> io::Result<SockDiag> {
+        SockDiag::open_with(libc::SOCK_NONBLOCK)
+    }
+
+    fn open_with(flags: libc::c_int) -> io::Result<SockDiag> {
         // SAFETY: plain socket(2); the fd is owned by the OwnedFd from here on.
         let fd = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | flags,
                 libc::NETLINK_SOCK_DIAG,
             )
         };
@@ -268,9 +279,56 @@ fn parse_reply(datagram: &[u8], sequence: u32) -> Result<Result<Reply, DiagError
     }))
 }
 
+/// The engine thread's own sock_diag lookup ([`OwnerLookup::immediate`]): a non-blocking
+/// socket, and per protocol whether the kernel refused (then the helper thread, which falls
+/// back to procfs, answers alone).
+pub struct ImmediateDiag {
+    diag: SockDiag,
+    tcp_refused: bool,
+    udp_refused: bool,
+}
+
+impl ImmediateDiag {
+    pub fn new(diag: SockDiag) -> ImmediateDiag {
+        ImmediateDiag {
+            diag,
+            tcp_refused: false,
+            udp_refused: false,
+        }
+    }
+}
+
+impl ImmediateOwner for ImmediateDiag {
+    fn owner_uid_now(
+        &mut self,
+        proto: Proto,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<u32> {
+        let refused = match proto {
+            Proto::Tcp => &mut self.tcp_refused,
+            Proto::Udp => &mut self.udp_refused,
+            Proto::Icmp => return None,
+        };
+        if *refused {
+            return None;
+        }
+        match self.diag.owner_uid(proto, local, remote) {
+            Ok(uid) => Some(uid),
+            Err(DiagError::Unsupported(_)) => {
+                *refused = true;
+                None
+            }
+            Err(DiagError::NotFound | DiagError::Io(_)) => None,
+        }
+    }
+}
+
 /// Linux owner lookup: sock_diag first, procfs where the kernel cannot answer by netlink.
 pub struct KernelOwner {
     diag: Option<SockDiag>,
+    /// Handed to the engine thread by [`OwnerLookup::immediate`].
+    immediate: Option<SockDiag>,
     /// Protocols sock_diag refused; they go to procfs from then on.
     tcp_by_procfs: bool,
     udp_by_procfs: bool,
@@ -282,10 +340,17 @@ impl KernelOwner {
     pub fn new(diag: Option<SockDiag>, procfs: ProcNet) -> KernelOwner {
         KernelOwner {
             diag,
+            immediate: None,
             tcp_by_procfs: false,
             udp_by_procfs: false,
             procfs,
         }
+    }
+
+    /// Also a non-blocking socket for the engine thread (opened in the same namespace).
+    pub fn with_immediate(mut self, diag: SockDiag) -> KernelOwner {
+        self.immediate = Some(diag);
+        self
     }
 
     fn by_procfs(&mut self, proto: Proto) -> &mut bool {
@@ -334,6 +399,12 @@ impl OwnerLookup for KernelOwner {
 
     fn app_name(&mut self, uid: u32) -> Option<String> {
         self.procfs.app_name(uid)
+    }
+
+    fn immediate(&mut self) -> Option<Box<dyn ImmediateOwner>> {
+        self.immediate
+            .take()
+            .map(|diag| Box::new(ImmediateDiag::new(diag)) as Box<dyn ImmediateOwner>)
     }
 }
 

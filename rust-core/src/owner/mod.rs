@@ -21,6 +21,22 @@ pub trait OwnerLookup: Send {
 
     /// A display name for the UID: package name(s) on Android, the user name on Linux.
     fn app_name(&mut self, uid: u32) -> Option<String>;
+
+    /// A second lookup for the engine thread itself, if this one has a way to answer without
+    /// waiting (a sock_diag query: the kernel answers it within the send). A flow attributed
+    /// while its SYN or first datagram is handled needs no round trip through the helper thread,
+    /// whose wake-ups were most of a new connection's setup time on a loaded machine. None:
+    /// every lookup goes to the helper thread.
+    fn immediate(&mut self) -> Option<Box<dyn ImmediateOwner>> {
+        None
+    }
+}
+
+/// See [`OwnerLookup::immediate`]. Never blocks.
+pub trait ImmediateOwner: Send {
+    /// The owner if it can be told now; None hands the flow to the helper thread, which retries.
+    fn owner_uid_now(&mut self, proto: Proto, local: SocketAddr, remote: SocketAddr)
+    -> Option<u32>;
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -29,5 +45,5 @@ pub mod procfs;
 pub mod resolver;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub use diag::{KernelOwner, SockDiag};
+pub use diag::{ImmediateDiag, KernelOwner, SockDiag};
 pub use procfs::ProcNet;

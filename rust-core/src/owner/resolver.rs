@@ -2,6 +2,9 @@
 //! back on a channel and a mio `Waker` tells the loop to collect them. A lookup that misses (the
 //! socket may not be visible yet at SYN time) is retried once shortly after.
 //!
+//! Where the lookup has a non-blocking form ([`OwnerLookup::immediate`]), the loop asks it first
+//! ([`OwnerClient::owner_now`]) and only what it cannot answer goes to the thread.
+//!
 //! The thread also names each new UID once (`Event::App`), from its cache.
 
 use std::collections::{HashSet, VecDeque};
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::flow::{Event, FlowId, Proto};
 
-use super::OwnerLookup;
+use super::{ImmediateOwner, OwnerLookup};
 
 /// Delay before the single retry of a missed lookup.
 const RETRY_AFTER: Duration = Duration::from_millis(30);
@@ -25,20 +28,46 @@ struct Request {
     remote: SocketAddr,
 }
 
-/// The loop's side: send requests, collect results.
+enum Job {
+    Lookup(Request),
+    /// A UID the loop found itself: announce it (`Event::App`) if it is new.
+    Name(u32),
+}
+
+/// The loop's side: ask at once where possible, else send requests and collect results.
 pub struct OwnerClient {
-    requests: Sender<Request>,
+    requests: Sender<Job>,
     results: Receiver<(FlowId, Option<u32>)>,
+    immediate: Option<Box<dyn ImmediateOwner>>,
+    /// UIDs found by `owner_now` and sent to the thread to be named.
+    named: HashSet<u32>,
 }
 
 impl OwnerClient {
+    /// The owner, if the non-blocking lookup can tell it now. None: use [`request`](Self::request).
+    pub fn owner_now(
+        &mut self,
+        proto: Proto,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<u32> {
+        let uid = self
+            .immediate
+            .as_mut()?
+            .owner_uid_now(proto, local, remote)?;
+        if self.named.insert(uid) {
+            let _ = self.requests.send(Job::Name(uid));
+        }
+        Some(uid)
+    }
+
     pub fn request(&self, flow: FlowId, proto: Proto, local: SocketAddr, remote: SocketAddr) {
-        let _ = self.requests.send(Request {
+        let _ = self.requests.send(Job::Lookup(Request {
             flow,
             proto,
             local,
             remote,
-        });
+        }));
     }
 
     /// Results that arrived since the last call: the uid, or None once the lookup and its
@@ -64,10 +93,11 @@ pub struct OwnerResolver;
 impl OwnerResolver {
     /// Start the helper thread. It ends when the client is dropped.
     pub fn spawn(
-        lookup: Box<dyn OwnerLookup>,
+        mut lookup: Box<dyn OwnerLookup>,
         events: Sender<Event>,
         waker: Arc<dyn Wake>,
     ) -> io::Result<OwnerClient> {
+        let immediate = lookup.immediate();
         let (requests, request_rx) = mpsc::channel();
         let (result_tx, results) = mpsc::channel();
         std::thread::Builder::new()
@@ -82,7 +112,12 @@ impl OwnerResolver {
                 }
                 .run(request_rx)
             })?;
-        Ok(OwnerClient { requests, results })
+        Ok(OwnerClient {
+            requests,
+            results,
+            immediate,
+            named: HashSet::new(),
+        })
     }
 }
 
@@ -96,7 +131,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, requests: Receiver<Request>) {
+    fn run(mut self, requests: Receiver<Job>) {
         let mut retries: VecDeque<(Instant, Request)> = VecDeque::new();
         loop {
             let wait = retries
@@ -107,13 +142,23 @@ impl Worker {
                 None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match next {
-                Ok(request) => {
+                Ok(job) => {
                     // Everything pending now is one batch: a table-reading lookup reads each
                     // table once for all of it.
-                    let mut batch = vec![request];
-                    batch.extend(requests.try_iter());
+                    let mut batch = Vec::new();
+                    for job in std::iter::once(job).chain(requests.try_iter()) {
+                        match job {
+                            Job::Lookup(request) => batch.push(request),
+                            Job::Name(uid) => self.announce(uid),
+                        }
+                    }
                     let now = Instant::now();
-                    for (request, found) in self.resolve(batch) {
+                    let resolved = if batch.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.resolve(batch)
+                    };
+                    for (request, found) in resolved {
                         if !found {
                             retries.push_back((now + RETRY_AFTER, request));
                         }
@@ -138,6 +183,15 @@ impl Worker {
         }
     }
 
+    /// Name a UID once (`Event::App`).
+    fn announce(&mut self, uid: u32) {
+        if self.named.insert(uid)
+            && let Some(name) = self.lookup.app_name(uid)
+        {
+            let _ = self.events.send(Event::App { uid, name });
+        }
+    }
+
     /// Look up the owners of a batch; each request comes back with whether it was found.
     fn resolve(&mut self, batch: Vec<Request>) -> Vec<(Request, bool)> {
         let keys: Vec<(Proto, SocketAddr, SocketAddr)> =
@@ -150,11 +204,7 @@ impl Worker {
                 out.push((request, false));
                 continue;
             };
-            if self.named.insert(uid)
-                && let Some(name) = self.lookup.app_name(uid)
-            {
-                let _ = self.events.send(Event::App { uid, name });
-            }
+            self.announce(uid);
             answered |= self.results.send((request.flow, Some(uid))).is_ok();
             out.push((request, true));
         }
@@ -193,6 +243,74 @@ mod tests {
     struct NoWake;
     impl Wake for NoWake {
         fn wake(&self) {}
+    }
+
+    /// Knows TCP port 2000 at once (as a sock_diag socket does); nothing else.
+    struct Quick;
+    impl ImmediateOwner for Quick {
+        fn owner_uid_now(&mut self, proto: Proto, local: SocketAddr, _: SocketAddr) -> Option<u32> {
+            (proto == Proto::Tcp && local.port() == 2000).then_some(7)
+        }
+    }
+
+    struct WithQuick(Flaky);
+    impl OwnerLookup for WithQuick {
+        fn owner_uid(
+            &mut self,
+            proto: Proto,
+            local: SocketAddr,
+            remote: SocketAddr,
+        ) -> Option<u32> {
+            self.0.owner_uid(proto, local, remote)
+        }
+        fn app_name(&mut self, uid: u32) -> Option<String> {
+            self.0.app_name(uid)
+        }
+        fn immediate(&mut self) -> Option<Box<dyn ImmediateOwner>> {
+            Some(Box::new(Quick))
+        }
+    }
+
+    #[test]
+    fn immediate_answers_skip_the_thread_and_still_name_the_app_once() {
+        let calls = Arc::new(Mutex::new(0));
+        let (events, event_rx) = mpsc::channel();
+        let mut client = OwnerResolver::spawn(
+            Box::new(WithQuick(Flaky {
+                calls: Arc::clone(&calls),
+            })),
+            events,
+            Arc::new(NoWake),
+        )
+        .unwrap();
+        let known: SocketAddr = "198.18.0.2:2000".parse().unwrap();
+        let other: SocketAddr = "198.18.0.2:2001".parse().unwrap();
+        let server: SocketAddr = "198.18.0.1:80".parse().unwrap();
+        assert_eq!(client.owner_now(Proto::Tcp, known, server), Some(7));
+        assert_eq!(client.owner_now(Proto::Tcp, known, server), Some(7));
+        assert_eq!(client.owner_now(Proto::Tcp, other, server), None);
+        assert_eq!(client.owner_now(Proto::Udp, known, server), None);
+        // The thread names uid 7 once; answers it found itself would arrive as results.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut apps = Vec::new();
+        while apps.is_empty() && Instant::now() < deadline {
+            apps.extend(event_rx.try_iter());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(client);
+        apps.extend(event_rx.iter());
+        assert_eq!(
+            apps,
+            vec![Event::App {
+                uid: 7,
+                name: "user7".into()
+            }]
+        );
+        assert_eq!(
+            *calls.lock().unwrap(),
+            0,
+            "the thread looked up what was answered at once"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@ use crate::flow::Event;
 
 use super::FanoutPanicked;
 
+/// The pause once the queue is empty (see the loop below).
+const BURST_PAUSE: Duration = Duration::from_millis(10);
 /// How often an idle fan-out looks whether it was asked to stop.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
@@ -49,7 +51,13 @@ impl<S: EventSink> Fanout<S> {
                     let next = match events.try_recv() {
                         Ok(event) => Ok(event),
                         Err(TryRecvError::Disconnected) => break,
-                        Err(TryRecvError::Empty) => events.recv_timeout(STOP_POLL),
+                        Err(TryRecvError::Empty) => {
+                            // Events come in bursts (a short connection opens and closes
+                            // within a millisecond): pause before waiting, so a burst costs
+                            // one wake-up of this thread rather than one per event.
+                            std::thread::sleep(BURST_PAUSE);
+                            events.recv_timeout(STOP_POLL)
+                        }
                     };
                     match next {
                         Ok(event) => pass(event),

@@ -495,6 +495,31 @@ impl Reader {
         )
     }
 
+    /// One app's contacts per hour as (hour start, contacts), oldest first, empty hours
+    /// omitted; `app` is the name [`Reader::per_app`] returns. Read from the same rows as
+    /// `per_app`, so the hours add up to its `contacts`.
+    pub fn app_contacts_per_hour(
+        &self,
+        window: &Window,
+        app: &str,
+    ) -> Result<Vec<(Millis, i64)>, StoreError> {
+        self.query_source(
+            window,
+            true,
+            |src| {
+                format!(
+                    "WITH wanted(name) AS (SELECT ?)
+                     SELECT bucket, sum(contacts)
+                     FROM ({src}) s LEFT JOIN apps a ON a.session_id = s.session_id AND a.uid = s.uid
+                     WHERE {APP_NAME} = (SELECT name FROM wanted)
+                     GROUP BY bucket HAVING sum(contacts) > 0 ORDER BY bucket"
+                )
+            },
+            vec![Value::Text(app.to_string())],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
     /// Flows and bytes per time bucket of `bucket_ms` (by flow start), empty buckets omitted.
     /// Whole hours read the rollup; finer buckets read the window's flows.
     pub fn timeline(

@@ -209,6 +209,8 @@ struct Worker {
 
 /// How long the thread sleeps when idle before it looks at the stop flag.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Inside an open batch, how long the thread sleeps between takes of the queued events.
+const BATCH_SLICE: Duration = Duration::from_millis(50);
 /// An idle writer still refreshes the session heartbeat this often (`mark` uses it).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -242,7 +244,11 @@ impl Worker {
                     None => IDLE_POLL,
                 }
             };
-            let received = if timeout.is_zero() {
+            // Inside an open batch nothing is due before its window ends: take what is queued
+            // without blocking, and sleep between takes (below) instead of waking for every
+            // event, a futex wake and a context switch each (most of the writer's CPU per new
+            // connection).
+            let received = if timeout.is_zero() || batch_started.is_some() {
                 receiver.try_recv().map_err(|e| match e {
                     mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
                     mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
@@ -274,6 +280,10 @@ impl Worker {
                     {
                         batch_started = None;
                         last_commit = Instant::now();
+                    }
+                    if let Some(started) = batch_started {
+                        let rest = self.options.window.saturating_sub(started.elapsed());
+                        std::thread::sleep(rest.min(BATCH_SLICE));
                     }
                 }
                 // Stop requested and the channel is empty, or every sender is gone.

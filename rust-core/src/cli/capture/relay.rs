@@ -79,6 +79,7 @@ impl Capture {
                 ..BuildFacts::default()
             }))),
             packet_tap: pcapng.as_ref().map(|p| p.tap.clone()),
+            tun_offload: sandbox::TUN_OFFLOAD,
             ..Tuning::default()
         };
         let recording = Recording::start(tun, config, tuning, owner, store, tally)

@@ -27,6 +27,9 @@ const TUN_NAME: &str = "phonehome0";
 const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 
 /// The namespace CMD runs in, and the files it sees in place of the host's.
+/// The TUN is opened with segmentation offload (`linux::tun::open`); the engine is told so.
+pub(super) const TUN_OFFLOAD: bool = true;
+
 pub(super) struct Sandbox {
     namespace: Namespace,
     files: SandboxFiles,
@@ -41,6 +44,7 @@ impl Sandbox {
             mtu,
             addr_v4: TUN_V4,
             addr_v6: Some(TUN_V6),
+            offload: TUN_OFFLOAD,
         };
         let (namespace, tun) = Namespace::create(&net).map_err(|e| match e {
             NamespaceError::NotPermitted(_) => e.to_string(),
@@ -79,22 +83,28 @@ impl Sandbox {
     /// Owner = the UID of the socket, asked of the kernel by sock_diag from inside the capture
     /// namespace (the netlink socket is opened on its thread), or read from the namespace's own
     /// /proc/net tables where netlink cannot answer.
+    /// Two sockets of the namespace: a blocking one for the helper thread, a non-blocking one
+    /// the engine thread asks first (`OwnerLookup::immediate`).
     pub(super) fn owner_lookup(&self) -> Box<dyn OwnerLookup> {
-        let diag = match self.namespace.run(SockDiag::open) {
-            Ok(Ok(diag)) => Some(diag),
-            Ok(Err(err)) => {
+        let opened = self
+            .namespace
+            .run(|| (SockDiag::open(), SockDiag::open_nonblocking()));
+        let (diag, immediate) = match opened {
+            Ok((Ok(diag), immediate)) => (Some(diag), immediate.ok()),
+            Ok((Err(err), _)) => {
                 log::warn!("no sock_diag socket ({err}): owners are read from /proc/net");
-                None
+                (None, None)
             }
             Err(err) => {
                 log::warn!("no sock_diag socket ({err}): owners are read from /proc/net");
-                None
+                (None, None)
             }
         };
-        Box::new(KernelOwner::new(
-            diag,
-            ProcNet::new(self.namespace.proc_net_dir()),
-        ))
+        let owner = KernelOwner::new(diag, ProcNet::new(self.namespace.proc_net_dir()));
+        Box::new(match immediate {
+            Some(immediate) => owner.with_immediate(immediate),
+            None => owner,
+        })
     }
 
     /// Starts CMD inside the namespace (own mount namespace, capture resolv.conf, `credentials`).

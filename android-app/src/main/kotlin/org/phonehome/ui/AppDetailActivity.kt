@@ -7,16 +7,16 @@ import android.widget.ListView
 import android.widget.TextView
 import org.phonehome.R
 import org.phonehome.core.Core
+import org.phonehome.proto.AppDetail
 
-/** One app's endpoints, Xiaomi first. */
+/** One app: its counts, the companies it contacted, its contacts per hour, its endpoints (Xiaomi first). */
 class AppDetailActivity : Activity() {
     private lateinit var adapter: EndpointAdapter
     private lateinit var header: TextView
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
-        setContentView(R.layout.activity_list)
-        EdgeToEdge.fit(this)
+        CoreScreen.setContent(this, R.layout.activity_list)
         title = intent.getStringExtra(EXTRA_NAME) ?: getString(R.string.title_app_detail)
         adapter = EndpointAdapter(this)
         header = findViewById(R.id.header)
@@ -29,26 +29,35 @@ class AppDetailActivity : Activity() {
         super.onResume()
         val uid = intent.getIntExtra(EXTRA_UID, -1)
         val unattributed = intent.getBooleanExtra(EXTRA_UNATTRIBUTED, false)
-        Background.run({ Core.appDetail(uid, unattributed) }) { result ->
-            result.onSuccess { detail ->
-                val row = detail.row
-                header.text = getString(
-                    R.string.app_detail_header,
-                    if (row.hasApp()) row.app.packagesList.joinToString("\n") else getString(R.string.app_unattributed),
-                    if (unattributed) "–" else uid.toString(),
-                    row.flows,
-                    row.xiaomiFlows,
-                    row.lookups,
-                )
-                adapter.update(detail.endpointsList)
-                val perHour = detail.contactsPerHourList.map { it.contacts }
-                val visibility = if (perHour.isEmpty()) View.GONE else View.VISIBLE
-                findViewById<TextView>(R.id.chart_title).visibility = visibility
-                findViewById<HourlyChart>(R.id.chart).apply {
-                    this.visibility = visibility
-                    show(perHour)
-                }
-            }.onFailure { header.text = getString(R.string.error_query, it.message) }
+        CoreScreen.load(this, header, { Core.appDetail(uid, unattributed) }) { detail ->
+            val row = detail.row
+            header.text = getString(
+                R.string.app_detail_header,
+                if (row.hasApp()) row.app.packagesList.joinToString("\n") else getString(R.string.app_unattributed),
+                if (unattributed) "–" else uid.toString(),
+                row.flows,
+                row.xiaomiFlows,
+                row.lookups,
+            )
+            adapter.update(detail.endpointsList)
+            showCompanies(detail)
+            val perHour = detail.contactsPerHourList.map { it.contacts }
+            val visibility = if (perHour.isEmpty()) View.GONE else View.VISIBLE
+            findViewById<TextView>(R.id.chart_title).visibility = visibility
+            findViewById<HourlyChart>(R.id.chart).apply {
+                this.visibility = visibility
+                show(perHour)
+            }
+        }
+    }
+
+    private fun showCompanies(detail: AppDetail) {
+        val text = detail.companiesList.joinToString(" · ") { getString(R.string.company_contacts, it.company, it.contacts) }
+        val visibility = if (text.isEmpty()) View.GONE else View.VISIBLE
+        findViewById<TextView>(R.id.companies_title).visibility = visibility
+        findViewById<TextView>(R.id.companies).apply {
+            this.text = text
+            this.visibility = visibility
         }
     }
 

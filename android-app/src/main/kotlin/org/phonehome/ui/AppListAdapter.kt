@@ -42,10 +42,11 @@ class AppListAdapter(private val context: Context) : BaseAdapter() {
         val view = convertView ?: LayoutInflater.from(context).inflate(R.layout.item_app, parent, false)
         val row = shown[position]
         val name = Format.appName(context, row)
+        // Highlighted, and only there, when the app did contact Xiaomi: a "0 contacts" line in
+        // the highlight colour would flag every app.
+        val xiaomi = if (row.xiaomiFlows > 0) context.getString(R.string.app_row_xiaomi, row.xiaomiFlows, row.xiaomiHosts) else ""
         val counts = context.getString(
             R.string.app_row_counts,
-            row.xiaomiFlows,
-            row.xiaomiHosts,
             row.flows,
             Format.bytes(context, row.bytesUp),
             Format.bytes(context, row.bytesDown),
@@ -58,11 +59,14 @@ class AppListAdapter(private val context: Context) : BaseAdapter() {
         }.joinToString(" · ")
         view.findViewById<TextView>(R.id.app_name).text = name
         view.findViewById<TextView>(R.id.app_packages).text = if (row.hasApp()) Format.packages(row.app) else ""
+        val xiaomiView = view.findViewById<TextView>(R.id.app_xiaomi)
+        xiaomiView.text = xiaomi
+        xiaomiView.visibility = if (xiaomi.isEmpty()) View.GONE else View.VISIBLE
         view.findViewById<TextView>(R.id.app_counts).text = counts
         val flagView = view.findViewById<TextView>(R.id.app_flags)
         flagView.text = flags
         flagView.visibility = if (flags.isEmpty()) View.GONE else View.VISIBLE
-        view.contentDescription = listOf(name, counts, flags).filter { it.isNotEmpty() }.joinToString(". ")
+        view.contentDescription = listOf(name, xiaomi, counts, flags).filter { it.isNotEmpty() }.joinToString(". ")
         return view
     }
 }

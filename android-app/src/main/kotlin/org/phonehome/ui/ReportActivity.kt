@@ -22,8 +22,7 @@ class ReportActivity : Activity() {
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
-        setContentView(R.layout.activity_report)
-        EdgeToEdge.fit(this)
+        CoreScreen.setContent(this, R.layout.activity_report)
         status = findViewById(R.id.report_status)
         web = findViewById(R.id.report)
         web.settings.apply {
@@ -35,24 +34,21 @@ class ReportActivity : Activity() {
         }
         val dbPath = Settings(this).databasePath
         val out = File(cacheDir, "report.html")
-        Background.run({
+        CoreScreen.load(this, status, {
             val fd = ParcelFileDescriptor.open(
                 out,
                 ParcelFileDescriptor.MODE_CREATE or ParcelFileDescriptor.MODE_TRUNCATE or ParcelFileDescriptor.MODE_WRITE_ONLY,
             )
             Core.export(fd.detachFd(), dbPath, ExportFormat.EXPORT_FORMAT_HTML)
             out.readText()
-        }) { result ->
-            if (isDestroyed) return@run
-            result.onSuccess { html ->
-                if (html.isBlank()) {
-                    status.text = getString(R.string.report_empty)
-                } else {
-                    // The line stays: it says what the page below is, and how large.
-                    status.text = getString(R.string.report_shown, (html.length + 1023) / 1024)
-                    web.loadDataWithBaseURL(null, html, "text/html", "utf-8", null)
-                }
-            }.onFailure { status.text = getString(R.string.error_query, it.message) }
+        }) { html ->
+            if (html.isBlank()) {
+                status.text = getString(R.string.report_empty)
+            } else {
+                // The line stays: it says what the page below is, and how large.
+                status.text = getString(R.string.report_shown, (html.length + 1023) / 1024)
+                web.loadDataWithBaseURL(null, html, "text/html", "utf-8", null)
+            }
         }
     }
 

@@ -3,7 +3,9 @@ package org.phonehome.robolectric
 import org.phonehome.proto.AppDetail
 import org.phonehome.proto.AppIdentity
 import org.phonehome.proto.AppRow
+import org.phonehome.proto.CompanyContacts
 import org.phonehome.proto.Endpoint
+import org.phonehome.proto.HourCount
 import org.phonehome.proto.Snapshot
 import org.phonehome.proto.Totals
 
@@ -30,5 +32,13 @@ object Canned {
         .setRow(weather)
         .addEndpoints(Endpoint.newBuilder().setHost("weatherapi.intl.xiaomi.com").setFlows(12).addPorts(443))
         .addEndpoints(Endpoint.newBuilder().setHost("tracking.miui.com").setFlows(5).addPorts(80))
+        .addCompanies(CompanyContacts.newBuilder().setCompany("Xiaomi").setContacts(17))
+        .addCompanies(CompanyContacts.newBuilder().setCompany("Google").setContacts(4))
+        // 42 contacts in four hours, as the row counts them.
+        .addAllContactsPerHour(
+            listOf(10L, 0L, 20L, 12L).mapIndexed { i, n ->
+                HourCount.newBuilder().setHourStartMs(1_767_225_600_000L + i * 3_600_000L).setContacts(n).build()
+            },
+        )
         .build()
 }

@@ -2,6 +2,7 @@ package org.phonehome.robolectric
 
 import android.app.Activity
 import android.content.Intent
+import android.view.View
 import android.widget.ListView
 import android.widget.PopupMenu
 import android.widget.TextView
@@ -11,6 +12,7 @@ import org.junit.Before
 import org.junit.Test
 import org.junit.runner.RunWith
 import org.phonehome.R
+import org.phonehome.proto.AppRow
 import org.phonehome.ui.AppDetailActivity
 import org.phonehome.ui.LiveActivity
 import org.robolectric.Robolectric
@@ -91,11 +93,45 @@ class ScreensTest {
             val names = rows.map { it.findViewById<TextView>(R.id.app_name).text.toString() }
             assertTrue("$locale: rows $names", names.any { "Weather" in it } && names.any { "Browser" in it })
             val weather = rows[names.indexOfFirst { "Weather" in it }]
+            val xiaomi = weather.findViewById<TextView>(R.id.app_xiaomi)
             val counts = weather.findViewById<TextView>(R.id.app_counts).text.toString()
             // 17 contacts to Xiaomi over 3 hosts, of 42 in all: each number the row shows is the canned one.
-            for (n in listOf("17", "3", "42")) assertTrue("$locale: Weather's counts '$counts' lack $n", Regex("\\b$n\\b").containsMatchIn(counts))
+            assertEquals("$locale: Weather's Xiaomi line", View.VISIBLE, xiaomi.visibility)
+            for (n in listOf("17", "3")) assertTrue("$locale: Weather's Xiaomi line '${xiaomi.text}' lacks $n", Regex("\\b$n\\b").containsMatchIn(xiaomi.text))
+            assertTrue("$locale: Weather's counts '$counts' lack 42", Regex("\\b42\\b").containsMatchIn(counts))
             val status = activity.findViewById<TextView>(R.id.status).text.toString()
             assertTrue("$locale: status '$status' lacks 56 flows / 17 to Xiaomi", "56" in status && "17" in status)
+            activity.finish()
+        }
+    }
+
+    /** The highlighted Xiaomi line is there for an app that contacted Xiaomi, and only then. */
+    @Test
+    fun xiaomiLineOnlyForAppsWithXiaomiContacts() {
+        FakeCore.snapshot = Canned.running
+        val accent = RuntimeEnvironment.getApplication().getColor(R.color.accent)
+        for (locale in Harness.locales) {
+            Harness.setLocale(locale)
+            val activity = Robolectric.buildActivity(LiveActivity::class.java).setup().get()
+            val list = activity.findViewById<ListView>(R.id.apps)
+            Shots.settle("3 rows on Live ($locale)") { list.adapter.count == 3 && list.childCount >= 2 }
+            Shots.save(activity, "LiveActivity-xiaomi-line-$locale")
+            // Every row as the adapter makes it, also those below the bottom of the window.
+            val rows = (0 until list.adapter.count).map { list.adapter.getItem(it) as AppRow to list.adapter.getView(it, null, list) }
+            for ((app, row) in rows) {
+                val xiaomi = row.findViewById<TextView>(R.id.app_xiaomi)
+                val counts = row.findViewById<TextView>(R.id.app_counts)
+                val shown = xiaomi.visibility == View.VISIBLE
+                val who = "$locale: ${app.app.label.ifEmpty { "unattributed" }}"
+                assertEquals("$who has ${app.xiaomiFlows} Xiaomi contacts; its Xiaomi line shown", app.xiaomiFlows > 0, shown)
+                if (shown) {
+                    assertEquals("$who: the Xiaomi line is highlighted", accent, xiaomi.currentTextColor)
+                } else {
+                    assertTrue("$who: no Xiaomi count anywhere in the row: '${row.contentDescription}'", "Xiaomi" !in row.contentDescription)
+                }
+                assertTrue("$who: the other counts are not highlighted", counts.currentTextColor != accent)
+            }
+            assertEquals("$locale: one row with Xiaomi contacts of three", 1, rows.count { it.second.findViewById<TextView>(R.id.app_xiaomi).visibility == View.VISIBLE })
             activity.finish()
         }
     }
@@ -120,6 +156,12 @@ class ScreensTest {
             Shots.save(detail, "AppDetailActivity-nav-$locale")
             val header = detail.findViewById<TextView>(R.id.header).text.toString()
             assertTrue("$locale: header '$header'", "com.miui.weather2" in header && "10123" in header && Regex("\\b42\\b").containsMatchIn(header) && Regex("\\b17\\b").containsMatchIn(header))
+            val companies = detail.findViewById<TextView>(R.id.companies)
+            assertEquals("$locale: the companies line", View.VISIBLE, companies.visibility)
+            assertTrue("$locale: companies '${companies.text}'", Regex("Xiaomi: 17\\b.*Google: 4\\b").containsMatchIn(companies.text))
+            val chart = detail.findViewById<View>(R.id.chart)
+            assertEquals("$locale: the chart", View.VISIBLE, chart.visibility)
+            assertTrue("$locale: chart says '${chart.contentDescription}'", Regex("^42\\b.*\\b4\\b.*\\b20\\b").containsMatchIn(chart.contentDescription))
             detail.finish()
 
             // The Live menu as the app inflates it; each item goes through the app's own handler.

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Where a new connection's CPU goes (a measurement, not a test): `phonehome capture` under
+# valgrind's callgrind, which counts instructions (repeatable whatever else the machine does;
+# this machine has no perf counters). Counting starts once the capture is up and stops after
+# BENCH_CONNS new TCP connections (or UDP flows / DNS queries, PROFILE_KIND=udpflows|dns), so
+# startup is not counted; the report gives instructions per connection, per thread, and the
+# functions with the most inclusive instructions per connection. Kernel time (system calls) is
+# not counted: `strace -c -f` on a normal run gives those.
+#
+# Usage: sudo scripts/profile-connections.sh   (BENCH_CONNS=200, PROFILE_KIND=conns,
+#                                               PHONEHOME=path, BENCH_KEEP=1 keeps the files)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+TOOLS="$HERE/bench_tools.py"
+SERVER=198.18.0.1
+N=${BENCH_CONNS:-200}
+KIND=${PROFILE_KIND:-conns}
+PH=${PHONEHOME:-$ROOT/target/release/phonehome}
+wait_for() { for _ in $(seq 6000); do grep -qs "$2" "$1" && return 0; sleep 0.05; done; return 1; }
+
+if [ "${1:-}" = "--inner" ]; then
+    prefix=$2
+    # A first exchange so every lazily built table (and the first app name) is in place.
+    python3 "$TOOLS" conns $SERVER 7 3 > /dev/null
+    python3 "$TOOLS" udpflows $SERVER 7 3 > /dev/null
+    python3 "$TOOLS" dns "$(awk '$1 == "nameserver" {print $2; exit}' /etc/resolv.conf)" 3 > /dev/null
+    echo ready > "$prefix.ready"
+    wait_for "$prefix.go" go
+    case $KIND in
+        dns) python3 "$TOOLS" dns "$(awk '$1 == "nameserver" {print $2; exit}' /etc/resolv.conf)" "$N" ;;
+        *) python3 "$TOOLS" "$KIND" $SERVER 7 "$N" ;;
+    esac > "$prefix.result.part"
+    mv "$prefix.result.part" "$prefix.result"
+    wait_for "$prefix.done" done
+    exit 0
+fi
+
+[ "$(id -u)" = 0 ] || { echo "profile-connections: needs root (network namespaces)" >&2; exit 1; }
+command -v valgrind > /dev/null || { echo "profile-connections: valgrind not found" >&2; exit 1; }
+. "$ROOT/scripts/bench-rig.sh"
+bench_rig php$$
+ip netns exec $SRV bash -c "exec python3 '$TOOLS' echo-server 7" &
+PIDS+=($!)
+ip netns exec $SRV bash -c "exec python3 '$TOOLS' udp-echo-server 7" &
+PIDS+=($!)
+ip netns exec $SRV bash -c "exec python3 '$TOOLS' udp-echo-server 53" &
+PIDS+=($!)
+for _ in $(seq 100); do
+    ip netns exec $UP bash -c "exec 3<>/dev/tcp/$SERVER/7" 2> /dev/null && break
+    sleep 0.1
+done
+export N KIND
+ip netns exec $UP valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
+    --callgrind-out-file="$OUT/callgrind.out.%p" \
+    "$PH" capture --quiet --mtu 1500 --db "$OUT/profile.db" --dns-upstream $SERVER:53 \
+    -- bash "$HERE/profile-connections.sh" --inner "$OUT/run" 2> "$OUT/valgrind.log" &
+capture=$!
+wait_for "$OUT/run.ready" ready || { echo "profile-connections: capture did not start" >&2; cat "$OUT/valgrind.log" >&2; exit 1; }
+callgrind_control -i on $capture > /dev/null
+echo go > "$OUT/run.go"
+wait_for "$OUT/run.result" count=
+callgrind_control -i off $capture > /dev/null
+echo done > "$OUT/run.done"
+wait $capture || true
+
+echo "profile: $(cat "$OUT/run.result") under callgrind (times are not meaningful here)"
+python3 - "$OUT" "$N" << 'EOF'
+import glob, re, subprocess, sys
+out, n = sys.argv[1], int(sys.argv[2])
+files = sorted(glob.glob(out + "/callgrind.out.*"))
+total = 0
+per_thread = []
+for f in files:
+    text = open(f, errors="replace").read()
+    m = re.search(r"^totals: (\d+)", text, re.M)
+    ir = int(m.group(1)) if m else 0
+    if ir == 0:
+        continue
+    total += ir
+    per_thread.append((ir, f))
+print("instructions per connection (user space): %d" % (total // n))
+for ir, f in sorted(per_thread, reverse=True):
+    print("  thread file %-40s %10d per connection" % (f.rsplit("/", 1)[1], ir // n))
+for ir, f in sorted(per_thread, reverse=True)[:4]:
+    print("\n== %s: top inclusive functions, instructions per connection" % f.rsplit("/", 1)[1])
+    report = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=99", f],
+                            capture_output=True, text=True).stdout
+    shown = 0
+    for line in report.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.*)", line)
+        if not m or "PROGRAM TOTALS" in line or ":" not in m.group(2):
+            continue
+        count = int(m.group(1).replace(",", ""))
+        name = m.group(2).split(":", 1)[1].strip()[:110]
+        print("  %9d  %s" % (count // n, name))
+        shown += 1
+        if shown >= 45:
+            break
+EOF
