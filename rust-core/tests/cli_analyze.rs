@@ -153,3 +153,103 @@ fn pcapdroid_trailer_gives_flows_their_app() {
     assert!(flows.iter().all(|f| f.bytes_up == 16));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A pcapng section header with `shb_hardware` and `shb_os`, as PCAPdroid writes it.
+fn section_header(hardware: &str, os: &str) -> Vec<u8> {
+    let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    body.extend([1, 0, 0, 0]);
+    body.extend(u64::MAX.to_le_bytes());
+    for (code, value) in [(2u16, hardware), (3, os), (4, "PCAPdroid v1.8.0")] {
+        body.extend(code.to_le_bytes());
+        body.extend((value.len() as u16).to_le_bytes());
+        body.extend(value.as_bytes());
+        body.resize(body.len().next_multiple_of(4), 0);
+    }
+    body.extend([0u8; 4]);
+    let total = (12 + body.len() as u32).to_le_bytes();
+    let mut block = 0x0a0d_0d0au32.to_le_bytes().to_vec();
+    block.extend(total);
+    block.extend(body);
+    block.extend(total);
+    block
+}
+
+/// The phone's own address and model in a cleartext datagram are flagged only when `analyze`
+/// knows them: from the flags, or from the section header PCAPdroid writes.
+#[test]
+fn device_context_from_flags_or_section_header_flags_own_ip_and_model() {
+    let dir = std::env::temp_dir().join(format!("phonehome-device-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("plain.pcapng");
+    let mut w = PcapngWriter::new(std::fs::File::create(&plain).unwrap()).unwrap();
+    let payload = b"hello from a Redmi Note 9S at 198.18.0.2, please log me";
+    w.write_packet(
+        1_700_000_000_000,
+        &udp_packet(40_000, 5000, payload),
+        Some(10_001),
+        None,
+    )
+    .unwrap();
+    w.into_inner().unwrap();
+
+    // The same capture with PCAPdroid's section header in place of the writer's.
+    let bytes = std::fs::read(&plain).unwrap();
+    let shb_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let mut described = section_header("Redmi Note 9S", "Android 12");
+    described.extend(&bytes[shb_len..]);
+    let pcapdroid = dir.join("PCAPdroid_device.pcapng");
+    std::fs::write(&pcapdroid, described).unwrap();
+
+    let flagged = |db: &Path, args: &[&str], file: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
+            .args(["analyze", "-q", "--db"])
+            .arg(db)
+            .args(args)
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flows = Reader::open_read_only(db)
+            .unwrap()
+            .flows(&FlowFilter::default())
+            .unwrap();
+        assert_eq!(flows.len(), 1);
+        let f = &flows[0];
+        assert!(f.cleartext);
+        (f.leaks.clone(), f.descriptors.clone())
+    };
+    let none: (Vec<String>, Vec<String>) = (vec![], vec![]);
+    assert_eq!(flagged(&dir.join("a.db"), &[], &plain), none);
+    assert_eq!(
+        flagged(
+            &dir.join("b.db"),
+            &[
+                "--device-ip",
+                "198.18.0.2",
+                "--device-model",
+                "Redmi Note 9S"
+            ],
+            &plain
+        ),
+        (vec!["own_ip".to_owned()], vec!["model".to_owned()])
+    );
+    // The section header names the model; the address still needs the flag.
+    assert_eq!(
+        flagged(&dir.join("c.db"), &[], &pcapdroid),
+        (vec![], vec!["model".to_owned()])
+    );
+    // A flag wins over the section header.
+    assert_eq!(
+        flagged(
+            &dir.join("d.db"),
+            &["--device-model", "M2101K7BG"],
+            &pcapdroid
+        ),
+        none
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

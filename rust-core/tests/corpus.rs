@@ -1,6 +1,7 @@
-//! Naming agreement with other engines on real captures nobody on this project wrote.
+//! Naming agreement with other engines on real captures.
 //!
-//! For every flow that nDPI names (kinds tls, quic, http, dns in `ndpi/expected.tsv`) our engine
+//! The vendored corpus (`tests/corpus-data`, recorded between two network namespaces by
+//! scripts/make-corpus.sh, its names read by tshark) runs in every checkout. For every flow that nDPI names (kinds tls, quic, http, dns in `ndpi/expected.tsv`) our engine
 //! must name it the same; PCAPdroid's expected connections (`pcapdroid/expected.tsv`) must exist
 //! with the same names. The corpus is `$PHONEHOME_CORPUS`, else `shared/corpus` beside the
 //! repository; without it the tests are reported as skipped (and fail in CI).
@@ -42,6 +43,7 @@ fn corpus_dir() -> Option<PathBuf> {
     .find(|p| p.join("ndpi/expected.tsv").is_file())
 }
 
+#[derive(Debug)]
 struct Expected {
     pcap: String,
     proto: Proto,
@@ -149,7 +151,7 @@ fn same_name(ours: &str, expected: &str) -> bool {
 }
 
 fn check(
-    corpus: &Path,
+    pcaps: &Path,
     set: &str,
     expected: &[Expected],
     names_only: bool,
@@ -164,14 +166,9 @@ fn check(
         {
             continue;
         }
-        let flows = by_pcap.entry(&e.pcap).or_insert_with(|| {
-            flows_of(
-                &corpus
-                    .join(set)
-                    .join(if set == "ndpi" { "pcaps" } else { "" })
-                    .join(&e.pcap),
-            )
-        });
+        let flows = by_pcap
+            .entry(&e.pcap)
+            .or_insert_with(|| flows_of(&pcaps.join(&e.pcap)));
         let tally = tallies.entry(e.kind.clone()).or_default();
         let row = format!(
             "{set}/{} {:?} {} -> {} [{}] expect {:?}",
@@ -245,6 +242,34 @@ fn print_table(title: &str, tallies: &BTreeMap<String, Tally>) {
     }
 }
 
+/// Our own small corpus: every flow tshark names exists, with its client side and the same
+/// name, for each of DNS, HTTP, TLS (also after STARTTLS) and QUIC.
+#[test]
+fn vendored_corpus_names_agree_with_tshark() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus-data");
+    let expected = read_expected(&dir.join("expected.tsv"));
+    let (tally, diff) = check(&dir, "corpus-data", &expected, false);
+    print_table(
+        "tshark-named flows (tests/corpus-data/expected.tsv):",
+        &tally,
+    );
+    for d in &diff {
+        println!("  {d}");
+    }
+    let kinds: Vec<&str> = tally.keys().map(String::as_str).collect();
+    assert_eq!(kinds, ["dns", "http", "quic", "tls"], "{expected:#?}");
+    assert!(expected.len() >= 7, "{} expected flows", expected.len());
+    for (kind, t) in &tally {
+        assert!(
+            t.total > 0 && t.agree == t.total && t.client_agree == t.total && t.excluded == 0,
+            "{kind}: {} of {} agree, {} with the client side: {diff:#?}",
+            t.agree,
+            t.total,
+            t.client_agree
+        );
+    }
+}
+
 #[test]
 fn naming_agrees_with_ndpi_and_pcapdroid() {
     let Some(corpus) = corpus_dir() else {
@@ -259,8 +284,8 @@ fn naming_agrees_with_ndpi_and_pcapdroid() {
         "expected files look incomplete"
     );
 
-    let (ndpi_tally, ndpi_diff) = check(&corpus, "ndpi", &ndpi, true);
-    let (pd_tally, pd_diff) = check(&corpus, "pcapdroid", &pcapdroid, false);
+    let (ndpi_tally, ndpi_diff) = check(&corpus.join("ndpi/pcaps"), "ndpi", &ndpi, true);
+    let (pd_tally, pd_diff) = check(&corpus.join("pcapdroid"), "pcapdroid", &pcapdroid, false);
     print_table("nDPI-named flows (ndpi/expected.tsv):", &ndpi_tally);
     print_table(
         "PCAPdroid expected connections (pcapdroid/expected.tsv):",

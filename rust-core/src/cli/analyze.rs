@@ -1,23 +1,29 @@
 //! `phonehome analyze FILE...`: captures through the engine in observe mode, into the database.
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::CliError;
+use crate::dissect::DeviceContext;
 use crate::pcap::{self, ReadError};
 use crate::store::{SessionInfo, StoreWriter};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
     phonehome analyze capture.pcapng\n  \
-    phonehome analyze --db redmi.db PCAPdroid_*.pcap\n\n\
+    phonehome analyze --db redmi.db PCAPdroid_*.pcap\n  \
+    phonehome analyze --device-ip 192.168.1.23 --device-model M2101K7BG capture.pcap\n\n\
     Each file becomes one session (kind \"analyze\") in the database, with the same flow, DNS and\n\
     app rows a live capture produces. pcap and pcapng are read, with Ethernet, raw IP, Linux SLL\n\
     and SLL2 and BSD loopback links; PCAPdroid's trailer and pcapng uid comments give each flow\n\
-    its app. A damaged file keeps every flow read before the damage and exits with status 2.")]
+    its app. A damaged file keeps every flow read before the damage and exits with status 2.\n\n\
+    The cleartext scan flags the phone's own addresses, model and OS build when it knows them:\n\
+    from the --device-* flags, else (model and build) from the pcapng section header, where\n\
+    PCAPdroid writes them as shb_hardware and shb_os.")]
 pub struct AnalyzeArgs {
     /// pcap or pcapng files.
     #[arg(required = true, value_name = "FILE")]
@@ -28,6 +34,15 @@ pub struct AnalyzeArgs {
     /// Country/ASN database (default: $PHONEHOME_GEO, then phonehome-geo.bin next to the binary).
     #[arg(long, value_name = "FILE")]
     pub geo: Option<PathBuf>,
+    /// The phone's own address (repeatable), flagged when an app sends it in cleartext.
+    #[arg(long = "device-ip", value_name = "ADDR")]
+    pub device_ips: Vec<IpAddr>,
+    /// The phone's model (Build.MODEL, e.g. M2101K7BG) [default: the pcapng shb_hardware].
+    #[arg(long, value_name = "TEXT")]
+    pub device_model: Option<String>,
+    /// The phone's OS build (e.g. V14.0.3.0.TKHEUXM) [default: the pcapng shb_os].
+    #[arg(long, value_name = "TEXT")]
+    pub device_build: Option<String>,
     /// No progress bar or summary lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -77,7 +92,12 @@ pub fn run(args: AnalyzeArgs) -> Result<i32, CliError> {
         let store = StoreWriter::start(&args.db, session)?;
         let bar = progress_bar(len, &name, args.quiet);
         let started = Instant::now();
-        let report = pcap::observe_reader(reader, store.sender(), |offset| {
+        let device = DeviceContext {
+            own_ips: args.device_ips.clone(),
+            model: args.device_model.clone(),
+            os_version: args.device_build.clone(),
+        };
+        let report = pcap::observe_reader_with(reader, device, store.sender(), |offset| {
             if let Some(bar) = &bar {
                 bar.set_position(offset);
             }

@@ -26,14 +26,15 @@ pub mod stream;
 pub mod writer;
 
 pub use observer::{Observer, ObserverStats, Owner};
-pub use reader::{CaptureReader, Packet, ReadError, Record};
+pub use reader::{CaptureReader, Packet, ReadError, Record, Section};
 pub use writer::PcapngWriter;
 
 use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
+use crate::dissect::DeviceContext;
 use crate::flow::Event;
 
 /// How a capture file went through the observer.
@@ -48,20 +49,45 @@ pub struct FileReport {
 
 /// Opens a capture file and reads its header. Err when it cannot be opened or is not a
 /// capture at all.
-pub fn open(path: &Path) -> Result<CaptureReader<BufReader<File>>, ReadError> {
+/// The file is read unbuffered: the reader keeps a 1 MiB buffer of its own.
+pub fn open(path: &Path) -> Result<CaptureReader<File>, ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Io { offset: 0, source })?;
-    CaptureReader::new(BufReader::with_capacity(1 << 20, file))
+    CaptureReader::new(file)
+}
+
+/// What the cleartext scan knows of the phone: what the caller gives (`analyze`'s flags), with
+/// the model and OS build the capture's first section header names (PCAPdroid writes them as
+/// `shb_hardware` and `shb_os`) where the caller gave none. None when nothing is known.
+pub fn device_context(given: DeviceContext, section: &Section) -> Option<Arc<DeviceContext>> {
+    let device = DeviceContext {
+        own_ips: given.own_ips,
+        model: given.model.or_else(|| section.hardware.clone()),
+        os_version: given.os_version.or_else(|| section.os.clone()),
+    };
+    (device != DeviceContext::default()).then(|| Arc::new(device))
+}
+
+/// [`observe_reader_with`] with only what the capture itself says of the phone.
+pub fn observe_reader<R: std::io::Read>(
+    reader: CaptureReader<R>,
+    events: Sender<Event>,
+    progress: impl FnMut(u64),
+) -> FileReport {
+    observe_reader_with(reader, DeviceContext::default(), events, progress)
 }
 
 /// Feeds every record of `reader` through a new [`Observer`] sending to `events`, calling
-/// `progress` with the bytes read so far now and then. A damaged tail is reported in
-/// [`FileReport::error`] after every flow read before it was closed and sent.
-pub fn observe_reader<R: std::io::Read>(
+/// `progress` with the bytes read so far now and then; `device` (merged by [`device_context`])
+/// lets the cleartext scan flag the phone's own IPs, model and OS build. A damaged tail is
+/// reported in [`FileReport::error`] after every flow read before it was closed and sent.
+pub fn observe_reader_with<R: std::io::Read>(
     mut reader: CaptureReader<R>,
+    device: DeviceContext,
     events: Sender<Event>,
     mut progress: impl FnMut(u64),
 ) -> FileReport {
-    let mut observer = Observer::new(events);
+    let device = device_context(device, reader.section());
+    let mut observer = Observer::new(events).with_device(device);
     let mut error = None;
     let mut count = 0u64;
     loop {

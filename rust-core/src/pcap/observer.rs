@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use crate::dissect::Inspector;
+use crate::dissect::{DeviceContext, Inspector};
 use crate::flow::{CloseReason, Direction, Event, FlowId, FlowKey, FlowRecord, Millis, Proto};
 use crate::flow_rules::{self, IdleClass, IdleTimeouts};
 use crate::naming::Namer;
@@ -132,6 +133,8 @@ pub struct Observer {
     now: Millis,
     last_sweep: Millis,
     stats: ObserverStats,
+    /// The phone's own identifiers, for the cleartext scan (as the live engine's Tuning::device).
+    device: Option<Arc<DeviceContext>>,
 }
 
 /// Same identity (everything but counters and times): no event needed.
@@ -158,7 +161,14 @@ impl Observer {
             now: 0,
             last_sweep: 0,
             stats: ObserverStats::default(),
+            device: None,
         }
+    }
+
+    /// The observer with the phone's own IPs, model and OS build for the cleartext scan.
+    pub fn with_device(mut self, device: Option<Arc<DeviceContext>>) -> Observer {
+        self.device = device;
+        self
     }
 
     pub fn stats(&self) -> &ObserverStats {
@@ -319,7 +329,12 @@ impl Observer {
             self.stats.flows += 1;
             let state = FlowState {
                 record: FlowRecord::new(id, key, now),
-                inspector: Inspector::new(proto, server.port()),
+                inspector: match &self.device {
+                    Some(device) => {
+                        Inspector::new(proto, server.port()).with_context(Arc::clone(device))
+                    }
+                    None => Inspector::new(proto, server.port()),
+                },
                 up: Reassembler::default(),
                 down: Reassembler::default(),
                 fin_up: false,
