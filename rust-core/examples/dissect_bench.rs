@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use phonehome::dissect::{DeviceContext, Inspector, dns};
+use phonehome::dissect::{DeviceContext, DeviceScan, Inspector, dns};
 use phonehome::flow::{Direction, FlowKey, FlowRecord, Proto};
 use phonehome::naming::Namer;
 
@@ -181,11 +181,11 @@ fn main() {
         naming
     );
 
-    let ctx = Arc::new(DeviceContext {
+    let ctx = Arc::new(DeviceScan::new(DeviceContext {
         own_ips: vec![IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))],
         model: Some("Redmi Note 9S".into()),
         os_version: Some("V12.5.1.0.RJWEUXM".into()),
-    });
+    }));
     let mut request = b"POST /api/v1/report HTTP/1.1\r\nHost: data.example.com\r\nContent-Type: application/json\r\n\r\n".to_vec();
     while request.len() < 16 * 1024 {
         request.extend_from_slice(

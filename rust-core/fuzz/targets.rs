@@ -6,7 +6,7 @@
 use phonehome::dissect::dns;
 use phonehome::dissect::quic::{self, ClientInitials};
 use phonehome::dissect::tls;
-use phonehome::dissect::{DeviceContext, Inspector};
+use phonehome::dissect::{DeviceContext, DeviceScan, Inspector};
 use phonehome::dissect::{http, leaks, mipush};
 use phonehome::flow::{Direction, Proto};
 use phonehome::pcap::{CaptureReader, observe_reader};
@@ -89,11 +89,11 @@ pub fn http(data: &[u8]) {
         }
     }
     let _ = http::host_without_port(data);
-    let ctx = leaks::DeviceContext {
+    let ctx = DeviceScan::new(DeviceContext {
         own_ips: vec!["10.1.2.3".parse().unwrap()],
         model: Some("Redmi Note 9S".into()),
         os_version: Some("V12.5.1.0.RJWEUXM".into()),
-    };
+    });
     let mut found = BTreeSet::new();
     leaks::scan(data, Some(&ctx), &mut found);
     let _ = mipush::recognise(data);
@@ -118,10 +118,10 @@ pub fn inspector(data: &[u8]) {
         2 => 5222,
         _ => u16::from_be_bytes([*p0, *p1]),
     };
-    let ctx = Arc::new(DeviceContext {
+    let ctx = Arc::new(DeviceScan::new(DeviceContext {
         own_ips: vec!["10.1.2.3".parse().unwrap()],
         ..DeviceContext::default()
-    });
+    }));
     let mut ins = Inspector::new(proto, port).with_context(ctx);
     let mut i = 0;
     for (n, chunk) in rest.split(|&b| b == 0xfe).enumerate() {

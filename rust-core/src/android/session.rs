@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::dissect::DeviceContext;
+use crate::dissect::{DeviceContext, DeviceScan};
 use crate::engine::{EngineConfig, EngineStats, Outbound, Tuning};
 use crate::flow::{Event, Millis};
 use crate::owner::OwnerLookup;
@@ -185,7 +185,7 @@ impl Session {
     ) -> Result<Session, CoreError> {
         let engine_config = engine_config(config)?;
         let tuning = Tuning {
-            device: Some(Arc::new(device_context(config)?)),
+            device: Some(Arc::new(DeviceScan::new(device_context(config)?))),
             ..Tuning::default()
         };
         let info = SessionInfo {
@@ -540,7 +540,7 @@ mod tests {
         let mut found = std::collections::BTreeSet::new();
         crate::dissect::leaks::scan(
             b"GET /c?ip=10.215.173.1&rom=OS1.0.5.0.UMCEUXM&m=23013RK75C HTTP/1.1\r\n",
-            Some(&d),
+            Some(&DeviceScan::new(d)),
             &mut found,
         );
         assert_eq!(

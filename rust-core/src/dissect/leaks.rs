@@ -9,6 +9,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use memchr::memmem::Finder;
+
 /// What the engine knows about the phone, to recognise its own identifiers in payloads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceContext {
@@ -18,6 +20,63 @@ pub struct DeviceContext {
     pub model: Option<String>,
     /// MIUI/HyperOS version string, e.g. "V14.0.3.0.TKHEUXM" or "OS1.0.5.0.UMCEUXM".
     pub os_version: Option<String>,
+}
+
+/// A [`DeviceContext`] with its literal identifiers lower-cased, formatted and turned into
+/// searchers once, when the capture starts. Every flow's inspector shares it: formatting the
+/// addresses and building the searchers again for each scanned window cost more than scanning a
+/// short request.
+#[derive(Clone, Debug)]
+pub struct DeviceScan {
+    context: DeviceContext,
+    /// The model as written, with `+` and with `%20` for its spaces (form and URL encodings).
+    model: Vec<Finder<'static>>,
+    os_version: Option<Finder<'static>>,
+    /// Each own address in its usual text form, loopback and unspecified left out.
+    own_ips: Vec<Finder<'static>>,
+}
+
+impl DeviceScan {
+    pub fn new(context: DeviceContext) -> DeviceScan {
+        let finder = |text: &str| Finder::new(text.as_bytes()).into_owned();
+        let model = match context.model.as_deref().filter(|m| m.len() >= 4) {
+            Some(model) => {
+                let m = model.to_ascii_lowercase();
+                let mut spellings = vec![m.clone(), m.replace(' ', "+"), m.replace(' ', "%20")];
+                spellings.dedup();
+                spellings.iter().map(|s| finder(s)).collect()
+            }
+            None => Vec::new(),
+        };
+        let os_version = context
+            .os_version
+            .as_deref()
+            .filter(|v| v.len() >= 4)
+            .map(|v| finder(&v.to_ascii_lowercase()));
+        let own_ips = context
+            .own_ips
+            .iter()
+            .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+            .map(|ip| finder(&ip.to_string()))
+            .collect();
+        DeviceScan {
+            context,
+            model,
+            os_version,
+            own_ips,
+        }
+    }
+
+    /// What the scan was built from.
+    pub fn context(&self) -> &DeviceContext {
+        &self.context
+    }
+}
+
+impl From<DeviceContext> for DeviceScan {
+    fn from(context: DeviceContext) -> DeviceScan {
+        DeviceScan::new(context)
+    }
 }
 
 pub const IMEI: &str = "imei";
@@ -60,7 +119,7 @@ const MIUI_KEYS: &[&str] = &[
 ];
 
 /// Scan `data` and add the kinds found to `found`.
-pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'static str>) {
+pub fn scan(data: &[u8], ctx: Option<&DeviceScan>, found: &mut BTreeSet<&'static str>) {
     let lower = data.to_ascii_lowercase();
     for (value, key_kind) in keyed_values(&lower) {
         if let Some(kind) = keyed_kind(value, key_kind) {
@@ -80,29 +139,18 @@ pub fn scan(data: &[u8], ctx: Option<&DeviceContext>, found: &mut BTreeSet<&'sta
         found.insert(MODEL);
     }
     if let Some(ctx) = ctx {
-        if let Some(model) = ctx.model.as_deref().filter(|m| m.len() >= 4) {
-            let m = model.to_ascii_lowercase();
-            let plus = m.replace(' ', "+");
-            let pct = m.replace(' ', "%20");
-            if [m.as_str(), plus.as_str(), pct.as_str()]
-                .iter()
-                .any(|v| contains(&lower, v.as_bytes()))
-            {
-                found.insert(MODEL);
-            }
+        if ctx.model.iter().any(|m| m.find(&lower).is_some()) {
+            found.insert(MODEL);
         }
-        if let Some(v) = ctx.os_version.as_deref().filter(|v| v.len() >= 4)
-            && contains(&lower, v.to_ascii_lowercase().as_bytes())
+        if ctx
+            .os_version
+            .as_ref()
+            .is_some_and(|v| v.find(&lower).is_some())
         {
             found.insert(MIUI_VERSION);
         }
-        for ip in &ctx.own_ips {
-            if ip.is_unspecified() || ip.is_loopback() {
-                continue;
-            }
-            if contains_token(&lower, ip.to_string().as_bytes()) {
-                found.insert(OWN_IP);
-            }
+        if ctx.own_ips.iter().any(|ip| contains_token(&lower, ip)) {
+            found.insert(OWN_IP);
         }
     }
 }
@@ -151,7 +199,7 @@ pub fn placeholder(kind: &str) -> &'static str {
 
 /// `text` with every identifier value found in it replaced by its kind's placeholder, so that
 /// evidence (a request's path and query) can be stored without the values. Descriptors stay.
-pub fn redact(text: &str, ctx: Option<&DeviceContext>) -> String {
+pub fn redact(text: &str, ctx: Option<&DeviceScan>) -> String {
     let lower = text.as_bytes().to_ascii_lowercase();
     let base = lower.as_ptr() as usize;
     let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
@@ -165,14 +213,8 @@ pub fn redact(text: &str, ctx: Option<&DeviceContext>) -> String {
     spans.extend(standalone_macs(&lower).map(|s| (s, s.saturating_add(17), MAC)));
     if let Some(ctx) = ctx {
         for ip in &ctx.own_ips {
-            if ip.is_unspecified() || ip.is_loopback() {
-                continue;
-            }
-            let needle = ip.to_string();
-            spans.extend(
-                token_positions(&lower, needle.as_bytes())
-                    .map(|s| (s, s.saturating_add(needle.len()), OWN_IP)),
-            );
+            let len = ip.needle().len();
+            spans.extend(token_positions(&lower, ip).map(|s| (s, s.saturating_add(len), OWN_IP)));
         }
     }
     spans.sort_unstable();
@@ -489,23 +531,20 @@ fn android_user_agent_model(lower: &[u8]) -> bool {
     })
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && memchr::memmem::find(hay, needle).is_some()
-}
-
 /// `needle` present and not glued to more digits/dots on either side ("10.0.0.2" must not match
 /// inside "110.0.0.23").
-fn contains_token(hay: &[u8], needle: &[u8]) -> bool {
+fn contains_token(hay: &[u8], needle: &Finder<'_>) -> bool {
     token_positions(hay, needle).next().is_some()
 }
 
-fn token_positions<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+fn token_positions<'a>(hay: &'a [u8], needle: &'a Finder<'_>) -> impl Iterator<Item = usize> + 'a {
     let glued =
         |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
-    memchr::memmem::find_iter(hay, needle).filter(move |&i| {
-        !needle.is_empty()
+    let len = needle.needle().len();
+    needle.find_iter(hay).filter(move |&i| {
+        len > 0
             && !glued(i.checked_sub(1).and_then(|j| hay.get(j)))
-            && !glued(hay.get(i.saturating_add(needle.len())))
+            && !glued(hay.get(i.saturating_add(len)))
     })
 }
 
@@ -516,7 +555,8 @@ mod tests {
 
     fn kinds(data: &[u8], ctx: Option<&DeviceContext>) -> Vec<&'static str> {
         let mut found = BTreeSet::new();
-        scan(data, ctx, &mut found);
+        let ctx = ctx.cloned().map(DeviceScan::new);
+        scan(data, ctx.as_ref(), &mut found);
         found.into_iter().collect()
     }
 
@@ -587,6 +627,17 @@ mod tests {
         );
         assert!(kinds(b"ip=110.23.4.55", Some(&ctx)).is_empty());
         assert_eq!(kinds(b"src 2001:db8::7 ", Some(&ctx)), vec![OWN_IP]);
+        assert_eq!(kinds(b"m=REDMI+NOTE+9S", Some(&ctx)), vec![MODEL]);
+        assert_eq!(
+            kinds(b"rom=v12.5.1.0.rjweuxm", Some(&ctx)),
+            vec![MIUI_VERSION]
+        );
+        // Loopback and unspecified addresses are everyone's, not the phone's.
+        let local = DeviceContext {
+            own_ips: vec!["127.0.0.1".parse().unwrap(), "0.0.0.0".parse().unwrap()],
+            ..DeviceContext::default()
+        };
+        assert!(kinds(b"host=127.0.0.1&bind=0.0.0.0", Some(&local)).is_empty());
     }
 
     #[test]
@@ -617,7 +668,7 @@ mod tests {
         let path = "/v1/config?gaid=38400000-8CF0-11BD-B23E-10B96E40000D&android_id=9774d56d682e549c\
                     &imei=490154203237518&mac=a4:c3:f0:85:ac:2d&ip=10.23.4.5&model=M2101K7BG&n=7";
         assert_eq!(
-            redact(path, Some(&ctx)),
+            redact(path, Some(&DeviceScan::new(ctx))),
             "/v1/config?gaid=<advertising-id>&android_id=<android-id>&imei=<imei>&mac=<mac>\
              &ip=<own-ip>&model=M2101K7BG&n=7"
         );

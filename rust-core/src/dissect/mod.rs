@@ -24,7 +24,7 @@ pub mod x509;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-pub use leaks::DeviceContext;
+pub use leaks::{DeviceContext, DeviceScan};
 
 use crate::flow::{AppInfo, Direction, NameSource, Proto};
 
@@ -95,7 +95,7 @@ struct Side {
 pub struct Inspector {
     proto: Proto,
     dst_port: u16,
-    ctx: Option<Arc<DeviceContext>>,
+    ctx: Option<Arc<DeviceScan>>,
     state: State,
     up: Side,
     down: Side,
@@ -134,7 +134,7 @@ impl Inspector {
 
     /// Give the inspector what is known about the phone (its addresses, model, OS version) so
     /// that these can be recognised in cleartext payloads.
-    pub fn with_context(mut self, ctx: Arc<DeviceContext>) -> Inspector {
+    pub fn with_context(mut self, ctx: Arc<DeviceScan>) -> Inspector {
         self.ctx = Some(ctx);
         self
     }
@@ -701,10 +701,10 @@ mod tests {
 
     #[test]
     fn http_request_in_pieces_with_leaks() {
-        let ctx = Arc::new(DeviceContext {
+        let ctx = Arc::new(DeviceScan::new(DeviceContext {
             model: Some("M2101K7BG".into()),
             ..DeviceContext::default()
-        });
+        }));
         let mut ins = Inspector::new(Proto::Tcp, 80).with_context(ctx);
         let req = b"GET /api?oaid=3f2a9b1c7d4e5f60&m=M2101K7BG HTTP/1.1\r\nHost: tracking.intl.miui.com:80\r\n\r\n";
         for piece in req.chunks(5) {

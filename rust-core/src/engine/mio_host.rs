@@ -120,16 +120,19 @@ impl Host for MioHost {
 }
 
 impl StreamSocket for mio::net::TcpStream {
+    /// A peer address means connected: one system call for the usual case. Without one the
+    /// connect failed (its error is pending) or is still in progress (no error).
     fn connect_result(&mut self) -> Option<io::Result<()>> {
-        match self.take_error() {
-            Ok(Some(e)) | Err(e) => return Some(Err(e)),
-            Ok(None) => {}
-        }
         match self.peer_addr() {
-            Ok(_) => Some(Ok(())),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => None,
-            Err(e) => Some(Err(e)),
+            Ok(_) => return Some(Ok(())),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    || e.raw_os_error() == Some(libc::ENOTCONN) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        match self.take_error() {
+            Ok(Some(e)) | Err(e) => Some(Err(e)),
+            Ok(None) => None,
         }
     }
 

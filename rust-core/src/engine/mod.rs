@@ -89,7 +89,7 @@ use std::time::Duration;
 
 pub use tap::{PacketTap, TappedPacket};
 
-use crate::dissect::DeviceContext;
+use crate::dissect::DeviceScan;
 use crate::flow::Event;
 use crate::owner::OwnerLookup;
 
@@ -145,8 +145,8 @@ pub struct Tuning {
     pub dns_timeout: Duration,
     pub echo_idle_timeout: Duration,
     /// What is known about the phone (own addresses, model, OS version), so the dissectors can
-    /// flag it in cleartext payloads.
-    pub device: Option<Arc<DeviceContext>>,
+    /// flag it in cleartext payloads (its searchers built once, shared by every flow).
+    pub device: Option<Arc<DeviceScan>>,
     /// Copies of every packet read from and written to the tun, for a recorder thread (e.g.
     /// `phonehome capture --pcapng`). None (the default) copies nothing.
     pub packet_tap: Option<PacketTap>,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
-use crate::dissect::{DeviceContext, Inspector};
+use crate::dissect::{DeviceScan, Inspector};
 use crate::flow::{CloseReason, Direction, DnsRecord, Event, FlowId, FlowKey, FlowRecord, Millis};
 use crate::naming::Namer;
 
@@ -61,12 +61,7 @@ pub struct FlowCommon {
 }
 
 impl FlowCommon {
-    pub fn new(
-        id: FlowId,
-        key: FlowKey,
-        now: Now,
-        device: Option<&Arc<DeviceContext>>,
-    ) -> FlowCommon {
+    pub fn new(id: FlowId, key: FlowKey, now: Now, device: Option<&Arc<DeviceScan>>) -> FlowCommon {
         let inspector = Inspector::new(key.proto, key.dst.port());
         let inspector = match device {
             Some(device) => inspector.with_context(Arc::clone(device)),

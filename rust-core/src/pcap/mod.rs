@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use crate::dissect::DeviceContext;
+use crate::dissect::{DeviceContext, DeviceScan};
 use crate::flow::Event;
 
 /// How a capture file went through the observer.
@@ -58,13 +58,13 @@ pub fn open(path: &Path) -> Result<CaptureReader<File>, ReadError> {
 /// What the cleartext scan knows of the phone: what the caller gives (`analyze`'s flags), with
 /// the model and OS build the capture's first section header names (PCAPdroid writes them as
 /// `shb_hardware` and `shb_os`) where the caller gave none. None when nothing is known.
-pub fn device_context(given: DeviceContext, section: &Section) -> Option<Arc<DeviceContext>> {
+pub fn device_context(given: DeviceContext, section: &Section) -> Option<Arc<DeviceScan>> {
     let device = DeviceContext {
         own_ips: given.own_ips,
         model: given.model.or_else(|| section.hardware.clone()),
         os_version: given.os_version.or_else(|| section.os.clone()),
     };
-    (device != DeviceContext::default()).then(|| Arc::new(device))
+    (device != DeviceContext::default()).then(|| Arc::new(DeviceScan::new(device)))
 }
 
 /// [`observe_reader_with`] with only what the capture itself says of the phone.

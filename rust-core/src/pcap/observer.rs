@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use crate::dissect::{DeviceContext, Inspector};
+use crate::dissect::{DeviceScan, Inspector};
 use crate::flow::{CloseReason, Direction, Event, FlowId, FlowKey, FlowRecord, Millis, Proto};
 use crate::flow_rules::{self, IdleClass, IdleTimeouts};
 use crate::naming::Namer;
@@ -134,7 +134,7 @@ pub struct Observer {
     last_sweep: Millis,
     stats: ObserverStats,
     /// The phone's own identifiers, for the cleartext scan (as the live engine's Tuning::device).
-    device: Option<Arc<DeviceContext>>,
+    device: Option<Arc<DeviceScan>>,
 }
 
 /// Same identity (everything but counters and times): no event needed.
@@ -166,7 +166,7 @@ impl Observer {
     }
 
     /// The observer with the phone's own IPs, model and OS build for the cleartext scan.
-    pub fn with_device(mut self, device: Option<Arc<DeviceContext>>) -> Observer {
+    pub fn with_device(mut self, device: Option<Arc<DeviceScan>>) -> Observer {
         self.device = device;
         self
     }

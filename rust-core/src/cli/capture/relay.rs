@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::sandbox::{self, DNS_V4, DNS_V6, Sandbox};
 use super::summary::Summary;
 use super::tally::{Progress, Tally};
+use crate::dissect::DeviceScan;
 use crate::engine::{EngineConfig, Outbound, PacketTap, Tuning};
 use crate::linux::user;
 use crate::pcap::recorder::Recorder;
@@ -74,10 +75,12 @@ impl Capture {
         let owner = sandbox.owner_lookup();
         sandbox::warn_if_ping_is_blocked();
         let tuning = Tuning {
-            device: Some(Arc::new(recording::device_context(BuildFacts {
-                own_ips: sandbox.own_ips(),
-                ..BuildFacts::default()
-            }))),
+            device: Some(Arc::new(DeviceScan::new(recording::device_context(
+                BuildFacts {
+                    own_ips: sandbox.own_ips(),
+                    ..BuildFacts::default()
+                },
+            )))),
             packet_tap: pcapng.as_ref().map(|p| p.tap.clone()),
             tun_offload: sandbox::TUN_OFFLOAD,
             ..Tuning::default()

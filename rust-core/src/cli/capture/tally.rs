@@ -2,6 +2,7 @@
 //! capture waits for, and the owner notes of the pcapng copy.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -25,11 +26,27 @@ pub(super) struct Progress {
 struct FlowLine {
     /// A contact's destination: its name, else its address. None for a DNS flow (a lookup,
     /// which names what it asked about, not where it went).
-    contact: Option<(String, Proto, u16)>,
+    contact: Option<(Destination, Proto, u16)>,
     bytes_up: u64,
     bytes_down: u64,
     closed: bool,
     owned: bool,
+}
+
+/// Where a contact went. The address stays an address until the summary is written: formatting
+/// it for each of a flow's events cost more than the rest of the tally.
+enum Destination {
+    Name(String),
+    Address(IpAddr),
+}
+
+impl From<Destination> for String {
+    fn from(destination: Destination) -> String {
+        match destination {
+            Destination::Name(name) => name,
+            Destination::Address(ip) => ip.to_string(),
+        }
+    }
 }
 
 pub(super) struct Tally {
@@ -57,7 +74,10 @@ impl Tally {
         };
         for line in self.flows.into_values() {
             let traffic = match line.contact {
-                Some(destination) => summary.contacts.entry(destination).or_default(),
+                Some((destination, proto, port)) => summary
+                    .contacts
+                    .entry((destination.into(), proto, port))
+                    .or_default(),
                 None => &mut summary.dns,
             };
             traffic.flows += 1;
@@ -70,10 +90,10 @@ impl Tally {
     fn flow(&mut self, record: &FlowRecord, closed: bool) {
         let line = FlowLine {
             contact: (!record.is_dns_lookup()).then(|| {
-                let destination = record
-                    .hostname
-                    .clone()
-                    .unwrap_or_else(|| record.key.dst.ip().to_string());
+                let destination = match &record.hostname {
+                    Some(name) => Destination::Name(name.clone()),
+                    None => Destination::Address(record.key.dst.ip()),
+                };
                 (destination, record.key.proto, record.key.dst.port())
             }),
             bytes_up: record.bytes_up,
