@@ -823,6 +823,21 @@ impl<H: Host> Core<H> {
         }
     }
 
+    /// The last flow is gone: drop the capacity a burst of flows grew the tables to. Tables sized
+    /// for 1,000 flows hold megabytes, and memory still allocated cannot be trimmed.
+    fn shrink_tables(&mut self) {
+        self.flows.shrink_to_fit();
+        self.tcp_index.shrink_to_fit();
+        self.udp_index.shrink_to_fit();
+        self.echo_index.shrink_to_fit();
+        self.touched.shrink_to_fit();
+        self.owner_requests.shrink_to_fit();
+        self.held.shrink_to_fit();
+        for shard in &mut self.shards {
+            shard.shrink_sockets();
+        }
+    }
+
     /// Timers: idle expiry, DNS timeouts, throttled flow updates. Cheap when nothing is due.
     pub fn on_timers(&mut self, now: Now) {
         self.reporter.release_dns(now.ms);
@@ -833,6 +848,7 @@ impl<H: Host> Core<H> {
             self.next_sweep = None;
             self.sweep(now);
             if self.flows.is_empty() {
+                self.shrink_tables();
                 release_free_heap();
             } else {
                 self.schedule_sweep(now);

@@ -58,6 +58,15 @@ impl Shard {
         }
     }
 
+    /// Free the socket slots a burst of flows left behind: smoltcp's set never shrinks (a slot
+    /// holds a whole TCP socket: 1,000 flows left 0.8 MB). Only an empty set is replaced, so no
+    /// handle can outlive it.
+    pub fn shrink_sockets(&mut self) {
+        if self.sockets.iter().next().is_none() {
+            self.sockets = SocketSet::new(Vec::new());
+        }
+    }
+
     /// Add a socket that waits for the app's SYN to `dst` and holds the SYN-ACK until the real
     /// connection succeeds (`pause_synack`).
     ///

@@ -90,6 +90,10 @@ impl StoreWriter {
         options: WriterOptions,
     ) -> Result<StoreWriter, StoreError> {
         let conn = schema::open(path, OpenMode::Create)?;
+        // The writer appends and updates recent rows, a few hot pages: 512 KiB of page cache
+        // suffice, where the readers' 32 MB (or SQLite's default 2 MB) stay resident all along.
+        conn.execute_batch("PRAGMA cache_size=-512;")
+            .map_err(sqlite_err(path))?;
         let now = now_ms();
         conn.execute(
             "INSERT INTO sessions (kind, started, heartbeat, device, os, app_version, note)
@@ -207,6 +211,8 @@ struct Worker {
     retention_active: bool,
 }
 
+/// Pending records whose room a batch keeps after its commit; a burst's larger tables are freed.
+const PENDING_KEEP: usize = 64;
 /// How long the thread sleeps when idle before it looks at the stop flag.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Inside an open batch, how long the thread sleeps between takes of the queued events.
@@ -523,6 +529,10 @@ impl Worker {
         self.pending_apps.clear();
         self.pending_flows.clear();
         self.pending_dns.clear();
+        // A burst's batch (a record is about half a kilobyte) would otherwise stay allocated
+        // for the rest of the capture.
+        self.pending_flows.shrink_to(PENDING_KEEP);
+        self.pending_dns.shrink_to(PENDING_KEEP);
         if let Some(step) = retention_step {
             self.last_retention = Instant::now();
             self.retention_active = step.more;
