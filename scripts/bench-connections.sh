@@ -69,16 +69,7 @@ T2P=${TUN2PROXY:-$(command -v tun2proxy-bin || echo "$HOME/.cargo/bin/tun2proxy-
 [ -x "$T2P" ] || T2P=""
 . "$ROOT/scripts/bench-rig.sh"
 bench_rig phc$$
-ip netns exec $SRV bash -c "exec python3 '$TOOLS' echo-server 7" &
-PIDS+=($!)
-ip netns exec $SRV bash -c "exec python3 '$TOOLS' udp-echo-server 7" &
-PIDS+=($!)
-ip netns exec $SRV bash -c "exec python3 '$TOOLS' udp-echo-server 53" &
-PIDS+=($!)
-for _ in $(seq 100); do
-    ip netns exec $UP bash -c "exec 3<>/dev/tcp/$SERVER/7" 2> /dev/null && break
-    sleep 0.1
-done
+bench_echo_servers tcp:7 udp:7 udp:53
 export N
 
 for round in $(seq "$ROUNDS"); do

@@ -31,3 +31,21 @@ bench_rig_cleanup() {
     done
     if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $OUT" >&2; else rm -rf "$OUT"; fi
 }
+
+# Echo servers in $SRV (scripts/bench_tools.py at $TOOLS), their pids in PIDS; returns once the
+# TCP echo on port 7 answers from $UP. Usage: bench_echo_servers tcp:7 udp:7 udp:53
+bench_echo_servers() {
+    local spec
+    for spec in "$@"; do
+        case $spec in
+            tcp:*) ip netns exec $SRV bash -c "exec python3 '$TOOLS' echo-server ${spec#tcp:}" & ;;
+            udp:*) ip netns exec $SRV bash -c "exec python3 '$TOOLS' udp-echo-server ${spec#udp:}" & ;;
+            *) echo "bench_echo_servers: $spec is not tcp:PORT or udp:PORT" >&2; return 1 ;;
+        esac
+        PIDS+=($!)
+    done
+    for _ in $(seq 100); do
+        ip netns exec $UP bash -c "exec 3<>/dev/tcp/$SERVER/7" 2> /dev/null && return 0
+        sleep 0.1
+    done
+}

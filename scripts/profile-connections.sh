@@ -41,16 +41,7 @@ fi
 command -v valgrind > /dev/null || { echo "profile-connections: valgrind not found" >&2; exit 1; }
 . "$ROOT/scripts/bench-rig.sh"
 bench_rig php$$
-ip netns exec $SRV bash -c "exec python3 '$TOOLS' echo-server 7" &
-PIDS+=($!)
-ip netns exec $SRV bash -c "exec python3 '$TOOLS' udp-echo-server 7" &
-PIDS+=($!)
-ip netns exec $SRV bash -c "exec python3 '$TOOLS' udp-echo-server 53" &
-PIDS+=($!)
-for _ in $(seq 100); do
-    ip netns exec $UP bash -c "exec 3<>/dev/tcp/$SERVER/7" 2> /dev/null && break
-    sleep 0.1
-done
+bench_echo_servers tcp:7 udp:7 udp:53
 export N KIND
 ip netns exec $UP valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
     --callgrind-out-file="$OUT/callgrind.out.%p" \
