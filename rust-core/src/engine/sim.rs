@@ -21,6 +21,7 @@ use super::core::{Core, OWNER_HOLD, OwnerRequest};
 use super::host::{DatagramSocket, Host, StreamSocket};
 use super::packet::{self, Transport};
 use super::report::{Now, Reporter};
+use super::tests::{dns_query, udp_packet};
 use super::{EngineConfig, Outbound, Tuning};
 use crate::flow::{CloseReason, DnsRecord, Event, FlowId, FlowRecord, Proto};
 
@@ -477,24 +478,6 @@ impl Sim {
         assert_eq!(self.app_state(handle), tcp::State::Established);
         (handle, id, server)
     }
-}
-
-fn udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    assert!(packet::build_udp(&mut out, src, dst, payload));
-    out
-}
-
-fn dns_query(id: u16, name: &str) -> Vec<u8> {
-    use simple_dns::{CLASS, Name, Packet, QCLASS, QTYPE, Question, TYPE};
-    let mut packet = Packet::new_query(id);
-    packet.questions.push(Question::new(
-        Name::new_unchecked(name),
-        QTYPE::TYPE(TYPE::A),
-        QCLASS::CLASS(CLASS::IN),
-        false,
-    ));
-    packet.build_bytes_vec().unwrap()
 }
 
 /// (src, dst, payload) of a UDP packet the engine sent to the app.

@@ -509,7 +509,7 @@ fn half_close_from_the_app_still_delivers_the_answer() {
     assert_eq!(flow.close_reason, Some(CloseReason::Fin));
 }
 
-fn udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+pub(super) fn udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     assert!(packet::build_udp(&mut out, src, dst, payload));
     out
@@ -591,7 +591,7 @@ fn dns_records(events: &[Event]) -> Vec<DnsRecord> {
         .collect()
 }
 
-fn dns_query(id: u16, name: &str) -> Vec<u8> {
+pub(super) fn dns_query(id: u16, name: &str) -> Vec<u8> {
     use simple_dns::{CLASS, Name, Packet, QCLASS, QTYPE, Question, TYPE};
     let mut packet = Packet::new_query(id);
     packet.questions.push(Question::new(
