@@ -292,7 +292,6 @@ pub fn answer(db: &Path, request: &proto::QueryRequest) -> Result<proto::QueryRe
 mod tests {
     use super::*;
     use crate::flow::{Event, FlowKey, FlowRecord, NameSource, Proto};
-    use crate::store::{SessionInfo, StoreWriter};
 
     fn flow(id: u64, uid: u32, host: &str, xiaomi: bool, at: Millis) -> FlowRecord {
         let key = FlowKey {
@@ -317,14 +316,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("h.db");
         let _ = std::fs::remove_file(&db);
-        let writer = StoreWriter::start(
-            &db,
-            SessionInfo {
-                kind: "android".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let writer = crate::android::android_store(&db);
         let hour = 3_600_000;
         let now = crate::android::session::now_ms();
         let h = now - now.rem_euclid(hour) - 3 * hour;
@@ -398,14 +390,7 @@ mod tests {
             "no database yet: empty"
         );
 
-        let writer = StoreWriter::start(
-            &db,
-            SessionInfo {
-                kind: "android".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let writer = crate::android::android_store(&db);
         let session = writer.session_id();
         let now = crate::android::session::now_ms();
         let tx = writer.sender();

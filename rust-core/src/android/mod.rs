@@ -26,3 +26,16 @@ mod test_hooks;
 
 #[cfg(test)]
 mod golden;
+
+/// A store writer for the tests, as the app's session opens it.
+#[cfg(test)]
+fn android_store(db: &std::path::Path) -> crate::store::StoreWriter {
+    crate::store::StoreWriter::start(
+        db,
+        crate::store::SessionInfo {
+            kind: "android".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}

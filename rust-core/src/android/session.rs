@@ -593,14 +593,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ph-export-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("live.db");
-        let writer = StoreWriter::start(
-            &db,
-            SessionInfo {
-                kind: "android".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let writer = crate::android::android_store(&db);
         let session = writer.session_id();
         Reader::open(&db)
             .unwrap()
