@@ -50,6 +50,16 @@ fn analyze_stores_flows_and_survives_damage() {
     let (code, stderr) = analyze(&db, &good);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("10 flows"), "{stderr}");
+    // The session note names the file, not the folders it sits in (they can name the user).
+    let note: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT note FROM sessions ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(note, "analyze good.pcapng");
 
     // Cut the last packet in half: the nine before it are stored, the error names the offset.
     let bytes = std::fs::read(&good).unwrap();

@@ -86,7 +86,12 @@ pub fn run(args: AnalyzeArgs) -> Result<i32, CliError> {
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let session = SessionInfo {
             kind: "analyze".into(),
-            note: Some(format!("analyze {name}")),
+            // The file's name only: its folders can name the user who published the report.
+            note: Some(format!(
+                "analyze {}",
+                path.file_name()
+                    .map_or(name.clone(), |f| f.to_string_lossy().into_owned())
+            )),
             ..SessionInfo::default()
         };
         let store = StoreWriter::start(&args.db, session)?;
