@@ -126,17 +126,9 @@ pub(super) fn timeline(r: &Report) -> String {
     let mut s = format!(
         "<svg role=\"img\" width=\"100%\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"xMidYMid meet\">"
     );
-    for v in axis.ticks() {
-        let y = 20.0 + plot_h - v as f64 / max * plot_h;
-        let _ = write!(
-            s,
-            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"></line>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>",
-            w - 10.0,
-            left - 4.0,
-            y + 4.0
-        );
-    }
+    y_grid(&mut s, &axis, left, w, |v| {
+        20.0 + plot_h - v as f64 / max * plot_h
+    });
     for b in buckets {
         let x = x_of(b.start);
         let bh = b.contacts as f64 / max * plot_h;
@@ -252,17 +244,7 @@ pub(super) fn series_timelines(t: &ContactTimelines, of: &str, field: &str) -> S
         o,
         "<svg role=\"img\" width=\"100%\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"xMidYMid meet\">"
     );
-    for v in axis.ticks() {
-        let y = y_of(v);
-        let _ = write!(
-            o,
-            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"></line>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>",
-            w - 10.0,
-            left - 4.0,
-            y + 4.0
-        );
-    }
+    y_grid(&mut o, &axis, left, w, y_of);
     for (k, series) in b.series.iter().enumerate() {
         let colour = SERIES_COLOURS[k.min(SERIES_COLOURS.len() - 1)];
         // Buckets left out had no contact: the line drops to 0 across them instead of
@@ -378,5 +360,20 @@ mod tests {
             let axis = CountAxis::new(max);
             assert!(axis.top - axis.step < max.max(1), "{max}: {axis:?}");
         }
+    }
+}
+
+/// The horizontal grid lines and their count labels at the axis' ticks.
+fn y_grid(out: &mut String, axis: &CountAxis, left: f64, w: f64, y_of: impl Fn(i64) -> f64) {
+    for v in axis.ticks() {
+        let y = y_of(v);
+        let _ = write!(
+            out,
+            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"></line>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>",
+            w - 10.0,
+            left - 4.0,
+            y + 4.0
+        );
     }
 }
