@@ -327,6 +327,21 @@ pub(super) fn series_timelines(t: &ContactTimelines, of: &str, field: &str) -> S
     o
 }
 
+/// The horizontal grid lines and their count labels at the axis' ticks.
+fn y_grid(out: &mut String, axis: &CountAxis, left: f64, w: f64, y_of: impl Fn(i64) -> f64) {
+    for v in axis.ticks() {
+        let y = y_of(v);
+        let _ = write!(
+            out,
+            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"></line>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>",
+            w - 10.0,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,20 +375,5 @@ mod tests {
             let axis = CountAxis::new(max);
             assert!(axis.top - axis.step < max.max(1), "{max}: {axis:?}");
         }
-    }
-}
-
-/// The horizontal grid lines and their count labels at the axis' ticks.
-fn y_grid(out: &mut String, axis: &CountAxis, left: f64, w: f64, y_of: impl Fn(i64) -> f64) {
-    for v in axis.ticks() {
-        let y = y_of(v);
-        let _ = write!(
-            out,
-            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"></line>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>",
-            w - 10.0,
-            left - 4.0,
-            y + 4.0
-        );
     }
 }
