@@ -13,22 +13,38 @@ use smoltcp::time::Instant;
 
 /// Packet buffers shared by every queue of the loop (the loop is single-threaded), so a buffer
 /// read from the tun can carry a smoltcp segment back out.
+///
+/// Spares come in two sizes. Most packets are small (ACKs, DNS, handshakes): they live in
+/// buffers of [`SMALL_PACKET`] bytes. Only the packets that need more (offload segments, jumbo
+/// packets) take a large one: a 40-byte ACK in a 64 KiB buffer held 64 KiB for as long as it
+/// was queued, and a batch of them megabytes.
 #[derive(Clone, Debug, Default)]
 pub struct BufferRecycler(Rc<RefCell<Spares>>);
 
-/// Spare buffers kept, and their total capacity: with a 64 KiB MTU, 64 spares would already pin
-/// 4 MiB. Beyond either limit buffers are freed.
-const SPARE_LIMIT: usize = 64;
-const SPARE_BYTES: usize = 1 << 20;
+/// The capacity of a small buffer: a packet of a 1500-byte link, or any control segment.
+pub const SMALL_PACKET: usize = 2048;
+/// Spare small buffers kept (at most 512 KiB).
+const SMALL_SPARES: usize = 256;
+/// Spare large buffers kept, and their total capacity: with a 64 KiB MTU, 64 spares would
+/// already pin 4 MiB. Beyond either limit buffers are freed.
+const LARGE_SPARES: usize = 64;
+const LARGE_SPARE_BYTES: usize = 1 << 20;
 /// The most IP and TCP header bytes a packet smoltcp emits can have (IPv6 40 + TCP 60).
 const HEADER_ROOM: usize = 100;
 
 impl BufferRecycler {
+    /// A cleared small buffer, for a packet of unknown size (it grows if it must).
     pub fn take(&self) -> Vec<u8> {
-        let mut spare = self.0.borrow_mut();
-        let mut buf = spare.buffers.pop().unwrap_or_default();
-        spare.bytes -= buf.capacity().min(spare.bytes);
+        let mut buf = self.take_spare(SMALL_PACKET);
         buf.clear();
+        buf
+    }
+
+    /// A cleared buffer with room for `capacity` bytes.
+    pub fn take_capacity(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = self.take_spare(capacity);
+        buf.clear();
+        buf.reserve_exact(capacity);
         buf
     }
 
@@ -38,29 +54,56 @@ impl BufferRecycler {
     /// is left as found. Zero-filling a whole 64 KiB offload segment per packet cost as many
     /// instructions as copying its payload.
     pub fn take_len(&self, len: usize) -> Vec<u8> {
-        let mut spare = self.0.borrow_mut();
-        let mut buf = spare.buffers.pop().unwrap_or_default();
-        spare.bytes -= buf.capacity().min(spare.bytes);
-        drop(spare);
+        let mut buf = self.take_spare(len);
         let reused = buf.len().min(len).min(HEADER_ROOM);
+        if buf.capacity() < len {
+            buf.reserve_exact(len - buf.len());
+        }
         buf.resize(len, 0);
         buf[..reused].fill(0);
         buf
     }
 
+    /// A spare of the class that holds `len` bytes, or a new small one (a new large one is
+    /// left to the caller, which knows its size). Contents as the last packet left them.
+    fn take_spare(&self, len: usize) -> Vec<u8> {
+        let mut spare = self.0.borrow_mut();
+        if len <= SMALL_PACKET {
+            return spare
+                .small
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(SMALL_PACKET));
+        }
+        let buf = spare.large.pop().unwrap_or_default();
+        spare.large_bytes -= buf.capacity().min(spare.large_bytes);
+        buf
+    }
+
     pub fn give(&self, buf: Vec<u8>) {
         let mut spare = self.0.borrow_mut();
-        if spare.buffers.len() < SPARE_LIMIT && spare.bytes + buf.capacity() <= SPARE_BYTES {
-            spare.bytes += buf.capacity();
-            spare.buffers.push(buf);
+        let capacity = buf.capacity();
+        if capacity < SMALL_PACKET {
+            // Shrunk or never grown (a packet built elsewhere): not worth keeping.
+        } else if capacity == SMALL_PACKET {
+            if spare.small.len() < SMALL_SPARES {
+                spare.small.push(buf);
+            }
+        } else if spare.large.len() < LARGE_SPARES
+            && spare.large_bytes + capacity <= LARGE_SPARE_BYTES
+        {
+            spare.large_bytes += capacity;
+            spare.large.push(buf);
         }
     }
 }
 
 #[derive(Debug, Default)]
 pub struct Spares {
-    buffers: Vec<Vec<u8>>,
-    bytes: usize,
+    /// Buffers of exactly [`SMALL_PACKET`] bytes' capacity.
+    small: Vec<Vec<u8>>,
+    /// Larger buffers, and their total capacity.
+    large: Vec<Vec<u8>>,
+    large_bytes: usize,
 }
 
 /// Packets queued in one direction.
@@ -78,10 +121,15 @@ impl PacketQueue {
         }
     }
 
-    /// A buffer to fill (cleared); give it back with [`push`](Self::push) or
+    /// A buffer to fill (cleared, small); give it back with [`push`](Self::push) or
     /// [`recycle`](Self::recycle).
     pub fn take_buffer(&mut self) -> Vec<u8> {
         self.recycler.take()
+    }
+
+    /// A cleared buffer with room for `capacity` bytes (see [`BufferRecycler::take_capacity`]).
+    pub fn take_capacity(&mut self, capacity: usize) -> Vec<u8> {
+        self.recycler.take_capacity(capacity)
     }
 
     /// A buffer of `len` bytes to overwrite (see [`BufferRecycler::take_len`]).
@@ -198,5 +246,55 @@ impl phy::Device for QueueDevice {
         checksum.icmpv6 = Checksum::Tx;
         caps.checksum = checksum;
         caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_packets_take_small_buffers_whatever_the_spares() {
+        let recycler = BufferRecycler::default();
+        recycler.give(Vec::with_capacity(65535));
+        let ack = recycler.take_len(52);
+        assert_eq!((ack.len(), ack.capacity()), (52, SMALL_PACKET));
+        assert_eq!(recycler.take().capacity(), SMALL_PACKET);
+        // The large spare is still there for a large packet.
+        let large = recycler.take_len(40_000);
+        assert_eq!(large.capacity(), 65535);
+        assert!(large.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn recycled_buffers_are_reused_by_size() {
+        let recycler = BufferRecycler::default();
+        let small = recycler.take();
+        let small_at = small.as_ptr();
+        let large = recycler.take_capacity(20_000);
+        let large_at = large.as_ptr();
+        recycler.give(large);
+        recycler.give(small);
+        let again_small = recycler.take_len(100);
+        let again_large = recycler.take_capacity(10_000);
+        assert_eq!(again_small.as_ptr(), small_at);
+        assert_eq!(again_large.as_ptr(), large_at);
+    }
+
+    #[test]
+    fn spares_are_bounded() {
+        let recycler = BufferRecycler::default();
+        for _ in 0..SMALL_SPARES + 10 {
+            recycler.give(Vec::with_capacity(SMALL_PACKET));
+        }
+        for _ in 0..LARGE_SPARES {
+            recycler.give(Vec::with_capacity(65535));
+        }
+        // A buffer smaller than a small one (built elsewhere) is not kept.
+        recycler.give(Vec::with_capacity(100));
+        let spares = recycler.0.borrow();
+        assert_eq!(spares.small.len(), SMALL_SPARES);
+        assert_eq!(spares.large.len(), LARGE_SPARE_BYTES / 65535);
+        assert_eq!(spares.large_bytes, spares.large.len() * 65535);
     }
 }

@@ -19,6 +19,7 @@ use crate::owner::OwnerLookup;
 use crate::owner::resolver::OwnerResolver;
 
 use super::core::{Core, OWNER_HOLD, OwnerRequest};
+use super::device::{PacketQueue, SMALL_PACKET};
 use super::mio_host::{self, MioHost};
 use super::offload;
 use super::report::{Now, Reporter};
@@ -158,7 +159,10 @@ fn run(
     let mut events = Events::with_capacity(256);
     let batch = core.tuning.batch.max(1);
     // With offload a read may be a 64 KiB TCP super-packet whatever the MTU.
-    let mtu = offload::shard_mtu(core.config.mtu, core.tuning.tun_offload);
+    let mut reader = TunReader::new(
+        fd,
+        offload::shard_mtu(core.config.mtu, core.tuning.tun_offload),
+    );
     // Try a read first: packets may have queued before registration.
     let mut tun_readable = true;
     let mut stopping = false;
@@ -212,7 +216,7 @@ fn run(
             return Ok(core.stats());
         }
         if tun_readable && !tun_failed {
-            tun_readable = match read_tun(fd, &mut core, batch, mtu, now) {
+            tun_readable = match reader.read_batch(&mut core, batch, now) {
                 Ok(more) => more,
                 Err(e) => {
                     // The device is gone (e.g. its namespace was torn down). Keep serving the
@@ -235,61 +239,113 @@ fn run(
     }
 }
 
-/// Read up to `batch` packets. Returns whether the tun may still have more (no EAGAIN yet).
-fn read_tun(
+/// Where tun reads land. With a large MTU (or offload) a read may bring 64 KiB, but most bring
+/// an ACK: each read goes into one large buffer, and a packet that fits a small buffer is copied
+/// into one so the large buffer serves the next read. A large packet keeps its buffer (no copy
+/// on the bulk path) and a spare takes its place.
+struct TunReader {
     fd: RawFd,
-    core: &mut Core<MioHost>,
-    batch: usize,
     mtu: usize,
-    now: Now,
-) -> io::Result<bool> {
-    // Also bounded in bytes: 64 packets of a 64 KiB MTU would hold 4 MiB at once.
-    let mut bytes = 0;
-    for _ in 0..batch {
-        if bytes >= MAX_BATCH_BYTES {
-            return Ok(true);
+    /// The read buffer when `mtu` exceeds a small buffer; reads go straight into a small one
+    /// otherwise.
+    large: Vec<u8>,
+}
+
+enum TunRead {
+    Packet(Vec<u8>),
+    /// No packet this time; `more`: the tun may still have some (no EAGAIN, no end of file).
+    Stop {
+        more: bool,
+    },
+}
+
+impl TunReader {
+    fn new(fd: RawFd, mtu: usize) -> TunReader {
+        TunReader {
+            fd,
+            mtu,
+            large: Vec::new(),
         }
-        let mut buf = core.to_tun.take_buffer();
+    }
+
+    /// Read up to `batch` packets. Returns whether the tun may still have more (no EAGAIN yet).
+    fn read_batch(&mut self, core: &mut Core<MioHost>, batch: usize, now: Now) -> io::Result<bool> {
+        // Also bounded in bytes: 64 packets of a 64 KiB MTU would hold 4 MiB at once.
+        let mut bytes = 0;
+        for _ in 0..batch {
+            if bytes >= MAX_BATCH_BYTES {
+                return Ok(true);
+            }
+            let mut buf = match self.read_one(&mut core.to_tun, core.tuning.tun_offload)? {
+                TunRead::Packet(buf) => buf,
+                TunRead::Stop { more } => return Ok(more),
+            };
+            if let Some(tap) = &core.tuning.packet_tap {
+                tap.offer(now.ms, &buf);
+            }
+            if core.tuning.tun_offload {
+                // So smoltcp sends the app 64 KiB segments, which the kernel splits (offload.rs).
+                offload::raise_syn_mss(&mut buf, offload::SYN_MSS);
+            }
+            bytes += buf.len();
+            core.on_packet(buf, now);
+        }
+        Ok(true)
+    }
+
+    /// One packet, in a buffer from `spares` sized for it. `offload`: the tun puts a
+    /// `virtio_net_hdr` before each packet.
+    fn read_one(&mut self, spares: &mut PacketQueue, offload: bool) -> io::Result<TunRead> {
+        let direct = self.mtu <= SMALL_PACKET;
+        let mut buf = if direct {
+            spares.take_buffer()
+        } else {
+            if self.large.capacity() < self.mtu {
+                self.large = spares.take_capacity(self.mtu);
+            }
+            std::mem::take(&mut self.large)
+        };
+        buf.clear();
         // Read into spare capacity: zero-filling a large-MTU buffer per packet costs more than
         // the packet.
-        buf.reserve(mtu);
-        let n = if core.tuning.tun_offload {
-            offload::read(fd, &mut buf)
+        buf.reserve_exact(self.mtu);
+        let n = if offload {
+            offload::read(self.fd, &mut buf)
         } else {
             // SAFETY: buf has capacity for buf.capacity() bytes (it is empty).
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.capacity()) };
             if n > 0 {
                 // SAFETY: read initialized the first n bytes (n <= capacity).
                 unsafe { buf.set_len(n as usize) };
             }
             n
         };
-        if n < 0 {
-            core.to_tun.recycle(buf);
+        if n <= 0 {
             let e = io::Error::last_os_error();
+            if direct {
+                spares.recycle(buf);
+            } else {
+                self.large = buf;
+            }
+            if n == 0 {
+                // The other end of the tun is gone (socketpair) or the device went down: keep
+                // serving the outbound side until stopped; nothing more will come.
+                return Ok(TunRead::Stop { more: false });
+            }
             return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(false),
-                io::ErrorKind::Interrupted => Ok(true),
+                io::ErrorKind::WouldBlock => Ok(TunRead::Stop { more: false }),
+                io::ErrorKind::Interrupted => Ok(TunRead::Stop { more: true }),
                 _ => Err(e),
             };
         }
-        if n == 0 {
-            core.to_tun.recycle(buf);
-            // The other end of the tun is gone (socketpair) or the device went down: keep
-            // serving the outbound side until stopped; nothing more will come.
-            return Ok(false);
+        if direct || buf.len() > SMALL_PACKET {
+            return Ok(TunRead::Packet(buf));
         }
-        if let Some(tap) = &core.tuning.packet_tap {
-            tap.offer(now.ms, &buf);
-        }
-        if core.tuning.tun_offload {
-            // So smoltcp sends the app 64 KiB segments, which the kernel splits (offload.rs).
-            offload::raise_syn_mss(&mut buf, offload::SYN_MSS);
-        }
-        bytes += n as usize;
-        core.on_packet(buf, now);
+        let mut small = spares.take_buffer();
+        small.extend_from_slice(&buf);
+        self.large = buf;
+        Ok(TunRead::Packet(small))
     }
-    Ok(true)
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
@@ -301,4 +357,84 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+
+    use super::*;
+    use crate::engine::device::BufferRecycler;
+
+    const MTU: usize = offload::SEGMENT_MTU;
+
+    fn tun() -> (UnixDatagram, UnixDatagram) {
+        let (engine_end, app) = UnixDatagram::pair().unwrap();
+        engine_end.set_nonblocking(true).unwrap();
+        (engine_end, app)
+    }
+
+    fn packet(reader: &mut TunReader, spares: &mut PacketQueue, offload: bool) -> Vec<u8> {
+        match reader.read_one(spares, offload).unwrap() {
+            TunRead::Packet(buf) => buf,
+            TunRead::Stop { more } => panic!("no packet (more: {more})"),
+        }
+    }
+
+    #[test]
+    fn small_packets_are_copied_out_and_large_ones_keep_the_read_buffer() {
+        let (engine_end, app) = tun();
+        let mut spares = PacketQueue::new(BufferRecycler::default());
+        let mut reader = TunReader::new(engine_end.as_raw_fd(), MTU);
+
+        let ack = [0x45u8; 40];
+        app.send(&ack).unwrap();
+        let small = packet(&mut reader, &mut spares, false);
+        assert_eq!(small, ack);
+        assert_eq!(small.capacity(), SMALL_PACKET);
+        assert!(
+            reader.large.capacity() >= MTU,
+            "the read buffer stays for the next read"
+        );
+        let read_buffer = reader.large.as_ptr();
+
+        let segment: Vec<u8> = (0..30_000).map(|i| i as u8).collect();
+        app.send(&segment).unwrap();
+        let large = packet(&mut reader, &mut spares, false);
+        assert_eq!(large, segment);
+        assert_eq!(large.as_ptr(), read_buffer, "a large packet is not copied");
+
+        // The next read gets a buffer of its own, here the recycled one.
+        spares.recycle(large);
+        app.send(&ack).unwrap();
+        assert_eq!(packet(&mut reader, &mut spares, false), ack);
+        assert_eq!(reader.large.as_ptr(), read_buffer);
+    }
+
+    #[test]
+    fn the_offload_header_is_dropped_and_an_empty_tun_stops_the_batch() {
+        let (engine_end, app) = tun();
+        let mut spares = PacketQueue::new(BufferRecycler::default());
+        let mut reader = TunReader::new(engine_end.as_raw_fd(), MTU);
+        let mut framed = vec![0u8; offload::HEADER_LEN];
+        framed.extend_from_slice(&[0x60; 60]);
+        app.send(&framed).unwrap();
+        assert_eq!(packet(&mut reader, &mut spares, true), [0x60; 60]);
+        assert!(matches!(
+            reader.read_one(&mut spares, true).unwrap(),
+            TunRead::Stop { more: false }
+        ));
+    }
+
+    #[test]
+    fn a_small_mtu_reads_straight_into_small_buffers() {
+        let (engine_end, app) = tun();
+        let mut spares = PacketQueue::new(BufferRecycler::default());
+        let mut reader = TunReader::new(engine_end.as_raw_fd(), 1500);
+        app.send(&[0x45; 1500]).unwrap();
+        let full = packet(&mut reader, &mut spares, false);
+        assert_eq!(full, [0x45; 1500]);
+        assert_eq!(full.capacity(), SMALL_PACKET);
+        assert_eq!(reader.large.capacity(), 0);
+    }
 }
