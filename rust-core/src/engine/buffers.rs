@@ -41,6 +41,18 @@ impl TcpBuffers {
         self.rx_len + self.tx_len
     }
 
+    /// Bytes of the region in memory (`mincore`), for tests of the trimming.
+    #[cfg(test)]
+    pub fn resident(&self) -> usize {
+        let page = page_size();
+        let mut pages = vec![0u8; self.len() / page];
+        // SAFETY: the region is mapped, page-aligned and len() long (a whole number of pages);
+        // `pages` has one byte per page.
+        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len(), pages.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        pages.iter().filter(|&&p| p & 1 != 0).count() * page
+    }
+
     pub fn rx_capacity(&self) -> usize {
         self.rx_len
     }
@@ -161,6 +173,7 @@ mod tests {
     fn regions_are_reused_and_zeroed_after_release() {
         let mut pool = BufferPool::new(1000, 5000, 4);
         let buffers = pool.acquire().unwrap();
+        assert_eq!(buffers.resident(), 0, "a new region costs no memory");
         {
             let (mut rx, mut tx) = buffers.rings();
             assert_eq!(rx.capacity(), 4096);
@@ -168,6 +181,7 @@ mod tests {
             assert_eq!(rx.enqueue_slice(b"abc"), 3);
             assert_eq!(tx.enqueue_slice(&[7u8; 8192]), 8192);
         }
+        assert_eq!(buffers.resident(), 3 * 4096, "the pages written");
         let first = buffers.ptr;
         pool.release(buffers);
         let again = pool.acquire().unwrap();

@@ -89,6 +89,9 @@ pub struct Core<H: Host> {
     last_trim: Instant,
     /// The last estimate exceeded the budget: flows also trim themselves when they go quiet.
     over_budget: bool,
+    /// Ring bytes the flows trimmed themselves since the last check: what they would hold
+    /// without it.
+    self_trimmed: usize,
 }
 
 impl<H: Host> Core<H> {
@@ -147,6 +150,7 @@ impl<H: Host> Core<H> {
             trim_mark: 0,
             last_trim: epoch,
             over_budget: false,
+            self_trimmed: 0,
         }
     }
 
@@ -592,8 +596,10 @@ impl<H: Host> Core<H> {
             })
             .sum();
         // Busy flows keep trimming themselves down to half the budget (hysteresis): between two
-        // passes a thousand fast flows can touch many megabytes.
-        self.over_budget = estimate > budget / 2;
+        // passes a thousand fast flows can touch many megabytes. What they trimmed counts, or
+        // the trimming would stop because it works.
+        self.over_budget =
+            estimate.saturating_add(std::mem::take(&mut self.self_trimmed)) > budget / 2;
         if estimate <= budget {
             return;
         }
@@ -663,7 +669,8 @@ impl<H: Host> Core<H> {
                 continue;
             };
             if self.over_budget && outcome == Outcome::Open && flow.touched() >= TRIM_MIN {
-                flow.trim(&mut self.shards[flow.shard]);
+                let released = flow.trim(&mut self.shards[flow.shard]);
+                self.self_trimmed = self.self_trimmed.saturating_add(released);
             }
             if flow.common.inspector_changed {
                 flow.common.inspector_changed = false;

@@ -17,11 +17,11 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
-use super::core::{Core, OWNER_HOLD, OwnerRequest};
+use super::core::{Core, Flow, OWNER_HOLD, OwnerRequest};
 use super::host::{DatagramSocket, Host, StreamSocket};
 use super::packet::{self, Transport};
 use super::report::{Now, Reporter};
-use super::tests::{dns_query, udp_packet};
+use super::tests::{dns_query, pattern, udp_packet};
 use super::{EngineConfig, Outbound, Tuning};
 use crate::flow::{CloseReason, DnsRecord, Event, FlowId, FlowRecord, Proto};
 
@@ -921,4 +921,93 @@ fn a_tcp_flow_that_panics_is_dropped_counted_and_the_others_go_on() {
         sim.settle();
         assert_eq!(server.borrow().received, b"still relayed");
     });
+}
+
+#[test]
+fn busy_flows_keep_trimming_their_rings_while_the_traffic_lasts() {
+    // 16 flows echo 16 KiB each round: 512 KiB a round against a 64 KiB budget. Once over
+    // it, a flow gives its ring pages back as soon as they hold nothing, round after round (the
+    // trimming must not stop because the flows it trimmed look idle).
+    let budget = 64 * 1024;
+    let mut sim = Sim::new(Tuning {
+        tcp_buffer_budget: budget,
+        ..tuning()
+    });
+    let apps: Vec<SocketHandle> = (0..16).map(|i| sim.connect(SERVER, 41000 + i)).collect();
+    let servers: Vec<(FlowId, Rc<RefCell<ServerStream>>)> = sim
+        .host
+        .0
+        .borrow()
+        .streams
+        .iter()
+        .map(|(&id, (_, server))| (id, Rc::clone(server)))
+        .collect();
+    for (id, server) in &servers {
+        server.borrow_mut().connect = Some(Ok(()));
+        sim.answer_owner(*id, None);
+    }
+    for &app in &apps {
+        assert_eq!(sim.app_state(app), tcp::State::Established);
+        // Echoed data is acknowledged at once, so the engine's send rings empty in the round.
+        sim.app_socket(app).set_ack_delay(None);
+    }
+    let message = pattern(16 * 1024);
+    let mut resident = Vec::new();
+    for _ in 0..6 {
+        for &app in &apps {
+            assert_eq!(sim.app_socket(app).send_slice(&message), Ok(message.len()));
+        }
+        // Each side's delayed ACKs pace the segments: let virtual time pass until all arrived.
+        let all_received = |servers: &[(FlowId, Rc<RefCell<ServerStream>>)]| {
+            servers
+                .iter()
+                .all(|(_, server)| server.borrow().received.len() == message.len())
+        };
+        for _ in 0..50 {
+            if all_received(&servers) {
+                break;
+            }
+            sim.advance(Duration::from_millis(5));
+        }
+        assert!(all_received(&servers), "the messages reached the servers");
+        for (_, server) in &servers {
+            let mut server = server.borrow_mut();
+            let echo = std::mem::take(&mut server.received);
+            assert!(echo == message, "relayed bytes differ");
+            server.to_send.extend(echo);
+        }
+        let mut echoed = vec![Vec::new(); apps.len()];
+        for _ in 0..50 {
+            for (got, &app) in echoed.iter_mut().zip(&apps) {
+                got.extend(sim.app_received(app));
+            }
+            if echoed.iter().all(|got| got.len() == message.len()) {
+                break;
+            }
+            sim.advance(Duration::from_millis(5));
+        }
+        assert!(echoed.iter().all(|got| *got == message), "echoes differ");
+        resident.push(sim.ring_pages_resident());
+        sim.advance(Duration::from_millis(110));
+    }
+    // The first round is under way before the first check; from the second on, every round's
+    // rings are given back as they empty.
+    assert!(
+        resident[1..].iter().all(|&bytes| bytes < budget),
+        "resident ring bytes per round: {resident:?}"
+    );
+}
+
+impl Sim {
+    /// Bytes of the flows' TCP rings in memory now.
+    fn ring_pages_resident(&self) -> usize {
+        self.core
+            .flows
+            .values()
+            .map(|flow| match flow {
+                Flow::Tcp(tcp) => tcp.buffers.as_ref().map_or(0, |b| b.resident()),
+                _ => 0,
+            })
+            .sum()
+    }
 }

@@ -321,7 +321,7 @@ fn final_flows(events: &[Event]) -> Vec<FlowRecord> {
     flows
 }
 
-fn pattern(len: usize) -> Vec<u8> {
+pub(super) fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
