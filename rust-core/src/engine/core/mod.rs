@@ -244,10 +244,11 @@ impl<H: Host> Core<H> {
             Some(Flow::Tcp(flow)) => {
                 flow.out_readable |= readable;
                 flow.out_writable |= writable;
-                if flow.phase == Phase::Connecting {
-                    self.on_connect_progress(id, now);
-                } else {
+                if flow.phase != Phase::Connecting {
                     self.touched.push(id);
+                } else if let Some(result) = flow.check_connect() {
+                    let owner_pending = !flow.common.owner_done;
+                    self.connect_finished(id, result, owner_pending, now);
                 }
             }
             Some(Flow::Udp(_)) if readable => {

@@ -160,26 +160,23 @@ impl<H: Host> Core<H> {
             });
     }
 
-    /// Readiness of a connecting flow's socket: the connect may have finished. Success releases
-    /// the SYN-ACK once the owner is known too (see `owner`).
-    pub(super) fn on_connect_progress(&mut self, id: FlowId, now: Now) {
-        let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else {
-            return;
-        };
-        match flow.check_connect() {
-            None => {}
-            Some(Ok(())) => {
-                log::trace!("flow {id}: connected to {}", flow.common.record.key.dst);
-                flow.connected = true;
-                if !flow.common.owner_done {
+    /// A connecting flow's outbound connect finished. Success releases the SYN-ACK once the
+    /// owner is known too (see `owner`); failure resets the app.
+    pub(super) fn connect_finished(
+        &mut self,
+        id: FlowId,
+        result: std::io::Result<()>,
+        owner_pending: bool,
+        now: Now,
+    ) {
+        match result {
+            Ok(()) => {
+                if owner_pending {
                     self.hold_for_owner(id, now);
                 }
                 self.release_if_ready(id);
             }
-            Some(Err(e)) => {
-                log::debug!("connect {} failed: {e}", flow.common.record.key.dst);
-                self.fail_connect(id, connect_reason(&e));
-            }
+            Err(e) => self.fail_connect(id, connect_reason(&e)),
         }
     }
 
