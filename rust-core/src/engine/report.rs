@@ -390,6 +390,7 @@ impl Reporter {
             }
         }
         flow.last_activity = now.mono;
+        // Never back: a capture's packets can be out of order, a wall clock can step back.
         flow.record.last_seen = flow.record.last_seen.max(now.ms);
         self.counted(flow);
     }
@@ -560,8 +561,8 @@ mod tests {
     }
 
     /// Drives one HTTP flow through a reporter in `mode` as a driver does (open, counters, the
-    /// dissector naming it, more bytes, close), on capture time; returns every event and the
-    /// reporter's pending-update state after each step.
+    /// dissector naming it, more bytes, a second later, close), on capture time; returns the
+    /// events of each step, and the reporter.
     fn drive(mode: Mode) -> (Vec<Vec<Event>>, Reporter) {
         let (tx, rx) = channel();
         let mut reporter = Reporter::with_mode(tx, mode);
