@@ -408,10 +408,20 @@ impl Reporter {
     /// The flow ended. Its `last_seen` stays the time of its last packet or byte, as in a
     /// replay of its capture: an idle or stopped flow was not seen at its close.
     pub fn closed(&mut self, flow: &mut FlowCommon, reason: CloseReason) {
+        self.closing(flow, reason);
+        self.send(Event::FlowClosed(flow.record.clone()));
+    }
+
+    /// [`closed`](Self::closed) for a flow its driver drops now: the record goes out uncopied.
+    pub fn closed_dropped(&mut self, mut flow: FlowCommon, reason: CloseReason) {
+        self.closing(&mut flow, reason);
+        self.send(Event::FlowClosed(flow.record));
+    }
+
+    fn closing(&mut self, flow: &mut FlowCommon, reason: CloseReason) {
         self.stats.flows_open = self.stats.flows_open.saturating_sub(1);
         flow.record.close_reason = Some(reason);
         flow.dirty = false;
-        self.send(Event::FlowClosed(flow.record.clone()));
         if self.mode == Mode::Live && flow.record.uid.is_none() {
             if self.unowned_closed.len() == LATE_OWNER_FLOWS {
                 self.unowned_closed.pop_front();

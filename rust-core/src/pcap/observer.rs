@@ -617,8 +617,9 @@ impl Observer {
         for record in self.dns.expire(now.ms) {
             self.emit_dns(record, now);
         }
-        for mut state in expired {
-            self.reporter.closed(&mut state.common, CloseReason::Idle);
+        for state in expired {
+            self.reporter
+                .closed_dropped(state.common, CloseReason::Idle);
         }
     }
 
@@ -637,8 +638,8 @@ impl Observer {
             self.emit_dns(record, now);
         }
         let reason = self.reporter.mode().end_reason();
-        for mut state in open {
-            self.reporter.closed(&mut state.common, reason);
+        for state in open {
+            self.reporter.closed_dropped(state.common, reason);
         }
         self.stats()
     }
