@@ -566,15 +566,13 @@ impl Observer {
         if !state.announced {
             state.announced = true;
             self.reporter.opened(common, now.ms);
-        } else if close.is_some() {
-            // The close carries the final name (a DNS answer may have come since).
-            self.reporter.rename(common, now.ms);
         } else if rename {
             self.reporter.rename(common, now.ms);
-            if owner_found {
-                self.reporter.owner_found(common);
-            } else {
-                self.reporter.changed(common);
+            match (close, owner_found) {
+                // A closing packet's news travels with the close.
+                (Some(_), _) => {}
+                (None, true) => self.reporter.owner_found(common),
+                (None, false) => self.reporter.changed(common),
             }
         }
         if let Some(reason) = close {
