@@ -44,7 +44,7 @@ impl Now {
 
 /// Where the live relay and a capture replay must differ, and nowhere else (docs/ARCHITECTURE.md
 /// lists the same). Everything else (records, counters, naming, the open and close events, DNS
-/// records, idle expiry by [`FlowCommon::idle_expired`]) is one code for both.
+/// records, idle limits) is one code for both.
 ///
 /// - Clock: live reads the wall and monotonic clocks ([`Now::read`]); a replay reads the
 ///   capture's timestamps ([`CaptureClock`]): no wall clock, no waiting.
@@ -233,8 +233,8 @@ impl FlowCommon {
         }
     }
 
-    /// Has the flow been idle (no packet either way) for its limit? The idle expiry rule, on
-    /// the loop's clock live and on the capture's in a replay.
+    /// Has the flow been idle (no packet either way) for its limit? The observer's idle expiry
+    /// on capture time; the engine's sweep (core.rs) makes the same comparison on the loop's.
     pub fn idle_expired(&self, limits: &IdleTimeouts, class: IdleClass, now: Now) -> bool {
         now.mono.saturating_duration_since(self.last_activity) >= limits.limit(class)
     }
