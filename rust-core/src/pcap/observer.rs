@@ -1,7 +1,7 @@
 //! The engine in observe mode: turns captured packets into the same [`Event`]s the live engine
-//! sends, through the same flow tracker: each flow is an engine [`FlowCommon`] (record,
-//! dissector, activity clock) and every event goes out through an engine [`Reporter`] in
-//! [`Mode::Observe`], so counters, naming and event policy are the live engine's code; where a
+//! sends, through the same flow tracker: each flow is an engine `FlowCommon` (record,
+//! dissector, activity clock) and every event goes out through an engine `Reporter` in
+//! `Mode::Observe`, so counters, naming and event policy are the live engine's code; where a
 //! replay must differ, `Mode` says so. What stays here is the transport of a capture: both
 //! directions of a flow seen from outside, TCP reassembly, the client guessed from the ports
 //! when a flow's start is not in the capture, and owners read from the capture.
