@@ -41,18 +41,6 @@ impl TcpBuffers {
         self.rx_len + self.tx_len
     }
 
-    /// Bytes of the region in memory (`mincore`), for tests of the trimming.
-    #[cfg(test)]
-    pub fn resident(&self) -> usize {
-        let page = page_size();
-        let mut pages = vec![0u8; self.len() / page];
-        // SAFETY: the region is mapped, page-aligned and len() long (a whole number of pages);
-        // `pages` has one byte per page.
-        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len(), pages.as_mut_ptr()) };
-        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
-        pages.iter().filter(|&&p| p & 1 != 0).count() * page
-    }
-
     pub fn rx_capacity(&self) -> usize {
         self.rx_len
     }
@@ -80,6 +68,19 @@ impl TcpBuffers {
                 libc::MADV_DONTNEED,
             )
         };
+    }
+}
+
+#[cfg(test)]
+impl TcpBuffers {
+    /// Bytes of the rings resident in memory (`mincore`): what trimming must give back.
+    pub fn resident(&self) -> usize {
+        let page = page_size();
+        let mut pages = vec![0u8; self.len().div_ceil(page)];
+        // SAFETY: the range is our mapping, and `pages` has one byte per page of it.
+        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len(), pages.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        pages.iter().filter(|&&p| p & 1 != 0).count() * page
     }
 }
 
