@@ -4,13 +4,25 @@
 //!
 //! Datagrams to the tunnel's DNS address go to the upstream resolver instead; each query is
 //! remembered until its answer (logged as a `DnsRecord`) or a timeout (answered with SERVFAIL,
-//! so the app's resolver does not wait for its own timeout).
+//! so the app's resolver does not wait for its own timeout). Such a flow is one DNS exchange
+//! (`flow_rules::dns_exchange_over`): once every query it carried has had its reply delivered to
+//! the app, the engine closes it (`answered`), socket and all, and the next query from the same
+//! 5-tuple, often another process's reusing the source port, opens a flow with its own owner.
+//!
+//! The socket closes with the record rather than lingering for late datagrams: by then each
+//! query the flow carried has had exactly one reply reach the app (its answer, released from the
+//! owner hold first, or a SERVFAIL), so anything the resolver still sends on that socket
+//! answers a query the app no longer waits for (a duplicate for a retransmission, a real answer
+//! after our SERVFAIL), which its resolver discards. Relaying those would need a second socket
+//! per 5-tuple beside the next exchange's, whose late answers a replay could not tell from the
+//! next exchange's own.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::flow::Direction;
+use crate::flow_rules;
 
 use super::device::PacketQueue;
 use super::dns;
@@ -27,6 +39,9 @@ pub struct UdpFlow<D> {
     /// open while it waits for the answer, so the owner lookup still finds a process that
     /// exits right after its lookup. Released by the owner's answer or after `OWNER_HOLD`.
     held_answers: Vec<Vec<u8>>,
+    /// A query of this DNS flow has ended (answered or failed): once none waits and no answer
+    /// is held, the exchange is over.
+    exchange_ended: bool,
 }
 
 /// A DNS exchange that ended, for the engine's query log (which needs every flow's state, so
@@ -52,6 +67,14 @@ struct PendingQuery {
     sent: Instant,
 }
 
+impl PendingQuery {
+    /// `message` (a query or an answer) has this query's id and question. Two queries may share
+    /// an id (some resolvers send A and AAAA with one), so an answer is matched by both.
+    fn same_exchange(&self, id: u16, message: &[u8]) -> bool {
+        self.id == id && dns::same_question(&self.query, message)
+    }
+}
+
 /// Queries kept per flow; beyond this the oldest is answered SERVFAIL at once.
 const MAX_PENDING: usize = 64;
 
@@ -65,7 +88,18 @@ impl<D> UdpFlow<D> {
             socket,
             dns: dns.then(Vec::new),
             held_answers: Vec::new(),
+            exchange_ended: false,
         }
+    }
+
+    /// This DNS flow's exchange is over: each query it carried has had its reply delivered to
+    /// the app, so the flow closes (`answered`) and the next query on its 5-tuple opens another.
+    /// Live, the reply must also have left the owner hold.
+    pub fn exchange_over(&self) -> bool {
+        self.dns.as_ref().is_some_and(|pending| {
+            self.held_answers.is_empty()
+                && flow_rules::dns_exchange_over(self.exchange_ended, pending.len())
+        })
     }
 
     /// `query` went upstream. Returns the query it pushed out of the bound, if any, for the
@@ -74,7 +108,8 @@ impl<D> UdpFlow<D> {
         let (Some(pending), Some(id)) = (&mut self.dns, dns::message_id(query)) else {
             return None;
         };
-        pending.retain(|q| q.id != id);
+        // A retransmission replaces the copy it repeats (one answer will do for both).
+        pending.retain(|q| !q.same_exchange(id, query));
         pending.push(PendingQuery {
             id,
             query: query.to_vec(),
@@ -83,12 +118,16 @@ impl<D> UdpFlow<D> {
         (pending.len() > MAX_PENDING).then(|| pending.remove(0))
     }
 
-    /// The query `answer` answers, taken off the pending list.
+    /// The query `answer` answers, taken off the pending list: the one with its id and
+    /// question, else (an upstream that rewrote the question) the first with its id.
     fn answered(&mut self, answer: &[u8]) -> Option<PendingQuery> {
         let pending = self.dns.as_mut()?;
         let id = dns::message_id(answer)?;
-        let at = pending.iter().position(|q| q.id == id)?;
-        Some(pending.swap_remove(at))
+        let at = pending
+            .iter()
+            .position(|q| q.same_exchange(id, answer))
+            .or_else(|| pending.iter().position(|q| q.id == id))?;
+        Some(pending.remove(at))
     }
 
     /// The queries that waited `timeout` or longer, taken off the pending list.
@@ -200,6 +239,7 @@ impl<D: DatagramSocket> UdpFlow<D> {
                 reporter.rename(&mut self.common, now.ms);
             }
             if let Some(query) = self.answered(payload) {
+                self.exchange_ended = true;
                 outcome.exchanges.push(DnsExchange {
                     query: query.query,
                     answer: Some(payload.to_vec()),
@@ -241,7 +281,8 @@ impl<D: DatagramSocket> UdpFlow<D> {
     }
 
     /// The upstream did not answer `query`: SERVFAIL to the app, and an exchange with no answer.
-    fn fail(&self, query: Vec<u8>, to_tun: &mut PacketQueue) -> DnsExchange {
+    fn fail(&mut self, query: Vec<u8>, to_tun: &mut PacketQueue) -> DnsExchange {
+        self.exchange_ended = true;
         let key = self.common.record.key;
         answer_servfail(to_tun, key.dst, key.src, &query);
         DnsExchange {

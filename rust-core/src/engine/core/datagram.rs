@@ -95,7 +95,11 @@ impl<H: Host> Core<H> {
         if outcome.holding {
             self.hold_for_owner(id, now);
         }
+        let ended = !outcome.exchanges.is_empty();
         self.record_exchanges(id, outcome.exchanges, now);
+        if ended {
+            self.close_if_answered(id);
+        }
     }
 
     /// Answer DNS queries that waited too long with SERVFAIL.
@@ -112,6 +116,7 @@ impl<H: Host> Core<H> {
         }
         for (id, exchanges) in failed {
             self.record_exchanges(id, exchanges, now);
+            self.close_if_answered(id);
         }
     }
 
