@@ -992,6 +992,30 @@ fn a_dns_flow_whose_query_got_servfail_closes_as_answered() {
 }
 
 #[test]
+fn a_dns_exchange_with_the_apps_own_resolver_ends_with_its_answer_too() {
+    let mut sim = Sim::new(tuning());
+    let app = SocketAddr::new(APP_IP.into(), 40104);
+    let resolver = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 53).into(), 53);
+    let query = dns_query(4, "direct.example");
+    sim.core
+        .on_packet(udp_packet(app, resolver, &query), sim.now());
+    sim.settle();
+    let (flow, server) = sim.newest_datagrams();
+    assert_eq!(server.borrow().received, vec![query.clone()]);
+    // Not ours to hold or log: relayed as is, and its answer ends the flow as a replay's does.
+    server.borrow_mut().to_send.push_back(noerror(&query));
+    sim.settle();
+    assert_eq!(sim.dns_to_app(), vec![noerror(&query)]);
+    assert!(server.borrow().closed);
+    let flows = sim.closed_flows();
+    assert_eq!(
+        (flows[0].id, flows[0].close_reason),
+        (flow, Some(CloseReason::Answered))
+    );
+    assert!(sim.dns_records().is_empty());
+}
+
+#[test]
 fn an_idle_udp_flow_expires_and_its_socket_closes() {
     let mut t = tuning();
     t.udp_idle_timeout = Duration::from_secs(120);

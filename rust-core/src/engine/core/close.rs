@@ -47,8 +47,9 @@ impl<H: Host> Core<H> {
 
     /// A DNS flow whose exchange is over (`UdpFlow::exchange_over`: every query it carried has
     /// had its reply delivered) closes as `answered`, so the next query on its 5-tuple opens a
-    /// new flow with its own owner lookup. Called wherever a query ends or an answer leaves
-    /// the owner hold. Nothing waits or is held, so nothing is left to send or log.
+    /// new flow with its own owner lookup. Checked after the flow's datagrams, its SERVFAILs
+    /// at the DNS timeout and the release of its held answers. Nothing waits or is held then,
+    /// so nothing is left to send or log.
     pub(super) fn close_if_answered(&mut self, id: FlowId) {
         if let Some(Flow::Udp(flow)) = self.flows.get(&id)
             && flow.exchange_over()
