@@ -41,8 +41,8 @@ pub struct UdpFlow<D> {
     /// open while it waits for the answer, so the owner lookup still finds a process that
     /// exits right after its lookup. Released by the owner's answer or after `OWNER_HOLD`.
     held_answers: Vec<Vec<u8>>,
-    /// A query of this DNS flow has ended (answered or failed): once none waits and no answer
-    /// is held, the exchange is over.
+    /// This DNS flow read an answer or failed a query: once no query waits and no answer is
+    /// held, its exchange is over.
     exchange_ended: bool,
 }
 

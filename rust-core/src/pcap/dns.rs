@@ -23,12 +23,10 @@ impl Pending {
     /// `message` asks this query's first question. Two queries may share an id (some resolvers
     /// send A and AAAA with one), so answers are matched by id and question, as live.
     fn same_question(&self, message: &DnsMessage) -> bool {
-        let ask = |m: &DnsMessage| {
-            m.questions
-                .first()
-                .map(|q| (q.name.clone(), q.qtype, q.qclass))
-        };
-        ask(&self.query) == ask(message)
+        match (self.query.questions.first(), message.questions.first()) {
+            (Some(a), Some(b)) => a.name == b.name && a.qtype == b.qtype && a.qclass == b.qclass,
+            (a, b) => a.is_none() && b.is_none(),
+        }
     }
 }
 
