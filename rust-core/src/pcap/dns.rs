@@ -3,10 +3,8 @@
 //! A capture may hold only one side: a lone answer is logged by itself, a query that gets no
 //! answer within [`ANSWER_TIMEOUT_MS`] is logged without one.
 
-use std::collections::HashMap;
-
 use crate::dissect::dns::{self, DnsMessage, Exchange};
-use crate::flow::{DnsRecord, FlowId, FlowKey, Millis, Proto};
+use crate::flow::{DnsRecord, FlowId, FlowKey, FlowTable, Millis, Proto};
 
 /// A query still unanswered after this long is logged as unanswered.
 pub const ANSWER_TIMEOUT_MS: Millis = crate::flow_rules::DNS_ANSWER_TIMEOUT.as_millis() as Millis;
@@ -41,9 +39,9 @@ struct FlowExchange {
 #[derive(Default)]
 pub struct DnsTracker {
     /// Queries by flow and id; more than one when queries share an id.
-    pending: HashMap<(FlowId, u16), Vec<Pending>>,
+    pending: FlowTable<(FlowId, u16), Vec<Pending>>,
     waiting: usize,
-    flows: HashMap<FlowId, FlowExchange>,
+    flows: FlowTable<FlowId, FlowExchange>,
 }
 
 fn exchange(time: Millis, key: FlowKey) -> Exchange {

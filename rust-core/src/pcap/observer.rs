@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use crate::dissect::DeviceScan;
 use crate::engine::report::{CaptureClock, FlowCommon, Mode, Now, Reporter};
-use crate::flow::{CloseReason, Direction, DnsRecord, Event, FlowId, FlowKey, Millis, Proto};
+use crate::flow::{
+    CloseReason, Direction, DnsRecord, Event, FlowId, FlowKey, FlowTable, Millis, Proto,
+};
 use crate::flow_rules::{self, IdleClass, IdleTimeouts};
 
 use super::dns::{self, DnsTracker};
@@ -129,7 +131,7 @@ struct FlowState {
 pub struct Observer {
     reporter: Reporter,
     clock: CaptureClock,
-    flows: HashMap<Tuple, FlowState>,
+    flows: FlowTable<Tuple, FlowState>,
     next_id: FlowId,
     defrag: Defrag,
     dns: DnsTracker,
@@ -145,7 +147,7 @@ impl Observer {
         Observer {
             reporter: Reporter::with_mode(events, Mode::Observe),
             clock: CaptureClock::new(),
-            flows: HashMap::new(),
+            flows: FlowTable::default(),
             next_id: 1,
             defrag: Defrag::default(),
             dns: DnsTracker::default(),

@@ -18,11 +18,10 @@ mod tcp_service;
 mod timers;
 mod trim;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::flow::FlowId;
+use crate::flow::{FlowId, FlowTable};
 
 use super::buffers::BufferPool;
 use super::device::{BufferRecycler, PacketQueue};
@@ -72,10 +71,10 @@ pub struct Core<H: Host> {
     pub(super) host: H,
     pub(super) shards: Vec<Shard>,
     pub(super) pool: BufferPool,
-    pub(super) flows: HashMap<FlowId, Flow<H>>,
-    pub(super) tcp_index: HashMap<(SocketAddr, SocketAddr), FlowId>,
-    pub(super) udp_index: HashMap<(SocketAddr, SocketAddr), FlowId>,
-    pub(super) echo_index: HashMap<(IpAddr, IpAddr, u16), FlowId>,
+    pub(super) flows: FlowTable<FlowId, Flow<H>>,
+    pub(super) tcp_index: FlowTable<(SocketAddr, SocketAddr), FlowId>,
+    pub(super) udp_index: FlowTable<(SocketAddr, SocketAddr), FlowId>,
+    pub(super) echo_index: FlowTable<(IpAddr, IpAddr, u16), FlowId>,
     next_id: FlowId,
     pub(super) reporter: Reporter,
     /// Packets for the tun: shard output and the engine's own (UDP, ICMP, RST), written
@@ -139,10 +138,10 @@ impl<H: Host> Core<H> {
             host,
             shards,
             pool,
-            flows: HashMap::new(),
-            tcp_index: HashMap::new(),
-            udp_index: HashMap::new(),
-            echo_index: HashMap::new(),
+            flows: FlowTable::default(),
+            tcp_index: FlowTable::default(),
+            udp_index: FlowTable::default(),
+            echo_index: FlowTable::default(),
             next_id: 1,
             reporter,
             to_tun: PacketQueue::new(recycler),
