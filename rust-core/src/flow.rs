@@ -77,6 +77,10 @@ pub enum CloseReason {
     ConnectFailed,
     /// No traffic for the idle timeout.
     Idle,
+    /// A plain DNS exchange over UDP ended: every query the flow carried was answered (or, by
+    /// the engine, failed with SERVFAIL). A later query on the same 5-tuple is a new flow, with
+    /// its own owner: source ports are reused within seconds by other processes.
+    Answered,
     /// The engine stopped while the flow was open.
     EngineStop,
     /// The capture file ended while the flow was open (observe mode).
@@ -94,6 +98,7 @@ impl CloseReason {
             CloseReason::Refused => "refused",
             CloseReason::ConnectFailed => "connect-failed",
             CloseReason::Idle => "idle",
+            CloseReason::Answered => "answered",
             CloseReason::EngineStop => "engine-stop",
             CloseReason::EndOfCapture => "end-of-capture",
             CloseReason::Error => "error",

@@ -1,6 +1,6 @@
 //! One set of rules for what a flow is, shared by the live relay (`engine`) and the capture
 //! replay (`pcap::Observer`), so a live session and its pcapng give the same rows: how an ICMP
-//! echo flow is keyed, what its bytes are, and when an idle flow ends.
+//! echo flow is keyed, what its bytes are, when an idle flow ends and when a DNS exchange does.
 //!
 //! Where observe mode must differ, `engine::report::Mode` says so, once (and docs/ARCHITECTURE.md
 //! lists the same).
@@ -61,6 +61,17 @@ pub const DNS_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A UDP flow to a DNS server (port 53), which idles out sooner: one query, one answer.
 pub fn is_dns_server(key: &FlowKey) -> bool {
     key.proto == Proto::Udp && key.dst.port() == 53
+}
+
+/// When a plain DNS exchange over UDP (a flow to a DNS server) is over: a query it carried has
+/// ended (answered; live, also failed with the engine's SERVFAIL) and none still waits. The
+/// flow then closes with `answered`, and the next query on its 5-tuple opens a new flow with
+/// its own owner: another process may have the source port by then (ports are reused within a
+/// second under load), and a flow kept open until its idle timeout would lend it the old
+/// owner. A and AAAA sent from one socket before either answer are one exchange; a query seen
+/// only by its answer (a capture that starts mid-exchange) ends with that answer.
+pub fn dns_exchange_over(a_query_ended: bool, still_waiting: usize) -> bool {
+    a_query_ended && still_waiting == 0
 }
 
 /// An ICMP echo flow: one per (app address, identifier, destination), as a ping socket is. The

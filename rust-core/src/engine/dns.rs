@@ -30,6 +30,20 @@ pub fn servfail(query: &[u8]) -> Option<Vec<u8>> {
     Some(reply)
 }
 
+/// `a` and `b` (a query and its answer, or two queries) ask the same first question: the name
+/// compared without regard to ASCII case (resolvers may randomise it, 0x20 encoding), type and
+/// class exactly. False when either has no readable question.
+pub fn same_question(a: &[u8], b: &[u8]) -> bool {
+    match (question_end(a), question_end(b)) {
+        (Some(end_a), Some(end_b)) if end_a == end_b => {
+            let name_end = end_a - 4;
+            a[12..name_end].eq_ignore_ascii_case(&b[12..name_end])
+                && a[name_end..end_a] == b[name_end..end_b]
+        }
+        _ => false,
+    }
+}
+
 /// Where the first question ends (after QTYPE and QCLASS).
 fn question_end(message: &[u8]) -> Option<usize> {
     let mut at = 12;
@@ -110,6 +124,16 @@ mod tests {
         // A truncated question still yields a header-only SERVFAIL.
         let header_only = servfail(&q[..14]).unwrap();
         assert_eq!(header_only.len(), 12);
+    }
+
+    #[test]
+    fn questions_match_by_name_in_any_case_and_exact_type() {
+        let a = query(1, "Example.ORG", TYPE::A);
+        assert!(same_question(&a, &query(2, "example.org", TYPE::A)));
+        assert!(!same_question(&a, &query(1, "example.org", TYPE::AAAA)));
+        assert!(!same_question(&a, &query(1, "example.net", TYPE::A)));
+        assert!(!same_question(&a, &a[..a.len() - 1]));
+        assert!(!same_question(&a[..11], &a[..11]));
     }
 
     #[test]

@@ -805,6 +805,216 @@ fn pending_dns_queries_are_bounded_and_the_oldest_is_failed_first() {
     assert_eq!(sim.dns_records()[0].query, "n0.example");
 }
 
+/// An empty NOERROR answer to `query` (same id and question).
+fn noerror(query: &[u8]) -> Vec<u8> {
+    let mut answer = super::dns::servfail(query).unwrap();
+    answer[3] = 0x80;
+    answer
+}
+
+/// `query` asking for AAAA instead of A.
+fn aaaa(mut query: Vec<u8>) -> Vec<u8> {
+    let qtype = query.len() - 4;
+    query[qtype..qtype + 2].copy_from_slice(&28u16.to_be_bytes());
+    query
+}
+
+impl Sim {
+    /// The datagram socket opened last, with its flow.
+    fn newest_datagrams(&self) -> (FlowId, Rc<RefCell<ServerDatagrams>>) {
+        let net = self.host.0.borrow();
+        let (&id, (_, server)) = net.datagrams.iter().max_by_key(|(id, _)| **id).unwrap();
+        (id, Rc::clone(server))
+    }
+
+    /// DNS payloads the engine sent to the app so far.
+    fn dns_to_app(&self) -> Vec<Vec<u8>> {
+        self.datagrams_to_app
+            .iter()
+            .filter_map(|p| udp_of(p).map(|(_, _, payload)| payload))
+            .collect()
+    }
+}
+
+#[test]
+fn two_dns_exchanges_from_one_5tuple_get_their_own_flows_and_owners() {
+    let mut sim = Sim::new(tuning());
+    let app = SocketAddr::new(APP_IP.into(), 40100);
+    let service = SocketAddr::new(DNS_IP.into(), 53);
+    let first = dns_query(1, "first.example");
+    sim.core
+        .on_packet(udp_packet(app, service, &first), sim.now());
+    sim.settle();
+    let (first_flow, first_server) = sim.newest_datagrams();
+    sim.answer_owner(first_flow, Some(10001));
+    first_server.borrow_mut().to_send.push_back(noerror(&first));
+    sim.settle();
+    assert_eq!(sim.dns_to_app(), vec![noerror(&first)]);
+    assert!(first_server.borrow().closed, "the exchange is over");
+    // 675 ms later another process has the port (the e2e failure this rule fixes).
+    sim.advance(Duration::from_millis(675));
+    let second = dns_query(2, "second.example");
+    sim.core
+        .on_packet(udp_packet(app, service, &second), sim.now());
+    sim.settle();
+    let (second_flow, second_server) = sim.newest_datagrams();
+    assert_ne!(second_flow, first_flow);
+    assert_eq!(second_server.borrow().received, vec![second.clone()]);
+    assert!(sim.owner_requests.iter().any(|r| r.flow == second_flow));
+    second_server
+        .borrow_mut()
+        .to_send
+        .push_back(noerror(&second));
+    sim.settle();
+    assert!(sim.dns_to_app().len() == 1, "held for the second owner");
+    sim.answer_owner(second_flow, Some(10002));
+    assert_eq!(sim.dns_to_app().len(), 2);
+    let flows = sim.closed_flows();
+    let owners: Vec<_> = flows
+        .iter()
+        .map(|f| (f.id, f.key.src, f.uid, f.close_reason))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![
+            (first_flow, app, Some(10001), Some(CloseReason::Answered)),
+            (second_flow, app, Some(10002), Some(CloseReason::Answered)),
+        ]
+    );
+    let records: Vec<_> = sim
+        .dns_records()
+        .into_iter()
+        .map(|r| (r.query, r.uid, r.flow_id))
+        .collect();
+    assert_eq!(
+        records,
+        vec![
+            ("first.example".to_owned(), Some(10001), Some(first_flow)),
+            ("second.example".to_owned(), Some(10002), Some(second_flow)),
+        ]
+    );
+}
+
+#[test]
+fn a_and_aaaa_sent_from_one_socket_before_the_answers_are_one_flow() {
+    let mut sim = Sim::new(tuning());
+    let app = SocketAddr::new(APP_IP.into(), 40101);
+    let service = SocketAddr::new(DNS_IP.into(), 53);
+    // One id for both, as some resolvers send them: told apart by their question.
+    let a = dns_query(7, "both.example");
+    let quad_a = aaaa(a.clone());
+    sim.core.on_packet(udp_packet(app, service, &a), sim.now());
+    sim.core
+        .on_packet(udp_packet(app, service, &quad_a), sim.now());
+    sim.settle();
+    let (flow, server) = sim.newest_datagrams();
+    assert_eq!(server.borrow().received, vec![a.clone(), quad_a.clone()]);
+    sim.answer_owner(flow, Some(10003));
+    server.borrow_mut().to_send.push_back(noerror(&quad_a));
+    sim.settle();
+    assert!(!server.borrow().closed, "the A query still waits");
+    assert!(sim.closed_flows().is_empty());
+    server.borrow_mut().to_send.push_back(noerror(&a));
+    sim.settle();
+    assert!(server.borrow().closed);
+    assert_eq!(sim.dns_to_app(), vec![noerror(&quad_a), noerror(&a)]);
+    let flows = sim.closed_flows();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].close_reason, Some(CloseReason::Answered));
+    let records: Vec<_> = sim
+        .dns_records()
+        .into_iter()
+        .map(|r| (r.qtype, r.flow_id, r.rcode))
+        .collect();
+    assert_eq!(
+        records,
+        vec![(28, Some(flow), Some(0)), (1, Some(flow), Some(0))]
+    );
+}
+
+#[test]
+fn an_answer_held_for_the_owner_reaches_the_app_before_its_flow_closes() {
+    let mut sim = Sim::new(tuning());
+    let app = SocketAddr::new(APP_IP.into(), 40102);
+    let service = SocketAddr::new(DNS_IP.into(), 53);
+    let query = dns_query(9, "late.example");
+    sim.core
+        .on_packet(udp_packet(app, service, &query), sim.now());
+    // The app retransmits before the answer: one query waiting, one answer for both copies.
+    sim.advance(Duration::from_millis(100));
+    sim.core
+        .on_packet(udp_packet(app, service, &query), sim.now());
+    sim.settle();
+    let (flow, server) = sim.newest_datagrams();
+    assert_eq!(server.borrow().received.len(), 2);
+    server.borrow_mut().to_send.push_back(noerror(&query));
+    sim.settle();
+    // Answered, but the owner lookup has not: the answer and the flow wait for it.
+    assert!(sim.dns_to_app().is_empty());
+    assert!(!server.borrow().closed);
+    sim.advance(OWNER_HOLD);
+    assert_eq!(sim.dns_to_app(), vec![noerror(&query)]);
+    assert!(server.borrow().closed, "closed once its answer went out");
+    let flows = sim.closed_flows();
+    assert_eq!(
+        (flows.len(), flows[0].id, flows[0].close_reason),
+        (1, flow, Some(CloseReason::Answered))
+    );
+    // The lookup answers after the close: the record and the query get the uid still.
+    sim.answer_owner(flow, Some(10004));
+    assert_eq!(sim.closed_flows()[0].uid, Some(10004));
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].uid, Some(10004));
+}
+
+#[test]
+fn a_dns_flow_whose_query_got_servfail_closes_as_answered() {
+    let mut t = tuning();
+    t.dns_timeout = Duration::from_secs(5);
+    let mut sim = Sim::new(t);
+    let app = SocketAddr::new(APP_IP.into(), 40103);
+    let service = SocketAddr::new(DNS_IP.into(), 53);
+    sim.core.on_packet(
+        udp_packet(app, service, &dns_query(3, "slow.example")),
+        sim.now(),
+    );
+    sim.settle();
+    let (flow, server) = sim.newest_datagrams();
+    sim.answer_owner(flow, Some(10005));
+    sim.advance(Duration::from_secs(6));
+    assert_eq!(sim.dns_to_app().len(), 1);
+    assert!(server.borrow().closed);
+    assert_eq!(
+        sim.closed_flows()[0].close_reason,
+        Some(CloseReason::Answered)
+    );
+}
+
+#[test]
+fn a_dns_exchange_with_the_apps_own_resolver_ends_with_its_answer_too() {
+    let mut sim = Sim::new(tuning());
+    let app = SocketAddr::new(APP_IP.into(), 40104);
+    let resolver = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 53).into(), 53);
+    let query = dns_query(4, "direct.example");
+    sim.core
+        .on_packet(udp_packet(app, resolver, &query), sim.now());
+    sim.settle();
+    let (flow, server) = sim.newest_datagrams();
+    assert_eq!(server.borrow().received, vec![query.clone()]);
+    // Not ours to hold or log: relayed as is, and its answer ends the flow as a replay's does.
+    server.borrow_mut().to_send.push_back(noerror(&query));
+    sim.settle();
+    assert_eq!(sim.dns_to_app(), vec![noerror(&query)]);
+    assert!(server.borrow().closed);
+    let flows = sim.closed_flows();
+    assert_eq!(
+        (flows[0].id, flows[0].close_reason),
+        (flow, Some(CloseReason::Answered))
+    );
+    assert!(sim.dns_records().is_empty());
+}
+
 #[test]
 fn an_idle_udp_flow_expires_and_its_socket_closes() {
     let mut t = tuning();

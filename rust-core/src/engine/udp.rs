@@ -4,13 +4,25 @@
 //!
 //! Datagrams to the tunnel's DNS address go to the upstream resolver instead; each query is
 //! remembered until its answer (logged as a `DnsRecord`) or a timeout (answered with SERVFAIL,
-//! so the app's resolver does not wait for its own timeout).
+//! so the app's resolver does not wait for its own timeout). Such a flow is one DNS exchange
+//! (`flow_rules::dns_exchange_over`): once every query it carried has had its reply delivered to
+//! the app, the engine closes it (`answered`), socket and all, and the next query from the same
+//! 5-tuple, often another process's reusing the source port, opens a flow with its own owner.
+//!
+//! The socket closes with the record rather than lingering for late datagrams: by then each
+//! query the flow carried has had exactly one reply reach the app (its answer, released from the
+//! owner hold first, or a SERVFAIL), so anything the resolver still sends on that socket
+//! answers a query the app no longer waits for (a duplicate for a retransmission, a real answer
+//! after our SERVFAIL), which its resolver discards. Relaying those would need a second socket
+//! per 5-tuple beside the next exchange's, whose late answers a replay could not tell from the
+//! next exchange's own.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::flow::Direction;
+use crate::flow_rules;
 
 use super::device::PacketQueue;
 use super::dns;
@@ -21,12 +33,17 @@ use super::report::{FlowCommon, Now, Reporter};
 pub struct UdpFlow<D> {
     pub common: FlowCommon,
     pub socket: D,
-    /// Set for flows to the DNS service: queries waiting for an answer.
+    /// Set for flows to a DNS server: queries waiting for an answer.
     dns: Option<Vec<PendingQuery>>,
+    /// The flow goes to the engine's DNS service (`DnsRole::Service`).
+    service: bool,
     /// Answers (tun packets) to the app held until its owner is known: the app's socket stays
     /// open while it waits for the answer, so the owner lookup still finds a process that
     /// exits right after its lookup. Released by the owner's answer or after `OWNER_HOLD`.
     held_answers: Vec<Vec<u8>>,
+    /// This DNS flow read an answer or failed a query: once no query waits and no answer is
+    /// held, its exchange is over.
+    exchange_ended: bool,
 }
 
 /// A DNS exchange that ended, for the engine's query log (which needs every flow's state, so
@@ -52,29 +69,67 @@ struct PendingQuery {
     sent: Instant,
 }
 
+impl PendingQuery {
+    /// `message` (a query or an answer) has this query's id and question. Two queries may share
+    /// an id (some resolvers send A and AAAA with one), so an answer is matched by both.
+    fn same_exchange(&self, id: u16, message: &[u8]) -> bool {
+        self.id == id && dns::same_question(&self.query, message)
+    }
+}
+
+/// What a UDP flow is to DNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsRole {
+    NotDns,
+    /// To a DNS server of the app's own choosing (port 53, not the engine's address): relayed
+    /// as is; its queries are followed only to tell when its exchange is over, as a replay
+    /// does for every flow to port 53.
+    Direct,
+    /// To the engine's DNS service: forwarded upstream, logged, answers held for the owner,
+    /// SERVFAIL when the upstream fails.
+    Service,
+}
+
 /// Queries kept per flow; beyond this the oldest is answered SERVFAIL at once.
 const MAX_PENDING: usize = 64;
 
 /// A DNS flow's own bookkeeping, which knows nothing of the engine: which query an answer
 /// belongs to, which queries waited too long.
 impl<D> UdpFlow<D> {
-    /// `dns`: the flow goes to the DNS service (its queries are matched to answers).
-    pub fn new(common: FlowCommon, socket: D, dns: bool) -> UdpFlow<D> {
+    pub fn new(common: FlowCommon, socket: D, role: DnsRole) -> UdpFlow<D> {
         UdpFlow {
             common,
             socket,
-            dns: dns.then(Vec::new),
+            dns: (role != DnsRole::NotDns).then(Vec::new),
+            service: role == DnsRole::Service,
             held_answers: Vec::new(),
+            exchange_ended: false,
         }
     }
 
+    /// This DNS flow's exchange is over: each query it carried has had its reply delivered to
+    /// the app, so the flow closes (`answered`) and the next query on its 5-tuple opens another.
+    /// Live, the reply must also have left the owner hold.
+    pub fn exchange_over(&self) -> bool {
+        self.dns.as_ref().is_some_and(|pending| {
+            self.held_answers.is_empty()
+                && flow_rules::dns_exchange_over(self.exchange_ended, pending.len())
+        })
+    }
+
     /// `query` went upstream. Returns the query it pushed out of the bound, if any, for the
-    /// caller to fail.
+    /// caller to fail (a direct flow's is forgotten).
     fn query_sent(&mut self, query: &[u8], now: Instant) -> Option<PendingQuery> {
+        // A direct flow may carry anything on port 53: only what a replay reads as a DNS
+        // query counts, so both see the same exchange.
+        if !self.service && read_as_dns(query) != Some(false) {
+            return None;
+        }
         let (Some(pending), Some(id)) = (&mut self.dns, dns::message_id(query)) else {
             return None;
         };
-        pending.retain(|q| q.id != id);
+        // A retransmission replaces the copy it repeats (one answer will do for both).
+        pending.retain(|q| !q.same_exchange(id, query));
         pending.push(PendingQuery {
             id,
             query: query.to_vec(),
@@ -83,12 +138,16 @@ impl<D> UdpFlow<D> {
         (pending.len() > MAX_PENDING).then(|| pending.remove(0))
     }
 
-    /// The query `answer` answers, taken off the pending list.
+    /// The query `answer` answers, taken off the pending list: the one with its id and
+    /// question, else (an upstream that rewrote the question) the first with its id.
     fn answered(&mut self, answer: &[u8]) -> Option<PendingQuery> {
         let pending = self.dns.as_mut()?;
         let id = dns::message_id(answer)?;
-        let at = pending.iter().position(|q| q.id == id)?;
-        Some(pending.swap_remove(at))
+        let at = pending
+            .iter()
+            .position(|q| q.same_exchange(id, answer))
+            .or_else(|| pending.iter().position(|q| q.id == id))?;
+        Some(pending.remove(at))
     }
 
     /// The queries that waited `timeout` or longer, taken off the pending list.
@@ -127,7 +186,9 @@ impl<D: DatagramSocket> UdpFlow<D> {
         match self.socket.send(payload) {
             Ok(n) => {
                 reporter.bytes(&mut self.common, Direction::Up, n, now);
-                if let Some(oldest) = self.query_sent(payload, now.mono) {
+                if let Some(oldest) = self.query_sent(payload, now.mono)
+                    && self.service
+                {
                     outcome.exchanges.push(self.fail(oldest.query, to_tun));
                 }
             }
@@ -135,7 +196,7 @@ impl<D: DatagramSocket> UdpFlow<D> {
             Err(e) => {
                 log::debug!("UDP send to {}: {e}", key.dst);
                 reporter.stats.packets_dropped += 1;
-                if self.dns.is_some() {
+                if self.service {
                     outcome.exchanges.push(self.fail(payload.to_vec(), to_tun));
                 }
             }
@@ -165,8 +226,9 @@ impl<D: DatagramSocket> UdpFlow<D> {
                     // ICMP errors from the server surface here (ECONNREFUSED). The error is
                     // consumed by this recv; keep reading until WouldBlock (edge-triggered).
                     log::debug!("UDP recv for flow {}: {e}", self.common.record.id);
-                    if let Some(pending) = self.dns.as_mut().map(std::mem::take) {
-                        for query in pending {
+                    if self.service {
+                        let pending = self.dns.as_mut().map(std::mem::take);
+                        for query in pending.unwrap_or_default() {
                             outcome.exchanges.push(self.fail(query.query, to_tun));
                         }
                     } else if e.kind() == io::ErrorKind::ConnectionRefused {
@@ -181,7 +243,7 @@ impl<D: DatagramSocket> UdpFlow<D> {
             let payload = &scratch[..n];
             let mut out = to_tun.take_buffer();
             if packet::build_udp(&mut out, key.dst, key.src, payload) {
-                let hold = self.dns.is_some()
+                let hold = self.service
                     && !self.common.owner_done
                     && self.held_answers.len() < MAX_PENDING;
                 if hold {
@@ -199,7 +261,12 @@ impl<D: DatagramSocket> UdpFlow<D> {
             if self.common.inspect_datagram(Direction::Down, payload) {
                 reporter.rename(&mut self.common, now.ms);
             }
-            if let Some(query) = self.answered(payload) {
+            let query = self.answered(payload);
+            // Any answer counts, as a replay counts every response it reads.
+            self.exchange_ended |= self.dns.is_some() && read_as_dns(payload) == Some(true);
+            if let Some(query) = query
+                && self.service
+            {
                 outcome.exchanges.push(DnsExchange {
                     query: query.query,
                     answer: Some(payload.to_vec()),
@@ -209,7 +276,9 @@ impl<D: DatagramSocket> UdpFlow<D> {
         outcome
     }
 
-    /// Answer the DNS queries that waited `timeout` or longer with SERVFAIL.
+    /// Answer the DNS queries that waited `timeout` or longer with SERVFAIL. A direct flow's
+    /// are forgotten: not answered by us, they do not end its exchange (a replay's expired
+    /// queries do not either).
     pub fn fail_overdue(
         &mut self,
         timeout: Duration,
@@ -217,6 +286,9 @@ impl<D: DatagramSocket> UdpFlow<D> {
         now: Now,
     ) -> Vec<DnsExchange> {
         let overdue = self.overdue(now.mono, timeout);
+        if !self.service {
+            return Vec::new();
+        }
         overdue
             .into_iter()
             .map(|query| self.fail(query.query, to_tun))
@@ -234,6 +306,9 @@ impl<D: DatagramSocket> UdpFlow<D> {
     pub fn finish(&mut self, to_tun: &mut PacketQueue) -> Vec<DnsExchange> {
         self.release_answers(to_tun);
         let pending = self.dns.take().unwrap_or_default();
+        if !self.service {
+            return Vec::new();
+        }
         pending
             .into_iter()
             .map(|query| self.fail(query.query, to_tun))
@@ -241,7 +316,8 @@ impl<D: DatagramSocket> UdpFlow<D> {
     }
 
     /// The upstream did not answer `query`: SERVFAIL to the app, and an exchange with no answer.
-    fn fail(&self, query: Vec<u8>, to_tun: &mut PacketQueue) -> DnsExchange {
+    fn fail(&mut self, query: Vec<u8>, to_tun: &mut PacketQueue) -> DnsExchange {
+        self.exchange_ended = true;
         let key = self.common.record.key;
         answer_servfail(to_tun, key.dst, key.src, &query);
         DnsExchange {
@@ -249,6 +325,14 @@ impl<D: DatagramSocket> UdpFlow<D> {
             answer: None,
         }
     }
+}
+
+/// `message` read as a replay reads DNS (`dissect::dns::parse_lenient`): Some(is_response),
+/// None when it is not DNS.
+fn read_as_dns(message: &[u8]) -> Option<bool> {
+    crate::dissect::dns::parse_lenient(message)
+        .ok()
+        .map(|m| m.is_response)
 }
 
 /// A SERVFAIL from the DNS service at `service` to `client`'s `query`.

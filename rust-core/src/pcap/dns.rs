@@ -17,9 +17,31 @@ struct Pending {
     query: DnsMessage,
 }
 
+impl Pending {
+    /// `message` asks this query's first question. Two queries may share an id (some resolvers
+    /// send A and AAAA with one), so answers are matched by id and question, as live.
+    fn same_question(&self, message: &DnsMessage) -> bool {
+        match (self.query.questions.first(), message.questions.first()) {
+            (Some(a), Some(b)) => a.name == b.name && a.qtype == b.qtype && a.qclass == b.qclass,
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+}
+
+/// Where one flow's exchange stands, for `flow_rules::dns_exchange_over`.
+#[derive(Default)]
+struct FlowExchange {
+    waiting: usize,
+    /// A response was seen on the flow.
+    answered: bool,
+}
+
 #[derive(Default)]
 pub struct DnsTracker {
-    pending: FlowTable<(FlowId, u16), Pending>,
+    /// Queries by flow and id; more than one when queries share an id.
+    pending: FlowTable<(FlowId, u16), Vec<Pending>>,
+    waiting: usize,
+    flows: FlowTable<FlowId, FlowExchange>,
 }
 
 fn exchange(time: Millis, key: FlowKey) -> Exchange {
@@ -46,23 +68,68 @@ impl DnsTracker {
         };
         let mut out = Vec::new();
         if !msg.is_response {
-            if self.pending.len() >= MAX_PENDING {
+            if self.waiting >= MAX_PENDING {
                 out.extend(self.expire(Millis::MAX));
             }
+            let queries = self.pending.entry((flow, msg.id)).or_default();
             // A retransmitted query keeps the first one's time.
-            self.pending.entry((flow, msg.id)).or_insert(Pending {
-                time: now,
-                key,
-                query: msg,
-            });
+            if !queries.iter().any(|p| p.same_question(&msg)) {
+                queries.push(Pending {
+                    time: now,
+                    key,
+                    query: msg,
+                });
+                self.waiting += 1;
+                self.flows.entry(flow).or_default().waiting += 1;
+            }
             return out;
         }
-        let record = match self.pending.remove(&(flow, msg.id)) {
+        self.flows.entry(flow).or_default().answered = true;
+        let record = match self.take(flow, &msg) {
             Some(p) => dns::record_from(exchange(p.time, p.key), Some(&p.query), Some(&msg)),
             None => dns::record_from(exchange(now, key), None, Some(&msg)),
         };
         out.extend(record);
         out
+    }
+
+    /// The query `answer` answers, off the pending list: the one with its id and question,
+    /// else (an upstream that rewrote the question) the first with its id.
+    fn take(&mut self, flow: FlowId, answer: &DnsMessage) -> Option<Pending> {
+        let queries = self.pending.get_mut(&(flow, answer.id))?;
+        let at = queries
+            .iter()
+            .position(|p| p.same_question(answer))
+            .unwrap_or(0);
+        let taken = (at < queries.len()).then(|| queries.remove(at));
+        if queries.is_empty() {
+            self.pending.remove(&(flow, answer.id));
+        }
+        if taken.is_some() {
+            self.unwait(flow);
+        }
+        taken
+    }
+
+    fn unwait(&mut self, flow: FlowId) {
+        self.waiting = self.waiting.saturating_sub(1);
+        if let Some(exchange) = self.flows.get_mut(&flow) {
+            exchange.waiting = exchange.waiting.saturating_sub(1);
+        }
+    }
+
+    /// UDP flow `flow`'s DNS exchange is over (`flow_rules::dns_exchange_over`): it saw an
+    /// answer and no query of it still waits.
+    pub fn exchange_over(&self, flow: FlowId) -> bool {
+        self.flows
+            .get(&flow)
+            .is_some_and(|f| crate::flow_rules::dns_exchange_over(f.answered, f.waiting))
+    }
+
+    /// Flow `flow` ended: its exchange state goes (its waiting queries are still logged when
+    /// they expire).
+    pub fn forget(&mut self, flow: FlowId) {
+        self.flows.remove(&flow);
     }
 
     /// Queries of TCP flows arrive in a stream: whole length-prefixed messages are taken from
@@ -85,23 +152,22 @@ impl DnsTracker {
 
     /// Queries unanswered for [`ANSWER_TIMEOUT_MS`] by `now`, logged without an answer.
     pub fn expire(&mut self, now: Millis) -> Vec<DnsRecord> {
-        let mut expired: Vec<Pending> = Vec::new();
-        self.pending.retain(|_, p| {
-            if now.saturating_sub(p.time) >= ANSWER_TIMEOUT_MS {
-                expired.push(Pending {
-                    time: p.time,
-                    key: p.key,
-                    query: p.query.clone(),
-                });
-                false
-            } else {
-                true
-            }
+        let mut expired: Vec<(FlowId, Pending)> = Vec::new();
+        self.pending.retain(|&(flow, _), queries| {
+            let (gone, kept) = std::mem::take(queries)
+                .into_iter()
+                .partition(|p| now.saturating_sub(p.time) >= ANSWER_TIMEOUT_MS);
+            *queries = kept;
+            expired.extend(gone.into_iter().map(|p: Pending| (flow, p)));
+            !queries.is_empty()
         });
-        expired.sort_by_key(|p| p.time);
+        for (flow, _) in &expired {
+            self.unwait(*flow);
+        }
+        expired.sort_by_key(|(_, p)| p.time);
         expired
             .iter()
-            .filter_map(|p| dns::record_from(exchange(p.time, p.key), Some(&p.query), None))
+            .filter_map(|(_, p)| dns::record_from(exchange(p.time, p.key), Some(&p.query), None))
             .collect()
     }
 

@@ -472,10 +472,16 @@ impl Observer {
     ) {
         let src = SocketAddr::new(ip.src, src_port);
         let dst = SocketAddr::new(ip.dst, dst_port);
+        // A DNS flow closed by its answer: the client's next datagram opens a new flow, as live
+        // (where its socket is gone); a late answer from the server stays with the closed one.
+        let restart = self
+            .flows
+            .get(&Tuple::new(Proto::Udp, src, dst))
+            .is_some_and(|state| state.closed && state.common.record.key.src == src);
         // The first packet's sender is the client, unless it plainly comes from a service port
         // to an ephemeral one (a reply whose query is not in the capture).
-        let Some((tuple, dir)) = self.flow_for(now, Proto::Udp, src, dst, false, || {
-            !service_port(src_port) || service_port(dst_port)
+        let Some((tuple, dir)) = self.flow_for(now, Proto::Udp, src, dst, restart, || {
+            restart || !service_port(src_port) || service_port(dst_port)
         }) else {
             return;
         };
@@ -495,7 +501,15 @@ impl Observer {
                 self.emit_dns(record, now);
             }
         }
-        self.after_packet(tuple, now, owner_found, None);
+        // A plain DNS exchange ends with its last answer (the live engine's SERVFAILs are in
+        // its captures as answers).
+        let answered = flow_rules::is_dns_server(&key) && self.dns.exchange_over(flow_id);
+        self.after_packet(
+            tuple,
+            now,
+            owner_found,
+            answered.then_some(CloseReason::Answered),
+        );
     }
 
     fn on_icmp(&mut self, now: Now, ip: &IpPacket<'_>, owner: &Owner) {
@@ -580,6 +594,7 @@ impl Observer {
         if let Some(reason) = close {
             state.closed = true;
             self.reporter.closed(common, reason);
+            self.dns.forget(common.record.id);
         }
     }
 
@@ -618,6 +633,7 @@ impl Observer {
             self.emit_dns(record, now);
         }
         for state in expired {
+            self.dns.forget(state.common.record.id);
             self.reporter
                 .closed_dropped(state.common, CloseReason::Idle);
         }
@@ -1024,6 +1040,108 @@ mod tests {
             .unwrap();
         assert_eq!(tcp.hostname.as_deref(), Some("late.example"));
         assert_eq!(tcp.hostname_source, Some(NameSource::Dns));
+    }
+
+    /// A DNS query for `name` (`qtype`), or with `answer` its empty NOERROR answer.
+    fn dns_message(id: u16, name: &str, qtype: u16, answer: bool) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend(if answer { [0x81, 0x80] } else { [0x01, 0x00] });
+        m.extend([0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split('.') {
+            m.push(label.len() as u8);
+            m.extend(label.as_bytes());
+        }
+        m.push(0);
+        m.extend(qtype.to_be_bytes());
+        m.extend([0, 1]);
+        m
+    }
+
+    fn owned(uid: u32) -> Owner {
+        Owner {
+            uid: Some(uid),
+            app: None,
+        }
+    }
+
+    #[test]
+    fn a_dns_exchange_over_udp_ends_with_its_last_answer_as_live() {
+        let resolver = Ipv4Addr::new(198, 18, 0, 1);
+        let up = |m: Vec<u8>| ipv4(PHONE, resolver, 17, &udp(41000, 53, &m));
+        let down = |m: Vec<u8>| ipv4(resolver, PHONE, 17, &udp(53, 41000, &m));
+        let packets = [
+            // One process: A and AAAA with one id from one socket, both before the answers.
+            (
+                1000,
+                up(dns_message(5, "one.example", 1, false)),
+                owned(10001),
+            ),
+            (
+                1001,
+                up(dns_message(5, "one.example", 28, false)),
+                owned(10001),
+            ),
+            (
+                1010,
+                down(dns_message(5, "one.example", 28, true)),
+                owned(10001),
+            ),
+            (
+                1011,
+                down(dns_message(5, "one.example", 1, true)),
+                owned(10001),
+            ),
+            // A late duplicate answer stays with the closed exchange: no flow, no record.
+            (
+                1200,
+                down(dns_message(5, "one.example", 1, true)),
+                Owner::default(),
+            ),
+            // 675 ms on, another process has the source port.
+            (
+                1686,
+                up(dns_message(9, "two.example", 1, false)),
+                owned(10002),
+            ),
+            (
+                1700,
+                down(dns_message(9, "two.example", 1, true)),
+                owned(10002),
+            ),
+        ];
+        let (tx, rx) = mpsc::channel();
+        let mut obs = Observer::new(tx);
+        for (t, p, owner) in &packets {
+            obs.on_ip(*t, p, owner);
+        }
+        obs.finish();
+        let events: Vec<Event> = rx.try_iter().collect();
+        let flows: Vec<_> = closed(&events)
+            .into_iter()
+            .map(|f| (f.uid, f.packets_up, f.packets_down, f.close_reason))
+            .collect();
+        assert_eq!(
+            flows,
+            vec![
+                (Some(10001), 2, 2, Some(CloseReason::Answered)),
+                (Some(10002), 1, 1, Some(CloseReason::Answered)),
+            ]
+        );
+        let lookups: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Dns(d) => Some((d.query.as_str(), d.qtype, d.uid)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            lookups,
+            vec![
+                ("one.example", 28, Some(10001)),
+                ("one.example", 1, Some(10001)),
+                ("two.example", 1, Some(10002)),
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! How flows end, for every kind in one place: the flow leaves the tables, its socket goes back
 //! to the host, its rings to the pool, and its final record is reported, so no close path can
 //! forget one of them. Idle expiry, a supervised panic and the engine's stop go through
-//! [`Core::close_flow`]; a TCP flow's own outcome through `close_tcp`.
+//! [`Core::close_flow`]; a TCP flow's own outcome through `close_tcp`, a DNS exchange's end
+//! through `close_if_answered`.
 
 use crate::flow::{CloseReason, FlowId};
 
@@ -41,6 +42,23 @@ impl<H: Host> Core<H> {
         };
         let exchanges = flow.finish(&mut self.to_tun);
         self.record_exchanges(id, exchanges, now);
+        self.remove_udp(id, reason);
+    }
+
+    /// A DNS flow whose exchange is over (`UdpFlow::exchange_over`: every query it carried has
+    /// had its reply delivered) closes as `answered`, so the next query on its 5-tuple opens a
+    /// new flow with its own owner lookup. Checked after the flow's datagrams, its SERVFAILs
+    /// at the DNS timeout and the release of its held answers. Nothing waits or is held then,
+    /// so nothing is left to send or log.
+    pub(super) fn close_if_answered(&mut self, id: FlowId) {
+        if let Some(Flow::Udp(flow)) = self.flows.get(&id)
+            && flow.exchange_over()
+        {
+            self.remove_udp(id, CloseReason::Answered);
+        }
+    }
+
+    fn remove_udp(&mut self, id: FlowId, reason: CloseReason) {
         let Some(Flow::Udp(flow)) = self.flows.remove(&id) else {
             return;
         };

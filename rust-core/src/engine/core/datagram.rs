@@ -13,7 +13,7 @@ use crate::engine::host::Host;
 use crate::engine::icmp::EchoFlow;
 use crate::engine::packet::{self, Parsed};
 use crate::engine::report::{FlowCommon, Now};
-use crate::engine::udp::{self, UdpFlow, UdpOutcome};
+use crate::engine::udp::{self, DnsRole, UdpFlow, UdpOutcome};
 
 impl<H: Host> Core<H> {
     pub(super) fn udp_packet(&mut self, parsed: Parsed, buf: &[u8], now: Now) {
@@ -69,7 +69,14 @@ impl<H: Host> Core<H> {
         let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
         self.owner_now(&mut common);
         self.reporter.opened(&mut common, now.ms);
-        let flow = UdpFlow::new(common, socket, is_dns);
+        let role = if is_dns {
+            DnsRole::Service
+        } else if flow_rules::is_dns_server(&key) {
+            DnsRole::Direct
+        } else {
+            DnsRole::NotDns
+        };
+        let flow = UdpFlow::new(common, socket, role);
         self.flows.insert(id, Flow::Udp(Box::new(flow)));
         self.udp_index.insert((src, dst), id);
         self.ask_owner(id, key);
@@ -96,6 +103,7 @@ impl<H: Host> Core<H> {
             self.hold_for_owner(id, now);
         }
         self.record_exchanges(id, outcome.exchanges, now);
+        self.close_if_answered(id);
     }
 
     /// Answer DNS queries that waited too long with SERVFAIL.
@@ -112,6 +120,7 @@ impl<H: Host> Core<H> {
         }
         for (id, exchanges) in failed {
             self.record_exchanges(id, exchanges, now);
+            self.close_if_answered(id);
         }
     }
 

@@ -108,6 +108,7 @@ impl<H: Host> Core<H> {
             Some(Flow::Udp(flow)) => {
                 if flow.common.owner_done {
                     flow.release_answers(&mut self.to_tun);
+                    self.close_if_answered(id);
                 }
                 return;
             }
