@@ -14,10 +14,14 @@ import org.phonehome.proto.AppDetail
 import org.phonehome.proto.AppIdentity
 import org.phonehome.proto.AppRow
 import org.phonehome.proto.CompanyContacts
+import org.phonehome.proto.ComparedHost
+import org.phonehome.proto.Comparison
 import org.phonehome.proto.Endpoint
+import org.phonehome.proto.Marker
 import org.phonehome.proto.Snapshot
 import org.phonehome.proto.Totals
 import org.phonehome.ui.AppDetailActivity
+import org.phonehome.ui.ExperimentActivity
 import org.phonehome.ui.LiveActivity
 import org.phonehome.vpn.CaptureNotification
 import org.robolectric.Robolectric
@@ -171,6 +175,47 @@ class CountsTest {
                 val companies = detail.findViewById<TextView>(R.id.companies).text.toString()
                 if (companies != want.company) wrong += "$where: companies '$companies', expected '${want.company}'"
                 detail.finish()
+            }
+        }
+        assertTrue(wrong.joinToString("\n"), wrong.isEmpty())
+        assertEquals("crashes", emptyList<String>(), Harness.crashes.toList())
+    }
+
+    /** The experiment's comparison: one host of one, one contact before; then two of two, two contacts. */
+    @Test
+    fun experimentComparisonSaysOneHostAndTwoHosts() {
+        val expected = mapOf(
+            "en" to listOf(
+                "After “Ads off”: 1 of 1 host is still contacted.", "h1.example: 1 contact before → 3 after",
+                "After “Ads off”: 2 of 2 hosts are still contacted.", "h1.example: 2 contacts before → 3 after",
+            ),
+            "de" to listOf(
+                "Nach „Ads off“: 1 von 1 Host wird weiterhin kontaktiert.", "h1.example: 1 Kontakt vorher → 3 nachher",
+                "Nach „Ads off“: 2 von 2 Hosts werden weiterhin kontaktiert.", "h1.example: 2 Kontakte vorher → 3 nachher",
+            ),
+        )
+        val marker = Marker.newBuilder().setId(1).setLabel("Ads off").setTimeMs(1_767_225_600_000L)
+        FakeCore.snapshot = snapshot(1).toBuilder().addMarkers(marker).build()
+        val wrong = mutableListOf<String>()
+        for ((locale, lines) in expected) {
+            Harness.setLocale(locale)
+            for (n in 1..2) {
+                FakeCore.comparison = Comparison.newBuilder().setMarker(marker).addAllHosts(
+                    (1..n).map { ComparedHost.newBuilder().setHost("h$it.example").setFlowsBefore(n.toLong()).setFlowsAfter(3).build() },
+                ).build()
+                val activity = Robolectric.buildActivity(ExperimentActivity::class.java).setup().get()
+                val spinner = activity.findViewById<android.widget.Spinner>(R.id.marker_spinner)
+                Shots.settle("the marker on Experiment ($locale)") { spinner.adapter?.count == 1 }
+                activity.findViewById<android.widget.Button>(R.id.compare).performClick()
+                val result = activity.findViewById<TextView>(R.id.compare_result)
+                Shots.settle("the comparison ($locale, $n)") { "h1.example" in result.text }
+                result.requestRectangleOnScreen(android.graphics.Rect(0, 0, result.width, result.height), true)
+                Shots.save(activity, "ExperimentActivity-compare-$n-$locale")
+                val text = result.text.toString()
+                val (summary, line) = lines.subList(2 * (n - 1), 2 * n)
+                if (!text.startsWith(summary)) wrong += "$locale, $n: '$text' does not start with '$summary'"
+                if (text.lines().none { it == line }) wrong += "$locale, $n: '$text' has no line '$line'"
+                activity.finish()
             }
         }
         assertTrue(wrong.joinToString("\n"), wrong.isEmpty())
