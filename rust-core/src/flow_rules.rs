@@ -2,14 +2,8 @@
 //! replay (`pcap::Observer`), so a live session and its pcapng give the same rows: how an ICMP
 //! echo flow is keyed, what its bytes are, and when an idle flow ends.
 //!
-//! Where observe mode must differ, it is said here, once (and listed in docs/ARCHITECTURE.md):
-//! - the clock is the capture's timestamps, not the loop's (no wall clock, no waiting);
-//! - a flow whose start is not in the capture gets its client guessed from the ports;
-//! - no connect happens, so there is no connect timeout and no "refused": a SYN the server
-//!   answers with RST closes as reset by the server;
-//! - a flow still open at the end closes as `end-of-capture` where the live engine says
-//!   `engine-stop`;
-//! - owners come from the capture (PCAPdroid trailers, pcapng comments), not from lookups.
+//! Where observe mode must differ, `engine::report::Mode` says so, once (and docs/ARCHITECTURE.md
+//! lists the same).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

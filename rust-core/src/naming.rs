@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use crate::dissect::dns::EchConfig;
 use crate::dissect::{Inspection, L7_MIPUSH};
-use crate::flow::{DnsRecord, FlowRecord, Millis, NameSource};
+use crate::flow::{DnsRecord, FlowRecord, FlowTable, Millis, NameSource};
 
 /// Answers are believed at least this long, whatever their TTL (many CDNs answer with TTL 0-20
 /// while the app connects a moment later).
@@ -60,7 +60,7 @@ impl CachedEch {
 /// engine (or observer) run; owned by the thread that handles flows, so no locking.
 #[derive(Debug, Default)]
 pub struct Namer {
-    by_ip: HashMap<IpAddr, Vec<CachedName>>,
+    by_ip: FlowTable<IpAddr, Vec<CachedName>>,
     /// ECH configurations by the name whose HTTPS/SVCB answer carried them.
     ech_by_name: HashMap<String, Vec<CachedEch>>,
     /// The same configurations by their public_name (the outer SNI of a real ECH hello).

@@ -7,6 +7,9 @@ use std::process::Command;
 use phonehome::pcap::PcapngWriter;
 use phonehome::store::{FlowFilter, Reader};
 
+#[path = "common/phonehome_bin.rs"]
+mod phonehome_bin;
+use phonehome_bin::phonehome_ok;
 #[path = "common/udp_packet.rs"]
 mod udp_packet;
 use udp_packet::udp_packet;
@@ -211,18 +214,10 @@ fn device_context_from_flags_or_section_header_flags_own_ip_and_model() {
     std::fs::write(&pcapdroid, described).unwrap();
 
     let flagged = |db: &Path, args: &[&str], file: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
-            .args(["analyze", "-q", "--db"])
-            .arg(db)
-            .args(args)
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut all = vec!["analyze", "-q", "--db", db.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.push(file.to_str().unwrap());
+        phonehome_ok(&all);
         let flows = Reader::open_read_only(db)
             .unwrap()
             .flows(&FlowFilter::default())

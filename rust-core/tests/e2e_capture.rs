@@ -257,7 +257,7 @@ fn dns_goes_through_the_engine() {
     // The summary counts what the database holds: one contact (curl's connection), and every
     // query as a lookup, not as a contact with the resolver.
     assert!(
-        out.stderr.contains("\n1 contacts with 1 destinations, "),
+        out.stderr.contains("\n1 contact with 1 destination, "),
         "{}",
         out.stderr
     );

@@ -195,18 +195,7 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
     let pcap = dir.path().join("known.pcapng");
     let db = dir.path().join("e.db");
     capture(&pcap);
-    let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
-        .args(["analyze", "-q", "--db"])
-        .arg(&db)
-        .arg(&pcap)
-        .envs(geo_file().map(|g| ("PHONEHOME_GEO", g)))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phonehome(&["analyze", "-q", pcap.to_str().unwrap()], &db);
 
     let jsonl = phonehome(&["flows", "--format", "jsonl"], &db);
     let flows: Vec<serde_json::Value> = jsonl
@@ -352,17 +341,7 @@ fn comparison_counts_contacts_and_lookups_per_company() {
     for (name, meta_only) in [("before.pcapng", false), ("after.pcapng", true)] {
         let pcap = dir.path().join(name);
         capture_with(&pcap, meta_only);
-        let out = Command::new(env!("CARGO_BIN_EXE_phonehome"))
-            .args(["analyze", "-q", "--db"])
-            .arg(&db)
-            .arg(&pcap)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        phonehome(&["analyze", "-q", pcap.to_str().unwrap()], &db);
     }
     let json: serde_json::Value = serde_json::from_str(&phonehome(
         &["report", "--compare", "1..2", "--format", "json"],

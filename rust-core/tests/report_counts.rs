@@ -230,7 +230,7 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("Xiaomi: {n} contacts with 1 endpoints")),
+        text.contains(&format!("Xiaomi: {n} contacts with 1 endpoint.")),
         "{text}"
     );
     let session_row = text

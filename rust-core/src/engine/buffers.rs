@@ -71,6 +71,19 @@ impl TcpBuffers {
     }
 }
 
+#[cfg(test)]
+impl TcpBuffers {
+    /// Bytes of the rings resident in memory (`mincore`): what trimming must give back.
+    pub fn resident(&self) -> usize {
+        let page = page_size();
+        let mut pages = vec![0u8; self.len().div_ceil(page)];
+        // SAFETY: the range is our mapping, and `pages` has one byte per page of it.
+        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len(), pages.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        pages.iter().filter(|&&p| p & 1 != 0).count() * page
+    }
+}
+
 pub struct BufferPool {
     rx_len: usize,
     tx_len: usize,

@@ -93,6 +93,19 @@ impl PacketQueue {
         self.queue.push_back(packet);
     }
 
+    /// Queue the packet `build` writes into a fresh buffer, or recycle the buffer when `build`
+    /// says it could not (the engine's own replies: RST, ICMP errors, UDP, SERVFAIL).
+    pub fn push_built(&mut self, build: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        let mut out = self.take_buffer();
+        let built = build(&mut out);
+        if built {
+            self.push(out);
+        } else {
+            self.recycle(out);
+        }
+        built
+    }
+
     pub fn pop(&mut self) -> Option<Vec<u8>> {
         self.queue.pop_front()
     }

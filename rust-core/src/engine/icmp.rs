@@ -4,15 +4,15 @@
 //! counted and dropped.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use crate::flow::{CloseReason, Direction, FlowId};
+use crate::flow::Direction;
 use crate::flow_rules;
 
-use super::core::{Core, Flow};
-use super::host::{DatagramSocket, Host};
-use super::packet::{self, Parsed};
-use super::report::{FlowCommon, Now};
+use super::device::PacketQueue;
+use super::host::DatagramSocket;
+use super::packet;
+use super::report::{FlowCommon, Now, Reporter};
 
 pub struct EchoFlow<D> {
     pub common: FlowCommon,
@@ -21,115 +21,54 @@ pub struct EchoFlow<D> {
     pub ident: u16,
 }
 
-impl<H: Host> Core<H> {
-    pub(super) fn echo_packet(&mut self, parsed: Parsed, ident: u16, buf: &[u8], now: Now) {
-        let key = (parsed.src, parsed.dst, ident);
-        let id = match self.echo_index.get(&key) {
-            Some(&id) => id,
-            None => match self.open_echo(parsed, ident, now) {
-                Some(id) => id,
-                None => {
-                    self.dropped();
-                    return;
-                }
-            },
-        };
-        let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else {
-            return;
-        };
+/// An echo flow leaves the engine nothing to act on: no query log, no hold, no close of its own
+/// (it ends when idle), so its handlers return nothing.
+impl<D: DatagramSocket> EchoFlow<D> {
+    /// One echo request from the app: `message` is the ICMP message from its header on (the
+    /// kernel rewrites the identifier and checksum).
+    pub fn send_up(&mut self, message: &[u8], reporter: &mut Reporter, now: Now) {
         #[cfg(test)]
-        super::core::panic_if_provoked(ident);
-        // The ICMP message from its header on: the kernel rewrites the identifier and checksum.
-        let l4_start = parsed.payload.0 - 8;
-        let message = &buf[l4_start..parsed.payload.1];
-        self.reporter.packet(&mut flow.common, Direction::Up, now);
-        match flow.socket.send(message) {
+        super::core::panic_if_provoked(self.ident);
+        reporter.packet(&mut self.common, Direction::Up, now);
+        match self.socket.send(message) {
             Ok(_) => {
-                self.reporter.bytes(
-                    &mut flow.common,
-                    Direction::Up,
-                    flow_rules::echo_bytes(message.len()),
-                    now,
-                );
+                let bytes = flow_rules::echo_bytes(message.len());
+                reporter.bytes(&mut self.common, Direction::Up, bytes, now);
             }
             Err(e) => {
-                log::debug!("ping {}: {e}", parsed.dst);
-                self.dropped();
+                log::debug!("ping {}: {e}", self.common.record.key.dst.ip());
+                reporter.stats.packets_dropped += 1;
             }
         }
     }
 
-    fn open_echo(&mut self, parsed: Parsed, ident: u16, now: Now) -> Option<FlowId> {
-        let dst = SocketAddr::new(parsed.dst, 0);
-        let id = self.new_flow_id();
-        let socket = match self.host.ping_connect(id, dst) {
-            Ok(socket) => socket,
-            Err(e) => {
-                log::debug!("no ping socket for {}: {e}", parsed.dst);
-                return None;
-            }
-        };
-        let key = flow_rules::echo_key(parsed.src, ident, parsed.dst);
-        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
-        self.reporter.opened(&mut common, now.ms);
-        self.flows.insert(
-            id,
-            Flow::Echo(Box::new(EchoFlow {
-                common,
-                socket,
-                ident,
-            })),
-        );
-        self.echo_index.insert((parsed.src, parsed.dst, ident), id);
-        self.ask_owner(id, key);
-        self.schedule_sweep(now);
-        Some(id)
-    }
-
-    pub(super) fn echo_readable(&mut self, id: FlowId, now: Now) {
+    /// Echo replies from the destination: relay each to the app with its own identifier.
+    /// `scratch` receives them (one datagram's room, shared by every flow).
+    pub fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        to_tun: &mut PacketQueue,
+        reporter: &mut Reporter,
+        now: Now,
+    ) {
+        let key = self.common.record.key;
+        let (src, dst): (IpAddr, IpAddr) = (key.dst.ip(), key.src.ip());
         for _ in 0..64 {
-            let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else {
-                return;
-            };
-            let n = match flow.socket.recv(&mut self.datagram) {
+            let n = match self.socket.recv(scratch) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::debug!("ping recv for flow {id}: {e}");
+                    log::debug!("ping recv for flow {}: {e}", self.common.record.id);
                     return;
                 }
             };
-            let key = flow.common.record.key;
-            let (src, dst): (IpAddr, IpAddr) = (key.dst.ip(), key.src.ip());
-            let mut out = self.to_tun.take_buffer();
-            if packet::build_echo_reply(&mut out, src, dst, flow.ident, &self.datagram[..n]) {
-                self.to_tun.push(out);
-                self.reporter.packet(&mut flow.common, Direction::Down, now);
-                self.reporter.bytes(
-                    &mut flow.common,
-                    Direction::Down,
-                    flow_rules::echo_bytes(n),
-                    now,
-                );
-            } else {
-                self.to_tun.recycle(out);
+            let reply = &scratch[..n];
+            if to_tun.push_built(|out| packet::build_echo_reply(out, src, dst, self.ident, reply)) {
+                reporter.packet(&mut self.common, Direction::Down, now);
+                let bytes = flow_rules::echo_bytes(n);
+                reporter.bytes(&mut self.common, Direction::Down, bytes, now);
             }
         }
-    }
-
-    pub(super) fn close_echo(&mut self, id: FlowId, reason: CloseReason) {
-        let Some(Flow::Echo(flow)) = self.flows.remove(&id) else {
-            return;
-        };
-        let EchoFlow {
-            mut common,
-            socket,
-            ident,
-        } = *flow;
-        let key = common.record.key;
-        self.echo_index.remove(&(key.src.ip(), key.dst.ip(), ident));
-        self.host.close_datagram(socket);
-        self.reporter.closed(&mut common, reason);
     }
 }

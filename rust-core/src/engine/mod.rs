@@ -35,7 +35,7 @@ mod mio_host;
 mod offload;
 mod outbound;
 mod packet;
-mod report;
+pub(crate) mod report;
 mod shard;
 mod tap;
 mod tcp;

@@ -1,14 +1,23 @@
 //! What every flow shares whatever its protocol (its record, its dissector, its activity
 //! clock), and the reporter that turns flow changes into events: one `Event::Flow` when a flow
-//! opens, updates at most once a second while it changes, and one `Event::FlowClosed`.
+//! opens, updates while it changes, and one `Event::FlowClosed`.
+//!
+//! One flow tracker for live capture and replay alike: the live engine and the pcap observer
+//! (`pcap::Observer`, the observe-mode driver) both keep their flows in [`FlowCommon`] and send
+//! every flow event through a [`Reporter`], so counters, naming and event policy cannot
+//! disagree. Where they must differ, [`Mode`] says so, once.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::dissect::{DeviceScan, Inspector};
-use crate::flow::{CloseReason, Direction, DnsRecord, Event, FlowId, FlowKey, FlowRecord, Millis};
+use crate::flow::{
+    AppInfo, CloseReason, Destination, Direction, DnsRecord, Event, FlowId, FlowKey, FlowRecord,
+    Millis, NameSource,
+};
+use crate::flow_rules::{IdleClass, IdleTimeouts};
 use crate::naming::Namer;
 
 use super::EngineStats;
@@ -30,6 +39,148 @@ impl Now {
             mono: Instant::now(),
             ms,
         }
+    }
+}
+
+/// Where the live relay and a capture replay must differ, and nowhere else (docs/ARCHITECTURE.md
+/// lists the same). Everything else (records, counters, naming, the open and close events, DNS
+/// records, idle limits) is one code for both.
+///
+/// - Clock: live reads the wall and monotonic clocks ([`Now::read`]); a replay reads the
+///   capture's timestamps ([`CaptureClock`]): no wall clock, no waiting.
+/// - Updates: live reports every change (bytes, packets, names) in an update at most once a
+///   second, so the live view's counters move; a replay reports only identity changes (owner,
+///   name, app protocol, destination, cleartext, leaks) and at once: its rows are read after the
+///   end, counters travel with the close, and byte-only updates would cost analyze time for
+///   nothing.
+/// - End: a flow still open when the run ends closes as `engine-stop` live, `end-of-capture` in
+///   a replay ([`Mode::end_reason`]).
+/// - Owners: live asks lookups, so DNS records may wait for a flow's owner and a flow closed
+///   before its owner answered is re-sent when it does; a replay takes owners from the capture
+///   (PCAPdroid trailers, pcapng comments): nothing waits and nothing is kept for a late owner.
+///
+/// The transport differs too, in the drivers rather than here: the observer reassembles both
+/// directions it sees, guesses the client of a flow whose start is not in the capture from the
+/// ports, and, with no connect of its own, has no connect timeout (a SYN answered by RST is
+/// `refused`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The relay (`engine::Engine`): flows are the app's own connections.
+    Live,
+    /// A capture replay (`pcap::Observer`): flows are what the capture shows.
+    Observe,
+}
+
+impl Mode {
+    /// The close reason of a flow still open when the run ends.
+    pub fn end_reason(self) -> CloseReason {
+        match self {
+            Mode::Live => CloseReason::EngineStop,
+            Mode::Observe => CloseReason::EndOfCapture,
+        }
+    }
+}
+
+/// A replay's clock: the capture's timestamps as a [`Now`], mapped onto one `Instant` taken when
+/// the replay began, so a flow's activity clock and idle expiry run on capture time exactly as
+/// they run on the loop's clock live. The monotonic part never runs backwards: a reordered
+/// packet reads the latest time seen (its record time stays its own).
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureClock {
+    base: Instant,
+    /// The capture time `base` stands for: the first timestamp read.
+    base_ms: Millis,
+    /// The latest timestamp read, and `mono` for it.
+    latest_ms: Option<Millis>,
+    mono: Instant,
+}
+
+impl CaptureClock {
+    pub fn new() -> CaptureClock {
+        let base = Instant::now();
+        CaptureClock {
+            base,
+            base_ms: 0,
+            latest_ms: None,
+            mono: base,
+        }
+    }
+
+    /// The clock at capture time `ms` (Unix milliseconds).
+    pub fn at(&mut self, ms: Millis) -> Now {
+        match self.latest_ms {
+            None => {
+                self.base_ms = ms;
+                self.latest_ms = Some(ms);
+            }
+            Some(latest) if ms > latest => {
+                self.latest_ms = Some(ms);
+                let since = ms
+                    .checked_sub(self.base_ms)
+                    .and_then(|d| u64::try_from(d).ok())
+                    .map(Duration::from_millis);
+                // A timestamp too far out for an Instant (a damaged file) stops the clock.
+                if let Some(mono) = since.and_then(|d| self.base.checked_add(d)) {
+                    self.mono = mono;
+                }
+            }
+            Some(_) => {}
+        }
+        Now {
+            mono: self.mono,
+            ms,
+        }
+    }
+
+    /// The latest time read (the capture's start before any).
+    pub fn latest(&self) -> Now {
+        Now {
+            mono: self.mono,
+            ms: self.latest_ms.unwrap_or(self.base_ms),
+        }
+    }
+}
+
+impl Default for CaptureClock {
+    fn default() -> CaptureClock {
+        CaptureClock::new()
+    }
+}
+
+/// What a replay's update reports ([`Mode::Observe`]): a flow's record but for its counters and
+/// times. A new `Event::Flow` goes out when it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Identity {
+    uid: Option<u32>,
+    hostname: Option<String>,
+    hostname_source: Option<NameSource>,
+    app_info: AppInfo,
+    destination: Destination,
+    cleartext: bool,
+    leaks: Vec<String>,
+}
+
+impl Identity {
+    fn of(r: &FlowRecord) -> Identity {
+        Identity {
+            uid: r.uid,
+            hostname: r.hostname.clone(),
+            hostname_source: r.hostname_source,
+            app_info: r.app_info.clone(),
+            destination: r.destination.clone(),
+            cleartext: r.cleartext,
+            leaks: r.leaks.clone(),
+        }
+    }
+
+    fn is_of(&self, r: &FlowRecord) -> bool {
+        self.uid == r.uid
+            && self.hostname == r.hostname
+            && self.hostname_source == r.hostname_source
+            && self.app_info == r.app_info
+            && self.destination == r.destination
+            && self.cleartext == r.cleartext
+            && self.leaks == r.leaks
     }
 }
 
@@ -58,6 +209,8 @@ pub struct FlowCommon {
     pub owner_done: bool,
     last_emit: Millis,
     dirty: bool,
+    /// What the last event reported ([`Mode::Observe`] only; boxed so a live flow pays a word).
+    reported: Option<Box<Identity>>,
 }
 
 impl FlowCommon {
@@ -76,7 +229,14 @@ impl FlowCommon {
             owner_done: false,
             last_emit: now.ms,
             dirty: false,
+            reported: None,
         }
+    }
+
+    /// Has the flow been idle (no packet either way) for its limit? The observer's idle expiry
+    /// on capture time; the engine's sweep (core.rs) makes the same comparison on the loop's.
+    pub fn idle_expired(&self, limits: &IdleTimeouts, class: IdleClass, now: Now) -> bool {
+        now.mono.saturating_duration_since(self.last_activity) >= limits.limit(class)
     }
 
     /// Feed relayed stream bytes to the dissector while it wants them. Returns true when it
@@ -104,6 +264,7 @@ impl FlowCommon {
 
 pub struct Reporter {
     events: Sender<Event>,
+    mode: Mode,
     pub namer: Namer,
     pub stats: EngineStats,
     /// Flows changed since their last event.
@@ -118,9 +279,15 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// The live engine's reporter.
     pub fn new(events: Sender<Event>) -> Reporter {
+        Reporter::with_mode(events, Mode::Live)
+    }
+
+    pub fn with_mode(events: Sender<Event>, mode: Mode) -> Reporter {
         Reporter {
             events,
+            mode,
             namer: Namer::new(),
             stats: EngineStats::default(),
             dirty: Vec::new(),
@@ -137,12 +304,24 @@ impl Reporter {
         }
     }
 
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Send the flow's record now (and, in a replay, remember what it reported).
+    fn send_flow(&mut self, flow: &mut FlowCommon) {
+        if self.mode == Mode::Observe {
+            flow.reported = Some(Box::new(Identity::of(&flow.record)));
+        }
+        self.send(Event::Flow(flow.record.clone()));
+    }
+
     pub fn opened(&mut self, flow: &mut FlowCommon, now: Millis) {
         self.stats.flows_opened += 1;
         self.stats.flows_open += 1;
         self.rename(flow, now);
         flow.last_emit = now;
-        self.send(Event::Flow(flow.record.clone()));
+        self.send_flow(flow);
     }
 
     /// Re-run naming after the dissector learned something.
@@ -160,11 +339,33 @@ impl Reporter {
         }
     }
 
-    /// The flow changed (bytes, owner, name): an update event will follow within a second.
+    /// The flow changed (bytes, owner, name). Live: an update event follows within a second.
+    /// Replay: an update goes out now if the flow's identity changed since its last event.
     pub fn changed(&mut self, flow: &mut FlowCommon) {
-        if !flow.dirty {
-            flow.dirty = true;
-            self.dirty.push(flow.record.id);
+        match self.mode {
+            Mode::Live => {
+                if !flow.dirty {
+                    flow.dirty = true;
+                    self.dirty.push(flow.record.id);
+                }
+            }
+            Mode::Observe => {
+                if !flow
+                    .reported
+                    .as_ref()
+                    .is_some_and(|r| r.is_of(&flow.record))
+                {
+                    self.send_flow(flow);
+                }
+            }
+        }
+    }
+
+    /// A counter moved: live, that is an update to send; in a replay it travels with the next
+    /// identity change or the close.
+    fn counted(&mut self, flow: &mut FlowCommon) {
+        if self.mode == Mode::Live {
+            self.changed(flow);
         }
     }
 
@@ -173,7 +374,7 @@ impl Reporter {
     /// the uid while the flow's first packets are still fresh. Once per flow.
     pub fn owner_found(&mut self, flow: &mut FlowCommon) {
         flow.dirty = false;
-        self.send(Event::Flow(flow.record.clone()));
+        self.send_flow(flow);
     }
 
     /// Record relayed application bytes.
@@ -189,8 +390,9 @@ impl Reporter {
             }
         }
         flow.last_activity = now.mono;
-        flow.record.last_seen = now.ms;
-        self.changed(flow);
+        // Never back: a capture's packets can be out of order, a wall clock can step back.
+        flow.record.last_seen = flow.record.last_seen.max(now.ms);
+        self.counted(flow);
     }
 
     pub fn packet(&mut self, flow: &mut FlowCommon, dir: Direction, now: Now) {
@@ -199,18 +401,28 @@ impl Reporter {
             Direction::Down => flow.record.packets_down += 1,
         }
         flow.last_activity = now.mono;
-        flow.record.last_seen = now.ms;
-        self.changed(flow);
+        flow.record.last_seen = flow.record.last_seen.max(now.ms);
+        self.counted(flow);
     }
 
     /// The flow ended. Its `last_seen` stays the time of its last packet or byte, as in a
     /// replay of its capture: an idle or stopped flow was not seen at its close.
     pub fn closed(&mut self, flow: &mut FlowCommon, reason: CloseReason) {
+        self.closing(flow, reason);
+        self.send(Event::FlowClosed(flow.record.clone()));
+    }
+
+    /// [`closed`](Self::closed) for a flow its driver drops now: the record goes out uncopied.
+    pub fn closed_dropped(&mut self, mut flow: FlowCommon, reason: CloseReason) {
+        self.closing(&mut flow, reason);
+        self.send(Event::FlowClosed(flow.record));
+    }
+
+    fn closing(&mut self, flow: &mut FlowCommon, reason: CloseReason) {
         self.stats.flows_open = self.stats.flows_open.saturating_sub(1);
         flow.record.close_reason = Some(reason);
         flow.dirty = false;
-        self.send(Event::FlowClosed(flow.record.clone()));
-        if flow.record.uid.is_none() {
+        if self.mode == Mode::Live && flow.record.uid.is_none() {
             if self.unowned_closed.len() == LATE_OWNER_FLOWS {
                 self.unowned_closed.pop_front();
             }
@@ -232,6 +444,11 @@ impl Reporter {
     pub fn dns(&mut self, record: DnsRecord) {
         self.namer.on_dns(&record);
         self.send(Event::Dns(record));
+    }
+
+    /// The capture named the app of `uid` (replay only: live, the owner resolver does).
+    pub fn app(&mut self, uid: u32, name: String) {
+        self.send(Event::App { uid, name });
     }
 
     /// A DNS record whose flow's owner lookup is still out (a local resolver answers in well
@@ -299,7 +516,7 @@ impl Reporter {
         }
         flow.dirty = false;
         flow.last_emit = now;
-        self.send(Event::Flow(flow.record.clone()));
+        self.send_flow(flow);
         None
     }
 
@@ -341,6 +558,141 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: policy.example\r\n\r\n";
+
+    fn key() -> FlowKey {
+        FlowKey {
+            proto: Proto::Tcp,
+            src: "198.18.0.2:40000".parse().unwrap(),
+            dst: "198.18.1.1:80".parse().unwrap(),
+        }
+    }
+
+    /// Drives one HTTP flow through a reporter in `mode` as a driver does (open, counters, the
+    /// dissector naming it, more bytes, a second later, close), on capture time; returns the
+    /// events of each step, and the reporter.
+    fn drive(mode: Mode) -> (Vec<Vec<Event>>, Reporter) {
+        let (tx, rx) = channel();
+        let mut reporter = Reporter::with_mode(tx, mode);
+        let mut clock = CaptureClock::new();
+        let now = clock.at(10_000);
+        let mut flow = FlowCommon::new(7, key(), now, None);
+        let mut steps = Vec::new();
+        reporter.opened(&mut flow, now.ms);
+        steps.push(rx.try_iter().collect());
+        let now = clock.at(10_010);
+        reporter.packet(&mut flow, Direction::Up, now);
+        reporter.bytes(&mut flow, Direction::Up, GET.len(), now);
+        if flow.inspect_stream(Direction::Up, GET) {
+            reporter.rename(&mut flow, now.ms);
+            reporter.changed(&mut flow);
+        }
+        steps.push(rx.try_iter().collect());
+        let now = clock.at(10_020);
+        reporter.packet(&mut flow, Direction::Down, now);
+        reporter.bytes(&mut flow, Direction::Down, 1000, now);
+        steps.push(rx.try_iter().collect());
+        // A second on: a throttled update is due, if the mode sends them.
+        let now = clock.at(11_500);
+        for id in reporter.take_dirty() {
+            assert_eq!(id, 7);
+            assert_eq!(reporter.emit_if_due(&mut flow, now.ms), None);
+        }
+        steps.push(rx.try_iter().collect());
+        reporter.closed(&mut flow, reporter.mode().end_reason());
+        steps.push(rx.try_iter().collect());
+        (steps, reporter)
+    }
+
+    fn flows(events: &[Event]) -> Vec<&FlowRecord> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Flow(r) | Event::FlowClosed(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn live_and_replay_report_one_flow_alike_but_for_what_mode_declares() {
+        let (live, mut live_reporter) = drive(Mode::Live);
+        let (replay, mut replay_reporter) = drive(Mode::Observe);
+        // Both open with one event, close with one, and count the same.
+        for steps in [&live, &replay] {
+            assert!(matches!(steps[0].as_slice(), [Event::Flow(r)] if r.bytes_up == 0));
+            assert_eq!(flows(&steps[4]).len(), 1);
+        }
+        let (Event::FlowClosed(live_end), Event::FlowClosed(replay_end)) =
+            (&live[4][0], &replay[4][0])
+        else {
+            panic!("no close: {live:?} {replay:?}");
+        };
+        assert_eq!(live_end.hostname.as_deref(), Some("policy.example"));
+        assert_eq!(
+            FlowRecord {
+                close_reason: None,
+                ..live_end.clone()
+            },
+            FlowRecord {
+                close_reason: None,
+                ..replay_end.clone()
+            }
+        );
+        assert_eq!(
+            (live_end.bytes_up, live_end.bytes_down),
+            (GET.len() as u64, 1000)
+        );
+        assert_eq!((live_end.first_seen, live_end.last_seen), (10_000, 10_020));
+        assert_eq!(
+            live_reporter.stats.bytes_down,
+            replay_reporter.stats.bytes_down
+        );
+        assert_eq!(live_reporter.stats.flows_open, 0);
+        assert_eq!(replay_reporter.stats.flows_open, 0);
+        // Updates: live sends every change once its second has passed (the name and the bytes
+        // in one update); a replay sends the name at once and never a byte-only update.
+        assert!(live[1].is_empty() && live[2].is_empty());
+        assert!(matches!(live[3].as_slice(), [Event::Flow(r)] if r.bytes_down == 1000));
+        assert!(matches!(replay[1].as_slice(),
+            [Event::Flow(r)] if r.hostname.as_deref() == Some("policy.example")));
+        assert!(replay[2].is_empty() && replay[3].is_empty());
+        // End: engine-stop live, end-of-capture in a replay.
+        assert_eq!(live_end.close_reason, Some(CloseReason::EngineStop));
+        assert_eq!(replay_end.close_reason, Some(CloseReason::EndOfCapture));
+        // Owners: only live keeps a closed flow for a late owner lookup.
+        let (tx, rx) = channel();
+        live_reporter.events = tx;
+        live_reporter.late_owner(7, 10_001);
+        assert!(
+            matches!(rx.try_iter().next(), Some(Event::FlowClosed(r)) if r.uid == Some(10_001))
+        );
+        let (tx, rx) = channel();
+        replay_reporter.events = tx;
+        replay_reporter.late_owner(7, 10_001);
+        assert!(rx.try_iter().next().is_none());
+    }
+
+    #[test]
+    fn idle_expiry_runs_on_capture_time() {
+        let limits = IdleTimeouts::default();
+        let class = IdleClass::Udp { dns: true };
+        let mut clock = CaptureClock::new();
+        let opened = clock.at(1_000_000);
+        let flow = FlowCommon::new(1, key(), opened, None);
+        let limit = Millis::try_from(limits.dns.as_millis()).unwrap();
+        assert!(!flow.idle_expired(&limits, class, clock.at(1_000_000 + limit - 1)));
+        // A reordered, earlier packet does not turn the clock back.
+        assert_eq!(clock.at(999_000).ms, 999_000);
+        assert!(!flow.idle_expired(&limits, class, clock.latest()));
+        assert!(flow.idle_expired(&limits, class, clock.at(1_000_000 + limit)));
+        // Timestamps far out (a damaged file) do not panic.
+        let stopped = clock.at(Millis::MAX);
+        assert_eq!(stopped.ms, Millis::MAX);
+        assert!(flow.idle_expired(&limits, class, stopped));
+        assert_eq!(clock.at(Millis::MIN).ms, Millis::MIN);
     }
 
     #[test]

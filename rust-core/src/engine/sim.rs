@@ -17,7 +17,7 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
-use super::core::{Core, OWNER_HOLD, OwnerRequest};
+use super::core::{Core, Flow, OWNER_HOLD, OwnerRequest};
 use super::host::{DatagramSocket, Host, StreamSocket};
 use super::packet::{self, Transport};
 use super::report::{Now, Reporter};
@@ -471,12 +471,40 @@ impl Sim {
         &mut self,
         uid: Option<u32>,
     ) -> (SocketHandle, FlowId, Rc<RefCell<ServerStream>>) {
-        let handle = self.connect(SERVER, 40000);
-        let (id, server) = self.server();
+        let established = self.established_at(40000, uid);
+        assert_eq!(
+            self.host.0.borrow().streams.len(),
+            1,
+            "one outbound connection"
+        );
+        established
+    }
+
+    /// The same from the app's `local_port`, beside the flows already open.
+    fn established_at(
+        &mut self,
+        local_port: u16,
+        uid: Option<u32>,
+    ) -> (SocketHandle, FlowId, Rc<RefCell<ServerStream>>) {
+        let handle = self.connect(SERVER, local_port);
+        let (id, server) = {
+            let net = self.host.0.borrow();
+            let newest = net.streams.iter().max_by_key(|(id, _)| **id);
+            let (&id, (_, server)) = newest.expect("an outbound connection");
+            (id, Rc::clone(server))
+        };
         server.borrow_mut().connect = Some(Ok(()));
         self.answer_owner(id, uid);
         assert_eq!(self.app_state(handle), tcp::State::Established);
         (handle, id, server)
+    }
+
+    /// Bytes of TCP flow `id`'s rings resident in memory.
+    fn ring_resident(&self, id: FlowId) -> usize {
+        match self.core.flows.get(&id) {
+            Some(Flow::Tcp(flow)) => flow.buffers.as_ref().map_or(0, |b| b.resident()),
+            _ => panic!("flow {id} is not an open TCP flow"),
+        }
     }
 }
 
@@ -814,6 +842,74 @@ fn data_the_app_never_acknowledges_resets_the_flow_after_the_ack_timeout() {
     let flows = sim.closed_flows();
     assert_eq!(flows.len(), 1);
     assert!(server.borrow().reset, "the server is reset");
+}
+
+/// The TCP rings' memory promise (`core::trim`, `buffers.rs`): flows holding data push the
+/// estimate over `tcp_buffer_budget`; the next check gives back the pages of every ring that went
+/// empty, and while over budget a flow that goes quiet again gives its own back at once.
+#[test]
+fn busy_flows_over_the_ring_budget_give_their_pages_back_when_quiet() {
+    const FLOWS: u16 = 8;
+    const EACH_WAY: usize = 32 * 1024;
+    const BUDGET: usize = 256 * 1024;
+    let mut t = tuning();
+    t.tcp_buffer_budget = BUDGET;
+    let mut sim = Sim::new(t);
+    let flows: Vec<_> = (0..FLOWS)
+        .map(|i| sim.established_at(40000 + i, Some(10001)))
+        .collect();
+    // Each flow relays EACH_WAY both ways; once the delayed ACKs (10 ms) went out every ring is
+    // empty again, well before the first check (due 100 ms after the start).
+    let exchange = |sim: &mut Sim, (handle, _, server): &(SocketHandle, FlowId, _), n| {
+        let server: &Rc<RefCell<ServerStream>> = server;
+        assert_eq!(sim.app_socket(*handle).send_slice(&vec![1u8; n]), Ok(n));
+        server
+            .borrow_mut()
+            .to_send
+            .extend(std::iter::repeat_n(2u8, n));
+    };
+    for flow in &flows {
+        exchange(&mut sim, flow, EACH_WAY);
+    }
+    sim.settle();
+    sim.advance(Duration::from_millis(20));
+    for (handle, id, server) in &flows {
+        assert_eq!(sim.app_received(*handle).len(), EACH_WAY);
+        assert_eq!(server.borrow_mut().received.drain(..).len(), EACH_WAY);
+        assert!(
+            sim.ring_resident(*id) >= 2 * EACH_WAY,
+            "both rings hold what they carried"
+        );
+    }
+    let estimate = sim.core.ring_estimate();
+    assert_eq!(estimate, FLOWS as usize * 2 * EACH_WAY);
+    assert!(estimate > BUDGET);
+
+    // The check on its own, in the engine's one pass at the instant it is due (the flows
+    // serviced in that pass do not trim themselves: nothing said over budget before it).
+    sim.elapsed = Duration::from_millis(100);
+    sim.core.process(sim.now());
+    assert_eq!(
+        sim.core.ring_estimate(),
+        0,
+        "the check trimmed every empty ring"
+    );
+    sim.settle();
+    for (_, id, _) in &flows {
+        assert_eq!(sim.ring_resident(*id), 0, "flow {id}'s pages went back");
+    }
+
+    // Still over budget (the last estimate was over half of it): a flow that moves data again
+    // returns its pages as soon as its rings are empty, long before the next check.
+    let (handle, id, server) = &flows[0];
+    exchange(&mut sim, &flows[0], EACH_WAY / 2);
+    sim.settle();
+    sim.advance(Duration::from_millis(20));
+    assert_eq!(sim.app_received(*handle).len(), EACH_WAY / 2);
+    assert_eq!(server.borrow().received.len(), EACH_WAY / 2);
+    assert_eq!(sim.core.ring_estimate(), 0);
+    assert_eq!(sim.ring_resident(*id), 0);
+    assert!(sim.closed_flows().is_empty(), "trimming closes nothing");
 }
 
 /// Run `test` with flows to `port` panicking when handled (the supervision hook).

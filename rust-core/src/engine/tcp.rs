@@ -87,9 +87,19 @@ enum ReadResult {
 }
 
 impl<S: StreamSocket> TcpFlow<S> {
-    /// The outbound connect finished (success or failure). Returns the failure if any.
+    /// Where the outbound connect stands: None while in progress, then its result (success
+    /// marks the flow connected; the SYN-ACK may still wait for the owner lookup).
     pub fn check_connect(&mut self) -> Option<io::Result<()>> {
-        self.stream.connect_result()
+        let result = self.stream.connect_result()?;
+        let (id, dst) = (self.common.record.id, self.common.record.key.dst);
+        match &result {
+            Ok(()) => {
+                log::trace!("flow {id}: connected to {dst}");
+                self.connected = true;
+            }
+            Err(e) => log::debug!("connect {dst} failed: {e}"),
+        }
+        Some(result)
     }
 
     /// Move whatever can move between the two sockets and follow closes. `shard` is this flow's

@@ -8,31 +8,48 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
+use crate::flow::Direction;
 
-use super::core::{Core, Flow, OWNER_HOLD};
+use super::device::PacketQueue;
 use super::dns;
-use super::host::{DatagramSocket, Host};
-use super::packet::{self, Parsed};
-use super::report::{FlowCommon, Now};
+use super::host::DatagramSocket;
+use super::packet;
+use super::report::{FlowCommon, Now, Reporter};
 
 pub struct UdpFlow<D> {
     pub common: FlowCommon,
     pub socket: D,
     /// Set for flows to the DNS service: queries waiting for an answer.
-    pub dns: Option<Vec<PendingQuery>>,
+    dns: Option<Vec<PendingQuery>>,
     /// Answers (tun packets) to the app held until its owner is known: the app's socket stays
     /// open while it waits for the answer, so the owner lookup still finds a process that
     /// exits right after its lookup. Released by the owner's answer or after `OWNER_HOLD`.
-    pub held_answers: Vec<Vec<u8>>,
+    held_answers: Vec<Vec<u8>>,
 }
 
-pub struct PendingQuery {
-    pub id: u16,
+/// A DNS exchange that ended, for the engine's query log (which needs every flow's state, so
+/// the flow hands it over rather than logging it). No answer: the app got a SERVFAIL.
+pub struct DnsExchange {
     pub query: Vec<u8>,
-    pub sent: Instant,
+    pub answer: Option<Vec<u8>>,
+}
+
+/// What handling a flow's datagrams leaves for the engine to do.
+#[derive(Default)]
+#[must_use]
+pub struct UdpOutcome {
+    pub exchanges: Vec<DnsExchange>,
+    /// The flow started holding answers for its owner lookup: the engine releases them after
+    /// `OWNER_HOLD` if the lookup has not answered by then.
+    pub holding: bool,
+}
+
+struct PendingQuery {
+    id: u16,
+    query: Vec<u8>,
+    sent: Instant,
 }
 
 /// Queries kept per flow; beyond this the oldest is answered SERVFAIL at once.
@@ -41,9 +58,19 @@ const MAX_PENDING: usize = 64;
 /// A DNS flow's own bookkeeping, which knows nothing of the engine: which query an answer
 /// belongs to, which queries waited too long.
 impl<D> UdpFlow<D> {
+    /// `dns`: the flow goes to the DNS service (its queries are matched to answers).
+    pub fn new(common: FlowCommon, socket: D, dns: bool) -> UdpFlow<D> {
+        UdpFlow {
+            common,
+            socket,
+            dns: dns.then(Vec::new),
+            held_answers: Vec::new(),
+        }
+    }
+
     /// `query` went upstream. Returns the query it pushed out of the bound, if any, for the
     /// caller to fail.
-    pub fn query_sent(&mut self, query: &[u8], now: Instant) -> Option<PendingQuery> {
+    fn query_sent(&mut self, query: &[u8], now: Instant) -> Option<PendingQuery> {
         let (Some(pending), Some(id)) = (&mut self.dns, dns::message_id(query)) else {
             return None;
         };
@@ -57,7 +84,7 @@ impl<D> UdpFlow<D> {
     }
 
     /// The query `answer` answers, taken off the pending list.
-    pub fn answered(&mut self, answer: &[u8]) -> Option<PendingQuery> {
+    fn answered(&mut self, answer: &[u8]) -> Option<PendingQuery> {
         let pending = self.dns.as_mut()?;
         let id = dns::message_id(answer)?;
         let at = pending.iter().position(|q| q.id == id)?;
@@ -65,7 +92,7 @@ impl<D> UdpFlow<D> {
     }
 
     /// The queries that waited `timeout` or longer, taken off the pending list.
-    pub fn overdue(&mut self, now: Instant, timeout: std::time::Duration) -> Vec<PendingQuery> {
+    fn overdue(&mut self, now: Instant, timeout: Duration) -> Vec<PendingQuery> {
         let Some(pending) = &mut self.dns else {
             return Vec::new();
         };
@@ -77,243 +104,172 @@ impl<D> UdpFlow<D> {
     }
 }
 
-impl<H: Host> Core<H> {
-    pub(super) fn udp_packet(&mut self, parsed: Parsed, buf: &[u8], now: Now) {
-        let src = parsed.src_addr();
-        let dst = parsed.dst_addr();
-        let payload = &buf[parsed.payload.0..parsed.payload.1];
-        let id = match self.udp_index.get(&(src, dst)) {
-            Some(&id) => id,
-            None => match self.open_udp(src, dst, now) {
-                Some(id) => id,
-                None => {
-                    self.dropped();
-                    if self.is_dns_service(dst) {
-                        self.answer_servfail(dst, src, payload);
-                        self.record_unsent_dns(src, dst, payload, now);
-                    } else {
-                        self.udp_unreachable(parsed, buf);
-                    }
-                    return;
-                }
-            },
-        };
-        let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
-            return;
-        };
+/// The flow's traffic: datagrams from the app out through its socket, the server's replies back
+/// as tun packets, and the DNS service's answers, SERVFAILs and held answers. Everything the
+/// engine must do beyond this flow comes back in a [`UdpOutcome`].
+impl<D: DatagramSocket> UdpFlow<D> {
+    /// One datagram from the app: relay `payload` to the server (or the upstream resolver).
+    pub fn send_up(
+        &mut self,
+        payload: &[u8],
+        to_tun: &mut PacketQueue,
+        reporter: &mut Reporter,
+        now: Now,
+    ) -> UdpOutcome {
+        let mut outcome = UdpOutcome::default();
+        let key = self.common.record.key;
         #[cfg(test)]
-        super::core::panic_if_provoked(dst.port());
-        self.reporter.packet(&mut flow.common, Direction::Up, now);
-        if flow.common.inspect_datagram(Direction::Up, payload) {
-            self.reporter.rename(&mut flow.common, now.ms);
+        super::core::panic_if_provoked(key.dst.port());
+        reporter.packet(&mut self.common, Direction::Up, now);
+        if self.common.inspect_datagram(Direction::Up, payload) {
+            reporter.rename(&mut self.common, now.ms);
         }
-        match flow.socket.send(payload) {
+        match self.socket.send(payload) {
             Ok(n) => {
-                self.reporter.bytes(&mut flow.common, Direction::Up, n, now);
-                if let Some(oldest) = flow.query_sent(payload, now.mono) {
-                    self.dns_failed(id, oldest, now);
+                reporter.bytes(&mut self.common, Direction::Up, n, now);
+                if let Some(oldest) = self.query_sent(payload, now.mono) {
+                    outcome.exchanges.push(self.fail(oldest.query, to_tun));
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.dropped(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => reporter.stats.packets_dropped += 1,
             Err(e) => {
-                log::debug!("UDP send to {dst}: {e}");
-                self.dropped();
-                if self.is_dns_service(dst) {
-                    self.answer_servfail(dst, src, payload);
-                    self.record_dns(id, payload, None, now);
+                log::debug!("UDP send to {}: {e}", key.dst);
+                reporter.stats.packets_dropped += 1;
+                if self.dns.is_some() {
+                    outcome.exchanges.push(self.fail(payload.to_vec(), to_tun));
                 }
             }
         }
+        outcome
     }
 
-    fn open_udp(&mut self, src: SocketAddr, dst: SocketAddr, now: Now) -> Option<FlowId> {
-        let is_dns = self.is_dns_service(dst);
-        let target = if is_dns {
-            self.config.dns_upstream
-        } else {
-            dst
-        };
-        let id = self.new_flow_id();
-        let socket = match self.host.udp_connect(id, target) {
-            Ok(socket) => socket,
-            Err(e) => {
-                log::debug!("UDP socket to {target}: {e}");
-                return None;
-            }
-        };
-        let key = FlowKey {
-            proto: Proto::Udp,
-            src,
-            dst,
-        };
-        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
-        self.owner_now(&mut common);
-        self.reporter.opened(&mut common, now.ms);
-        self.flows.insert(
-            id,
-            Flow::Udp(Box::new(UdpFlow {
-                common,
-                socket,
-                dns: is_dns.then(Vec::new),
-                held_answers: Vec::new(),
-            })),
-        );
-        self.udp_index.insert((src, dst), id);
-        self.ask_owner(id, key);
-        self.schedule_sweep(now);
-        Some(id)
-    }
-
-    /// Datagrams from the server (or the upstream resolver): relay each to the app.
-    pub(super) fn udp_readable(&mut self, id: FlowId, now: Now) {
+    /// Datagrams from the server (or the upstream resolver): relay each to the app. `scratch`
+    /// receives them (one datagram's room, shared by every flow).
+    pub fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        to_tun: &mut PacketQueue,
+        reporter: &mut Reporter,
+        now: Now,
+    ) -> UdpOutcome {
+        let mut outcome = UdpOutcome::default();
+        let key = self.common.record.key;
         // Bounded so one flooding flow cannot starve the loop; edge-triggered readiness is
         // re-armed by WouldBlock, so a flow cut short here is marked for another round.
         for _ in 0..256 {
-            let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
-                return;
-            };
-            let n = match flow.socket.recv(&mut self.datagram) {
+            let n = match self.socket.recv(scratch) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // ICMP errors from the server surface here (ECONNREFUSED). The error is
                     // consumed by this recv; keep reading until WouldBlock (edge-triggered).
-                    log::debug!("UDP recv for flow {id}: {e}");
-                    let key = flow.common.record.key;
-                    if let Some(pending) = flow.dns.as_mut().map(std::mem::take) {
+                    log::debug!("UDP recv for flow {}: {e}", self.common.record.id);
+                    if let Some(pending) = self.dns.as_mut().map(std::mem::take) {
                         for query in pending {
-                            self.dns_failed(id, query, now);
+                            outcome.exchanges.push(self.fail(query.query, to_tun));
                         }
                     } else if e.kind() == io::ErrorKind::ConnectionRefused {
-                        self.relay_port_unreachable(key.src, key.dst);
+                        relay_port_unreachable(to_tun, key.src, key.dst);
                     }
                     continue;
                 }
             };
-            let key = flow.common.record.key;
             // Test hook: replies from port P panic when the tests provoke port P + 1.
             #[cfg(test)]
             super::core::panic_if_provoked(key.dst.port().wrapping_add(1));
-            let payload = &self.datagram[..n];
-            let mut out = self.to_tun.take_buffer();
+            let payload = &scratch[..n];
+            let mut out = to_tun.take_buffer();
             if packet::build_udp(&mut out, key.dst, key.src, payload) {
-                let hold = flow.dns.is_some()
-                    && !flow.common.owner_done
-                    && flow.held_answers.len() < MAX_PENDING;
+                let hold = self.dns.is_some()
+                    && !self.common.owner_done
+                    && self.held_answers.len() < MAX_PENDING;
                 if hold {
-                    if flow.held_answers.is_empty() {
-                        self.held.push((id, now.mono + OWNER_HOLD));
-                    }
-                    flow.held_answers.push(out);
+                    outcome.holding |= self.held_answers.is_empty();
+                    self.held_answers.push(out);
                 } else {
-                    self.to_tun.push(out);
+                    to_tun.push(out);
                 }
-                self.reporter.packet(&mut flow.common, Direction::Down, now);
-                self.reporter
-                    .bytes(&mut flow.common, Direction::Down, n, now);
+                reporter.packet(&mut self.common, Direction::Down, now);
+                reporter.bytes(&mut self.common, Direction::Down, n, now);
             } else {
-                self.to_tun.recycle(out);
-                self.reporter.stats.packets_dropped += 1;
+                to_tun.recycle(out);
+                reporter.stats.packets_dropped += 1;
             }
-            if flow.common.inspect_datagram(Direction::Down, payload) {
-                self.reporter.rename(&mut flow.common, now.ms);
+            if self.common.inspect_datagram(Direction::Down, payload) {
+                reporter.rename(&mut self.common, now.ms);
             }
-            if let Some(query) = flow.answered(payload) {
-                let answer = self.datagram[..n].to_vec();
-                self.record_dns(id, &query.query, Some(&answer), now);
-            }
-        }
-    }
-
-    /// Answer DNS queries that waited too long with SERVFAIL.
-    pub(super) fn dns_timeouts(&mut self, now: Now) {
-        let timeout = self.tuning.dns_timeout;
-        let mut failed = Vec::new();
-        for (&id, flow) in &mut self.flows {
-            if let Flow::Udp(udp) = flow {
-                failed.extend(udp.overdue(now.mono, timeout).into_iter().map(|q| (id, q)));
+            if let Some(query) = self.answered(payload) {
+                outcome.exchanges.push(DnsExchange {
+                    query: query.query,
+                    answer: Some(payload.to_vec()),
+                });
             }
         }
-        for (id, query) in failed {
-            self.dns_failed(id, query, now);
-        }
+        outcome
     }
 
-    /// The upstream did not answer `query`: SERVFAIL to the app, and a record with no rcode.
-    fn dns_failed(&mut self, id: FlowId, query: PendingQuery, now: Now) {
-        let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
-            return;
-        };
-        let key = flow.common.record.key;
-        self.answer_servfail(key.dst, key.src, &query.query);
-        self.record_dns(id, &query.query, None, now);
-    }
-
-    fn answer_servfail(&mut self, service: SocketAddr, client: SocketAddr, query: &[u8]) {
-        let Some(reply) = dns::servfail(query) else {
-            return;
-        };
-        let mut out = self.to_tun.take_buffer();
-        if packet::build_udp(&mut out, service, client, &reply) {
-            self.to_tun.push(out);
-        } else {
-            self.to_tun.recycle(out);
-        }
-    }
-
-    /// The server's port is closed: pass the ICMP error on, quoting a datagram of the flow, so
-    /// the app's socket fails at once as it would without the tunnel.
-    fn relay_port_unreachable(&mut self, app: SocketAddr, server: SocketAddr) {
-        let mut quoted = self.to_tun.take_buffer();
-        let mut out = self.to_tun.take_buffer();
-        if packet::build_udp(&mut quoted, app, server, b"")
-            && packet::build_unreachable(&mut out, server.ip(), &quoted, true)
-        {
-            self.to_tun.push(out);
-        } else {
-            self.to_tun.recycle(out);
-        }
-        self.to_tun.recycle(quoted);
-    }
-
-    /// No outbound socket for this datagram: tell the app the port is unreachable.
-    fn udp_unreachable(&mut self, parsed: Parsed, buf: &[u8]) {
-        let mut out = self.to_tun.take_buffer();
-        if packet::build_unreachable(&mut out, parsed.dst, buf, true) {
-            self.to_tun.push(out);
-        } else {
-            self.to_tun.recycle(out);
-        }
+    /// Answer the DNS queries that waited `timeout` or longer with SERVFAIL.
+    pub fn fail_overdue(
+        &mut self,
+        timeout: Duration,
+        to_tun: &mut PacketQueue,
+        now: Now,
+    ) -> Vec<DnsExchange> {
+        let overdue = self.overdue(now.mono, timeout);
+        overdue
+            .into_iter()
+            .map(|query| self.fail(query.query, to_tun))
+            .collect()
     }
 
     /// Send the DNS answers held for the owner lookup.
-    pub(super) fn release_answers(&mut self, id: FlowId) {
-        if let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) {
-            for answer in flow.held_answers.drain(..) {
-                self.to_tun.push(answer);
-            }
+    pub fn release_answers(&mut self, to_tun: &mut PacketQueue) {
+        for answer in self.held_answers.drain(..) {
+            to_tun.push(answer);
         }
     }
 
-    pub(super) fn close_udp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
-        self.release_answers(id);
-        let pending = match self.flows.get_mut(&id) {
-            Some(Flow::Udp(flow)) => flow.dns.take().unwrap_or_default(),
-            _ => return,
-        };
-        for query in pending {
-            self.dns_failed(id, query, now);
-        }
-        let Some(Flow::Udp(flow)) = self.flows.remove(&id) else {
-            return;
-        };
-        let UdpFlow {
-            mut common, socket, ..
-        } = *flow;
-        let key = common.record.key;
-        self.udp_index.remove(&(key.src, key.dst));
-        self.host.close_datagram(socket);
-        self.reporter.closed(&mut common, reason);
+    /// The flow ends: its held answers go out, and queries still waiting get SERVFAIL.
+    pub fn finish(&mut self, to_tun: &mut PacketQueue) -> Vec<DnsExchange> {
+        self.release_answers(to_tun);
+        let pending = self.dns.take().unwrap_or_default();
+        pending
+            .into_iter()
+            .map(|query| self.fail(query.query, to_tun))
+            .collect()
     }
+
+    /// The upstream did not answer `query`: SERVFAIL to the app, and an exchange with no answer.
+    fn fail(&self, query: Vec<u8>, to_tun: &mut PacketQueue) -> DnsExchange {
+        let key = self.common.record.key;
+        answer_servfail(to_tun, key.dst, key.src, &query);
+        DnsExchange {
+            query,
+            answer: None,
+        }
+    }
+}
+
+/// A SERVFAIL from the DNS service at `service` to `client`'s `query`.
+pub fn answer_servfail(
+    to_tun: &mut PacketQueue,
+    service: SocketAddr,
+    client: SocketAddr,
+    query: &[u8],
+) {
+    let Some(reply) = dns::servfail(query) else {
+        return;
+    };
+    to_tun.push_built(|out| packet::build_udp(out, service, client, &reply));
+}
+
+/// The server's port is closed: pass the ICMP error on, quoting a datagram of the flow, so the
+/// app's socket fails at once as it would without the tunnel.
+fn relay_port_unreachable(to_tun: &mut PacketQueue, app: SocketAddr, server: SocketAddr) {
+    let mut quoted = to_tun.take_buffer();
+    if packet::build_udp(&mut quoted, app, server, b"") {
+        to_tun.push_built(|out| packet::build_unreachable(out, server.ip(), &quoted, true));
+    }
+    to_tun.recycle(quoted);
 }

@@ -3,10 +3,8 @@
 //! A capture may hold only one side: a lone answer is logged by itself, a query that gets no
 //! answer within [`ANSWER_TIMEOUT_MS`] is logged without one.
 
-use std::collections::HashMap;
-
 use crate::dissect::dns::{self, DnsMessage, Exchange};
-use crate::flow::{DnsRecord, FlowId, FlowKey, Millis, Proto};
+use crate::flow::{DnsRecord, FlowId, FlowKey, FlowTable, Millis, Proto};
 
 /// A query still unanswered after this long is logged as unanswered.
 pub const ANSWER_TIMEOUT_MS: Millis = crate::flow_rules::DNS_ANSWER_TIMEOUT.as_millis() as Millis;
@@ -21,7 +19,7 @@ struct Pending {
 
 #[derive(Default)]
 pub struct DnsTracker {
-    pending: HashMap<(FlowId, u16), Pending>,
+    pending: FlowTable<(FlowId, u16), Pending>,
 }
 
 fn exchange(time: Millis, key: FlowKey) -> Exchange {

@@ -3,10 +3,9 @@
 //! Captures are often cut by the snap length, so payloads are bounded by both the header's length
 //! and the bytes present; nothing here trusts a length field without checking it.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::flow::Millis;
+use crate::flow::{FlowTable, Millis};
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
@@ -222,7 +221,7 @@ struct Pending {
 /// [`Defrag::TIMEOUT_MS`] and the pool holds at most [`Defrag::MAX_BYTES`].
 #[derive(Debug, Default)]
 pub struct Defrag {
-    pending: HashMap<FragKey, Pending>,
+    pending: FlowTable<FragKey, Pending>,
     held: usize,
 }
 

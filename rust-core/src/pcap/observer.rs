@@ -1,6 +1,10 @@
 //! The engine in observe mode: turns captured packets into the same [`Event`]s the live engine
-//! sends (flows named by the same [`Inspector`] and [`Namer`], DNS exchanges, app owners), so a
-//! capture file and a live session produce the same rows.
+//! sends, through the same flow tracker: each flow is an engine `FlowCommon` (record,
+//! dissector, activity clock) and every event goes out through an engine `Reporter` in
+//! `Mode::Observe`, so counters, naming and event policy are the live engine's code; where a
+//! replay must differ, `Mode` says so. What stays here is the transport of a capture: both
+//! directions of a flow seen from outside, TCP reassembly, the client guessed from the ports
+//! when a flow's start is not in the capture, and owners read from the capture.
 //!
 //! Sans-IO: fed frames and their capture time, it owns all flow state; the caller reads the file
 //! and the store consumes the events.
@@ -9,11 +13,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
-use crate::dissect::{DeviceScan, Inspector};
-use crate::flow::{CloseReason, Direction, Event, FlowId, FlowKey, FlowRecord, Millis, Proto};
+use crate::dissect::DeviceScan;
+use crate::engine::report::{CaptureClock, FlowCommon, Mode, Now, Reporter};
+use crate::flow::{
+    CloseReason, Direction, DnsRecord, Event, FlowId, FlowKey, FlowTable, Millis, Proto,
+};
 use crate::flow_rules::{self, IdleClass, IdleTimeouts};
-use crate::naming::Namer;
 
 use super::dns::{self, DnsTracker};
 use super::gtp;
@@ -23,7 +30,7 @@ use super::reader::{self, Record};
 use super::stream::Reassembler;
 
 /// How long a closed TCP flow keeps its slot, so its last ACKs do not open a new flow.
-const CLOSED_LINGER_MS: Millis = 60_000;
+const CLOSED_LINGER: Duration = Duration::from_secs(60);
 const SWEEP_EVERY_MS: Millis = 5_000;
 
 /// What the capture says about a packet's owner (PCAPdroid trailer or pcapng comment).
@@ -101,9 +108,9 @@ impl Tuple {
     }
 }
 
+/// One flow of the capture: the engine's flow state, and the transport the observer follows.
 struct FlowState {
-    record: FlowRecord,
-    inspector: Inspector,
+    common: FlowCommon,
     up: Reassembler,
     down: Reassembler,
     fin_up: bool,
@@ -114,51 +121,37 @@ struct FlowState {
     /// Opened by the client's SYN and not answered yet: a RST from the server now is a refusal.
     awaiting_synack: bool,
     closed: bool,
-    /// The flow is new, its inspector was fed, or its owner changed since it was last named.
-    stale: bool,
+    /// Its open event went out. It goes out after the flow's first packet, named by it, so a
+    /// datagram flow is not reported twice for one packet.
+    announced: bool,
     /// DNS-over-TCP bytes per direction not yet split into messages (port 53 flows only).
     dns_stream: Option<[Vec<u8>; 2]>,
-    /// The copy last sent as an event; a new event goes out when naming or owner changed.
-    sent: Option<FlowRecord>,
 }
 
 pub struct Observer {
-    events: Sender<Event>,
-    namer: Namer,
-    flows: HashMap<Tuple, FlowState>,
+    reporter: Reporter,
+    clock: CaptureClock,
+    flows: FlowTable<Tuple, FlowState>,
     next_id: FlowId,
     defrag: Defrag,
     dns: DnsTracker,
     apps_announced: HashMap<u32, String>,
-    now: Millis,
     last_sweep: Millis,
     stats: ObserverStats,
     /// The phone's own identifiers, for the cleartext scan (as the live engine's Tuning::device).
     device: Option<Arc<DeviceScan>>,
 }
 
-/// Same identity (everything but counters and times): no event needed.
-fn same_identity(a: &FlowRecord, b: &FlowRecord) -> bool {
-    a.uid == b.uid
-        && a.hostname == b.hostname
-        && a.hostname_source == b.hostname_source
-        && a.app_info == b.app_info
-        && a.destination == b.destination
-        && a.cleartext == b.cleartext
-        && a.leaks == b.leaks
-}
-
 impl Observer {
     pub fn new(events: Sender<Event>) -> Observer {
         Observer {
-            events,
-            namer: Namer::new(),
-            flows: HashMap::new(),
+            reporter: Reporter::with_mode(events, Mode::Observe),
+            clock: CaptureClock::new(),
+            flows: FlowTable::default(),
             next_id: 1,
             defrag: Defrag::default(),
             dns: DnsTracker::default(),
             apps_announced: HashMap::new(),
-            now: 0,
             last_sweep: 0,
             stats: ObserverStats::default(),
             device: None,
@@ -171,13 +164,12 @@ impl Observer {
         self
     }
 
-    pub fn stats(&self) -> &ObserverStats {
-        &self.stats
-    }
-
-    fn send(&self, event: Event) {
-        // A gone receiver means the store stopped; the caller learns why from the store.
-        let _ = self.events.send(event);
+    /// The counts so far; flows are the reporter's count, as the live engine's are.
+    pub fn stats(&self) -> ObserverStats {
+        ObserverStats {
+            flows: self.reporter.stats.flows_opened,
+            ..self.stats.clone()
+        }
     }
 
     fn announce_app(&mut self, uid: u32, name: &str) {
@@ -185,10 +177,7 @@ impl Observer {
             return;
         }
         self.apps_announced.insert(uid, name.to_owned());
-        self.send(Event::App {
-            uid,
-            name: name.to_owned(),
-        });
+        self.reporter.app(uid, name.to_owned());
     }
 
     /// Feeds one record from a [`reader::CaptureReader`].
@@ -240,8 +229,8 @@ impl Observer {
     /// `tunneled`: the packet came out of a GTP-U tunnel, whose inner packets are not opened
     /// again (one level is what networks use; more would let a crafted packet recurse).
     fn on_ip_in(&mut self, now: Millis, packet: &[u8], owner: &Owner, tunneled: bool) {
-        self.now = self.now.max(now);
-        if self.now - self.last_sweep >= SWEEP_EVERY_MS {
+        let now = self.clock.at(now);
+        if self.clock.latest().ms.saturating_sub(self.last_sweep) >= SWEEP_EVERY_MS {
             self.sweep();
         }
         if let (Some(uid), Some(app)) = (owner.uid, owner.app.as_deref()) {
@@ -256,7 +245,7 @@ impl Observer {
         };
         self.stats.ip_packets += 1;
         if ip.fragment.is_some() {
-            if let Some(whole) = self.defrag.push(&ip, now) {
+            if let Some(whole) = self.defrag.push(&ip, now.ms) {
                 self.stats.fragments_reassembled += 1;
                 let full = IpPacket {
                     payload: &whole,
@@ -271,7 +260,7 @@ impl Observer {
         self.on_transport(now, &ip, owner, tunneled);
     }
 
-    fn on_transport(&mut self, now: Millis, ip: &IpPacket<'_>, owner: &Owner, tunneled: bool) {
+    fn on_transport(&mut self, now: Now, ip: &IpPacket<'_>, owner: &Owner, tunneled: bool) {
         match ip.proto {
             ip::PROTO_TCP => match ip::parse_tcp(ip.payload) {
                 Ok((tcp, payload)) => self.on_tcp(now, ip, &tcp, payload, owner),
@@ -282,7 +271,7 @@ impl Observer {
                     match gtp::tpdu_payload(payload) {
                         Ok(inner) => {
                             self.stats.gtp_tpdus += 1;
-                            self.on_ip_in(now, inner, owner, true);
+                            self.on_ip_in(now.ms, inner, owner, true);
                         }
                         // Echo requests and other signalling stay a UDP flow of their own.
                         Err(_) => self.on_udp(now, ip, sp, dp, payload, owner),
@@ -300,7 +289,7 @@ impl Observer {
     /// direction. `sender_is_client` decides the client of a new flow.
     fn flow_for(
         &mut self,
-        now: Millis,
+        now: Now,
         proto: Proto,
         src: SocketAddr,
         dst: SocketAddr,
@@ -326,15 +315,11 @@ impl Observer {
             };
             let id = self.next_id;
             self.next_id += 1;
-            self.stats.flows += 1;
+            let mut common = FlowCommon::new(id, key, now, self.device.as_ref());
+            // The capture is all there is to know of owners: no lookup to wait for.
+            common.owner_done = true;
             let state = FlowState {
-                record: FlowRecord::new(id, key, now),
-                inspector: match &self.device {
-                    Some(device) => {
-                        Inspector::new(proto, server.port()).with_context(Arc::clone(device))
-                    }
-                    None => Inspector::new(proto, server.port()),
-                },
+                common,
                 up: Reassembler::default(),
                 down: Reassembler::default(),
                 fin_up: false,
@@ -342,9 +327,8 @@ impl Observer {
                 last_fin: None,
                 awaiting_synack: proto == Proto::Tcp && restart,
                 closed: false,
-                stale: true,
+                announced: false,
                 dns_stream: (proto == Proto::Tcp && dns::is_dns(&key)).then(Default::default),
-                sent: None,
             };
             self.flows.insert(tuple, state);
         }
@@ -352,7 +336,7 @@ impl Observer {
         if state.closed {
             return None;
         }
-        let dir = if state.record.key.src == src {
+        let dir = if state.common.record.key.src == src {
             Direction::Up
         } else {
             Direction::Down
@@ -360,28 +344,31 @@ impl Observer {
         Some((tuple, dir))
     }
 
-    fn account(state: &mut FlowState, now: Millis, dir: Direction, bytes: usize, owner: &Owner) {
-        let r = &mut state.record;
-        r.last_seen = r.last_seen.max(now);
-        match dir {
-            Direction::Up => {
-                r.packets_up += 1;
-                r.bytes_up += bytes as u64;
-            }
-            Direction::Down => {
-                r.packets_down += 1;
-                r.bytes_down += bytes as u64;
-            }
+    /// Counts the packet and its new application bytes as the live engine does (through the
+    /// reporter), and takes the capture's owner when the flow had none: returns whether it did.
+    fn account(
+        reporter: &mut Reporter,
+        state: &mut FlowState,
+        now: Now,
+        dir: Direction,
+        bytes: usize,
+        owner: &Owner,
+    ) -> bool {
+        reporter.packet(&mut state.common, dir, now);
+        if bytes > 0 {
+            reporter.bytes(&mut state.common, dir, bytes, now);
         }
-        if r.uid.is_none() && owner.uid.is_some() {
-            r.uid = owner.uid;
-            state.stale = true;
+        let record = &mut state.common.record;
+        if record.uid.is_none() && owner.uid.is_some() {
+            record.uid = owner.uid;
+            return true;
         }
+        false
     }
 
     fn on_tcp(
         &mut self,
-        now: Millis,
+        now: Now,
         ip: &IpPacket<'_>,
         tcp: &TcpHeader,
         payload: &[u8],
@@ -425,15 +412,12 @@ impl Observer {
             stream.new_bytes(seq, payload.len())
         };
         let mut dns_bytes = state.dns_stream.as_mut().map(|s| &mut s[dir as usize]);
-        if !payload.is_empty()
-            && (state.inspector.wants_more() || dns_bytes.is_some())
-            && !stream.done()
-        {
-            let inspector = &mut state.inspector;
-            state.stale = true;
+        let common = &mut state.common;
+        let inspecting = common.inspector.as_ref().is_some_and(|i| i.wants_more());
+        if !payload.is_empty() && (inspecting || dns_bytes.is_some()) && !stream.done() {
             stream.on_segment(seq, payload, |bytes| {
-                if inspector.wants_more() {
-                    inspector.on_stream(dir, bytes);
+                if common.inspect_stream(dir, bytes) {
+                    common.inspector_changed = true;
                 }
                 if let Some(buf) = dns_bytes.as_deref_mut() {
                     buf.extend_from_slice(bytes);
@@ -443,18 +427,19 @@ impl Observer {
         if tcp.fin {
             *fin = true;
         }
-        Self::account(state, now, dir, fresh, owner);
-        let (flow_id, key, uid) = (state.record.id, state.record.key, state.record.uid);
+        let owner_found = Self::account(&mut self.reporter, state, now, dir, fresh, owner);
+        let record = &state.common.record;
+        let (flow_id, key, uid) = (record.id, record.key, record.uid);
         let mut records = Vec::new();
         if let Some(bufs) = state.dns_stream.as_mut() {
             records = self
                 .dns
-                .on_tcp_bytes(now, flow_id, key, &mut bufs[dir as usize]);
+                .on_tcp_bytes(now.ms, flow_id, key, &mut bufs[dir as usize]);
         }
         for mut record in records {
             record.flow_id = Some(flow_id);
             record.uid = uid;
-            self.emit_dns(record);
+            self.emit_dns(record, now);
         }
         let Some(state) = self.flows.get_mut(&tuple) else {
             return;
@@ -473,12 +458,12 @@ impl Observer {
             }
             None
         };
-        self.after_packet(tuple, now, close);
+        self.after_packet(tuple, now, owner_found, close);
     }
 
     fn on_udp(
         &mut self,
-        now: Millis,
+        now: Now,
         ip: &IpPacket<'_>,
         src_port: u16,
         dst_port: u16,
@@ -497,23 +482,23 @@ impl Observer {
         let Some(state) = self.flows.get_mut(&tuple) else {
             return;
         };
-        Self::account(state, now, dir, payload.len(), owner);
-        if state.inspector.wants_more() && !payload.is_empty() {
-            state.inspector.on_datagram(dir, payload);
-            state.stale = true;
+        let owner_found = Self::account(&mut self.reporter, state, now, dir, payload.len(), owner);
+        if state.common.inspect_datagram(dir, payload) {
+            state.common.inspector_changed = true;
         }
-        let (flow_id, key, uid) = (state.record.id, state.record.key, state.record.uid);
+        let record = &state.common.record;
+        let (flow_id, key, uid) = (record.id, record.key, record.uid);
         if dns::is_dns(&key) {
-            for mut record in self.dns.on_message(now, flow_id, key, payload) {
+            for mut record in self.dns.on_message(now.ms, flow_id, key, payload) {
                 record.flow_id = Some(flow_id);
                 record.uid = uid;
-                self.emit_dns(record);
+                self.emit_dns(record, now);
             }
         }
-        self.after_packet(tuple, now, None);
+        self.after_packet(tuple, now, owner_found, None);
     }
 
-    fn on_icmp(&mut self, now: Millis, ip: &IpPacket<'_>, owner: &Owner) {
+    fn on_icmp(&mut self, now: Now, ip: &IpPacket<'_>, owner: &Owner) {
         let Some((request, ident)) = flow_rules::echo_of(ip.src.is_ipv6(), ip.payload) else {
             self.stats.icmp_not_echo += 1;
             return;
@@ -528,129 +513,135 @@ impl Observer {
         else {
             return;
         };
-        if let Some(state) = self.flows.get_mut(&tuple) {
-            let bytes = flow_rules::echo_bytes(ip.payload.len());
-            Self::account(state, now, dir, bytes, owner);
-        }
-        self.after_packet(tuple, now, None);
-    }
-
-    fn emit_dns(&mut self, record: crate::flow::DnsRecord) {
-        self.stats.dns_records += 1;
-        self.namer.on_dns(&record);
-        let answered = record.answer_ips.clone();
-        self.send(Event::Dns(record));
-        self.name_late_answer(&answered);
-    }
-
-    /// An answer that arrives after a connection to one of its addresses opened names that
-    /// connection if nothing in the flow did (as the live engine does).
-    fn name_late_answer(&mut self, answered: &[std::net::IpAddr]) {
-        if answered.is_empty() {
-            return;
-        }
-        let late: Vec<Tuple> = self
-            .flows
-            .iter()
-            .filter(|(_, s)| {
-                !s.closed
-                    && s.record.hostname.is_none()
-                    && answered.contains(&s.record.key.dst.ip())
-            })
-            .map(|(t, _)| *t)
-            .collect();
-        for tuple in late {
-            if let Some(state) = self.flows.get_mut(&tuple) {
-                state.stale = true;
-            }
-            self.after_packet(tuple, self.now, None);
-        }
-    }
-
-    /// Names the flow, sends an event when its identity changed, closes it when asked.
-    fn after_packet(&mut self, tuple: Tuple, now: Millis, close: Option<CloseReason>) {
         let Some(state) = self.flows.get_mut(&tuple) else {
             return;
         };
-        // Naming allocates (catalog strings): only when something it depends on changed.
-        if state.stale || close.is_some() {
-            self.namer
-                .name_flow(&mut state.record, state.inspector.result(), now);
-            state.stale = false;
-        }
-        if let Some(reason) = close {
-            state.record.close_reason = Some(reason);
-            state.closed = true;
-            let record = state.record.clone();
-            self.send(Event::FlowClosed(record));
+        let bytes = flow_rules::echo_bytes(ip.payload.len());
+        let owner_found = Self::account(&mut self.reporter, state, now, dir, bytes, owner);
+        self.after_packet(tuple, now, owner_found, None);
+    }
+
+    fn emit_dns(&mut self, record: DnsRecord, now: Now) {
+        self.stats.dns_records += 1;
+        let answered = record.answer_ips.clone();
+        self.reporter.dns(record);
+        self.name_late_answer(&answered, now);
+    }
+
+    /// An answer that arrives after a connection to one of its addresses opened names that
+    /// connection if nothing in the flow did, as the live engine does. A flow not yet announced
+    /// is named when it is.
+    fn name_late_answer(&mut self, answered: &[std::net::IpAddr], now: Now) {
+        if answered.is_empty() {
             return;
         }
-        let changed = state
-            .sent
-            .as_ref()
-            .is_none_or(|sent| !same_identity(sent, &state.record));
-        if changed {
-            state.sent = Some(state.record.clone());
-            let record = state.record.clone();
-            self.send(Event::Flow(record));
+        for state in self.flows.values_mut() {
+            let common = &mut state.common;
+            if state.announced
+                && !state.closed
+                && common.record.hostname.is_none()
+                && answered.contains(&common.record.key.dst.ip())
+            {
+                self.reporter.rename(common, now.ms);
+                if common.record.hostname.is_some() {
+                    self.reporter.changed(common);
+                }
+            }
         }
     }
 
-    /// Closes idle flows and forgets closed ones after their linger time.
+    /// Reports what the packet changed: the flow's open event after its first packet, an
+    /// update when its owner or dissector changed it, its close when the packet ended it.
+    fn after_packet(
+        &mut self,
+        tuple: Tuple,
+        now: Now,
+        owner_found: bool,
+        close: Option<CloseReason>,
+    ) {
+        let Some(state) = self.flows.get_mut(&tuple) else {
+            return;
+        };
+        let common = &mut state.common;
+        // Naming allocates (catalog strings): only when something it depends on changed.
+        let rename = std::mem::take(&mut common.inspector_changed) || owner_found;
+        if !state.announced {
+            state.announced = true;
+            self.reporter.opened(common, now.ms);
+        } else if rename {
+            self.reporter.rename(common, now.ms);
+            match (close, owner_found) {
+                // A closing packet's news travels with the close.
+                (Some(_), _) => {}
+                (None, true) => self.reporter.owner_found(common),
+                (None, false) => self.reporter.changed(common),
+            }
+        }
+        if let Some(reason) = close {
+            state.closed = true;
+            self.reporter.closed(common, reason);
+        }
+    }
+
+    /// Closes idle flows (the engine's idle rule on capture time) and forgets closed ones
+    /// after their linger time.
     fn sweep(&mut self) {
-        self.last_sweep = self.now;
-        let now = self.now;
-        let mut to_close = Vec::new();
+        let now = self.clock.latest();
+        self.last_sweep = now.ms;
         let limits = IdleTimeouts::default();
+        let mut expired = Vec::new();
         self.flows.retain(|tuple, state| {
-            let idle = now - state.record.last_seen;
+            let common = &state.common;
             if state.closed {
-                return idle < CLOSED_LINGER_MS;
+                return now.mono.saturating_duration_since(common.last_activity) < CLOSED_LINGER;
             }
             let class = match tuple.proto {
                 Proto::Tcp => IdleClass::Tcp {
                     half_closed: state.fin_up || state.fin_down,
                 },
                 Proto::Udp => IdleClass::Udp {
-                    dns: flow_rules::is_dns_server(&state.record.key),
+                    dns: flow_rules::is_dns_server(&common.record.key),
                 },
                 Proto::Icmp => IdleClass::Echo,
             };
-            let limit = Millis::try_from(limits.limit(class).as_millis()).unwrap_or(Millis::MAX);
-            if idle >= limit {
-                to_close.push(state.record.clone());
-                return false;
+            if common.idle_expired(&limits, class, now) {
+                expired.push(*tuple);
             }
             true
         });
-        to_close.sort_by_key(|r| r.id);
-        for record in self.dns.expire(now) {
-            self.emit_dns(record);
+        let mut expired: Vec<FlowState> = expired
+            .iter()
+            .filter_map(|tuple| self.flows.remove(tuple))
+            .collect();
+        expired.sort_by_key(|s| s.common.record.id);
+        for record in self.dns.expire(now.ms) {
+            self.emit_dns(record, now);
         }
-        for mut record in to_close {
-            record.close_reason = Some(CloseReason::Idle);
-            self.send(Event::FlowClosed(record));
+        for state in expired {
+            self.reporter
+                .closed_dropped(state.common, CloseReason::Idle);
         }
     }
 
-    /// Ends the capture: every open flow closes with `end-of-capture`, unanswered DNS queries
-    /// are logged without an answer.
+    /// Ends the capture: every open flow closes with the replay's end reason
+    /// (`end-of-capture`), unanswered DNS queries are logged without an answer.
     pub fn finish(mut self) -> ObserverStats {
-        let mut open: Vec<FlowRecord> = self
+        let mut open: Vec<FlowState> = self
             .flows
             .drain()
-            .filter(|(_, s)| !s.closed)
-            .map(|(_, s)| s.record)
+            .map(|(_, s)| s)
+            .filter(|s| !s.closed)
             .collect();
-        open.sort_by_key(|r| r.id);
+        open.sort_by_key(|s| s.common.record.id);
+        let now = self.clock.latest();
         for record in self.dns.drain() {
-            self.emit_dns(record);
+            self.emit_dns(record, now);
         }
-        for mut record in open {
-            record.close_reason = Some(CloseReason::EndOfCapture);
-            self.send(Event::FlowClosed(record));
+        let reason = self.reporter.mode().end_reason();
+        for state in open {
+            self.reporter.closed_dropped(state.common, reason);
         }
-        self.stats
+        self.stats()
     }
 }
 
@@ -660,7 +651,7 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
-    use crate::flow::NameSource;
+    use crate::flow::{FlowRecord, NameSource};
     use crate::pcap::testutil::*;
 
     const PHONE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -741,6 +732,82 @@ mod tests {
         assert_eq!((f.first_seen, f.last_seen), (1000, 1006));
         assert_eq!(f.uid, Some(10_123));
         assert!(matches!(events.first(), Some(Event::Flow(r)) if r.id == f.id));
+    }
+
+    #[test]
+    fn events_follow_the_replay_policy_and_end_as_the_live_reporters() {
+        let c2s = |seq, ack, flags, data: &[u8]| {
+            ipv4(PHONE, SERVER, 6, &tcp(40000, 80, seq, ack, flags, data))
+        };
+        let s2c = |seq, ack, flags, data: &[u8]| {
+            ipv4(SERVER, PHONE, 6, &tcp(80, 40000, seq, ack, flags, data))
+        };
+        let get: &[u8] = b"GET / HTTP/1.1\r\nHost: policy.example\r\n\r\n";
+        let (page, more) = (vec![b'a'; 1000], vec![b'b'; 500]);
+        let g = get.len() as u32;
+        let packets = vec![
+            (1000, c2s(100, 0, SYN, b"")),
+            (1001, s2c(500, 101, SYN | ACK, b"")),
+            (1002, c2s(101, 501, ACK | PSH, get)),
+            (1003, s2c(501, 101 + g, ACK, &page)),
+            (1004, s2c(1501, 101 + g, ACK, &more)),
+            (1005, c2s(101 + g, 2001, FIN | ACK, b"")),
+            (1006, s2c(2001, 102 + g, FIN | ACK, b"")),
+            (1007, c2s(102 + g, 2002, ACK, b"")),
+        ];
+        let owner = Owner {
+            uid: Some(10_123),
+            app: None,
+        };
+        let events = run(&packets, owner);
+        // Replay policy: the open event after the SYN, one update when the dissector named the
+        // flow, no update for bytes alone, one close.
+        let [
+            Event::Flow(open),
+            Event::Flow(named),
+            Event::FlowClosed(end),
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!((open.hostname.as_deref(), open.packets_up), (None, 1));
+        assert_eq!(named.hostname.as_deref(), Some("policy.example"));
+        assert_eq!((named.bytes_down, named.uid), (0, Some(10_123)));
+
+        // The same packets reported by a live reporter as the engine reports relayed ones:
+        // the same final record.
+        let (tx, rx) = mpsc::channel();
+        let mut live = Reporter::new(tx);
+        let mut clock = CaptureClock::new();
+        let mut flow = FlowCommon::new(end.id, end.key, clock.at(1000), None);
+        flow.record.uid = Some(10_123);
+        live.opened(&mut flow, 1000);
+        let steps: [(Millis, Direction, &[u8]); 8] = [
+            (1000, Direction::Up, b""),
+            (1001, Direction::Down, b""),
+            (1002, Direction::Up, get),
+            (1003, Direction::Down, &page),
+            (1004, Direction::Down, &more),
+            (1005, Direction::Up, b""),
+            (1006, Direction::Down, b""),
+            (1007, Direction::Up, b""),
+        ];
+        for (t, dir, data) in steps {
+            let now = clock.at(t);
+            live.packet(&mut flow, dir, now);
+            if !data.is_empty() {
+                live.bytes(&mut flow, dir, data.len(), now);
+            }
+            if flow.inspect_stream(dir, data) {
+                live.rename(&mut flow, t);
+            }
+        }
+        live.closed(&mut flow, CloseReason::Fin);
+        let live_end = rx.try_iter().find_map(|e| match e {
+            Event::FlowClosed(r) => Some(r),
+            _ => None,
+        });
+        assert_eq!(live_end.as_ref(), Some(end));
     }
 
     #[test]

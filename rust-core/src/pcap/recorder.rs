@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::engine::TappedPacket;
-use crate::flow::{Event, FlowKey, Millis, Proto};
+use crate::flow::{Event, FlowKey, FlowTable, Millis, Proto};
 
 use super::ip::{parse_ip, parse_tcp, parse_udp};
 use super::writer::PcapngWriter;
@@ -112,7 +112,7 @@ impl Recorder {
 struct State<W: io::Write> {
     writer: PcapngWriter<W>,
     held: VecDeque<TappedPacket>,
-    owners: HashMap<Endpoints, u32>,
+    owners: FlowTable<Endpoints, u32>,
     apps: HashMap<u32, String>,
     stats: RecorderStats,
 }
@@ -125,7 +125,7 @@ fn run<W: io::Write>(
     let mut state = State {
         writer,
         held: VecDeque::new(),
-        owners: HashMap::new(),
+        owners: FlowTable::default(),
         apps: HashMap::new(),
         stats: RecorderStats::default(),
     };

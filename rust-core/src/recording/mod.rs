@@ -120,6 +120,17 @@ mod tests {
         panic_at: Option<usize>,
     }
 
+    /// A fan-out from a fresh channel to `store` and a [`Counter`] that panics at `panic_at`.
+    fn counting_fanout(
+        store: &StoreWriter,
+        panic_at: Option<usize>,
+    ) -> (mpsc::Sender<Event>, Fanout<Counter>) {
+        let (events_tx, events_rx) = mpsc::channel();
+        let counter = Counter { seen: 0, panic_at };
+        let fanout = Fanout::spawn(events_rx, store.sender(), counter).unwrap();
+        (events_tx, fanout)
+    }
+
     impl EventSink for Counter {
         fn apply(&mut self, _event: &Event) {
             self.seen += 1;
@@ -199,16 +210,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("r.db");
         let store = StoreWriter::start(&db, SessionInfo::default()).unwrap();
-        let (events_tx, events_rx) = mpsc::channel();
-        let fanout = Fanout::spawn(
-            events_rx,
-            store.sender(),
-            Counter {
-                seen: 0,
-                panic_at: None,
-            },
-        )
-        .unwrap();
+        let (events_tx, fanout) = counting_fanout(&store, None);
         for uid in [10_001, 10_002, 10_003] {
             events_tx
                 .send(Event::App {
@@ -231,16 +233,7 @@ mod tests {
     fn an_observer_that_panics_is_reported_not_propagated() {
         let dir = tempfile::tempdir().unwrap();
         let store = StoreWriter::start(&dir.path().join("r.db"), SessionInfo::default()).unwrap();
-        let (events_tx, events_rx) = mpsc::channel();
-        let fanout = Fanout::spawn(
-            events_rx,
-            store.sender(),
-            Counter {
-                seen: 0,
-                panic_at: Some(1),
-            },
-        )
-        .unwrap();
+        let (events_tx, fanout) = counting_fanout(&store, Some(1));
         events_tx
             .send(Event::App {
                 uid: 10_001,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::flow::Proto;
 use crate::pcap::recorder::RecorderStats;
+use crate::store::report::counted;
 
 /// Flows and their payload bytes.
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,17 +80,17 @@ impl Summary {
         }
         let _ = writeln!(
             out,
-            "{} contacts with {} destinations, {} up, {} down",
-            total.flows,
-            rows.len(),
+            "{} with {}, {} up, {} down",
+            counted(total.flows, "contact", "contacts"),
+            counted(rows.len(), "destination", "destinations"),
             human_bytes(total.bytes_up),
             human_bytes(total.bytes_down),
         );
         let _ = writeln!(
             out,
-            "{} DNS lookups in {} DNS flows, {} up, {} down (not counted as contacts)",
-            self.lookups,
-            self.dns.flows,
+            "{} in {}, {} up, {} down (not counted as contacts)",
+            counted(self.lookups, "DNS lookup", "DNS lookups"),
+            counted(self.dns.flows, "DNS flow", "DNS flows"),
             human_bytes(self.dns.bytes_up),
             human_bytes(self.dns.bytes_down),
         );
@@ -97,15 +98,15 @@ impl Summary {
         if self.packets_dropped > 0 {
             let _ = writeln!(
                 out,
-                "{} packets dropped by the engine",
-                self.packets_dropped
+                "{} dropped by the engine",
+                counted(self.packets_dropped, "packet", "packets")
             );
         }
         if self.flows_failed > 0 {
             let _ = writeln!(
                 out,
-                "{} flows dropped after an internal error in the engine (see the log)",
-                self.flows_failed
+                "{} dropped after an internal error in the engine (see the log)",
+                counted(self.flows_failed, "flow", "flows")
             );
         }
         if let Some((path, written, dropped)) = &self.pcapng {

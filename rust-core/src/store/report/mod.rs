@@ -208,6 +208,12 @@ pub fn render_json(report: &Report) -> String {
     serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
+/// "1 contact", "2 contacts": a count with its noun, for sentences (tables keep plural headings).
+pub fn counted<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str) -> String {
+    let noun = if n == N::from(1) { one } else { many };
+    format!("{n} {noun}")
+}
+
 /// "12.3 MB" style sizes (powers of 1000, like most file managers).
 pub fn human_bytes(n: i64) -> String {
     let n = n.max(0) as f64;
@@ -275,5 +281,13 @@ mod tests {
         assert_eq!(human_bytes(1_234_567), "1.2 MB");
         assert_eq!(bucket_for(3_600_000), 60_000);
         assert_eq!(bucket_for(30 * 86_400_000), 6 * 3_600_000);
+    }
+
+    #[test]
+    fn one_is_singular_every_other_count_plural() {
+        assert_eq!(counted(1i64, "contact", "contacts"), "1 contact");
+        assert_eq!(counted(0u64, "contact", "contacts"), "0 contacts");
+        assert_eq!(counted(2usize, "DNS flow", "DNS flows"), "2 DNS flows");
+        assert_eq!(counted(-1i64, "app", "apps"), "-1 apps");
     }
 }

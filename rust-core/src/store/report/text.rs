@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Report, human_bytes, human_duration, utc};
+use super::{Report, counted, human_bytes, human_duration, utc};
 use crate::store::timeline::{ContactTimelines, DAY_MS};
 
 /// Cuts `s` to `width` characters, marking the cut with '~'.
@@ -63,18 +63,21 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         o,
-        "{} contacts (connections, DNS not counted), {} DNS lookups, {} up / {} down, {} apps, {} domains",
-        t.contacts,
-        t.lookups,
+        "{} (connections, DNS not counted), {}, {} up / {} down, {}, {}",
+        counted(t.contacts, "contact", "contacts"),
+        counted(t.lookups, "DNS lookup", "DNS lookups"),
         human_bytes(t.bytes_up),
         human_bytes(t.bytes_down),
-        t.apps,
-        t.domains
+        counted(t.apps, "app", "apps"),
+        counted(t.domains, "domain", "domains")
     );
     let _ = writeln!(
         o,
-        "Xiaomi: {} contacts with {} endpoints. Cleartext contacts: {}. Flows leaking identifiers: {}.",
-        t.xiaomi_contacts, t.xiaomi_endpoints, t.cleartext_flows, t.leak_flows
+        "Xiaomi: {} with {}. Cleartext contacts: {}. Flows leaking identifiers: {}.",
+        counted(t.xiaomi_contacts, "contact", "contacts"),
+        counted(t.xiaomi_endpoints, "endpoint", "endpoints"),
+        t.cleartext_flows,
+        t.leak_flows
     );
 
     if !r.sessions.is_empty() {

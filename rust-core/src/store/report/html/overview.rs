@@ -33,30 +33,16 @@ pub(super) fn summary(o: &mut String, r: &Report) {
     card(o, &human_bytes(t.bytes_down), "received (down)", false);
     card(o, &t.apps.to_string(), "apps", false);
     card(o, &t.domains.to_string(), "domains", false);
-    card(
-        o,
-        &t.xiaomi_contacts.to_string(),
-        "contacts with Xiaomi",
-        t.xiaomi_contacts > 0,
-    );
-    card(
-        o,
-        &t.xiaomi_endpoints.to_string(),
-        "Xiaomi endpoints",
-        t.xiaomi_endpoints > 0,
-    );
-    card(
-        o,
-        &t.cleartext_flows.to_string(),
-        "cleartext contacts",
-        t.cleartext_flows > 0,
-    );
-    card(
-        o,
-        &t.leak_flows.to_string(),
-        "flows leaking identifiers",
-        t.leak_flows > 0,
-    );
+    // Flagged when not zero: each is a finding the reader should not miss.
+    let flagged = [
+        (t.xiaomi_contacts, "contacts with Xiaomi"),
+        (t.xiaomi_endpoints, "Xiaomi endpoints"),
+        (t.cleartext_flows, "cleartext contacts"),
+        (t.leak_flows, "flows leaking identifiers"),
+    ];
+    for (count, label) in flagged {
+        card(o, &count.to_string(), label, count > 0);
+    }
     o.push_str("</div>");
     if let (Some(a), Some(b)) = (t.first_contact, t.last_contact) {
         let _ = write!(

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::super::{Report, human_bytes};
+use super::super::{Report, counted, human_bytes};
 use super::charts::{Bar, hbars, series_timelines, timeline};
 use super::{esc, short_utc};
 
@@ -82,9 +82,9 @@ pub(super) fn categories_and_countries(o: &mut String, r: &Report) {
             label: c.category.clone(),
             segments: vec![(c.contacts, "mi")],
             note: format!(
-                "{} contacts · {} endpoints{}",
-                c.contacts,
-                c.endpoints,
+                "{} · {}{}",
+                counted(c.contacts, "contact", "contacts"),
+                counted(c.endpoints, "endpoint", "endpoints"),
                 if c.guessed_flows > 0 {
                     format!(" · {} guessed", c.guessed_flows)
                 } else {

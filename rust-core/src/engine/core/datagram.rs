@@ -1,0 +1,183 @@
+//! Dispatch of UDP and ICMP echo traffic: find (or open) the flow a datagram or a readiness
+//! belongs to, hand it to the flow (`UdpFlow`, `EchoFlow` do the relaying), and act on what it
+//! returns: DNS exchanges for the query log, answers to release after the owner hold. A
+//! datagram that cannot get an outbound socket is answered here, as no flow exists for it.
+
+use std::net::SocketAddr;
+
+use crate::flow::{FlowId, FlowKey, Proto};
+use crate::flow_rules;
+
+use super::{Core, Flow};
+use crate::engine::host::Host;
+use crate::engine::icmp::EchoFlow;
+use crate::engine::packet::{self, Parsed};
+use crate::engine::report::{FlowCommon, Now};
+use crate::engine::udp::{self, UdpFlow, UdpOutcome};
+
+impl<H: Host> Core<H> {
+    pub(super) fn udp_packet(&mut self, parsed: Parsed, buf: &[u8], now: Now) {
+        let src = parsed.src_addr();
+        let dst = parsed.dst_addr();
+        let payload = &buf[parsed.payload.0..parsed.payload.1];
+        let id = match self.udp_index.get(&(src, dst)) {
+            Some(&id) => id,
+            None => match self.open_udp(src, dst, now) {
+                Some(id) => id,
+                None => {
+                    self.dropped();
+                    if self.is_dns_service(dst) {
+                        udp::answer_servfail(&mut self.to_tun, dst, src, payload);
+                        self.record_unsent_dns(src, dst, payload, now);
+                    } else {
+                        // No outbound socket: tell the app the port is unreachable.
+                        self.to_tun.push_built(|out| {
+                            packet::build_unreachable(out, parsed.dst, buf, true)
+                        });
+                    }
+                    return;
+                }
+            },
+        };
+        let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let outcome = flow.send_up(payload, &mut self.to_tun, &mut self.reporter, now);
+        self.after_udp(id, outcome, now);
+    }
+
+    fn open_udp(&mut self, src: SocketAddr, dst: SocketAddr, now: Now) -> Option<FlowId> {
+        let is_dns = self.is_dns_service(dst);
+        let target = if is_dns {
+            self.config.dns_upstream
+        } else {
+            dst
+        };
+        let id = self.new_flow_id();
+        let socket = match self.host.udp_connect(id, target) {
+            Ok(socket) => socket,
+            Err(e) => {
+                log::debug!("UDP socket to {target}: {e}");
+                return None;
+            }
+        };
+        let key = FlowKey {
+            proto: Proto::Udp,
+            src,
+            dst,
+        };
+        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
+        self.owner_now(&mut common);
+        self.reporter.opened(&mut common, now.ms);
+        let flow = UdpFlow::new(common, socket, is_dns);
+        self.flows.insert(id, Flow::Udp(Box::new(flow)));
+        self.udp_index.insert((src, dst), id);
+        self.ask_owner(id, key);
+        self.schedule_sweep(now);
+        Some(id)
+    }
+
+    /// Datagrams from the server (or the upstream resolver) for flow `id`.
+    pub(super) fn udp_readable(&mut self, id: FlowId, now: Now) {
+        let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let outcome = flow.on_readable(
+            &mut self.datagram,
+            &mut self.to_tun,
+            &mut self.reporter,
+            now,
+        );
+        self.after_udp(id, outcome, now);
+    }
+
+    fn after_udp(&mut self, id: FlowId, outcome: UdpOutcome, now: Now) {
+        if outcome.holding {
+            self.hold_for_owner(id, now);
+        }
+        self.record_exchanges(id, outcome.exchanges, now);
+    }
+
+    /// Answer DNS queries that waited too long with SERVFAIL.
+    pub(super) fn dns_timeouts(&mut self, now: Now) {
+        let timeout = self.tuning.dns_timeout;
+        let mut failed = Vec::new();
+        for (&id, flow) in &mut self.flows {
+            if let Flow::Udp(udp) = flow {
+                let exchanges = udp.fail_overdue(timeout, &mut self.to_tun, now);
+                if !exchanges.is_empty() {
+                    failed.push((id, exchanges));
+                }
+            }
+        }
+        for (id, exchanges) in failed {
+            self.record_exchanges(id, exchanges, now);
+        }
+    }
+
+    pub(super) fn echo_packet(&mut self, parsed: Parsed, ident: u16, buf: &[u8], now: Now) {
+        let key = (parsed.src, parsed.dst, ident);
+        let id = match self.echo_index.get(&key) {
+            Some(&id) => id,
+            None => match self.open_echo(parsed, ident, now) {
+                Some(id) => id,
+                None => {
+                    self.dropped();
+                    return;
+                }
+            },
+        };
+        let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
+        // The ICMP message from its header on (8 bytes before the echo data).
+        let Some(message) = parsed
+            .payload
+            .0
+            .checked_sub(8)
+            .and_then(|start| buf.get(start..parsed.payload.1))
+        else {
+            self.dropped();
+            return;
+        };
+        flow.send_up(message, &mut self.reporter, now);
+    }
+
+    fn open_echo(&mut self, parsed: Parsed, ident: u16, now: Now) -> Option<FlowId> {
+        let dst = SocketAddr::new(parsed.dst, 0);
+        let id = self.new_flow_id();
+        let socket = match self.host.ping_connect(id, dst) {
+            Ok(socket) => socket,
+            Err(e) => {
+                log::debug!("no ping socket for {}: {e}", parsed.dst);
+                return None;
+            }
+        };
+        let key = flow_rules::echo_key(parsed.src, ident, parsed.dst);
+        let mut common = FlowCommon::new(id, key, now, self.tuning.device.as_ref());
+        self.reporter.opened(&mut common, now.ms);
+        let flow = EchoFlow {
+            common,
+            socket,
+            ident,
+        };
+        self.flows.insert(id, Flow::Echo(Box::new(flow)));
+        self.echo_index.insert((parsed.src, parsed.dst, ident), id);
+        self.ask_owner(id, key);
+        self.schedule_sweep(now);
+        Some(id)
+    }
+
+    /// Echo replies for flow `id`.
+    pub(super) fn echo_readable(&mut self, id: FlowId, now: Now) {
+        let Some(Flow::Echo(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
+        flow.on_readable(
+            &mut self.datagram,
+            &mut self.to_tun,
+            &mut self.reporter,
+            now,
+        );
+    }
+}

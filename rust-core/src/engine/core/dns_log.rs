@@ -1,0 +1,107 @@
+//! The query log: every DNS exchange the engine relays (UDP to its DNS service, DNS over TCP)
+//! becomes a `DnsRecord` carrying its flow's owner, and feeds the IP -> names cache. Parsed by
+//! `dissect::dns`, as the pcap observer does, so live and replayed captures give the same rows.
+//! It lives on `Core` because a record needs its flow's owner and an answer may name any flow.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::flow::{FlowId, Proto};
+
+use super::Core;
+use crate::engine::host::Host;
+use crate::engine::report::Now;
+use crate::engine::udp::DnsExchange;
+
+impl<H: Host> Core<H> {
+    /// Log the exchanges a UDP flow finished, in order.
+    pub(super) fn record_exchanges(&mut self, id: FlowId, exchanges: Vec<DnsExchange>, now: Now) {
+        for exchange in exchanges {
+            self.record_dns(id, &exchange.query, exchange.answer.as_deref(), now);
+        }
+    }
+
+    /// Log one DNS exchange of flow `flow_id` (key, owner taken from the flow) and feed the
+    /// IP -> names cache.
+    pub(super) fn record_dns(
+        &mut self,
+        flow_id: FlowId,
+        query: &[u8],
+        answer: Option<&[u8]>,
+        now: Now,
+    ) {
+        use crate::dissect::dns;
+        let Some(flow) = self.flows.get_mut(&flow_id) else {
+            return;
+        };
+        let owner_pending = !flow.common().owner_done;
+        let flow = &flow.common().record;
+        let exchange = dns::Exchange {
+            time: now.ms,
+            client: flow.key.src,
+            server: flow.key.dst,
+            transport: flow.key.proto,
+        };
+        let parsed_query = dns::parse_lenient(query).ok();
+        let parsed_answer = answer.and_then(|a| dns::parse_lenient(a).ok());
+        let Some(mut record) =
+            dns::record_from(exchange, parsed_query.as_ref(), parsed_answer.as_ref())
+        else {
+            log::debug!("DNS exchange of flow {flow_id} has no readable question");
+            return;
+        };
+        record.uid = flow.uid;
+        record.flow_id = Some(flow_id);
+        if record.rcode.is_none() {
+            // An answer we could not parse still says how it ended.
+            record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
+        }
+        let answered = record.answer_ips.clone();
+        if record.uid.is_none() && owner_pending {
+            self.reporter.dns_awaiting_owner(record, now.ms);
+        } else {
+            self.reporter.dns(record);
+        }
+        self.name_late_answer(&answered, now.ms);
+    }
+
+    /// An answer that arrives after a connection to one of its addresses opened (an address
+    /// the app had cached, a resolver racing the connect) names that connection if nothing in
+    /// the flow did; the update reaches the store, which upserts whole records.
+    fn name_late_answer(&mut self, answered: &[IpAddr], now: crate::flow::Millis) {
+        if answered.is_empty() {
+            return;
+        }
+        for flow in self.flows.values_mut() {
+            let common = flow.common();
+            if common.record.hostname.is_none() && answered.contains(&common.record.key.dst.ip()) {
+                self.reporter.rename(common, now);
+                if common.record.hostname.is_some() {
+                    self.reporter.changed(common);
+                }
+            }
+        }
+    }
+
+    /// Log a query that never reached the upstream because no socket to it could be opened.
+    /// There is no flow (so no owner) and no rcode, but the app's attempt is evidence too.
+    pub(super) fn record_unsent_dns(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        query: &[u8],
+        now: Now,
+    ) {
+        use crate::dissect::dns;
+        let exchange = dns::Exchange {
+            time: now.ms,
+            client,
+            server,
+            transport: Proto::Udp,
+        };
+        let parsed_query = dns::parse_lenient(query).ok();
+        match dns::record_from(exchange, parsed_query.as_ref(), None) {
+            Some(record) => self.reporter.dns(record),
+            None => log::debug!("unsent DNS query from {client} has no readable question"),
+        }
+    }
+}
