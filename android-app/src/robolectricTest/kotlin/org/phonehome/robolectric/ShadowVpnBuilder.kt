@@ -22,7 +22,16 @@ class ShadowVpnBuilder {
     val routes = mutableListOf<String>()
     val dnsServers = mutableListOf<String>()
     val disallowed = mutableListOf<String>()
+
+    /**
+     * Read-only outside: a public `setMtu(int)` setter would be a second shadow candidate for
+     * Builder.setMtu (Robolectric takes any public method of the shadow with a matching name
+     * and parameters, @Implementation or not, and picks the first one reflection lists, an
+     * order that changes with what the JVM loaded before). When the void setter won, setMtu
+     * returned null to the service. ShadowSignaturesTest keeps such clashes out.
+     */
     var mtu = 0
+        private set
 
     @Implementation
     fun addAddress(address: String, prefixLength: Int): VpnService.Builder {
