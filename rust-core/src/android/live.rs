@@ -401,7 +401,12 @@ impl LiveView {
         };
         let mut hosts: BTreeMap<String, (proto::ComparedHost, BTreeSet<String>)> = BTreeMap::new();
         for flow in self.flows.values() {
-            if flow.first_seen < since || (request.xiaomi_only && !is_xiaomi(flow)) {
+            // Contacts before and after, as the history's comparison counts them: a lookup
+            // reached the resolver, not the host it asked about.
+            if flow.first_seen < since
+                || flow.is_dns_lookup()
+                || (request.xiaomi_only && !is_xiaomi(flow))
+            {
                 continue;
             }
             let (entry, apps) = hosts.entry(host_of(flow)).or_insert_with(|| {
@@ -629,6 +634,22 @@ mod tests {
         f
     }
 
+    /// A lookup of `host` by `uid`: a DNS flow to the resolver 10.0.0.1.
+    fn dns_lookup(id: u64, uid: u32, host: &str, first_seen: Millis) -> FlowRecord {
+        let key = FlowKey {
+            proto: Proto::Udp,
+            src: format!("10.0.0.2:{}", 40_000 + id % 20_000)
+                .parse()
+                .unwrap(),
+            dst: "10.0.0.1:53".parse().unwrap(),
+        };
+        let mut dns = FlowRecord::new(id, key, first_seen);
+        dns.uid = Some(uid);
+        dns.offer_name(host, NameSource::DnsQuery);
+        dns.app_info.l7 = Some("dns".into());
+        dns
+    }
+
     fn view() -> LiveView {
         LiveView::new(7, 1_000, Arc::new(Mutex::new(HashMap::new())))
     }
@@ -686,15 +707,8 @@ mod tests {
             let t = 1_000 + i as i64 * 100;
             v.apply(&Event::Flow(flow(i, Some(10123), host, true, t)));
             for k in 0..2u64 {
-                let key = FlowKey {
-                    proto: Proto::Udp,
-                    src: format!("10.0.0.2:{}", 40_000 + i * 2 + k).parse().unwrap(),
-                    dst: "10.0.0.1:53".parse().unwrap(),
-                };
-                let mut dns = FlowRecord::new(100 + i * 2 + k, key, t);
-                dns.uid = Some(10123);
-                dns.offer_name(host, NameSource::DnsQuery);
-                dns.app_info.l7 = Some("dns".into());
+                let dns = dns_lookup(100 + i * 2 + k, 10123, host, t);
+                let key = dns.key;
                 v.apply(&Event::Flow(dns));
                 v.apply(&Event::Dns(crate::flow::DnsRecord {
                     time: t,
@@ -913,6 +927,36 @@ mod tests {
             e.http_requests,
             vec!["GET www.mi.com /c?gaid=<advertising-id>".to_string()]
         );
+    }
+
+    /// The experiment's before/after counts contacts, as its lines say and as the history's
+    /// comparison does: lookups before and after the marker add no resolver host.
+    #[test]
+    fn compare_counts_contacts_not_lookups() {
+        let mut v = view();
+        v.apply(&Event::Flow(dns_lookup(1, 10100, "example.org", 2_000)));
+        v.apply(&Event::Flow(flow(
+            2,
+            Some(10100),
+            "example.org",
+            false,
+            2_100,
+        )));
+        let m = v.add_marker(1, 3_000, "ads off");
+        v.apply(&Event::Flow(dns_lookup(3, 10100, "example.org", 4_000)));
+        let cmp = v
+            .compare(&proto::CompareRequest {
+                marker_id: m.id,
+                since_marker_id: 0,
+                xiaomi_only: false,
+            })
+            .unwrap();
+        let hosts: Vec<_> = cmp
+            .hosts
+            .iter()
+            .map(|h| (h.host.as_str(), h.flows_before, h.flows_after))
+            .collect();
+        assert_eq!(hosts, vec![("example.org", 1, 0)]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ class AboutActivity : Activity() {
             Core.geoRanges
         }) { result ->
             geo.text = result.fold(
-                { ranges -> if (ranges > 0) getString(R.string.about_geo_loaded, ranges) else getString(R.string.about_geo_missing) },
+                { ranges -> if (ranges > 0) resources.getQuantityString(R.plurals.about_geo_loaded, ranges, ranges) else getString(R.string.about_geo_missing) },
                 { getString(R.string.error_query, it.message) },
             )
         }

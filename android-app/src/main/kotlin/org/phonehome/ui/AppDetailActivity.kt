@@ -35,24 +35,26 @@ class AppDetailActivity : Activity() {
                 R.string.app_detail_header,
                 if (row.hasApp()) row.app.packagesList.joinToString("\n") else getString(R.string.app_unattributed),
                 if (unattributed) "–" else uid.toString(),
-                row.flows,
+                Format.count(this, R.plurals.count_contacts, row.flows),
                 row.xiaomiFlows,
-                row.lookups,
+                Format.count(this, R.plurals.count_lookups, row.lookups),
             )
             adapter.update(detail.endpointsList)
             showCompanies(detail)
-            val perHour = detail.contactsPerHourList.map { it.contacts }
+            val perHour = detail.contactsPerHourList
             val visibility = if (perHour.isEmpty()) View.GONE else View.VISIBLE
-            findViewById<TextView>(R.id.chart_title).visibility = visibility
-            findViewById<HourlyChart>(R.id.chart).apply {
+            val chart = findViewById<HourlyChart>(R.id.chart)
+            chart.visibility = visibility
+            chart.show(perHour)
+            findViewById<TextView>(R.id.chart_title).apply {
                 this.visibility = visibility
-                show(perHour)
+                text = getString(R.string.chart_contacts_per_hour, chart.zoneName)
             }
         }
     }
 
     private fun showCompanies(detail: AppDetail) {
-        val text = detail.companiesList.joinToString(" · ") { getString(R.string.company_contacts, it.company, it.contacts) }
+        val text = detail.companiesList.joinToString(" · ") { resources.getQuantityString(R.plurals.company_contacts, Format.quantity(it.contacts), it.company, it.contacts) }
         val visibility = if (text.isEmpty()) View.GONE else View.VISIBLE
         findViewById<TextView>(R.id.companies_title).visibility = visibility
         findViewById<TextView>(R.id.companies).apply {

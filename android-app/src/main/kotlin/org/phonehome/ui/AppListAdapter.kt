@@ -44,17 +44,25 @@ class AppListAdapter(private val context: Context) : BaseAdapter() {
         val name = Format.appName(context, row)
         // Highlighted, and only there, when the app did contact Xiaomi: a "0 contacts" line in
         // the highlight colour would flag every app.
-        val xiaomi = if (row.xiaomiFlows > 0) context.getString(R.string.app_row_xiaomi, row.xiaomiFlows, row.xiaomiHosts) else ""
+        val xiaomi = if (row.xiaomiFlows > 0) {
+            context.getString(
+                R.string.app_row_xiaomi,
+                Format.count(context, R.plurals.count_contacts, row.xiaomiFlows),
+                Format.count(context, R.plurals.count_hosts, row.xiaomiHosts.toLong()),
+            )
+        } else {
+            ""
+        }
         val counts = context.getString(
             R.string.app_row_counts,
-            row.flows,
+            Format.count(context, R.plurals.count_contacts, row.flows),
             Format.bytes(context, row.bytesUp),
             Format.bytes(context, row.bytesDown),
-            row.lookups,
+            Format.count(context, R.plurals.count_lookups, row.lookups),
         )
         val flags = buildList {
-            if (row.cleartextFlows > 0) add(context.getString(R.string.flag_cleartext, row.cleartextFlows))
-            if (row.leakFlows > 0) add(context.getString(R.string.flag_identifiers, row.leakFlows))
+            if (row.cleartextFlows > 0) add(Format.count(context, R.plurals.flag_cleartext, row.cleartextFlows))
+            if (row.leakFlows > 0) add(Format.count(context, R.plurals.flag_identifiers, row.leakFlows))
             if (row.companiesCount > 0) add(context.getString(R.string.flag_companies, row.companiesList.joinToString(", ")))
         }.joinToString(" · ")
         view.findViewById<TextView>(R.id.app_name).text = name

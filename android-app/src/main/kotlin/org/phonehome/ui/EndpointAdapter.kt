@@ -31,14 +31,14 @@ class EndpointAdapter(private val context: Context) : BaseAdapter() {
         val classification = Format.destination(context, e.destination).ifEmpty { context.getString(R.string.unclassified) }
         val stats = context.getString(
             R.string.endpoint_stats,
-            e.flows,
+            Format.count(context, R.plurals.count_contacts, e.flows),
             Format.bytes(context, e.bytesUp),
             Format.bytes(context, e.bytesDown),
             Format.time(context, e.firstSeenMs),
             Format.time(context, e.lastSeenMs),
         )
         val flags = buildList {
-            if (e.cleartextFlows > 0) add(context.getString(R.string.flag_cleartext, e.cleartextFlows))
+            if (e.cleartextFlows > 0) add(Format.count(context, R.plurals.flag_cleartext, e.cleartextFlows))
             if (e.leaksCount > 0) add(context.getString(R.string.flag_leaks, e.leaksList.joinToString(", ")))
             if (e.descriptorsCount > 0) add(context.getString(R.string.flag_descriptors, e.descriptorsList.joinToString(", ")))
         }.joinToString(" · ").let { flags ->

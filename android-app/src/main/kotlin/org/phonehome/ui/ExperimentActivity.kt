@@ -103,10 +103,10 @@ class ExperimentActivity : Activity() {
         val still = c.hostsList.count { it.flowsAfter > 0 }
         val lines = c.hostsList.map { h ->
             val category = Format.destination(this, h.destination)
-            val line = getString(R.string.compare_line, h.host, h.flowsBefore, h.flowsAfter)
+            val line = resources.getQuantityString(R.plurals.compare_line, Format.quantity(h.flowsBefore), h.host, h.flowsBefore, h.flowsAfter)
             val apps = if (h.appsAfterCount > 0) "\n    " + h.appsAfterList.joinToString(", ") else ""
             if (category.isEmpty()) line + apps else "$line\n    $category$apps"
         }
-        return getString(R.string.compare_summary, c.marker.label, still, c.hostsCount) + "\n\n" + lines.joinToString("\n")
+        return resources.getQuantityString(R.plurals.compare_summary, c.hostsCount, c.marker.label, still, c.hostsCount) + "\n\n" + lines.joinToString("\n")
     }
 }

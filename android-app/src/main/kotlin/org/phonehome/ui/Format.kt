@@ -15,6 +15,12 @@ object Format {
     fun time(context: Context, ms: Long): String =
         if (ms <= 0) "–" else DateUtils.formatDateTime(context, ms, DateUtils.FORMAT_SHOW_TIME or DateUtils.FORMAT_SHOW_DATE or DateUtils.FORMAT_ABBREV_ALL)
 
+    /** [n] and what it counts, in the form the language gives that number ("1 contact", "2 contacts"). */
+    fun count(context: Context, plural: Int, n: Long): String = context.resources.getQuantityString(plural, quantity(n), n)
+
+    /** The quantity getQuantityString picks the plural form by: an Int, past whose range every shipped language says "other". */
+    fun quantity(n: Long): Int = n.coerceIn(0L, Int.MAX_VALUE.toLong()).toInt()
+
     /** The label, or the first package, or the UID. */
     fun appName(context: Context, row: AppRow): String = when {
         row.unattributed -> context.getString(R.string.app_unattributed)

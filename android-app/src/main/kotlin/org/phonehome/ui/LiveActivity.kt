@@ -95,11 +95,11 @@ class LiveActivity : Activity() {
         } else {
             getString(
                 if (running) R.string.status_running else R.string.status_stopped,
-                totals.contacts,
+                Format.count(this, R.plurals.count_contacts, totals.contacts),
                 totals.xiaomiFlows,
                 Format.bytes(this, totals.bytesUp),
                 Format.bytes(this, totals.bytesDown),
-                totals.dnsQueries,
+                Format.count(this, R.plurals.count_lookups, totals.dnsQueries),
             )
         }
         val warnings = buildList {

@@ -9,6 +9,7 @@ import android.content.Intent
 import android.os.Build
 import org.phonehome.R
 import org.phonehome.proto.Snapshot
+import org.phonehome.ui.Format
 import org.phonehome.ui.LiveActivity
 
 /** The foreground notification: live counts and a Stop action. */
@@ -34,10 +35,10 @@ class CaptureNotification(private val context: Context) {
         } else {
             context.getString(
                 R.string.notification_counts,
-                snapshot.appsCount,
-                totals.contacts,
+                Format.count(context, R.plurals.count_apps, snapshot.appsCount.toLong()),
+                Format.count(context, R.plurals.count_contacts, totals.contacts),
                 totals.xiaomiFlows,
-                totals.dnsQueries,
+                Format.count(context, R.plurals.count_lookups, totals.dnsQueries),
             )
         }
         val builder = builder()

@@ -4,6 +4,8 @@ import org.phonehome.core.CoreCallback
 import org.phonehome.core.CoreException
 import org.phonehome.core.NativeCore
 import org.phonehome.proto.AppDetail
+import org.phonehome.proto.Comparison
+import org.phonehome.proto.QueryRequest
 import org.phonehome.proto.QueryResponse
 import org.phonehome.proto.Snapshot
 import org.robolectric.annotation.Implementation
@@ -16,6 +18,7 @@ import org.robolectric.annotation.Implements
 object FakeCore {
     @Volatile var snapshot: Snapshot = Snapshot.getDefaultInstance()
     @Volatile var appDetail: AppDetail = AppDetail.getDefaultInstance()
+    @Volatile var comparison: Comparison = Comparison.getDefaultInstance()
     /** When set, start() throws CoreException with this message, as the core does. */
     @Volatile var startError: String? = null
     @Volatile var running = false
@@ -27,6 +30,7 @@ object FakeCore {
     fun reset() {
         snapshot = Snapshot.getDefaultInstance()
         appDetail = AppDetail.getDefaultInstance()
+        comparison = Comparison.getDefaultInstance()
         startError = null
         running = false
         startedFd = null
@@ -93,7 +97,9 @@ class ShadowNativeCore {
         fun query(request: ByteArray): ByteArray {
             linked("query")
             FakeCore.calls += "query"
-            return QueryResponse.newBuilder().setAppDetail(FakeCore.appDetail).build().toByteArray()
+            val answer = QueryResponse.newBuilder()
+            if (QueryRequest.parseFrom(request).hasCompare()) answer.setComparison(FakeCore.comparison) else answer.setAppDetail(FakeCore.appDetail)
+            return answer.build().toByteArray()
         }
 
         @JvmStatic @Implementation

@@ -5,6 +5,7 @@ import android.content.pm.PackageManager
 import android.graphics.Rect
 import android.view.View
 import android.view.ViewGroup
+import java.util.Locale
 import org.robolectric.RuntimeEnvironment
 
 /** What every screen test checks, whatever the screen. */
@@ -31,9 +32,16 @@ object Harness {
         return info.activities.orEmpty().map { Class.forName(it.name) as Class<out Activity> }
     }
 
+    private val jvmLocale: Locale = Locale.getDefault()
+
+    /** The app's resources and, as Android sets it for the app's process, the default locale (dates, numbers). */
     fun setLocale(locale: String) {
         RuntimeEnvironment.setQualifiers("+$locale")
+        Locale.setDefault(Locale.forLanguageTag(locale))
     }
+
+    /** In @After: the JVM's locale back for the test classes that run next in the same JVM. */
+    fun restoreLocale() = Locale.setDefault(jvmLocale)
 
     /** The visible leaf views of the screen's content (what the layout put there). */
     fun visibleLeaves(activity: Activity): List<View> {

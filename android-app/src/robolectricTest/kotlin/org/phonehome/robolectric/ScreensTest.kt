@@ -6,6 +6,7 @@ import android.view.View
 import android.widget.ListView
 import android.widget.PopupMenu
 import android.widget.TextView
+import org.junit.After
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
 import org.junit.Before
@@ -36,6 +37,9 @@ class ScreensTest {
         ShadowVpnBuilder.reset()
         Harness.watchCrashes()
     }
+
+    @After
+    fun restoreLocale() = Harness.restoreLocale()
 
     /** As after process death: the system recreates any screen with its intent alone, nothing else set up. */
     @Test
