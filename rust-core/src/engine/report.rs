@@ -233,8 +233,8 @@ impl FlowCommon {
         }
     }
 
-    /// Has the flow been idle (no packet either way) for its limit? The observer's idle expiry
-    /// on capture time; the engine's sweep (core.rs) makes the same comparison on the loop's.
+    /// Has the flow been idle (no packet either way) for its limit? The one expiry rule: the
+    /// observer asks on capture time, the engine's sweep (core/timers.rs) on the loop's.
     pub fn idle_expired(&self, limits: &IdleTimeouts, class: IdleClass, now: Now) -> bool {
         now.mono.saturating_duration_since(self.last_activity) >= limits.limit(class)
     }

@@ -87,27 +87,25 @@ impl<H: Host> Core<H> {
         let connect_timeout = tuning.connect_timeout;
         let mut expired = Vec::new();
         for (&id, flow) in &mut self.flows {
-            let since = match flow {
-                Flow::Tcp(f) if f.phase == Phase::Connecting => f.common.opened,
-                _ => flow.common().last_activity,
-            };
-            let idle = now.mono.saturating_duration_since(since);
-            let limit = match flow {
-                Flow::Tcp(f) if f.phase == Phase::Connecting => connect_timeout,
-                Flow::Tcp(f) => idle_limits.limit(IdleClass::Tcp {
+            // A connect has its own limit, from the SYN (the app's retransmissions are activity
+            // but do not extend it); every other flow expires by the rule the observer uses.
+            let class = match flow {
+                Flow::Tcp(f) if f.phase == Phase::Connecting => {
+                    if now.mono.saturating_duration_since(f.common.opened) >= connect_timeout {
+                        expired.push((id, CloseReason::ConnectFailed));
+                    }
+                    continue;
+                }
+                Flow::Tcp(f) => IdleClass::Tcp {
                     half_closed: f.up_closed || f.down_closed,
-                }),
-                Flow::Udp(f) => idle_limits.limit(IdleClass::Udp {
+                },
+                Flow::Udp(f) => IdleClass::Udp {
                     dns: flow_rules::is_dns_server(&f.common.record.key),
-                }),
-                Flow::Echo(_) => idle_limits.limit(IdleClass::Echo),
+                },
+                Flow::Echo(_) => IdleClass::Echo,
             };
-            if idle >= limit {
-                let reason = match flow {
-                    Flow::Tcp(f) if f.phase == Phase::Connecting => CloseReason::ConnectFailed,
-                    _ => CloseReason::Idle,
-                };
-                expired.push((id, reason));
+            if flow.common().idle_expired(&idle_limits, class, now) {
+                expired.push((id, CloseReason::Idle));
             }
         }
         for (id, reason) in expired {
