@@ -286,13 +286,7 @@ impl<D: DatagramSocket> UdpFlow<D> {
         now: Now,
     ) -> Vec<DnsExchange> {
         let overdue = self.overdue(now.mono, timeout);
-        if !self.service {
-            return Vec::new();
-        }
-        overdue
-            .into_iter()
-            .map(|query| self.fail(query.query, to_tun))
-            .collect()
+        self.fail_all(overdue, to_tun)
     }
 
     /// Send the DNS answers held for the owner lookup.
@@ -306,10 +300,20 @@ impl<D: DatagramSocket> UdpFlow<D> {
     pub fn finish(&mut self, to_tun: &mut PacketQueue) -> Vec<DnsExchange> {
         self.release_answers(to_tun);
         let pending = self.dns.take().unwrap_or_default();
+        self.fail_all(pending, to_tun)
+    }
+
+    /// SERVFAIL for each of `queries`, when the flow is our DNS service (an app's own resolver
+    /// answers for itself).
+    fn fail_all(
+        &mut self,
+        queries: Vec<PendingQuery>,
+        to_tun: &mut PacketQueue,
+    ) -> Vec<DnsExchange> {
         if !self.service {
             return Vec::new();
         }
-        pending
+        queries
             .into_iter()
             .map(|query| self.fail(query.query, to_tun))
             .collect()

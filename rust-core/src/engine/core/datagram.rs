@@ -47,12 +47,7 @@ impl<H: Host> Core<H> {
     }
 
     fn open_udp(&mut self, src: SocketAddr, dst: SocketAddr, now: Now) -> Option<FlowId> {
-        let is_dns = self.is_dns_service(dst);
-        let target = if is_dns {
-            self.config.dns_upstream
-        } else {
-            dst
-        };
+        let (target, is_dns) = self.connect_target(dst);
         let id = self.new_flow_id();
         let socket = match self.host.udp_connect(id, target) {
             Ok(socket) => socket,

@@ -186,6 +186,16 @@ impl<H: Host> Core<H> {
         dst.port() == 53 && self.is_dns_address(dst.ip())
     }
 
+    /// Where a new flow to `dst` connects: the upstream resolver for our DNS service, else
+    /// `dst` itself; and whether it is the DNS service.
+    fn connect_target(&self, dst: SocketAddr) -> (SocketAddr, bool) {
+        if self.is_dns_service(dst) {
+            (self.config.dns_upstream, true)
+        } else {
+            (dst, false)
+        }
+    }
+
     /// The tunnel's own DNS address (what the phone's resolver points at).
     fn is_dns_address(&self, ip: IpAddr) -> bool {
         match ip {

@@ -70,12 +70,7 @@ impl<H: Host> Core<H> {
             self.to_tun.recycle(syn);
             return;
         }
-        let is_dns = self.is_dns_service(dst);
-        let target = if is_dns {
-            self.config.dns_upstream
-        } else {
-            dst
-        };
+        let (target, is_dns) = self.connect_target(dst);
         let id = self.new_flow_id();
         let key = FlowKey {
             proto: Proto::Tcp,
