@@ -216,6 +216,11 @@ fn run(
             return Ok(core.stats());
         }
         if tun_readable && !tun_failed {
+            // What the socket events decided goes out (and into the packet tap) before the tun
+            // is read: a DNS answer that closed its flow must precede, in a pcapng too, the
+            // next query on its 5-tuple, which opens another flow; tapped after it, a replay
+            // would see one exchange where the engine had two.
+            core.flush_tun(now);
             tun_readable = match reader.read_batch(&mut core, batch, now) {
                 Ok(more) => more,
                 Err(e) => {
