@@ -58,9 +58,18 @@ impl IdleTimeouts {
 /// SERVFAIL).
 pub const DNS_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Plain DNS, over UDP or TCP.
+pub const DNS_PORT: u16 = 53;
+
 /// A UDP flow to a DNS server (port 53), which idles out sooner: one query, one answer.
 pub fn is_dns_server(key: &FlowKey) -> bool {
-    key.proto == Proto::Udp && key.dst.port() == 53
+    key.proto == Proto::Udp && key.dst.port() == DNS_PORT
+}
+
+/// A flow to port 53 over UDP or TCP, whatever the server (the engine's DNS service or a
+/// resolver the app chose): its messages are the DNS log, live and replayed alike.
+pub fn carries_dns(key: &FlowKey) -> bool {
+    matches!(key.proto, Proto::Udp | Proto::Tcp) && key.dst.port() == DNS_PORT
 }
 
 /// When a plain DNS exchange over UDP (a flow to a DNS server) is over: a query it carried has

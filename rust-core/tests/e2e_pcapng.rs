@@ -83,7 +83,8 @@ fn live_pcapng_round_trips_through_analyze_and_tshark() {
     let pcapng = rig.tmp.0.join("live.pcapng");
     let py = Rig::clients_py();
     // DNS (getent, as root), HTTP by name (curl resolves through the engine), HTTP and UDP as
-    // other users so the owners differ.
+    // other users so the owners differ; then an app that asks its own resolver (the server's,
+    // not the engine's), over UDP and TCP, and connects to the address it got.
     let out = rig.capture_args(
         &["--pcapng", pcapng.to_str().unwrap()],
         &format!(
@@ -91,7 +92,10 @@ fn live_pcapng_round_trips_through_analyze_and_tshark() {
              getent hosts web.phonehome.test >/dev/null
              curl -sS --max-time 20 http://web.phonehome.test/blob/3000 -o /dev/null
              setpriv --reuid=65534 --regid=65534 --clear-groups curl -sS --max-time 20 http://198.18.0.1/blob/2222 -o /dev/null
-             setpriv --reuid=4242 --regid=4242 --clear-groups /usr/bin/python3 {py} udp-echo 198.18.0.1 7 20 500"
+             setpriv --reuid=4242 --regid=4242 --clear-groups /usr/bin/python3 {py} udp-echo 198.18.0.1 7 20 500
+             setpriv --reuid=4343 --regid=4343 --clear-groups dig +short +tries=1 +time=5 @198.18.0.1 direct.phonehome.test
+             setpriv --reuid=4343 --regid=4343 --clear-groups dig +tcp +short +tries=1 +time=5 @198.18.0.1 stream.phonehome.test
+             setpriv --reuid=4343 --regid=4343 --clear-groups curl -sS --max-time 20 http://198.18.0.1/blob/1111 -o /dev/null"
         ),
         T,
     );
@@ -125,7 +129,7 @@ fn live_pcapng_round_trips_through_analyze_and_tshark() {
     // which one sorts first depends on the ephemeral ports: compare them as a set.
     let http: Vec<_> = live
         .iter()
-        .filter(|f| f.0 == "tcp" && f.2.port() == 80)
+        .filter(|f| f.0 == "tcp" && f.2.port() == 80 && f.4 != Some(4343))
         .collect();
     let http_uids: BTreeSet<_> = http.iter().map(|f| f.4).collect();
     assert_eq!(
@@ -151,6 +155,14 @@ fn live_pcapng_round_trips_through_analyze_and_tshark() {
         live.iter().any(|f| f.0 == "udp" && f.2.port() == 53),
         "{live:#?}"
     );
+    // The own resolver's last answer names the connection that followed it.
+    assert!(
+        live.iter().any(|f| f.0 == "tcp"
+            && f.2.port() == 80
+            && f.3.as_deref() == Some("stream.phonehome.test")
+            && f.4 == Some(4343)),
+        "{live:#?}"
+    );
     assert_eq!(live, replayed, "live db vs analyze of the pcapng");
     // Not only who and where: every counter, time, name and verdict of every flow.
     let (live_rows, replayed_rows) = (whole_rows(&rig.db_path()), whole_rows(&replay_db));
@@ -168,7 +180,36 @@ fn live_pcapng_round_trips_through_analyze_and_tshark() {
             .any(|d| d.ends_with("web.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|0")),
         "{live_dns:#?}"
     );
+    for expected in [
+        "198.18.0.1:53 udp direct.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|4343",
+        "198.18.0.1:53 tcp stream.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|4343",
+    ] {
+        assert!(
+            live_dns.iter().any(|d| d.ends_with(expected)),
+            "{expected} not logged live: {live_dns:#?}"
+        );
+    }
     assert_eq!(live_dns, dns_rows(&replay_db), "dns table: live vs analyze");
+    // Flows to any resolver are lookups, not contacts, in the store and the capture summary.
+    for db in [rig.db_path(), replay_db.clone()] {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let (dns_flows, contacts): (i64, i64) = conn
+            .query_row(
+                "SELECT sum(lookup), sum(NOT lookup) FROM flows WHERE dst_port = 53",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(
+            dns_flows >= 3 && contacts == 0,
+            "{db:?}: {dns_flows} lookups, {contacts} contacts to port 53"
+        );
+    }
+    assert!(
+        !out.stderr.contains("udp/53") && !out.stderr.contains("tcp/53"),
+        "a DNS flow counted as a contact:\n{}",
+        out.stderr
+    );
 
     // tshark reads the file without error and sees the owner comments.
     let tshark = Command::new("tshark")

@@ -21,9 +21,9 @@ use super::core::{Core, Flow, OWNER_HOLD, OwnerRequest};
 use super::host::{DatagramSocket, Host, StreamSocket};
 use super::packet::{self, Transport};
 use super::report::{Now, Reporter};
-use super::tests::{dns_query, pattern, udp_packet};
+use super::tests::{dns_answer, dns_query, pattern, udp_packet};
 use super::{EngineConfig, Outbound, Tuning};
-use crate::flow::{CloseReason, DnsRecord, Event, FlowId, FlowRecord, Proto};
+use crate::flow::{CloseReason, DnsRecord, Event, FlowId, FlowRecord, NameSource, Proto};
 
 const APP_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const DNS_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 53);
@@ -991,28 +991,133 @@ fn a_dns_flow_whose_query_got_servfail_closes_as_answered() {
     );
 }
 
+/// A resolver of the app's own choosing, as some SDKs use (8.8.8.8 and the like).
+const OWN_RESOLVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 53)), 53);
+
+/// The last record of flow `id` the engine reported, open or closed.
+fn last_record(sim: &Sim, id: FlowId) -> Option<FlowRecord> {
+    sim.seen.iter().rev().find_map(|e| match e {
+        Event::Flow(r) | Event::FlowClosed(r) if r.id == id => Some(r.clone()),
+        _ => None,
+    })
+}
+
 #[test]
-fn a_dns_exchange_with_the_apps_own_resolver_ends_with_its_answer_too() {
+fn a_query_to_the_apps_own_resolver_is_logged_and_names_later_flows_as_a_replay_does() {
     let mut sim = Sim::new(tuning());
     let app = SocketAddr::new(APP_IP.into(), 40104);
-    let resolver = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 53).into(), 53);
     let query = dns_query(4, "direct.example");
     sim.core
-        .on_packet(udp_packet(app, resolver, &query), sim.now());
+        .on_packet(udp_packet(app, OWN_RESOLVER, &query), sim.now());
     sim.settle();
     let (flow, server) = sim.newest_datagrams();
+    // To the app's resolver itself, not the engine's upstream, byte for byte.
+    assert_eq!(sim.host.0.borrow().datagrams[&flow].0, OWN_RESOLVER);
     assert_eq!(server.borrow().received, vec![query.clone()]);
-    // Not ours to hold or log: relayed as is, and its answer ends the flow as a replay's does.
-    server.borrow_mut().to_send.push_back(noerror(&query));
+    let IpAddr::V4(server_ip) = SERVER.ip() else {
+        unreachable!("the simulation is IPv4")
+    };
+    let answer = dns_answer(&query, server_ip);
+    server.borrow_mut().to_send.push_back(answer.clone());
     sim.settle();
-    assert_eq!(sim.dns_to_app(), vec![noerror(&query)]);
+    // The owner lookup has not answered, yet the answer is not held, and it is what the
+    // resolver sent; its exchange over, the flow closes as a replay closes it.
+    let to_app: Vec<_> = sim
+        .datagrams_to_app
+        .iter()
+        .filter_map(|p| udp_of(p))
+        .collect();
+    assert_eq!(to_app, vec![(OWN_RESOLVER, app, answer)]);
     assert!(server.borrow().closed);
     let flows = sim.closed_flows();
     assert_eq!(
         (flows[0].id, flows[0].close_reason),
         (flow, Some(CloseReason::Answered))
     );
+    // The lookup is logged once the owner is known, with it, as the service's lookups are.
     assert!(sim.dns_records().is_empty());
+    sim.answer_owner(flow, Some(10006));
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(
+        (
+            record.query.as_str(),
+            record.uid,
+            record.flow_id,
+            record.rcode
+        ),
+        ("direct.example", Some(10006), Some(flow), Some(0))
+    );
+    assert_eq!((record.client, record.server), (app, OWN_RESOLVER));
+    assert_eq!(record.answer_ips, vec![SERVER.ip()]);
+    // A later connection to the answered address carries the name.
+    let (_, tcp_flow, _) = sim.established(Some(10006));
+    let tcp = last_record(&sim, tcp_flow).expect("the TCP flow was reported");
+    assert_eq!(
+        (tcp.hostname.as_deref(), tcp.hostname_source),
+        (Some("direct.example"), Some(NameSource::Dns))
+    );
+}
+
+#[test]
+fn an_unanswered_query_to_the_apps_own_resolver_is_logged_without_an_answer_or_servfail() {
+    let mut t = tuning();
+    t.dns_timeout = Duration::from_secs(5);
+    let mut sim = Sim::new(t);
+    let app = SocketAddr::new(APP_IP.into(), 40105);
+    sim.core.on_packet(
+        udp_packet(app, OWN_RESOLVER, &dns_query(5, "silent.example")),
+        sim.now(),
+    );
+    sim.settle();
+    let (flow, server) = sim.newest_datagrams();
+    sim.answer_owner(flow, Some(10007));
+    sim.advance(Duration::from_secs(6));
+    // The app's resolver keeps its own timeout: nothing from us, and the flow stays open for
+    // a late answer (a replay's expired query does not end the exchange either).
+    assert!(sim.dns_to_app().is_empty());
+    assert!(!server.borrow().closed);
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].query.as_str(), records[0].uid, records[0].rcode),
+        ("silent.example", Some(10007), None)
+    );
+}
+
+#[test]
+fn dns_over_tcp_to_the_apps_own_resolver_is_logged_as_a_replay_does() {
+    let mut sim = Sim::new(tuning());
+    let handle = sim.connect(OWN_RESOLVER, 40106);
+    let (flow, server) = sim.server();
+    server.borrow_mut().connect = Some(Ok(()));
+    sim.answer_owner(flow, Some(10008));
+    assert_eq!(sim.app_state(handle), tcp::State::Established);
+    let query = dns_query(6, "stream.example");
+    let framed = |m: &[u8]| [&(m.len() as u16).to_be_bytes()[..], m].concat();
+    sim.app_socket(handle).send_slice(&framed(&query)).unwrap();
+    sim.settle();
+    assert_eq!(server.borrow().received, framed(&query));
+    let IpAddr::V4(server_ip) = SERVER.ip() else {
+        unreachable!("the simulation is IPv4")
+    };
+    let answer = framed(&dns_answer(&query, server_ip));
+    server.borrow_mut().to_send.extend(answer.iter());
+    sim.settle();
+    assert_eq!(sim.app_received(handle), answer);
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (
+            records[0].query.as_str(),
+            records[0].uid,
+            records[0].transport
+        ),
+        ("stream.example", Some(10008), Proto::Tcp)
+    );
+    assert_eq!(records[0].answer_ips, vec![SERVER.ip()]);
+    assert_eq!(records[0].server, OWN_RESOLVER);
 }
 
 #[test]

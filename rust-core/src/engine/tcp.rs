@@ -48,7 +48,8 @@ pub struct TcpFlow<S> {
     pub up_closed: bool,
     /// The server's EOF was seen and smoltcp asked to send FIN.
     pub down_closed: bool,
-    /// DNS over TCP to the tunnel's DNS address: the two directions split into messages.
+    /// DNS over TCP (to the tunnel's DNS address or any port 53): the two directions split
+    /// into messages for the query log.
     pub dns: Option<TcpDns>,
     /// The app's initial sequence number + 1: where its stream starts.
     pub rx_start: u32,
@@ -68,6 +69,18 @@ pub struct TcpDns {
     pub down: StreamSplitter,
     pub queries: Vec<Vec<u8>>,
     pub exchanges: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The query `answer` answers, taken off `queries`: the one with its id and question, else the
+/// first with its id, as UDP flows and a replay pair them. None: logged by itself.
+fn match_query(queries: &mut Vec<Vec<u8>>, answer: &[u8]) -> Option<Vec<u8>> {
+    let id = super::dns::message_id(answer)?;
+    let same_id = |q: &Vec<u8>| super::dns::message_id(q) == Some(id);
+    let at = queries
+        .iter()
+        .position(|q| same_id(q) && super::dns::same_question(q, answer))
+        .or_else(|| queries.iter().position(same_id))?;
+    Some(queries.remove(at))
 }
 
 /// What servicing a flow concluded.
@@ -174,14 +187,7 @@ impl<S: StreamSocket> TcpFlow<S> {
                         let queries = &mut dns.queries;
                         let exchanges = &mut dns.exchanges;
                         dns.down.push(got, |answer| {
-                            let query = match super::dns::message_id(answer).and_then(|id| {
-                                queries
-                                    .iter()
-                                    .position(|q| super::dns::message_id(q) == Some(id))
-                            }) {
-                                Some(at) => queries.swap_remove(at),
-                                None => Vec::new(),
-                            };
+                            let query = match_query(queries, answer).unwrap_or_default();
                             exchanges.push((query, answer.to_vec()));
                         });
                     }

@@ -603,7 +603,7 @@ pub(super) fn dns_query(id: u16, name: &str) -> Vec<u8> {
     packet.build_bytes_vec().unwrap()
 }
 
-fn dns_answer(query: &[u8], ip: Ipv4Addr) -> Vec<u8> {
+pub(super) fn dns_answer(query: &[u8], ip: Ipv4Addr) -> Vec<u8> {
     use simple_dns::rdata::{A, RData};
     use simple_dns::{CLASS, Packet, ResourceRecord};
     let q = Packet::parse(query).unwrap();

@@ -4,7 +4,9 @@
 //!
 //! Datagrams to the tunnel's DNS address go to the upstream resolver instead; each query is
 //! remembered until its answer (logged as a `DnsRecord`) or a timeout (answered with SERVFAIL,
-//! so the app's resolver does not wait for its own timeout). Such a flow is one DNS exchange
+//! so the app's resolver does not wait for its own timeout). A flow to a resolver of the app's
+//! own choosing (port 53 elsewhere) is logged alike, as a replay logs every port-53 exchange,
+//! but relayed untouched: its answers are neither held nor failed. Such a flow is one DNS exchange
 //! (`flow_rules::dns_exchange_over`): once every query it carried has had its reply delivered to
 //! the app, the engine closes it (`answered`), socket and all, and the next query from the same
 //! 5-tuple, often another process's reusing the source port, opens a flow with its own owner.
@@ -47,8 +49,10 @@ pub struct UdpFlow<D> {
 }
 
 /// A DNS exchange that ended, for the engine's query log (which needs every flow's state, so
-/// the flow hands it over rather than logging it). No answer: the app got a SERVFAIL.
+/// the flow hands it over rather than logging it). No answer: the app got a SERVFAIL from the
+/// service, or its own resolver none in time.
 pub struct DnsExchange {
+    /// Empty for an answer no waiting query matched (logged by itself, as a replay does).
     pub query: Vec<u8>,
     pub answer: Option<Vec<u8>>,
 }
@@ -82,8 +86,9 @@ impl PendingQuery {
 pub enum DnsRole {
     NotDns,
     /// To a DNS server of the app's own choosing (port 53, not the engine's address): relayed
-    /// as is; its queries are followed only to tell when its exchange is over, as a replay
-    /// does for every flow to port 53.
+    /// as is (nothing held, rewritten or failed: the app's resolver gets what the server sent),
+    /// and logged as a replay logs every flow to port 53: each exchange a `DnsRecord`, each
+    /// answer naming later flows, a query with no answer within the DNS timeout logged without.
     Direct,
     /// To the engine's DNS service: forwarded upstream, logged, answers held for the owner,
     /// SERVFAIL when the upstream fails.
@@ -118,7 +123,7 @@ impl<D> UdpFlow<D> {
     }
 
     /// `query` went upstream. Returns the query it pushed out of the bound, if any, for the
-    /// caller to fail (a direct flow's is forgotten).
+    /// caller to give up on.
     fn query_sent(&mut self, query: &[u8], now: Instant) -> Option<PendingQuery> {
         // A direct flow may carry anything on port 53: only what a replay reads as a DNS
         // query counts, so both see the same exchange.
@@ -186,18 +191,19 @@ impl<D: DatagramSocket> UdpFlow<D> {
         match self.socket.send(payload) {
             Ok(n) => {
                 reporter.bytes(&mut self.common, Direction::Up, n, now);
-                if let Some(oldest) = self.query_sent(payload, now.mono)
-                    && self.service
-                {
-                    outcome.exchanges.push(self.fail(oldest.query, to_tun));
+                if let Some(oldest) = self.query_sent(payload, now.mono) {
+                    outcome.exchanges.push(self.give_up(oldest.query, to_tun));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => reporter.stats.packets_dropped += 1,
             Err(e) => {
                 log::debug!("UDP send to {}: {e}", key.dst);
                 reporter.stats.packets_dropped += 1;
-                if self.service {
-                    outcome.exchanges.push(self.fail(payload.to_vec(), to_tun));
+                // A direct flow's query is on the tun all the same: a replay logs it unanswered.
+                if self.dns.is_some() && (self.service || read_as_dns(payload) == Some(false)) {
+                    outcome
+                        .exchanges
+                        .push(self.give_up(payload.to_vec(), to_tun));
                 }
             }
         }
@@ -262,13 +268,14 @@ impl<D: DatagramSocket> UdpFlow<D> {
                 reporter.rename(&mut self.common, now.ms);
             }
             let query = self.answered(payload);
-            // Any answer counts, as a replay counts every response it reads.
-            self.exchange_ended |= self.dns.is_some() && read_as_dns(payload) == Some(true);
-            if let Some(query) = query
-                && self.service
-            {
+            // Any answer counts, as a replay counts every response it reads, and is logged,
+            // with its query or (none waiting: it came after the timeout) alone, as a replay
+            // logs it.
+            let response = self.dns.is_some() && read_as_dns(payload) == Some(true);
+            self.exchange_ended |= response;
+            if query.is_some() || response {
                 outcome.exchanges.push(DnsExchange {
-                    query: query.query,
+                    query: query.map(|q| q.query).unwrap_or_default(),
                     answer: Some(payload.to_vec()),
                 });
             }
@@ -276,9 +283,9 @@ impl<D: DatagramSocket> UdpFlow<D> {
         outcome
     }
 
-    /// Answer the DNS queries that waited `timeout` or longer with SERVFAIL. A direct flow's
-    /// are forgotten: not answered by us, they do not end its exchange (a replay's expired
-    /// queries do not either).
+    /// Give up on the DNS queries that waited `timeout` or longer: SERVFAIL for the service's;
+    /// a direct flow's are logged unanswered and, not answered by us, do not end its exchange
+    /// (a replay's expired queries do not either).
     pub fn fail_overdue(
         &mut self,
         timeout: Duration,
@@ -296,27 +303,34 @@ impl<D: DatagramSocket> UdpFlow<D> {
         }
     }
 
-    /// The flow ends: its held answers go out, and queries still waiting get SERVFAIL.
+    /// The flow ends: its held answers go out, and queries still waiting are given up on.
     pub fn finish(&mut self, to_tun: &mut PacketQueue) -> Vec<DnsExchange> {
         self.release_answers(to_tun);
         let pending = self.dns.take().unwrap_or_default();
         self.fail_all(pending, to_tun)
     }
 
-    /// SERVFAIL for each of `queries`, when the flow is our DNS service (an app's own resolver
-    /// answers for itself).
     fn fail_all(
         &mut self,
         queries: Vec<PendingQuery>,
         to_tun: &mut PacketQueue,
     ) -> Vec<DnsExchange> {
-        if !self.service {
-            return Vec::new();
-        }
         queries
             .into_iter()
-            .map(|query| self.fail(query.query, to_tun))
+            .map(|query| self.give_up(query.query, to_tun))
             .collect()
+    }
+
+    /// No answer will come for `query`: our DNS service answers SERVFAIL; an app's own
+    /// resolver answers for itself, so a direct flow only logs the query unanswered.
+    fn give_up(&mut self, query: Vec<u8>, to_tun: &mut PacketQueue) -> DnsExchange {
+        if self.service {
+            return self.fail(query, to_tun);
+        }
+        DnsExchange {
+            query,
+            answer: None,
+        }
     }
 
     /// The upstream did not answer `query`: SERVFAIL to the app, and an exchange with no answer.
@@ -333,7 +347,7 @@ impl<D: DatagramSocket> UdpFlow<D> {
 
 /// `message` read as a replay reads DNS (`dissect::dns::parse_lenient`): Some(is_response),
 /// None when it is not DNS.
-fn read_as_dns(message: &[u8]) -> Option<bool> {
+pub fn read_as_dns(message: &[u8]) -> Option<bool> {
     crate::dissect::dns::parse_lenient(message)
         .ok()
         .map(|m| m.is_response)

@@ -4,7 +4,7 @@
 //! answer within [`ANSWER_TIMEOUT_MS`] is logged without one.
 
 use crate::dissect::dns::{self, DnsMessage, Exchange};
-use crate::flow::{DnsRecord, FlowId, FlowKey, FlowTable, Millis, Proto};
+use crate::flow::{DnsRecord, FlowId, FlowKey, FlowTable, Millis};
 
 /// A query still unanswered after this long is logged as unanswered.
 pub const ANSWER_TIMEOUT_MS: Millis = crate::flow_rules::DNS_ANSWER_TIMEOUT.as_millis() as Millis;
@@ -177,14 +177,22 @@ impl DnsTracker {
     }
 }
 
-/// True for flows the tracker should see: DNS on port 53 over UDP or TCP.
+/// True for flows the tracker should see: DNS on port 53 over UDP or TCP, as live
+/// (`flow_rules::carries_dns`), or from port 53 (a flow whose client was guessed wrong: its
+/// start is not in the capture).
 pub fn is_dns(key: &FlowKey) -> bool {
-    matches!(key.proto, Proto::Udp | Proto::Tcp) && (key.dst.port() == 53 || key.src.port() == 53)
+    let reversed = FlowKey {
+        src: key.dst,
+        dst: key.src,
+        ..*key
+    };
+    crate::flow_rules::carries_dns(key) || crate::flow_rules::carries_dns(&reversed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::Proto;
 
     fn query(id: u16, name: &str) -> Vec<u8> {
         let mut m = id.to_be_bytes().to_vec();

@@ -30,6 +30,12 @@ impl<H: Host> Core<H> {
                         udp::answer_servfail(&mut self.to_tun, dst, src, payload);
                         self.record_unsent_dns(src, dst, payload, now);
                     } else {
+                        // A query to the app's own resolver is in the capture all the same.
+                        if dst.port() == flow_rules::DNS_PORT
+                            && udp::read_as_dns(payload) == Some(false)
+                        {
+                            self.record_unsent_dns(src, dst, payload, now);
+                        }
                         // No outbound socket: tell the app the port is unreachable.
                         self.to_tun.push_built(|out| {
                             packet::build_unreachable(out, parsed.dst, buf, true)

@@ -1,5 +1,6 @@
-//! The query log: every DNS exchange the engine relays (UDP to its DNS service, DNS over TCP)
-//! becomes a `DnsRecord` carrying its flow's owner, and feeds the IP -> names cache. Parsed by
+//! The query log: every DNS exchange the engine relays (UDP or TCP to port 53, its DNS
+//! service's and apps' own resolvers' alike, as a replay logs them) becomes a `DnsRecord`
+//! carrying its flow's owner, and feeds the IP -> names cache. Parsed by
 //! `dissect::dns`, as the pcap observer does, so live and replayed captures give the same rows.
 //! It lives on `Core` because a record needs its flow's owner and an answer may name any flow.
 

@@ -4,6 +4,7 @@
 //! happy-eyeballs moves on instead of waiting for its own timeout.
 
 use crate::flow::{CloseReason, Direction, FlowId, FlowKey, Proto};
+use crate::flow_rules;
 
 use super::{Core, Flow};
 use crate::engine::host::Host;
@@ -129,7 +130,8 @@ impl<H: Host> Core<H> {
             out_writable: false,
             up_closed: false,
             down_closed: false,
-            dns: is_dns.then(TcpDns::default),
+            // The service's and an app's own resolver's alike, as a replay reads both.
+            dns: (is_dns || flow_rules::carries_dns(&key)).then(TcpDns::default),
             rx_start,
             rx_max_end: rx_start,
             trimmed_up: 0,
