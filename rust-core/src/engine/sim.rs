@@ -1118,6 +1118,24 @@ fn dns_over_tcp_to_the_apps_own_resolver_is_logged_as_a_replay_does() {
     );
     assert_eq!(records[0].answer_ips, vec![SERVER.ip()]);
     assert_eq!(records[0].server, OWN_RESOLVER);
+    // A query the server never answers before it closes is logged unanswered, as a replay
+    // logs it.
+    let unanswered = dns_query(7, "never.example");
+    sim.app_socket(handle)
+        .send_slice(&framed(&unanswered))
+        .unwrap();
+    sim.settle();
+    server.borrow_mut().eof = true;
+    sim.settle();
+    sim.app_socket(handle).close();
+    sim.advance(Duration::from_millis(10));
+    assert_eq!(sim.closed_flows()[0].close_reason, Some(CloseReason::Fin));
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(
+        (records[1].query.as_str(), records[1].uid, records[1].rcode),
+        ("never.example", Some(10008), None)
+    );
 }
 
 #[test]

@@ -14,7 +14,8 @@ use crate::engine::tcp::TcpFlow;
 use crate::engine::udp::UdpFlow;
 
 impl<H: Host> Core<H> {
-    pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason) {
+    pub(super) fn close_tcp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
+        self.log_unanswered_tcp_queries(id, now);
         let Some(Flow::Tcp(flow)) = self.flows.remove(&id) else {
             return;
         };
@@ -33,6 +34,20 @@ impl<H: Host> Core<H> {
             self.shards[shard].remove(handle, &mut self.pool, buffers);
         }
         self.reporter.closed(&mut common, reason);
+    }
+
+    /// DNS over TCP: queries no answer came for before the close are logged unanswered, as a
+    /// replay logs them (with the owner, so while the flow is still in the table).
+    fn log_unanswered_tcp_queries(&mut self, id: FlowId, now: Now) {
+        let Some(Flow::Tcp(flow)) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let Some(dns) = &mut flow.dns else {
+            return;
+        };
+        for query in std::mem::take(&mut dns.queries) {
+            self.record_dns(id, &query, None, now);
+        }
     }
 
     /// A UDP flow ends: held answers go out and its waiting DNS queries get SERVFAIL first.
@@ -99,7 +114,7 @@ impl<H: Host> Core<H> {
                     self.to_tun.push(out);
                 }
                 flow.stream.reset_on_close();
-                self.close_tcp(id, reason);
+                self.close_tcp(id, reason, now);
             }
             Some(Flow::Udp(_)) => self.close_udp(id, reason, now),
             Some(Flow::Echo(_)) => self.close_echo(id, reason),

@@ -55,7 +55,7 @@ impl<H: Host> Core<H> {
             let Ok(outcome) = serviced else {
                 self.reporter.stats.flows_failed += 1;
                 log::error!("flow {id} panicked while being serviced: dropped (engine goes on)");
-                self.close_tcp(id, CloseReason::Error);
+                self.close_tcp(id, CloseReason::Error, now);
                 continue;
             };
             if self.over_budget && outcome == Outcome::Open {
@@ -77,7 +77,7 @@ impl<H: Host> Core<H> {
             match outcome {
                 Outcome::Open => {}
                 Outcome::Again => self.touched.push(id),
-                Outcome::Closed(reason) => self.close_tcp(id, reason),
+                Outcome::Closed(reason) => self.close_tcp(id, reason, now),
             }
         }
         // Keep the allocation.
