@@ -233,10 +233,8 @@ impl<D: DatagramSocket> UdpFlow<D> {
                     // consumed by this recv; keep reading until WouldBlock (edge-triggered).
                     log::debug!("UDP recv for flow {}: {e}", self.common.record.id);
                     if self.service {
-                        let pending = self.dns.as_mut().map(std::mem::take);
-                        for query in pending.unwrap_or_default() {
-                            outcome.exchanges.push(self.fail(query.query, to_tun));
-                        }
+                        let pending = self.dns.as_mut().map(std::mem::take).unwrap_or_default();
+                        outcome.exchanges.extend(self.fail_all(pending, to_tun));
                     } else if e.kind() == io::ErrorKind::ConnectionRefused {
                         relay_port_unreachable(to_tun, key.src, key.dst);
                     }
@@ -310,6 +308,7 @@ impl<D: DatagramSocket> UdpFlow<D> {
         self.fail_all(pending, to_tun)
     }
 
+    /// [`give_up`](Self::give_up) on each of `queries`.
     fn fail_all(
         &mut self,
         queries: Vec<PendingQuery>,

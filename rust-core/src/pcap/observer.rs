@@ -430,16 +430,11 @@ impl Observer {
         let owner_found = Self::account(&mut self.reporter, state, now, dir, fresh, owner);
         let record = &state.common.record;
         let (flow_id, key, uid) = (record.id, record.key, record.uid);
-        let mut records = Vec::new();
         if let Some(bufs) = state.dns_stream.as_mut() {
-            records = self
+            let records = self
                 .dns
                 .on_tcp_bytes(now.ms, flow_id, key, &mut bufs[dir as usize]);
-        }
-        for mut record in records {
-            record.flow_id = Some(flow_id);
-            record.uid = uid;
-            self.emit_dns(record, now);
+            self.emit_flow_dns(records, flow_id, uid, now);
         }
         let Some(state) = self.flows.get_mut(&tuple) else {
             return;
@@ -495,11 +490,8 @@ impl Observer {
         let record = &state.common.record;
         let (flow_id, key, uid) = (record.id, record.key, record.uid);
         if dns::is_dns(&key) {
-            for mut record in self.dns.on_message(now.ms, flow_id, key, payload) {
-                record.flow_id = Some(flow_id);
-                record.uid = uid;
-                self.emit_dns(record, now);
-            }
+            let records = self.dns.on_message(now.ms, flow_id, key, payload);
+            self.emit_flow_dns(records, flow_id, uid, now);
         }
         // A plain DNS exchange ends with its last answer (the live engine's SERVFAILs are in
         // its captures as answers).
@@ -533,6 +525,21 @@ impl Observer {
         let bytes = flow_rules::echo_bytes(ip.payload.len());
         let owner_found = Self::account(&mut self.reporter, state, now, dir, bytes, owner);
         self.after_packet(tuple, now, owner_found, None);
+    }
+
+    /// The DNS records of flow `flow_id`'s packet, with the flow's owner.
+    fn emit_flow_dns(
+        &mut self,
+        records: Vec<DnsRecord>,
+        flow_id: FlowId,
+        uid: Option<u32>,
+        now: Now,
+    ) {
+        for mut record in records {
+            record.flow_id = Some(flow_id);
+            record.uid = uid;
+            self.emit_dns(record, now);
+        }
     }
 
     fn emit_dns(&mut self, record: DnsRecord, now: Now) {

@@ -50,7 +50,8 @@ impl<H: Host> Core<H> {
         }
     }
 
-    /// A UDP flow ends: held answers go out and its waiting DNS queries get SERVFAIL first.
+    /// A UDP flow ends: held answers go out and its waiting DNS queries are given up on first
+    /// (SERVFAIL from our service; a direct resolver's logged unanswered).
     fn close_udp(&mut self, id: FlowId, reason: CloseReason, now: Now) {
         let Some(Flow::Udp(flow)) = self.flows.get_mut(&id) else {
             return;
@@ -122,11 +123,12 @@ impl<H: Host> Core<H> {
         }
     }
 
-    /// Close every flow (reason engine-stop) and flush their final events.
+    /// Close every flow (the mode's end reason: engine-stop) and flush their final events.
     pub fn shutdown(&mut self, now: Now) {
+        let reason = self.reporter.mode().end_reason();
         let ids: Vec<FlowId> = self.flows.keys().copied().collect();
         for id in ids {
-            self.close_flow(id, CloseReason::EngineStop, now);
+            self.close_flow(id, reason, now);
         }
         self.reporter.release_dns(crate::flow::Millis::MAX);
     }

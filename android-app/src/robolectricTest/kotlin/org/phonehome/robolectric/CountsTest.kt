@@ -92,9 +92,7 @@ class CountsTest {
 
     @Before
     fun reset() {
-        FakeCore.reset()
-        ShadowVpnBuilder.reset()
-        Harness.watchCrashes()
+        Harness.freshScreens()
     }
 
     @After

@@ -12,13 +12,20 @@ import org.robolectric.RuntimeEnvironment
 object Harness {
     /**
      * Exceptions that reached a thread's top: on Android each one kills the app's process.
-     * [watchCrashes] in @Before; tests assert [crashes] stays empty.
+     * [watchCrashes] (or [freshScreens]) in @Before; tests assert [crashes] stays empty.
      */
     val crashes: MutableList<String> = java.util.Collections.synchronizedList(mutableListOf())
 
     fun watchCrashes() {
         crashes.clear()
         Thread.setDefaultUncaughtExceptionHandler { thread, e -> crashes += "${thread.name}: $e" }
+    }
+
+    /** The @Before of a screen test: a fresh stand-in core and VPN builder, crashes watched. */
+    fun freshScreens() {
+        FakeCore.reset()
+        ShadowVpnBuilder.reset()
+        watchCrashes()
     }
 
     /** The languages the app ships (res/values-*), plus the default. */

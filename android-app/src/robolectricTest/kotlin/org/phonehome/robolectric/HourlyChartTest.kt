@@ -40,9 +40,7 @@ class HourlyChartTest {
 
     @Before
     fun reset() {
-        FakeCore.reset()
-        ShadowVpnBuilder.reset()
-        Harness.watchCrashes()
+        Harness.freshScreens()
         TimeZone.setDefault(TimeZone.getTimeZone("UTC"))
     }
 

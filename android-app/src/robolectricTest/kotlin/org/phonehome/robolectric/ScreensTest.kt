@@ -33,9 +33,7 @@ import org.robolectric.annotation.GraphicsMode
 class ScreensTest {
     @Before
     fun reset() {
-        FakeCore.reset()
-        ShadowVpnBuilder.reset()
-        Harness.watchCrashes()
+        Harness.freshScreens()
     }
 
     @After
