@@ -132,8 +132,11 @@ pub fn render(r: &Report) -> String {
             let span = human_duration(w.duration_ms);
             let _ = writeln!(
                 o,
-                "  {name:<7} {}: {} contacts ({} Xiaomi), {} lookups over {span}",
-                w.label, w.totals.contacts, w.totals.xiaomi_contacts, w.totals.lookups
+                "  {name:<7} {}: {} ({} Xiaomi), {} over {span}",
+                w.label,
+                counted(w.totals.contacts, "contact", "contacts"),
+                w.totals.xiaomi_contacts,
+                counted(w.totals.lookups, "lookup", "lookups")
             );
         }
         if let Some(note) = &c.note {

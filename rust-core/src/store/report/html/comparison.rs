@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::super::text::rate;
-use super::super::{human_bytes, human_duration};
+use super::super::{counted, human_bytes, human_duration};
 use super::charts::{Bar, hbars};
 use super::{esc, short_utc};
 use crate::store::experiment::{Comparison, Counts};
@@ -13,17 +13,17 @@ pub(super) fn section(o: &mut String, c: &Comparison) {
     let _ = write!(
         o,
         "<section><h2>Still phoning home after &ldquo;off&rdquo;</h2>\
-         <p>Before: <b>{}</b> ({} contacts, {} with Xiaomi, {} lookups, {}). After: <b>{}</b> \
-         ({} contacts, {} with Xiaomi, {} lookups, {}).</p>",
+         <p>Before: <b>{}</b> ({}, {} with Xiaomi, {}, {}). After: <b>{}</b> \
+         ({}, {} with Xiaomi, {}, {}).</p>",
         esc(&c.before.label),
-        c.before.totals.contacts,
+        counted(c.before.totals.contacts, "contact", "contacts"),
         c.before.totals.xiaomi_contacts,
-        c.before.totals.lookups,
+        counted(c.before.totals.lookups, "lookup", "lookups"),
         esc(&human_duration(c.before.duration_ms)),
         esc(&c.after.label),
-        c.after.totals.contacts,
+        counted(c.after.totals.contacts, "contact", "contacts"),
         c.after.totals.xiaomi_contacts,
-        c.after.totals.lookups,
+        counted(c.after.totals.lookups, "lookup", "lookups"),
         esc(&human_duration(c.after.duration_ms))
     );
     if let Some(note) = &c.note {

@@ -18,10 +18,10 @@ pub(super) fn apps(o: &mut String, r: &Report) {
             label: a.app.clone(),
             segments: vec![(a.bytes_up, "up"), (a.bytes_down, "down")],
             note: format!(
-                "{} · {} contacts · {} lookups",
+                "{} · {} · {}",
                 human_bytes(a.bytes_up + a.bytes_down),
-                a.contacts,
-                a.lookups
+                counted(a.contacts, "contact", "contacts"),
+                counted(a.lookups, "lookup", "lookups")
             ),
         })
         .collect();
@@ -105,7 +105,11 @@ pub(super) fn categories_and_countries(o: &mut String, r: &Report) {
                 (c.contacts - c.xiaomi_contacts, "all"),
                 (c.xiaomi_contacts, "mi"),
             ],
-            note: format!("{} contacts · {} apps", c.contacts, c.apps),
+            note: format!(
+                "{} · {}",
+                counted(c.contacts, "contact", "contacts"),
+                counted(c.apps, "app", "apps")
+            ),
         })
         .collect();
     o.push_str(&hbars(&rows, 1000));
