@@ -56,7 +56,8 @@ fn whole_rows(db: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// The DNS log as text rows (client, server, query, type, rcode, answers, answer IPs, TTL, uid).
+/// The DNS log as text rows (client, server, query, type, rcode, answers, answer IPs, TTL, uid,
+/// time: the query's, live and replayed).
 fn dns_rows(db: &Path) -> BTreeSet<String> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
@@ -64,7 +65,7 @@ fn dns_rows(db: &Path) -> BTreeSet<String> {
             "SELECT client_ip || ':' || client_port || ' ' || server_ip || ':' || server_port || ' ' ||
                     transport || ' ' || query || '|' || qtype || '|' || IFNULL(rcode, '-') || '|' ||
                     IFNULL(answers, '') || '|' || IFNULL(answer_ips, '') || '|' || IFNULL(ttl, '-') || '|' ||
-                    IFNULL(uid, '-')
+                    IFNULL(uid, '-') || ' @' || time
              FROM dns",
         )
         .unwrap();
@@ -177,15 +178,15 @@ fn live_pcapng_round_trips_through_analyze_and_tshark() {
     assert!(
         live_dns
             .iter()
-            .any(|d| d.ends_with("web.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|0")),
+            .any(|d| d.contains("web.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|0 @")),
         "{live_dns:#?}"
     );
     for expected in [
-        "198.18.0.1:53 udp direct.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|4343",
-        "198.18.0.1:53 tcp stream.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|4343",
+        "198.18.0.1:53 udp direct.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|4343 @",
+        "198.18.0.1:53 tcp stream.phonehome.test|1|0|198.18.0.1|198.18.0.1|60|4343 @",
     ] {
         assert!(
-            live_dns.iter().any(|d| d.ends_with(expected)),
+            live_dns.iter().any(|d| d.contains(expected)),
             "{expected} not logged live: {live_dns:#?}"
         );
     }

@@ -1,6 +1,182 @@
-//! The DNS service's own message handling: matching answers to queries by id, SERVFAIL answers
-//! when the upstream fails, and splitting DNS-over-TCP streams into messages as they arrive.
-//! What an exchange says (the query log, the IP -> names cache) is parsed by `dissect::dns`.
+//! DNS as the engine and a replay both follow it: one [`Pairing`] per DNS flow matches answers
+//! to queries by id and question, keeps a retransmission as the query it repeats, and says when
+//! a query waited too long and when the flow's exchange is over; [`record`] turns each finished
+//! exchange into a `DnsRecord`. The live relay (UDP and TCP, its DNS service's flows and apps'
+//! own resolvers') and `pcap::Observer` all pair through it, so they log the same rows.
+//! Here too: the DNS service's SERVFAIL answers when the upstream fails, and splitting
+//! DNS-over-TCP streams into messages as they arrive. What an exchange says (names, addresses,
+//! TTLs) is parsed by `dissect::dns`.
+
+use std::time::{Duration, Instant};
+
+use crate::dissect::dns as dissect;
+use crate::flow::{DnsRecord, FlowKey, Millis};
+use crate::flow_rules;
+
+use super::report::Now;
+
+/// Queries one flow may have waiting; beyond this the oldest is given up on at once.
+pub const MAX_WAITING: usize = 64;
+
+/// One DNS exchange, finished, for the query log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsExchange {
+    /// When its query was first sent; an answer no query matched has its own time.
+    pub time: Millis,
+    /// Empty for an answer no waiting query matched (logged by itself).
+    pub query: Vec<u8>,
+    /// None: no answer came in time (or the flow ended first).
+    pub answer: Option<Vec<u8>>,
+}
+
+struct Waiting {
+    id: u16,
+    query: Vec<u8>,
+    sent: Now,
+}
+
+impl Waiting {
+    /// `message` (a query or an answer) has this query's id and question. Two queries may share
+    /// an id (some resolvers send A and AAAA with one), so an answer is matched by both.
+    fn same_exchange(&self, id: u16, message: &[u8]) -> bool {
+        self.id == id && same_question(&self.query, message)
+    }
+
+    fn unanswered(self) -> DnsExchange {
+        DnsExchange {
+            time: self.sent.ms,
+            query: self.query,
+            answer: None,
+        }
+    }
+}
+
+/// The queries of one DNS flow still waiting for their answers, and whether the flow's exchange
+/// is over (`flow_rules::dns_exchange_over`).
+#[derive(Default)]
+pub struct Pairing {
+    waiting: Vec<Waiting>,
+    /// A reply reached the client: a response was read, or the DNS service failed a query.
+    replied: bool,
+}
+
+impl Pairing {
+    /// One message of the flow, a query or a response by its QR bit as a replay reads it
+    /// (`dissect::dns::parse_lenient`); anything else is not DNS and is passed over. Returns
+    /// the exchanges it finished: its answer's, or the oldest query it pushed out of the bound.
+    pub fn message(&mut self, message: &[u8], now: Now) -> Option<DnsExchange> {
+        match read_as_dns(message)? {
+            false => self.query(message, now),
+            true => self.answer(message, now),
+        }
+    }
+
+    /// `query` went out at `now`. A retransmission (same id and question) is the query it
+    /// repeats: one answer does for both, and the exchange keeps the first copy's time. Returns
+    /// the oldest query when more than [`MAX_WAITING`] wait, for the caller to give up on.
+    pub fn query(&mut self, query: &[u8], now: Now) -> Option<DnsExchange> {
+        let id = message_id(query)?;
+        if self.waiting.iter().any(|q| q.same_exchange(id, query)) {
+            return None;
+        }
+        self.waiting.push(Waiting {
+            id,
+            query: query.to_vec(),
+            sent: now,
+        });
+        (self.waiting.len() > MAX_WAITING).then(|| self.waiting.remove(0).unanswered())
+    }
+
+    /// `answer` came back: the exchange of the query it answers (the one with its id and
+    /// question, else, for an upstream that rewrote the question, the first with its id), or,
+    /// when no query waits for it, the answer by itself if it reads as a DNS response.
+    pub fn answer(&mut self, answer: &[u8], now: Now) -> Option<DnsExchange> {
+        let response = read_as_dns(answer) == Some(true);
+        self.replied |= response;
+        let id = message_id(answer)?;
+        let at = self
+            .waiting
+            .iter()
+            .position(|q| q.same_exchange(id, answer))
+            .or_else(|| self.waiting.iter().position(|q| q.id == id));
+        let (time, query) = match at {
+            Some(at) => {
+                let query = self.waiting.remove(at);
+                (query.sent.ms, query.query)
+            }
+            None if response => (now.ms, Vec::new()),
+            None => return None,
+        };
+        Some(DnsExchange {
+            time,
+            query,
+            answer: Some(answer.to_vec()),
+        })
+    }
+
+    /// The client got a reply that no upstream sent (the DNS service's SERVFAIL).
+    pub fn replied(&mut self) {
+        self.replied = true;
+    }
+
+    /// The queries that waited `timeout` or longer by `now`, taken off the list, unanswered.
+    /// A query given up on does not end the exchange: only a reply does.
+    pub fn overdue(&mut self, now: Instant, timeout: Duration) -> Vec<DnsExchange> {
+        if !self
+            .waiting
+            .iter()
+            .any(|q| now.saturating_duration_since(q.sent.mono) >= timeout)
+        {
+            return Vec::new();
+        }
+        let (overdue, waiting): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|q| now.saturating_duration_since(q.sent.mono) >= timeout);
+        self.waiting = waiting;
+        overdue.into_iter().map(Waiting::unanswered).collect()
+    }
+
+    /// When the first waiting query will have waited `timeout`.
+    pub fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.waiting.iter().map(|q| q.sent.mono + timeout).min()
+    }
+
+    /// The flow ends: every query still waiting, unanswered.
+    pub fn drain(&mut self) -> Vec<DnsExchange> {
+        self.waiting.drain(..).map(Waiting::unanswered).collect()
+    }
+
+    /// Every query the flow carried has had its reply, and one did come: the exchange is over.
+    pub fn exchange_over(&self) -> bool {
+        flow_rules::dns_exchange_over(self.replied, self.waiting.len())
+    }
+}
+
+/// `message` read as a replay reads DNS (`dissect::dns::parse_lenient`): Some(is_response),
+/// None when it is not DNS.
+pub fn read_as_dns(message: &[u8]) -> Option<bool> {
+    dissect::parse_lenient(message).ok().map(|m| m.is_response)
+}
+
+/// The query log's record of `exchange` on the flow `key` (client `key.src`); uid and flow id
+/// are the caller's. None when neither message has a readable question.
+pub fn record(exchange: &DnsExchange, key: &FlowKey) -> Option<DnsRecord> {
+    let ex = dissect::Exchange {
+        time: exchange.time,
+        client: key.src,
+        server: key.dst,
+        transport: key.proto,
+    };
+    let query = dissect::parse_lenient(&exchange.query).ok();
+    let answer = exchange.answer.as_deref();
+    let parsed_answer = answer.and_then(|a| dissect::parse_lenient(a).ok());
+    let mut record = dissect::record_from(ex, query.as_ref(), parsed_answer.as_ref())?;
+    if record.rcode.is_none() {
+        // An answer we could not parse still says how it ended.
+        record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
+    }
+    Some(record)
+}
 
 /// The message id, if `message` is long enough to have one.
 pub fn message_id(message: &[u8]) -> Option<u16> {

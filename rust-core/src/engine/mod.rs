@@ -27,7 +27,7 @@
 mod buffers;
 mod core;
 mod device;
-mod dns;
+pub(crate) mod dns;
 mod event_loop;
 mod host;
 mod icmp;

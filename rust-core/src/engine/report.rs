@@ -58,6 +58,9 @@ impl Now {
 /// - Owners: live asks lookups, so DNS records may wait for a flow's owner and a flow closed
 ///   before its owner answered is re-sent when it does; a replay takes owners from the capture
 ///   (PCAPdroid trailers, pcapng comments): nothing waits and nothing is kept for a late owner.
+/// - DNS give-up: live gives up on a query at the DNS timeout (its service's SERVFAIL goes out
+///   then); a replay half a second later ([`Mode::dns_give_up`]), so that SERVFAIL, captured a
+///   moment after the timeout, still answers the query. Both pair through `dns::Pairing`.
 ///
 /// The transport differs too, in the drivers rather than here: the observer reassembles both
 /// directions it sees, guesses the client of a flow whose start is not in the capture from the
@@ -79,7 +82,21 @@ impl Mode {
             Mode::Observe => CloseReason::EndOfCapture,
         }
     }
+
+    /// How long after it was sent a query is given up on, for a DNS timeout of `timeout`.
+    /// Live gives up at the timeout itself (the timers run to the millisecond); a replay allows
+    /// [`REPLY_GRACE`] more, so the engine's SERVFAIL at the timeout still answers its query.
+    pub const fn dns_give_up(self, timeout: Duration) -> Duration {
+        match self {
+            Mode::Live => timeout,
+            Mode::Observe => timeout.saturating_add(REPLY_GRACE),
+        }
+    }
 }
+
+/// How long after the DNS timeout the engine's SERVFAIL may reach a capture: written to the tun
+/// at the end of the loop's turn, it is captured well within this.
+const REPLY_GRACE: Duration = Duration::from_millis(500);
 
 /// A replay's clock: the capture's timestamps as a [`Now`], mapped onto one `Instant` taken when
 /// the replay began, so a flow's activity clock and idle expiry run on capture time exactly as

@@ -752,17 +752,23 @@ fn an_unanswered_dns_query_gets_servfail_at_the_dns_timeout() {
     assert_eq!(upstream, UPSTREAM);
     assert_eq!(server.borrow().received, vec![query.clone()]);
     sim.answer_owner(id, Some(10050));
+    let sent = sim.now().ms;
     sim.advance(Duration::from_millis(4999));
     assert!(sim.datagrams_to_app.is_empty());
-    sim.advance(Duration::from_millis(1001));
+    // At the timeout to the millisecond, not at the next idle sweep.
+    sim.advance(Duration::from_millis(1));
     assert_eq!(sim.datagrams_to_app.len(), 1);
     let (src, dst, answer) = udp_of(&sim.datagrams_to_app[0]).unwrap();
     assert_eq!((src, dst), (service, app));
     assert_eq!(crate::dissect::dns::parse(&answer).unwrap().rcode, 2);
+    // Logged with the SERVFAIL the app got, at the query's time, as a replay of the tun logs it.
     let records = sim.dns_records();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].query, "tracker.example");
-    assert_eq!((records[0].rcode, records[0].uid), (None, Some(10050)));
+    assert_eq!(
+        (records[0].time, records[0].rcode, records[0].uid),
+        (sent, Some(2), Some(10050))
+    );
 }
 
 #[test]
@@ -1136,6 +1142,81 @@ fn dns_over_tcp_to_the_apps_own_resolver_is_logged_as_a_replay_does() {
         (records[1].query.as_str(), records[1].uid, records[1].rcode),
         ("never.example", Some(10008), None)
     );
+}
+
+#[test]
+fn a_dns_over_tcp_query_unanswered_at_the_timeout_is_logged_then_and_its_late_answer_alone() {
+    let mut t = tuning();
+    t.dns_timeout = Duration::from_secs(5);
+    let mut sim = Sim::new(t);
+    let handle = sim.connect(OWN_RESOLVER, 40107);
+    let (flow, server) = sim.server();
+    server.borrow_mut().connect = Some(Ok(()));
+    sim.answer_owner(flow, Some(10009));
+    let query = dns_query(8, "slow.example");
+    let framed = |m: &[u8]| [&(m.len() as u16).to_be_bytes()[..], m].concat();
+    sim.app_socket(handle).send_slice(&framed(&query)).unwrap();
+    sim.settle();
+    let sent = sim.now().ms;
+    sim.advance(Duration::from_millis(4999));
+    assert!(sim.dns_records().is_empty());
+    sim.advance(Duration::from_millis(1));
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].query.as_str(), records[0].time, records[0].rcode),
+        ("slow.example", sent, None)
+    );
+    let IpAddr::V4(server_ip) = SERVER.ip() else {
+        unreachable!("the simulation is IPv4")
+    };
+    let answer = framed(&dns_answer(&query, server_ip));
+    server.borrow_mut().to_send.extend(answer.iter());
+    sim.settle();
+    assert_eq!(sim.app_received(handle), answer, "relayed untouched");
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(
+        (records[1].query.as_str(), records[1].rcode, records[1].uid),
+        ("slow.example", Some(0), Some(10009))
+    );
+    assert!(records[1].time > sent);
+}
+
+#[test]
+fn a_retransmitted_query_is_timed_from_its_first_copy() {
+    let mut t = tuning();
+    t.dns_timeout = Duration::from_secs(5);
+    let mut sim = Sim::new(t);
+    let app = SocketAddr::new(APP_IP.into(), 5354);
+    let service = SocketAddr::new(DNS_IP.into(), 53);
+    let query = dns_query(0x2222, "retry.example");
+    sim.core
+        .on_packet(udp_packet(app, service, &query), sim.now());
+    sim.settle();
+    let sent = sim.now().ms;
+    let (id, _, server) = sim.server_datagrams();
+    sim.answer_owner(id, Some(10051));
+    sim.advance(Duration::from_secs(3));
+    sim.core
+        .on_packet(udp_packet(app, service, &query), sim.now());
+    sim.settle();
+    assert_eq!(
+        server.borrow().received.len(),
+        2,
+        "the copy goes upstream too"
+    );
+    sim.advance(Duration::from_millis(1999));
+    assert!(sim.datagrams_to_app.is_empty());
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(
+        sim.datagrams_to_app.len(),
+        1,
+        "one SERVFAIL for both copies"
+    );
+    let records = sim.dns_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!((records[0].time, records[0].rcode), (sent, Some(2)));
 }
 
 #[test]

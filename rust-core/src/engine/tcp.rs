@@ -15,7 +15,7 @@ use smoltcp::socket::tcp::State;
 use crate::flow::{CloseReason, Direction};
 
 use super::buffers::TcpBuffers;
-use super::dns::StreamSplitter;
+use super::dns::{DnsExchange, Pairing, StreamSplitter};
 use super::host::StreamSocket;
 use super::report::{FlowCommon, Now, Reporter};
 use super::shard::Shard;
@@ -63,24 +63,14 @@ pub struct TcpFlow<S> {
     pub connected: bool,
 }
 
+/// DNS over TCP: each direction split into messages, paired as UDP flows and a replay pair
+/// them. Exchanges wait in `finished` for the engine's query log.
 #[derive(Default)]
 pub struct TcpDns {
     pub up: StreamSplitter,
     pub down: StreamSplitter,
-    pub queries: Vec<Vec<u8>>,
-    pub exchanges: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// The query `answer` answers, taken off `queries`: the one with its id and question, else the
-/// first with its id, as UDP flows and a replay pair them. None: logged by itself.
-fn match_query(queries: &mut Vec<Vec<u8>>, answer: &[u8]) -> Option<Vec<u8>> {
-    let id = super::dns::message_id(answer)?;
-    let same_id = |q: &Vec<u8>| super::dns::message_id(q) == Some(id);
-    let at = queries
-        .iter()
-        .position(|q| same_id(q) && super::dns::same_question(q, answer))
-        .or_else(|| queries.iter().position(same_id))?;
-    Some(queries.remove(at))
+    pub pairing: Pairing,
+    pub finished: Vec<DnsExchange>,
 }
 
 /// What servicing a flow concluded.
@@ -148,7 +138,9 @@ impl<S: StreamSocket> TcpFlow<S> {
                         common.inspector_changed = true;
                     }
                     if let Some(dns) = dns {
-                        dns.up.push(sent, |m| dns.queries.push(m.to_vec()));
+                        let (pairing, finished) = (&mut dns.pairing, &mut dns.finished);
+                        dns.up
+                            .push(sent, |m| finished.extend(pairing.message(m, now)));
                     }
                     (n, Ok(n))
                 }
@@ -184,12 +176,9 @@ impl<S: StreamSocket> TcpFlow<S> {
                         common.inspector_changed = true;
                     }
                     if let Some(dns) = dns {
-                        let queries = &mut dns.queries;
-                        let exchanges = &mut dns.exchanges;
-                        dns.down.push(got, |answer| {
-                            let query = match_query(queries, answer).unwrap_or_default();
-                            exchanges.push((query, answer.to_vec()));
-                        });
+                        let (pairing, finished) = (&mut dns.pairing, &mut dns.finished);
+                        dns.down
+                            .push(got, |m| finished.extend(pairing.message(m, now)));
                     }
                     (n, ReadResult::Data(n))
                 }

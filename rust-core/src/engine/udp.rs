@@ -24,10 +24,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::flow::Direction;
-use crate::flow_rules;
 
 use super::device::PacketQueue;
-use super::dns;
+use super::dns::{self, DnsExchange, Pairing, read_as_dns};
 use super::host::DatagramSocket;
 use super::packet;
 use super::report::{FlowCommon, Now, Reporter};
@@ -35,26 +34,14 @@ use super::report::{FlowCommon, Now, Reporter};
 pub struct UdpFlow<D> {
     pub common: FlowCommon,
     pub socket: D,
-    /// Set for flows to a DNS server: queries waiting for an answer.
-    dns: Option<Vec<PendingQuery>>,
+    /// Set for flows to a DNS server: its queries and answers, paired as a replay pairs them.
+    dns: Option<Pairing>,
     /// The flow goes to the engine's DNS service (`DnsRole::Service`).
     service: bool,
     /// Answers (tun packets) to the app held until its owner is known: the app's socket stays
     /// open while it waits for the answer, so the owner lookup still finds a process that
     /// exits right after its lookup. Released by the owner's answer or after `OWNER_HOLD`.
     held_answers: Vec<Vec<u8>>,
-    /// This DNS flow read an answer or failed a query: once no query waits and no answer is
-    /// held, its exchange is over.
-    exchange_ended: bool,
-}
-
-/// A DNS exchange that ended, for the engine's query log (which needs every flow's state, so
-/// the flow hands it over rather than logging it). No answer: the app got a SERVFAIL from the
-/// service, or its own resolver none in time.
-pub struct DnsExchange {
-    /// Empty for an answer no waiting query matched (logged by itself, as a replay does).
-    pub query: Vec<u8>,
-    pub answer: Option<Vec<u8>>,
 }
 
 /// What handling a flow's datagrams leaves for the engine to do.
@@ -65,20 +52,6 @@ pub struct UdpOutcome {
     /// The flow started holding answers for its owner lookup: the engine releases them after
     /// `OWNER_HOLD` if the lookup has not answered by then.
     pub holding: bool,
-}
-
-struct PendingQuery {
-    id: u16,
-    query: Vec<u8>,
-    sent: Instant,
-}
-
-impl PendingQuery {
-    /// `message` (a query or an answer) has this query's id and question. Two queries may share
-    /// an id (some resolvers send A and AAAA with one), so an answer is matched by both.
-    fn same_exchange(&self, id: u16, message: &[u8]) -> bool {
-        self.id == id && dns::same_question(&self.query, message)
-    }
 }
 
 /// What a UDP flow is to DNS.
@@ -95,8 +68,8 @@ pub enum DnsRole {
     Service,
 }
 
-/// Queries kept per flow; beyond this the oldest is answered SERVFAIL at once.
-const MAX_PENDING: usize = 64;
+/// Answers held per flow for the owner lookup; beyond this they go to the app at once.
+const MAX_HELD: usize = 64;
 
 /// A DNS flow's own bookkeeping, which knows nothing of the engine: which query an answer
 /// belongs to, which queries waited too long.
@@ -105,10 +78,9 @@ impl<D> UdpFlow<D> {
         UdpFlow {
             common,
             socket,
-            dns: (role != DnsRole::NotDns).then(Vec::new),
+            dns: (role != DnsRole::NotDns).then(Pairing::default),
             service: role == DnsRole::Service,
             held_answers: Vec::new(),
-            exchange_ended: false,
         }
     }
 
@@ -116,55 +88,25 @@ impl<D> UdpFlow<D> {
     /// the app, so the flow closes (`answered`) and the next query on its 5-tuple opens another.
     /// Live, the reply must also have left the owner hold.
     pub fn exchange_over(&self) -> bool {
-        self.dns.as_ref().is_some_and(|pending| {
-            self.held_answers.is_empty()
-                && flow_rules::dns_exchange_over(self.exchange_ended, pending.len())
-        })
+        self.held_answers.is_empty() && self.dns.as_ref().is_some_and(Pairing::exchange_over)
+    }
+
+    /// When the first waiting query of this DNS flow will have waited `timeout`.
+    pub fn dns_deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.dns.as_ref()?.deadline(timeout)
     }
 
     /// `query` went upstream. Returns the query it pushed out of the bound, if any, for the
-    /// caller to give up on.
-    fn query_sent(&mut self, query: &[u8], now: Instant) -> Option<PendingQuery> {
-        // A direct flow may carry anything on port 53: only what a replay reads as a DNS
-        // query counts, so both see the same exchange.
-        if !self.service && read_as_dns(query) != Some(false) {
-            return None;
+    /// caller to give up on. The service follows everything sent to it (it answers each with
+    /// the upstream's answer or a SERVFAIL); a direct flow may carry anything on port 53, so
+    /// only what a replay reads as a DNS query counts there.
+    fn query_sent(&mut self, query: &[u8], now: Now) -> Option<DnsExchange> {
+        let pairing = self.dns.as_mut()?;
+        if self.service || read_as_dns(query) == Some(false) {
+            pairing.query(query, now)
+        } else {
+            None
         }
-        let (Some(pending), Some(id)) = (&mut self.dns, dns::message_id(query)) else {
-            return None;
-        };
-        // A retransmission replaces the copy it repeats (one answer will do for both).
-        pending.retain(|q| !q.same_exchange(id, query));
-        pending.push(PendingQuery {
-            id,
-            query: query.to_vec(),
-            sent: now,
-        });
-        (pending.len() > MAX_PENDING).then(|| pending.remove(0))
-    }
-
-    /// The query `answer` answers, taken off the pending list: the one with its id and
-    /// question, else (an upstream that rewrote the question) the first with its id.
-    fn answered(&mut self, answer: &[u8]) -> Option<PendingQuery> {
-        let pending = self.dns.as_mut()?;
-        let id = dns::message_id(answer)?;
-        let at = pending
-            .iter()
-            .position(|q| q.same_exchange(id, answer))
-            .or_else(|| pending.iter().position(|q| q.id == id))?;
-        Some(pending.remove(at))
-    }
-
-    /// The queries that waited `timeout` or longer, taken off the pending list.
-    fn overdue(&mut self, now: Instant, timeout: Duration) -> Vec<PendingQuery> {
-        let Some(pending) = &mut self.dns else {
-            return Vec::new();
-        };
-        let (overdue, waiting) = std::mem::take(pending)
-            .into_iter()
-            .partition(|q| now.saturating_duration_since(q.sent) >= timeout);
-        *pending = waiting;
-        overdue
     }
 }
 
@@ -191,8 +133,8 @@ impl<D: DatagramSocket> UdpFlow<D> {
         match self.socket.send(payload) {
             Ok(n) => {
                 reporter.bytes(&mut self.common, Direction::Up, n, now);
-                if let Some(oldest) = self.query_sent(payload, now.mono) {
-                    outcome.exchanges.push(self.give_up(oldest.query, to_tun));
+                if let Some(oldest) = self.query_sent(payload, now) {
+                    outcome.exchanges.push(self.give_up(oldest, to_tun));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => reporter.stats.packets_dropped += 1,
@@ -201,9 +143,12 @@ impl<D: DatagramSocket> UdpFlow<D> {
                 reporter.stats.packets_dropped += 1;
                 // A direct flow's query is on the tun all the same: a replay logs it unanswered.
                 if self.dns.is_some() && (self.service || read_as_dns(payload) == Some(false)) {
-                    outcome
-                        .exchanges
-                        .push(self.give_up(payload.to_vec(), to_tun));
+                    let unsent = DnsExchange {
+                        time: now.ms,
+                        query: payload.to_vec(),
+                        answer: None,
+                    };
+                    outcome.exchanges.push(self.give_up(unsent, to_tun));
                 }
             }
         }
@@ -233,8 +178,8 @@ impl<D: DatagramSocket> UdpFlow<D> {
                     // consumed by this recv; keep reading until WouldBlock (edge-triggered).
                     log::debug!("UDP recv for flow {}: {e}", self.common.record.id);
                     if self.service {
-                        let pending = self.dns.as_mut().map(std::mem::take).unwrap_or_default();
-                        outcome.exchanges.extend(self.fail_all(pending, to_tun));
+                        let waiting = self.dns.as_mut().map(Pairing::drain).unwrap_or_default();
+                        outcome.exchanges.extend(self.fail_all(waiting, to_tun));
                     } else if e.kind() == io::ErrorKind::ConnectionRefused {
                         relay_port_unreachable(to_tun, key.src, key.dst);
                     }
@@ -247,9 +192,8 @@ impl<D: DatagramSocket> UdpFlow<D> {
             let payload = &scratch[..n];
             let mut out = to_tun.take_buffer();
             if packet::build_udp(&mut out, key.dst, key.src, payload) {
-                let hold = self.service
-                    && !self.common.owner_done
-                    && self.held_answers.len() < MAX_PENDING;
+                let hold =
+                    self.service && !self.common.owner_done && self.held_answers.len() < MAX_HELD;
                 if hold {
                     outcome.holding |= self.held_answers.is_empty();
                     self.held_answers.push(out);
@@ -265,18 +209,15 @@ impl<D: DatagramSocket> UdpFlow<D> {
             if self.common.inspect_datagram(Direction::Down, payload) {
                 reporter.rename(&mut self.common, now.ms);
             }
-            let query = self.answered(payload);
-            // Any answer counts, as a replay counts every response it reads, and is logged,
+            // Any response counts, as a replay counts every response it reads, and is logged,
             // with its query or (none waiting: it came after the timeout) alone, as a replay
-            // logs it.
-            let response = self.dns.is_some() && read_as_dns(payload) == Some(true);
-            self.exchange_ended |= response;
-            if query.is_some() || response {
-                outcome.exchanges.push(DnsExchange {
-                    query: query.map(|q| q.query).unwrap_or_default(),
-                    answer: Some(payload.to_vec()),
-                });
-            }
+            // logs it. The service pairs whatever its upstream sends with the query it answers.
+            let exchange = match &mut self.dns {
+                Some(pairing) if self.service => pairing.answer(payload, now),
+                Some(pairing) => pairing.message(payload, now),
+                None => None,
+            };
+            outcome.exchanges.extend(exchange);
         }
         outcome
     }
@@ -290,7 +231,11 @@ impl<D: DatagramSocket> UdpFlow<D> {
         to_tun: &mut PacketQueue,
         now: Now,
     ) -> Vec<DnsExchange> {
-        let overdue = self.overdue(now.mono, timeout);
+        let overdue = self
+            .dns
+            .as_mut()
+            .map(|pairing| pairing.overdue(now.mono, timeout))
+            .unwrap_or_default();
         self.fail_all(overdue, to_tun)
     }
 
@@ -304,65 +249,48 @@ impl<D: DatagramSocket> UdpFlow<D> {
     /// The flow ends: its held answers go out, and queries still waiting are given up on.
     pub fn finish(&mut self, to_tun: &mut PacketQueue) -> Vec<DnsExchange> {
         self.release_answers(to_tun);
-        let pending = self.dns.take().unwrap_or_default();
-        self.fail_all(pending, to_tun)
+        let waiting = self.dns.as_mut().map(Pairing::drain).unwrap_or_default();
+        self.fail_all(waiting, to_tun)
     }
 
-    /// [`give_up`](Self::give_up) on each of `queries`.
+    /// [`give_up`](Self::give_up) on each of `exchanges`.
     fn fail_all(
         &mut self,
-        queries: Vec<PendingQuery>,
+        exchanges: Vec<DnsExchange>,
         to_tun: &mut PacketQueue,
     ) -> Vec<DnsExchange> {
-        queries
+        exchanges
             .into_iter()
-            .map(|query| self.give_up(query.query, to_tun))
+            .map(|exchange| self.give_up(exchange, to_tun))
             .collect()
     }
 
-    /// No answer will come for `query`: our DNS service answers SERVFAIL; an app's own
+    /// No answer will come for `exchange`'s query: our DNS service answers SERVFAIL, and logs
+    /// the exchange with it (the app's answer, as a replay of the tun reads it); an app's own
     /// resolver answers for itself, so a direct flow only logs the query unanswered.
-    fn give_up(&mut self, query: Vec<u8>, to_tun: &mut PacketQueue) -> DnsExchange {
+    fn give_up(&mut self, mut exchange: DnsExchange, to_tun: &mut PacketQueue) -> DnsExchange {
         if self.service {
-            return self.fail(query, to_tun);
+            if let Some(pairing) = &mut self.dns {
+                pairing.replied();
+            }
+            let key = self.common.record.key;
+            exchange.answer = answer_servfail(to_tun, key.dst, key.src, &exchange.query);
         }
-        DnsExchange {
-            query,
-            answer: None,
-        }
-    }
-
-    /// The upstream did not answer `query`: SERVFAIL to the app, and an exchange with no answer.
-    fn fail(&mut self, query: Vec<u8>, to_tun: &mut PacketQueue) -> DnsExchange {
-        self.exchange_ended = true;
-        let key = self.common.record.key;
-        answer_servfail(to_tun, key.dst, key.src, &query);
-        DnsExchange {
-            query,
-            answer: None,
-        }
+        exchange
     }
 }
 
-/// `message` read as a replay reads DNS (`dissect::dns::parse_lenient`): Some(is_response),
-/// None when it is not DNS.
-pub fn read_as_dns(message: &[u8]) -> Option<bool> {
-    crate::dissect::dns::parse_lenient(message)
-        .ok()
-        .map(|m| m.is_response)
-}
-
-/// A SERVFAIL from the DNS service at `service` to `client`'s `query`.
+/// A SERVFAIL from the DNS service at `service` to `client`'s `query`; returns the answer
+/// sent, None when the query was too short to answer.
 pub fn answer_servfail(
     to_tun: &mut PacketQueue,
     service: SocketAddr,
     client: SocketAddr,
     query: &[u8],
-) {
-    let Some(reply) = dns::servfail(query) else {
-        return;
-    };
+) -> Option<Vec<u8>> {
+    let reply = dns::servfail(query)?;
     to_tun.push_built(|out| packet::build_udp(out, service, client, &reply));
+    Some(reply)
 }
 
 /// The server's port is closed: pass the ICMP error on, quoting a datagram of the flow, so the

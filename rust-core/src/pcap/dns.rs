@@ -1,183 +1,73 @@
-//! The DNS log of a capture: pairs each query with its answer (by flow and message id) and turns
-//! the pair into a [`DnsRecord`], as the live engine's DNS service logs what it forwards.
-//! A capture may hold only one side: a lone answer is logged by itself, a query that gets no
-//! answer within [`ANSWER_TIMEOUT_MS`] is logged without one.
+//! The DNS of a capture's flows, followed by the engine's own rules: each DNS flow pairs its
+//! queries and answers in an engine [`Pairing`], as the live relay's flows do, so a replay logs
+//! the rows the capture's live run logged. A replay gives up on a query [`GIVE_UP_AFTER`] it was
+//! sent (`Mode::dns_give_up`: the DNS timeout and a grace, so the engine's own SERVFAIL at the
+//! timeout, captured a moment later, still answers it), checked when the flow's next DNS
+//! message arrives and at the observer's sweeps; it reads both directions of a TCP flow from
+//! the capture.
 
-use crate::dissect::dns::{self, DnsMessage, Exchange};
-use crate::flow::{DnsRecord, FlowId, FlowKey, FlowTable, Millis};
+use std::time::Duration;
 
-/// A query still unanswered after this long is logged as unanswered.
-pub const ANSWER_TIMEOUT_MS: Millis = crate::flow_rules::DNS_ANSWER_TIMEOUT.as_millis() as Millis;
-/// Queries waiting for answers, at most; the oldest are logged unanswered beyond it.
-const MAX_PENDING: usize = 4096;
+use crate::engine::dns::{DnsExchange, Pairing, StreamSplitter};
+use crate::engine::report::{Mode, Now};
+use crate::flow::{Direction, FlowKey};
+use crate::flow_rules;
 
-struct Pending {
-    time: Millis,
-    key: FlowKey,
-    query: DnsMessage,
-}
+/// How long after it was sent a replay gives up on a query (`Mode::dns_give_up`).
+pub const GIVE_UP_AFTER: Duration = Mode::Observe.dns_give_up(flow_rules::DNS_ANSWER_TIMEOUT);
 
-impl Pending {
-    /// `message` asks this query's first question. Two queries may share an id (some resolvers
-    /// send A and AAAA with one), so answers are matched by id and question, as live.
-    fn same_question(&self, message: &DnsMessage) -> bool {
-        match (self.query.questions.first(), message.questions.first()) {
-            (Some(a), Some(b)) => a.name == b.name && a.qtype == b.qtype && a.qclass == b.qclass,
-            (a, b) => a.is_none() && b.is_none(),
-        }
-    }
-}
-
-/// Where one flow's exchange stands, for `flow_rules::dns_exchange_over`.
+/// One DNS flow of the capture.
 #[derive(Default)]
-struct FlowExchange {
-    waiting: usize,
-    /// A response was seen on the flow.
-    answered: bool,
+pub struct FlowDns {
+    pairing: Pairing,
+    /// DNS over TCP: each direction split into messages (the live relay's splitter).
+    streams: Option<[StreamSplitter; 2]>,
 }
 
-#[derive(Default)]
-pub struct DnsTracker {
-    /// Queries by flow and id; more than one when queries share an id.
-    pending: FlowTable<(FlowId, u16), Vec<Pending>>,
-    waiting: usize,
-    flows: FlowTable<FlowId, FlowExchange>,
-}
-
-fn exchange(time: Millis, key: FlowKey) -> Exchange {
-    Exchange {
-        time,
-        client: key.src,
-        server: key.dst,
-        transport: key.proto,
+impl FlowDns {
+    /// The DNS state of a new flow with `key`; None when it carries no DNS.
+    pub fn of(key: &FlowKey) -> Option<FlowDns> {
+        is_dns(key).then(|| FlowDns {
+            pairing: Pairing::default(),
+            streams: (key.proto == crate::flow::Proto::Tcp).then(Default::default),
+        })
     }
-}
 
-impl DnsTracker {
-    /// One DNS message of flow `flow` (whose client is `key.src`) seen at `now`; returns the
-    /// records completed by it.
-    pub fn on_message(
-        &mut self,
-        now: Millis,
-        flow: FlowId,
-        key: FlowKey,
-        message: &[u8],
-    ) -> Vec<DnsRecord> {
-        let Ok(msg) = dns::parse_lenient(message) else {
-            return Vec::new();
+    /// One datagram of the flow: the exchanges it (or the time it came at) finished.
+    pub fn on_datagram(&mut self, payload: &[u8], now: Now) -> Vec<DnsExchange> {
+        let mut finished = self.overdue(now);
+        finished.extend(self.pairing.message(payload, now));
+        finished
+    }
+
+    /// New in-order bytes of a TCP flow going `dir`: the exchanges they finished.
+    pub fn on_stream(&mut self, dir: Direction, bytes: &[u8], now: Now) -> Vec<DnsExchange> {
+        let mut finished = self.overdue(now);
+        let Some(streams) = &mut self.streams else {
+            return finished;
         };
-        let mut out = Vec::new();
-        if !msg.is_response {
-            if self.waiting >= MAX_PENDING {
-                out.extend(self.expire(Millis::MAX));
-            }
-            let queries = self.pending.entry((flow, msg.id)).or_default();
-            // A retransmitted query keeps the first one's time.
-            if !queries.iter().any(|p| p.same_question(&msg)) {
-                queries.push(Pending {
-                    time: now,
-                    key,
-                    query: msg,
-                });
-                self.waiting += 1;
-                self.flows.entry(flow).or_default().waiting += 1;
-            }
-            return out;
-        }
-        self.flows.entry(flow).or_default().answered = true;
-        let record = match self.take(flow, &msg) {
-            Some(p) => dns::record_from(exchange(p.time, p.key), Some(&p.query), Some(&msg)),
-            None => dns::record_from(exchange(now, key), None, Some(&msg)),
-        };
-        out.extend(record);
-        out
+        let pairing = &mut self.pairing;
+        streams[dir as usize].push(bytes, |m| finished.extend(pairing.message(m, now)));
+        finished
     }
 
-    /// The query `answer` answers, off the pending list: the one with its id and question,
-    /// else (an upstream that rewrote the question) the first with its id.
-    fn take(&mut self, flow: FlowId, answer: &DnsMessage) -> Option<Pending> {
-        let queries = self.pending.get_mut(&(flow, answer.id))?;
-        let at = queries
-            .iter()
-            .position(|p| p.same_question(answer))
-            .unwrap_or(0);
-        let taken = (at < queries.len()).then(|| queries.remove(at));
-        if queries.is_empty() {
-            self.pending.remove(&(flow, answer.id));
-        }
-        if taken.is_some() {
-            self.unwait(flow);
-        }
-        taken
+    /// The queries a replay gives up on by `now`, unanswered.
+    pub fn overdue(&mut self, now: Now) -> Vec<DnsExchange> {
+        self.pairing.overdue(now.mono, GIVE_UP_AFTER)
     }
 
-    fn unwait(&mut self, flow: FlowId) {
-        self.waiting = self.waiting.saturating_sub(1);
-        if let Some(exchange) = self.flows.get_mut(&flow) {
-            exchange.waiting = exchange.waiting.saturating_sub(1);
-        }
+    /// The flow ended (or the capture did): its waiting queries, unanswered.
+    pub fn drain(&mut self) -> Vec<DnsExchange> {
+        self.pairing.drain()
     }
 
-    /// UDP flow `flow`'s DNS exchange is over (`flow_rules::dns_exchange_over`): it saw an
-    /// answer and no query of it still waits.
-    pub fn exchange_over(&self, flow: FlowId) -> bool {
-        self.flows
-            .get(&flow)
-            .is_some_and(|f| crate::flow_rules::dns_exchange_over(f.answered, f.waiting))
-    }
-
-    /// Flow `flow` ended: its exchange state goes (its waiting queries are still logged when
-    /// they expire).
-    pub fn forget(&mut self, flow: FlowId) {
-        self.flows.remove(&flow);
-    }
-
-    /// Queries of TCP flows arrive in a stream: whole length-prefixed messages are taken from
-    /// the front of `buf` and handed to [`Self::on_message`].
-    pub fn on_tcp_bytes(
-        &mut self,
-        now: Millis,
-        flow: FlowId,
-        key: FlowKey,
-        buf: &mut Vec<u8>,
-    ) -> Vec<DnsRecord> {
-        let (messages, used) = dns::split_tcp(buf);
-        let mut out = Vec::new();
-        for m in messages {
-            out.extend(self.on_message(now, flow, key, m));
-        }
-        buf.drain(..used);
-        out
-    }
-
-    /// Queries unanswered for [`ANSWER_TIMEOUT_MS`] by `now`, logged without an answer.
-    pub fn expire(&mut self, now: Millis) -> Vec<DnsRecord> {
-        let mut expired: Vec<(FlowId, Pending)> = Vec::new();
-        self.pending.retain(|&(flow, _), queries| {
-            let (gone, kept) = std::mem::take(queries)
-                .into_iter()
-                .partition(|p| now.saturating_sub(p.time) >= ANSWER_TIMEOUT_MS);
-            *queries = kept;
-            expired.extend(gone.into_iter().map(|p: Pending| (flow, p)));
-            !queries.is_empty()
-        });
-        for (flow, _) in &expired {
-            self.unwait(*flow);
-        }
-        expired.sort_by_key(|(_, p)| p.time);
-        expired
-            .iter()
-            .filter_map(|(_, p)| dns::record_from(exchange(p.time, p.key), Some(&p.query), None))
-            .collect()
-    }
-
-    /// Every query still waiting (the capture ended), logged without an answer.
-    pub fn drain(&mut self) -> Vec<DnsRecord> {
-        self.expire(Millis::MAX)
+    /// The flow's exchange is over (`flow_rules::dns_exchange_over`).
+    pub fn exchange_over(&self) -> bool {
+        self.pairing.exchange_over()
     }
 }
 
-/// True for flows the tracker should see: DNS on port 53 over UDP or TCP, as live
+/// True for flows that carry DNS: port 53 over UDP or TCP, as live
 /// (`flow_rules::carries_dns`), or from port 53 (a flow whose client was guessed wrong: its
 /// start is not in the capture).
 pub fn is_dns(key: &FlowKey) -> bool {
@@ -186,13 +76,15 @@ pub fn is_dns(key: &FlowKey) -> bool {
         dst: key.src,
         ..*key
     };
-    crate::flow_rules::carries_dns(key) || crate::flow_rules::carries_dns(&reversed)
+    flow_rules::carries_dns(key) || flow_rules::carries_dns(&reversed)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
-    use crate::flow::Proto;
+    use crate::flow::{DnsRecord, Millis, Proto};
 
     fn query(id: u16, name: &str) -> Vec<u8> {
         let mut m = id.to_be_bytes().to_vec();
@@ -215,71 +107,117 @@ mod tests {
         m
     }
 
-    fn key() -> FlowKey {
+    fn key(proto: Proto) -> FlowKey {
         FlowKey {
-            proto: Proto::Udp,
+            proto,
             src: "198.18.0.2:40000".parse().unwrap(),
             dst: "198.18.0.1:53".parse().unwrap(),
         }
     }
 
+    /// Capture time `ms` on a clock that starts at 0.
+    struct Clock(Instant);
+
+    impl Clock {
+        fn at(&self, ms: Millis) -> Now {
+            Now {
+                mono: self.0 + Duration::from_millis(ms as u64),
+                ms,
+            }
+        }
+    }
+
+    fn records(exchanges: Vec<DnsExchange>, proto: Proto) -> Vec<DnsRecord> {
+        exchanges
+            .iter()
+            .filter_map(|e| crate::engine::dns::record(e, &key(proto)))
+            .collect()
+    }
+
     #[test]
-    fn pairs_queries_and_answers() {
-        let mut t = DnsTracker::default();
-        assert!(
-            t.on_message(100, 1, key(), &query(7, "tracking.intl.miui.com"))
-                .is_empty()
-        );
-        let recs = t.on_message(
-            130,
-            1,
-            key(),
-            &answer(7, "tracking.intl.miui.com", [161, 117, 97, 14]),
-        );
+    fn pairs_queries_and_answers_and_a_retransmission_is_its_first_copy() {
+        let clock = Clock(Instant::now());
+        let mut flow = FlowDns::of(&key(Proto::Udp)).unwrap();
+        let q = query(7, "tracking.intl.miui.com");
+        assert!(flow.on_datagram(&q, clock.at(100)).is_empty());
+        assert!(flow.on_datagram(&q, clock.at(1_100)).is_empty());
+        assert!(!flow.exchange_over());
+        let a = answer(7, "tracking.intl.miui.com", [161, 117, 97, 14]);
+        let recs = records(flow.on_datagram(&a, clock.at(1_130)), Proto::Udp);
         assert_eq!(recs.len(), 1);
         let r = &recs[0];
         assert_eq!(
-            (r.time, r.query.as_str(), r.qtype, r.rcode),
-            (100, "tracking.intl.miui.com", 1, Some(0))
+            (r.time, r.query.as_str(), r.qtype, r.rcode, r.ttl),
+            (100, "tracking.intl.miui.com", 1, Some(0), Some(60))
         );
         assert_eq!(
             r.answer_ips,
             vec!["161.117.97.14".parse::<std::net::IpAddr>().unwrap()]
         );
-        assert_eq!(r.ttl, Some(60));
-        assert!(t.drain().is_empty());
+        assert!(flow.exchange_over());
+        assert!(flow.drain().is_empty());
     }
 
     #[test]
-    fn unanswered_and_lone_answers() {
-        let mut t = DnsTracker::default();
-        t.on_message(0, 1, key(), &query(1, "a.example"));
-        assert!(t.expire(ANSWER_TIMEOUT_MS - 1).is_empty());
-        let lost = t.expire(ANSWER_TIMEOUT_MS);
-        assert_eq!((lost.len(), lost[0].rcode), (1, None));
-        let lone = t.on_message(9, 2, key(), &answer(3, "b.example", [198, 18, 0, 9]));
-        assert_eq!((lone.len(), lone[0].time), (1, 9));
-        assert!(t.on_message(9, 2, key(), b"\x00garbage").is_empty());
+    fn a_reply_at_the_timeout_still_answers_its_query_and_a_later_one_is_alone() {
+        let clock = Clock(Instant::now());
+        let timeout = flow_rules::DNS_ANSWER_TIMEOUT.as_millis() as Millis;
+        let mut flow = FlowDns::of(&key(Proto::Udp)).unwrap();
+        flow.on_datagram(&query(1, "a.example"), clock.at(0));
+        // The engine's SERVFAIL at the timeout, captured a few milliseconds later.
+        let mut servfail = query(1, "a.example");
+        servfail[2] = 0x81;
+        servfail[3] = 0x82;
+        let recs = records(
+            flow.on_datagram(&servfail, clock.at(timeout + 3)),
+            Proto::Udp,
+        );
+        assert_eq!((recs.len(), recs[0].time, recs[0].rcode), (1, 0, Some(2)));
+
+        flow.on_datagram(&query(2, "b.example"), clock.at(10_000));
+        let late = GIVE_UP_AFTER.as_millis() as Millis + 10_000;
+        assert!(flow.overdue(clock.at(late - 1)).is_empty());
+        let answer_b = answer(2, "b.example", [198, 18, 0, 9]);
+        let recs = records(flow.on_datagram(&answer_b, clock.at(late)), Proto::Udp);
+        assert_eq!(
+            recs.len(),
+            2,
+            "the query given up on, then the answer alone"
+        );
+        assert_eq!((recs[0].time, recs[0].rcode), (10_000, None));
+        assert_eq!((recs[1].time, recs[1].rcode), (late, Some(0)));
+        assert!(flow.on_datagram(b"\x00garbage", clock.at(late)).is_empty());
     }
 
     #[test]
-    fn tcp_stream_framing() {
-        let mut t = DnsTracker::default();
-        let k = FlowKey {
-            proto: Proto::Tcp,
-            ..key()
-        };
+    fn tcp_stream_framing_in_both_directions() {
+        let clock = Clock(Instant::now());
+        let mut flow = FlowDns::of(&key(Proto::Tcp)).unwrap();
         let q = query(5, "f-droid.org");
-        let mut buf = (q.len() as u16).to_be_bytes().to_vec();
-        buf.extend(&q[..4]);
-        assert!(t.on_tcp_bytes(0, 3, k, &mut buf).is_empty());
-        buf.extend(&q[4..]);
-        assert!(t.on_tcp_bytes(0, 3, k, &mut buf).is_empty());
-        assert!(buf.is_empty());
+        let mut up = (q.len() as u16).to_be_bytes().to_vec();
+        up.extend(&q);
+        assert!(
+            flow.on_stream(Direction::Up, &up[..6], clock.at(0))
+                .is_empty()
+        );
+        assert!(
+            flow.on_stream(Direction::Up, &up[6..], clock.at(0))
+                .is_empty()
+        );
         let a = answer(5, "f-droid.org", [198, 18, 0, 7]);
         let mut down = (a.len() as u16).to_be_bytes().to_vec();
         down.extend(&a);
-        let recs = t.on_tcp_bytes(1, 3, k, &mut down);
+        let recs = records(
+            flow.on_stream(Direction::Down, &down, clock.at(1)),
+            Proto::Tcp,
+        );
         assert_eq!((recs.len(), recs[0].transport), (1, Proto::Tcp));
+        assert!(
+            FlowDns::of(&FlowKey {
+                dst: "198.18.0.1:853".parse().unwrap(),
+                ..key(Proto::Tcp)
+            })
+            .is_none()
+        );
     }
 }

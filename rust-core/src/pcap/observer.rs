@@ -16,13 +16,14 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use crate::dissect::DeviceScan;
+use crate::engine::dns::{self as engine_dns, DnsExchange};
 use crate::engine::report::{CaptureClock, FlowCommon, Mode, Now, Reporter};
 use crate::flow::{
     CloseReason, Direction, DnsRecord, Event, FlowId, FlowKey, FlowTable, Millis, Proto,
 };
 use crate::flow_rules::{self, IdleClass, IdleTimeouts};
 
-use super::dns::{self, DnsTracker};
+use super::dns::FlowDns;
 use super::gtp;
 use super::ip::{self, Defrag, IpPacket, TcpHeader};
 use super::link;
@@ -124,8 +125,8 @@ struct FlowState {
     /// Its open event went out. It goes out after the flow's first packet, named by it, so a
     /// datagram flow is not reported twice for one packet.
     announced: bool,
-    /// DNS-over-TCP bytes per direction not yet split into messages (port 53 flows only).
-    dns_stream: Option<[Vec<u8>; 2]>,
+    /// Port 53 flows: their DNS exchanges, paired as the engine pairs them.
+    dns: Option<FlowDns>,
 }
 
 pub struct Observer {
@@ -134,7 +135,6 @@ pub struct Observer {
     flows: FlowTable<Tuple, FlowState>,
     next_id: FlowId,
     defrag: Defrag,
-    dns: DnsTracker,
     apps_announced: HashMap<u32, String>,
     last_sweep: Millis,
     stats: ObserverStats,
@@ -150,7 +150,6 @@ impl Observer {
             flows: FlowTable::default(),
             next_id: 1,
             defrag: Defrag::default(),
-            dns: DnsTracker::default(),
             apps_announced: HashMap::new(),
             last_sweep: 0,
             stats: ObserverStats::default(),
@@ -328,7 +327,7 @@ impl Observer {
                 awaiting_synack: proto == Proto::Tcp && restart,
                 closed: false,
                 announced: false,
-                dns_stream: (proto == Proto::Tcp && dns::is_dns(&key)).then(Default::default),
+                dns: FlowDns::of(&key),
             };
             self.flows.insert(tuple, state);
         }
@@ -411,16 +410,17 @@ impl Observer {
         } else {
             stream.new_bytes(seq, payload.len())
         };
-        let mut dns_bytes = state.dns_stream.as_mut().map(|s| &mut s[dir as usize]);
         let common = &mut state.common;
+        let dns = &mut state.dns;
+        let mut exchanges = Vec::new();
         let inspecting = common.inspector.as_ref().is_some_and(|i| i.wants_more());
-        if !payload.is_empty() && (inspecting || dns_bytes.is_some()) && !stream.done() {
+        if !payload.is_empty() && (inspecting || dns.is_some()) && !stream.done() {
             stream.on_segment(seq, payload, |bytes| {
                 if common.inspect_stream(dir, bytes) {
                     common.inspector_changed = true;
                 }
-                if let Some(buf) = dns_bytes.as_deref_mut() {
-                    buf.extend_from_slice(bytes);
+                if let Some(dns) = dns {
+                    exchanges.extend(dns.on_stream(dir, bytes, now));
                 }
             });
         }
@@ -428,14 +428,7 @@ impl Observer {
             *fin = true;
         }
         let owner_found = Self::account(&mut self.reporter, state, now, dir, fresh, owner);
-        let record = &state.common.record;
-        let (flow_id, key, uid) = (record.id, record.key, record.uid);
-        if let Some(bufs) = state.dns_stream.as_mut() {
-            let records = self
-                .dns
-                .on_tcp_bytes(now.ms, flow_id, key, &mut bufs[dir as usize]);
-            self.emit_flow_dns(records, flow_id, uid, now);
-        }
+        self.log_dns(tuple, exchanges, now);
         let Some(state) = self.flows.get_mut(&tuple) else {
             return;
         };
@@ -487,15 +480,14 @@ impl Observer {
         if state.common.inspect_datagram(dir, payload) {
             state.common.inspector_changed = true;
         }
-        let record = &state.common.record;
-        let (flow_id, key, uid) = (record.id, record.key, record.uid);
-        if dns::is_dns(&key) {
-            let records = self.dns.on_message(now.ms, flow_id, key, payload);
-            self.emit_flow_dns(records, flow_id, uid, now);
-        }
+        let Some(dns) = &mut state.dns else {
+            return self.after_packet(tuple, now, owner_found, None);
+        };
+        let exchanges = dns.on_datagram(payload, now);
         // A plain DNS exchange ends with its last answer (the live engine's SERVFAILs are in
         // its captures as answers).
-        let answered = flow_rules::is_dns_server(&key) && self.dns.exchange_over(flow_id);
+        let answered = flow_rules::is_dns_server(&state.common.record.key) && dns.exchange_over();
+        self.log_dns(tuple, exchanges, now);
         self.after_packet(
             tuple,
             now,
@@ -527,18 +519,29 @@ impl Observer {
         self.after_packet(tuple, now, owner_found, None);
     }
 
-    /// The DNS records of flow `flow_id`'s packet, with the flow's owner.
-    fn emit_flow_dns(
+    /// The DNS exchanges flow `tuple` finished, logged with the flow's key and owner.
+    fn log_dns(&mut self, tuple: Tuple, exchanges: Vec<DnsExchange>, now: Now) {
+        let Some(state) = self.flows.get(&tuple) else {
+            return;
+        };
+        let record = &state.common.record;
+        self.log_exchanges(record.id, record.key, record.uid, exchanges, now);
+    }
+
+    fn log_exchanges(
         &mut self,
-        records: Vec<DnsRecord>,
         flow_id: FlowId,
+        key: FlowKey,
         uid: Option<u32>,
+        exchanges: Vec<DnsExchange>,
         now: Now,
     ) {
-        for mut record in records {
-            record.flow_id = Some(flow_id);
-            record.uid = uid;
-            self.emit_dns(record, now);
+        for exchange in exchanges {
+            if let Some(mut record) = engine_dns::record(&exchange, &key) {
+                record.flow_id = Some(flow_id);
+                record.uid = uid;
+                self.emit_dns(record, now);
+            }
         }
     }
 
@@ -601,7 +604,8 @@ impl Observer {
         if let Some(reason) = close {
             state.closed = true;
             self.reporter.closed(common, reason);
-            self.dns.forget(common.record.id);
+            let unanswered = state.dns.as_mut().map(FlowDns::drain).unwrap_or_default();
+            self.log_dns(tuple, unanswered, now);
         }
     }
 
@@ -612,8 +616,16 @@ impl Observer {
         self.last_sweep = now.ms;
         let limits = IdleTimeouts::default();
         let mut expired = Vec::new();
+        let mut overdue = Vec::new();
         self.flows.retain(|tuple, state| {
             let common = &state.common;
+            if let Some(dns) = &mut state.dns {
+                let given_up = dns.overdue(now);
+                if !given_up.is_empty() {
+                    let record = &common.record;
+                    overdue.push((record.id, record.key, record.uid, given_up));
+                }
+            }
             if state.closed {
                 return now.mono.saturating_duration_since(common.last_activity) < CLOSED_LINGER;
             }
@@ -636,14 +648,25 @@ impl Observer {
             .filter_map(|tuple| self.flows.remove(tuple))
             .collect();
         expired.sort_by_key(|s| s.common.record.id);
-        for record in self.dns.expire(now.ms) {
-            self.emit_dns(record, now);
+        overdue.sort_by_key(|(id, ..)| *id);
+        for (id, key, uid, exchanges) in overdue {
+            self.log_exchanges(id, key, uid, exchanges, now);
         }
-        for state in expired {
-            self.dns.forget(state.common.record.id);
+        for mut state in expired {
+            self.close_dns(&mut state, now);
             self.reporter
                 .closed_dropped(state.common, CloseReason::Idle);
         }
+    }
+
+    /// A flow leaves the table: its waiting DNS queries are logged unanswered.
+    fn close_dns(&mut self, state: &mut FlowState, now: Now) {
+        let Some(dns) = &mut state.dns else {
+            return;
+        };
+        let record = &state.common.record;
+        let unanswered = dns.drain();
+        self.log_exchanges(record.id, record.key, record.uid, unanswered, now);
     }
 
     /// Ends the capture: every open flow closes with the replay's end reason
@@ -657,11 +680,9 @@ impl Observer {
             .collect();
         open.sort_by_key(|s| s.common.record.id);
         let now = self.clock.latest();
-        for record in self.dns.drain() {
-            self.emit_dns(record, now);
-        }
         let reason = self.reporter.mode().end_reason();
-        for state in open {
+        for mut state in open {
+            self.close_dns(&mut state, now);
             self.reporter.closed_dropped(state.common, reason);
         }
         self.stats()

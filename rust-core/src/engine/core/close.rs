@@ -45,9 +45,9 @@ impl<H: Host> Core<H> {
         let Some(dns) = &mut flow.dns else {
             return;
         };
-        for query in std::mem::take(&mut dns.queries) {
-            self.record_dns(id, &query, None, now);
-        }
+        let mut exchanges = std::mem::take(&mut dns.finished);
+        exchanges.extend(dns.pairing.drain());
+        self.record_exchanges(id, exchanges, now);
     }
 
     /// A UDP flow ends: held answers go out and its waiting DNS queries are given up on first

@@ -4,11 +4,13 @@
 //! datagram that cannot get an outbound socket is answered here, as no flow exists for it.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use crate::flow::{FlowId, FlowKey, Proto};
 use crate::flow_rules;
 
 use super::{Core, Flow};
+use crate::engine::dns;
 use crate::engine::host::Host;
 use crate::engine::icmp::EchoFlow;
 use crate::engine::packet::{self, Parsed};
@@ -26,15 +28,20 @@ impl<H: Host> Core<H> {
                 Some(id) => id,
                 None => {
                     self.dropped();
+                    let key = FlowKey {
+                        proto: Proto::Udp,
+                        src,
+                        dst,
+                    };
                     if self.is_dns_service(dst) {
-                        udp::answer_servfail(&mut self.to_tun, dst, src, payload);
-                        self.record_unsent_dns(src, dst, payload, now);
+                        let answer = udp::answer_servfail(&mut self.to_tun, dst, src, payload);
+                        self.record_unsent_dns(key, payload, answer, now);
                     } else {
                         // A query to the app's own resolver is in the capture all the same.
                         if dst.port() == flow_rules::DNS_PORT
-                            && udp::read_as_dns(payload) == Some(false)
+                            && dns::read_as_dns(payload) == Some(false)
                         {
-                            self.record_unsent_dns(src, dst, payload, now);
+                            self.record_unsent_dns(key, payload, None, now);
                         }
                         // No outbound socket: tell the app the port is unreachable.
                         self.to_tun.push_built(|out| {
@@ -103,23 +110,53 @@ impl<H: Host> Core<H> {
         if outcome.holding {
             self.hold_for_owner(id, now);
         }
+        if let Some(Flow::Udp(flow)) = self.flows.get(&id) {
+            self.dns_deadline_at(flow.dns_deadline(self.tuning.dns_timeout));
+        }
         self.record_exchanges(id, outcome.exchanges, now);
         self.close_if_answered(id);
     }
 
-    /// Answer DNS queries that waited too long with SERVFAIL.
+    /// A DNS flow's first waiting query reaches its timeout at `deadline`: the timers give up
+    /// on it then, to the millisecond (so a replay of the capture, which sees our SERVFAIL at
+    /// that moment, pairs it with its query).
+    pub(super) fn dns_deadline_at(&mut self, deadline: Option<Instant>) {
+        if let Some(at) = deadline {
+            self.dns_deadline = Some(self.dns_deadline.map_or(at, |d| d.min(at)));
+        }
+    }
+
+    /// Give up on the DNS queries that waited the DNS timeout: SERVFAIL from the service; a
+    /// direct resolver's, and DNS over TCP, logged unanswered (a late answer is then logged by
+    /// itself, as a replay logs it).
     pub(super) fn dns_timeouts(&mut self, now: Now) {
         let timeout = self.tuning.dns_timeout;
-        let mut failed = Vec::new();
+        let mut given_up = Vec::new();
+        let mut next: Option<Instant> = None;
         for (&id, flow) in &mut self.flows {
-            if let Flow::Udp(udp) = flow {
-                let exchanges = udp.fail_overdue(timeout, &mut self.to_tun, now);
-                if !exchanges.is_empty() {
-                    failed.push((id, exchanges));
+            let (exchanges, deadline) = match flow {
+                Flow::Udp(udp) => {
+                    let exchanges = udp.fail_overdue(timeout, &mut self.to_tun, now);
+                    (exchanges, udp.dns_deadline(timeout))
                 }
+                Flow::Tcp(tcp) => match &mut tcp.dns {
+                    Some(dns) => (
+                        dns.pairing.overdue(now.mono, timeout),
+                        dns.pairing.deadline(timeout),
+                    ),
+                    None => continue,
+                },
+                Flow::Echo(_) => continue,
+            };
+            if let Some(at) = deadline {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            if !exchanges.is_empty() {
+                given_up.push((id, exchanges));
             }
         }
-        for (id, exchanges) in failed {
+        self.dns_deadline = next;
+        for (id, exchanges) in given_up {
             self.record_exchanges(id, exchanges, now);
             self.close_if_answered(id);
         }

@@ -4,58 +4,36 @@
 //! `dissect::dns`, as the pcap observer does, so live and replayed captures give the same rows.
 //! It lives on `Core` because a record needs its flow's owner and an answer may name any flow.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use crate::flow::{FlowId, Proto};
+use crate::flow::{FlowId, FlowKey};
 
 use super::Core;
+use crate::engine::dns::{self, DnsExchange};
 use crate::engine::host::Host;
 use crate::engine::report::Now;
-use crate::engine::udp::DnsExchange;
 
 impl<H: Host> Core<H> {
-    /// Log the exchanges a UDP flow finished, in order.
+    /// Log the exchanges a flow finished, in order, each with the flow's key and owner, and
+    /// feed the IP -> names cache.
     pub(super) fn record_exchanges(&mut self, id: FlowId, exchanges: Vec<DnsExchange>, now: Now) {
         for exchange in exchanges {
-            self.record_dns(id, &exchange.query, exchange.answer.as_deref(), now);
+            self.record_dns(id, &exchange, now);
         }
     }
 
-    /// Log one DNS exchange of flow `flow_id` (key, owner taken from the flow) and feed the
-    /// IP -> names cache.
-    pub(super) fn record_dns(
-        &mut self,
-        flow_id: FlowId,
-        query: &[u8],
-        answer: Option<&[u8]>,
-        now: Now,
-    ) {
-        use crate::dissect::dns;
+    fn record_dns(&mut self, flow_id: FlowId, exchange: &DnsExchange, now: Now) {
         let Some(flow) = self.flows.get_mut(&flow_id) else {
             return;
         };
         let owner_pending = !flow.common().owner_done;
         let flow = &flow.common().record;
-        let exchange = dns::Exchange {
-            time: now.ms,
-            client: flow.key.src,
-            server: flow.key.dst,
-            transport: flow.key.proto,
-        };
-        let parsed_query = dns::parse_lenient(query).ok();
-        let parsed_answer = answer.and_then(|a| dns::parse_lenient(a).ok());
-        let Some(mut record) =
-            dns::record_from(exchange, parsed_query.as_ref(), parsed_answer.as_ref())
-        else {
+        let Some(mut record) = dns::record(exchange, &flow.key) else {
             log::debug!("DNS exchange of flow {flow_id} has no readable question");
             return;
         };
         record.uid = flow.uid;
         record.flow_id = Some(flow_id);
-        if record.rcode.is_none() {
-            // An answer we could not parse still says how it ended.
-            record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
-        }
         let answered = record.answer_ips.clone();
         if record.uid.is_none() && owner_pending {
             self.reporter.dns_awaiting_owner(record, now.ms);
@@ -83,26 +61,24 @@ impl<H: Host> Core<H> {
         }
     }
 
-    /// Log a query that never reached the upstream because no socket to it could be opened.
-    /// There is no flow (so no owner) and no rcode, but the app's attempt is evidence too.
+    /// Log a query that never reached the upstream because no socket to it could be opened
+    /// (`answer`: the SERVFAIL our DNS service gave it). There is no flow (so no owner), but
+    /// the app's attempt is evidence too.
     pub(super) fn record_unsent_dns(
         &mut self,
-        client: SocketAddr,
-        server: SocketAddr,
+        key: FlowKey,
         query: &[u8],
+        answer: Option<Vec<u8>>,
         now: Now,
     ) {
-        use crate::dissect::dns;
-        let exchange = dns::Exchange {
+        let exchange = DnsExchange {
             time: now.ms,
-            client,
-            server,
-            transport: Proto::Udp,
+            query: query.to_vec(),
+            answer,
         };
-        let parsed_query = dns::parse_lenient(query).ok();
-        match dns::record_from(exchange, parsed_query.as_ref(), None) {
+        match dns::record(&exchange, &key) {
             Some(record) => self.reporter.dns(record),
-            None => log::debug!("unsent DNS query from {client} has no readable question"),
+            None => log::debug!("unsent DNS query from {} has no readable question", key.src),
         }
     }
 }

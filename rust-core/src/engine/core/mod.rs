@@ -88,6 +88,8 @@ pub struct Core<H: Host> {
     owner_lookups: bool,
     owner_requests: Vec<OwnerRequest>,
     next_sweep: Option<Instant>,
+    /// When the first waiting DNS query of any flow reaches the DNS timeout.
+    dns_deadline: Option<Instant>,
     next_flush: Option<i64>,
     /// Flows whose SYN-ACK (TCP) or DNS answers (UDP) wait for the owner lookup, with the time
     /// they are released anyway.
@@ -153,6 +155,7 @@ impl<H: Host> Core<H> {
             owner_lookups,
             owner_requests: Vec::new(),
             next_sweep: None,
+            dns_deadline: None,
             next_flush: None,
             held: Vec::new(),
             trim_mark: 0,

@@ -66,13 +66,11 @@ impl<H: Host> Core<H> {
                 flow.common.inspector_changed = false;
                 self.reporter.rename(&mut flow.common, now.ms);
             }
-            if let Some(dns) = &mut flow.dns
-                && !dns.exchanges.is_empty()
-            {
-                let exchanges = std::mem::take(&mut dns.exchanges);
-                for (query, answer) in exchanges {
-                    self.record_dns(id, &query, Some(&answer), now);
-                }
+            if let Some(dns) = &mut flow.dns {
+                let deadline = dns.pairing.deadline(self.tuning.dns_timeout);
+                let finished = std::mem::take(&mut dns.finished);
+                self.dns_deadline_at(deadline);
+                self.record_exchanges(id, finished, now);
             }
             match outcome {
                 Outcome::Open => {}

@@ -1,5 +1,5 @@
 //! Time in the engine: idle and connect expiry (a sweep every second, only while flows exist),
-//! DNS timeouts, held answers released, throttled flow updates, and how long the loop may sleep.
+//! DNS timeouts (at the first waiting query's deadline), held answers released, throttled flow updates, and how long the loop may sleep.
 //! The engine reads no clock: each of these is a deadline checked against the `Now` it is given,
 //! so the sim tests move time exactly to a deadline and one millisecond before it.
 
@@ -45,6 +45,9 @@ impl<H: Host> Core<H> {
         self.reporter.release_dns(now.ms);
         if !self.held.is_empty() {
             self.release_overdue(now);
+        }
+        if self.dns_deadline.is_some_and(|t| t <= now.mono) {
+            self.dns_timeouts(now);
         }
         if self.next_sweep.is_some_and(|t| t <= now.mono) {
             self.next_sweep = None;
@@ -115,7 +118,6 @@ impl<H: Host> Core<H> {
                 self.close_flow(id, reason, now);
             }
         }
-        self.dns_timeouts(now);
     }
 
     /// How long the loop may sleep: the nearest smoltcp deadline or timer, clamped to
@@ -135,8 +137,8 @@ impl<H: Host> Core<H> {
                 wait = wait.min(Duration::from_micros(micros));
             }
         }
-        if let Some(sweep) = self.next_sweep {
-            wait = wait.min(sweep.saturating_duration_since(now.mono));
+        for deadline in [self.next_sweep, self.dns_deadline].into_iter().flatten() {
+            wait = wait.min(deadline.saturating_duration_since(now.mono));
         }
         if let Some(&(_, release)) = self.held.iter().min_by_key(|(_, at)| *at) {
             wait = wait.min(release.saturating_duration_since(now.mono));
