@@ -189,7 +189,7 @@ fn host_from_target(method: &str, target: &[u8]) -> Option<String> {
     host_without_port(authority)
 }
 
-/// "example.com:8080" -> "example.com"; "[2001:db8::1]:80" -> "2001:db8::1"; lower case.
+/// `example.com:8080` -> `example.com`; `[2001:db8::1]:80` -> `2001:db8::1`; lower case.
 pub fn host_without_port(value: &[u8]) -> Option<String> {
     let host = if let Some(rest) = value.strip_prefix(b"[") {
         let close = rest.iter().position(|&b| b == b']')?;

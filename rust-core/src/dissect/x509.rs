@@ -9,9 +9,9 @@ const SET: u8 = 0x31;
 const OID: u8 = 0x06;
 const OCTET_STRING: u8 = 0x04;
 const BOOLEAN: u8 = 0x01;
-/// [3] EXPLICIT: the extensions of a v3 TBSCertificate.
+/// `[3]` EXPLICIT: the extensions of a v3 TBSCertificate.
 const EXTENSIONS: u8 = 0xa3;
-/// [2] IMPLICIT IA5String: a dNSName in GeneralNames.
+/// `[2]` IMPLICIT IA5String: a dNSName in GeneralNames.
 const DNS_NAME: u8 = 0x82;
 /// id-at-commonName, 2.5.4.3.
 const OID_CN: &[u8] = &[0x55, 0x04, 0x03];

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::dissect::dns as dissect;
+use crate::dissect::dns::{self as dissect, DnsMessage};
 use crate::flow::{DnsRecord, FlowKey, Millis};
 use crate::flow_rules;
 
@@ -27,11 +27,35 @@ pub struct DnsExchange {
     pub query: Vec<u8>,
     /// None: no answer came in time (or the flow ended first).
     pub answer: Option<Vec<u8>>,
+    /// The messages as [`Pairing::message`] read them, so [`record`] does not parse them again.
+    read_query: Option<DnsMessage>,
+    read_answer: Option<DnsMessage>,
+}
+
+impl DnsExchange {
+    /// `query`, sent at `time`, got no answer (or `answer`, which no upstream sent).
+    pub fn unanswered(time: Millis, query: &[u8]) -> DnsExchange {
+        DnsExchange {
+            time,
+            query: query.to_vec(),
+            answer: None,
+            read_query: None,
+            read_answer: None,
+        }
+    }
+
+    /// The exchange with `answer` as its reply (the DNS service's SERVFAIL).
+    pub fn answered_by(mut self, answer: Option<Vec<u8>>) -> DnsExchange {
+        self.answer = answer;
+        self.read_answer = None;
+        self
+    }
 }
 
 struct Waiting {
     id: u16,
     query: Vec<u8>,
+    read: Option<DnsMessage>,
     sent: Now,
 }
 
@@ -47,6 +71,8 @@ impl Waiting {
             time: self.sent.ms,
             query: self.query,
             answer: None,
+            read_query: self.read,
+            read_answer: None,
         }
     }
 }
@@ -65,9 +91,11 @@ impl Pairing {
     /// (`dissect::dns::parse_lenient`); anything else is not DNS and is passed over. Returns
     /// the exchanges it finished: its answer's, or the oldest query it pushed out of the bound.
     pub fn message(&mut self, message: &[u8], now: Now) -> Option<DnsExchange> {
-        match read_as_dns(message)? {
-            false => self.query(message, now),
-            true => self.answer(message, now),
+        let read = dissect::parse_lenient(message).ok()?;
+        if read.is_response {
+            self.answer_read(message, Some(read), now)
+        } else {
+            self.query_read(message, Some(read), now)
         }
     }
 
@@ -75,6 +103,15 @@ impl Pairing {
     /// repeats: one answer does for both, and the exchange keeps the first copy's time. Returns
     /// the oldest query when more than [`MAX_WAITING`] wait, for the caller to give up on.
     pub fn query(&mut self, query: &[u8], now: Now) -> Option<DnsExchange> {
+        self.query_read(query, None, now)
+    }
+
+    fn query_read(
+        &mut self,
+        query: &[u8],
+        read: Option<DnsMessage>,
+        now: Now,
+    ) -> Option<DnsExchange> {
         let id = message_id(query)?;
         if self.waiting.iter().any(|q| q.same_exchange(id, query)) {
             return None;
@@ -82,6 +119,7 @@ impl Pairing {
         self.waiting.push(Waiting {
             id,
             query: query.to_vec(),
+            read,
             sent: now,
         });
         (self.waiting.len() > MAX_WAITING).then(|| self.waiting.remove(0).unanswered())
@@ -91,7 +129,17 @@ impl Pairing {
     /// question, else, for an upstream that rewrote the question, the first with its id), or,
     /// when no query waits for it, the answer by itself if it reads as a DNS response.
     pub fn answer(&mut self, answer: &[u8], now: Now) -> Option<DnsExchange> {
-        let response = read_as_dns(answer) == Some(true);
+        self.answer_read(answer, dissect::parse_lenient(answer).ok(), now)
+    }
+
+    /// [`Self::answer`] of an answer already read (None: it does not read as DNS).
+    fn answer_read(
+        &mut self,
+        answer: &[u8],
+        read: Option<DnsMessage>,
+        now: Now,
+    ) -> Option<DnsExchange> {
+        let response = read.as_ref().is_some_and(|m| m.is_response);
         self.replied |= response;
         let id = message_id(answer)?;
         let at = self
@@ -99,18 +147,20 @@ impl Pairing {
             .iter()
             .position(|q| q.same_exchange(id, answer))
             .or_else(|| self.waiting.iter().position(|q| q.id == id));
-        let (time, query) = match at {
+        let (time, query, read_query) = match at {
             Some(at) => {
                 let query = self.waiting.remove(at);
-                (query.sent.ms, query.query)
+                (query.sent.ms, query.query, query.read)
             }
-            None if response => (now.ms, Vec::new()),
+            None if response => (now.ms, Vec::new(), None),
             None => return None,
         };
         Some(DnsExchange {
             time,
             query,
             answer: Some(answer.to_vec()),
+            read_query,
+            read_answer: read,
         })
     }
 
@@ -167,10 +217,17 @@ pub fn record(exchange: &DnsExchange, key: &FlowKey) -> Option<DnsRecord> {
         server: key.dst,
         transport: key.proto,
     };
-    let query = dissect::parse_lenient(&exchange.query).ok();
+    let read = |message: &[u8]| dissect::parse_lenient(message).ok();
+    let query = match &exchange.read_query {
+        Some(q) => Some(std::borrow::Cow::Borrowed(q)),
+        None => read(&exchange.query).map(std::borrow::Cow::Owned),
+    };
     let answer = exchange.answer.as_deref();
-    let parsed_answer = answer.and_then(|a| dissect::parse_lenient(a).ok());
-    let mut record = dissect::record_from(ex, query.as_ref(), parsed_answer.as_ref())?;
+    let parsed_answer = match &exchange.read_answer {
+        Some(a) => Some(std::borrow::Cow::Borrowed(a)),
+        None => answer.and_then(read).map(std::borrow::Cow::Owned),
+    };
+    let mut record = dissect::record_from(ex, query.as_deref(), parsed_answer.as_deref())?;
     if record.rcode.is_none() {
         // An answer we could not parse still says how it ended.
         record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);

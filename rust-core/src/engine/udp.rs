@@ -99,13 +99,13 @@ impl<D> UdpFlow<D> {
     /// `query` went upstream. Returns the query it pushed out of the bound, if any, for the
     /// caller to give up on. The service follows everything sent to it (it answers each with
     /// the upstream's answer or a SERVFAIL); a direct flow may carry anything on port 53, so
-    /// only what a replay reads as a DNS query counts there.
+    /// its messages count as a replay reads them (`Pairing::message`).
     fn query_sent(&mut self, query: &[u8], now: Now) -> Option<DnsExchange> {
         let pairing = self.dns.as_mut()?;
-        if self.service || read_as_dns(query) == Some(false) {
+        if self.service {
             pairing.query(query, now)
         } else {
-            None
+            pairing.message(query, now)
         }
     }
 }
@@ -143,11 +143,7 @@ impl<D: DatagramSocket> UdpFlow<D> {
                 reporter.stats.packets_dropped += 1;
                 // A direct flow's query is on the tun all the same: a replay logs it unanswered.
                 if self.dns.is_some() && (self.service || read_as_dns(payload) == Some(false)) {
-                    let unsent = DnsExchange {
-                        time: now.ms,
-                        query: payload.to_vec(),
-                        answer: None,
-                    };
+                    let unsent = DnsExchange::unanswered(now.ms, payload);
                     outcome.exchanges.push(self.give_up(unsent, to_tun));
                 }
             }
@@ -268,13 +264,14 @@ impl<D: DatagramSocket> UdpFlow<D> {
     /// No answer will come for `exchange`'s query: our DNS service answers SERVFAIL, and logs
     /// the exchange with it (the app's answer, as a replay of the tun reads it); an app's own
     /// resolver answers for itself, so a direct flow only logs the query unanswered.
-    fn give_up(&mut self, mut exchange: DnsExchange, to_tun: &mut PacketQueue) -> DnsExchange {
+    fn give_up(&mut self, exchange: DnsExchange, to_tun: &mut PacketQueue) -> DnsExchange {
         if self.service {
             if let Some(pairing) = &mut self.dns {
                 pairing.replied();
             }
             let key = self.common.record.key;
-            exchange.answer = answer_servfail(to_tun, key.dst, key.src, &exchange.query);
+            let servfail = answer_servfail(to_tun, key.dst, key.src, &exchange.query);
+            return exchange.answered_by(servfail);
         }
         exchange
     }

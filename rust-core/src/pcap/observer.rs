@@ -521,6 +521,9 @@ impl Observer {
 
     /// The DNS exchanges flow `tuple` finished, logged with the flow's key and owner.
     fn log_dns(&mut self, tuple: Tuple, exchanges: Vec<DnsExchange>, now: Now) {
+        if exchanges.is_empty() {
+            return;
+        }
         let Some(state) = self.flows.get(&tuple) else {
             return;
         };

@@ -127,19 +127,9 @@ impl Summary {
     }
 }
 
+/// Sizes as the reports write them (powers of 1000), so a summary and its report agree.
 fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    crate::store::report::human_bytes(i64::try_from(bytes).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -266,7 +256,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("4 contacts with 2 destinations, 205 B up, 2.0 KiB down\n"),
+            text.contains("4 contacts with 2 destinations, 205 B up, 2.0 kB down\n"),
             "{text}"
         );
         assert!(
@@ -283,8 +273,8 @@ mod tests {
     #[test]
     fn human_sizes() {
         assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(100 * 1024 * 1024), "100.0 MiB");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1536), "1.5 kB");
+        assert_eq!(human_bytes(100 * 1000 * 1000), "100.0 MB");
     }
 }

@@ -71,11 +71,7 @@ impl<H: Host> Core<H> {
         answer: Option<Vec<u8>>,
         now: Now,
     ) {
-        let exchange = DnsExchange {
-            time: now.ms,
-            query: query.to_vec(),
-            answer,
-        };
+        let exchange = DnsExchange::unanswered(now.ms, query).answered_by(answer);
         match dns::record(&exchange, &key) {
             Some(record) => self.reporter.dns(record),
             None => log::debug!("unsent DNS query from {} has no readable question", key.src),
