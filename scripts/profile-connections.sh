@@ -4,10 +4,12 @@
 # this machine has no perf counters). Counting starts once the capture is up and stops after
 # BENCH_CONNS new TCP connections (or UDP flows / DNS queries, PROFILE_KIND=udpflows|dns), so
 # startup is not counted; the report gives instructions per connection, per thread, and the
-# functions with the most inclusive instructions per connection. Kernel time (system calls) is
-# not counted: `strace -c -f` on a normal run gives those.
+# functions with the most inclusive instructions per connection. Kernel work is not counted
+# there: PROFILE_TOOL=strace counts the capture's system calls per connection instead (strace
+# attached to every thread for the same window), and its minor page faults.
 #
 # Usage: sudo scripts/profile-connections.sh   (BENCH_CONNS=200, PROFILE_KIND=conns,
+#                                               PROFILE_TOOL=callgrind|strace,
 #                                               PHONEHOME=path, BENCH_KEEP=1 keeps the files)
 set -euo pipefail
 
@@ -17,6 +19,7 @@ TOOLS="$HERE/bench_tools.py"
 SERVER=198.18.0.1
 N=${BENCH_CONNS:-200}
 KIND=${PROFILE_KIND:-conns}
+TOOL=${PROFILE_TOOL:-callgrind}
 PH=${PHONEHOME:-$ROOT/target/release/phonehome}
 wait_for() { for _ in $(seq 6000); do grep -qs "$2" "$1" && return 0; sleep 0.05; done; return 1; }
 
@@ -38,11 +41,51 @@ if [ "${1:-}" = "--inner" ]; then
 fi
 
 [ "$(id -u)" = 0 ] || { echo "profile-connections: needs root (network namespaces)" >&2; exit 1; }
-command -v valgrind > /dev/null || { echo "profile-connections: valgrind not found" >&2; exit 1; }
+case $TOOL in
+    callgrind) need=valgrind ;;
+    strace) need=strace ;;
+    *) echo "profile-connections: PROFILE_TOOL=$TOOL: expected callgrind or strace" >&2; exit 1 ;;
+esac
+command -v $need > /dev/null || { echo "profile-connections: $need not found" >&2; exit 1; }
 . "$ROOT/scripts/bench-rig.sh"
 bench_rig php$$
 bench_echo_servers tcp:7 udp:7 udp:53
 export N KIND
+
+if [ "$TOOL" = strace ]; then
+    ip netns exec $UP "$PH" capture --quiet --mtu 1500 --db "$OUT/profile.db" --dns-upstream $SERVER:53 \
+        -- bash "$HERE/profile-connections.sh" --inner "$OUT/run" 2> "$OUT/capture.log" &
+    capture=$!
+    wait_for "$OUT/run.ready" ready || { echo "profile-connections: capture did not start" >&2; cat "$OUT/capture.log" >&2; exit 1; }
+    strace -f -c -p $capture -o "$OUT/strace.txt" 2> "$OUT/strace.log" &
+    tracer=$!
+    # strace says "Process N attached" for each thread once it is attached.
+    wait_for "$OUT/strace.log" attached || { echo "profile-connections: strace did not attach" >&2; cat "$OUT/strace.log" >&2; exit 1; }
+    sleep 0.5
+    faults_before=$(awk '{print $10}' /proc/$capture/stat)
+    echo go > "$OUT/run.go"
+    wait_for "$OUT/run.result" count=
+    faults_after=$(awk '{print $10}' /proc/$capture/stat)
+    kill -INT $tracer; wait $tracer || true
+    echo done > "$OUT/run.done"
+    wait $capture || true
+    echo "profile: $(cat "$OUT/run.result") under strace (times are not meaningful here)"
+    echo "minor page faults per connection: $(echo "scale=2; ($faults_after - $faults_before) / $N" | bc)"
+    python3 - "$OUT/strace.txt" "$N" << 'EOF'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+rows = []
+for line in open(path):
+    parts = line.split()
+    # % time, seconds, usecs/call, calls, [errors], syscall
+    if len(parts) >= 5 and parts[3].isdigit() and parts[-1] != "total":
+        rows.append((int(parts[3]), parts[-1]))
+print("system calls per connection: %.2f" % (sum(c for c, _ in rows) / n))
+for calls, name in sorted(rows, reverse=True):
+    print("  %8.2f  %s" % (calls / n, name))
+EOF
+    exit 0
+fi
 ip netns exec $UP valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
     --callgrind-out-file="$OUT/callgrind.out.%p" \
     "$PH" capture --quiet --mtu 1500 --db "$OUT/profile.db" --dns-upstream $SERVER:53 \

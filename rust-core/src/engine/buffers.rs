@@ -6,6 +6,11 @@
 //! flow actually used (smoltcp rewinds an empty tx ring to its start, so a flow that sends a few
 //! KiB touches a few pages), and `MADV_DONTNEED` hands those pages back when the flow ends. Free
 //! regions are kept (unmapped pages cost no memory) for reuse up to a limit.
+//!
+//! Most connections are short (a request, a response, a close) and touch a few pages of each
+//! ring. Handing those back and faulting them in again for the next connection cost a system
+//! call and a page fault or two per connection, so a few such regions stay warm: released as
+//! they are, up to [`WARM_REGIONS`] of them, at most [`WARM_BYTES`] written into each ring.
 
 use std::ptr::NonNull;
 
@@ -84,11 +89,21 @@ impl TcpBuffers {
     }
 }
 
+/// Released regions kept with their pages resident, for the next short connection.
+pub const WARM_REGIONS: usize = 16;
+
+/// A region stays warm only if its flow moved at most this many bytes each way, so the warm
+/// regions hold at most `WARM_REGIONS * 2 * WARM_BYTES` (512 KiB) of resident pages.
+pub const WARM_BYTES: u64 = 16 * 1024;
+
 pub struct BufferPool {
     rx_len: usize,
     tx_len: usize,
+    /// Regions whose pages went back to the system.
     free: Vec<TcpBuffers>,
     keep: usize,
+    /// Regions of short flows, released without giving their few pages back.
+    warm: Vec<TcpBuffers>,
 }
 
 impl BufferPool {
@@ -100,11 +115,12 @@ impl BufferPool {
             tx_len: round(tx_len),
             free: Vec::new(),
             keep,
+            warm: Vec::with_capacity(WARM_REGIONS),
         }
     }
 
     pub fn acquire(&mut self) -> Option<TcpBuffers> {
-        if let Some(buffers) = self.free.pop() {
+        if let Some(buffers) = self.warm.pop().or_else(|| self.free.pop()) {
             return Some(buffers);
         }
         let len = self.rx_len + self.tx_len;
@@ -129,9 +145,13 @@ impl BufferPool {
         })
     }
 
-    /// Return a region whose socket is gone. Its pages go back to the system.
-    pub fn release(&mut self, buffers: TcpBuffers) {
-        if self.free.len() < self.keep {
+    /// Return a region whose socket is gone, after its flow moved `moved` bytes at most in
+    /// either direction (each ring's written extent is no more than that, since smoltcp
+    /// rewinds an empty ring). Its pages go back to the system unless it stays warm.
+    pub fn release(&mut self, buffers: TcpBuffers, moved: u64) {
+        if moved <= WARM_BYTES && self.warm.len() < WARM_REGIONS {
+            self.warm.push(buffers);
+        } else if self.free.len() < self.keep {
             // SAFETY: the region is mapped and no socket references it any more.
             unsafe {
                 libc::madvise(
@@ -149,7 +169,7 @@ impl BufferPool {
 
 impl Drop for BufferPool {
     fn drop(&mut self) {
-        for buffers in self.free.drain(..) {
+        for buffers in self.free.drain(..).chain(self.warm.drain(..)) {
             unmap(buffers);
         }
     }
@@ -184,7 +204,7 @@ mod tests {
         }
         assert_eq!(buffers.resident(), 3 * 4096, "the pages written");
         let first = buffers.ptr;
-        pool.release(buffers);
+        pool.release(buffers, WARM_BYTES + 1);
         let again = pool.acquire().unwrap();
         assert_eq!(again.ptr, first);
         let (mut rx, _tx) = again.rings();
@@ -194,6 +214,39 @@ mod tests {
         assert_eq!(rx.dequeue_slice(&mut out), 3);
         assert_eq!(out, [0, 0, 0]);
         drop(rx);
-        pool.release(again);
+        pool.release(again, WARM_BYTES + 1);
+    }
+
+    #[test]
+    fn short_flows_regions_stay_warm_up_to_the_limit() {
+        let mut pool = BufferPool::new(4096, 4096, 64);
+        let regions: Vec<_> = (0..WARM_REGIONS + 2)
+            .map(|_| {
+                let buffers = pool.acquire().unwrap();
+                let (mut rx, _) = buffers.rings();
+                assert_eq!(rx.enqueue_slice(b"GET / HTTP/1.1"), 14);
+                drop(rx);
+                buffers
+            })
+            .collect();
+        for buffers in regions {
+            pool.release(buffers, 14);
+        }
+        let again: Vec<_> = (0..WARM_REGIONS + 2)
+            .map(|_| pool.acquire().unwrap())
+            .collect();
+        let resident: Vec<usize> = again.iter().map(TcpBuffers::resident).collect();
+        // The last WARM_REGIONS released come back first, with their written page; the two
+        // released beyond the limit gave their pages back.
+        let warm = resident.iter().filter(|&&r| r == 4096).count();
+        assert_eq!(warm, WARM_REGIONS, "{resident:?}");
+        assert_eq!(
+            resident.iter().filter(|&&r| r == 0).count(),
+            2,
+            "{resident:?}"
+        );
+        for buffers in again {
+            pool.release(buffers, WARM_BYTES + 1);
+        }
     }
 }

@@ -127,10 +127,17 @@ impl Shard {
         self.dirty || self.deadline.is_some_and(|d| d <= now)
     }
 
-    /// Take a socket out of the set and give its buffers back to the pool.
-    pub fn remove(&mut self, handle: SocketHandle, pool: &mut BufferPool, buffers: TcpBuffers) {
+    /// Take a socket out of the set and give its buffers back to the pool (`moved`: the most
+    /// bytes the flow carried either way, see [`BufferPool::release`]).
+    pub fn remove(
+        &mut self,
+        handle: SocketHandle,
+        pool: &mut BufferPool,
+        buffers: TcpBuffers,
+        moved: u64,
+    ) {
         drop(self.sockets.remove(handle));
-        pool.release(buffers);
+        pool.release(buffers, moved);
         self.dirty = true;
     }
 

@@ -31,7 +31,8 @@ impl<H: Host> Core<H> {
         self.tcp_index.remove(&(key.src, key.dst));
         self.host.close_stream(stream);
         if let Some(buffers) = buffers {
-            self.shards[shard].remove(handle, &mut self.pool, buffers);
+            let moved = common.record.bytes_up.max(common.record.bytes_down);
+            self.shards[shard].remove(handle, &mut self.pool, buffers, moved);
         }
         self.reporter.closed(&mut common, reason);
     }

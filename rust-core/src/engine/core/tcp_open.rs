@@ -103,7 +103,7 @@ impl<H: Host> Core<H> {
         let smol_now = self.smol_now(now);
         let shard = &mut self.shards[shard_index];
         let Some(handle) = shard.listen(dst, &buffers, smol_now) else {
-            self.pool.release(buffers);
+            self.pool.release(buffers, 0);
             self.host.close_stream(stream);
             self.dropped();
             self.to_tun.recycle(syn);
