@@ -19,8 +19,10 @@ status=0
 run() {   # run NAME CMD...: run a suite, keep its output for the summary
     local name=$1; shift
     printf '\n===== %s: %s\n' "$name" "$*"
+    local start=$SECONDS
     "$@" 2>&1 | tee "$log_dir/$name.log"
     local rc=${PIPESTATUS[0]}
+    printf '===== %s took %d s\n' "$name" $((SECONDS - start))
     if [ "$rc" -ne 0 ]; then
         echo "===== $name FAILED (exit $rc)"
         status=1
