@@ -52,23 +52,37 @@ bench_rig php$$
 bench_echo_servers tcp:7 udp:7 udp:53
 export N KIND
 
+# One launch for both tools: callgrind wraps the capture (counting off until "go"); strace
+# attaches to all its threads once it is up. Either way only the measured window counts.
+launch=()
+[ "$TOOL" = callgrind ] && launch=(valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes
+                                  --callgrind-out-file="$OUT/callgrind.out.%p")
+ip netns exec $UP "${launch[@]}" "$PH" capture --quiet --mtu 1500 --db "$OUT/profile.db" \
+    --dns-upstream $SERVER:53 -- bash "$HERE/profile-connections.sh" --inner "$OUT/run" 2> "$OUT/capture.log" &
+capture=$!
+wait_for "$OUT/run.ready" ready || { echo "profile-connections: capture did not start" >&2; cat "$OUT/capture.log" >&2; exit 1; }
 if [ "$TOOL" = strace ]; then
-    ip netns exec $UP "$PH" capture --quiet --mtu 1500 --db "$OUT/profile.db" --dns-upstream $SERVER:53 \
-        -- bash "$HERE/profile-connections.sh" --inner "$OUT/run" 2> "$OUT/capture.log" &
-    capture=$!
-    wait_for "$OUT/run.ready" ready || { echo "profile-connections: capture did not start" >&2; cat "$OUT/capture.log" >&2; exit 1; }
     strace -f -c -p $capture -o "$OUT/strace.txt" 2> "$OUT/strace.log" &
     tracer=$!
     # strace says "Process N attached" for each thread once it is attached.
     wait_for "$OUT/strace.log" attached || { echo "profile-connections: strace did not attach" >&2; cat "$OUT/strace.log" >&2; exit 1; }
     sleep 0.5
     faults_before=$(awk '{print $10}' /proc/$capture/stat)
-    echo go > "$OUT/run.go"
-    wait_for "$OUT/run.result" count=
+else
+    callgrind_control -i on $capture > /dev/null
+fi
+echo go > "$OUT/run.go"
+wait_for "$OUT/run.result" count=
+if [ "$TOOL" = strace ]; then
     faults_after=$(awk '{print $10}' /proc/$capture/stat)
     kill -INT $tracer; wait $tracer || true
-    echo done > "$OUT/run.done"
-    wait $capture || true
+else
+    callgrind_control -i off $capture > /dev/null
+fi
+echo done > "$OUT/run.done"
+wait $capture || true
+
+if [ "$TOOL" = strace ]; then
     echo "profile: $(cat "$OUT/run.result") under strace (times are not meaningful here)"
     echo "minor page faults per connection: $(echo "scale=2; ($faults_after - $faults_before) / $N" | bc)"
     python3 - "$OUT/strace.txt" "$N" << 'EOF'
@@ -86,19 +100,6 @@ for calls, name in sorted(rows, reverse=True):
 EOF
     exit 0
 fi
-ip netns exec $UP valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
-    --callgrind-out-file="$OUT/callgrind.out.%p" \
-    "$PH" capture --quiet --mtu 1500 --db "$OUT/profile.db" --dns-upstream $SERVER:53 \
-    -- bash "$HERE/profile-connections.sh" --inner "$OUT/run" 2> "$OUT/valgrind.log" &
-capture=$!
-wait_for "$OUT/run.ready" ready || { echo "profile-connections: capture did not start" >&2; cat "$OUT/valgrind.log" >&2; exit 1; }
-callgrind_control -i on $capture > /dev/null
-echo go > "$OUT/run.go"
-wait_for "$OUT/run.result" count=
-callgrind_control -i off $capture > /dev/null
-echo done > "$OUT/run.done"
-wait $capture || true
-
 echo "profile: $(cat "$OUT/run.result") under callgrind (times are not meaningful here)"
 python3 - "$OUT" "$N" << 'EOF'
 import glob, re, subprocess, sys

@@ -217,17 +217,19 @@ pub fn record(exchange: &DnsExchange, key: &FlowKey) -> Option<DnsRecord> {
         server: key.dst,
         transport: key.proto,
     };
-    let read = |message: &[u8]| dissect::parse_lenient(message).ok();
-    let query = match &exchange.read_query {
-        Some(q) => Some(std::borrow::Cow::Borrowed(q)),
-        None => read(&exchange.query).map(std::borrow::Cow::Owned),
-    };
     let answer = exchange.answer.as_deref();
-    let parsed_answer = match &exchange.read_answer {
-        Some(a) => Some(std::borrow::Cow::Borrowed(a)),
-        None => answer.and_then(read).map(std::borrow::Cow::Owned),
+    // Parsed here only when `Pairing` did not read the message already.
+    let reread = |read: &Option<DnsMessage>, message: Option<&[u8]>| match read {
+        Some(_) => None,
+        None => message.and_then(|m| dissect::parse_lenient(m).ok()),
     };
-    let mut record = dissect::record_from(ex, query.as_deref(), parsed_answer.as_deref())?;
+    let query = reread(&exchange.read_query, Some(&exchange.query));
+    let parsed_answer = reread(&exchange.read_answer, answer);
+    let mut record = dissect::record_from(
+        ex,
+        exchange.read_query.as_ref().or(query.as_ref()),
+        exchange.read_answer.as_ref().or(parsed_answer.as_ref()),
+    )?;
     if record.rcode.is_none() {
         // An answer we could not parse still says how it ended.
         record.rcode = answer.and_then(|a| a.get(3)).map(|b| b & 0x0f);
