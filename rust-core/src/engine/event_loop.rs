@@ -26,6 +26,8 @@ use super::report::{Now, Reporter};
 use super::{EngineConfig, EngineStats, Tuning};
 
 const TUN: Token = Token(0);
+/// The most buffer memory one batch of tun reads holds, counted by capacity: a 16 KiB packet
+/// read at a 64 KiB MTU keeps its 64 KiB buffer until smoltcp has consumed it.
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 const WAKER: Token = Token(1);
 
@@ -275,7 +277,7 @@ impl TunReader {
 
     /// Read up to `batch` packets. Returns whether the tun may still have more (no EAGAIN yet).
     fn read_batch(&mut self, core: &mut Core<MioHost>, batch: usize, now: Now) -> io::Result<bool> {
-        // Also bounded in bytes: 64 packets of a 64 KiB MTU would hold 4 MiB at once.
+        // Also bounded in memory: 64 packets of a 64 KiB MTU would hold 4 MiB at once.
         let mut bytes = 0;
         for _ in 0..batch {
             if bytes >= MAX_BATCH_BYTES {
@@ -292,7 +294,7 @@ impl TunReader {
                 // So smoltcp sends the app 64 KiB segments, which the kernel splits (offload.rs).
                 offload::raise_syn_mss(&mut buf, offload::SYN_MSS);
             }
-            bytes += buf.len();
+            bytes += buf.capacity();
             core.on_packet(buf, now);
         }
         Ok(true)

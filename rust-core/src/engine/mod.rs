@@ -123,7 +123,7 @@ pub struct Tuning {
     /// Independent smoltcp interfaces the TCP flows are spread over.
     pub shards: usize,
     /// smoltcp receive ring per TCP flow (app -> server); its size sets the window offered to
-    /// the app. Both rings are at least 8 MTU-sized segments.
+    /// the app. Both rings are at least 16 MTU-sized segments.
     pub tcp_rx_buffer: usize,
     /// smoltcp send ring per TCP flow (server -> app).
     pub tcp_tx_buffer: usize,
