@@ -79,6 +79,28 @@ fn analyze_stores_flows_and_survives_damage() {
         "{stderr}"
     );
 
+    // One flow is "1 flow", also when a cut file kept only one (a database of their own).
+    let singular_db = dir.join("singular.db");
+    let one = dir.join("one.pcapng");
+    capture(&one, 1);
+    let (code, stderr) = analyze(&singular_db, &one);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("one.pcapng: 1 packet, 1 flow, 0 DNS records,"),
+        "{stderr}"
+    );
+    let two = dir.join("two.pcapng");
+    capture(&two, 2);
+    let two_bytes = std::fs::read(&two).unwrap();
+    let cut_two = dir.join("cut-two.pcapng");
+    std::fs::write(&cut_two, &two_bytes[..two_bytes.len() - 30]).unwrap();
+    let (code, stderr) = analyze(&singular_db, &cut_two);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the 1 flow read before it was stored"),
+        "{stderr}"
+    );
+
     // A missing file and a non-capture are named, get no session, and do not stop the others.
     let text = dir.join("notes.txt");
     std::fs::write(&text, "not a capture").unwrap();

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use phonehome::pcap::PcapngWriter;
+use phonehome::store::report::human_bytes;
 
 #[path = "common/phonehome_bin.rs"]
 mod phonehome_bin;
@@ -148,9 +149,33 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         assert!(f["vendor"].is_null(), "{f}");
     }
 
+    // Bytes: the totals and the app's row are all flows, its DNS flows included; the company's
+    // row is its contacts only. Each report says which.
+    let bytes = |pick: &dyn Fn(&&serde_json::Value) -> bool, key: &str| -> i64 {
+        flows
+            .iter()
+            .filter(pick)
+            .map(|f| f[key].as_i64().unwrap())
+            .sum()
+    };
+    let (all_up, all_down) = (bytes(&|_| true, "bytes_up"), bytes(&|_| true, "bytes_down"));
+    let contact_up = bytes(&|f| f["dst_port"] != 53, "bytes_up");
+    assert!(
+        contact_up > 0 && all_up > contact_up,
+        "{all_up} {contact_up}"
+    );
+
     let out = phonehome_ok(&["report", "--db", dbs, "--format", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let t = &json["totals"];
+    assert_eq!(
+        (&t["bytes_up"], &t["bytes_down"]),
+        (&all_up.into(), &all_down.into())
+    );
+    assert_eq!(json["apps"][0]["bytes_up"], all_up);
+    let companies = json["companies"].as_array().unwrap();
+    assert_eq!(companies.len(), 1, "{companies:?}");
+    assert_eq!(companies[0]["bytes_up"], contact_up, "{companies:?}");
     assert_eq!(t["contacts"], n, "{t}");
     assert_eq!(t["lookups"], 2 * n, "{t}");
     assert_eq!(t["dns_flows"], 2 * n, "{t}");
@@ -233,6 +258,16 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         text.contains(&format!("Xiaomi: {n} contacts with 1 endpoint.")),
         "{text}"
     );
+    assert!(
+        text.contains(&format!(
+            "{} up / {} down in all flows (DNS included)",
+            human_bytes(all_up),
+            human_bytes(all_down)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("APPS (by bytes; an app's bytes include its DNS flows)"));
+    assert!(text.contains("; bytes of the contacts)\n"), "{text}");
     let session_row = text
         .split("\nSESSIONS\n")
         .nth(1)
@@ -287,6 +322,10 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
         "summary card"
     );
     assert!(page.contains(&format!("<b>{}</b><span>DNS lookups</span>", 2 * n)));
+    assert!(page.contains(&format!(
+        "<b>{}</b><span>sent (up), DNS flows included</span>",
+        human_bytes(all_up)
+    )));
     assert!(page.contains(&format!("<b>{n}</b><span>contacts with Xiaomi</span>")));
     assert!(
         !page.contains(&format!("<b>{}</b>", 3 * n)),

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::CliError;
 use crate::dissect::DeviceContext;
 use crate::pcap::{self, ReadError};
+use crate::store::report::counted;
 use crate::store::{SessionInfo, StoreWriter};
 
 #[derive(clap::Args, Debug)]
@@ -116,10 +117,10 @@ pub fn run(args: AnalyzeArgs) -> Result<i32, CliError> {
         let s = &report.stats;
         if !args.quiet {
             eprintln!(
-                "{name}: {} packets, {} flows, {} DNS records, {:.1} MB/s -> {}",
-                s.frames,
-                s.flows,
-                s.dns_records,
+                "{name}: {}, {}, {}, {:.1} MB/s -> {}",
+                counted(s.frames, "packet", "packets"),
+                counted(s.flows, "flow", "flows"),
+                counted(s.dns_records, "DNS record", "DNS records"),
                 report.bytes as f64 / 1e6 / secs,
                 args.db.display()
             );
@@ -128,10 +129,11 @@ pub fn run(args: AnalyzeArgs) -> Result<i32, CliError> {
             }
         }
         if let Some(e) = report.error {
-            eprintln!(
-                "phonehome: {name}: {e}; the {} flows read before it were stored",
-                s.flows
-            );
+            let stored = match s.flows {
+                1 => "the 1 flow read before it was stored".to_string(),
+                n => format!("the {n} flows read before it were stored"),
+            };
+            eprintln!("phonehome: {name}: {e}; {stored}");
             status = status.max(2);
         }
     }

@@ -72,7 +72,7 @@ pub fn text(r: &Report, o: &mut String) {
     comparison_text(r, o);
     let _ = writeln!(
         o,
-        "\nCOMPANIES (contacts = connections; lookups = DNS queries for their names)"
+        "\nCOMPANIES (contacts = connections; lookups = DNS queries for their names; bytes of the contacts)"
     );
     let _ = writeln!(
         o,
@@ -200,8 +200,8 @@ pub fn html(r: &Report, o: &mut String, esc: fn(&str) -> String) {
     };
     o.push_str(
         "<section><h2>Companies</h2><p class=\"muted\">Contacts are connections to the company's \
-         endpoints; lookups are DNS queries for its names, counted apart. \"Via\": whose network \
-         served the connections (a CDN or cloud).</p><table><tr><th>Company</th><th>Contacts</th>\
+         endpoints; lookups are DNS queries for its names, counted apart. Up and down are the bytes \
+         of the contacts. \"Via\": whose network served the connections (a CDN or cloud).</p><table><tr><th>Company</th><th>Contacts</th>\
          <th>Lookups</th><th>Up</th><th>Down</th><th>Apps</th><th>First</th><th>Last</th>\
          <th>Via</th><th>Contacts per hour</th></tr>",
     );

@@ -63,7 +63,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         o,
-        "{} (connections, DNS not counted), {}, {} up / {} down, {}, {}",
+        "{} (connections, DNS not counted), {}, {} up / {} down in all flows (DNS included), {}, {}",
         counted(t.contacts, "contact", "contacts"),
         counted(t.lookups, "DNS lookup", "DNS lookups"),
         human_bytes(t.bytes_up),
@@ -198,7 +198,7 @@ pub fn render(r: &Report) -> String {
         }
     }
 
-    let _ = writeln!(o, "\nAPPS (by bytes)");
+    let _ = writeln!(o, "\nAPPS (by bytes; an app's bytes include its DNS flows)");
     let _ = writeln!(
         o,
         "  {:<34} {:>8} {:>7} {:>9} {:>9} {:>6} {:>5}  countries",

@@ -29,8 +29,18 @@ pub(super) fn summary(o: &mut String, r: &Report) {
     o.push_str("<section><h2>Summary</h2><div class=\"cards\">");
     card(o, &t.contacts.to_string(), "contacts (connections)", false);
     card(o, &t.lookups.to_string(), "DNS lookups", false);
-    card(o, &human_bytes(t.bytes_up), "sent (up)", false);
-    card(o, &human_bytes(t.bytes_down), "received (down)", false);
+    card(
+        o,
+        &human_bytes(t.bytes_up),
+        "sent (up), DNS flows included",
+        false,
+    );
+    card(
+        o,
+        &human_bytes(t.bytes_down),
+        "received (down), DNS flows included",
+        false,
+    );
     card(o, &t.apps.to_string(), "apps", false);
     card(o, &t.domains.to_string(), "domains", false);
     // Flagged when not zero: each is a finding the reader should not miss.

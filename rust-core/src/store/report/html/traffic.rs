@@ -9,7 +9,8 @@ use super::{esc, short_utc};
 /// Bytes per app as bars, then every app with its contacts and lookups.
 pub(super) fn apps(o: &mut String, r: &Report) {
     o.push_str("<section><h2>Apps</h2><p class=\"legend muted\"><span style=\"background:#d9480f\"></span>sent\
-                <span style=\"background:#1971c2\"></span>received</p>");
+                <span style=\"background:#1971c2\"></span>received (an app's bytes include its DNS \
+                flows)</p>");
     let rows: Vec<Bar> = r
         .apps
         .iter()
