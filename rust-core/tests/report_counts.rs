@@ -195,6 +195,10 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
     assert_eq!(domains[0]["domain"], HOST);
     assert_eq!(domains[0]["contacts"], n);
     assert_eq!(domains[0]["lookups"], 2 * n);
+    assert_eq!(
+        domains[0]["bytes_up"], contact_up,
+        "its lookups' bytes are not its own"
+    );
     let categories: i64 = json["categories"]
         .as_array()
         .unwrap()
@@ -268,6 +272,10 @@ fn n_beacons_plus_their_lookups_are_n_contacts_in_every_report() {
     );
     assert!(text.contains("APPS (by bytes; an app's bytes include its DNS flows)"));
     assert!(text.contains("; bytes of the contacts)\n"), "{text}");
+    assert!(
+        text.contains("\nTOP DOMAINS (bytes of the contacts)\n"),
+        "{text}"
+    );
     let session_row = text
         .split("\nSESSIONS\n")
         .nth(1)

@@ -242,7 +242,7 @@ pub fn render(r: &Report) -> String {
         }
     }
 
-    let _ = writeln!(o, "\nTOP DOMAINS");
+    let _ = writeln!(o, "\nTOP DOMAINS (bytes of the contacts)");
     let _ = writeln!(
         o,
         "  {:<38} {:>8} {:>7} {:>9}  {:<26} apps",

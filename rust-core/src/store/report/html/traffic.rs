@@ -122,7 +122,8 @@ pub(super) fn categories_and_countries(o: &mut String, r: &Report) {
 pub(super) fn domains(o: &mut String, r: &Report) {
     let _ = write!(
         o,
-        "<section><h2>Top domains</h2><table><tr><th>Domain</th><th>Vendor / category</th><th>Purpose</th>\
+        "<section><h2>Top domains</h2><p class=\"muted\">Bytes are those of the contacts; a \
+         lookup's bytes stay with the app that made it.</p><table><tr><th>Domain</th><th>Vendor / category</th><th>Purpose</th>\
          <th class=\"n\">Contacts</th><th class=\"n\">Lookups</th><th class=\"n\">Bytes</th><th>Apps</th><th>Countries</th></tr>"
     );
     for d in r.domains.iter().take(50) {
