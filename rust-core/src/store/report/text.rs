@@ -63,13 +63,17 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         o,
-        "{} (connections, DNS not counted), {}, {} up / {} down in all flows (DNS included), {}, {}",
+        "{} (connections, DNS not counted), {}, {}, {}",
         counted(t.contacts, "contact", "contacts"),
         counted(t.lookups, "DNS lookup", "DNS lookups"),
-        human_bytes(t.bytes_up),
-        human_bytes(t.bytes_down),
         counted(t.apps, "app", "apps"),
         counted(t.domains, "domain", "domains")
+    );
+    let _ = writeln!(
+        o,
+        "{} up / {} down in all flows (DNS included)",
+        human_bytes(t.bytes_up),
+        human_bytes(t.bytes_down)
     );
     let _ = writeln!(
         o,
