@@ -571,13 +571,21 @@ fn sigint_is_passed_on_and_leftover_processes_are_ended() {
             pidfile.display()
         ),
     ]);
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    // capture's log (info: each signal it passes on) explains a failure below.
+    let log = rig.tmp.0.join("capture.log");
+    cmd.env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
     let mut child = cmd.spawn().unwrap();
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
     let ready = rig.tmp.0.join("bg.pid.ready");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "CMD did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CMD did not start\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let bg: i32 = std::fs::read_to_string(&pidfile)
@@ -593,11 +601,17 @@ fn sigint_is_passed_on_and_leftover_processes_are_ended() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "capture did not stop on SIGINT"
+            "capture did not stop on SIGINT\n{}",
+            log()
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(3), "CMD's trap decides the exit status");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "CMD's trap decides the exit status\n{}",
+        log()
+    );
     // The background sleep was ended with the capture (it is gone or a zombie being reaped).
     let state = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
     assert!(

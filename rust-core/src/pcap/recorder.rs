@@ -4,11 +4,13 @@
 //! passes the engine's events on with [`RecorderNotes::note`], which tells the recorder each
 //! flow's owner (uid) and each uid's app name. Owners are looked up off the packet path and
 //! arrive a few milliseconds after a flow's first packets, so packets wait here (at most
-//! [`HOLD_MS`], and [`MAX_HELD`] packets) until their flow's owner is known; then they are
-//! written in the order they crossed the tun with a `u-<uid> <app>` comment
-//! ([`PcapngWriter`]).
+//! [`HOLD_MS`], and [`MAX_HELD`] packets) until their flow's owner and that owner's app name are
+//! known; then they are written in the order they crossed the tun with a `u-<uid> <app>`
+//! comment ([`PcapngWriter`]). The name is waited for too because an owner found at once on
+//! the packet path is named later by the owner thread: a short flow's packets would otherwise
+//! all go out without it, and its replay would not know the app the live capture named.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::net::{IpAddr, SocketAddr};
@@ -114,6 +116,8 @@ struct State<W: io::Write> {
     held: VecDeque<TappedPacket>,
     owners: FlowTable<Endpoints, u32>,
     apps: HashMap<u32, String>,
+    /// UIDs whose name did not come within [`HOLD_MS`]: their packets no longer wait for one.
+    nameless: HashSet<u32>,
     stats: RecorderStats,
 }
 
@@ -127,6 +131,7 @@ fn run<W: io::Write>(
         held: VecDeque::new(),
         owners: FlowTable::default(),
         apps: HashMap::new(),
+        nameless: HashSet::new(),
         stats: RecorderStats::default(),
     };
     let mut packets_open = true;
@@ -179,14 +184,21 @@ impl<W: io::Write> State<W> {
         }
     }
 
-    /// Writes held packets in order while the first one's owner is known, it has waited
-    /// [`HOLD_MS`] by `now`, or too many are held.
+    /// Writes held packets in order while the first one's owner and its name are known, it has
+    /// waited [`HOLD_MS`] by `now`, or too many are held.
     fn write_ready(&mut self, now: Millis) -> io::Result<()> {
         while let Some(packet) = self.held.front() {
             let uid = Endpoints::of_packet(&packet.data).and_then(|key| self.owner(&key));
             let expired = now.saturating_sub(packet.ts) >= HOLD_MS || self.held.len() > MAX_HELD;
-            if uid.is_none() && !expired {
+            let named =
+                uid.is_some_and(|u| self.apps.contains_key(&u) || self.nameless.contains(&u));
+            if !named && !expired {
                 return Ok(());
+            }
+            if let Some(uid) = uid
+                && !self.apps.contains_key(&uid)
+            {
+                self.nameless.insert(uid);
             }
             let app = uid.and_then(|uid| self.apps.get(&uid)).map(String::as_str);
             self.writer
@@ -343,5 +355,87 @@ mod tests {
             ]
         );
         std::fs::remove_file(&path).unwrap();
+    }
+
+    fn state() -> State<Vec<u8>> {
+        State {
+            writer: PcapngWriter::new(Vec::new()).unwrap(),
+            held: VecDeque::new(),
+            owners: FlowTable::default(),
+            apps: HashMap::new(),
+            nameless: HashSet::new(),
+            stats: RecorderStats::default(),
+        }
+    }
+
+    fn udp_endpoints(sport: u16) -> Endpoints {
+        Endpoints::new(
+            Proto::Udp,
+            SocketAddr::new(Ipv4Addr::new(10, 215, 173, 1).into(), sport),
+            "198.18.0.1:7".parse().unwrap(),
+        )
+    }
+
+    fn udp_packet(ts: Millis, sport: u16) -> TappedPacket {
+        let phone = Ipv4Addr::new(10, 215, 173, 1);
+        let server = Ipv4Addr::new(198, 18, 0, 1);
+        TappedPacket {
+            ts,
+            data: ipv4(phone, server, 17, &udp(sport, 7, b"ping")),
+        }
+    }
+
+    /// An owner found on the packet path is named by the owner thread afterwards: the packets
+    /// wait for the name, so a short flow's replay names the app as the live capture did.
+    #[test]
+    fn packets_with_a_known_owner_wait_for_its_name() {
+        let mut st = state();
+        st.owners.insert(udp_endpoints(5000), 4242);
+        st.held.push_back(udp_packet(0, 5000));
+        st.held.push_back(udp_packet(1, 5000));
+        st.write_ready(20).unwrap();
+        assert_eq!(st.stats.packets, 0, "written before the owner's name came");
+        st.apps.insert(4242, "uid:4242".into());
+        st.write_ready(30).unwrap();
+        assert_eq!(
+            st.stats,
+            RecorderStats {
+                packets: 2,
+                with_owner: 2
+            }
+        );
+        assert_eq!(
+            comments(&st.writer.into_inner().unwrap()),
+            vec![
+                Some("u-4242 uid:4242".into()),
+                Some("u-4242 uid:4242".into())
+            ]
+        );
+    }
+
+    /// A UID whose name never comes costs its first packet HOLD_MS, not every packet.
+    #[test]
+    fn a_name_that_never_comes_is_waited_for_once() {
+        let mut st = state();
+        st.owners.insert(udp_endpoints(5000), 4242);
+        st.owners.insert(udp_endpoints(5001), 4242);
+        st.held.push_back(udp_packet(0, 5000));
+        st.write_ready(HOLD_MS - 1).unwrap();
+        assert_eq!(st.stats.packets, 0);
+        st.write_ready(HOLD_MS).unwrap();
+        assert_eq!(st.stats.packets, 1);
+        st.held.push_back(udp_packet(HOLD_MS + 5, 5001));
+        st.write_ready(HOLD_MS + 5).unwrap();
+        assert_eq!(
+            st.stats,
+            RecorderStats {
+                packets: 2,
+                with_owner: 2
+            }
+        );
+        assert_eq!(
+            comments(&st.writer.into_inner().unwrap()),
+            vec![Some("u-4242".into()), Some("u-4242".into())]
+        );
     }
 }

@@ -87,8 +87,17 @@ pub(super) fn wait_for_child(child: &mut Child, signals: &SignalSet) -> io::Resu
         let signal = match signals.wait(timeout)? {
             Some((libc::SIGCHLD, _)) | Some((_, true)) => continue,
             Some((signal, false)) if kill_at.is_none() => signal,
-            // Second signal, or the grace period is over.
-            Some(_) | None => libc::SIGKILL,
+            Some((signal, false)) => {
+                log::warn!("signal {signal} again: killing the command");
+                libc::SIGKILL
+            }
+            None => {
+                log::warn!(
+                    "the command did not exit within {} s of the signal: killing it",
+                    KILL_GRACE.as_secs()
+                );
+                libc::SIGKILL
+            }
         };
         log::info!("passing signal {signal} to the command");
         // SAFETY: signalling our own child, which we have not reaped yet.
