@@ -565,13 +565,8 @@ fn sigint_is_passed_on_and_leftover_processes_are_ended() {
     // Not a shell trap: dash lost a trapped SIGINT under CI load (capture's log showed the
     // signal passed on, then `sh -c "trap 'exit 3' INT; while :; do sleep 0.1; done"` still
     // running 5 s later), which tested dash, not capture.
-    let script = "import os, signal, subprocess, sys, time\n\
-        bg = subprocess.Popen(['sleep', '600'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
-        open(sys.argv[1], 'w').write(str(bg.pid))\n\
-        signal.signal(signal.SIGINT, lambda *_: os._exit(3))\n\
-        open(sys.argv[1] + '.ready', 'w').close()\n\
-        while True:\n    time.sleep(0.1)\n";
-    cmd.args(["/usr/bin/python3", "-c", script]).arg(&pidfile);
+    cmd.args(["/usr/bin/python3", Rig::clients_py(), "exit-on-sigint"])
+        .arg(&pidfile);
     // capture's log (info: each signal it passes on) explains a failure below.
     let log = rig.tmp.0.join("capture.log");
     cmd.env("RUST_LOG", "info")

@@ -190,17 +190,14 @@ impl<W: io::Write> State<W> {
         while let Some(packet) = self.held.front() {
             let uid = Endpoints::of_packet(&packet.data).and_then(|key| self.owner(&key));
             let expired = now.saturating_sub(packet.ts) >= HOLD_MS || self.held.len() > MAX_HELD;
-            let named =
-                uid.is_some_and(|u| self.apps.contains_key(&u) || self.nameless.contains(&u));
+            let app = uid.and_then(|uid| self.apps.get(&uid)).map(String::as_str);
+            let named = app.is_some() || uid.is_some_and(|u| self.nameless.contains(&u));
             if !named && !expired {
                 return Ok(());
             }
-            if let Some(uid) = uid
-                && !self.apps.contains_key(&uid)
-            {
+            if let (Some(uid), None) = (uid, app) {
                 self.nameless.insert(uid);
             }
-            let app = uid.and_then(|uid| self.apps.get(&uid)).map(String::as_str);
             self.writer
                 .write_packet(packet.ts, &packet.data, uid, app)?;
             self.stats.packets += 1;
@@ -368,14 +365,6 @@ mod tests {
         }
     }
 
-    fn udp_endpoints(sport: u16) -> Endpoints {
-        Endpoints::new(
-            Proto::Udp,
-            SocketAddr::new(Ipv4Addr::new(10, 215, 173, 1).into(), sport),
-            "198.18.0.1:7".parse().unwrap(),
-        )
-    }
-
     fn udp_packet(ts: Millis, sport: u16) -> TappedPacket {
         let phone = Ipv4Addr::new(10, 215, 173, 1);
         let server = Ipv4Addr::new(198, 18, 0, 1);
@@ -385,57 +374,53 @@ mod tests {
         }
     }
 
+    /// Holds `packet` and makes `uid` its flow's owner.
+    fn hold_owned(st: &mut State<Vec<u8>>, packet: TappedPacket, uid: u32) {
+        let key = Endpoints::of_packet(&packet.data).unwrap();
+        st.owners.insert(key, uid);
+        st.held.push_back(packet);
+    }
+
+    /// What `st` wrote: its counts and every packet's comment.
+    fn written(st: State<Vec<u8>>) -> (RecorderStats, Vec<Option<String>>) {
+        (st.stats, comments(&st.writer.into_inner().unwrap()))
+    }
+
     /// An owner found on the packet path is named by the owner thread afterwards: the packets
     /// wait for the name, so a short flow's replay names the app as the live capture did.
     #[test]
     fn packets_with_a_known_owner_wait_for_its_name() {
         let mut st = state();
-        st.owners.insert(udp_endpoints(5000), 4242);
-        st.held.push_back(udp_packet(0, 5000));
-        st.held.push_back(udp_packet(1, 5000));
+        hold_owned(&mut st, udp_packet(0, 5000), 4242);
+        hold_owned(&mut st, udp_packet(1, 5000), 4242);
         st.write_ready(20).unwrap();
         assert_eq!(st.stats.packets, 0, "written before the owner's name came");
         st.apps.insert(4242, "uid:4242".into());
         st.write_ready(30).unwrap();
-        assert_eq!(
-            st.stats,
-            RecorderStats {
-                packets: 2,
-                with_owner: 2
-            }
-        );
-        assert_eq!(
-            comments(&st.writer.into_inner().unwrap()),
-            vec![
-                Some("u-4242 uid:4242".into()),
-                Some("u-4242 uid:4242".into())
-            ]
-        );
+        let named = Some("u-4242 uid:4242".to_owned());
+        let counts = RecorderStats {
+            packets: 2,
+            with_owner: 2,
+        };
+        assert_eq!(written(st), (counts, vec![named.clone(), named]));
     }
 
     /// A UID whose name never comes costs its first packet HOLD_MS, not every packet.
     #[test]
     fn a_name_that_never_comes_is_waited_for_once() {
         let mut st = state();
-        st.owners.insert(udp_endpoints(5000), 4242);
-        st.owners.insert(udp_endpoints(5001), 4242);
-        st.held.push_back(udp_packet(0, 5000));
+        hold_owned(&mut st, udp_packet(0, 5000), 4242);
         st.write_ready(HOLD_MS - 1).unwrap();
         assert_eq!(st.stats.packets, 0);
         st.write_ready(HOLD_MS).unwrap();
         assert_eq!(st.stats.packets, 1);
-        st.held.push_back(udp_packet(HOLD_MS + 5, 5001));
+        hold_owned(&mut st, udp_packet(HOLD_MS + 5, 5001), 4242);
         st.write_ready(HOLD_MS + 5).unwrap();
-        assert_eq!(
-            st.stats,
-            RecorderStats {
-                packets: 2,
-                with_owner: 2
-            }
-        );
-        assert_eq!(
-            comments(&st.writer.into_inner().unwrap()),
-            vec![Some("u-4242".into()), Some("u-4242".into())]
-        );
+        let unnamed = Some("u-4242".to_owned());
+        let counts = RecorderStats {
+            packets: 2,
+            with_owner: 2,
+        };
+        assert_eq!(written(st), (counts, vec![unnamed.clone(), unnamed]));
     }
 }

@@ -5,8 +5,11 @@ Each subcommand prints one result line and exits non-zero when the behaviour is 
 Standard library only.
 """
 import errno
+import os
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -128,6 +131,18 @@ def ping(host, count):
     print("ok %d" % count)
 
 
+def exit_on_sigint(pidfile):
+    """Leaves a `sleep 600` behind (its pid in `pidfile`), then waits until SIGINT, which ends
+    it with exit 3; `pidfile`.ready says the handler is in place."""
+    bg = subprocess.Popen(["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(pidfile, "w") as f:
+        f.write(str(bg.pid))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(3))
+    open(pidfile + ".ready", "w").close()
+    while True:
+        time.sleep(0.1)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "tcp-many":
@@ -140,6 +155,8 @@ def main():
         ping(args[0], int(args[1]))
     elif cmd == "abort":
         abort(args[0], int(args[1]), args[2], int(args[3]))
+    elif cmd == "exit-on-sigint":
+        exit_on_sigint(args[0])
     else:
         print("unknown subcommand %s" % cmd)
         sys.exit(2)
