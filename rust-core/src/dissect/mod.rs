@@ -89,6 +89,25 @@ struct Side {
     datagrams: u32,
 }
 
+impl Side {
+    /// Room for `more` bytes in `buf`, which never holds more than `limit`: doubling, but not
+    /// past the limit. Left to `Vec`, a 16 KiB window filled by 1,448-byte segments ends in a
+    /// 23 KiB buffer, and a thousand new cleartext flows held 4.7 MB of them at once.
+    fn grow_within(&mut self, more: usize, limit: usize) {
+        let len = self.buf.len();
+        if self.buf.capacity().saturating_sub(len) >= more {
+            return;
+        }
+        let want = self
+            .buf
+            .capacity()
+            .saturating_mul(2)
+            .max(len.saturating_add(more))
+            .min(limit);
+        self.buf.reserve_exact(want.saturating_sub(len));
+    }
+}
+
 /// Per-flow dissection state. Fed in-order stream bytes (TCP) or whole datagrams (UDP) for the
 /// first bytes of each direction, until `wants_more` says it is done.
 #[derive(Debug)]
@@ -162,6 +181,7 @@ impl Inspector {
         let side = self.side_mut(dir);
         let room = limit.saturating_sub(side.buf.len());
         let take = data.len().min(room);
+        side.grow_within(take, limit);
         side.buf.extend_from_slice(&data[..take]);
         if matches!(self.state, State::Undecided) {
             self.decide_stream(dir);
@@ -652,6 +672,19 @@ mod tests {
         assert!(!r.cleartext);
         assert!(!ins.wants_more());
         assert_eq!(ins.up.buf.capacity(), 0, "buffers are released once done");
+    }
+
+    #[test]
+    fn a_cleartext_window_never_holds_more_than_its_limit() {
+        let mut ins = Inspector::new(Proto::Tcp, 7);
+        let segment = [b'a'; 1448];
+        let mut most = 0;
+        while ins.up.buf.len() < SCAN_LIMIT {
+            ins.on_stream(Direction::Up, &segment);
+            most = most.max(ins.up.buf.capacity());
+        }
+        assert!(ins.result().cleartext);
+        assert_eq!(most, SCAN_LIMIT, "doubling stops at the window");
     }
 
     #[test]

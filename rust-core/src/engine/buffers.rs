@@ -46,12 +46,15 @@ impl TcpBuffers {
         self.rx_len + self.tx_len
     }
 
-    pub fn rx_capacity(&self) -> usize {
-        self.rx_len
+    /// Bytes of pages the rx ring may hold resident after `written` bytes went through it
+    /// since it was last trimmed.
+    pub fn rx_touched(&self, written: u64) -> usize {
+        pages_spanned(written, self.rx_len)
     }
 
-    pub fn tx_capacity(&self) -> usize {
-        self.tx_len
+    /// Same for the tx ring.
+    pub fn tx_touched(&self, written: u64) -> usize {
+        pages_spanned(written, self.tx_len)
     }
 
     /// Give the rx ring's pages back to the system. Call only while the ring holds nothing
@@ -180,6 +183,22 @@ fn unmap(buffers: TcpBuffers) {
     unsafe { libc::munmap(buffers.ptr.as_ptr().cast(), buffers.len()) };
 }
 
+/// Bytes of the pages that `written` bytes can span in a ring of `ring_len` bytes, as an upper
+/// bound: smoltcp writes the rx ring wherever its read position has got to (it never rewinds
+/// it), so a run of bytes starts at any offset and covers one page more than its length.
+/// Counting bytes instead undercounted by a page or two per ring: at 1,000 echo flows, 3 MB
+/// of resident pages that the budget did not see.
+fn pages_spanned(written: u64, ring_len: usize) -> usize {
+    if written == 0 {
+        return 0;
+    }
+    let page = page_size() as u64;
+    let pages = written.saturating_add(2 * page - 2) / page;
+    usize::try_from(pages.saturating_mul(page))
+        .unwrap_or(usize::MAX)
+        .min(ring_len)
+}
+
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -215,6 +234,46 @@ mod tests {
         assert_eq!(out, [0, 0, 0]);
         drop(rx);
         pool.release(again, WARM_BYTES + 1);
+    }
+
+    /// smoltcp receives into the rx ring at its read position, which moves on and never goes
+    /// back to the start: a segment's bytes straddle a page more than their length.
+    #[test]
+    fn the_estimate_covers_the_pages_a_marching_rx_ring_touches() {
+        let mut pool = BufferPool::new(64 * 1024, 4096, 4);
+        let buffers = pool.acquire().unwrap();
+        let (mut rx, _tx) = buffers.rings();
+        let receive = |rx: &mut SocketBuffer<'static>, mut n: usize| {
+            while n > 0 {
+                let room = rx.get_unallocated(0, n);
+                let len = room.len();
+                room.fill(0x61);
+                rx.enqueue_unallocated(len);
+                n -= len;
+            }
+        };
+        // One short request read and passed on, then the ring trimmed: it is empty, its
+        // pages gone, and its read position 1,000 bytes in.
+        receive(&mut rx, 1000);
+        assert_eq!(rx.dequeue_many(1000).len(), 1000);
+        buffers.trim_rx();
+        assert_eq!(buffers.resident(), 0);
+        receive(&mut rx, 16 * 1024);
+        assert_eq!(
+            buffers.resident(),
+            5 * 4096,
+            "16 KiB from offset 1,000 span 5 pages"
+        );
+        assert_eq!(buffers.rx_touched(16 * 1024), 5 * 4096);
+        assert_eq!(buffers.rx_touched(1), 4096);
+        assert_eq!(buffers.rx_touched(0), 0);
+        assert_eq!(
+            buffers.rx_touched(u64::MAX),
+            64 * 1024,
+            "never more than the ring"
+        );
+        drop(rx);
+        pool.release(buffers, WARM_BYTES + 1);
     }
 
     #[test]

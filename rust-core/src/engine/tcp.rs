@@ -249,15 +249,13 @@ impl<S> TcpFlow<S> {
         self.rx_max_end = later(self.rx_max_end, seq.wrapping_add(payload_len as u32));
     }
 
-    /// Bytes of ring memory this flow may have touched since its last trim.
+    /// Bytes of ring pages this flow may have touched since its last trim.
     pub fn touched(&self) -> usize {
         let Some(buffers) = &self.buffers else {
             return 0;
         };
-        let up = (self.common.record.bytes_up - self.trimmed_up).min(buffers.rx_capacity() as u64);
-        let down =
-            (self.common.record.bytes_down - self.trimmed_down).min(buffers.tx_capacity() as u64);
-        (up + down) as usize
+        buffers.rx_touched(self.common.record.bytes_up - self.trimmed_up)
+            + buffers.tx_touched(self.common.record.bytes_down - self.trimmed_down)
     }
 
     /// Return the pages of empty rings to the system. The rx ring is empty only if smoltcp has
@@ -278,13 +276,13 @@ impl<S> TcpFlow<S> {
         if up != self.trimmed_up && socket.recv_queue() == 0 && !out_of_order {
             buffers.trim_rx();
             log::trace!("trimmed rx ring of flow {}", self.common.record.id);
-            released += (up - self.trimmed_up).min(buffers.rx_capacity() as u64) as usize;
+            released += buffers.rx_touched(up - self.trimmed_up);
             self.trimmed_up = up;
         }
         let down = self.common.record.bytes_down;
         if down != self.trimmed_down && socket.send_queue() == 0 {
             buffers.trim_tx();
-            released += (down - self.trimmed_down).min(buffers.tx_capacity() as u64) as usize;
+            released += buffers.tx_touched(down - self.trimmed_down);
             self.trimmed_down = down;
         }
         released

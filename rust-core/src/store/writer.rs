@@ -202,7 +202,9 @@ struct Worker {
     shared: Arc<Shared>,
     /// uid -> name for this session, so flows carry the app name without a join.
     apps: HashMap<u32, String>,
-    pending_flows: HashMap<FlowId, FlowRecord>,
+    /// Boxed: a thousand flows opening in one window grew a table of 2,048 inline records
+    /// (0.9 MB); boxed, the table is 32 KB beside the records themselves.
+    pending_flows: HashMap<FlowId, Box<FlowRecord>>,
     pending_dns: Vec<DnsRecord>,
     pending_apps: Vec<(u32, String)>,
     pending_events: usize,
@@ -335,16 +337,22 @@ impl Worker {
                     {
                         existing.last_seen = existing.last_seen.max(flow.last_seen);
                     }
-                    _ => {
-                        self.pending_flows.insert(flow.id, flow);
-                    }
+                    _ => self.keep(flow),
                 }
             }
-            Event::FlowClosed(flow) => {
-                self.pending_flows.insert(flow.id, flow);
-            }
+            Event::FlowClosed(flow) => self.keep(flow),
             Event::Dns(dns) => self.pending_dns.push(dns),
             Event::App { uid, name } => self.pending_apps.push((uid, name)),
+        }
+    }
+
+    /// The flow's newest copy, in the box of the copy it replaces if there is one.
+    fn keep(&mut self, flow: FlowRecord) {
+        match self.pending_flows.get_mut(&flow.id) {
+            Some(pending) => **pending = flow,
+            None => {
+                self.pending_flows.insert(flow.id, Box::new(flow));
+            }
         }
     }
 
