@@ -96,7 +96,7 @@ impl TcpBuffers {
 pub const WARM_REGIONS: usize = 16;
 
 /// A region stays warm only if its flow moved at most this many bytes each way, so the warm
-/// regions hold at most `WARM_REGIONS * 2 * WARM_BYTES` (512 KiB) of resident pages.
+/// regions hold at most `WARM_REGIONS * 2 * (WARM_BYTES + page)` (640 KiB) of resident pages.
 pub const WARM_BYTES: u64 = 16 * 1024;
 
 pub struct BufferPool {
@@ -149,8 +149,9 @@ impl BufferPool {
     }
 
     /// Return a region whose socket is gone, after its flow moved `moved` bytes at most in
-    /// either direction (each ring's written extent is no more than that, since smoltcp
-    /// rewinds an empty ring). Its pages go back to the system unless it stays warm.
+    /// either direction (each ring's pages span no more than that plus a page: smoltcp rewinds
+    /// an empty tx ring, and a new rx ring starts at its start). Its pages go back to the system
+    /// unless it stays warm.
     pub fn release(&mut self, buffers: TcpBuffers, moved: u64) {
         if moved <= WARM_BYTES && self.warm.len() < WARM_REGIONS {
             self.warm.push(buffers);
