@@ -204,6 +204,7 @@ fn setup_in_this_thread(config: &NetConfig) -> Result<Ready, NamespaceError> {
     let name = tun_name.as_str();
     let mtu = config.mtu.to_string();
     ip(&["link", "set", "lo", "up"])?;
+    stop_router_solicitations(name);
     ip(&["link", "set", name, "mtu", &mtu, "up"])?;
     ip(&[
         "-4",
@@ -246,6 +247,17 @@ fn setup_in_this_thread(config: &NetConfig) -> Result<Ready, NamespaceError> {
         tid,
         ipv6,
     })
+}
+
+/// No router answers on the TUN's link, yet the kernel solicits one once the link is up, and
+/// again with backoff for as long as the capture runs (RFC 7559). Each solicitation reached the
+/// engine as a packet it drops, and the summary of every capture said "1 packet dropped". The
+/// sysctl is per namespace (this thread's); without IPv6 the file is missing and nothing is sent.
+fn stop_router_solicitations(tun_name: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{tun_name}/router_solicitations");
+    if let Err(e) = std::fs::write(&path, "0") {
+        log::debug!("{path}: {e}");
+    }
 }
 
 /// Runs `ip ARGS...` (iproute2) in the calling thread's namespace.
