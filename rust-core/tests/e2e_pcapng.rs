@@ -120,9 +120,8 @@ fn live_pcapng_round_trips_through_analyze_and_tshark() {
         "analyze: {}",
         String::from_utf8_lossy(&analyze.stderr)
     );
-    // The file holds every packet that crossed the TUN, including the kernel's own IPv6
-    // router solicitations from the namespace, which are no flow live or replayed (ICMP other
-    // than echo, `flow_rules::echo_of`).
+    // The file holds every packet that crossed the TUN; ICMP other than echo would be no flow
+    // live or replayed (`flow_rules::echo_of`).
     let replayed: BTreeSet<FlowFacts> = facts(&replay_db);
 
     // Every flow the apps made is there, named and owned, in both.
