@@ -24,12 +24,8 @@ N=${BENCH_CONNS:-500}
 MTU=${BENCH_MTU:-1500}
 cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 # A process and its descendants running the same program (tun2proxy re-executes itself in
-# its namespace, as /proc/self/fd/N, so the name differs but the executable does not).
-descendants() {
-    ps -eo pid=,ppid= | awk -v root="$1" '
-        {parent[$1] = $2}
-        END {for (p in parent) {q = p; while (q > 1 && q != root) q = parent[q]; if (q == root && p != root) print p}}'
-}
+# its namespace, as /proc/self/fd/N, so the name differs but the executable does not);
+# `descendants` is in bench-rig.sh.
 tree_ticks() {
     local pids=$1 exe p
     exe=$(readlink "/proc/$1/exe")

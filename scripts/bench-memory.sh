@@ -41,13 +41,8 @@ if [ "${1:-}" = "--inner" ]; then
     exit 0
 fi
 
-# The pids below $1, at any depth.
-descendants() {
-    ps -eo pid=,ppid= | awk -v root="$1" '{parent[$1] = $2} END {for (p in parent)
-        {q = parent[p]; while (q > 1 && q != root) q = parent[q]; if (q == root) print p}}'
-}
 # RSS in KiB of a process and its descendants running the same program (tun2proxy re-executes
-# itself in its namespace).
+# itself in its namespace; `descendants` is in bench-rig.sh).
 tree_rss() {
     local exe total=0 p
     exe=$(readlink "/proc/$1/exe" 2> /dev/null) || { echo 0; return; }
@@ -116,7 +111,6 @@ for round in $(seq "$ROUNDS"); do
         wait_for "$run.phase" idle || { echo "bench-memory: $sys did not start" >&2; cat "$run.log" >&2; exit 1; }
         sample $relay "$run" || true
         for _ in $(seq 100); do kill -0 $relay 2> /dev/null || break; sleep 0.05; done
-        # Every descendant: a stalled round's traffic (bash, python) runs under tun2proxy's child.
         for p in $(descendants $relay) $relay; do kill -9 "$p" 2> /dev/null || true; done
         wait $relay 2> /dev/null || true
     done

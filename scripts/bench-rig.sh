@@ -2,6 +2,13 @@
 # 198.18.0.2 and fd00:198:18::2) and the server side ($SRV, 198.18.0.1 and fd00:198:18::1),
 # a scratch folder $OUT, and a cleanup on exit that kills what runs in them (PIDS too).
 # Usage: bench_rig TAG   (TAG unique per run, e.g. phb$$)
+# The pids below $1 at any depth (tun2proxy re-executes itself in its namespace, and a stalled
+# round's traffic runs under that child).
+descendants() {
+    ps -eo pid=,ppid= | awk -v root="$1" '
+        {parent[$1] = $2}
+        END {for (p in parent) {q = parent[p]; while (q > 1 && q != root) q = parent[q]; if (q == root) print p}}'
+}
 bench_rig() {
     TAG=$1
     UP=$TAG-up

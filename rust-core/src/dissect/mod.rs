@@ -225,11 +225,7 @@ impl Inspector {
         {
             return;
         }
-        let side = match dir {
-            Direction::Up => &self.up,
-            Direction::Down => &self.down,
-        };
-        let scan_from = side.scanned.saturating_sub(SCAN_OVERLAP);
+        let scan_from = self.side(dir).scanned.saturating_sub(SCAN_OVERLAP);
         let keep_from = match dir {
             // The byte before a candidate tells whether it starts a line.
             Direction::Up if self.result.hostname.is_none() => {
@@ -332,6 +328,13 @@ impl Inspector {
 
     pub fn result(&self) -> &Inspection {
         &self.result
+    }
+
+    fn side(&self, dir: Direction) -> &Side {
+        match dir {
+            Direction::Up => &self.up,
+            Direction::Down => &self.down,
+        }
     }
 
     fn side_mut(&mut self, dir: Direction) -> &mut Side {

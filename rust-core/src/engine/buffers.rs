@@ -200,7 +200,7 @@ fn pages_spanned(written: u64, ring_len: usize) -> usize {
         .min(ring_len)
 }
 
-fn page_size() -> usize {
+pub(in crate::engine) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if size > 0 { size as usize } else { 4096 }

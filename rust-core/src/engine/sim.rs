@@ -1301,8 +1301,7 @@ fn busy_flows_over_the_ring_budget_give_their_pages_back_when_quiet() {
         estimate >= resident,
         "{estimate} bounds the {resident} resident"
     );
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let page = super::buffers::page_size();
     assert_eq!(
         estimate,
         FLOWS as usize * 2 * (EACH_WAY + page),
