@@ -633,3 +633,53 @@ fn commands_refuse_files_that_are_not_phonehome_databases() {
         }
     }
 }
+
+/// One beacon and its lookups: the rows that align counts and the chart titles still say
+/// "1 contact", not "1 contacts" (and "1 endpoint", "1 app"); two lookups stay plural.
+#[test]
+fn a_single_contact_is_singular_in_the_aligned_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("one.pcapng");
+    write_beacons(
+        &pcap,
+        &[Beacons {
+            host: HOST,
+            server: SERVER,
+            count: 1,
+            every_ms: 60_000,
+        }],
+    );
+    let db = dir.path().join("one.db");
+    let dbs = db.to_str().unwrap();
+    phonehome_ok(&["analyze", "-q", "--db", dbs, pcap.to_str().unwrap()]);
+    let text = String::from_utf8(phonehome_ok(&["report", "--db", dbs]).stdout).unwrap();
+    let first_row = |heading: &str| -> Vec<String> {
+        let row = text
+            .split(&format!("\n{heading}\n"))
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .unwrap_or_else(|| panic!("no {heading} row in {text}"));
+        row.split_whitespace().map(str::to_string).collect()
+    };
+    let session = first_row("SESSIONS");
+    assert_eq!(session[5..9], ["1", "contact", "2", "lookups"], "{text}");
+    let category = first_row("XIAOMI CATEGORIES");
+    let words = category.join(" ");
+    assert!(words.contains(" 1 contact "), "{words}");
+    assert!(words.contains(" 1 endpoint 1 app"), "{words}");
+
+    let html = dir.path().join("one.html");
+    let html_path = html.to_str().unwrap();
+    phonehome_ok(&[
+        "report", "--db", dbs, "--format", "html", "--out", html_path,
+    ]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains(&format!("<title>{APP}: 1 contact</title></polyline>")),
+        "the app's timeline title"
+    );
+    assert!(
+        page.contains(": 1 contact, 1 with Xiaomi</title>"),
+        "the bar's title"
+    );
+}

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::text::wrap;
-use super::{Report, human_bytes, utc};
+use super::{Report, counted, human_bytes, utc};
 
 /// The text report's width.
 const WIDTH: usize = 118;
@@ -151,12 +151,12 @@ pub fn text(r: &Report, o: &mut String) {
     }
     for u in &r.identifiers {
         let line = format!(
-            "{} -> {} ({}): {}; {} flows, {} .. {}{}",
+            "{} -> {} ({}): {}; {}, {} .. {}{}",
             u.app,
             u.endpoint,
             or_dash(u.company.as_deref()),
             u.identifiers.join(", "),
-            u.flows,
+            counted(u.flows, "flow", "flows"),
             utc(u.first_seen),
             utc(u.last_seen),
             if u.descriptors.is_empty() {

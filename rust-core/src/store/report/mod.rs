@@ -210,8 +210,12 @@ pub fn render_json(report: &Report) -> String {
 
 /// "1 contact", "2 contacts": a count with its noun, for sentences (tables keep plural headings).
 pub fn counted<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str) -> String {
-    let noun = if n == N::from(1) { one } else { many };
-    format!("{n} {noun}")
+    format!("{n} {}", noun(&n, one, many))
+}
+
+/// The noun a count takes: `one` for exactly 1, `many` otherwise (for rows that align counts).
+pub fn noun<'a, N: PartialEq + From<u8>>(n: &N, one: &'a str, many: &'a str) -> &'a str {
+    if *n == N::from(1) { one } else { many }
 }
 
 /// "12.3 MB" style sizes (powers of 1000, like most file managers).

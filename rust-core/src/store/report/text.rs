@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Report, counted, human_bytes, human_duration, utc};
+use super::{Report, counted, human_bytes, human_duration, noun, utc};
 use crate::store::timeline::{ContactTimelines, DAY_MS};
 
 /// Cuts `s` to `width` characters, marking the cut with '~'.
@@ -102,12 +102,14 @@ pub fn render(r: &Report) -> String {
                 .join(", ");
             let _ = writeln!(
                 o,
-                "  #{:<4} {:<8} {}  {:>7} contacts {:>7} lookups  {:<12} {}",
+                "  #{:<4} {:<8} {}  {:>7} {:<8} {:>7} {:<7}  {:<12} {}",
                 s.id,
                 s.kind,
                 utc(s.started),
                 s.contacts,
+                noun(&s.contacts, "contact", "contacts"),
                 s.lookups,
+                noun(&s.lookups, "lookup", "lookups"),
                 state,
                 fit(&device, 30)
             );
@@ -236,12 +238,15 @@ pub fn render(r: &Report) -> String {
             };
             let _ = writeln!(
                 o,
-                "  {:<24} {:>7} contacts {:>9}  {:>3} endpoints {:>3} apps{guessed}",
+                "  {:<24} {:>7} {:<8} {:>9}  {:>3} {:<9} {:>3} {}{guessed}",
                 fit(&c.category, 24),
                 c.contacts,
+                noun(&c.contacts, "contact", "contacts"),
                 human_bytes(c.bytes_up + c.bytes_down),
                 c.endpoints,
-                c.apps
+                noun(&c.endpoints, "endpoint", "endpoints"),
+                c.apps,
+                noun(&c.apps, "app", "apps")
             );
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::super::{Report, human_duration, utc};
+use super::super::{Report, counted, human_duration, utc};
 use super::{esc, short_utc};
 use crate::flow::Millis;
 use crate::store::timeline::{ContactTimelines, DAY_MS};
@@ -136,12 +136,12 @@ pub(super) fn timeline(r: &Report) -> String {
         let _ = write!(
             s,
             "<rect class=\"all\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\">\
-             <title>{}: {} contacts, {} with Xiaomi</title></rect>\
+             <title>{}: {}, {} with Xiaomi</title></rect>\
              <rect class=\"mi\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{mh:.1}\"></rect>",
             20.0 + plot_h - bh,
             (bar_w - 0.5).max(0.8),
             esc(&utc(b.start)),
-            b.contacts,
+            counted(b.contacts, "contact", "contacts"),
             b.xiaomi_contacts,
             20.0 + plot_h - mh,
             (bar_w - 0.5).max(0.8)
@@ -262,10 +262,10 @@ pub(super) fn series_timelines(t: &ContactTimelines, of: &str, field: &str) -> S
         let _ = write!(
             o,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\">\
-             <title>{}: {} contacts</title></polyline>",
+             <title>{}: {}</title></polyline>",
             points.join(" "),
             esc(&series.name),
-            series.total
+            counted(series.total, "contact", "contacts")
         );
         if n == 1 {
             let _ = write!(
