@@ -214,7 +214,9 @@ const DNS_OWNER_WAITING: usize = 1024;
 
 pub struct FlowCommon {
     pub record: FlowRecord,
-    pub inspector: Option<Inspector>,
+    /// Boxed and dropped once it has read all it will: a long-lived flow (a push channel, a
+    /// TLS stream past its handshake) then pays a word for it, not 384 bytes.
+    pub inspector: Option<Box<Inspector>>,
     /// Last packet or byte either way (monotonic), for idle expiry.
     pub last_activity: Instant,
     /// When the flow opened, for the connect timeout (the app's SYN retransmissions are
@@ -239,7 +241,7 @@ impl FlowCommon {
         };
         FlowCommon {
             record: FlowRecord::new(id, key, now.ms),
-            inspector: Some(inspector),
+            inspector: Some(Box::new(inspector)),
             last_activity: now.mono,
             opened: now.mono,
             inspector_changed: false,
