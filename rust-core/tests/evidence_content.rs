@@ -303,7 +303,7 @@ fn companies_requests_and_identifiers_from_a_known_capture() {
     assert_eq!(&cols[..3], ["Xiaomi", "1", "2"], "{line}");
     assert!(
         text.contains(&format!(
-            "{APP} -> globalapi.ad.xiaomi.com (Xiaomi): gaid, imei; 1 flows"
+            "{APP} -> globalapi.ad.xiaomi.com (Xiaomi): gaid, imei; 1 flow"
         )),
         "{text}"
     );
