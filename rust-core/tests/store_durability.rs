@@ -142,7 +142,8 @@ fn kill_9_loses_at_most_one_write_window() {
 }
 
 /// Mounting needs root. Without it: fails when `CI` is set (CI runs as root, so a skip would
-/// hide a broken setup), otherwise skips loudly - the convention of tests/common.
+/// hide a broken setup), otherwise skips loudly - the convention of the end-to-end rig
+/// (`tests/rig/` at the repository root).
 fn root_or_skip(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;

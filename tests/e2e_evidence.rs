@@ -3,12 +3,12 @@
 //! tested on a capture file in evidence_content.rs); the database keeps the request lines with
 //! identifier values replaced by their kind, and never the values.
 
-mod common;
+mod rig;
 
 use std::time::Duration;
 
-use common::{Rig, root_or_skip};
 use phonehome::store::{FlowFilter, Reader};
+use rig::{Rig, root_or_skip};
 
 const GAID: &str = "38400000-8cf0-11bd-b23e-10b96e40000d";
 const IMEI: &str = "490154203237518";

@@ -2,11 +2,11 @@
 //! capture namespace (TUN, addresses, routes) is built as the engine expects. If these fail,
 //! the end-to-end tests in e2e_capture.rs cannot mean anything.
 
-mod common;
+mod rig;
 
 use std::time::Duration;
 
-use common::{Rig, root_or_skip};
+use rig::{Rig, root_or_skip};
 
 const T: Duration = Duration::from_secs(60);
 

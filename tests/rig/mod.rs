@@ -256,7 +256,7 @@ impl Rig {
     }
 
     pub fn clients_py() -> &'static str {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/clients.py")
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/rig/clients.py")
     }
 }
 

@@ -2,7 +2,7 @@
 //! analyze FILE` into a fresh database hold the same flows (whole rows), and
 //! tshark reads the file and its per-packet owner comments.
 
-mod common;
+mod rig;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Rig, db_flows, root_or_skip};
+use rig::{Rig, db_flows, root_or_skip};
 
 const T: Duration = Duration::from_secs(180);
 

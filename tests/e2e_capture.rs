@@ -2,12 +2,12 @@
 //! namespace, the engine relaying through a veth to real servers in another namespace, and the
 //! SQLite database checked against what the servers saw.
 
-mod common;
+mod rig;
 
 use std::time::Duration;
 
-use common::servers::ConnLog;
-use common::{DbFlow, Rig, db_flows, root_or_skip};
+use rig::servers::ConnLog;
+use rig::{DbFlow, Rig, db_flows, root_or_skip};
 
 const T: Duration = Duration::from_secs(180);
 const MB100: u64 = 100 * 1024 * 1024;
@@ -57,7 +57,7 @@ fn capture_without_root_says_so() {
         std::process::Command::new(bin)
     };
     cmd.args(["capture", "--db", "/nonexistent/never.db", "--", "true"]);
-    let out = common::run(cmd, Duration::from_secs(20));
+    let out = rig::run(cmd, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(125), "{}", out.stderr);
     assert!(
         out.stderr.starts_with("phonehome: capture needs root"),
@@ -242,7 +242,7 @@ fn dns_goes_through_the_engine() {
     ] {
         assert!(seen.iter().any(|s| s == q), "{q} not in {seen:?}");
     }
-    let queries = common::db_dns_queries(&rig.db_path());
+    let queries = rig::db_dns_queries(&rig.db_path());
     for q in [
         "a.phonehome.test",
         "b.phonehome.test",
@@ -491,7 +491,7 @@ fn exits_with_cmd_status_after_flushing_every_flow() {
         assert_counts_match(flow, server);
     }
     // The session was closed: the store finished before capture exited.
-    let (kind, ended, note) = common::db_session(&rig.db_path());
+    let (kind, ended, note) = rig::db_session(&rig.db_path());
     assert_eq!(kind, "capture");
     assert!(ended.is_some(), "session not marked ended");
     // Only the program's name: CMD's arguments can carry identifiers (see `--note`).
@@ -510,7 +510,7 @@ fn the_note_is_the_users_text_never_the_command_line() {
         T,
     );
     out.assert_success("capture --note");
-    let (_, _, note) = common::db_session(&rig.db_path());
+    let (_, _, note) = rig::db_session(&rig.db_path());
     assert_eq!(note.as_deref(), Some("baseline, diagnostics on"));
 }
 
@@ -636,7 +636,7 @@ fn missing_command_exits_127_and_names_it() {
         "--",
         "/nonexistent/phonehome-no-such-tool",
     ]);
-    let out = common::run(cmd, Duration::from_secs(60));
+    let out = rig::run(cmd, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(127), "{}", out.stderr);
     assert!(
         out.stderr
@@ -675,7 +675,7 @@ fn default_dns_upstream_is_the_first_nameserver_of_resolv_conf() {
         "-c",
         "cat /etc/resolv.conf; dig +short +time=3 +tries=2 up.phonehome.test A",
     ]);
-    let out = common::run(cmd, T);
+    let out = rig::run(cmd, T);
     out.assert_success("capture without --dns-upstream");
     // CMD sees the engine's resolver, and the engine forwarded to 198.18.0.1.
     assert!(
@@ -709,7 +709,7 @@ fn icmp_echo_both_families() {
     let rig = Rig::new("icmp");
     // The engine answers with unprivileged ICMP sockets in its own (the uplink) namespace; a
     // fresh namespace allows them to no group, a usual host to every group.
-    let sysctl = common::run(
+    let sysctl = rig::run(
         {
             let mut c = rig.uplink.command("sysctl");
             c.args(["-qw", "net.ipv4.ping_group_range=0 2147483647"]);
@@ -732,7 +732,7 @@ fn icmp_echo_both_families() {
     assert!(
         flows
             .iter()
-            .any(|f| f.dst.ip() == std::net::IpAddr::from(common::SERVER_V4)),
+            .any(|f| f.dst.ip() == std::net::IpAddr::from(rig::SERVER_V4)),
         "{flows:?}"
     );
     assert!(flows.iter().any(|f| f.dst.is_ipv6()), "{flows:?}");
