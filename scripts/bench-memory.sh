@@ -4,7 +4,7 @@
 # 0.1 s) while BENCH_ACTIVE_FLOWS flows echo 16 KiB messages for 10 s, 3 s and 8 s after they
 # closed. `phonehome capture`, then tun2proxy on the same rig when it is installed (`cargo install
 # tun2proxy`; no proxy, as in bench-connections.sh), BENCH_ROUNDS rounds interleaved.
-# Same rig as bench.sh. Usage: sudo scripts/bench-memory.sh   (BENCH_MTU=65000,
+# Same rig as bench.sh. Usage: sudo scripts/bench-memory.sh   (BENCH_MTU=9000 (the capture default),
 # BENCH_ACTIVE_FLOWS=1000, BENCH_ROUNDS=1, PHONEHOME=path, TUN2PROXY=path)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -12,7 +12,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 TOOLS="$HERE/bench_tools.py"
 SERVER=198.18.0.1
 PH=${PHONEHOME:-$ROOT/target/release/phonehome}
-MTU=${BENCH_MTU:-65000}
+MTU=${BENCH_MTU:-9000}
 FLOWS=${BENCH_ACTIVE_FLOWS:-1000}
 ROUNDS=${BENCH_ROUNDS:-1}
 wait_for() { for _ in $(seq 3000); do grep -qs "$2" "$1" && return 0; sleep 0.05; done; return 1; }

@@ -122,7 +122,7 @@ ip netns exec $UP bash -c "iperf '$OUT/direct_down.json' -c $SERVER -t $SECS -R"
 ip netns exec $UP python3 "$TOOLS" rr $SERVER 7 2000 64 > "$OUT/rr_direct.txt"
 
 echo "through the engine..." >&2
-ip netns exec $UP "$PH" capture --quiet --mtu "${BENCH_MTU:-65000}" --db "$OUT/bench.db" --dns-upstream $SERVER:53 -- bash "$HERE/bench.sh" --inner "$OUT"
+ip netns exec $UP "$PH" capture --quiet --mtu "${BENCH_MTU:-9000}" --db "$OUT/bench.db" --dns-upstream $SERVER:53 -- bash "$HERE/bench.sh" --inner "$OUT"
 
 # --- report -------------------------------------------------------------------------------------
 get() { awk -F= -v k="$1" '$1 == k {print $2}' "$OUT/engine.txt"; }
@@ -140,7 +140,7 @@ rd=$(rtt "$OUT/rr_direct.txt" p50); re=$(rtt "$OUT/rr_engine.txt" p50)
 rdm=$(rtt "$OUT/rr_direct.txt" mean); rem=$(rtt "$OUT/rr_engine.txt" mean)
 
 printf "\nPhoneHome engine benchmark — %s, %s CPUs (load average at start %s), %s s per iperf3 run, TUN MTU %s, release build\n" \
-    "$(date -u +%FT%TZ)" "$(nproc)" "$LOAD_AT_START" "$SECS" "${BENCH_MTU:-65000}"
+    "$(date -u +%FT%TZ)" "$(nproc)" "$LOAD_AT_START" "$SECS" "${BENCH_MTU:-9000}"
 printf '%-48s %10s %10s %8s  %s\n' "measure" "direct" "engine" "ratio" "target"
 printf '%-48s %10s %10s %7s%%  %s\n' "iperf3 TCP upload (Gbit/s)" "$du" "$eu" "$(pct "$eu" "$du")" ">= 50%"
 printf '%-48s %10s %10s %7s%%  %s\n' "iperf3 TCP download (Gbit/s)" "$dd" "$ed" "$(pct "$ed" "$dd")" ">= 50%"

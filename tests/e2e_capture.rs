@@ -623,6 +623,29 @@ fn sigint_is_passed_on_and_leftover_processes_are_ended() {
 }
 
 #[test]
+fn the_tun_has_the_apps_mtu_unless_asked_otherwise() {
+    if !root_or_skip("the_tun_has_the_apps_mtu_unless_asked_otherwise") {
+        return;
+    }
+    let rig = Rig::new("mtu");
+    // /sys shows the parent namespace's devices; `ip` asks the capture namespace.
+    let read_mtu = "ip -o link show phonehome0";
+    let out = rig.capture(read_mtu, T);
+    out.assert_success("capture with the default MTU");
+    assert!(out.stdout.contains(" mtu 9000 "), "{}", out.stdout);
+    let out = rig.capture_args(&["--mtu", "1500"], read_mtu, T);
+    out.assert_success("capture --mtu 1500");
+    assert!(out.stdout.contains(" mtu 1500 "), "{}", out.stdout);
+    let out = rig.capture_args(&["--mtu", "1000"], read_mtu, T);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("'1000'") && out.stderr.contains("--mtu"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn missing_command_exits_127_and_names_it() {
     if !root_or_skip("missing_command_exits_127_and_names_it") {
         return;

@@ -56,11 +56,11 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "NAME|UID")]
     pub user: Option<String>,
 
-    /// MTU of the TUN device (and of the engine's packets). A TUN has no segmentation offload, so
-    /// each packet costs a trip through the engine; a large MTU cuts that cost several times. It
-    /// is safe because the engine terminates TCP: the app's large segments never reach the real
-    /// network, which the outbound sockets reach with its own MTU.
-    #[arg(long, value_name = "BYTES", default_value_t = 65000, value_parser = clap::value_parser!(u32).range(1280..=65535))]
+    /// MTU of the TUN device (and of the engine's packets). The default is the Android app's, so
+    /// the engine runs as on the phone. TCP moves in 64 KiB segments at any MTU (the TUN has
+    /// segmentation offload) and is terminated by the engine, so the real network is reached
+    /// with its own MTU.
+    #[arg(long, value_name = "BYTES", default_value_t = 9000, value_parser = clap::value_parser!(u32).range(1280..=65535))]
     pub mtu: u32,
 
     /// Also write every packet of the TUN to this pcapng file, each with a comment naming its
