@@ -636,6 +636,24 @@ fn the_tun_has_the_apps_mtu_unless_asked_otherwise() {
     let out = rig.capture_args(&["--mtu", "1500"], read_mtu, T);
     out.assert_success("capture --mtu 1500");
     assert!(out.stdout.contains(" mtu 1500 "), "{}", out.stdout);
+    // The largest MTU still relays a download byte for byte.
+    let (_, sha) = rig.random_file("blob.bin", 10 * 1024 * 1024);
+    let out = rig.capture_args(
+        &["--mtu", "65000"],
+        &format!("{read_mtu}; curl -sS --max-time 60 http://198.18.0.1/files/blob.bin | sha256sum"),
+        T,
+    );
+    out.assert_success("capture --mtu 65000");
+    assert!(out.stdout.contains(" mtu 65000 "), "{}", out.stdout);
+    assert_eq!(
+        out.stdout
+            .lines()
+            .last()
+            .and_then(|l| l.split_whitespace().next()),
+        Some(sha.as_str()),
+        "{}",
+        out.stdout
+    );
     let out = rig.capture_args(&["--mtu", "1000"], read_mtu, T);
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     assert!(
