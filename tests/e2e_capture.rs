@@ -204,6 +204,39 @@ fn udp_echo_both_families() {
 }
 
 #[test]
+fn a_datagram_larger_than_the_mtu_is_lost_and_the_summary_says_why() {
+    if !root_or_skip("a_datagram_larger_than_the_mtu_is_lost_and_the_summary_says_why") {
+        return;
+    }
+    let rig = Rig::new("udpbig");
+    let py = Rig::clients_py();
+    // 8,972 bytes + 8 (UDP) + 20 (IPv4) fill the default MTU of 9000; 20,000 need 3 fragments.
+    let out = rig.capture(
+        &format!(
+            "python3 {py} udp-once 198.18.0.1 7 8972 && python3 {py} udp-once 198.18.0.1 7 20000"
+        ),
+        T,
+    );
+    out.assert_success("udp datagrams at the default MTU");
+    assert_eq!(out.stdout, "echoed 8972\nlost\n", "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "(3 of them IP fragments: datagrams larger than the TUN's MTU, which --mtu raises)"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = rig.capture_args(
+        &["--mtu", "65000"],
+        &format!("python3 {py} udp-once 198.18.0.1 7 20000"),
+        T,
+    );
+    out.assert_success("a large datagram at --mtu 65000");
+    assert_eq!(out.stdout, "echoed 20000\n", "{}", out.stderr);
+    assert!(!out.stderr.contains("IP fragments"), "{}", out.stderr);
+}
+
+#[test]
 fn dns_goes_through_the_engine() {
     if !root_or_skip("dns_goes_through_the_engine") {
         return;

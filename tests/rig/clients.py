@@ -58,6 +58,19 @@ def udp_echo(host, port, count, size):
     print("ok %d" % count)
 
 
+def udp_once(host, port, size):
+    """One datagram of SIZE bytes; prints "echoed N" or "lost" (no echo within 2 s)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.connect((host, port))
+    s.send(b"x" * size)
+    try:
+        print("echoed %d" % len(s.recv(70000)))
+    except socket.timeout:
+        print("lost")
+
+
 def refused(host, port):
     """Connect to a closed port: the error must be 'connection refused', not a timeout."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -149,6 +162,8 @@ def main():
         tcp_many(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif cmd == "udp-echo":
         udp_echo(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif cmd == "udp-once":
+        udp_once(args[0], int(args[1]), int(args[2]))
     elif cmd == "refused":
         refused(args[0], int(args[1]))
     elif cmd == "ping":

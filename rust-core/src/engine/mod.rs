@@ -192,6 +192,9 @@ pub struct EngineStats {
     /// Packets from the tun that were malformed, fragmented, of an unsupported protocol, or
     /// could not be relayed.
     pub packets_dropped: u64,
+    /// Of `packets_dropped`, the IP fragments: the engine does not reassemble, so a UDP
+    /// datagram larger than the tun's MTU is lost. Counted apart so a driver can say so.
+    pub fragments_dropped: u64,
     /// Flows dropped because handling them panicked (a bug; each is logged). The engine goes on.
     pub flows_failed: u64,
 }

@@ -17,8 +17,9 @@ use smoltcp::wire::{
 pub enum Drop {
     /// Too short, wrong version, bad lengths.
     Malformed,
-    /// An IP fragment (the engine does not reassemble; the kernel on the app side rarely sends
-    /// them because the tun MTU bounds its packets).
+    /// An IP fragment. The engine does not reassemble: the tun's MTU bounds what the app's
+    /// kernel sends as one packet, so only a UDP (or ICMP) datagram larger than the MTU
+    /// arrives in fragments.
     Fragment,
     /// A protocol or message type the engine does not relay (e.g. ICMP other than echo,
     /// IPv6 extension headers, SCTP).

@@ -143,6 +143,7 @@ impl Capture {
             .map_err(|e| format!("stopping the engine: {e}"))?;
         Ok(Summary {
             packets_dropped: stats.packets_dropped,
+            fragments_dropped: stats.fragments_dropped,
             flows_failed: stats.flows_failed,
             pcapng,
             ..summary

@@ -39,6 +39,8 @@ pub(super) struct Summary {
     /// DNS queries seen, in those flows or in DNS over TCP.
     pub(super) lookups: u64,
     pub(super) packets_dropped: u64,
+    /// Of those, IP fragments (UDP datagrams larger than the TUN's MTU).
+    pub(super) fragments_dropped: u64,
     /// Flows the engine dropped because handling them panicked (each logged).
     pub(super) flows_failed: u64,
     /// `--pcapng`: the file, what was written, and copies dropped because the writer was behind.
@@ -96,9 +98,16 @@ impl Summary {
         );
         let _ = writeln!(out, "saved to {} (session {session})", db.display());
         if self.packets_dropped > 0 {
+            let fragments = match self.fragments_dropped {
+                0 => String::new(),
+                n => format!(
+                    " ({} of them IP fragments: datagrams larger than the TUN's MTU, which --mtu raises)",
+                    n.min(self.packets_dropped)
+                ),
+            };
             let _ = writeln!(
                 out,
-                "{} dropped by the engine",
+                "{} dropped by the engine{fragments}",
                 counted(self.packets_dropped, "packet", "packets")
             );
         }

@@ -222,6 +222,9 @@ impl<H: Host> Core<H> {
                 if reason != Drop::Unsupported {
                     log::trace!("dropped packet from tun: {reason:?}");
                 }
+                if reason == Drop::Fragment {
+                    self.reporter.stats.fragments_dropped += 1;
+                }
                 self.dropped();
                 self.to_tun.recycle(buf);
                 return;
