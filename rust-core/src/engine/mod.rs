@@ -189,11 +189,12 @@ pub struct EngineStats {
     /// Application payload bytes relayed app -> server (TCP stream bytes, UDP payloads).
     pub bytes_up: u64,
     pub bytes_down: u64,
-    /// Packets from the tun that were malformed, fragmented, of an unsupported protocol, or
-    /// could not be relayed.
+    /// Packets from the tun that were malformed, of an unsupported protocol, or could not be
+    /// relayed, and IP fragments given up.
     pub packets_dropped: u64,
-    /// Of `packets_dropped`, the IP fragments: the engine does not reassemble, so a UDP
-    /// datagram larger than the tun's MTU is lost. Counted apart so a driver can say so.
+    /// Of `packets_dropped`, the IP fragments given up: a datagram larger than the tun's MTU
+    /// arrives in fragments, reassembled unless it would exceed 64 KiB, the pool of pending
+    /// fragments is full (8 MiB), or a piece is still missing after 30 s.
     pub fragments_dropped: u64,
     /// Flows dropped because handling them panicked (a bug; each is logged). The engine goes on.
     pub flows_failed: u64,

@@ -17,9 +17,9 @@ use smoltcp::wire::{
 pub enum Drop {
     /// Too short, wrong version, bad lengths.
     Malformed,
-    /// An IP fragment. The engine does not reassemble: the tun's MTU bounds what the app's
-    /// kernel sends as one packet, so only a UDP (or ICMP) datagram larger than the MTU
-    /// arrives in fragments.
+    /// An IP fragment: the tun's MTU bounds what the app's kernel sends as one packet, so a UDP
+    /// (or ICMP) datagram larger than the MTU arrives in pieces. The core reassembles them
+    /// (`pcap::ip::Defrag`, as replays do) and handles the whole packet.
     Fragment,
     /// A protocol or message type the engine does not relay (e.g. ICMP other than echo,
     /// IPv6 extension headers, SCTP).
@@ -234,6 +234,26 @@ fn emit_ip(
     out.resize(repr.buffer_len(), 0);
     repr.emit(&mut out[..], &ChecksumCapabilities::default());
     Some(repr.header_len())
+}
+
+/// An unfragmented IP packet carrying `payload` (a transport header and its data, as
+/// reassembled from fragments). False when it cannot be one packet (over 64 KiB, mixed families).
+pub fn build_ip(out: &mut Vec<u8>, src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) -> bool {
+    // IPv4 counts its header in the 16-bit total length; IPv6 only the payload.
+    let header = if src.is_ipv4() { 20 } else { 0 };
+    if payload.len() > usize::from(u16::MAX) - header {
+        return false;
+    }
+    let Some(header_len) = emit_ip(out, src, dst, IpProtocol::from(proto), payload.len()) else {
+        return false;
+    };
+    match out.get_mut(header_len..) {
+        Some(body) if body.len() == payload.len() => {
+            body.copy_from_slice(payload);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// A UDP datagram from `src` (the flow's destination) to `dst` (the app) carrying `payload`.

@@ -223,6 +223,8 @@ struct Pending {
 pub struct Defrag {
     pending: FlowTable<FragKey, Pending>,
     held: usize,
+    /// Fragments given up: refused by the bounds, or expired with their datagram incomplete.
+    dropped: u64,
 }
 
 impl Defrag {
@@ -244,6 +246,7 @@ impl Defrag {
         if end > Self::MAX_DATAGRAM
             || self.held.saturating_add(packet.payload.len()) > Self::MAX_BYTES
         {
+            self.dropped = self.dropped.saturating_add(1);
             return None;
         }
         let entry = self.pending.entry(key).or_insert_with(|| Pending {
@@ -295,15 +298,24 @@ impl Defrag {
             return;
         }
         let mut freed = 0usize;
+        let mut parts = 0u64;
         self.pending.retain(|_, p| {
             // Capture clocks can jump (and saturate at the ends of i64): never overflow here.
             let keep = now.saturating_sub(p.first_seen) < Self::TIMEOUT_MS;
             if !keep {
                 freed = freed.saturating_add(p.held);
+                parts = parts.saturating_add(p.parts.len() as u64);
             }
             keep
         });
         self.held = self.held.saturating_sub(freed);
+        self.dropped = self.dropped.saturating_add(parts);
+    }
+
+    /// Fragments given up so far: refused (a datagram over 64 KiB, or the pool full) or
+    /// expired before their datagram was whole.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 }
 

@@ -39,7 +39,7 @@ pub(super) struct Summary {
     /// DNS queries seen, in those flows or in DNS over TCP.
     pub(super) lookups: u64,
     pub(super) packets_dropped: u64,
-    /// Of those, IP fragments (UDP datagrams larger than the TUN's MTU).
+    /// Of those, IP fragments given up (their datagram never came whole).
     pub(super) fragments_dropped: u64,
     /// Flows the engine dropped because handling them panicked (each logged).
     pub(super) flows_failed: u64,
@@ -101,7 +101,7 @@ impl Summary {
             let fragments = match self.fragments_dropped {
                 0 => String::new(),
                 n => format!(
-                    " ({} of them IP fragments: datagrams larger than the TUN's MTU, which --mtu raises)",
+                    " ({} of them IP fragments whose datagram never came whole)",
                     n.min(self.packets_dropped)
                 ),
             };
@@ -277,6 +277,28 @@ mod tests {
         assert!(text.contains("saved to p.db (session 3)"), "{text}");
         // The resolver is no destination of the table.
         assert!(!text.contains("10.215.173.2"), "{text}");
+    }
+
+    #[test]
+    fn dropped_packets_say_how_many_were_fragments() {
+        let summary = Summary {
+            packets_dropped: 5,
+            fragments_dropped: 3,
+            ..Summary::default()
+        };
+        let text = summary.render(Path::new("p.db"), 1);
+        assert!(
+            text.contains(
+                "5 packets dropped by the engine (3 of them IP fragments whose datagram never came whole)\n"
+            ),
+            "{text}"
+        );
+        let summary = Summary {
+            packets_dropped: 1,
+            ..Summary::default()
+        };
+        let text = summary.render(Path::new("p.db"), 1);
+        assert!(text.contains("1 packet dropped by the engine\n"), "{text}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::flow::{FlowId, FlowTable};
+use crate::pcap::ip::{Defrag, parse_ip};
 
 use super::buffers::BufferPool;
 use super::device::{BufferRecycler, PacketQueue};
@@ -84,6 +85,8 @@ pub struct Core<H: Host> {
     touched: Vec<FlowId>,
     /// Reusable receive buffer for UDP and ICMP.
     pub(super) datagram: Vec<u8>,
+    /// Datagrams larger than the tun's MTU arrive in IP fragments: held here until whole.
+    defrag: Defrag,
     /// Whether the driver answers owner lookups; without, every flow is done at once.
     owner_lookups: bool,
     owner_requests: Vec<OwnerRequest>,
@@ -152,6 +155,7 @@ impl<H: Host> Core<H> {
             to_tun: PacketQueue::new(recycler),
             touched: Vec::new(),
             datagram: vec![0; 65536],
+            defrag: Defrag::default(),
             owner_lookups,
             owner_requests: Vec::new(),
             next_sweep: None,
@@ -179,6 +183,32 @@ impl<H: Host> Core<H> {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+
+    /// One IP fragment: the whole packet once its datagram is complete. Fragments given up
+    /// (refused by the pool's bounds, or expired incomplete) count as dropped.
+    fn reassemble(&mut self, fragment: &[u8], now: Now) -> Option<Vec<u8>> {
+        let Ok(ip) = parse_ip(fragment) else {
+            self.dropped();
+            return None;
+        };
+        let before = self.defrag.dropped();
+        let ms = i64::try_from(now.mono.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(i64::MAX);
+        let payload = self.defrag.push(&ip, ms);
+        let given_up = self.defrag.dropped().saturating_sub(before);
+        self.reporter.stats.fragments_dropped += given_up;
+        self.reporter.stats.packets_dropped += given_up;
+        let payload = payload?;
+        let mut whole = self.to_tun.take_buffer();
+        if packet::build_ip(&mut whole, ip.src, ip.dst, ip.proto, &payload) {
+            Some(whole)
+        } else {
+            self.to_tun.recycle(whole);
+            self.reporter.stats.fragments_dropped += 1;
+            self.dropped();
+            None
+        }
     }
 
     fn dropped(&mut self) {
@@ -218,12 +248,17 @@ impl<H: Host> Core<H> {
     pub fn on_packet(&mut self, buf: Vec<u8>, now: Now) {
         let parsed = match packet::parse(&buf) {
             Ok(parsed) => parsed,
+            Err(Drop::Fragment) => {
+                let whole = self.reassemble(&buf, now);
+                self.to_tun.recycle(buf);
+                if let Some(whole) = whole {
+                    self.on_packet(whole, now);
+                }
+                return;
+            }
             Err(reason) => {
                 if reason != Drop::Unsupported {
                     log::trace!("dropped packet from tun: {reason:?}");
-                }
-                if reason == Drop::Fragment {
-                    self.reporter.stats.fragments_dropped += 1;
                 }
                 self.dropped();
                 self.to_tun.recycle(buf);
