@@ -50,11 +50,32 @@ pub(crate) use self::core::PROVOKE_ENGINE_DEATH_PORT;
 
 /// The engine's own handling of one packet read from the tun, short of flows and sockets:
 /// classification, and the replies the engine builds from the app's bytes (RST, ICMP errors,
-/// UDP and echo replies). For the `engine_packet` fuzz target and the seed test on 32-bit:
-/// Ok(whether the packet was classified), Err when a classification points outside the packet.
+/// UDP and echo replies, the whole packet rebuilt from a reassembled payload). For the
+/// `engine_packet` fuzz target and the seed test on 32-bit: Ok(whether the packet was
+/// classified), Err when a classification points outside the packet or a rebuilt packet does
+/// not read back as what it was built from.
 #[doc(hidden)]
 pub fn fuzz_packet_entry(buf: &[u8]) -> Result<bool, &'static str> {
     let mut out = Vec::new();
+    // What reassembly does with a complete payload of a transport it relays: one packet,
+    // which must read back the same.
+    if let Ok(ip) = crate::pcap::ip::parse_ip(buf)
+        && matches!(
+            ip.proto,
+            crate::pcap::ip::PROTO_ICMP
+                | crate::pcap::ip::PROTO_TCP
+                | crate::pcap::ip::PROTO_UDP
+                | crate::pcap::ip::PROTO_ICMPV6
+        )
+        && packet::build_ip(&mut out, ip.src, ip.dst, ip.proto, ip.payload)
+    {
+        let back = crate::pcap::ip::parse_ip(&out).map_err(|_| "rebuilt packet unreadable")?;
+        if (back.src, back.dst, back.proto, back.payload, back.fragment)
+            != (ip.src, ip.dst, ip.proto, ip.payload, None)
+        {
+            return Err("rebuilt packet differs");
+        }
+    }
     let router = std::net::IpAddr::V4(Ipv4Addr::new(10, 111, 222, 1));
     let _ = packet::build_rst(&mut out, buf);
     let _ = packet::build_unreachable(&mut out, router, buf, true);

@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::flow::{FlowId, FlowTable};
-use crate::pcap::ip::{Defrag, parse_ip};
+use crate::pcap::ip::{Defrag, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, parse_ip};
 
 use super::buffers::BufferPool;
 use super::device::{BufferRecycler, PacketQueue};
@@ -185,9 +185,10 @@ impl<H: Host> Core<H> {
         id
     }
 
-    /// One IP fragment: the whole packet once its datagram is complete. Fragments given up
-    /// (refused by the pool's bounds, or expired incomplete) count as dropped.
-    fn reassemble(&mut self, fragment: &[u8], now: Now) -> Option<Vec<u8>> {
+    /// One IP fragment: the whole packet, parsed, once its datagram is complete. Fragments
+    /// given up (refused by the pool's bounds, expired incomplete, or whole but not a transport
+    /// the engine relays) count as dropped.
+    fn reassemble(&mut self, fragment: &[u8], now: Now) -> Option<(Vec<u8>, packet::Parsed)> {
         let Ok(ip) = parse_ip(fragment) else {
             self.dropped();
             return None;
@@ -201,14 +202,19 @@ impl<H: Host> Core<H> {
         self.reporter.stats.packets_dropped += given_up;
         let payload = payload?;
         let mut whole = self.to_tun.take_buffer();
-        if packet::build_ip(&mut whole, ip.src, ip.dst, ip.proto, &payload) {
-            Some(whole)
-        } else {
-            self.to_tun.recycle(whole);
-            self.reporter.stats.fragments_dropped += 1;
-            self.dropped();
-            None
+        // Only a transport header may follow: the rebuilt packet carries no extension header,
+        // so it cannot be a fragment again.
+        let transport = matches!(ip.proto, PROTO_ICMP | PROTO_TCP | PROTO_UDP | PROTO_ICMPV6);
+        if transport && packet::build_ip(&mut whole, ip.src, ip.dst, ip.proto, &payload) {
+            match packet::parse(&whole) {
+                Ok(parsed) => return Some((whole, parsed)),
+                Err(reason) => log::trace!("reassembled packet dropped: {reason:?}"),
+            }
         }
+        self.to_tun.recycle(whole);
+        self.reporter.stats.fragments_dropped += 1;
+        self.dropped();
+        None
     }
 
     fn dropped(&mut self) {
@@ -245,16 +251,17 @@ impl<H: Host> Core<H> {
     }
 
     /// One packet read from the tun. The buffer is recycled into a shard or the spare pool.
-    pub fn on_packet(&mut self, buf: Vec<u8>, now: Now) {
+    pub fn on_packet(&mut self, mut buf: Vec<u8>, now: Now) {
         let parsed = match packet::parse(&buf) {
             Ok(parsed) => parsed,
             Err(Drop::Fragment) => {
                 let whole = self.reassemble(&buf, now);
                 self.to_tun.recycle(buf);
-                if let Some(whole) = whole {
-                    self.on_packet(whole, now);
-                }
-                return;
+                let Some((whole, parsed)) = whole else {
+                    return;
+                };
+                buf = whole;
+                parsed
             }
             Err(reason) => {
                 if reason != Drop::Unsupported {
