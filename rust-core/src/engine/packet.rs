@@ -237,14 +237,23 @@ fn emit_ip(
 }
 
 /// An unfragmented IP packet carrying `payload` (a transport header and its data, as
-/// reassembled from fragments). False when it cannot be one packet (over 64 KiB, mixed families).
+/// reassembled from fragments). False when it cannot be one packet (over 64 KiB, mixed families)
+/// or `proto` is not a transport the engine relays: the packet carries no extension header, so
+/// it can never be a fragment again.
 pub fn build_ip(out: &mut Vec<u8>, src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) -> bool {
+    let proto = IpProtocol::from(proto);
+    if !matches!(
+        proto,
+        IpProtocol::Icmp | IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmpv6
+    ) {
+        return false;
+    }
     // IPv4 counts its header in the 16-bit total length; IPv6 only the payload.
     let header = if src.is_ipv4() { 20 } else { 0 };
     if payload.len() > usize::from(u16::MAX) - header {
         return false;
     }
-    let Some(header_len) = emit_ip(out, src, dst, IpProtocol::from(proto), payload.len()) else {
+    let Some(header_len) = emit_ip(out, src, dst, proto, payload.len()) else {
         return false;
     };
     match out.get_mut(header_len..) {

@@ -100,10 +100,7 @@ impl Summary {
         if self.packets_dropped > 0 {
             let fragments = match self.fragments_dropped {
                 0 => String::new(),
-                n => format!(
-                    " ({} of them IP fragments whose datagram never came whole)",
-                    n.min(self.packets_dropped)
-                ),
+                n => format!(" ({n} of them IP fragments whose datagram never came whole)"),
             };
             let _ = writeln!(
                 out,

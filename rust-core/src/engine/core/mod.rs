@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::flow::{FlowId, FlowTable};
-use crate::pcap::ip::{Defrag, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, parse_ip};
+use crate::pcap::ip::{Defrag, parse_ip};
 
 use super::buffers::BufferPool;
 use super::device::{BufferRecycler, PacketQueue};
@@ -202,10 +202,7 @@ impl<H: Host> Core<H> {
         self.reporter.stats.packets_dropped += given_up;
         let payload = payload?;
         let mut whole = self.to_tun.take_buffer();
-        // Only a transport header may follow: the rebuilt packet carries no extension header,
-        // so it cannot be a fragment again.
-        let transport = matches!(ip.proto, PROTO_ICMP | PROTO_TCP | PROTO_UDP | PROTO_ICMPV6);
-        if transport && packet::build_ip(&mut whole, ip.src, ip.dst, ip.proto, &payload) {
+        if packet::build_ip(&mut whole, ip.src, ip.dst, ip.proto, &payload) {
             match packet::parse(&whole) {
                 Ok(parsed) => return Some((whole, parsed)),
                 Err(reason) => log::trace!("reassembled packet dropped: {reason:?}"),
